@@ -1,0 +1,52 @@
+# srlab — two commands on a fresh machine:  make exp NAME=edsr_smoke   and   make test
+# The pinned torch is installed first so pip never resolves torch to a multi-GB CUDA build;
+# override with e.g. `make exp NAME=... TORCH=2.5.1` (or TORCH_INDEX=... for a CUDA wheel index).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= 2.13.0
+TORCH_INDEX ?=
+NAME   ?= edsr_smoke
+PROFILE ?=
+ARGS   ?=
+SUITE  ?= smoke
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.srlab-installed
+
+.PHONY: install exp test compare bench bench-data lint clean-venv help
+
+help:
+	@echo "make exp NAME=<experiment> [PROFILE=quick] [ARGS='key=value ...']   train + test one experiment"
+	@echo "make test                                                          run the test suite"
+	@echo "make compare SUITE=<suite>                                         train/evaluate a comparison suite"
+	@echo "make bench                                                         performance benchmarks -> BENCHMARKS.md"
+
+# The stamp depends on pyproject.toml: re-running a target does not reinstall unless dependencies changed.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]" "torch==$(TORCH)"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+exp: $(STAMP)
+	$(VENV)/bin/srlab train $(NAME) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+compare: $(STAMP)
+	$(VENV)/bin/srlab compare $(SUITE) $(ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(ARGS)
+
+bench-data: $(STAMP)
+	$(PY) benchmarks/data_pipeline.py $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check srlab tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,19 @@
+"""srlab — PyTorch Lightning experiments for deep-learning super-resolution of microscopy images.
+
+Importing srlab sets two environment defaults *before* the libraries that read them are imported:
+
+* ``NO_ALBUMENTATIONS_UPDATE=1`` — albumentations otherwise checks PyPI for a newer release on import,
+  which hangs or warns on machines without internet.
+* ``WANDB_MODE=offline`` — runs are tracked locally (``wandb sync`` uploads them later); set
+  ``WANDB_MODE=online`` (or ``logger.wandb.mode=online``) to log live.
+
+Both are defaults only: a value the user exported wins.
+"""
+import os as _os
+
+_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+_os.environ.setdefault("WANDB_MODE", "offline")
+_os.environ.setdefault("WANDB_SILENT", "true")
+_os.environ.setdefault("WANDB_DISABLE_GIT", "false")
+
+__version__ = "0.1.0"
