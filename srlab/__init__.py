@@ -11,9 +11,10 @@ Both are defaults only: a value the user exported wins.
 """
 import os as _os
 
+# Whether the user chose a W&B mode themselves (then it wins over logger.wandb.mode).
+_WANDB_MODE_FROM_USER = "WANDB_MODE" in _os.environ
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 _os.environ.setdefault("WANDB_MODE", "offline")
 _os.environ.setdefault("WANDB_SILENT", "true")
-_os.environ.setdefault("WANDB_DISABLE_GIT", "false")
 
 __version__ = "0.1.0"

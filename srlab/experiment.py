@@ -1,0 +1,176 @@
+"""Running experiments: train (with resume), test, and the run directory bookkeeping around them."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.rank_zero import _get_rank
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from srlab import build, runs
+from srlab.callbacks import RNGState, ValidationImageGrid
+from srlab.config import to_yaml
+from srlab.errors import SrlabError
+
+MONITOR = "val/psnr"
+
+
+def _is_rank_zero() -> bool:
+    return (_get_rank() or 0) == 0
+
+
+def _say(message: str) -> None:
+    if _is_rank_zero():
+        print(message, flush=True)
+
+
+def has_trainable_parameters(module: torch.nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger | None:
+    wcfg = cfg.logger.wandb
+    if not wcfg.enabled:
+        return None
+    from srlab import _WANDB_MODE_FROM_USER
+    if not _WANDB_MODE_FROM_USER:
+        os.environ["WANDB_MODE"] = wcfg.mode
+    data_kind = cfg.data.kind if not cfg.data.path else Path(cfg.data.path).name
+    return WandbLogger(
+        project=wcfg.project, entity=wcfg.entity, group=cfg.name, name=f"{cfg.name}/{run_dir.name}",
+        id=runs.run_id(run_dir), resume="allow" if resume else None, save_dir=str(run_dir),
+        tags=[f"paradigm:{cfg.paradigm.name}", f"model:{cfg.model.name}", f"data:{data_kind}"],
+        config=OmegaConf.to_container(cfg, resolve=True), log_model=False)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[L.Callback]) -> L.Trainer:
+    t = OmegaConf.to_container(cfg.trainer, resolve=True)
+    progress = t.pop("enable_progress_bar")
+    if progress:
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=max(1, t["log_every_n_steps"] // 2))]
+    return L.Trainer(**t, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks,
+                     enable_progress_bar=progress, plugins=[runs.AtomicCheckpointIO()])
+
+
+def _final_metrics(trainer: L.Trainer, extra: dict[str, Any]) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    return {**metrics, **extra}
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train and test one experiment; returns the run directory (see :mod:`srlab.runs`)."""
+    resume_ckpt: Path | None = None
+    child_dir = os.environ.get(runs.RUN_DIR_ENV)
+    if cfg.resume:
+        run_dir, resume_ckpt = runs.resolve_run(cfg.resume)
+    elif child_dir and not _is_rank_zero():
+        run_dir = Path(child_dir)
+    else:
+        run_dir = runs.new_run_dir(cfg.runs_dir, cfg.name)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = build.build_data(cfg)
+    task = build.build_task(cfg)
+    learned = has_trainable_parameters(task)
+    if _is_rank_zero():
+        if resume_ckpt is None:
+            runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            runs.write_json(run_dir / "environment.json", runs.environment())
+        else:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            runs.write_json(run_dir / f"environment-resume-{stamp}.json",
+                            {**runs.environment(), "resumed_from": str(resume_ckpt)})
+    _say(f"srlab: run directory {run_dir}" + (f" (resuming from {resume_ckpt.name})" if resume_ckpt else ""))
+
+    wandb = _wandb_logger(cfg, run_dir, resume=resume_ckpt is not None)
+    loggers: list[Logger] = [wandb] if wandb else []
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
+                                 save_top_k=1, save_last=True, enable_version_counter=False,
+                                 auto_insert_metric_name=False)
+    callbacks: list[L.Callback] = [checkpoint, RNGState()]
+    if wandb:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if cfg.logger.wandb.log_images:
+            callbacks.append(ValidationImageGrid(cfg.logger.wandb.image_crops))
+    trainer = _trainer(cfg, run_dir, loggers, callbacks)
+
+    previous = os.environ.get(runs.RUN_DIR_ENV)
+    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP worker processes inherit it
+    try:
+        if learned:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+            best = checkpoint.best_model_path
+            used = best if best and Path(best).is_file() else checkpoint.last_model_path
+            trainer.test(task, datamodule=datamodule, ckpt_path=used or None, verbose=False)
+            extra = {"checkpoint": Path(used).name if used else None, "epochs": trainer.current_epoch,
+                     "global_step": trainer.global_step}
+        else:
+            _say(f"srlab: '{cfg.model.name}' has no trainable parameters; evaluating only")
+            trainer.test(task, datamodule=datamodule, verbose=False)
+            extra = {"checkpoint": None, "epochs": 0, "global_step": 0}
+    finally:
+        if previous is None:
+            os.environ.pop(runs.RUN_DIR_ENV, None)
+        else:
+            os.environ[runs.RUN_DIR_ENV] = previous
+
+    if _is_rank_zero():
+        metrics = _final_metrics(trainer, extra)
+        runs.write_json(run_dir / "metrics.json", metrics)
+        if wandb is not None:
+            wandb.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, float)})
+        _report(cfg, run_dir, metrics, wandb)
+    return run_dir
+
+
+def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: WandbLogger | None) -> None:
+    psnr, bicubic = metrics.get("test/psnr"), metrics.get("test/bicubic_psnr")
+    if psnr is not None:
+        line = f"srlab: test PSNR {psnr:.2f} dB, SSIM {metrics.get('test/ssim', float('nan')):.4f}"
+        if bicubic is not None:
+            line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
+        print(line)
+    print(f"srlab: run saved in {run_dir} (config.yaml, metrics.json, checkpoints/)")
+    if wandb is not None:
+        wdir = Path(wandb.experiment.dir).parent
+        if os.environ.get("WANDB_MODE", "offline") == "offline":
+            print(f"srlab: W&B run logged offline; upload it with:  wandb sync {wdir}")
+        else:
+            print(f"srlab: W&B run: {getattr(wandb.experiment, 'url', '') or wdir}")
+        wandb.experiment.finish()
+    sys.stdout.flush()
+
+
+def test(target: str, overrides: list[str]) -> dict[str, Any]:
+    """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
+
+    Results go to ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
+    from srlab.config import apply_overrides, load_resolved
+
+    run_dir, ckpt = runs.resolve_run(target)
+    cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), overrides)
+    cfg.logger.wandb.enabled = False
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build.build_data(cfg)
+    task = build.build_task(cfg)
+    if has_trainable_parameters(task):
+        state = runs.load_checkpoint(ckpt)
+        try:
+            task.load_state_dict(state["state_dict"])
+        except (KeyError, RuntimeError) as err:
+            raise SrlabError(f"{ckpt}: does not match the run's config ({str(err).splitlines()[0][:160]})") \
+                from None
+    trainer = _trainer(cfg, run_dir, [], [])
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt), "overrides": list(overrides)})
+    if _is_rank_zero():
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
+    return metrics

@@ -1,0 +1,145 @@
+"""Run directories, environment records and safe checkpoints.
+
+A run lives in ``runs/<experiment>/<YYYYmmdd-HHMMSS>-<shortid>/`` with ``config.yaml`` (resolved),
+``environment.json`` (git commit, dirty flag, package versions, hardware), ``checkpoints/``
+(``last.ckpt``, ``best.ckpt`` by validation PSNR), ``metrics.json`` (final test metrics) and
+``wandb/`` (the W&B run; offline by default).
+
+Checkpoints are written to a temporary file in the same folder and renamed over the target
+(``os.replace`` is atomic on POSIX): a kill never leaves a truncated ``last.ckpt``. Every load uses
+``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import secrets
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from srlab.errors import SrlabError
+
+RUN_DIR_ENV = "SRLAB_RUN_DIR"  # hands rank 0's run directory to DDP worker processes
+PACKAGES = ("srlab", "torch", "lightning", "torchmetrics", "wandb", "albumentations", "tifffile", "omegaconf",
+            "numpy", "scipy")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O with atomic writes and ``weights_only=True`` loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: _PATH, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path, map_location or "cpu")
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SrlabError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, not a checkpoint, or holding unsafe objects
+        raise SrlabError(f"{path}: cannot be loaded as a checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]})") from None
+
+
+def new_run_dir(runs_root: str | Path, experiment: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(runs_root) / experiment / f"{stamp}-{secrets.token_hex(3)}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def run_id(run_dir: Path) -> str:
+    """The W&B run id of a run directory (its folder name, which is unique)."""
+    return Path(run_dir).name
+
+
+def resolve_run(path: str | Path) -> tuple[Path, Path]:
+    """``(run_dir, checkpoint)`` for a run directory or a checkpoint file inside one."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("last.ckpt", "best.ckpt"):
+            ckpt = path / "checkpoints" / name
+            if ckpt.is_file():
+                return path, ckpt
+        raise SrlabError(f"{path}: no checkpoints/last.ckpt or checkpoints/best.ckpt in this run directory")
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run_dir, path
+    raise SrlabError(f"{path}: no such run directory or checkpoint")
+
+
+def git_state(cwd: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch.cuda.is_available() else []
+    return {
+        "git": git_state(Path(__file__).resolve().parent.parent),
+        "python": platform.python_version(),
+        "packages": versions,
+        "hardware": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpus": gpus},
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
