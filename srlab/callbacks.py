@@ -72,3 +72,52 @@ class RNGState(L.Callback):
             s = state["numpy"]
             np.random.set_state((s["key"], s["state"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
                                  s["cached_gaussian"]))
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class RunETA(L.Callback):
+    """Prints a measured estimate of the whole run's duration after ``probe_steps`` training steps
+    (the progress bar's ETA covers one epoch only), and says so when a CPU run has a GPU-sized budget."""
+
+    def __init__(self, probe_steps: int = 8, cpu_budget_minutes: float = 30.0):
+        self.probe_steps, self.cpu_budget_minutes = probe_steps, cpu_budget_minutes
+        self._start: float | None = None
+        self._done = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        import time
+        if self._start is None and not self._done and batch_idx == 1:
+            self._start, self._first_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        import time
+        if self._done or self._start is None:
+            return
+        steps = trainer.global_step - self._first_step
+        if steps < self.probe_steps:
+            return
+        self._done = True
+        per_step = (time.perf_counter() - self._start) / max(steps, 1)
+        per_epoch = trainer.num_training_batches
+        if not isinstance(per_epoch, int) and per_epoch != float("inf"):
+            per_epoch = int(per_epoch)
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else \
+            (trainer.max_epochs or 1) * per_epoch
+        remaining = max(total - trainer.global_step, 0) * per_step
+        if not trainer.is_global_zero:
+            return
+        device = "GPU" if trainer.strategy.root_device.type == "cuda" else trainer.strategy.root_device.type.upper()
+        print(f"\nsrlab: {per_step:.2f} s/step on {device}; about {_format_duration(remaining)} left for "
+              f"{total} steps (validation not included)", flush=True)
+        if device == "CPU" and remaining > 60 * self.cpu_budget_minutes:
+            print("srlab: this experiment's budget is sized for a GPU; on this CPU use PROFILE=quick "
+                  "(profile=quick) for a run of minutes", flush=True)

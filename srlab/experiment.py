@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from srlab import build, runs
-from srlab.callbacks import RNGState, ValidationImageGrid
+from srlab.callbacks import RNGState, RunETA, ValidationImageGrid
 from srlab.config import to_yaml
 from srlab.errors import SrlabError
 
@@ -87,6 +87,10 @@ def train(cfg: DictConfig) -> Path:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             runs.write_json(run_dir / f"environment-resume-{stamp}.json",
                             {**runs.environment(), "resumed_from": str(resume_ckpt)})
+    if _is_rank_zero() and hasattr(datamodule, "describe"):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        runs.write_json(run_dir / "data.json", datamodule.describe())
     _say(f"srlab: run directory {run_dir}" + (f" (resuming from {resume_ckpt.name})" if resume_ckpt else ""))
 
     wandb = _wandb_logger(cfg, run_dir, resume=resume_ckpt is not None)
@@ -94,7 +98,7 @@ def train(cfg: DictConfig) -> Path:
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False,
                                  auto_insert_metric_name=False)
-    callbacks: list[L.Callback] = [checkpoint, RNGState()]
+    callbacks: list[L.Callback] = [checkpoint, RNGState(), RunETA()]
     if wandb:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if cfg.logger.wandb.log_images:

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny experiment overrides and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import srlab  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE and offline W&B before anything else)
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A few seconds of training on CPU: EDSR with one narrow block, a handful of batches.
+TINY = [
+    "model.params.num_blocks=1", "model.params.features=8",
+    "data.batch_size=4", "data.patch_size=16",
+    "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "logger.wandb.enabled=false",
+]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> list[str]:
+    """Overrides for a seconds-long edsr_smoke run whose run directory lands in tmp_path."""
+    return [*TINY, f"runs_dir={tmp_path / 'runs'}"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run ``python -m srlab ARGS`` in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "srlab", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Cached simulated data and stray files land in the test's tmp folder, not the repository."""
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)

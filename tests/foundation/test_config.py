@@ -1,0 +1,68 @@
+"""Config composition, validation and the CLI's handling of user mistakes."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from srlab.config import config_hash, list_experiments, load_experiment
+from srlab.errors import SrlabError
+from tests.conftest import run_cli
+
+
+def test_defaults_are_composed_and_overridden():
+    cfg = load_experiment("edsr_smoke", ["trainer.max_epochs=3", "data.batch_size=8"])
+    assert cfg.model.name == "edsr" and cfg.paradigm.name == "supervised"
+    assert cfg.trainer.max_epochs == 3 and cfg.data.batch_size == 8
+    assert cfg.name == "edsr_smoke"
+
+
+def test_double_dash_overrides_are_accepted():
+    cfg = load_experiment("edsr_smoke", ["--trainer.max_epochs=2"])
+    assert cfg.trainer.max_epochs == 2
+
+
+def test_group_swap_replaces_a_default_block():
+    cfg = load_experiment("edsr_smoke", ["model=srcnn"])
+    assert cfg.model.name == "srcnn"
+
+
+@pytest.mark.parametrize("override, named", [
+    ("trainer.max_epoch=1", "trainer.max_epoch"),
+    ("trainer.max_epochs=many", "trainer.max_epochs"),
+    ("data.batchsize=3", "data.batchsize"),
+    ("model=edsx", "edsx"),
+])
+def test_bad_override_names_the_key(override, named):
+    with pytest.raises(SrlabError, match=named.replace(".", r"\.")):
+        load_experiment("edsr_smoke", [override])
+
+
+def test_unknown_experiment_suggests_the_closest():
+    with pytest.raises(SrlabError, match="did you mean 'edsr_smoke'"):
+        load_experiment("edsr_smok")
+
+
+def test_config_hash_ignores_bookkeeping_but_not_settings():
+    a = load_experiment("edsr_smoke")
+    b = load_experiment("edsr_smoke", ["runs_dir=elsewhere", "trainer.enable_progress_bar=false"])
+    c = load_experiment("edsr_smoke", ["seed=1"])
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_misspelt_key_exits_2_with_one_line():
+    proc = run_cli("train", "edsr_smoke", "trainer.max_epoch=1")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "max_epoch" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_show_and_list():
+    proc = run_cli("show", "edsr_smoke", "trainer.max_epochs=7")
+    assert proc.returncode == 0, proc.stderr
+    shown = OmegaConf.create(proc.stdout)
+    assert shown.trainer.max_epochs == 7 and shown.model.name == "edsr"
+    proc = run_cli("list")
+    assert proc.returncode == 0, proc.stderr
+    for name in list_experiments():
+        assert name in proc.stdout
+    assert "edsr" in proc.stdout and "srcnn" in proc.stdout
