@@ -178,3 +178,23 @@ def test(target: str, overrides: list[str]) -> dict[str, Any]:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
     return metrics
+
+
+def load_network(target: str | Path) -> tuple[torch.nn.Module, DictConfig]:
+    """The trained SR network of a run directory or checkpoint (EMA weights when the run kept them),
+    in eval mode, with the run's config. Loads with ``weights_only=True``."""
+    from srlab.config import load_resolved
+
+    run_dir, ckpt = runs.resolve_run(target)
+    cfg = load_resolved(run_dir / "config.yaml")
+    network = build.build_network(cfg)
+    if has_trainable_parameters(network):
+        state = runs.load_checkpoint(ckpt).get("state_dict", {})
+        prefix = "ema.module." if any(k.startswith("ema.module.") for k in state) else "network."
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as err:
+            raise SrlabError(f"{ckpt}: weights do not fit model '{cfg.model.name}' of {run_dir / 'config.yaml'} "
+                             f"({str(err).splitlines()[0][:160]})") from None
+    return network.eval(), cfg

@@ -1,8 +1,9 @@
 """The base LightningModule shared by every paradigm: validation, test, prediction, metrics, EMA.
 
-Metrics (PSNR, SSIM, NRMSE) are computed per image on percentile-normalized images clipped to [0, 1]
-with ``data_range = 1`` (:mod:`srlab.data.normalize`), averaged over images and synchronized across
-DDP ranks by torchmetrics. The test also reports the bicubic baseline on the same images
+Metrics (:class:`srlab.evaluation.metrics.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
+and the affine-fitted variants) are computed per image on percentile-normalized images with the data
+range documented in :mod:`srlab.evaluation.metrics`, averaged over images and synchronized across DDP
+ranks by torchmetrics. The test also reports the bicubic baseline on the same images
 (``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds.
 """
 from __future__ import annotations
@@ -17,29 +18,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from srlab.errors import SrlabError
-from torchmetrics import Metric
-from torchmetrics.functional.image import structural_similarity_index_measure
-
-
-class SRMetrics(Metric):  # TEMPORARY until srlab.evaluation.metrics lands
-    full_state_update = False
-
-    def __init__(self):
-        super().__init__()
-        for k in ("psnr", "ssim", "nrmse", "count"):
-            self.add_state(k, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, pred, target):
-        pred, target = pred.detach().float().clamp(0, 1), target.detach().float().clamp(0, 1)
-        mse = ((pred - target) ** 2).flatten(1).mean(1)
-        self.psnr += (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).sum().double()
-        self.ssim += structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none").sum().double()
-        rng = (target.flatten(1).amax(1) - target.flatten(1).amin(1)).clamp_min(1e-6)
-        self.nrmse += (mse.sqrt() / rng).sum().double()
-        self.count += pred.shape[0]
-
-    def compute(self):
-        return {k: (getattr(self, k) / self.count).float() for k in ("psnr", "ssim", "nrmse")}
+from srlab.evaluation.metrics import SRMetrics
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], dict | None]
@@ -78,8 +57,10 @@ class SRTask(L.LightningModule):
         self.ema = (AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
         self.val_metrics = SRMetrics()
-        self.test_metrics = SRMetrics()
-        self.test_bicubic_metrics = SRMetrics()
+        # The final test also reports MS-SSIM and the affine-fitted (CARE convention) variants.
+        test_names = ("psnr", "ssim", "ms_ssim", "nrmse")
+        self.test_metrics = SRMetrics(names=test_names, affine=True)
+        self.test_bicubic_metrics = SRMetrics(names=test_names, affine=True)
 
     # -- inference -------------------------------------------------------------------------------
     @property
