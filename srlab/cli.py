@@ -74,8 +74,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    import torch
+
+    from srlab.evaluation.predict import predict_file
+    from srlab.experiment import load_network
+
+    network, cfg = load_network(args.run)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        out = predict_file(network.to(device), cfg.data.scale, args.input, args.output, overwrite=args.overwrite,
+                           tta=args.tta, tile_size=args.tile_size, overlap=args.overlap,
+                           batch_size=args.batch_size, device=device, amp_dtype=amp, progress=not args.quiet,
+                           low_percentile=cfg.data.low_percentile, high_percentile=cfg.data.high_percentile)
+    for w in caught:
+        if "pixel size" in str(w.message):
+            print(f"srlab: warning: {w.message}", file=sys.stderr)
+    print(f"srlab: wrote {out} (x{cfg.data.scale}, intensities in the input's units)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "test": _cmd_test, "show": _cmd_show, "list": _cmd_list,
+    "predict": _cmd_predict,
 }
 
 
@@ -92,6 +117,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("list", help="list experiments and registered models")
+    p = sub.add_parser("predict", help="super-resolve a TIFF image or Z/T stack with a trained run")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("input", help="input TIFF (2D, Z/T stack; 8/16-bit or float)")
+    p.add_argument("-o", "--output", required=True, help="output ImageJ TIFF (pixel size = input / scale)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--tta", action="store_true", help="x8 dihedral test-time augmentation")
+    p.add_argument("--tile-size", type=int, default=256, help="LR tile size in pixels (default 256)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
+                   help="autocast precision (default none = fp32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
