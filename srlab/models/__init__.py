@@ -21,7 +21,7 @@ from srlab.registry import Registry
 NETWORKS: Registry[nn.Module] = Registry("model")
 
 # Importing the family modules registers their networks.
-from srlab.models import linear, residual  # noqa: E402,F401
+from srlab.models import attention, classical, dense, discriminators, linear, localization, residual, unet  # noqa: F401
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:
