@@ -7,11 +7,15 @@ from typing import Any
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from srlab import models
+from srlab.config import OptimizerConfig
 from srlab.data import build_datamodule
 from srlab.errors import SrlabError, unknown_choice
+from srlab.models.degradation import DEGRADERS
+from srlab.models.discriminators import DISCRIMINATORS
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.losses import LOSSES
 
@@ -38,9 +42,47 @@ def network_kwargs(cfg: DictConfig, model_cfg: DictConfig | None = None) -> dict
 
 
 def build_network(cfg: DictConfig) -> nn.Module:
+    """The SR network of ``cfg.model``, with the fast paths the config asks for.
+
+    ``model.channels_last`` stores the weights NHWC, the layout tensor cores and oneDNN prefer; the
+    convolutions then produce NHWC activations. ``model.compile`` compiles the network in place
+    (``nn.Module.compile``): class and ``state_dict`` keys stay the same, so checkpoints load into
+    eager and compiled networks alike, and a ``deepcopy`` (the EMA copy) runs eagerly. Compilation
+    happens on the first call; where it fails (no C++ compiler for Inductor's CPU kernels, a Python
+    that Dynamo does not support) srlab warns once and runs the network eagerly instead of stopping
+    the run. A failure while compiling the backward pass is not caught. Measured in BENCHMARKS.md.
+    """
     network = models.create(cfg.model.name, **network_kwargs(cfg))
     if cfg.model.channels_last:
         network = network.to(memory_format=torch.channels_last)
+    if not cfg.model.compile:
+        return network
+    import warnings
+
+    from torch._dynamo.exc import TorchDynamoException
+
+    name = cfg.model.name
+    try:
+        network.compile()
+    except RuntimeError as err:  # torch.compile refuses this platform or Python version up front
+        warnings.warn(f"model.compile=true: torch.compile is unavailable here ({str(err).splitlines()[0]}); "
+                      f"'{name}' runs eagerly", RuntimeWarning, stacklevel=2)
+        return network
+    compiled = network._compiled_call_impl
+
+    def compiled_or_eager(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return compiled(*args, **kwargs)
+        except TorchDynamoException as err:
+            # Eager first: a genuine error in the network raises here, as itself, and compile stays on.
+            out = network._call_impl(*args, **kwargs)
+            network._compiled_call_impl = None
+            reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            warnings.warn(f"model.compile=true: compiling '{name}' failed ({reason[:200]}); running it eagerly",
+                          RuntimeWarning, stacklevel=2)
+            return out
+
+    network._compiled_call_impl = compiled_or_eager
     return network
 
 
@@ -94,6 +136,74 @@ def build_scheduler_factory(sched_cfg: DictConfig, max_epochs: int):
     return factory
 
 
+def _component_spec(value: Any, where: str, registry) -> tuple[str, dict[str, Any]]:
+    """``{name: ..., params: {...}}`` of a sub-network named in ``paradigm.params``."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value or set(value) - {"name", "params"}:
+        raise SrlabError(f"{where} must be {{name: <{registry.kind}>, params: {{...}}}}; "
+                         f"valid names: {', '.join(registry.names())}")
+    params = value.get("params") or {}
+    if not isinstance(params, dict):
+        raise SrlabError(f"{where}.params must be a mapping of options, got {params!r}")
+    if value["name"] not in registry:
+        raise unknown_choice(f"{registry.kind} ({where}.name)", value["name"], registry.names())
+    return value["name"], dict(params)
+
+
+def build_discriminator(cfg: DictConfig, value: Any, where: str, conditional: bool = False) -> nn.Module:
+    """A discriminator from ``paradigm.params.<key>``; ``in_channels`` defaults to the data's channels
+    (twice that for a conditional GAN, which also sees the upsampled LR image)."""
+    name, kwargs = _component_spec(value, where, DISCRIMINATORS)
+    if "in_channels" in DISCRIMINATORS.parameters(name):
+        kwargs.setdefault("in_channels", cfg.data.channels * (2 if conditional else 1))
+    return DISCRIMINATORS.create(name, _where=f"{where}.params", **kwargs)
+
+
+def build_degrader(cfg: DictConfig, value: Any, where: str) -> nn.Module:
+    """A High→Low generator from ``paradigm.params.<key>``; channels and scale from the data block."""
+    name, kwargs = _component_spec(value, where, DEGRADERS)
+    accepted = DEGRADERS.parameters(name)
+    implied = {"in_channels": cfg.data.channels, "out_channels": cfg.data.channels, "scale": cfg.data.scale}
+    for key, val in implied.items():
+        if key in accepted:
+            kwargs.setdefault(key, val)
+    if "scale" in kwargs and kwargs["scale"] != cfg.data.scale:
+        raise SrlabError(f"{where}.params.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
+    return DEGRADERS.create(name, _where=f"{where}.params", **kwargs)
+
+
+def _optimizer_from_params(value: Any, where: str):
+    """An extra optimizer (``paradigm.params.discriminator_optimizer: {name: adam, lr: ...}``), checked
+    against the same schema as ``paradigm.optimizer``."""
+    if not isinstance(value, dict):
+        raise SrlabError(f"{where} must be a mapping like {{name: adam, lr: 1.0e-4}}, got {value!r}")
+    try:
+        opt_cfg = OmegaConf.merge(OmegaConf.structured(OptimizerConfig), value)
+    except OmegaConfBaseException as err:  # unknown key or wrong type
+        key = getattr(err, "full_key", None) or "?"
+        msg = str(getattr(err, "msg", None) or err).splitlines()[0]
+        raise SrlabError(f"invalid key '{where}.{key}': {msg}") from None
+    return build_optimizer_factory(opt_cfg)
+
+
+def build_paradigm_params(cfg: DictConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """Turn the sub-components named in ``paradigm.params`` into objects, by key:
+    ``discriminator``/``*_discriminator`` (:data:`DISCRIMINATORS`), ``degrader`` (:data:`DEGRADERS`),
+    ``*_optimizer`` (optimizer factories, same keys as ``paradigm.optimizer``). Other values pass through."""
+    built = dict(params)
+    for key, value in params.items():
+        where = f"paradigm.params.{key}"
+        if key == "discriminator" or key.endswith("_discriminator"):
+            built[key] = build_discriminator(cfg, value, where, conditional=bool(params.get("conditional", False))
+                                             and key == "discriminator")
+        elif key == "degrader":
+            built[key] = build_degrader(cfg, value, where)
+        elif key.endswith("_optimizer"):
+            built[key] = _optimizer_from_params(value, where)
+    return built
+
+
 def build_task(cfg: DictConfig, network: nn.Module | None = None) -> L.LightningModule:
     """The paradigm's LightningModule with its network(s), loss and optimizer factories."""
     network = network if network is not None else build_network(cfg)
@@ -109,8 +219,17 @@ def build_task(cfg: DictConfig, network: nn.Module | None = None) -> L.Lightning
         "scale": lambda: cfg.data.scale,
     }
     kwargs = {k: make() for k, make in common.items() if k in accepted}
-    kwargs.update(params)
-    return PARADIGMS.create(pcfg.name, _where="paradigm.params", network=network, **kwargs)
+    kwargs.update(build_paradigm_params(cfg, params))
+    task = PARADIGMS.create(pcfg.name, _where="paradigm.params", network=network, **kwargs)
+    if not task.automatic_optimization:
+        # Lightning refuses these with manual optimization (GAN paradigms step their optimizers by hand).
+        if cfg.trainer.gradient_clip_val:
+            raise SrlabError(f"trainer.gradient_clip_val does not apply to paradigm '{pcfg.name}' (it steps its "
+                             f"optimizers by hand); set paradigm.params.gradient_clip_val instead")
+        if cfg.trainer.accumulate_grad_batches != 1:
+            raise SrlabError(f"trainer.accumulate_grad_batches must be 1 for paradigm '{pcfg.name}' (it steps its "
+                             f"optimizers by hand)")
+    return task
 
 
 def build_data(cfg: DictConfig) -> L.LightningDataModule:

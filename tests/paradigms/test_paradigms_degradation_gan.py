@@ -1,0 +1,115 @@
+"""Bulat et al. degradation-learning GAN: the High→Low generator and the two-stage paradigm."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srlab import models
+from srlab.errors import SrlabError
+from srlab.models.degradation import DEGRADERS
+from srlab.models.discriminators import create_discriminator
+from srlab.paradigms.degradation_gan import STAGE1_CHECKPOINT, DegradationGAN
+from srlab.paradigms.losses import MSELoss
+from tests.paradigms.toy import ToyDataModule, trainer
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("noise", ["vector", "pixel"])
+def test_degrader_maps_hr_and_noise_to_lr(scale, noise):
+    torch.manual_seed(0)
+    degrader = DEGRADERS.create("bulat", scale=scale, features=8, blocks_per_group=1, noise=noise, noise_dim=8,
+                                noise_size=16, global_skip=False)
+    hr = torch.rand(2, 1, 12 * scale, 10 * scale)
+    a = degrader(hr, degrader.sample_noise(hr, torch.Generator().manual_seed(1)))
+    b = degrader(hr, degrader.sample_noise(hr, torch.Generator().manual_seed(2)))
+    assert a.shape == (2, 1, 12, 10)
+    assert not torch.allclose(a, b)  # the noise input changes the degraded image
+    a.mean().backward()
+    assert all(p.grad is not None for p in degrader.parameters() if p.requires_grad)
+
+
+def test_degrader_starts_as_binning_with_global_skip():
+    degrader = DEGRADERS.create("bulat", scale=2, features=8, blocks_per_group=1)
+    hr = torch.rand(1, 1, 16, 16)
+    assert torch.allclose(degrader(hr), torch.nn.functional.avg_pool2d(hr, 2))
+
+
+def test_degrader_rejects_bad_options():
+    with pytest.raises(SrlabError, match="noise"):
+        DEGRADERS.create("bulat", noise="gaussian")
+    with pytest.raises(SrlabError, match="scale"):
+        DEGRADERS.create("bulat", scale=8)
+
+
+def _task(**options) -> DegradationGAN:
+    torch.manual_seed(0)
+    return DegradationGAN(
+        models.create("srresnet", scale=2, num_blocks=1, features=8),
+        degrader=DEGRADERS.create("bulat", scale=2, features=8, blocks_per_group=1, decoder_levels=1,
+                                  noise="pixel"),
+        discriminator=create_discriminator("srgan", features=4, hidden=16, pooled_size=1),
+        lr_discriminator=create_discriminator("patchgan", in_channels=1, features=8, num_layers=1, norm="none"),
+        loss=MSELoss(), optimizer_factory=lambda p: torch.optim.Adam(p, lr=1e-3), **options)
+
+
+def _params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+
+
+def test_two_stages_in_one_fit_keep_stage1_checkpoint_and_report_bicubic_pairs(tmp_path):
+    import lightning as L
+
+    task = _task(stage1_epochs=1)
+    start = {name: _params(getattr(task, name)) for name in ("degrader", "lr_discriminator", "network",
+                                                                "discriminator", "baseline_network")}
+    after_stage1: dict[str, list[torch.Tensor]] = {}
+
+    class AfterStage1(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch == 0:
+                after_stage1.update({n: _params(getattr(module, n)) for n in start})
+
+    data = ToyDataModule(n_train=8, unpaired=True)
+    t = trainer(tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[AfterStage1()])
+    t.fit(task, datamodule=data)
+
+    # Stage 1 trained the High→Low pair only ...
+    for name in ("degrader", "lr_discriminator"):
+        assert any(not torch.equal(a, b) for a, b in zip(start[name], after_stage1[name])), name
+    for name in ("network", "discriminator", "baseline_network"):
+        assert all(torch.equal(a, b) for a, b in zip(start[name], after_stage1[name])), name
+    # ... stage 2 the Low→High networks, the High→Low generator frozen.
+    assert not _changed(after_stage1["degrader"], task.degrader)
+    for name in ("network", "discriminator", "baseline_network"):
+        assert _changed(after_stage1[name], getattr(task, name)), name
+    # The two Low→High networks started equal and were trained on different pairs.
+    assert any(not torch.equal(a, b) for a, b in zip(task.network.parameters(), task.baseline_network.parameters()))
+
+    assert (tmp_path / "checkpoints" / STAGE1_CHECKPOINT).is_file()
+    stage1 = torch.load(tmp_path / "checkpoints" / STAGE1_CHECKPOINT, weights_only=True)
+    assert stage1["epoch"] == 0
+    for key in ("train/stage1/pixel", "train/stage1/d_real", "train/stage1/d_fake", "train/g_loss",
+                "train/d_loss", "train/bicubic_pairs/g_loss", "val/degrader_psnr", "val/bicubic_pairs_psnr"):
+        assert key in t.callback_metrics, key
+
+    t.test(task, datamodule=data, verbose=False)
+    for key in ("test/psnr", "test/bicubic_psnr", "test/bicubic_pairs_psnr", "test/bicubic_pairs_ssim"):
+        assert torch.isfinite(t.callback_metrics[key]), key
+
+
+def test_stage1_epochs_must_leave_room_for_stage2(tmp_path):
+    with pytest.raises(SrlabError, match="stage1_epochs"):
+        trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(_task(stage1_epochs=1),
+                                                                    datamodule=ToyDataModule(n_train=4))
+
+
+def test_without_baseline_only_the_main_pair_trains(tmp_path):
+    task = _task(stage1_epochs=1, bicubic_baseline=False)
+    assert not hasattr(task, "baseline_network")
+    t = trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=0)
+    t.fit(task, datamodule=ToyDataModule(n_train=4, unpaired=True))
+    assert len(t.optimizers) == 4
