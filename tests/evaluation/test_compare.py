@@ -1,0 +1,231 @@
+"""Comparison suites: statistics against known answers, suite validation, and `compare` end to end on a
+tiny suite (training, leaderboard with CIs and p-values, CSV, figures, W&B run, rerun without training)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from srlab import models
+from srlab.config import load_experiment
+from srlab.errors import SrlabError
+from srlab.evaluation import compare as cmp
+from srlab.evaluation import stats
+from tests.conftest import TINY
+
+# TINY without the EDSR-only model options and the W&B switch; the model options go per experiment.
+SHARED = [o for o in TINY if not o.startswith("model.")] + [
+    "data.simulation.n_images=8", "data.simulation.lr_size_px=64"]
+EDSR_TINY = ["model.params.num_blocks=1", "model.params.features=8"]
+SRCNN_TINY = ["model.params.features=[8,4]"]
+
+
+def write_suite(folder: Path, name: str, body: dict) -> Path:
+    import yaml
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def tiny_suite(folder: Path, seeds: list[int], experiments: list | None = None) -> Path:
+    return write_suite(folder, "tiny", {
+        "description": "two tiny networks",
+        "experiments": experiments or [{"name": "edsr_smoke", "overrides": EDSR_TINY},
+                                       {"name": "srcnn_smoke", "overrides": SRCNN_TINY}],
+        "seeds": seeds,
+        "overrides": SHARED,
+        "test_images": {"crop_size": 32, "crops_per_image": 4},
+    })
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------------
+def test_mean_ci_is_the_student_t_interval():
+    mean, low, high, n = stats.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0, math.nan])
+    # sd = sqrt(2.5), sem = sd / sqrt(5) = 0.7071; t(0.975, 4) = 2.7764 -> half-width 1.9632
+    assert n == 5 and mean == pytest.approx(3.0)
+    assert high - mean == pytest.approx(2.7764451 * math.sqrt(2.5 / 5), rel=1e-6)
+    assert mean - low == pytest.approx(high - mean)
+    one = stats.mean_ci([7.0])
+    assert one[0] == 7.0 and math.isnan(one[1]) and one[3] == 1
+    assert stats.mean_ci([math.nan])[3] == 0
+
+
+def test_paired_wilcoxon_exact_answers():
+    better = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
+    worse = better - np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # All six differences positive: exact two-sided p = 2 / 2**6.
+    assert stats.paired_wilcoxon(worse, better) == pytest.approx(2 / 64)
+    assert stats.paired_wilcoxon(better, better) == 1.0
+    assert math.isnan(stats.paired_wilcoxon([math.nan], [1.0]))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=20), rng.normal(size=20)
+    assert stats.paired_wilcoxon(a, b) == pytest.approx(scipy_stats.wilcoxon(a - b).pvalue)
+
+
+def test_holm_and_seed_spread():
+    assert stats.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
+    values = np.array([[1.0, 3.0], [3.0, 5.0]])  # per-seed means 2 and 4
+    assert stats.seed_sd(values) == pytest.approx(math.sqrt(2.0))
+    assert math.isnan(stats.seed_sd(values[:1]))
+    assert stats.per_image_mean(values).tolist() == [2.0, 4.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# suite files
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body, message", [
+    ({"experiments": ["edsr_smoke", "edsr_smok"], "seeds": [0]}, "unknown experiment(s) 'edsr_smok' (did you mean"),
+    ({"experiments": ["edsr_smoke"]}, "missing key 'seeds'"),
+    ({"seeds": [0]}, "missing key 'experiments'"),
+    ({"experiments": ["edsr_smoke"], "seeds": []}, "at least one"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "seed": 1}, "unknown key 'seed' (did you mean 'seeds'?)"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "overrides": ["seed=3"]}, "'seeds:' list"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "test_images": "all"}, "expected full, split"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "test_data": "sim_stedd"}, "did you mean 'sim_sted'"),
+    ({"experiments": ["edsr_smoke", "edsr_smoke"], "seeds": [0]}, "appear twice"),
+])
+def test_bad_suites_are_one_line_errors(tmp_path, body, message):
+    path = write_suite(tmp_path, "bad", body)
+    with pytest.raises(SrlabError) as err:
+        cmp.load_suite(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_suite_name_lists_the_suites():
+    with pytest.raises(SrlabError, match="unknown suite 'smok'.*did you mean 'smoke'"):
+        cmp.load_suite("smok")
+
+
+def test_shipped_suites_compose():
+    """Every shipped suite loads, and its overrides compose into valid configs (the shared ones checked on
+    the first experiment, each experiment's own on that experiment) — or it names the experiments that
+    do not exist yet."""
+    for path in sorted(cmp.SUITES_DIR.glob("*.yaml")):
+        try:
+            suite = cmp.load_suite(path.stem)
+        except SrlabError as err:
+            assert "unknown experiment(s)" in str(err), (path, err)
+            continue
+        assert suite.seeds
+        for entry in [suite.entries[0], *(e for e in suite.entries[1:] if e.overrides)]:
+            cfg = cmp._compose(entry, suite, suite.seeds[0], [])
+            assert cfg.name == entry.experiment
+    assert len(cmp.load_suite("survey").seeds) >= 3
+    assert cmp.load_suite("smoke").seeds == (0,)
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end
+# --------------------------------------------------------------------------------------------------
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    suite = tiny_suite(tmp_path, seeds=[0, 1])
+    runs_dir, reports = tmp_path / "runs", tmp_path / "reports"
+    out = cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, log=lambda m: None)
+
+    assert out == reports / "tiny"
+    run_dirs = sorted(p for p in runs_dir.glob("*/*") if p.is_dir())
+    assert len(run_dirs) == 4, "two experiments x two seeds trained"
+
+    rows = {r["label"]: r for r in _csv(out / "leaderboard.csv")}
+    assert set(rows) == {"edsr_smoke", "srcnn_smoke", cmp.BASELINE_LABEL}
+    edsr = load_experiment("edsr_smoke", [*SHARED, *EDSR_TINY])
+    expected = models.count_parameters(models.create("edsr", **{**edsr.model.params, "scale": 2}))
+    assert int(rows["edsr_smoke"]["parameters"]) == expected
+    assert int(rows[cmp.BASELINE_LABEL]["parameters"]) == 0
+    assert float(rows["edsr_smoke"]["macs_per_256px"]) > 0
+    assert float(rows["srcnn_smoke"]["cpu_ms_per_256px"]) > 0
+    assert rows["edsr_smoke"]["family"] == "residual" and rows["srcnn_smoke"]["family"] == "linear"
+    for label, row in rows.items():
+        assert int(row["n_images"]) == 4
+        assert int(row["n_seeds"]) == (1 if label == cmp.BASELINE_LABEL else 2)
+        low, mean, high = (float(row[f"psnr_{k}"]) for k in ("ci_low", "mean", "ci_high"))
+        assert low < mean < high
+        if row["best"] == "True":
+            assert row["p_vs_best"] == ""
+        else:
+            assert 0.0 < float(row["p_vs_best"]) <= 1.0
+            assert float(row["p_vs_best_holm"]) >= float(row["p_vs_best"])
+    assert sum(r["best"] == "True" for r in rows.values()) == 1
+    assert len(rows["edsr_smoke"]["run_ids"].split()) == 2
+
+    # The leaderboard's mean is the mean of the per-image values it was computed from.
+    per_image = [r for r in _csv(out / "per_image.csv") if r["label"] == "srcnn_smoke"]
+    assert len(per_image) == 8
+    assert np.mean([float(r["psnr"]) for r in per_image]) == pytest.approx(float(rows["srcnn_smoke"]["psnr_mean"]))
+
+    md = (out / "leaderboard.md").read_text()
+    assert "p vs best" in md and "±" in md and "srcnn_smoke" in md and "bicubic (baseline)" in md
+    report = json.loads((out / "report.json").read_text())
+    (group,) = report["groups"]
+    for name in ("psnr_vs_params", "psnr_vs_time", "metric_bars", "crops"):
+        png = out / group["figures"][name]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert f"]({group['figures'][name]})" in md
+    assert group["hr_pixel_size_nm"] > 0
+
+    offline = list((out / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    log = next(offline[0].glob("*.wandb")).read_bytes()
+    assert b"leaderboard" in log and run_dirs[0].name.encode() in log
+    caches = sorted(runs_dir.glob("*/*/evaluations/compare-*.json"))
+    assert len(caches) == 4
+
+    # Rerun: no training, no re-evaluation, the report replaced in place; runs untouched.
+    def no_training(cfg):
+        raise AssertionError("a rerun must not train")
+
+    def no_evaluation(network, group, device):
+        raise AssertionError("a rerun must reuse the cached evaluations (runs and the bicubic baseline)")
+
+    monkeypatch.setattr("srlab.experiment.train", no_training)
+    monkeypatch.setattr(cmp, "evaluate_network", no_evaluation)
+    stamps = {p: p.stat().st_mtime_ns for p in caches}
+    again = cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
+    assert again == out
+    assert sorted(p for p in runs_dir.glob("*/*") if p.is_dir()) == run_dirs
+    assert {p: p.stat().st_mtime_ns for p in caches} == stamps
+    rerun_rows = {r["label"]: r for r in _csv(out / "leaderboard.csv")}
+    assert rerun_rows["edsr_smoke"]["psnr_mean"] == rows["edsr_smoke"]["psnr_mean"]
+    assert {p.name for p in reports.iterdir()} == {"tiny", ".cache"}, "no temporary or old report folders left"
+
+    # --no-train refuses when a run is missing (seed 7 never trained), before training anything.
+    more = tiny_suite(tmp_path, seeds=[0, 7])
+    with pytest.raises(SrlabError, match=r"--no-train: no finished run .*seed 7"):
+        cmp.compare(more, [f"runs_dir={runs_dir}"], reports_dir=reports, train=False, log=lambda m: None)
+
+
+
+def test_cli_arguments_reach_compare(tmp_path, monkeypatch):
+    import argparse
+
+    seen = {}
+    monkeypatch.setattr(cmp, "compare", lambda suite, overrides, **kw: seen.update(suite=suite, overrides=overrides,
+                                                                                 **kw))
+    parser = argparse.ArgumentParser()
+    cmp.add_compare_arguments(parser)
+    args = parser.parse_args(["smoke", "trainer.max_epochs=1", "--reports-dir", "out", "--no-wandb", "--no-train"])
+    assert cmp.run_compare(args) == 0
+    assert seen["suite"] == "smoke" and seen["overrides"] == ["trainer.max_epochs=1"]
+    assert seen["reports_dir"] == "out" and seen["use_wandb"] is False and seen["train"] is False
+
+
+def test_seed_override_on_the_command_line_is_refused(tmp_path):
+    suite = cmp.load_suite(tiny_suite(tmp_path, seeds=[0]))
+    with pytest.raises(SrlabError, match="'seed' cannot be given"):
+        cmp.plan_suite(suite, ["seed=4"])
