@@ -104,6 +104,19 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from srlab.data.simulate import run_simulate
+    return run_simulate(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from srlab.evaluation.compare import run_compare
+    return run_compare(args)
+
+
+COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare})
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srlab", description="Super-resolution experiments for microscopy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -130,6 +143,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
                    help="autocast precision (default none = fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from srlab.data.simulate import add_simulate_arguments
+    from srlab.evaluation.compare import add_compare_arguments
+    add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
+    add_compare_arguments(sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/"))
     return parser
 
 

@@ -74,12 +74,13 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         runs.load_checkpoint(bad)
 
 
+class _Payload:
+    """An arbitrary pickled object: weights_only loading must refuse it."""
+
+
 def test_checkpoint_loading_refuses_pickled_objects(tmp_path):
     evil = tmp_path / "evil.ckpt"
 
-    class Payload:
-        pass
-
-    torch.save({"state_dict": {}, "x": Payload()}, evil)
+    torch.save({"state_dict": {}, "x": _Payload()}, evil)
     with pytest.raises(SrlabError, match="evil.ckpt"):
         runs.load_checkpoint(evil)
