@@ -95,29 +95,39 @@ class RunETA(L.Callback):
                              batch_idx: int) -> None:
         import time
         if self._start is None and not self._done and batch_idx == 1:
-            self._start, self._first_step = time.perf_counter(), trainer.global_step
+            self._start, self._first_step, self._batches = time.perf_counter(), trainer.global_step, 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         import time
         if self._done or self._start is None:
             return
-        steps = trainer.global_step - self._first_step
-        if steps < self.probe_steps:
+        # Batches, not global_step: under manual optimization (GANs) every optimizer.step() counts
+        # as a step, so one batch may advance global_step by two or more.
+        self._batches += 1
+        if self._batches < self.probe_steps:
             return
         self._done = True
-        per_step = (time.perf_counter() - self._start) / max(steps, 1)
+        per_batch = (time.perf_counter() - self._start) / self._batches
+        steps_per_batch = max(trainer.global_step - self._first_step, 1) / self._batches
         per_epoch = trainer.num_training_batches
         if not isinstance(per_epoch, int) and per_epoch != float("inf"):
             per_epoch = int(per_epoch)
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else \
-            (trainer.max_epochs or 1) * per_epoch
-        remaining = max(total - trainer.global_step, 0) * per_step
+        done = trainer.current_epoch * per_epoch + batch_idx + 1
+        remaining_batches = max((trainer.max_epochs or 1) * per_epoch - done, 0) \
+            if trainer.max_epochs and trainer.max_epochs > 0 else float("inf")
+        if trainer.max_steps and trainer.max_steps > 0:
+            remaining_batches = min(remaining_batches,
+                                    max(trainer.max_steps - trainer.global_step, 0) / steps_per_batch)
+        if remaining_batches == float("inf"):
+            return
+        total = int(done + remaining_batches)
+        remaining = remaining_batches * per_batch
         if not trainer.is_global_zero:
             return
         device = "GPU" if trainer.strategy.root_device.type == "cuda" else trainer.strategy.root_device.type.upper()
-        print(f"\nsrlab: {per_step:.2f} s/step on {device}; about {_format_duration(remaining)} left for "
-              f"{total} steps (validation not included)", flush=True)
+        print(f"\nsrlab: {per_batch:.2f} s/batch on {device}; about {_format_duration(remaining)} left for "
+              f"{total} batches (validation not included)", flush=True)
         if device == "CPU" and remaining > 60 * self.cpu_budget_minutes:
             print("srlab: this experiment's budget is sized for a GPU; on this CPU use PROFILE=quick "
                   "(profile=quick) for a run of minutes", flush=True)

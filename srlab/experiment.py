@@ -16,11 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlab import build, runs
 from srlab.callbacks import RNGState, RunETA, ValidationImageGrid
-from srlab.config import to_yaml
+from srlab.config import config_hash, to_yaml
 from srlab.errors import SrlabError
-
-MONITOR = "val/psnr"
-
 
 def _is_rank_zero() -> bool:
     return (_get_rank() or 0) == 0
@@ -66,36 +63,45 @@ def _final_metrics(trainer: L.Trainer, extra: dict[str, Any]) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> Path:
     """Train and test one experiment; returns the run directory (see :mod:`srlab.runs`)."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build.build_data(cfg)
+    task = build.build_task(cfg)
+    learned = has_trainable_parameters(task)
+    description = None
+    if _is_rank_zero() and hasattr(datamodule, "describe"):
+        # Read and check the data before anything is written: bad input leaves no run directory.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        description = datamodule.describe()
+
     resume_ckpt: Path | None = None
+    launch_key = runs.external_launch_key()
     child_dir = os.environ.get(runs.RUN_DIR_ENV)
     if cfg.resume:
         run_dir, resume_ckpt = runs.resolve_run(cfg.resume)
     elif child_dir and not _is_rank_zero():
         run_dir = Path(child_dir)
+    elif launch_key is not None:
+        run_dir = runs.shared_run_dir(cfg.runs_dir, cfg.name, launch_key, _get_rank() or 0)
     else:
         run_dir = runs.new_run_dir(cfg.runs_dir, cfg.name)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build.build_data(cfg)
-    task = build.build_task(cfg)
-    learned = has_trainable_parameters(task)
     if _is_rank_zero():
         if resume_ckpt is None:
             runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-            runs.write_json(run_dir / "environment.json", runs.environment())
+            runs.write_json(run_dir / "environment.json",
+                            {**runs.environment(), "config_hash": config_hash(cfg)})
         else:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             runs.write_json(run_dir / f"environment-resume-{stamp}.json",
                             {**runs.environment(), "resumed_from": str(resume_ckpt)})
-    if _is_rank_zero() and hasattr(datamodule, "describe"):
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        runs.write_json(run_dir / "data.json", datamodule.describe())
+        if description is not None:
+            runs.write_json(run_dir / "data.json", description)
     _say(f"srlab: run directory {run_dir}" + (f" (resuming from {resume_ckpt.name})" if resume_ckpt else ""))
 
     wandb = _wandb_logger(cfg, run_dir, resume=resume_ckpt is not None)
     loggers: list[Logger] = [wandb] if wandb else []
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max",
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=task.monitor, mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False,
                                  auto_insert_metric_name=False)
     callbacks: list[L.Callback] = [checkpoint, RNGState(), RunETA()]
@@ -120,6 +126,8 @@ def train(cfg: DictConfig) -> Path:
             trainer.test(task, datamodule=datamodule, verbose=False)
             extra = {"checkpoint": None, "epochs": 0, "global_step": 0}
     finally:
+        if launch_key is not None and _is_rank_zero() and not cfg.resume:
+            runs.release_shared_run_dir(cfg.runs_dir, cfg.name, launch_key)
         if previous is None:
             os.environ.pop(runs.RUN_DIR_ENV, None)
         else:

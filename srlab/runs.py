@@ -12,6 +12,7 @@ Checkpoints are written to a temporary file in the same folder and renamed over 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -91,6 +92,56 @@ def new_run_dir(runs_root: str | Path, experiment: str) -> Path:
     path = Path(runs_root) / experiment / f"{stamp}-{secrets.token_hex(3)}"
     path.mkdir(parents=True, exist_ok=False)
     return path
+
+
+# Environment variables that identify one external multi-process launch, shared by all its ranks.
+LAUNCH_ID_VARS = ("SLURM_JOB_ID", "SLURM_STEP_ID", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")
+
+
+def external_launch_key(environ: dict[str, str] | None = None) -> str | None:
+    """An id shared by every rank of a multi-process launch that Lightning did not start itself
+    (``torchrun``, ``srun``), or ``None`` for a single process or Lightning's own launcher (whose
+    worker processes get rank 0's run directory through :data:`RUN_DIR_ENV`)."""
+    env = os.environ if environ is None else environ
+    if RUN_DIR_ENV in env:
+        return None
+    world = env.get("WORLD_SIZE") or env.get("SLURM_NTASKS") or "1"
+    try:
+        if int(world) <= 1:
+            return None
+    except ValueError:
+        return None
+    parts = "|".join(env.get(k, "") for k in LAUNCH_ID_VARS)
+    return hashlib.sha1(parts.encode()).hexdigest()[:12] if parts.strip("|") else None
+
+
+def shared_run_dir(runs_root: str | Path, experiment: str, launch_key: str, rank: int,
+                   timeout_s: float = 600.0) -> Path:
+    """One run directory for all ranks of an external launch: rank 0 creates it and leaves its path
+    in ``<runs_root>/<experiment>/.launch-<key>`` (a shared file system, as DDP across nodes needs
+    anyway); the other ranks wait for a pointer written after they started, so a pointer left by an
+    earlier crashed launch is not taken for this one."""
+    import time
+    pointer = Path(runs_root) / experiment / f".launch-{launch_key}"
+    if rank == 0:
+        run_dir = new_run_dir(runs_root, experiment)
+        atomic_write_text(pointer, str(run_dir.resolve()))
+        return run_dir
+    started = time.time() - 300.0  # rank 0 may have got here before this rank finished importing
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if pointer.stat().st_mtime >= started:
+                return Path(pointer.read_text().strip())
+        except FileNotFoundError:
+            pass
+        time.sleep(0.5)
+    raise SrlabError(f"{pointer}: rank {rank} waited {timeout_s:.0f} s for rank 0's run directory "
+                     f"(is {runs_root} on a file system shared by all nodes?)")
+
+
+def release_shared_run_dir(runs_root: str | Path, experiment: str, launch_key: str) -> None:
+    (Path(runs_root) / experiment / f".launch-{launch_key}").unlink(missing_ok=True)
 
 
 def run_id(run_dir: Path) -> str:

@@ -28,13 +28,22 @@ def dihedral(image_chw: np.ndarray, element: str) -> np.ndarray:
     return np.moveaxis(fgeometric.d4(np.moveaxis(image_chw, 0, -1), element), -1, 0)
 
 
+def _global_rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    from lightning.fabric.utilities.rank_zero import _get_rank
+    return _get_rank() or 0
+
+
 class PatchRandom:
     """Uniform random numbers for patch sampling, drawn in blocks (a per-patch call to torch's RNG
     costs ~10 µs; the loader's budget is ~500 µs per patch).
 
     Seeded on first use from torch's generator, which Lightning's ``seed_everything(workers=True)``
     seeds per process and DataLoader worker: reproducible for a given seed, different per worker,
-    and distinct for two datasets of one process (each takes its own draw).
+    and distinct for two datasets of one process (each takes its own draw). The distributed rank is
+    mixed in because ``seed_everything`` gives every DDP rank the same seed: with ``num_workers=0``
+    all ranks would otherwise draw the same patches.
     """
 
     def __init__(self, block: int = 4096):
@@ -50,7 +59,8 @@ class PatchRandom:
     def uniform(self) -> float:
         if self._next >= len(self._buffer):
             if self._rng is None:
-                self._rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+                self._rng = np.random.default_rng(
+                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), _global_rank()])
             self._buffer = self._rng.random(self.block)
             self._next = 0
         self._next += 1

@@ -84,3 +84,28 @@ def test_checkpoint_loading_refuses_pickled_objects(tmp_path):
     torch.save({"state_dict": {}, "x": _Payload()}, evil)
     with pytest.raises(SrlabError, match="evil.ckpt"):
         runs.load_checkpoint(evil)
+
+
+def test_bad_data_path_writes_no_run_directory(tiny, tmp_path):
+    with pytest.raises(SrlabError, match="missing-folder"):
+        _train([*tiny, f"data.path={tmp_path / 'missing-folder'}"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_external_launch_ranks_share_one_run_directory(tmp_path):
+    """Under torchrun/srun every rank runs train(); all must agree on rank 0's run directory."""
+    import threading
+
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "node1", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "job7"}
+    key = runs.external_launch_key(env)
+    assert key and key == runs.external_launch_key(dict(env))
+    assert runs.external_launch_key({**env, "WORLD_SIZE": "1"}) is None
+    assert runs.external_launch_key({**env, runs.RUN_DIR_ENV: "/x"}) is None  # Lightning's own launcher
+    found: list[Path] = []
+    waiter = threading.Thread(target=lambda: found.append(runs.shared_run_dir(tmp_path, "exp", key, rank=1)))
+    waiter.start()
+    created = runs.shared_run_dir(tmp_path, "exp", key, rank=0)
+    waiter.join(timeout=10)
+    assert found == [created.resolve()] and created.is_dir()
+    runs.release_shared_run_dir(tmp_path, "exp", key)
+    assert [p.name for p in (tmp_path / "exp").iterdir()] == [created.name]
