@@ -177,7 +177,7 @@ def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tupl
     swaps: dict[str, str] = {}
     dotlist: list[str] = []
     for raw in overrides:
-        item = raw[2:] if raw.startswith("--") else raw
+        item = raw.removeprefix("--")
         if "=" not in item:
             raise SrlabError(f"override '{raw}' is not of the form key=value")
         key, value = item.split("=", 1)

@@ -19,6 +19,7 @@ from srlab.callbacks import RNGState, RunETA, ValidationImageGrid
 from srlab.config import config_hash, to_yaml
 from srlab.errors import SrlabError
 
+
 def _is_rank_zero() -> bool:
     return (_get_rank() or 0) == 0
 

@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise SrlabError(f"{path}: no such checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated, not a checkpoint, or holding unsafe objects
+    except Exception as err:  # noqa: BLE001  truncated, not a checkpoint, or holding unsafe objects
         raise SrlabError(f"{path}: cannot be loaded as a checkpoint ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200]})") from None
 
@@ -167,7 +167,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
 def git_state(cwd: Path) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None

@@ -33,7 +33,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run ``python -m srlab ARGS`` in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "srlab", *args], cwd=cwd or REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(autouse=True)

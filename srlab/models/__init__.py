@@ -33,4 +33,4 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["NETWORKS", "create", "count_parameters"]
+__all__ = ["NETWORKS", "count_parameters", "create"]
