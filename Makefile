@@ -12,13 +12,14 @@ SUITE  ?= smoke
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.srlab-installed
 
-.PHONY: install exp test compare bench bench-data lint clean-venv help
+.PHONY: install exp test compare bench bench-data bench-smlm lint clean-venv help
 
 help:
 	@echo "make exp NAME=<experiment> [PROFILE=quick] [ARGS='key=value ...']   train + test one experiment"
 	@echo "make test                                                          run the test suite"
 	@echo "make compare SUITE=<suite>                                         train/evaluate a comparison suite"
 	@echo "make bench                                                         performance benchmarks -> BENCHMARKS.md"
+	@echo "make bench-smlm                                                    Deep-STORM vs Gaussian fit by density -> BENCHMARKS.md"
 
 # The stamp depends on pyproject.toml: re-running a target does not reinstall unless dependencies changed.
 $(STAMP): pyproject.toml
@@ -44,6 +45,9 @@ bench: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) benchmarks/data_pipeline.py $(ARGS)
+
+bench-smlm: $(STAMP)
+	$(PY) benchmarks/localization_density.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check srlab tests

@@ -65,7 +65,7 @@ class OptimizerConfig:
 @dataclass
 class SchedulerConfig:
     """``none``, ``step`` (step_size, gamma), ``multistep`` (milestones, gamma), ``cosine`` (over the
-    run's epochs, eta_min), ``plateau`` (factor, patience; monitors val/psnr). Epoch-wise."""
+    run's epochs, eta_min), ``plateau`` (factor, patience; monitors the paradigm's validation metric: val/psnr, val/jaccard). Epoch-wise."""
 
     name: str = "none"
     step_size: int = 10
@@ -193,22 +193,33 @@ def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tupl
     return swaps, dotlist
 
 
-def _compose(path: Path, swaps: dict[str, str], root: Path) -> dict:
+def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, ...] = ()) -> dict:
     body = _read_yaml(path)
     defaults = body.pop("defaults", [])
     if not isinstance(defaults, list):
         raise SrlabError(f"{path}: 'defaults' must be a list like [data/sim_sted, model/edsr]")
     blocks: dict[str, str] = {}
+    merged = OmegaConf.create()
+    has_base = False
     for entry in defaults:
+        if isinstance(entry, str) and "/" not in entry and (root / f"{entry}.yaml").is_file():
+            # Another experiment as the base (a variant such as a higher emitter density): its blocks
+            # and body first, then this file's.
+            chain = (*_chain, Path(path).resolve())
+            if (root / f"{entry}.yaml").resolve() in chain:
+                raise SrlabError(f"{path}: defaults entry {entry!r} makes a cycle of experiments")
+            merged = OmegaConf.merge(merged, _compose(root / f"{entry}.yaml", swaps, root, chain))
+            has_base = True
+            continue
         if isinstance(entry, dict) and len(entry) == 1:
             group, block = next(iter(entry.items()))
         elif isinstance(entry, str) and "/" in entry:
             group, block = entry.split("/", 1)
         else:
-            raise SrlabError(f"{path}: defaults entry {entry!r} is not 'group/block'")
+            raise SrlabError(f"{path}: defaults entry {entry!r} is not 'group/block' or an experiment name")
         blocks[str(group)] = str(block)
-    blocks.update(swaps)
-    merged = OmegaConf.create()
+    # A base experiment already took the group swaps; here they replace only this file's own blocks.
+    blocks.update({g: b for g, b in swaps.items() if g in blocks or not has_base})
     for group, block in blocks.items():
         block_path = root / group / f"{block}.yaml"
         if not block_path.is_file():

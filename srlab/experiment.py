@@ -150,6 +150,15 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if bicubic is not None:
             line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
         print(line)
+    jaccard = metrics.get("test/jaccard")
+    if jaccard is not None:
+        line = (f"srlab: test Jaccard {jaccard:.3f}, recall {metrics.get('test/recall', float('nan')):.3f}, "
+                f"precision {metrics.get('test/precision', float('nan')):.3f}, "
+                f"RMSE {metrics.get('test/rmse_nm', float('nan')):.1f} nm")
+        if "test/baseline_jaccard" in metrics:
+            line += (f" (Gaussian-fit baseline: Jaccard {metrics['test/baseline_jaccard']:.3f}, "
+                     f"RMSE {metrics.get('test/baseline_rmse_nm', float('nan')):.1f} nm)")
+        print(line)
     print(f"srlab: run saved in {run_dir} (config.yaml, metrics.json, checkpoints/)")
     if wandb is not None:
         wdir = Path(wandb.experiment.dir).parent

@@ -347,6 +347,12 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
     hashes: dict[Path, str | None] = {}
     for entry in suite.entries:
         first = _compose(entry, suite, suite.seeds[0], cli_overrides)
+        if first.paradigm.name == "localization":
+            # Image metrics of density maps would rank nothing meaningful; localization runs are scored
+            # with the SMLM challenge's metrics in their own metrics.json.
+            raise SrlabError(f"{suite.path}: '{entry.experiment}' is a localization experiment; srlab compare "
+                             f"ranks SR images. Its Jaccard/recall/precision/RMSE (beside the Gaussian-fit "
+                             f"baseline's) are in its run's metrics.json; see benchmarks/localization_density.py")
         network = _network_without_compile(first)
         learned = _has_trainable(network)
         seeds = suite.seeds if learned else suite.seeds[:1]  # seeds change nothing without training

@@ -124,4 +124,6 @@ class SRTask(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
         if scheduler is None:
             return optimizer
+        if isinstance(scheduler, dict) and "monitor" in scheduler:
+            scheduler = {**scheduler, "monitor": self.monitor}  # plateau: the paradigm's own metric
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

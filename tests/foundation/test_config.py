@@ -66,3 +66,19 @@ def test_show_and_list():
     for name in list_experiments():
         assert name in proc.stdout
     assert "edsr" in proc.stdout and "srcnn" in proc.stdout
+
+
+def test_experiment_can_extend_another(tmp_path):
+    """A variant names its base experiment in defaults and changes only what differs."""
+    dense = load_experiment("deepstorm_tubes_dense", ["profile=quick"])
+    base = load_experiment("deepstorm_tubes", ["profile=quick"])
+    assert dense.name == "deepstorm_tubes_dense"
+    assert dense.data.params.simulation.density_per_um2 == 3.0
+    assert base.data.params.simulation.density_per_um2 == 1.0
+    assert dense.model == base.model and dense.data.params.simulation.height_px == 32  # profile inherited
+    swapped = load_experiment("deepstorm_tubes_dense", ["model=deepulm"])
+    assert swapped.model.name == "deepulm" and swapped.data.params.simulation.density_per_um2 == 3.0
+    (tmp_path / "a.yaml").write_text("defaults: [b]\n")
+    (tmp_path / "b.yaml").write_text("defaults: [a]\n")
+    with pytest.raises(SrlabError, match="cycle"):
+        load_experiment("a", root=tmp_path)
