@@ -55,9 +55,9 @@ def _mean(values: list[float]) -> str:
 
 
 def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = ["| experiment | density (/µm²/frame) | seed | Deep-STORM Jaccard | baseline Jaccard | "
+    lines = [("| experiment | density (/µm²/frame) | seed | Deep-STORM Jaccard | baseline Jaccard | "
              "Deep-STORM recall / precision | baseline recall / precision | Deep-STORM RMSE (nm) | "
-             "baseline RMSE (nm) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "baseline RMSE (nm) |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     summary = []
     for name, rows in results.items():
         for m in rows:
@@ -108,19 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Localization: Deep-STORM vs Gaussian fitting by emitter density",
         "",
-        f"Measured {started:%Y-%m-%d %H:%M} UTC · `{command}` · {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__} · {minutes:.0f} min.",
+        (f"Measured {started:%Y-%m-%d %H:%M} UTC · `{command}` · {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__} · {minutes:.0f} min."),
         "",
-        f"Budget for every run: `{' '.join(BUDGET)}` (Deep-STORM at a quarter of the paper's width, 16×16-px "
+        (f"Budget for every run: `{' '.join(BUDGET)}` (Deep-STORM at a quarter of the paper's width, 16×16-px "
         "training patches, 240 steps of batch 8). Test: 64 consecutive frames of a held-out simulated "
         "microtubule specimen (32×32 px of 100 nm, EMCCD, λ 660 nm, NA 1.4), per seed; both methods on the "
         "same frames; matching within 250 nm. The baseline is srlab's ThunderSTORM-style detector + "
-        "least-squares Gaussian fit with the true PSF σ.",
+        "least-squares Gaussian fit with the true PSF σ."),
         "",
         *table(results),
         "",
-        "Deep-STORM's detection threshold is tuned on the validation acquisition (a different specimen); "
-        "the baseline's threshold (4 × robust noise σ) is fixed. Source: `benchmarks/localization_density.py`.",
+        ("Deep-STORM's detection threshold is tuned on the validation acquisition (a different specimen); "
+        "the baseline's threshold (4 × robust noise σ) is fixed. Source: `benchmarks/localization_density.py`."),
     ])
     print(body)
     if not args.no_write:
