@@ -5,13 +5,15 @@ resident set from ``/proc/self/status``. Each size runs in its own process; the 
 counter (VmHWM) is reset just before the prediction (``echo 5 > /proc/self/clear_refs``), so the
 peak covers the prediction only and not the imports. Reported per size:
 
-* **peak RSS** — the whole process at its highest during prediction (Python, torch, the input array,
-  the output array, the tiles in flight);
-* **output array** — the ``(s·H, s·W)`` float32 result, which predict_tiled allocates at full size;
-* **working set** — peak RSS − RSS just before the call − output array: what tiling itself needs
-  (tile batches, the network's activations, the 1D weight sums). This is what tile size bounds;
+* **peak RSS** — the whole process at its highest during prediction (Python, torch, the tiles in
+  flight, the open output rows, input pages mapped at that moment);
+* **peak − RSS before** — what the prediction itself added: this is what streaming keeps bounded
+  (``predict_file`` maps the input and writes finished row bands as tiles complete);
 * **tiling ns/px** — time per output pixel not spent in the network (timed alone on the same tiles
-  afterwards): cutting tiles, copies and the weighted stitching on the host.
+  afterwards): reading, cutting tiles, stitching and writing on the host.
+
+The measured path is ``srlab predict``'s (:func:`srlab.evaluation.predict.predict_file`) on a 16-bit
+ImageJ TIFF with a pixel size, written beforehand in row blocks.
 
 Run as ``python benchmarks/bench_scaling.py --worker SIZE ...`` it measures one size and prints JSON.
 """
@@ -36,30 +38,49 @@ def _kib(field: str) -> int | None:
 
 
 def worker(size: int, model: str, tile: int, overlap: int, batch: int, threads: int, scale: int) -> dict:
+    import tempfile
+
     import numpy as np
+    import tifffile
     import torch
 
     import srlab  # noqa: F401
     from srlab import models
-    from srlab.evaluation.tiling import predict_tiled
+    from srlab.evaluation.predict import predict_file
 
     torch.set_num_threads(threads)
     network = models.create(model, scale=scale).eval()
-    image = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    # Warm-up on a small crop: lazy initialisation (oneDNN primitives, thread pool) is not scaling.
-    predict_tiled(network, image[:2 * tile, :2 * tile], scale=scale, tile_size=tile, overlap=overlap,
-                  batch_size=batch)
-    before = _kib("VmRSS")
-    reset = True
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        reset = False  # then VmHWM also counts the imports: an upper bound
-    start = time.perf_counter()
-    output = predict_tiled(network, image, scale=scale, tile_size=tile, overlap=overlap, batch_size=batch)
-    seconds = time.perf_counter() - start
-    peak = _kib("VmHWM")
-    # The network alone on the same tiles: the rest of the time is tiling's own (cut, copy, stitch).
+    with tempfile.TemporaryDirectory(prefix="srlab-scaling-") as folder:
+        source, target = Path(folder) / "input.tif", Path(folder) / "output.tif"
+        # A 16-bit camera image with a pixel size, written row block by row block so the benchmark
+        # itself never holds the full image.
+        with tifffile.TiffWriter(source, imagej=True) as tif:
+            rows = 1024
+            blocks = (np.random.default_rng(i).integers(100, 4000, (min(rows, size - i), size), dtype=np.uint16)
+                      for i in range(0, size, rows))
+            tif.write(blocks, shape=(size, size), dtype=np.uint16, resolution=(10.0, 10.0),
+                      metadata={"unit": "um"})
+        input_bytes = source.stat().st_size
+        # Warm-up on a small file: lazy initialisation (oneDNN primitives, thread pool) is not scaling.
+        small = Path(folder) / "warm.tif"
+        tifffile.imwrite(small, np.full((2 * tile, 2 * tile), 500, np.uint16), imagej=True)
+        predict_file(network, scale, small, Path(folder) / "warm_out.tif", tile_size=tile, overlap=overlap,
+                     batch_size=batch, progress=False)
+        before = _kib("VmRSS")
+        reset = True
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            reset = False  # then VmHWM also counts the imports: an upper bound
+        start = time.perf_counter()
+        predict_file(network, scale, source, target, tile_size=tile, overlap=overlap, batch_size=batch,
+                     progress=False)
+        seconds = time.perf_counter() - start
+        peak = _kib("VmHWM")
+        with tifffile.TiffFile(target) as tif:
+            output_shape = tif.series[0].shape
+        output_bytes = target.stat().st_size
+    # The network alone on the same tiles: the rest of the time is tiling's own (read, cut, stitch, write).
     per_axis = 1 if size <= tile else len(range(0, size - tile, tile - overlap)) + 1
     full, rest = divmod(per_axis**2, batch)
     x = torch.rand(batch, 1, tile, tile)
@@ -71,8 +92,8 @@ def worker(size: int, model: str, tile: int, overlap: int, batch: int, threads: 
             network(x[:rest])
     network_seconds = time.perf_counter() - start
     return {"size": size, "seconds": seconds, "network_seconds": network_seconds, "rss_before_kib": before,
-            "peak_kib": peak, "hwm_reset": reset, "input_bytes": image.nbytes, "output_bytes": output.nbytes,
-            "output_px": output.size}
+            "peak_kib": peak, "hwm_reset": reset, "input_bytes": input_bytes, "output_bytes": output_bytes,
+            "output_px": int(np.prod(output_shape))}
 
 
 def scaling(sizes: list[int], model: str, tile: int, overlap: int, batch: int, threads: int,
@@ -90,7 +111,7 @@ def scaling(sizes: list[int], model: str, tile: int, overlap: int, batch: int, t
     mib = 1024.0
     rows = []
     for r in results:
-        working = (r["peak_kib"] - r["rss_before_kib"]) * 1024 - r["output_bytes"]
+        working = (r["peak_kib"] - r["rss_before_kib"]) * 1024
         r["working_set_bytes"] = working
         ns_per_px = r["seconds"] / r["output_px"] * 1e9
         r["tiling_ns_per_px"] = (r["seconds"] - r["network_seconds"]) / r["output_px"] * 1e9
@@ -102,7 +123,7 @@ def scaling(sizes: list[int], model: str, tile: int, overlap: int, batch: int, t
                      f"{working / 2**20:.0f}"])
     headers = ["input", "output", "time s", "time vs smallest", "ns per output px", "of which tiling ns/px",
                "peak RSS MiB",
-               "peak vs smallest", "input array MiB", "output array MiB", "tiling working set MiB"]
+               "peak vs smallest", "input file MiB", "output file MiB", "peak − RSS before, MiB"]
     return {"table": markdown_table(headers, rows), "results": results,
             "hwm_reset": all(r["hwm_reset"] for r in results)}
 

@@ -21,6 +21,7 @@ Every problem with a file (unreadable, truncated, NaN/Inf, wrong channel count) 
 """
 from __future__ import annotations
 
+import mmap
 import re
 import warnings
 from dataclasses import dataclass
@@ -88,8 +89,12 @@ def pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
     return None
 
 
-def read_tiff(path: str | Path) -> tuple[np.ndarray, str, float | None]:
-    """The first series of a TIFF: raw array, its axes, lateral pixel size in nm (or ``None``)."""
+def read_tiff(path: str | Path, *, memmap: bool = False) -> tuple[np.ndarray, str, float | None]:
+    """The first series of a TIFF: raw array, its axes, lateral pixel size in nm (or ``None``).
+
+    ``memmap``: map the pixels read-only instead of reading them when the file stores them
+    uncompressed and contiguously (as ImageJ, tifffile and most camera software write them), so a
+    multi-gigabyte stack costs no memory until its pages are touched; otherwise read as usual."""
     path = Path(path)
     if not path.is_file():
         raise SrlabError(f"{path}: no such file")
@@ -100,7 +105,13 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, str, float | None]:
                 if not tif.series:
                     raise SrlabError(f"{path}: TIFF holds no image")
                 series = tif.series[0]
-                array = series.asarray()
+                array = None
+                if memmap and series.dataoffset is not None:
+                    array = np.memmap(
+                        path, dtype=series.dtype.newbyteorder(tif.byteorder), mode="r",
+                        offset=series.dataoffset, shape=series.shape)
+                if array is None:
+                    array = series.asarray()
                 axes = series.axes
                 size = pixel_size_nm(tif)
     except SrlabError:
@@ -111,6 +122,21 @@ def read_tiff(path: str | Path) -> tuple[np.ndarray, str, float | None]:
     if len(axes) != array.ndim:
         axes = "Q" * (array.ndim - 2) + "YX"
     return array, axes, size
+
+
+def drop_mapped_pages(array: np.ndarray) -> None:
+    """Let the kernel drop the pages of the memory-mapped file behind ``array`` (a view of a
+    :func:`read_tiff` ``memmap=True`` result) that this process has read so far.
+
+    Mapped file pages count in the process's resident set for as long as they stay mapped; a caller
+    streaming through a large file calls this for the parts it is done with, and any page touched
+    again is read back from the page cache. A no-op for arrays in memory."""
+    base = array
+    while base is not None and not hasattr(base, "_mmap"):
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None) if base is not None else None
+    if mm is not None and not mm.closed and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ otherwise with the mean of the input channels' maps. The output is float32, so n
 
 Frames. ``(H, W)`` is one image; any leading axes (Z, T, …) are frames, predicted one at a time
 with 2D tiling (:func:`srlab.evaluation.tiling.predict_tiled`); a channel axis is named with
-``channel_axis``. :func:`predict_file` writes frames straight into a memory-mapped output file, so a
-stack never needs its full SR output in memory.
+``channel_axis``. :func:`predict_file` reads the input memory-mapped where the file allows it and writes
+the output band by band as tiles finish (:func:`srlab.evaluation.tiling.iter_tiled_bands`), so neither
+a whole input frame (beyond the file's pages) nor a whole SR frame is ever held in memory. Percentiles of
+frames above 4 megapixels are taken on a regular subsample of 4 million pixels.
 """
 from __future__ import annotations
 
@@ -28,15 +30,16 @@ import tifffile
 import torch
 from torch import nn
 
-from srlab.data.io import nm_per_unit, read_tiff
+from srlab.data.io import drop_mapped_pages, nm_per_unit, read_tiff
 from srlab.data.normalize import (
     DEFAULT_HIGH_PERCENTILE,
     DEFAULT_LOW_PERCENTILE,
     IntensityScale,
     percentile_normalize,
+    percentile_scale,
 )
 from srlab.errors import SrlabError
-from srlab.evaluation.tiling import predict_tiled
+from srlab.evaluation.tiling import iter_tiled_bands, predict_tiled
 
 
 def _frames(stack: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -62,6 +65,11 @@ def _output_scale(scales: list[IntensityScale], out_channels: int, c: int) -> In
     return IntensityScale(float(np.mean([s.low for s in scales])), float(np.mean([s.high for s in scales])))
 
 
+def check_percentiles(low: float, high: float) -> None:
+    if not 0.0 <= low < high <= 100.0:
+        raise SrlabError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
+
+
 def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int, tile_size: int = 256,
                           overlap: int = 32, batch_size: int = 4, device: str | torch.device = "cpu",
                           tta: bool = False, amp_dtype: torch.dtype | None = None, progress: bool = False,
@@ -70,9 +78,7 @@ def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int,
                           size_multiple: int = 1) -> Iterator[np.ndarray]:
     """For each frame of ``frames`` ``(F, C, H, W)``, its SR prediction ``(C_out, s·H, s·W)`` in the
     input's intensity units (see the module docstring)."""
-    if not 0.0 <= low_percentile < high_percentile <= 100.0:
-        raise SrlabError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low_percentile}, "
-                         f"high={high_percentile}")
+    check_percentiles(low_percentile, high_percentile)
     for frame in frames:
         normalized = np.empty(frame.shape, dtype=np.float32)
         scales = []
@@ -182,7 +188,8 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     if not output_path.parent.is_dir():
         raise SrlabError(f"output folder '{output_path.parent}' does not exist")
 
-    image, axes, pixel_size_nm = read_tiff(input_path)
+    image, axes, pixel_size_nm = read_tiff(input_path, memmap=True)
+    mapped = image
     extra = _imagej_timing(input_path)
     order, channel, leading_axes = _layout(axes, image.shape)
     image = np.transpose(image, order)
@@ -207,31 +214,54 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
                                              suffix=".tmp")
     os.close(descriptor)
+    check_percentiles(low_percentile, high_percentile)
+    options = {"scale": scale, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
+               "device": device, "tta": tta, "amp_dtype": amp_dtype, "progress": progress,
+               "size_multiple": size_multiple}
     try:
-        out = None
-        for i, pred in enumerate(iter_predicted_frames(
-                network, frames, scale=scale, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                device=device, tta=tta, amp_dtype=amp_dtype, progress=progress, low_percentile=low_percentile,
-                high_percentile=high_percentile, size_multiple=size_multiple)):
-            if out is None:
-                if channel is None and pred.shape[0] != 1:
-                    out_axes = leading_axes + "CYX"
-                    metadata["axes"] = out_axes
-                channel_shape = pred.shape[:1] if "C" in out_axes else ()
-                out_shape = leading + channel_shape + pred.shape[1:]
-                out = tifffile.memmap(temporary, shape=out_shape, dtype=np.float32, imagej=True,
-                                      resolution=resolution, metadata=metadata)
-                flat = out.reshape((-1,) + pred.shape) if "C" in out_axes else out.reshape((-1, 1) + pred.shape[1:])
-            flat[i] = pred
-        assert out is not None
-        out.flush()
-        del flat, out
+        handle = None
+        for i, frame in enumerate(frames):
+            scales = [percentile_scale(channel, low_percentile, high_percentile) for channel in frame]
+            drop_mapped_pages(mapped)
+            for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales],
+                                             **options):
+                drop_mapped_pages(mapped)
+                if handle is None:
+                    if channel is None and band.shape[0] != 1:
+                        out_axes = leading_axes + "CYX"
+                        metadata["axes"] = out_axes
+                    out_c = band.shape[0]
+                    out_h, out_w = frame.shape[-2] * scale, frame.shape[-1] * scale
+                    out_shape = leading + ((out_c,) if "C" in out_axes else ()) + (out_h, out_w)
+                    # tifffile lays out the ImageJ header and one contiguous float32 block; the bands are
+                    # then written into that block with pwrite, never mapped, so they leave no pages
+                    # behind in this process.
+                    layout = tifffile.memmap(temporary, shape=out_shape, dtype=np.float32, imagej=True,
+                                             resolution=resolution, metadata=metadata)
+                    offset, dtype = layout.offset, layout.dtype
+                    del layout
+                    handle = os.open(temporary, os.O_WRONLY)
+                    plane_bytes = out_h * out_w * dtype.itemsize
+                for c in range(band.shape[0]):
+                    s = _output_scale(scales, band.shape[0], c)
+                    rows = band[c]
+                    rows *= np.float32(s.span)
+                    rows += np.float32(s.low)
+                    rows = np.ascontiguousarray(rows, dtype=dtype)
+                    position = offset + (i * out_c + c) * plane_bytes + y0 * out_w * dtype.itemsize
+                    os.pwrite(handle, memoryview(rows).cast("B"), position)
+        assert handle is not None
+        os.fsync(handle)
+        os.close(handle)
+        handle = None
         # mkstemp creates 0600 files; give the result the permissions of any new file.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, output_path)
     except BaseException:
+        if handle is not None:
+            os.close(handle)
         Path(temporary).unlink(missing_ok=True)
         raise
     return output_path
