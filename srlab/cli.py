@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from srlab.errors import SrlabError
 
@@ -98,9 +99,56 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_localize(args: argparse.Namespace) -> int:
+    import torch
+
+    from srlab import runs
+    from srlab.evaluation.localization import localize_file
+    from srlab.experiment import load_network
+
+    network, cfg = load_network(args.run)
+    if cfg.paradigm.name != "localization":
+        raise SrlabError(f"{args.run}: '{cfg.name}' is not a localization run (paradigm "
+                         f"'{cfg.paradigm.name}'); use srlab predict for SR networks")
+    out = Path(args.output)
+    targets = [out / "localizations.csv", out / "super_resolved.tif"]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    # The detection threshold tuned on validation data travels in the checkpoint.
+    saved = runs.load_checkpoint(runs.resolve_run(args.run)[1]).get("localization", {})
+    threshold = args.threshold if args.threshold is not None else float(saved.get("threshold", 0.3))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = localize_file(network, args.input, out, pixel_size_nm=args.pixel_size_nm, scale=cfg.data.scale,
+                           threshold=threshold, emitter_mass=float(saved.get("emitter_mass", 100.0)),
+                           device=device)
+    print(f"srlab: {result.count} localizations (threshold {threshold:g}) -> {result.localizations}; "
+          f"summed density x{cfg.data.scale} -> {result.super_resolved}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from srlab.data.smlm import read_localizations_csv
+    from srlab.evaluation.localization import localization_metrics
+
+    gt = read_localizations_csv(args.ground_truth)
+    pred = read_localizations_csv(args.localizations)
+    scores = localization_metrics(gt, pred, args.tolerance_nm).as_dict("")
+    if args.json:
+        print(json.dumps(scores, indent=2, sort_keys=True))
+    else:
+        print(f"matched within {args.tolerance_nm:g} nm (Hungarian, per frame): "
+              f"{len(pred)} localizations against {len(gt)} ground-truth molecules")
+        for key, value in scores.items():
+            print(f"  {key:22s} {value:.4f}" if isinstance(value, float) else f"  {key:22s} {value}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "test": _cmd_test, "show": _cmd_show, "list": _cmd_list,
-    "predict": _cmd_predict,
+    "predict": _cmd_predict, "localize": _cmd_localize, "score": _cmd_score,
 }
 
 
@@ -143,6 +191,22 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
                    help="autocast precision (default none = fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("localize", help="SMLM: localize molecules in a TIFF stack with a trained "
+                                        "Deep-STORM/Deep-ULM run -> CSV + super-resolved image")
+    p.add_argument("run", help="run directory or checkpoint of a localization experiment")
+    p.add_argument("input", help="camera stack (T, H, W) TIFF with its pixel size")
+    p.add_argument("-o", "--output", required=True, help="output folder (localizations.csv, super_resolved.tif)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detection threshold in emitters (default: the one tuned on validation)")
+    p.add_argument("--pixel-size-nm", type=float, default=None, help="camera pixel size if the file has none")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p = sub.add_parser("score", help="SMLM: score localizations against ground truth (ThunderSTORM CSVs; "
+                                     "Jaccard, recall, precision, RMSE)")
+    p.add_argument("ground_truth", help="ground-truth CSV (frame, x [nm], y [nm], ...)")
+    p.add_argument("localizations", help="localizations CSV to score (ThunderSTORM export or srlab localize)")
+    p.add_argument("--tolerance-nm", type=float, default=250.0, help="matching radius (default 250 nm)")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
     from srlab.data.simulate import add_simulate_arguments
     from srlab.evaluation.compare import add_compare_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))

@@ -1,0 +1,40 @@
+"""srlab localize (stack -> ThunderSTORM CSV + super-resolved image) and srlab score (CSV vs CSV)."""
+from __future__ import annotations
+
+import json
+
+import tifffile
+
+from srlab import experiment
+from srlab.config import load_experiment
+from srlab.data.smlm import SMLMConfig, read_localizations_csv, write_smlm_dataset
+from tests.conftest import run_cli
+from tests.paradigms.test_paradigms_localization_experiment import TINY_SMLM
+
+
+def test_localize_a_stack_then_score_it(tmp_path):
+    run_dir = experiment.train(load_experiment("deepstorm_tubes", [*TINY_SMLM, f"runs_dir={tmp_path / 'runs'}"]))
+    paths = write_smlm_dataset(tmp_path / "acq", frames=4, seed=5, config=SMLMConfig(height_px=16, width_px=16))
+    out = tmp_path / "loc"
+
+    proc = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out), "--threshold", "0.01")
+    assert proc.returncode == 0, proc.stderr
+    locs = read_localizations_csv(out / "localizations.csv")
+    assert len(locs) == int(proc.stdout.split("srlab: ")[1].split()[0])
+    with tifffile.TiffFile(out / "super_resolved.tif") as tif:
+        assert tif.series[0].shape == (128, 128) and tif.is_imagej
+        x_res = tif.pages[0].tags["XResolution"].value
+        assert abs(x_res[1] / x_res[0] * 1e3 - 12.5) < 1e-3  # 100 nm / 8, in µm per pixel
+
+    again = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+    perfect = run_cli("score", str(paths.ground_truth), str(paths.ground_truth), "--json")
+    assert perfect.returncode == 0, perfect.stderr
+    scores = json.loads(perfect.stdout)
+    assert scores["jaccard"] == 1.0 and scores["rmse_nm"] == 0.0
+    scored = run_cli("score", str(paths.ground_truth), str(out / "localizations.csv"), "--json")
+    assert scored.returncode == 0 and 0.0 <= json.loads(scored.stdout)["jaccard"] <= 1.0
+
+    missing = run_cli("score", str(paths.ground_truth), str(tmp_path / "none.csv"))
+    assert missing.returncode == 2 and "none.csv" in missing.stderr
