@@ -85,6 +85,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def network_only_seconds(network: torch.nn.Module, batch: int, tile: int, n_tiles: int,
+                         device: torch.device | str = "cpu") -> float:
+    """Seconds for the network alone on ``n_tiles`` random ``tile``² tiles in batches of ``batch`` (no
+    cutting, transfer or stitching): what tiled prediction would cost if tiling were free."""
+    device = torch.device(device)
+    full, rest = divmod(n_tiles, batch)
+    x = torch.rand(batch, 1, tile, tile, device=device)
+    sync(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(full):
+            network(x)
+        if rest:
+            network(x[:rest])
+    sync(device)
+    return time.perf_counter() - start
+
+
 @dataclass
 class Spread:
     """Median and range of repeated measurements."""

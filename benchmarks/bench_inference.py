@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from bench_common import Spread, markdown_table, sync
+from bench_common import Spread, markdown_table, network_only_seconds, sync
 from omegaconf import OmegaConf
 
 from srlab import build
@@ -95,21 +95,6 @@ def _warm(network: torch.nn.Module, layout: Layout, n_tiles: int, device: torch.
     return time.perf_counter() - start
 
 
-def _network_only(network: torch.nn.Module, layout: Layout, n_tiles: int, device: torch.device) -> float:
-    """Seconds for the network alone on the same number of tiles (no cutting, transfer or stitching)."""
-    full, rest = divmod(n_tiles, layout.batch)
-    x = torch.rand(layout.batch, 1, layout.tile, layout.tile, device=device)
-    sync(device)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for _ in range(full):
-            network(x)
-        if rest:
-            network(x[:rest])
-    sync(device)
-    return time.perf_counter() - start
-
-
 def inference(device: torch.device, layouts: dict[str, Layout], peaks: dict[str, dict], reps: int,
               paths: list[Path], models: tuple[str, ...] = MODELS) -> dict:
     rows, notes, results = [], [], []
@@ -137,7 +122,7 @@ def inference(device: torch.device, layouts: dict[str, Layout], peaks: dict[str,
                               amp_dtype=torch.bfloat16 if path.bf16 else None)
                 sync(device)
                 times[path.name].append(time.perf_counter() - start)
-        net_only = _network_only(reference, layout, n_tiles, device)
+        net_only = network_only_seconds(reference, layout.batch, layout.tile, n_tiles, device)
         print(f"  inference {name}: " + ", ".join(f"{p}: {out_mp / Spread(t).median:.3g} MP/s" for p, t in times.items())
               + "; compile " + ", ".join(f"{compile_s[p.name]:.0f} s" for p in paths if p.compile), flush=True)
         fp32_rate = Spread([out_mp / t for t in times[PATHS[0].name]]).median

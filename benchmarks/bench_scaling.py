@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import markdown_table
+from bench_common import markdown_table, network_only_seconds
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,15 +82,7 @@ def worker(size: int, model: str, tile: int, overlap: int, batch: int, threads: 
         output_bytes = target.stat().st_size
     # The network alone on the same tiles: the rest of the time is tiling's own (read, cut, stitch, write).
     per_axis = 1 if size <= tile else len(range(0, size - tile, tile - overlap)) + 1
-    full, rest = divmod(per_axis**2, batch)
-    x = torch.rand(batch, 1, tile, tile)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for _ in range(full):
-            network(x)
-        if rest:
-            network(x[:rest])
-    network_seconds = time.perf_counter() - start
+    network_seconds = network_only_seconds(network, batch, tile, per_axis**2)
     return {"size": size, "seconds": seconds, "network_seconds": network_seconds, "rss_before_kib": before,
             "peak_kib": peak, "hwm_reset": reset, "input_bytes": input_bytes, "output_bytes": output_bytes,
             "output_px": int(np.prod(output_shape))}
