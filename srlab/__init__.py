@@ -18,3 +18,9 @@ _os.environ.setdefault("WANDB_MODE", "offline")
 _os.environ.setdefault("WANDB_SILENT", "true")
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# Lightning 2.6 warns about its own use of a torch.utils._pytree API on every fit/test; nothing a user
+# can act on.
+_warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -145,7 +145,7 @@ def train(cfg: DictConfig) -> Path:
 
 def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: WandbLogger | None) -> None:
     psnr, bicubic = metrics.get("test/psnr"), metrics.get("test/bicubic_psnr")
-    if psnr is not None:
+    if psnr is not None and "test/jaccard" not in metrics:
         line = f"srlab: test PSNR {psnr:.2f} dB, SSIM {metrics.get('test/ssim', float('nan')):.4f}"
         if bicubic is not None:
             line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
@@ -159,6 +159,9 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
             line += (f" (Gaussian-fit baseline: Jaccard {metrics['test/baseline_jaccard']:.3f}, "
                      f"RMSE {metrics.get('test/baseline_rmse_nm', float('nan')):.1f} nm)")
         print(line)
+        if psnr is not None:
+            print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
+                  f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
     print(f"srlab: run saved in {run_dir} (config.yaml, metrics.json, checkpoints/)")
     if wandb is not None:
         wdir = Path(wandb.experiment.dir).parent
