@@ -162,7 +162,8 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if psnr is not None:
             print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
                   f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
-    print(f"srlab: run saved in {run_dir} (config.yaml, metrics.json, checkpoints/)")
+    saved = ["config.yaml", "metrics.json"] + (["checkpoints/"] if (run_dir / "checkpoints").is_dir() else [])
+    print(f"srlab: run saved in {run_dir} ({', '.join(saved)})")
     if wandb is not None:
         wdir = Path(wandb.experiment.dir).parent
         if os.environ.get("WANDB_MODE", "offline") == "offline":
