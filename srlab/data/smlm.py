@@ -756,6 +756,7 @@ class SMLMDataModule(L.LightningDataModule):
         self.frames_per_specimen = frames_per_specimen
         self.target_sigma_px, self.emitter_mass = target_sigma_px, emitter_mass
         self.pixel_size_nm = self.simulation.pixel_size_nm
+        self.lr_pixel_size_nm = self.pixel_size_nm  # the camera's, as every DataModule names it
         self.hr_pixel_size_nm = self.pixel_size_nm / self.scale
         self.datasets: dict[str, SMLMFrames] = {}
 
