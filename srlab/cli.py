@@ -84,6 +84,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from srlab.experiment import load_network
 
     network, cfg = load_network(args.run)
+    if cfg.paradigm.name == "localization":
+        raise SrlabError(f"{args.run}: '{cfg.name}' is a localization run; use srlab localize RUN STACK -o DIR")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     with warnings.catch_warnings(record=True) as caught:
