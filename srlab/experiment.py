@@ -150,6 +150,10 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if bicubic is not None:
             line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
         print(line)
+        if "test/bicubic_pairs_psnr" in metrics:  # the unpaired degradation-learning GAN's own baseline
+            print(f"srlab: the same generator trained on bicubic pairs: test PSNR "
+                  f"{metrics['test/bicubic_pairs_psnr']:.2f} dB, SSIM "
+                  f"{metrics.get('test/bicubic_pairs_ssim', float('nan')):.4f}")
     jaccard = metrics.get("test/jaccard")
     if jaccard is not None:
         line = (f"srlab: test Jaccard {jaccard:.3f}, recall {metrics.get('test/recall', float('nan')):.3f}, "
