@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/run.py --quick            # ~2-3 min smoke of every code path (not written)
     .venv/bin/python benchmarks/run.py --device cuda      # the GPU rows (4096² inference, paper batch sizes)
     .venv/bin/python benchmarks/run.py --only inference,scaling
-    .venv/bin/python benchmarks/run.py --only suite --suite-smoke   # also times `make compare SUITE=smoke`
+    .venv/bin/python benchmarks/run.py --only suite                 # suite cost, incl. `make compare SUITE=smoke`
 
 Sections: (1) framework overhead — srlab's training loop against a hand-written one; (2) input
 pipeline — the real DataModule against in-memory batches; (3) inference — tiled prediction MP/s per
@@ -341,7 +341,7 @@ def section_suite(plan: dict, device: torch.device, state: dict, smoke: bool) ->
         lines += ["", f"**Wall time of `{res['command']}`** on this machine: {value}."]
     else:
         lines += ["", ("**Wall time of `make compare SUITE=smoke`**: not measured in this run — "
-                      "`make bench ARGS=\"--only suite --suite-smoke\"` measures it.")]
+                      "`make bench ARGS=\"--only suite\"` measures it.")]
     return "\n".join(lines)
 
 
@@ -352,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
-    parser.add_argument("--suite-smoke", action="store_true", help="also time `make compare SUITE=smoke`")
+    parser.add_argument("--suite-smoke", action=argparse.BooleanOptionalAction, default=True,
+                        help="time `make compare SUITE=smoke` from nothing and again (default on; about a "
+                             "minute on 2 CPU cores)")
     parser.add_argument("--force-bf16", action="store_true", help="measure bf16 on CPUs without native bf16")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     write = parser.add_mutually_exclusive_group()
