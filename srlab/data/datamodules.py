@@ -40,7 +40,7 @@ from srlab.data.degrade import Degradation
 from srlab.data.io import LoadedImage, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
 from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
-from srlab.data.transforms import PairAugment, PatchRandom
+from srlab.data.transforms import PairAugment, PatchRandom, global_rank
 from srlab.errors import SrlabError
 
 SPLITS = ("train", "val", "test")
@@ -277,16 +277,30 @@ class UnpairedPatches(Dataset):
 
 class DegradeCollate:
     """Collate HR patches and, unless LR is made on the training device, synthesize the LR for the
-    whole batch at once (vectorized torch ops, in the DataLoader worker)."""
+    whole batch at once (vectorized torch ops, in the DataLoader worker).
+
+    Degradation parameters and noise come from a generator of its own, seeded on first use from
+    torch's (seeded per process and worker by ``seed_everything(workers=True)``) and the distributed
+    rank, as the patch sampler's (:class:`~srlab.data.transforms.PatchRandom`): DDP ranks without
+    workers would otherwise draw identical noise."""
 
     def __init__(self, degradation: Degradation | None):
         self.degradation = degradation
+        self._generator: torch.Generator | None = None
+
+    def __getstate__(self) -> dict:
+        # A worker process seeds its own generator on first use.
+        return {"degradation": self.degradation, "_generator": None}
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         batch = collate_patches(items)
         if self.degradation is not None:
+            if self._generator is None:
+                seed = int(np.random.default_rng(
+                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()]).integers(2**62))
+                self._generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
-                batch["lr"] = self.degradation(batch["hr"])
+                batch["lr"] = self.degradation(batch["hr"], generator=self._generator)
         return batch
 
 

@@ -28,7 +28,8 @@ def dihedral(image_chw: np.ndarray, element: str) -> np.ndarray:
     return np.moveaxis(fgeometric.d4(np.moveaxis(image_chw, 0, -1), element), -1, 0)
 
 
-def _global_rank() -> int:
+def global_rank() -> int:
+    """The distributed rank of this process (0 outside DDP)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
     from lightning.fabric.utilities.rank_zero import _get_rank
@@ -60,7 +61,7 @@ class PatchRandom:
         if self._next >= len(self._buffer):
             if self._rng is None:
                 self._rng = np.random.default_rng(
-                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), _global_rank()])
+                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()])
             self._buffer = self._rng.random(self.block)
             self._next = 0
         self._next += 1
