@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ def train(cfg: DictConfig) -> Path:
             runs.write_json(run_dir / "data.json", description)
     _say(f"srlab: run directory {run_dir}" + (f" (resuming from {resume_ckpt.name})" if resume_ckpt else ""))
 
+    if resume_ckpt is not None:
+        # Resuming writes into the run's own checkpoint folder, which Lightning warns is not empty.
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     wandb = _wandb_logger(cfg, run_dir, resume=resume_ckpt is not None)
     loggers: list[Logger] = [wandb] if wandb else []
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=task.monitor, mode="max",
