@@ -30,11 +30,36 @@ def test_resolution_laws():
     assert 30 <= sim.resolve_modality("sted").fwhm_nm <= 80
     conf = sim.resolve_modality("confocal")
     widefield_same_dye = 0.5145 * conf.wavelength_nm / conf.na
-    assert 1.1 <= widefield_same_dye / conf.fwhm_nm <= 1.4
+    assert 1.1 <= widefield_same_dye / conf.fwhm_nm <= 1.4  # the preset's 0.8 AU, optics.md's range
     wf, structured = sim.resolve_modality("widefield"), sim.resolve_modality("sim")
     assert wf.fwhm_nm / structured.fwhm_nm == pytest.approx(2.0)
     assert sim.resolve_modality({"modality": "widefield", "psf": "gaussian"}).fwhm_nm == \
         pytest.approx(2.3548 * 0.21 * wf.wavelength_nm / wf.na, rel=1e-3)
+
+
+def _airy_power_fwhm_per_lambda_over_na(power: int) -> float:
+    """FWHM of ``[2·J1(v)/v]^power`` in units of λ/NA, solved here from the Bessel function itself."""
+    from scipy.optimize import brentq
+    from scipy.special import j1
+
+    v = brentq(lambda v: (2 * j1(v) / v) ** power - 0.5, 0.1, 3.8)
+    return 2 * v / (2 * math.pi)
+
+
+def test_confocal_fwhm_follows_the_pinhole_between_its_two_analytic_limits():
+    """Equal excitation and emission wavelengths: a closed pinhole gives the squared Airy pattern
+    (FWHM 0.369 λ/NA), an open one the Airy pattern of widefield (0.514 λ/NA); closing it narrows the PSF."""
+    def fwhm(pinhole_au: float) -> float:
+        m = sim.resolve_modality({"modality": "confocal", "wavelength_nm": 600.0, "excitation_wavelength_nm": 600.0,
+                                  "na": 1.4, "pinhole_au": pinhole_au})
+        return m.fwhm_nm / (600.0 / 1.4)
+
+    closed, open_ = _airy_power_fwhm_per_lambda_over_na(4), _airy_power_fwhm_per_lambda_over_na(2)
+    assert closed == pytest.approx(0.3693, abs=1e-3) and open_ == pytest.approx(0.5145, abs=1e-3)
+    assert fwhm(0.05) == pytest.approx(closed, rel=0.02)
+    assert fwhm(4.0) == pytest.approx(open_, rel=0.02)
+    widths = [fwhm(p) for p in (0.05, 0.25, 0.8, 2.0)]
+    assert widths == sorted(widths) and widths[-1] - widths[0] > 0.1
 
 
 def test_otf_support_is_band_limited_at_2na_over_lambda_and_doubled_by_sim():
