@@ -27,18 +27,23 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def network_kwargs(cfg: DictConfig, model_cfg: DictConfig | None = None) -> dict[str, Any]:
-    """``model.params`` plus in/out channels and scale from the data block where the network takes them."""
-    model_cfg = model_cfg if model_cfg is not None else cfg.model
-    kwargs = dict(_plain(model_cfg.params))
-    accepted = models.NETWORKS.parameters(model_cfg.name)
+def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, where: str) -> dict[str, Any]:
+    """``kwargs`` plus in/out channels and scale from the data block, for the ones the constructor takes;
+    an explicit scale must agree with ``data.scale``."""
     implied = {"in_channels": cfg.data.channels, "out_channels": cfg.data.channels, "scale": cfg.data.scale}
     for key, value in implied.items():
         if key in accepted:
             kwargs.setdefault(key, value)
     if "scale" in kwargs and kwargs["scale"] != cfg.data.scale:
-        raise SrlabError(f"model.params.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
+        raise SrlabError(f"{where}.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
     return kwargs
+
+
+def network_kwargs(cfg: DictConfig, model_cfg: DictConfig | None = None) -> dict[str, Any]:
+    """``model.params`` plus in/out channels and scale from the data block where the network takes them."""
+    model_cfg = model_cfg if model_cfg is not None else cfg.model
+    return _with_data_implied(cfg, dict(_plain(model_cfg.params)), models.NETWORKS.parameters(model_cfg.name),
+                              "model.params")
 
 
 def build_network(cfg: DictConfig) -> nn.Module:
@@ -163,13 +168,7 @@ def build_discriminator(cfg: DictConfig, value: Any, where: str, conditional: bo
 def build_degrader(cfg: DictConfig, value: Any, where: str) -> nn.Module:
     """A High→Low generator from ``paradigm.params.<key>``; channels and scale from the data block."""
     name, kwargs = _component_spec(value, where, DEGRADERS)
-    accepted = DEGRADERS.parameters(name)
-    implied = {"in_channels": cfg.data.channels, "out_channels": cfg.data.channels, "scale": cfg.data.scale}
-    for key, val in implied.items():
-        if key in accepted:
-            kwargs.setdefault(key, val)
-    if "scale" in kwargs and kwargs["scale"] != cfg.data.scale:
-        raise SrlabError(f"{where}.params.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
+    kwargs = _with_data_implied(cfg, kwargs, DEGRADERS.parameters(name), f"{where}.params")
     return DEGRADERS.create(name, _where=f"{where}.params", **kwargs)
 
 

@@ -82,3 +82,11 @@ def test_experiment_can_extend_another(tmp_path):
     (tmp_path / "b.yaml").write_text("defaults: [a]\n")
     with pytest.raises(SrlabError, match="cycle"):
         load_experiment("a", root=tmp_path)
+
+
+def test_network_scale_must_agree_with_the_data():
+    from srlab import build
+
+    cfg = load_experiment("edsr_smoke", ["model.params.scale=3"])
+    with pytest.raises(SrlabError, match=r"model\.params\.scale=3 disagrees with data\.scale=2"):
+        build.build_network(cfg)
