@@ -11,11 +11,12 @@ channels are inverted with their input channel's map when the network keeps the 
 otherwise with the mean of the input channels' maps. The output is float32, so nothing is clipped.
 
 Frames. ``(H, W)`` is one image; any leading axes (Z, T, …) are frames, predicted one at a time
-with 2D tiling (:func:`srlab.evaluation.tiling.predict_tiled`); a channel axis is named with
+with 2D tiling (:func:`srlab.evaluation.tiling.iter_tiled_bands`); a channel axis is named with
 ``channel_axis``. :func:`predict_file` reads the input memory-mapped where the file allows it and writes
 the output band by band as tiles finish (:func:`srlab.evaluation.tiling.iter_tiled_bands`), so neither
 a whole input frame (beyond the file's pages) nor a whole SR frame is ever held in memory. Percentiles of
-frames above 4 megapixels are taken on a regular subsample of 4 million pixels.
+8/16-bit frames are exact; those of float frames above 4 megapixels come from a regular 4-million-pixel
+subsample (:func:`srlab.data.normalize.percentile_scale`).
 """
 from __future__ import annotations
 
@@ -35,11 +36,10 @@ from srlab.data.normalize import (
     DEFAULT_HIGH_PERCENTILE,
     DEFAULT_LOW_PERCENTILE,
     IntensityScale,
-    percentile_normalize,
     percentile_scale,
 )
 from srlab.errors import SrlabError
-from srlab.evaluation.tiling import iter_tiled_bands, predict_tiled
+from srlab.evaluation.tiling import iter_tiled_bands
 
 
 def _frames(stack: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -70,6 +70,22 @@ def check_percentiles(low: float, high: float) -> None:
         raise SrlabError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
 
 
+def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile: float, high_percentile: float,
+                          options: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """The SR prediction of one ``(C, H, W)`` frame as finished row bands ``(y0, (C_out, rows, s·W))``, in
+    the frame's intensity units: each channel is normalized by its own percentiles tile by tile on the
+    way in (no normalized copy of the frame), and mapped back on the way out."""
+    scales = [percentile_scale(channel, low_percentile, high_percentile) for channel in frame]
+    drop_mapped_pages(frame)
+    for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales], **options):
+        drop_mapped_pages(frame)
+        for c in range(band.shape[0]):
+            s = _output_scale(scales, band.shape[0], c)
+            band[c] *= np.float32(s.span)
+            band[c] += np.float32(s.low)
+        yield y0, band
+
+
 def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int, tile_size: int = 256,
                           overlap: int = 32, batch_size: int = 4, device: str | torch.device = "cpu",
                           tta: bool = False, amp_dtype: torch.dtype | None = None, progress: bool = False,
@@ -79,22 +95,15 @@ def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int,
     """For each frame of ``frames`` ``(F, C, H, W)``, its SR prediction ``(C_out, s·H, s·W)`` in the
     input's intensity units (see the module docstring)."""
     check_percentiles(low_percentile, high_percentile)
+    options = {"scale": scale, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
+               "device": device, "tta": tta, "amp_dtype": amp_dtype, "progress": progress,
+               "size_multiple": size_multiple}
     for frame in frames:
-        normalized = np.empty(frame.shape, dtype=np.float32)
-        scales = []
-        for c, channel in enumerate(frame):
-            normalized[c], s = percentile_normalize(channel, low_percentile, high_percentile)
-            scales.append(s)
-        pred = predict_tiled(network, normalized, scale=scale, tile_size=tile_size, overlap=overlap,
-                             batch_size=batch_size, device=device, tta=tta, amp_dtype=amp_dtype,
-                             progress=progress, size_multiple=size_multiple)
-        del normalized
-        if pred.ndim == 2:
-            pred = pred[None]
-        for c in range(pred.shape[0]):
-            s = _output_scale(scales, pred.shape[0], c)
-            pred[c] *= s.span
-            pred[c] += s.low
+        pred = None
+        for y0, band in _bands_in_input_units(network, frame, low_percentile, high_percentile, options):
+            if pred is None:
+                pred = np.empty((band.shape[0], frame.shape[-2] * scale, frame.shape[-1] * scale), np.float32)
+            pred[:, y0:y0 + band.shape[1]] = band
         yield pred
 
 
@@ -127,7 +136,7 @@ def predict_stack(network: nn.Module, stack: np.ndarray, *, scale: int, channel_
 
 # -- TIFF in and out ---------------------------------------------------------------------------------
 # Reading uses srlab.data.io; writing does not use io.write_tiff, which takes the whole array at once:
-# frames go one by one into a memory-mapped ImageJ file instead, so a stack's SR output never has to
+# row bands go into the ImageJ file's pixel block as tiles finish, so a stack's SR output never has to
 # fit in memory.
 
 def _imagej_timing(path: Path) -> dict[str, float]:
@@ -189,7 +198,6 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
         raise SrlabError(f"output folder '{output_path.parent}' does not exist")
 
     image, axes, pixel_size_nm = read_tiff(input_path, memmap=True)
-    mapped = image
     extra = _imagej_timing(input_path)
     order, channel, leading_axes = _layout(axes, image.shape)
     image = np.transpose(image, order)
@@ -221,11 +229,7 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     try:
         handle = None
         for i, frame in enumerate(frames):
-            scales = [percentile_scale(channel, low_percentile, high_percentile) for channel in frame]
-            drop_mapped_pages(mapped)
-            for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales],
-                                             **options):
-                drop_mapped_pages(mapped)
+            for y0, band in _bands_in_input_units(network, frame, low_percentile, high_percentile, options):
                 if handle is None:
                     if channel is None and band.shape[0] != 1:
                         out_axes = leading_axes + "CYX"
@@ -242,12 +246,8 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
                     del layout
                     handle = os.open(temporary, os.O_WRONLY)
                     plane_bytes = out_h * out_w * dtype.itemsize
-                for c in range(band.shape[0]):
-                    s = _output_scale(scales, band.shape[0], c)
-                    rows = band[c]
-                    rows *= np.float32(s.span)
-                    rows += np.float32(s.low)
-                    rows = np.ascontiguousarray(rows, dtype=dtype)
+                for c in range(out_c):
+                    rows = np.ascontiguousarray(band[c], dtype=dtype)
                     position = offset + (i * out_c + c) * plane_bytes + y0 * out_w * dtype.itemsize
                     os.pwrite(handle, memoryview(rows).cast("B"), position)
         assert handle is not None
