@@ -40,7 +40,7 @@ from srlab.data.degrade import Degradation
 from srlab.data.io import LoadedImage, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
 from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
-from srlab.data.transforms import PairAugment, PatchRandom, global_rank
+from srlab.data.transforms import PairAugment, PatchRandom, process_rng
 from srlab.errors import SrlabError
 
 SPLITS = ("train", "val", "test")
@@ -279,10 +279,9 @@ class DegradeCollate:
     """Collate HR patches and, unless LR is made on the training device, synthesize the LR for the
     whole batch at once (vectorized torch ops, in the DataLoader worker).
 
-    Degradation parameters and noise come from a generator of its own, seeded on first use from
-    torch's (seeded per process and worker by ``seed_everything(workers=True)``) and the distributed
-    rank, as the patch sampler's (:class:`~srlab.data.transforms.PatchRandom`): DDP ranks without
-    workers would otherwise draw identical noise."""
+    Degradation parameters and noise come from a generator of its own, seeded on first use by
+    :func:`~srlab.data.transforms.process_rng` like the patch sampler: DDP ranks without workers would
+    otherwise draw identical noise."""
 
     def __init__(self, degradation: Degradation | None):
         self.degradation = degradation
@@ -296,9 +295,7 @@ class DegradeCollate:
         batch = collate_patches(items)
         if self.degradation is not None:
             if self._generator is None:
-                seed = int(np.random.default_rng(
-                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()]).integers(2**62))
-                self._generator = torch.Generator().manual_seed(seed)
+                self._generator = torch.Generator().manual_seed(int(process_rng().integers(2**62)))
             with torch.no_grad():
                 batch["lr"] = self.degradation(batch["hr"], generator=self._generator)
         return batch

@@ -36,15 +36,20 @@ def global_rank() -> int:
     return _get_rank() or 0
 
 
+def process_rng() -> np.random.Generator:
+    """A generator for this process's data sampling: seeded from torch's generator (which Lightning's
+    ``seed_everything(workers=True)`` seeds per process and DataLoader worker) and the distributed rank
+    (``seed_everything`` gives every DDP rank the same seed, so ranks without workers would otherwise
+    draw the same numbers)."""
+    return np.random.default_rng([int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()])
+
+
 class PatchRandom:
     """Uniform random numbers for patch sampling, drawn in blocks (a per-patch call to torch's RNG
     costs ~10 µs; the loader's budget is ~500 µs per patch).
 
-    Seeded on first use from torch's generator, which Lightning's ``seed_everything(workers=True)``
-    seeds per process and DataLoader worker: reproducible for a given seed, different per worker,
-    and distinct for two datasets of one process (each takes its own draw). The distributed rank is
-    mixed in because ``seed_everything`` gives every DDP rank the same seed: with ``num_workers=0``
-    all ranks would otherwise draw the same patches.
+    Seeded on first use by :func:`process_rng`: reproducible for a given seed, different per worker
+    and per DDP rank, and distinct for two datasets of one process (each takes its own draw).
     """
 
     def __init__(self, block: int = 4096):
@@ -60,8 +65,7 @@ class PatchRandom:
     def uniform(self) -> float:
         if self._next >= len(self._buffer):
             if self._rng is None:
-                self._rng = np.random.default_rng(
-                    [int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()])
+                self._rng = process_rng()
             self._buffer = self._rng.random(self.block)
             self._next = 0
         self._next += 1
