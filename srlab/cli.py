@@ -113,6 +113,8 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise SrlabError(f"{args.run}: '{cfg.name}' is not a localization run (paradigm "
                          f"'{cfg.paradigm.name}'); use srlab predict for SR networks")
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise SrlabError(f"{out}: exists and is not a folder; -o names the output folder")
     targets = [out / "localizations.csv", out / "super_resolved.tif"]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:

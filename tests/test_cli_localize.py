@@ -36,5 +36,9 @@ def test_localize_a_stack_then_score_it(tmp_path):
     scored = run_cli("score", str(paths.ground_truth), str(out / "localizations.csv"), "--json")
     assert scored.returncode == 0 and 0.0 <= json.loads(scored.stdout)["jaccard"] <= 1.0
 
+    not_a_folder = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(paths.ground_truth))
+    assert not_a_folder.returncode == 2 and "not a folder" in not_a_folder.stderr
+    assert "Traceback" not in not_a_folder.stderr
+
     missing = run_cli("score", str(paths.ground_truth), str(tmp_path / "none.csv"))
     assert missing.returncode == 2 and "none.csv" in missing.stderr
