@@ -39,8 +39,9 @@ from srlab.data.config import DataConfig
 from srlab.data.degrade import Degradation
 from srlab.data.io import LoadedImage, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
+from srlab.data.sampling import ResumableData, item_rng
 from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
-from srlab.data.transforms import PairAugment, PatchRandom, process_rng
+from srlab.data.transforms import PairAugment, PatchRandom
 from srlab.errors import SrlabError
 
 SPLITS = ("train", "val", "test")
@@ -215,50 +216,64 @@ def collate_patches(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class PairedPatches(Dataset):
-    """Random aligned LR/HR patches with pair augmentation (training)."""
+    """Random aligned LR/HR patches with pair augmentation (training).
+
+    Item ``key`` is an :class:`~srlab.data.sampling.EpochSampler` key ``(epoch, index)`` (or a plain
+    index): the patch is a function of ``(seed, key)`` alone."""
 
     def __init__(self, pairs: list[ImagePair], *, scale: int, patch_size: int, length: int,
-                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0):
+                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0,
+                 seed: int = 0):
         self.pairs, self.scale, self.patch = pairs, scale, patch_size
-        self.length, self.augment = length, augment
+        self.length, self.augment, self.seed = length, augment, seed
         self.sampler = CropSampler([p.hr for p in pairs], patch_size, scale, threshold,
                                    min_foreground_fraction)
-        self.rand = PatchRandom()
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        i, y, x = self.sampler(self.rand)
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        rand = PatchRandom(item_rng(self.seed, key))
+        i, y, x = self.sampler(rand)
         pair, s, p = self.pairs[i], self.scale, self.patch
         lr = pair.lr[:, y:y + p, x:x + p]
         hr = pair.hr[:, s * y:s * (y + p), s * x:s * (x + p)]
         if self.augment is not None:
-            lr, hr = self.augment(lr, hr, rand=self.rand)
+            lr, hr = self.augment(lr, hr, rand=rand)
         return {"lr": lr, "hr": hr, "name": pair.name}
 
 
 class SinglePatches(Dataset):
-    """Random patches of one image set (an HR-only or LR-only set), augmented; ``key`` names them."""
+    """Random patches of one image set (an HR-only or LR-only set), augmented; ``key`` names them.
+
+    Each item is a function of ``(seed, stream, sampler key)``; two sets of one unpaired dataset use
+    different ``stream``s. With ``noise_seed`` an item also carries a seed for the noise of the LR
+    that :class:`DegradeCollate` synthesizes from it."""
 
     def __init__(self, images: list[ImagePair], *, key: str, patch_px: int, length: int,
-                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0):
+                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0,
+                 seed: int = 0, stream: int = 0, noise_seed: bool = False):
         self.arrays = [getattr(im, key) for im in images]
         self.names = [im.name for im in images]
         self.key, self.patch, self.length, self.augment = key, patch_px, length, augment
+        self.seed, self.stream, self.noise_seed = seed, stream, noise_seed
         self.sampler = CropSampler(self.arrays, patch_px, 1, threshold, min_foreground_fraction)
-        self.rand = PatchRandom()
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        i, y, x = self.sampler(self.rand)
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        rng = item_rng(self.seed, key, self.stream)
+        rand = PatchRandom(rng)
+        i, y, x = self.sampler(rand)
         p = self.patch
         patch = self.arrays[i][:, y:y + p, x:x + p]
         if self.augment is not None:
-            (patch,) = self.augment(patch, rand=self.rand)
-        return {self.key: patch, "name": self.names[i]}
+            (patch,) = self.augment(patch, rand=rand)
+        item = {self.key: patch, "name": self.names[i]}
+        if self.noise_seed:
+            item["noise_seed"] = int(rng.integers(2**62))
+        return item
 
 
 class UnpairedPatches(Dataset):
@@ -270,34 +285,32 @@ class UnpairedPatches(Dataset):
     def __len__(self) -> int:
         return len(self.lr)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        a, b = self.lr[index], self.hr[index]
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        a, b = self.lr[key], self.hr[key]
         return {"lr": a["lr"], "hr": b["hr"], "name": f"{a['name']}|{b['name']}"}
+
+
+def batch_generator(noise_seeds: Any, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of one batch's degradation, seeded by its first item's ``noise_seed`` (items are
+    functions of their sampler keys, so the batch's noise is too: the same in every worker, rank and
+    resumed run)."""
+    return torch.Generator(device=device).manual_seed(int(noise_seeds[0]))
 
 
 class DegradeCollate:
     """Collate HR patches and, unless LR is made on the training device, synthesize the LR for the
-    whole batch at once (vectorized torch ops, in the DataLoader worker).
-
-    Degradation parameters and noise come from a generator of its own, seeded on first use by
-    :func:`~srlab.data.transforms.process_rng` like the patch sampler: DDP ranks without workers would
-    otherwise draw identical noise."""
+    whole batch at once (vectorized torch ops, in the DataLoader worker), with degradation parameters
+    and noise from :func:`batch_generator`. On-device synthesis keeps ``noise_seed`` in the batch."""
 
     def __init__(self, degradation: Degradation | None):
         self.degradation = degradation
-        self._generator: torch.Generator | None = None
-
-    def __getstate__(self) -> dict:
-        # A worker process seeds its own generator on first use.
-        return {"degradation": self.degradation, "_generator": None}
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         batch = collate_patches(items)
         if self.degradation is not None:
-            if self._generator is None:
-                self._generator = torch.Generator().manual_seed(int(process_rng().integers(2**62)))
+            generator = batch_generator(batch.pop("noise_seed"))
             with torch.no_grad():
-                batch["lr"] = self.degradation(batch["hr"], generator=self._generator)
+                batch["lr"] = self.degradation(batch["hr"], generator=generator)
         return batch
 
 
@@ -337,7 +350,7 @@ class FixedCrops(Dataset):
 # ------------------------------------------------------------------------------------------------
 # DataModules
 # ------------------------------------------------------------------------------------------------
-class SRDataModule(L.LightningDataModule):
+class SRDataModule(ResumableData, L.LightningDataModule):
     """What every data kind shares: config checks, splits, loaders, :meth:`describe`.
 
     Subclasses implement :meth:`_load` (fill ``self.data[split]`` with :class:`ImagePair` lists) and
@@ -428,14 +441,19 @@ class SRDataModule(L.LightningDataModule):
         return aug if aug.active else None
 
     # -- loaders ---------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, collate: Any = collate_patches) -> DataLoader:
+    def _loader(self, dataset: Dataset, collate: Any = collate_patches, sampler: Any = None) -> DataLoader:
         workers = self.cfg.num_workers
-        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=workers,
-                          collate_fn=collate, pin_memory=self.cfg.pin_memory,
-                          persistent_workers=self.cfg.persistent_workers and workers > 0)
+        # A generator of the loader's own: creating an iterator draws a base seed from it, which would
+        # otherwise advance the global torch RNG (and make a resumed run's model-side draws differ).
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, sampler=sampler,
+                          num_workers=workers, collate_fn=collate, pin_memory=self.cfg.pin_memory,
+                          persistent_workers=self.cfg.persistent_workers and workers > 0,
+                          generator=torch.Generator().manual_seed(int(self.seed)))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._train_dataset(), self._train_collate())
+        dataset = self._train_dataset()
+        sampler = self.epoch_sampler(len(dataset), self.cfg.batch_size, self.seed)
+        return self._loader(dataset, self._train_collate(), sampler)
 
     def _train_collate(self) -> Any:
         return collate_patches
@@ -528,7 +546,7 @@ class PairedDataModule(SRDataModule):
         return PairedPatches(self.data["train"], scale=self.scale, patch_size=self.cfg.patch_size,
                              length=self.cfg.patches_per_epoch, augment=self._augment(),
                              threshold=self.cfg.foreground_threshold,
-                             min_foreground_fraction=self.cfg.min_foreground_fraction)
+                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed)
 
 
 @DATAMODULES.register("degrade", family="degradation")
@@ -596,11 +614,11 @@ class DegradeDataModule(SRDataModule):
                     pair.lr = self.degradation(hr, generator=gen)[0].numpy()
 
     def _train_dataset(self) -> Dataset:
-        hr = SinglePatches(self.data["train"], key="hr", patch_px=self.cfg.patch_size * self.scale,
-                           length=self.cfg.patches_per_epoch, augment=self._augment(),
-                           threshold=self.cfg.foreground_threshold,
-                           min_foreground_fraction=self.cfg.min_foreground_fraction)
-        return hr
+        return SinglePatches(self.data["train"], key="hr", patch_px=self.cfg.patch_size * self.scale,
+                             length=self.cfg.patches_per_epoch, augment=self._augment(),
+                             threshold=self.cfg.foreground_threshold,
+                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed,
+                             noise_seed=True)
 
     def _train_collate(self) -> Any:
         return DegradeCollate(None if self.cfg.degradation.on_device else self.degradation)
@@ -609,8 +627,9 @@ class DegradeDataModule(SRDataModule):
         """Synthesize LR on the training device for HR-only training batches."""
         if isinstance(batch, dict) and "hr" in batch and "lr" not in batch:
             assert self.degradation is not None
+            generator = batch_generator(batch.pop("noise_seed"), batch["hr"].device)
             with torch.no_grad():
-                batch["lr"] = self.degradation(batch["hr"])
+                batch["lr"] = self.degradation(batch["hr"], generator=generator)
         return batch
 
 
@@ -701,9 +720,10 @@ class UnpairedDataModule(SRDataModule):
         common = {"length": self.cfg.patches_per_epoch, "augment": self._augment(),
                   "threshold": self.cfg.foreground_threshold,
                   "min_foreground_fraction": self.cfg.min_foreground_fraction}
-        lr = SinglePatches(self.data["train_lr"], key="lr", patch_px=self.cfg.patch_size, **common)
+        lr = SinglePatches(self.data["train_lr"], key="lr", patch_px=self.cfg.patch_size, seed=self.seed,
+                           stream=1, **common)
         hr = SinglePatches(self.data["train_hr"], key="hr", patch_px=self.cfg.patch_size * self.scale,
-                           **common)
+                           seed=self.seed, stream=2, **common)
         return UnpairedPatches(lr, hr)
 
 

@@ -52,6 +52,7 @@ from srlab.data import DATAMODULES
 from srlab.data.config import DataConfig
 from srlab.data.io import read_tiff, write_tiff
 from srlab.data.normalize import percentile_normalize
+from srlab.data.sampling import ResumableData, split_key
 from srlab.errors import SrlabError, did_you_mean, unknown_choice
 
 STRUCTURES = ("microtubules", "er", "uniform")
@@ -689,7 +690,9 @@ class SMLMFrames(Dataset):
                             labels_nm=self._specimen(k))
         return acq.photons[0], acq.localizations.shifted(frame=index)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        # Frames depend on the index only (an EpochSampler key's epoch picks the order, not the frame).
+        index = split_key(key)[1]
         photons, locs = self._frame(index)
         px = self.cfg.pixel_size_nm
         if self.patch_px is not None:
@@ -732,7 +735,7 @@ def collate_localization(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @DATAMODULES.register("smlm", family="localization")
-class SMLMDataModule(L.LightningDataModule):
+class SMLMDataModule(ResumableData, L.LightningDataModule):
     """Simulated SMLM frames for Deep-STORM / Deep-ULM (``data.kind: smlm``).
 
     Training: ``train_frames`` independent frames (a new specimen every ``frames_per_specimen``),
@@ -782,17 +785,20 @@ class SMLMDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, sampler: Any = None) -> DataLoader:
         workers = self.cfg.num_workers
-        return DataLoader(self.datasets[split], batch_size=self.cfg.batch_size, shuffle=shuffle,
+        return DataLoader(self.datasets[split], batch_size=self.cfg.batch_size, sampler=sampler,
                           num_workers=workers, collate_fn=collate_localization, pin_memory=self.cfg.pin_memory,
-                          persistent_workers=self.cfg.persistent_workers and workers > 0)
+                          persistent_workers=self.cfg.persistent_workers and workers > 0,
+                          generator=torch.Generator().manual_seed(int(self.seed)))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
+        # Shuffled per epoch by (seed, epoch): the same order in a resumed run (see srlab.data.sampling).
+        sampler = self.epoch_sampler(len(self.datasets["train"]), self.cfg.batch_size, self.seed, shuffle=True)
+        return self._loader("train", sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+        return self._loader("test")

@@ -28,44 +28,21 @@ def dihedral(image_chw: np.ndarray, element: str) -> np.ndarray:
     return np.moveaxis(fgeometric.d4(np.moveaxis(image_chw, 0, -1), element), -1, 0)
 
 
-def global_rank() -> int:
-    """The distributed rank of this process (0 outside DDP)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    from lightning.fabric.utilities.rank_zero import _get_rank
-    return _get_rank() or 0
-
-
-def process_rng() -> np.random.Generator:
-    """A generator for this process's data sampling: seeded from torch's generator (which Lightning's
-    ``seed_everything(workers=True)`` seeds per process and DataLoader worker) and the distributed rank
-    (``seed_everything`` gives every DDP rank the same seed, so ranks without workers would otherwise
-    draw the same numbers)."""
-    return np.random.default_rng([int(torch.randint(0, 2**62, (), dtype=torch.int64)), global_rank()])
-
-
 class PatchRandom:
-    """Uniform random numbers for patch sampling, drawn in blocks (a per-patch call to torch's RNG
-    costs ~10 µs; the loader's budget is ~500 µs per patch).
+    """Uniform random numbers for one training item, drawn from its generator in small blocks (a
+    per-number call into NumPy costs ~1 µs; a patch needs a handful).
 
-    Seeded on first use by :func:`process_rng`: reproducible for a given seed, different per worker
-    and per DDP rank, and distinct for two datasets of one process (each takes its own draw).
+    The generator comes from :func:`srlab.data.sampling.item_rng`: a pure function of the run's seed,
+    the epoch and the item's index, so patches are the same in every worker, rank and resumed run.
     """
 
-    def __init__(self, block: int = 4096):
-        self.block = block
-        self._rng: np.random.Generator | None = None
+    def __init__(self, rng: np.random.Generator, block: int = 16):
+        self._rng, self.block = rng, block
         self._buffer = np.empty(0)
         self._next = 0
 
-    def __getstate__(self) -> dict:
-        # A forked/spawned worker starts unseeded and seeds itself from its own torch generator.
-        return {"block": self.block, "_rng": None, "_buffer": np.empty(0), "_next": 0}
-
     def uniform(self) -> float:
         if self._next >= len(self._buffer):
-            if self._rng is None:
-                self._rng = process_rng()
             self._buffer = self._rng.random(self.block)
             self._next = 0
         self._next += 1
@@ -79,8 +56,7 @@ class PatchRandom:
 class PairAugment:
     """Random D4 element and intensity gain, the same for every image of one call.
 
-    Random numbers come from a :class:`PatchRandom` (or torch's generator), seeded through
-    Lightning's ``seed_everything(workers=True)`` — patches are reproducible for a given seed.
+    Random numbers come from the item's :class:`PatchRandom` (or torch's generator when none is given).
     """
 
     def __init__(self, dihedral_group: bool = True, intensity_scale_range: tuple[float, float] = (1.0, 1.0)):

@@ -75,22 +75,3 @@ def test_ranges_are_validated():
         parse_range([5, 1], "data.degradation.photons")
     with pytest.raises(SrlabError, match="HR pixel size"):
         Degradation(scale=2, hr_pixel_size_nm=None, psf_fwhm_nm=(1, 1), photons=(1, 1))
-
-
-def test_loader_degradation_is_seeded_and_differs_between_ranks(monkeypatch):
-    """The loader's LR synthesis draws from its own generator: reproducible from torch's seed, and
-    different on each DDP rank (seed_everything gives all ranks the same seed)."""
-    from srlab.data.datamodules import DegradeCollate
-    from srlab.data.degrade import Degradation
-
-    degradation = Degradation(scale=2, hr_pixel_size_nm=20.0, psf_fwhm_nm=(150.0, 250.0), photons=(20.0, 200.0),
-                              read_noise_e=(0.0, 2.0))
-    items = [{"hr": torch.rand(1, 32, 32).numpy(), "name": f"p{i}"} for i in range(4)]
-
-    def lr(rank: str) -> torch.Tensor:
-        monkeypatch.setenv("RANK", rank)
-        torch.manual_seed(0)
-        return DegradeCollate(degradation)(items)["lr"]
-
-    assert torch.equal(lr("0"), lr("0"))
-    assert not torch.equal(lr("0"), lr("1"))
