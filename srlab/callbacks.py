@@ -1,14 +1,20 @@
-"""Callbacks: validation image grids for the logger, RNG state for exact resume."""
+"""Callbacks: validation image grids for the logger; RNG state, ``last.ckpt`` and pre-emption stops for
+exact resume."""
 from __future__ import annotations
 
 import random
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import WandbLogger
+from typing_extensions import Self
 
 from srlab.paradigms.base import bicubic_upsample
 
@@ -57,10 +63,13 @@ class RNGState(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         np_state = np.random.get_state()
-        return {"python": random.getstate(), "torch": torch.get_rng_state(),
-                "numpy": {"key": np_state[0], "state": torch.from_numpy(np_state[1].astype(np.int64)),
-                          "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                          "cached_gaussian": float(np_state[4])}}
+        state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                 "numpy": {"key": np_state[0], "state": torch.from_numpy(np_state[1].astype(np.int64)),
+                           "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                           "cached_gaussian": float(np_state[4])}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "python" in state:
@@ -72,6 +81,104 @@ class RNGState(L.Callback):
             s = state["numpy"]
             np.random.set_state((s["key"], s["state"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
                                  s["cached_gaussian"]))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# The signals that ask a run to stop: Ctrl-C, and the pre-emption notices of SLURM (SIGTERM, or
+# SIGUSR1 with --signal=USR1@...) and of torchrun's elastic agent (SIGTERM).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequests:
+    """Turns Ctrl-C, SIGTERM and SIGUSR1 into a request that :class:`LastCheckpoint` honours after the
+    batch in progress (a checkpoint, then :class:`RunStopped`). A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if signum == signal.SIGINT:
+            print("\nsrlab: stopping after this batch (a checkpoint is written); Ctrl-C again to stop now",
+                  flush=True)
+
+    def __enter__(self) -> Self:
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+class RunStopped(Exception):
+    """Training stopped on request (a signal) after writing ``last.ckpt``; ``signum`` says which."""
+
+    def __init__(self, signum: int | None, checkpoint: Path | None):
+        super().__init__(f"stopped by {signal.Signals(signum).name if signum else 'request'}")
+        self.signum, self.checkpoint = signum, checkpoint
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``<dirpath>/last.ckpt``: at the end of every training epoch (after validation, the
+    module's own epoch-end hook and the scheduler's state of that epoch: it is a monitoring callback,
+    which Lightning calls last), every ``every_min`` minutes of training after the batch in progress
+    (0: never), and when :class:`StopRequests` has a request — then it raises :class:`RunStopped`,
+    which ends the fit with no further validation or checkpoint, so ``best.ckpt`` stays what an
+    uninterrupted run would have.
+
+    ``last.ckpt`` therefore always holds the latest state: a resumed run continues from it exactly
+    (see :mod:`srlab.data.sampling` for the data side).
+    """
+
+    def __init__(self, dirpath: str | Path, every_min: float = 10.0, stops: StopRequests | None = None):
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_s = max(0.0, float(every_min)) * 60.0
+        self.stops = stops
+        self._last_save = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, data
+        self._last_save = time.monotonic()
+
+    def _decide(self, trainer: L.Trainer, local: bool) -> bool:
+        # Every rank must take part in a save (it is collective under DDP): agree on it.
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(local, all=False))
+        return local
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:
+            # The epoch's end follows (validation, then the epoch-end checkpoint, which honours a stop):
+            # a checkpoint here would have to resume in the middle of that.
+            return
+        stop = self._decide(trainer, self.stops is not None and self.stops.signum is not None)
+        due = self.every_s > 0 and time.monotonic() - self._last_save >= self.every_s
+        if stop or self._decide(trainer, due):
+            self._save(trainer)
+        if stop:
+            raise RunStopped(self.stops.signum if self.stops else None, self.path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
+        if self._decide(trainer, self.stops is not None and self.stops.signum is not None):
+            raise RunStopped(self.stops.signum if self.stops else None, self.path)
 
 
 def _format_duration(seconds: float) -> str:

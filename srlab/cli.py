@@ -16,16 +16,18 @@ EXIT_USER_ERROR = 2
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from srlab import experiment
-    from srlab.config import apply_overrides, load_experiment, load_resolved
-    from srlab.runs import resolve_run
+    from srlab.config import load_experiment
 
     cfg = load_experiment(args.name, args.overrides)
-    if cfg.resume:
-        # A resumed run continues with the configuration it was started with (plus these overrides).
-        run_dir, _ = resolve_run(cfg.resume)
-        cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), args.overrides)
-        cfg.resume = str(run_dir)
-    experiment.train(cfg)
+    if args.force_continue and not cfg.resume:
+        raise SrlabError("--force-continue extends a finished run: give it resume=RUN_DIR")
+    if not cfg.resume:
+        experiment.train(cfg)
+        return 0
+    # A resumed run continues with the configuration it was started with (plus these overrides).
+    planned = experiment.plan_resume(args.name, cfg.resume, args.overrides, force_continue=args.force_continue)
+    if planned is not None:
+        experiment.train(*planned)
     return 0
 
 
@@ -175,6 +177,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and test an experiment: srlab train NAME [key=value ...]")
     p.add_argument("name", help="experiment name (srlab list) or path to a YAML file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, group=block swaps, resume=RUN_DIR")
+    p.add_argument("--force-continue", action="store_true",
+                   help="with resume=RUN: train a finished run longer (give a larger trainer.max_epochs); "
+                        "its old config and metrics are kept beside the new ones")
     p = sub.add_parser("test", help="evaluate a run directory or checkpoint: srlab test RUN [key=value ...]")
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("overrides", nargs="*", help="e.g. data.kind=paired data.path=my_data/")
@@ -220,7 +225,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _split_unknown(argv: list[str]) -> list[str]:
     # ``--data.path=x`` style overrides look like options to argparse; treat them as positionals.
-    return [a[2:] if a.startswith("--") and "=" in a and "." in a.split("=", 1)[0] else a for a in argv]
+    argv = [a[2:] if a.startswith("--") and "=" in a and "." in a.split("=", 1)[0] else a for a in argv]
+    # argparse cannot take an option between the overrides (nargs="*"): move train's flag before them.
+    if argv[:1] == ["train"] and "--force-continue" in argv:
+        argv = ["train", "--force-continue", *[a for a in argv[1:] if a != "--force-continue"]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("srlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        from srlab.callbacks import RunStopped
+        if not isinstance(err, RunStopped):
+            raise
+        return _report_stop(err)
+
+
+def _report_stop(stop) -> int:
+    """One line for a run stopped by Ctrl-C or a pre-emption signal; exit status 128 + signal."""
+    import signal
+
+    run_dir, name = getattr(stop, "run_dir", None), getattr(stop, "experiment", None)
+    how = "interrupted" if stop.signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(stop.signum).name}"
+    saved = "last.ckpt written" if stop.checkpoint is not None else "the last checkpoint is kept"
+    hint = f" — resume with: srlab train {name} resume={run_dir}" if run_dir is not None else ""
+    print(f"srlab: {how} ({saved}){hint}", file=sys.stderr)
+    return 128 + int(stop.signum or signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,11 @@ class ParadigmConfig:
 
 @dataclass
 class TrainerConfig:
-    """Passed to ``lightning.Trainer`` (same names). ``max_time`` is ``DD:HH:MM:SS``."""
+    """Passed to ``lightning.Trainer`` (same names). ``max_time`` is ``DD:HH:MM:SS``.
+
+    ``checkpoint_every_min`` is srlab's own: ``last.ckpt`` is written at the end of every epoch and
+    also after the batch in progress every that many minutes (0: only at epoch ends), so a pre-empted
+    job loses at most that much training."""
 
     max_epochs: int = 10
     max_steps: int = -1
@@ -114,6 +118,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
+    checkpoint_every_min: float = 10.0
 
 
 @dataclass
@@ -292,7 +297,8 @@ def config_hash(cfg: DictConfig, ignore: tuple[str, ...] = ("resume", "runs_dir"
     data = OmegaConf.to_container(cfg, resolve=True)
     for key in ignore:
         data.pop(key, None)
-    data.get("trainer", {}).pop("enable_progress_bar", None)
+    for key in ("enable_progress_bar", "checkpoint_every_min"):  # how a run is watched, not what it computes
+        data.get("trainer", {}).pop(key, None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

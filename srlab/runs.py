@@ -34,10 +34,21 @@ PACKAGES = ("srlab", "torch", "lightning", "torchmetrics", "wandb", "albumentati
             "numpy", "scipy")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes owner-only files; a run's files get the permissions any other file would (umask).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -65,6 +76,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, FILE_MODE)
         try:
             torch.save(checkpoint, tmp)
             os.replace(tmp, path)
@@ -147,6 +159,37 @@ def release_shared_run_dir(runs_root: str | Path, experiment: str, launch_key: s
 def run_id(run_dir: Path) -> str:
     """The W&B run id of a run directory (its folder name, which is unique)."""
     return Path(run_dir).name
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """The run directory of ``path`` (a run directory, or a checkpoint file inside one): a folder
+    with the ``config.yaml`` that srlab writes first, checkpoints or not."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not path.is_dir():
+        raise SrlabError(f"{path}: no such run directory")
+    if not (path / "config.yaml").is_file():
+        raise SrlabError(f"{path}: not a run directory (no config.yaml)")
+    return path
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """``checkpoints/last.ckpt`` of a run, or ``None`` when it was stopped before writing one."""
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return ckpt if ckpt.is_file() else None
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that a killed atomic write leaves (``.<name>.<random>.tmp`` beside
+    its target, in the run directory and ``checkpoints/``); returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def resolve_run(path: str | Path) -> tuple[Path, Path]:

@@ -42,8 +42,10 @@ def test_resume_continues_in_the_same_run_directory(tiny):
     two = [*tiny, "trainer.max_epochs=2"]
     straight = _train(two)
     first = _train(tiny)
-    cfg = load_experiment("edsr_smoke", [*two, f"resume={first}"])
-    resumed = experiment.train(cfg)
+    # A finished run is extended only when asked (--force-continue), with a larger max_epochs.
+    assert experiment.plan_resume("edsr_smoke", str(first), ["trainer.max_epochs=2"]) is None
+    cfg, plan = experiment.plan_resume("edsr_smoke", str(first), ["trainer.max_epochs=2"], force_continue=True)
+    resumed = experiment.train(cfg, plan)
     assert resumed == first
     assert len(list(first.parent.iterdir())) == 2  # straight and first; no new run directory
     m_resumed = json.loads((resumed / "metrics.json").read_text())
