@@ -56,6 +56,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def check_writable(folder: Path) -> None:
+    """Raise the file system's ``OSError`` now if files cannot be created in ``folder`` (or, where it does
+    not exist yet, in the nearest existing folder above it), before hours of computing are spent on a
+    result that could not be saved. Creates nothing that stays."""
+    folder = Path(folder)
+    probe_dir = folder
+    while not probe_dir.exists() and probe_dir.parent != probe_dir:
+        probe_dir = probe_dir.parent
+    fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".srlab-write-test.", suffix=".tmp")
+    os.close(fd)
+    Path(tmp).unlink()
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
