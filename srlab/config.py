@@ -384,7 +384,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _at_least(where: str, value: Any, low: int | float, why: str = "") -> None:
+def _at_least(where: str, value: Any, low: float, why: str = "") -> None:
     if value is not None and value < low:
         raise SrlabError(f"{where}={value}: must be >= {low}{why}")
 

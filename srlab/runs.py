@@ -40,7 +40,10 @@ PACKAGES = ("srlab", "torch", "lightning", "torchmetrics", "wandb", "albumentati
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the file being written, not its temporary
+        raise OSError(err.errno, err.strerror, str(path)) from err
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -64,7 +67,10 @@ def check_writable(folder: Path) -> None:
     probe_dir = folder
     while not probe_dir.exists() and probe_dir.parent != probe_dir:
         probe_dir = probe_dir.parent
-    fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".srlab-write-test.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".srlab-write-test.", suffix=".tmp")
+    except OSError as err:  # name the folder, not the probe
+        raise OSError(err.errno, err.strerror, str(probe_dir)) from err
     os.close(fd)
     Path(tmp).unlink()
 

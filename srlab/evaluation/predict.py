@@ -280,8 +280,11 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     if "finterval" in extra:
         metadata["finterval"] = extra["finterval"]
 
-    descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
-                                             suffix=".tmp")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
+                                                 suffix=".tmp")
+    except OSError as err:  # name the folder the user gave, not the temporary file
+        raise OSError(err.errno, err.strerror, str(output_path.parent)) from err
     os.close(descriptor)
     check_percentiles(low_percentile, high_percentile)
     options = {"scale": scale, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
