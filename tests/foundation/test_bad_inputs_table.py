@@ -356,3 +356,17 @@ def test_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
     assert torch.equal(io.load_checkpoint(target)["state_dict"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_full_disk_while_writing_json_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from srlab import runs
+
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"test/psnr": 30.0})
+    monkeypatch.setattr(os, "fsync", disk_full_pwrite)
+    with pytest.raises(OSError) as err:
+        runs.write_json(target, {"test/psnr": 31.0})
+    monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert '"test/psnr": 30.0' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
