@@ -1,10 +1,14 @@
 """The ``srlab`` command: thin — parse, load the config, call :mod:`srlab.build` / :mod:`srlab.experiment`.
 
-A user mistake (:class:`~srlab.errors.SrlabError`) prints one line and exits with status 2.
+A user mistake (:class:`~srlab.errors.SrlabError`) prints one line and exits with status 2. A file system
+that refuses a write (no space left, read-only, permission denied, quota exceeded) prints one line naming
+the path and the reason and exits with status 1; srlab writes through temporary files renamed into
+place, so the files that were there before are intact. Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +16,43 @@ from pathlib import Path
 from srlab.errors import SrlabError
 
 EXIT_USER_ERROR = 2
+EXIT_OS_ERROR = 1
+# errno values of a file system that refuses a write: the user's disk, not a bug in srlab.
+WRITE_REFUSED = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _os_error_line(err: BaseException) -> str | None:
+    """``<path>: <reason>`` for a refused write (see :data:`WRITE_REFUSED`), else ``None``."""
+    from srlab.runs import is_write_failure
+
+    if isinstance(err, OSError) and err.errno in WRITE_REFUSED:
+        reason = err.strerror or errno.errorcode.get(err.errno, str(err.errno))
+        reason = reason[:1].lower() + reason[1:]
+        return f"{err.filename}: {reason}" if err.filename else reason
+    if is_write_failure(err):  # torch.save outside srlab's checkpoint writer: no path to name
+        return f"no space left on device (torch.save failed: {str(err).splitlines()[0][:120]})"
+    return None
+
+
+def check_device(device: str) -> str:
+    """``--device`` as torch understands it, available on this machine (one line otherwise)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SrlabError(f"--device {device!r}: not a device; use cpu or cuda (cuda:1 for the second GPU)") \
+            from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SrlabError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise SrlabError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise SrlabError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise SrlabError(f"--device {device!r}: srlab predicts on cpu, cuda or mps")
+    return device
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -88,14 +129,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     network, cfg = load_network(args.run)
     if cfg.paradigm.name == "localization":
         raise SrlabError(f"{args.run}: '{cfg.name}' is a localization run; use srlab localize RUN STACK -o DIR")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         out = predict_file(network.to(device), cfg.data.scale, args.input, args.output, overwrite=args.overwrite,
                            tta=args.tta, tile_size=args.tile_size, overlap=args.overlap,
                            batch_size=args.batch_size, device=device, amp_dtype=amp, progress=not args.quiet,
-                           low_percentile=cfg.data.low_percentile, high_percentile=cfg.data.high_percentile)
+                           low_percentile=cfg.data.low_percentile, high_percentile=cfg.data.high_percentile,
+                           channels=cfg.data.channels, nan_policy=args.nan_policy)
     for w in caught:
         if "pixel size" in str(w.message):
             print(f"srlab: warning: {w.message}", file=sys.stderr)
@@ -124,7 +166,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     # The detection threshold tuned on validation data travels in the checkpoint.
     saved = runs.load_checkpoint(runs.resolve_run(args.run)[1]).get("localization", {})
     threshold = args.threshold if args.threshold is not None else float(saved.get("threshold", 0.3))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     result = localize_file(network, args.input, out, pixel_size_nm=args.pixel_size_nm, scale=cfg.data.scale,
                            threshold=threshold, emitter_mass=float(saved.get("emitter_mass", 100.0)),
                            device=device)
@@ -199,6 +241,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
                    help="autocast precision (default none = fp32)")
+    p.add_argument("--nan-policy", choices=("error", "fill"), default="error",
+                   help="non-finite (NaN/Inf) input pixels: 'error' refuses the file, naming how many "
+                        "(default); 'fill' replaces them by the median of the finite pixels of their frame "
+                        "and channel before predicting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("localize", help="SMLM: localize molecules in a TIFF stack with a trained "
                                         "Deep-STORM/Deep-ULM run -> CSV + super-resolved image")
@@ -240,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     except SrlabError as err:
         print(f"srlab: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except (OSError, RuntimeError) as err:
+        line = _os_error_line(err)
+        if line is None:
+            raise
+        print(f"srlab: error: {line}", file=sys.stderr)
+        return EXIT_OS_ERROR
     except KeyboardInterrupt:
         print("srlab: interrupted", file=sys.stderr)
         return 130

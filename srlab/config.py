@@ -9,12 +9,21 @@ and the experiment's own ``profiles.quick`` section), then command-line override
 also written ``--trainer.max_epochs=3``) sets one value.
 
 The merged result is checked against :class:`ExperimentConfig`: an unknown key or a wrong type is a
-one-line :class:`~srlab.errors.SrlabError` naming the key (with a close-match suggestion).
+one-line :class:`~srlab.errors.SrlabError` naming the key (with a close-match suggestion). Then
+:func:`check_values` checks every value that Lightning, torch or a network would refuse later (precision
+names, accelerator availability, devices, epochs, learning rates, workers, widths, seed, run name), so
+a bad value is one line before anything is built or written.
+
+Interpolations. A config may refer to another key (``${data.scale}``), but it never calls a resolver:
+``${oc.env:HOME}`` and any other ``${name:...}`` in an experiment, block, profile, run ``config.yaml`` or
+override is refused with one line naming the file and key. A run's config must not depend on the
+environment of whoever loads it (the shell already expands ``$HOME`` on a command line).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -174,7 +183,41 @@ def _read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(content, dict):
         raise SrlabError(f"{path}: expected a mapping of keys at the top level")
+    _refuse_resolvers(content, str(path))
     return content
+
+
+# ``${name:...}`` calls a resolver (``oc.env`` reads the environment); ``${a.b}`` only refers to a key.
+_RESOLVER_CALL = re.compile(r"(?<!\\)\$\{\s*[A-Za-z_][\w.\-]*\s*:")
+
+
+def _refuse_resolvers(node: Any, source: str, key: str = "") -> None:
+    """One line naming ``source`` and the key when a value calls an OmegaConf resolver."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _refuse_resolvers(v, source, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_resolvers(v, source, f"{key}[{i}]")
+    elif isinstance(node, str) and _RESOLVER_CALL.search(node):
+        raise SrlabError(f"{source}: '{key}' is {node!r}, which calls a resolver; srlab configs never read the "
+                         f"environment or run resolvers (only ${{other.key}} references): write the value itself")
+
+
+def _parse_dotlist(dotlist: list[str]) -> DictConfig:
+    """The ``key=value`` overrides as a config; a value that is not valid YAML (an unclosed list or
+    quote) or that calls a resolver is one line naming the override."""
+    merged = OmegaConf.create()
+    for item in dotlist:
+        try:
+            parsed = OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException) as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise SrlabError(f"override '{item}': the value is not valid YAML ({problem}); close its brackets "
+                             f"or quotes, e.g. key=[1,2] or key='a b'") from None
+        _refuse_resolvers(OmegaConf.to_container(parsed), "command line")
+        merged = OmegaConf.merge(merged, parsed)
+    return merged
 
 
 def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tuple[dict[str, str], list[str]]:
@@ -257,7 +300,7 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
     swaps, dotlist = _split_overrides(overrides, list_groups(root))
     composed = _compose(path, swaps, root)
     composed.setdefault("name", path.stem)
-    cli = OmegaConf.from_dotlist(dotlist) if dotlist else OmegaConf.create()
+    cli = _parse_dotlist(dotlist)
     cfg = _check(composed, str(path))
 
     profile = OmegaConf.select(cli, "profile") or cfg.profile
@@ -277,15 +320,21 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
         cfg.profile = profile
     cfg = _check(cfg, "command line", cli)
     OmegaConf.set_readonly(cfg, False)
+    check_values(cfg)
     return cfg
 
 
 def load_resolved(path: str | Path) -> DictConfig:
-    """Load a run's saved ``config.yaml`` (already composed) and validate it."""
+    """Load a run's saved ``config.yaml`` (already composed) and validate it.
+
+    Values are checked, but not against this machine's hardware: a run trained on a GPU still loads for
+    prediction on a CPU (:func:`apply_overrides` checks the hardware for a run that trains or tests)."""
     path = Path(path)
     if not path.is_file():
         raise SrlabError(f"{path}: no such config file")
-    return _check(_read_yaml(path), str(path))
+    cfg = _check(_read_yaml(path), str(path))
+    check_values(cfg, hardware=False, source=str(path))
+    return cfg
 
 
 def to_yaml(cfg: DictConfig) -> str:
@@ -311,4 +360,167 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], root: Path = EXPERIME
     merged = OmegaConf.create(OmegaConf.to_container(cfg))
     for group, block in swaps.items():
         merged[group] = _read_yaml(root / group / f"{block}.yaml")
-    return _check(merged, "command line", OmegaConf.from_dotlist(dotlist) if dotlist else {})
+    cfg = _check(merged, "command line", _parse_dotlist(dotlist))
+    check_values(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# Values: what Lightning, torch or a network constructor would refuse later, checked up front.
+# --------------------------------------------------------------------------------------------------
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64",
+              "transformer-engine", "transformer-engine-float16")
+# Integer network options that are a width or a count: a network with 0 of them cannot run.
+_WIDTH_PARAMS = {"features", "growth", "bottleneck", "hidden", "d", "s", "m", "noise_size", "noise_dim",
+                 "pooled_size", "reduction", "kernel_size", "depth", "iterations", "recursions"}
+_MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
+
+
+def check_run_name(name: Any, where: str = "name") -> str:
+    """``name`` as a plain folder name: a run directory ``<runs_dir>/<name>/...`` never leaves runs_dir."""
+    text = str(name)
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0") or text != text.strip():
+        raise SrlabError(f"{where}={text!r}: an experiment name is a plain folder name (no '/', '\\', '..', "
+                         f"surrounding spaces or empty name), so its runs stay inside runs_dir")
+    return text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least(where: str, value: Any, low: float, why: str = "") -> None:
+    if value is not None and value < low:
+        raise SrlabError(f"{where}={value}: must be >= {low}{why}")
+
+
+def _check_optimizer(opt: dict[str, Any], where: str) -> None:
+    """The values ``torch.optim`` refuses (it raises ValueError when the run starts)."""
+    lr = opt.get("lr")
+    if lr is not None and not lr > 0:
+        raise SrlabError(f"{where}.lr={lr}: the learning rate must be > 0")
+    _at_least(f"{where}.eps", opt.get("eps"), 0)
+    _at_least(f"{where}.weight_decay", opt.get("weight_decay"), 0)
+    _at_least(f"{where}.momentum", opt.get("momentum"), 0)
+    betas = opt.get("betas")
+    if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                              or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise SrlabError(f"{where}.betas={betas}: expected [beta1, beta2] with 0 <= beta < 1, e.g. [0.9, 0.999]")
+
+
+def _check_trainer(t: dict[str, Any], hardware: bool) -> None:
+    epochs, steps = t["max_epochs"], t["max_steps"]
+    if epochs == -1:
+        if not (steps and steps > 0) and not t["max_time"]:
+            raise SrlabError("trainer.max_epochs=-1 (no epoch limit) needs trainer.max_steps or trainer.max_time")
+    elif epochs < 1:
+        raise SrlabError(f"trainer.max_epochs={epochs}: must be >= 1 (or -1 with max_steps/max_time); "
+                         f"a run with no epoch would be saved untrained")
+    if steps != -1 and steps < 1:
+        raise SrlabError(f"trainer.max_steps={steps}: must be >= 1, or -1 for no step limit")
+    if t["max_time"] is not None and not _MAX_TIME.match(str(t["max_time"])):
+        raise SrlabError(f"trainer.max_time={t['max_time']!r}: expected DD:HH:MM:SS, e.g. 00:12:00:00")
+    precision = str(t["precision"])
+    if precision not in PRECISIONS:
+        raise SrlabError(f"trainer.precision={precision!r}: not a precision{did_you_mean(precision, PRECISIONS)}; "
+                         f"valid: {', '.join(PRECISIONS[:6])}")
+    for key in ("num_nodes", "accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
+        _at_least(f"trainer.{key}", t[key], 1)
+    _at_least("trainer.num_sanity_val_steps", t["num_sanity_val_steps"], -1, " (-1: the whole validation set)")
+    _at_least("trainer.gradient_clip_val", t["gradient_clip_val"], 0)
+    if t["gradient_clip_algorithm"] not in ("norm", "value"):
+        raise SrlabError(f"trainer.gradient_clip_algorithm={t['gradient_clip_algorithm']!r}: valid: norm, value")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = t[key]
+        ok = (_is_int(value) and value >= 0) or (isinstance(value, float) and 0.0 <= value <= 1.0)
+        if not ok:
+            raise SrlabError(f"trainer.{key}={value!r}: a fraction in [0, 1] or a number of batches >= 0")
+    _check_devices(t["accelerator"], t["devices"], hardware)
+
+
+def _check_devices(accelerator: Any, devices: Any, hardware: bool) -> None:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    name = str(accelerator)
+    if name not in names:
+        raise SrlabError(f"trainer.accelerator={name!r}: unknown{did_you_mean(name, names)}; valid: {', '.join(names)}")
+    count: int | None = None  # the number of devices asked for, where it is a number
+    if _is_int(devices):
+        if devices == 0 or devices < -1:
+            raise SrlabError(f"trainer.devices={devices}: must be >= 1, -1 (all) or 'auto'")
+        count = devices if devices > 0 else None
+    elif isinstance(devices, str):
+        text = devices.strip()
+        if text not in ("auto", "-1"):
+            ids = [i.strip() for i in text.split(",") if i.strip()]
+            if not ids or not all(i.isdigit() for i in ids) or text == "0":
+                raise SrlabError(f"trainer.devices={devices!r}: a count >= 1, -1 (all), 'auto' or device ids "
+                                 f"like '0,1'")
+            count = len(ids) if "," in text else int(text)
+    elif isinstance(devices, list):
+        if not devices or not all(_is_int(i) and i >= 0 for i in devices):
+            raise SrlabError(f"trainer.devices={devices}: a list of device ids must be non-empty ids >= 0")
+        count = len(devices)
+    else:
+        raise SrlabError(f"trainer.devices={devices!r}: a count >= 1, -1 (all), 'auto' or a list of ids")
+    if not hardware or name in ("auto", "cpu"):
+        return
+    key = "cuda" if name == "gpu" else name
+    accel = AcceleratorRegistry[key]["accelerator"]
+    if not accel.is_available():
+        raise SrlabError(f"trainer.accelerator={name}: no {key.upper() if key != 'mps' else 'MPS'} device is "
+                         f"available on this machine; use trainer.accelerator=cpu (or auto)")
+    if count is not None and key == "cuda":
+        import torch
+
+        found = torch.cuda.device_count()
+        if count > found:
+            raise SrlabError(f"trainer.devices={devices}: asks for {count} GPU(s) but this machine has {found}")
+
+
+def _check_model_params(params: dict[str, Any], where: str) -> None:
+    for key, value in params.items():
+        width = key in _WIDTH_PARAMS or key.startswith("num_") or key.endswith(("_channels", "features"))
+        if width and _is_int(value) and value < 1:
+            raise SrlabError(f"{where}.{key}={value}: a width or count must be >= 1")
+
+
+def check_values(cfg: DictConfig, *, hardware: bool = True, source: str = "") -> None:
+    """One line for any value Lightning, torch, numpy or a network would refuse once the run has started.
+
+    Checks the run name (a plain folder name), seed range, trainer values (epochs, steps, precision,
+    accelerator, devices, limits), optimizer values (lr > 0, betas, eps, weight decay), EMA decay,
+    scheduler values, data workers, and integer network widths/counts (>= 1). ``hardware``: also check
+    that the accelerator exists on this machine (not for a run's config loaded only to predict)."""
+    try:
+        c = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:  # a ${key} reference to a key that does not exist
+        key = getattr(err, "full_key", None) or "?"
+        msg = str(getattr(err, "msg", None) or err).splitlines()[0]
+        raise SrlabError(f"{source or 'config'}: cannot resolve '{key}': {msg}") from None
+    check_run_name(c["name"])
+    seed = c["seed"]
+    if not 0 <= seed <= SEED_MAX:
+        raise SrlabError(f"seed={seed}: must be in 0..{SEED_MAX}")
+    _at_least("data.num_workers", c["data"]["num_workers"], 0, " (0 loads data in the main process)")
+    _check_trainer(c["trainer"], hardware)
+    p = c["paradigm"]
+    _check_optimizer(p["optimizer"], "paradigm.optimizer")
+    for key, value in (p.get("params") or {}).items():
+        if key.endswith("_optimizer") and isinstance(value, dict):
+            _check_optimizer(value, f"paradigm.params.{key}")
+        elif isinstance(value, dict) and isinstance(value.get("params"), dict):
+            _check_model_params(value["params"], f"paradigm.params.{key}.params")  # a sub-network
+    if not 0.0 <= p["ema_decay"] < 1.0:
+        raise SrlabError(f"paradigm.ema_decay={p['ema_decay']}: must be in [0, 1) (0 turns EMA off)")
+    sched = p["scheduler"]
+    _at_least("paradigm.scheduler.step_size", sched["step_size"], 1)
+    if not sched["gamma"] > 0:
+        raise SrlabError(f"paradigm.scheduler.gamma={sched['gamma']}: must be > 0")
+    if not 0 < sched["factor"] < 1:
+        raise SrlabError(f"paradigm.scheduler.factor={sched['factor']}: must be in (0, 1)")
+    _at_least("paradigm.scheduler.patience", sched["patience"], 0)
+    _at_least("paradigm.scheduler.eta_min", sched["eta_min"], 0)
+    _check_model_params(c["model"]["params"], "model.params")

@@ -324,6 +324,8 @@ def test(target: str, overrides: list[str]) -> dict[str, Any]:
 
     run_dir, ckpt = runs.resolve_run(target)
     cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), overrides)
+    if _is_rank_zero():
+        runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
     cfg.logger.wandb.enabled = False
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build.build_data(cfg)

@@ -12,10 +12,13 @@ Checkpoints are written to a temporary file in the same folder and renamed over 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import pickle
 import platform
+import re
 import secrets
 import subprocess
 import tempfile
@@ -47,7 +50,10 @@ FILE_MODE = 0o666 & ~_umask()
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the file being written, not its temporary
+        raise OSError(err.errno, err.strerror, str(path)) from err
     os.chmod(tmp, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -55,13 +61,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a write to a descriptor names no file
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def check_writable(folder: Path) -> None:
+    """Raise the file system's ``OSError`` now if files cannot be created in ``folder`` (or, where it does
+    not exist yet, in the nearest existing folder above it), before hours of computing are spent on a
+    result that could not be saved. Creates nothing that stays."""
+    folder = Path(folder)
+    probe_dir = folder
+    while not probe_dir.exists() and probe_dir.parent != probe_dir:
+        probe_dir = probe_dir.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".srlab-write-test.", suffix=".tmp")
+    except OSError as err:  # name the folder, not the probe
+        raise OSError(err.errno, err.strerror, str(probe_dir)) from err
+    os.close(fd)
+    Path(tmp).unlink()
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -80,6 +104,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             torch.save(checkpoint, tmp)
             os.replace(tmp, path)
+        except RuntimeError as err:
+            Path(tmp).unlink(missing_ok=True)
+            if is_write_failure(err):
+                raise OSError(errno.ENOSPC, "no space left on device (writing the checkpoint failed)",
+                              str(path)) from err
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -88,20 +118,47 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location or "cpu")
 
 
+def is_write_failure(err: BaseException) -> bool:
+    """torch's ``RuntimeError`` when ``torch.save`` cannot write (``PytorchStreamWriter failed writing
+    file ...``, ``[enforce fail at inline_container.cc ...]``): in practice a full disk."""
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("PytorchStreamWriter failed" in text or "inline_container.cc" in text)
+
+
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, loaded with ``weights_only=True``: tensors and plain containers only, so
+    loading a file can never run code. A file holding other objects is refused (one line); srlab never
+    falls back to unpickling it."""
     path = Path(path)
     if not path.is_file():
         raise SrlabError(f"{path}: no such checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001  truncated, not a checkpoint, or holding unsafe objects
+    except pickle.UnpicklingError as err:  # holds objects weights_only=True refuses
+        found = _UNSAFE_GLOBAL.search(str(err))
+        what = f"an object of type {found.group(1)}" if found else "objects other than tensors and plain containers"
+        raise SrlabError(f"{path}: holds {what}, which srlab never loads (only srlab checkpoints of tensors and "
+                         f"plain containers are loaded, so a file cannot run code); use a checkpoint written by "
+                         f"srlab train (<run>/checkpoints/last.ckpt or best.ckpt)") from None
+    except Exception as err:  # noqa: BLE001  truncated or not a checkpoint at all
         raise SrlabError(f"{path}: cannot be loaded as a checkpoint ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200]})") from None
 
 
+def _experiment_dir(runs_root: str | Path, experiment: str) -> Path:
+    """``<runs_root>/<experiment>``; the name must be a plain folder name (no separators, no ``..``), so a
+    run directory is always inside runs_root."""
+    from srlab.config import check_run_name
+
+    return Path(runs_root) / check_run_name(experiment)
+
+
 def new_run_dir(runs_root: str | Path, experiment: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(runs_root) / experiment / f"{stamp}-{secrets.token_hex(3)}"
+    path = _experiment_dir(runs_root, experiment) / f"{stamp}-{secrets.token_hex(3)}"
     path.mkdir(parents=True, exist_ok=False)
     return path
 
@@ -134,7 +191,7 @@ def shared_run_dir(runs_root: str | Path, experiment: str, launch_key: str, rank
     anyway); the other ranks wait for a pointer written after they started, so a pointer left by an
     earlier crashed launch is not taken for this one."""
     import time
-    pointer = Path(runs_root) / experiment / f".launch-{launch_key}"
+    pointer = _experiment_dir(runs_root, experiment) / f".launch-{launch_key}"
     if rank == 0:
         run_dir = new_run_dir(runs_root, experiment)
         atomic_write_text(pointer, str(run_dir.resolve()))

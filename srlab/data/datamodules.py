@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from srlab.data import DATAMODULES
 from srlab.data.config import DataConfig
 from srlab.data.degrade import Degradation
-from srlab.data.io import LoadedImage, list_tiffs, load_images
+from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
 from srlab.data.sampling import ResumableData, item_rng
 from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
@@ -524,6 +524,7 @@ class PairedDataModule(SRDataModule):
                                        _normalize(hr.image, self.cfg)))
             if split is not None:
                 given[lr_path.stem] = split
+        check_not_blank([im for pair in loaded for im in pair])
         self.lr_pixel_size_nm = _consensus_pixel_size([a for a, _ in loaded], self.lr_pixel_size_nm)
         hr_px = _consensus_pixel_size([b for _, b in loaded], self.hr_pixel_size_nm)
         if hr_px is None and self.lr_pixel_size_nm:
@@ -594,6 +595,7 @@ class DegradeDataModule(SRDataModule):
                     im = LoadedImage(im.path, im.name, im.image[:, :h - h % self.scale, :w - w % self.scale],
                                      im.pixel_size_nm)
                 images.append(im)
+        check_not_blank(images, "HR image")
         self.hr_pixel_size_nm = _consensus_pixel_size(images, self.hr_pixel_size_nm)
         if self.hr_pixel_size_nm is None:
             raise SrlabError(f"{root}: the HR images carry no pixel size; set data.hr_pixel_size_nm (nm) so "
@@ -661,7 +663,9 @@ class UnpairedDataModule(SRDataModule):
     def _singles(self, folder: Path, key: str, min_px: int) -> list[ImagePair]:
         out = []
         for f in list_tiffs(folder, what=f"{key.upper()} images"):
-            for im in load_images(f, channel=self.cfg.channel, channels=self.cfg.channels):
+            images = load_images(f, channel=self.cfg.channel, channels=self.cfg.channels)
+            check_not_blank(images, f"{key.upper()} image")
+            for im in images:
                 _check_size(im, min_px, key.upper())
                 arr = _normalize(im.image, self.cfg)
                 out.append(ImagePair(im.name, f"{key}/{f.stem}", arr if key == "lr" else None,
@@ -675,6 +679,7 @@ class UnpairedDataModule(SRDataModule):
             self._root = root
             pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr")
                      for pair in _pair_images(a, b, self.cfg)]
+            check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
             held = _split_sources(sources, self.cfg, str(root))
             train = held["train"]
@@ -699,6 +704,7 @@ class UnpairedDataModule(SRDataModule):
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
             pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
                      for lr, hr in _pair_images(a, b, self.cfg)]
+            check_not_blank([im for pair in pairs for im in pair], "paired image")
             sources = sorted({lr.path.stem for lr, _ in pairs})
             if len(sources) < 2:
                 raise SrlabError(f"{root / self.paired_dir}: needs >= 2 paired files (validation and test)")

@@ -17,7 +17,10 @@ Writing
     show physical units.
 
 Every problem with a file (unreadable, truncated, NaN/Inf, wrong channel count) is a one-line
-:class:`~srlab.errors.SrlabError` naming the file.
+:class:`~srlab.errors.SrlabError` naming the file. So are two files in one folder whose names differ
+only by suffix or case (``a.tif`` and ``a.tiff``, ``A.tif`` and ``a.tif``: files are paired and split by
+name, so either could be taken for the other), and, through :func:`check_not_blank`, constant (blank)
+training images, whose metrics would be meaningless.
 """
 from __future__ import annotations
 
@@ -219,7 +222,32 @@ def list_tiffs(folder: str | Path, *, what: str = "images") -> list[Path]:
                    and not p.name.startswith("."))
     if not files:
         raise SrlabError(f"{folder}: no .tif/.tiff files ({what})")
+    seen: dict[str, Path] = {}
+    for f in files:
+        key = f.stem.casefold()
+        if key in seen:
+            raise SrlabError(f"{folder}: '{seen[key].name}' and '{f.name}' have the same name up to suffix or case "
+                             f"({what} are matched by name); rename or remove one of them")
+        seen[key] = f
     return files
+
+
+def _label(image: LoadedImage) -> str:
+    """The file and, for a slice of a stack, its position: ``data/hr/cell.tif[z=3]``."""
+    return str(image.path) + image.name[len(image.path.stem):]
+
+
+def check_not_blank(images: list[LoadedImage], what: str = "image") -> None:
+    """One line naming the constant images (max == min: blank, saturated or a zero-filled export)
+    among ``images``: training on them gives meaningless metrics (bicubic PSNR of 100 dB)."""
+    blank = [im for im in images if float(im.image.max()) == float(im.image.min())]
+    if not blank:
+        return
+    names = ", ".join(_label(im) for im in blank[:3])
+    more = f" and {len(blank) - 3} more" if len(blank) > 3 else ""
+    value = float(blank[0].image.flat[0])
+    raise SrlabError(f"{names}{more}: {len(blank)} of {len(images)} {what}(s) constant (every pixel "
+                     f"{value:g} in the first); remove blank images, they make training and metrics meaningless")
 
 
 def write_tiff(path: str | Path, array: np.ndarray, *, pixel_size_nm: float | None,

@@ -139,30 +139,35 @@ def read_localizations_csv(path: str | Path, *, n_frames: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise SrlabError(f"localization file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise SrlabError(f"{path}: empty file; expected a header with columns "
-                             f"{', '.join(CSV_COLUMNS)}") from None
-        names = [h.strip().strip('"').strip() for h in header]
-        missing = [c for c in REQUIRED_CSV_COLUMNS if c not in names]
-        if missing:
-            hints = "".join(did_you_mean(m, names) for m in missing)
-            raise SrlabError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}{hints}; "
-                             f"found {', '.join(repr(n) for n in names)}; ThunderSTORM CSVs have "
-                             f"{', '.join(repr(c) for c in CSV_COLUMNS)}")
-        idx = {c: names.index(c) for c in CSV_COLUMNS if c in names}
-        rows: list[list[float]] = []
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
             try:
-                rows.append([float(row[idx[c]]) if c in idx else math.nan for c in CSV_COLUMNS])
-            except (ValueError, IndexError):
-                raise SrlabError(f"{path}:{lineno}: not a number in one of the columns "
-                                 f"{', '.join(idx)}: {','.join(row)}") from None
+                header = next(reader)
+            except StopIteration:
+                raise SrlabError(f"{path}: empty file; expected a header with columns "
+                                 f"{', '.join(CSV_COLUMNS)}") from None
+            names = [h.strip().strip('"').strip() for h in header]
+            missing = [c for c in REQUIRED_CSV_COLUMNS if c not in names]
+            if missing:
+                hints = "".join(did_you_mean(m, names) for m in missing)
+                raise SrlabError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}{hints}; "
+                                 f"found {', '.join(repr(n) for n in names)}; ThunderSTORM CSVs have "
+                                 f"{', '.join(repr(c) for c in CSV_COLUMNS)}")
+            idx = {c: names.index(c) for c in CSV_COLUMNS if c in names}
+            rows: list[list[float]] = []
+            for lineno, row in enumerate(reader, start=2):
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                try:
+                    rows.append([float(row[idx[c]]) if c in idx else math.nan for c in CSV_COLUMNS])
+                except (ValueError, IndexError):
+                    raise SrlabError(f"{path}:{lineno}: not a number in one of the columns "
+                                     f"{', '.join(idx)}: {','.join(row)}") from None
+    except (UnicodeDecodeError, csv.Error) as err:  # a TIFF, a spreadsheet, anything but CSV text
+        reason = "binary data" if isinstance(err, UnicodeDecodeError) else str(err)
+        raise SrlabError(f"{path}: not a CSV text file ({reason}); expected a ThunderSTORM CSV with columns "
+                         f"{', '.join(CSV_COLUMNS)}") from None
     table = np.asarray(rows, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
     frame = table[:, 0]
     if len(frame) and (np.any(frame != np.round(frame)) or frame.min() < 1):

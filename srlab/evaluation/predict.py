@@ -17,6 +17,12 @@ the output band by band as tiles finish (:func:`srlab.evaluation.tiling.iter_til
 a whole input frame (beyond the file's pages) nor a whole SR frame is ever held in memory. Percentiles of
 8/16-bit frames are exact; those of float frames above 4 megapixels come from a regular 4-million-pixel
 subsample (:func:`srlab.data.normalize.percentile_scale`).
+
+Non-finite pixels. One NaN would make a frame's percentiles, and so its whole prediction, NaN. With
+``nan_policy="error"`` (the default) an input holding NaN or infinite pixels is refused, naming how many,
+before anything is computed; with ``nan_policy="fill"`` each non-finite pixel is replaced by the median
+of the finite pixels of its frame and channel (that frame is then copied into memory), and a frame with
+no finite pixel at all is refused.
 """
 from __future__ import annotations
 
@@ -40,6 +46,46 @@ from srlab.data.normalize import (
 )
 from srlab.errors import SrlabError
 from srlab.evaluation.tiling import iter_tiled_bands
+
+NAN_POLICIES = ("error", "fill")
+
+
+def _count_non_finite(frames: np.ndarray) -> int:
+    """Non-finite pixels in ``frames`` ``(F, C, H, W)``, one frame at a time (memory-mapped input stays
+    mapped); integer images have none."""
+    if frames.dtype.kind not in "fc":
+        return 0
+    total = 0
+    for frame in frames:
+        total += int(frame.size - np.count_nonzero(np.isfinite(frame)))
+        drop_mapped_pages(frame)
+    return total
+
+
+def _check_finite(frames: np.ndarray, nan_policy: str, where: str) -> None:
+    if nan_policy not in NAN_POLICIES:
+        raise SrlabError(f"nan_policy={nan_policy!r}: valid: {', '.join(NAN_POLICIES)}")
+    bad = _count_non_finite(frames)
+    if bad and nan_policy == "error":
+        raise SrlabError(f"{where}: {bad} of {frames.size} pixel(s) are NaN or infinite; fix the image, or pass "
+                         f"--nan-policy fill to replace them by their frame's median")
+
+
+def _filled(frame: np.ndarray, where: str) -> np.ndarray:
+    """``frame`` ``(C, H, W)`` with non-finite pixels replaced by their channel's finite median (a copy
+    only where there are any)."""
+    if frame.dtype.kind not in "fc":
+        return frame
+    finite = np.isfinite(frame)
+    if finite.all():
+        return frame
+    out = np.array(frame, dtype=np.float32)
+    for c in range(out.shape[0]):
+        good = finite[c]
+        if not good.any():
+            raise SrlabError(f"{where}: a frame has no finite pixel (channel {c}); --nan-policy fill needs some")
+        out[c][~good] = np.median(out[c][good])
+    return out
 
 
 def _frames(stack: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -91,15 +137,17 @@ def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int,
                           tta: bool = False, amp_dtype: torch.dtype | None = None, progress: bool = False,
                           low_percentile: float = DEFAULT_LOW_PERCENTILE,
                           high_percentile: float = DEFAULT_HIGH_PERCENTILE,
-                          size_multiple: int = 1) -> Iterator[np.ndarray]:
+                          size_multiple: int = 1, nan_policy: str = "error") -> Iterator[np.ndarray]:
     """For each frame of ``frames`` ``(F, C, H, W)``, its SR prediction ``(C_out, s·H, s·W)`` in the
-    input's intensity units (see the module docstring)."""
+    input's intensity units (see the module docstring; ``nan_policy`` there too)."""
     check_percentiles(low_percentile, high_percentile)
+    _check_finite(frames, nan_policy, "input")
     options = {"scale": scale, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
                "device": device, "tta": tta, "amp_dtype": amp_dtype, "progress": progress,
                "size_multiple": size_multiple}
     for frame in frames:
         pred = None
+        frame = _filled(frame, "input")
         for y0, band in _bands_in_input_units(network, frame, low_percentile, high_percentile, options):
             if pred is None:
                 pred = np.empty((band.shape[0], frame.shape[-2] * scale, frame.shape[-1] * scale), np.float32)
@@ -111,7 +159,7 @@ def predict_stack(network: nn.Module, stack: np.ndarray, *, scale: int, channel_
                   tile_size: int = 256, overlap: int = 32, batch_size: int = 4, device: str | torch.device = "cpu",
                   tta: bool = False, amp_dtype: torch.dtype | None = None, progress: bool = False,
                   low_percentile: float = DEFAULT_LOW_PERCENTILE, high_percentile: float = DEFAULT_HIGH_PERCENTILE,
-                  size_multiple: int = 1) -> np.ndarray:
+                  size_multiple: int = 1, nan_policy: str = "error") -> np.ndarray:
     """SR prediction of a 2D image or a Z/T stack, in the input's intensity units, float32.
 
     Shapes: ``(H, W)`` -> ``(s·H, s·W)``; ``(..., H, W)`` -> ``(..., s·H, s·W)`` (every leading axis a
@@ -123,7 +171,7 @@ def predict_stack(network: nn.Module, stack: np.ndarray, *, scale: int, channel_
     for i, pred in enumerate(iter_predicted_frames(
             network, frames, scale=scale, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, tta=tta, amp_dtype=amp_dtype, progress=progress, low_percentile=low_percentile,
-            high_percentile=high_percentile, size_multiple=size_multiple)):
+            high_percentile=high_percentile, size_multiple=size_multiple, nan_policy=nan_policy)):
         if out is None:
             out = np.empty((frames.shape[0],) + pred.shape, dtype=np.float32)
         out[i] = pred
@@ -176,7 +224,8 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
                  *, overwrite: bool = False, tta: bool = False, tile_size: int = 256, overlap: int = 32,
                  batch_size: int = 4, device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None,
                  progress: bool = True, low_percentile: float = DEFAULT_LOW_PERCENTILE,
-                 high_percentile: float = DEFAULT_HIGH_PERCENTILE, size_multiple: int = 1) -> Path:
+                 high_percentile: float = DEFAULT_HIGH_PERCENTILE, size_multiple: int = 1,
+                 channels: int | None = None, nan_policy: str = "error") -> Path:
     """Predict a TIFF (2D image or stack) into a float32 ImageJ TIFF; returns the output path.
 
     The lateral pixel size written is the input's divided by ``scale`` (as :func:`srlab.data.io.read_tiff`
@@ -185,11 +234,18 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     ``overwrite`` — checked before any computation. The file is written to a temporary file in the
     output folder and moved into place (``os.replace``) only when complete, so an interrupted run
     never leaves a truncated TIFF.
+
+    ``channels``: the number of channels the network takes (a run's ``data.channels``); an input with
+    another number (an RGB file for a one-channel network, say) is refused before any computation.
+    ``nan_policy``: see the module docstring.
     """
     input_path = Path(input_path)
     output_path = Path(output_path)
     if not input_path.is_file():
         raise SrlabError(f"input image '{input_path}' does not exist")
+    if output_path.is_dir():
+        raise SrlabError(f"output '{output_path}' is a folder; -o names the output TIFF file, e.g. "
+                         f"{output_path / (input_path.stem + '_sr.tif')}")
     if output_path.exists() and not overwrite:
         raise SrlabError(f"output '{output_path}' already exists; pass --overwrite to replace it")
     if output_path.exists() and output_path.resolve() == input_path.resolve():
@@ -205,6 +261,11 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     if len(leading) != len(leading_axes):
         leading = (int(np.prod(leading)),)
     out_axes = leading_axes + ("C" if channel is not None else "") + "YX"
+    if channels is not None and frames.shape[1] != channels:
+        what = "an RGB/colour image" if "S" in axes else f"a {frames.shape[1]}-channel image"
+        raise SrlabError(f"{input_path}: {what} (axes '{axes}') but the run's network takes {channels} "
+                         f"channel(s); save one channel (or a grey-scale version) as its own TIFF")
+    _check_finite(frames, nan_policy, str(input_path))
 
     metadata: dict = {"axes": out_axes}
     resolution = None
@@ -219,8 +280,11 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     if "finterval" in extra:
         metadata["finterval"] = extra["finterval"]
 
-    descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
-                                             suffix=".tmp")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
+                                                 suffix=".tmp")
+    except OSError as err:  # name the folder the user gave, not the temporary file
+        raise OSError(err.errno, err.strerror, str(output_path.parent)) from err
     os.close(descriptor)
     check_percentiles(low_percentile, high_percentile)
     options = {"scale": scale, "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
@@ -229,6 +293,7 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     try:
         handle = None
         for i, frame in enumerate(frames):
+            frame = _filled(frame, str(input_path))
             for y0, band in _bands_in_input_units(network, frame, low_percentile, high_percentile, options):
                 if handle is None:
                     if channel is None and band.shape[0] != 1:
@@ -259,10 +324,12 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, output_path)
-    except BaseException:
+    except BaseException as err:
         if handle is not None:
             os.close(handle)
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # pwrite/fsync name no file: name the output
+            raise OSError(err.errno, err.strerror, str(output_path)) from err
         raise
     return output_path
 
