@@ -9,29 +9,19 @@ F-actin (straight single filaments and 50–200 nm bundles), clathrin-coated pit
 caps of 80–180 nm diameter: rings at high resolution, puncta at low), ER (polygonal tubular network
 from Voronoi edges, 50–100 nm tubules, some sheets), mitochondria (250–500 nm hollow tubes) and
 puncta (50–300 nm clusters). Labels are displaced from the structure by ``label_size_nm`` (antibody
-linkage). A second layer of the same structures lies ``defocus_nm`` out of focus.
+linkage). A second layer of the same structures lies ``defocus_nm`` out of focus. The shapes are
+:class:`srlab.optics.specimens.Specimen`.
 
-**Imaging** (each modality: :class:`Modality`; presets :data:`PRESETS`):
-
-* widefield / TIRF: Airy PSF ``[2·J1(v)/v]²``, ``v = 2π·NA·r/λ`` (FWHM ≈ 0.51 λ/NA), or its Gaussian
-  approximation σ = 0.21 λ/NA; camera pixels integrate the image (area sampling). Out-of-focus light
-  reaches a widefield camera blurred over the geometric defocus disk (radius Δz·tan θ, sin θ = NA/n);
-  TIRF excites only an evanescent layer (weight exp(-z/d)).
-* confocal: excitation PSF × (detection PSF ⊛ pinhole) (Wilson & Sheppard 1984), FWHM ≈ widefield /
-  1.1–1.4; optical sectioning weights the defocused layer by the axial response.
-* STED and RESOLFT: FWHM = λ / (2·NA·√(1 + I/I_sat)) (Hell, Science 2007; Westphal & Hell, PRL 2005);
-  a Gaussian excitation spot of FWHM λ/(2NA) times the depletion factor exp(-ln2·ζ·4r²/(λ/2NA)²) of
-  a quadratic doughnut is a Gaussian of exactly this FWHM, which is the PSF used.
-* linear SIM and TIRF-SIM (Gustafsson, J. Microsc. 2000): frequency support doubled, i.e. the
-  widefield PSF with NA × ``sim_resolution_gain`` (2 by default: FWHM ≈ widefield / 2, power spectrum
-  band-limited at twice the widefield cut-off 2·NA/λ).
+**Imaging** (each modality: :class:`~srlab.optics.modality.Modality`; presets
+:data:`~srlab.optics.modality.PRESETS`; the PSF laws are documented in :mod:`srlab.optics`): widefield,
+TIRF, confocal, STED, RESOLFT, linear SIM and TIRF-SIM.
 
 Scanning modalities (confocal, STED, RESOLFT) sample the image at pixel centres; cameras integrate it
 over the pixel. **Photons and noise**: the noise-free image is scaled so that its 99.9th percentile
 is ``signal_photons`` detected photons, plus ``background_photons`` per pixel; then Poisson shot
 noise, an EMCCD's gamma-distributed multiplication (excess noise √2), Gaussian read noise, conversion
 to grey levels (``e_per_adu``), ``offset_adu``, rounding and clipping to ``bit_depth`` bits — files are
-uint16 (uint8 for ≤ 8 bits), as a microscope writes them.
+uint16 (uint8 for ≤ 8 bits), as a microscope writes them (:class:`srlab.optics.camera.Camera`).
 
 ``srlab simulate`` (:func:`add_simulate_arguments`, :func:`run_simulate`) writes a dataset as
 ``lr/*.tif`` + ``hr/*.tif`` pairs with pixel sizes — the folder format users bring — and
@@ -42,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -59,65 +48,16 @@ import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from scipy import fft as sfft
-from scipy import special
-from scipy.spatial import Voronoi
 
 from srlab.data.config import ModalityConfig, SimulationConfig
 from srlab.data.io import write_tiff
 from srlab.errors import SrlabError, unknown_choice
+from srlab.optics.modality import DETECTORS, PRESETS, Modality
+from srlab.optics.psf import PSF_MODELS
+from srlab.optics.specimens import STRUCTURES, Specimen, splat
 
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA = 0.21  # σ of the Gaussian that best fits the Airy core
-AIRY_FWHM_PER_LAMBDA_OVER_NA = 0.5145
 SIMULATOR_VERSION = 2  # part of the cache key: bump when images for the same settings change
 
-MODALITIES = ("widefield", "confocal", "sted", "resolft", "sim", "tirf", "tirfsim")
-SCANNING = ("confocal", "sted", "resolft")
-STRUCTURES = ("microtubules", "actin", "ccps", "er", "mitochondria", "puncta")
-DETECTORS = ("counting", "scmos", "emccd")
-PSF_MODELS = ("airy", "gaussian")
-
-_OIL = {"immersion_index": 1.518}
-_COUNTING = {"detector": "counting", "read_noise_e": 0.0, "e_per_adu": 1.0, "offset_adu": 0.0, "em_gain": 1.0,
-             "bit_depth": 16}
-_SCMOS = {"detector": "scmos", "read_noise_e": 1.5, "e_per_adu": 0.5, "offset_adu": 100.0, "em_gain": 1.0,
-          "bit_depth": 16}
-_NONE = {"pinhole_au": 1.0, "saturation_factor": 0.0, "sim_resolution_gain": 1.0, "penetration_depth_nm": 0.0}
-# Textbook figures (optics.md): confocal→STED sampled at 40/20 nm, widefield→SIM at 80/40 nm,
-# TIRF→TIRF-SIM at 60/30 nm, 10×/20× widefield on a 6.5 µm camera pixel (650/325 nm).
-PRESETS: dict[str, dict[str, Any]] = {
-    "widefield": {**_OIL, **_SCMOS, **_NONE, "modality": "widefield", "wavelength_nm": 560.0,
-                  "excitation_wavelength_nm": 488.0, "na": 1.3, "pixel_size_nm": 80.0, "psf": "airy",
-                  "signal_photons": 800.0, "background_photons": 60.0},
-    "confocal": {**_OIL, **_COUNTING, **_NONE, "modality": "confocal", "wavelength_nm": 680.0,
-                 "excitation_wavelength_nm": 640.0, "na": 1.4, "pixel_size_nm": 40.0, "psf": "airy",
-                 "pinhole_au": 0.8,
-                 "signal_photons": 80.0, "background_photons": 1.0},
-    "sted": {**_OIL, **_COUNTING, **_NONE, "modality": "sted", "wavelength_nm": 680.0,
-             "excitation_wavelength_nm": 640.0, "na": 1.4, "pixel_size_nm": 20.0, "psf": "gaussian",
-             "saturation_factor": 30.0, "signal_photons": 25.0, "background_photons": 0.5},
-    "resolft": {**_OIL, **_COUNTING, **_NONE, "modality": "resolft", "wavelength_nm": 510.0,
-                "excitation_wavelength_nm": 488.0, "na": 1.4, "pixel_size_nm": 20.0, "psf": "gaussian",
-                "saturation_factor": 10.0, "signal_photons": 15.0, "background_photons": 0.5},
-    "sim": {**_OIL, **_SCMOS, **_NONE, "modality": "sim", "wavelength_nm": 560.0,
-            "excitation_wavelength_nm": 488.0, "na": 1.3, "pixel_size_nm": 40.0, "psf": "airy",
-            "sim_resolution_gain": 2.0, "signal_photons": 400.0, "background_photons": 10.0},
-    "tirf": {**_OIL, **_SCMOS, **_NONE, "modality": "tirf", "wavelength_nm": 520.0,
-             "excitation_wavelength_nm": 488.0, "na": 1.49, "pixel_size_nm": 60.0, "psf": "airy",
-             "penetration_depth_nm": 100.0, "signal_photons": 600.0, "background_photons": 15.0},
-    "tirfsim": {**_OIL, **_SCMOS, **_NONE, "modality": "tirfsim", "wavelength_nm": 520.0,
-                "excitation_wavelength_nm": 488.0, "na": 1.49, "pixel_size_nm": 30.0, "psf": "airy",
-                "sim_resolution_gain": 2.0, "penetration_depth_nm": 100.0, "signal_photons": 300.0,
-                "background_photons": 5.0},
-    "widefield10x": {**_SCMOS, **_NONE, "modality": "widefield", "wavelength_nm": 520.0,
-                     "excitation_wavelength_nm": 488.0, "na": 0.4, "immersion_index": 1.0,
-                     "pixel_size_nm": 650.0, "psf": "airy", "signal_photons": 3000.0,
-                     "background_photons": 200.0},
-    "widefield20x": {**_SCMOS, **_NONE, "modality": "widefield", "wavelength_nm": 520.0,
-                     "excitation_wavelength_nm": 488.0, "na": 0.8, "immersion_index": 1.0,
-                     "pixel_size_nm": 325.0, "psf": "airy", "signal_photons": 1500.0,
-                     "background_photons": 100.0},
-}
 # Out-of-focus light below this fraction of the in-focus light is left out (TIRF's ~0.3%).
 _NEGLIGIBLE = 0.01
 # What `srlab simulate --pair a:b` draws unless --structures says otherwise.
@@ -127,159 +67,6 @@ DEFAULT_STRUCTURES = ("microtubules", "actin", "ccps", "er")
 def data_root() -> Path:
     """Where simulated datasets are cached: ``$SRLAB_DATA_DIR`` or ``./data``."""
     return Path(os.environ.get("SRLAB_DATA_DIR") or Path.cwd() / "data")
-
-
-# ------------------------------------------------------------------------------------------------
-# Modalities
-# ------------------------------------------------------------------------------------------------
-def _gaussian(r2_nm2: np.ndarray, fwhm_nm: float) -> np.ndarray:
-    sigma = fwhm_nm / FWHM_PER_SIGMA
-    return np.exp(-0.5 * r2_nm2 / sigma**2)
-
-
-def _airy(r_nm: np.ndarray, wavelength_nm: float, na: float) -> np.ndarray:
-    v = 2.0 * np.pi * na * np.asarray(r_nm, np.float64) / wavelength_nm
-    out = np.ones_like(v)
-    nz = v > 1e-9
-    out[nz] = (2.0 * special.j1(v[nz]) / v[nz]) ** 2
-    return out
-
-
-def _half_max_width(profile: np.ndarray, spacing: float) -> float:
-    """FWHM of a symmetric 1D profile whose maximum is at its centre (linear interpolation)."""
-    c = len(profile) // 2
-    half = profile[c] / 2.0
-    right = profile[c:]
-    k = int(np.argmax(right < half))
-    x = (k - 1) + (right[k - 1] - half) / (right[k - 1] - right[k])
-    return 2.0 * x * spacing
-
-
-@dataclass(frozen=True)
-class Modality:
-    """A resolved imaging modality: every field concrete (see :class:`~srlab.data.config.ModalityConfig`)."""
-
-    name: str
-    modality: str
-    wavelength_nm: float
-    excitation_wavelength_nm: float
-    na: float
-    immersion_index: float
-    pixel_size_nm: float
-    psf: str
-    pinhole_au: float
-    saturation_factor: float
-    sim_resolution_gain: float
-    penetration_depth_nm: float
-    signal_photons: float
-    background_photons: float
-    detector: str
-    read_noise_e: float
-    e_per_adu: float
-    offset_adu: float
-    em_gain: float
-    bit_depth: int
-
-    @property
-    def scanning(self) -> bool:
-        """Point-scanning (samples at pixel centres) rather than a camera (integrates over pixels)."""
-        return self.modality in SCANNING
-
-    def psf_image(self, shape: tuple[int, int], spacing_nm: float) -> np.ndarray:
-        """The PSF (peak 1) on a ``shape`` grid of ``spacing_nm``, centred at ``shape // 2``."""
-        yy, xx = np.indices(shape, dtype=np.float64)
-        yy = (yy - shape[0] // 2) * spacing_nm
-        xx = (xx - shape[1] // 2) * spacing_nm
-        r2 = xx**2 + yy**2
-        m = self.modality
-        if m in ("sted", "resolft"):
-            return _gaussian(r2, self.fwhm_nm)
-        if m in ("widefield", "tirf", "sim", "tirfsim"):
-            gain = self.sim_resolution_gain if m in ("sim", "tirfsim") else 1.0
-            if self.psf == "gaussian":
-                return _gaussian(r2, self.fwhm_nm)
-            return _airy(np.sqrt(r2), self.wavelength_nm, self.na * gain)
-        # Confocal: excitation PSF × (detection PSF ⊛ pinhole); 1 AU = 1.22 λ_em / NA in the sample plane.
-        if self.psf == "gaussian":
-            return _gaussian(r2, self.fwhm_nm)
-        exc = _airy(np.sqrt(r2), self.excitation_wavelength_nm, self.na)
-        det = _airy(np.sqrt(r2), self.wavelength_nm, self.na)
-        radius = self.pinhole_au * 0.61 * self.wavelength_nm / self.na
-        pinhole = (r2 <= radius**2).astype(np.float64)
-        if pinhole.sum() == 0:
-            return exc * det
-        blurred = sfft.irfft2(sfft.rfft2(sfft.ifftshift(det)) * sfft.rfft2(sfft.ifftshift(pinhole)), s=shape)
-        blurred = sfft.fftshift(blurred)
-        out = exc * np.clip(blurred, 0, None)
-        return out / out.max()
-
-    @property
-    def fwhm_nm(self) -> float:
-        """The configured lateral resolution: FWHM of the PSF (before pixel sampling)."""
-        m = self.modality
-        if m in ("sted", "resolft"):
-            return self.wavelength_nm / (2.0 * self.na * math.sqrt(1.0 + self.saturation_factor))
-        per = AIRY_FWHM_PER_LAMBDA_OVER_NA if self.psf == "airy" else \
-            GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA * FWHM_PER_SIGMA
-        if m in ("widefield", "tirf"):
-            return per * self.wavelength_nm / self.na
-        if m in ("sim", "tirfsim"):
-            return per * self.wavelength_nm / (self.na * self.sim_resolution_gain)
-        if self.psf == "gaussian":
-            # Gaussian factors: σ_exc, and σ_det widened by the pinhole disk (σ of a disk of radius R: R/2).
-            s_exc = GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA * self.excitation_wavelength_nm / self.na
-            s_det = GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA * self.wavelength_nm / self.na
-            s_ph = self.pinhole_au * 0.61 * self.wavelength_nm / self.na / 2.0
-            s_det = math.hypot(s_det, s_ph)
-            return FWHM_PER_SIGMA / math.sqrt(1.0 / s_exc**2 + 1.0 / s_det**2)
-        return _confocal_airy_fwhm(self.excitation_wavelength_nm, self.wavelength_nm, self.na,
-                                   self.pinhole_au)
-
-    @property
-    def sampled_fwhm_nm(self) -> float:
-        """FWHM of an emitter's image after pixel sampling: a camera pixel integrates over its area
-        (adding the variance p²/12 of a box), a scanned pixel samples at its centre (adds nothing).
-        Equal to :attr:`fwhm_nm` within a few % for Nyquist-sampled data (pixel ≤ FWHM / 2.3)."""
-        if self.scanning:
-            return self.fwhm_nm
-        return math.sqrt(self.fwhm_nm**2 + FWHM_PER_SIGMA**2 * self.pixel_size_nm**2 / 12.0)
-
-    def axial_weight(self, dz_nm: float) -> float:
-        """Relative brightness of a layer ``dz_nm`` from focus (optical sectioning / evanescent field)."""
-        m, n = self.modality, self.immersion_index
-        if m in ("tirf", "tirfsim"):
-            return math.exp(-dz_nm / max(self.penetration_depth_nm, 1e-9))
-        if m == "widefield":
-            return 1.0  # a camera collects the defocused light too
-        if m in SCANNING:
-            lam = self.excitation_wavelength_nm
-        else:
-            lam = self.wavelength_nm / self.sim_resolution_gain
-        # Axial FWHM of a confocal spot: 0.88 λ / (n - sqrt(n² - NA²)) (Zeiss/Wilson); SIM ~ half widefield.
-        root = math.sqrt(max(n * n - self.na * self.na, 0.0))
-        fwhm_z = 0.88 * lam / max(n - root, 1e-6)
-        return math.exp(-4.0 * math.log(2.0) * (dz_nm / fwhm_z) ** 2)
-
-    def defocus_sigma_nm(self, dz_nm: float) -> float:
-        """σ of the extra blur of a layer ``dz_nm`` from focus: the geometric defocus disk (radius
-        Δz·tan θ, sin θ = NA/n) approximated by a Gaussian of the same second moment (σ = R/2)."""
-        theta = math.asin(min(self.na / self.immersion_index, 0.999))
-        return 0.5 * abs(dz_nm) * math.tan(theta)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "fwhm_nm": round(self.fwhm_nm, 3),
-                "sampled_fwhm_nm": round(self.sampled_fwhm_nm, 3)}
-
-
-@functools.lru_cache(maxsize=64)
-def _confocal_airy_fwhm(exc_nm: float, em_nm: float, na: float, pinhole_au: float) -> float:
-    spacing = em_nm / na / 200.0
-    n = 1024
-    probe = Modality("confocal", "confocal", em_nm, exc_nm, na, 1.518, spacing, "airy", pinhole_au, 0.0,
-                     1.0, 0.0,
-                     1.0, 0.0, "counting", 0.0, 1.0, 0.0, 1.0, 16)
-    psf = probe.psf_image((n, n), spacing)
-    return _half_max_width(psf[n // 2], spacing)
 
 
 _MODALITY_FIELDS = [f.name for f in dataclasses.fields(ModalityConfig)]
@@ -442,183 +229,6 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
 
 
 # ------------------------------------------------------------------------------------------------
-# Specimens: label positions (x, y in nm from the padded field's corner) and weights
-# ------------------------------------------------------------------------------------------------
-Points = tuple[np.ndarray, np.ndarray, np.ndarray]  # x_nm, y_nm, weight
-
-
-def _wlc(rng: np.random.Generator, start: np.ndarray, heading: float, length_nm: float,
-         persistence_nm: float, step_nm: float) -> tuple[np.ndarray, np.ndarray]:
-    """A 2D worm-like chain: tangent-angle increments ~ N(0, step/Lp); returns points and tangent angles."""
-    n = max(2, int(length_nm / step_nm))
-    theta = heading + np.cumsum(rng.normal(0.0, math.sqrt(step_nm / persistence_nm), n))
-    xy = start + np.cumsum(step_nm * np.stack([np.cos(theta), np.sin(theta)], 1), 0)
-    return xy, theta
-
-
-def _rails(xy: np.ndarray, theta: np.ndarray, offsets_nm: np.ndarray, weight: float) -> Points:
-    """Copies of a polyline shifted along its normal (a tube's projected walls, a bundle's filaments)."""
-    nx, ny = -np.sin(theta), np.cos(theta)
-    xs = xy[None, :, 0] + offsets_nm[:, None] * nx[None]
-    ys = xy[None, :, 1] + offsets_nm[:, None] * ny[None]
-    return xs.ravel(), ys.ravel(), np.full(xs.size, weight / len(offsets_nm))
-
-
-def _count(rng: np.random.Generator, per_um2: float, area_um2: float) -> int:
-    return int(rng.poisson(per_um2 * area_um2))
-
-
-class _Specimen:
-    """Draws structures over a field of ``size_nm`` (the padded simulation field)."""
-
-    def __init__(self, rng: np.random.Generator, size_nm: tuple[float, float], step_nm: float,
-                 density: float):
-        self.rng, self.h, self.w, self.step, self.density = rng, size_nm[0], size_nm[1], step_nm, density
-        self.area = self.h * self.w * 1e-6
-
-    def _start(self) -> np.ndarray:
-        return self.rng.uniform([0, 0], [self.w, self.h])
-
-    def microtubules(self) -> list[Points]:
-        # 25 nm hollow tubes: two rails ±12.5 nm; effective persistence in cells ~ several µm.
-        out = []
-        for _ in range(_count(self.rng, 0.35 * self.density, self.area)):
-            xy, th = _wlc(self.rng, self._start(), self.rng.uniform(0, 2 * np.pi),
-                          self.rng.uniform(4e3, 15e3), 8e3, self.step)
-            out.append(_rails(xy, th, np.array([-12.5, 12.5]), self.step * 2.0))
-        return out
-
-    def actin(self) -> list[Points]:
-        # Straight single filaments (Lp 30 µm; dimmer: one 7 nm strand) and bundles of 3-12 filaments
-        # 50-200 nm wide.
-        out = []
-        for _ in range(_count(self.rng, 0.25 * self.density, self.area)):
-            xy, th = _wlc(self.rng, self._start(), self.rng.uniform(0, 2 * np.pi),
-                          self.rng.uniform(2e3, 10e3), 30e3, self.step)
-            out.append(_rails(xy, th, np.array([0.0]), self.step * 0.7))
-        for _ in range(_count(self.rng, 0.08 * self.density, self.area)):
-            xy, th = _wlc(self.rng, self._start(), self.rng.uniform(0, 2 * np.pi),
-                          self.rng.uniform(3e3, 12e3), 30e3, self.step)
-            n = int(self.rng.integers(3, 13))
-            offsets = self.rng.uniform(-0.5, 0.5, n) * self.rng.uniform(50, 200)
-            out.append(_rails(xy, th, offsets, self.step * 0.7 * n))
-        return out
-
-    def ccps(self) -> list[Points]:
-        # Clathrin-coated pits: spherical caps of 80-180 nm diameter; labels uniform on the cap surface.
-        n = _count(self.rng, 1.5 * self.density, self.area)
-        out = []
-        for _ in range(n):
-            r = self.rng.uniform(40, 90)
-            cap = self.rng.uniform(0.3, 1.0)  # fraction of the sphere's height: shallow pit ... vesicle
-            k = 300
-            z = self.rng.uniform(1 - 2 * cap, 1, k)  # uniform in z = uniform on the sphere's area
-            phi = self.rng.uniform(0, 2 * np.pi, k)
-            rho = r * np.sqrt(1 - z**2)
-            cx, cy = self._start()
-            weight = 4.0 * np.pi * r * cap * self.rng.uniform(0.5, 1.5)
-            out.append((cx + rho * np.cos(phi), cy + rho * np.sin(phi), np.full(k, weight / k)))
-        return out
-
-    def er(self) -> list[Points]:
-        # Polygonal tubular network: edges of a Voronoi tessellation (cells ~1 µm), 50-100 nm membrane
-        # tubes (two rails), gently bowed; ~10% of cells are flat sheets.
-        n_seeds = max(4, _count(self.rng, 1.2 * self.density, self.area))
-        seeds = self.rng.uniform([-500, -500], [self.w + 500, self.h + 500], (n_seeds, 2))
-        try:
-            vor = Voronoi(seeds)
-        except Exception:  # noqa: BLE001  (qhull fails on degenerate seeds: no network this time)
-            return []
-        out = []
-        for a, b in vor.ridge_vertices:
-            if a < 0 or b < 0:
-                continue
-            p, q = vor.vertices[a], vor.vertices[b]
-            length = float(np.hypot(*(q - p)))
-            if length < 1 or length > 5e3:
-                continue
-            t = np.linspace(0, 1, max(2, int(length / self.step)))
-            direction = (q - p) / length
-            normal = np.array([-direction[1], direction[0]])
-            bow = self.rng.normal(0, 0.08) * length * np.sin(np.pi * t)
-            xy = p + t[:, None] * (q - p) + bow[:, None] * normal
-            th = np.arctan2(np.gradient(xy[:, 1]), np.gradient(xy[:, 0]))
-            half = self.rng.uniform(25, 50)
-            out.append(_rails(xy, th, np.array([-half, half]), self.step * 1.5))
-        for region_index in vor.point_region:
-            region = vor.regions[region_index]
-            if -1 in region or len(region) < 3 or self.rng.random() > 0.1:
-                continue
-            poly = vor.vertices[region]
-            centre = poly.mean(0)
-            if np.hypot(*(poly - centre).T).max() > 3e3:
-                continue
-            # Uniform points in a convex polygon: pick a fan triangle by area, then a point in it.
-            nxt = np.roll(poly, -1, 0)
-            areas = 0.5 * np.abs((poly[:, 0] - centre[0]) * (nxt[:, 1] - centre[1])
-                                 - (nxt[:, 0] - centre[0]) * (poly[:, 1] - centre[1]))
-            total = areas.sum()
-            k = max(10, int(total / (self.step * 40)))
-            tri = self.rng.choice(len(poly), k, p=areas / total)
-            u, v = self.rng.random(k), self.rng.random(k)
-            flip = u + v > 1
-            u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-            pts = centre + u[:, None] * (poly[tri] - centre) + v[:, None] * (nxt[tri] - centre)
-            out.append((pts[:, 0], pts[:, 1], np.full(k, total * 0.01 / k)))
-        return out
-
-    def mitochondria(self) -> list[Points]:
-        # Hollow tubes 250-500 nm wide, 1-6 µm long: labels on the outer membrane (cylinder surface).
-        out = []
-        for _ in range(_count(self.rng, 0.1 * self.density, self.area)):
-            r = self.rng.uniform(125, 250)
-            xy, th = _wlc(self.rng, self._start(), self.rng.uniform(0, 2 * np.pi),
-                          self.rng.uniform(1e3, 6e3), 3e3, self.step)
-            k = 6
-            offsets = r * np.cos(self.rng.uniform(0, 2 * np.pi, (k, len(xy))))
-            nx, ny = -np.sin(th), np.cos(th)
-            xs = (xy[None, :, 0] + offsets * nx[None]).ravel()
-            ys = (xy[None, :, 1] + offsets * ny[None]).ravel()
-            out.append((xs, ys, np.full(xs.size, self.step * 2.0 * math.pi * r / 50.0 / k)))
-        return out
-
-    def puncta(self) -> list[Points]:
-        # Synaptic-protein-like clusters, 50-300 nm across.
-        out = []
-        for _ in range(_count(self.rng, 1.0 * self.density, self.area)):
-            size = self.rng.uniform(50, 300)
-            k = 200
-            cx, cy = self._start()
-            pts = self.rng.normal(0, size / FWHM_PER_SIGMA, (k, 2))
-            out.append((cx + pts[:, 0], cy + pts[:, 1], np.full(k, self.rng.uniform(200, 800) / k)))
-        return out
-
-    def draw(self, structures: tuple[str, ...]) -> Points:
-        parts: list[Points] = []
-        for name in structures:
-            parts.extend(getattr(self, name)())
-        if not parts:
-            return np.zeros(0), np.zeros(0), np.zeros(0)
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
-
-
-def splat(points: Points, shape: tuple[int, int], spacing_nm: float) -> np.ndarray:
-    """Bilinear deposition of weighted points on a grid (pixel ``j`` covers ``[j·d, (j+1)·d)``)."""
-    x, y, w = points
-    u, v = x / spacing_nm - 0.5, y / spacing_nm - 0.5
-    i0, j0 = np.floor(v).astype(np.int64), np.floor(u).astype(np.int64)
-    fv, fu = v - i0, u - j0
-    h, wd = shape
-    out = np.zeros(h * wd, np.float64)
-    corners = ((0, 0, (1 - fv) * (1 - fu)), (0, 1, (1 - fv) * fu), (1, 0, fv * (1 - fu)), (1, 1, fv * fu))
-    for di, dj, wt in corners:
-        ii, jj = i0 + di, j0 + dj
-        ok = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < wd)
-        out += np.bincount(ii[ok] * wd + jj[ok], weights=(w * wt)[ok], minlength=h * wd)
-    return out.reshape(shape)
-
-
-# ------------------------------------------------------------------------------------------------
 # Imaging
 # ------------------------------------------------------------------------------------------------
 class Imager:
@@ -669,10 +279,10 @@ class Imager:
             chosen = tuple(rng.choice(spec.structures, k, replace=False))
         size_nm = (self.shape[0] * self.fine, self.shape[1] * self.fine)
         step = self.fine / 2.0  # label spacing along structures: half a fine pixel
-        in_focus = splat(_Specimen(rng, size_nm, step, spec.density_scale).draw(chosen), self.shape,
+        in_focus = splat(Specimen(rng, size_nm, step, spec.density_scale).draw(chosen), self.shape,
                          self.fine)
         if spec.out_of_focus_fraction > 0:
-            layer = _Specimen(rng, size_nm, step,
+            layer = Specimen(rng, size_nm, step,
                               spec.density_scale * spec.out_of_focus_fraction).draw(chosen)
             out_focus = splat(layer, self.shape, self.fine)
         else:
@@ -710,7 +320,7 @@ class Imager:
             clean = self.expected(m, spectra)
             photons = calibrate(clean, m)
             out[f"{side}_expected"] = photons
-            out[side] = detect(photons, m, np.random.default_rng([self.spec.seed, index, stream]))
+            out[side] = m.camera.forward(photons, np.random.default_rng([self.spec.seed, index, stream]))
         return out
 
 
@@ -721,19 +331,6 @@ def calibrate(clean: np.ndarray, m: Modality) -> np.ndarray:
         ref = float(clean.max())
     gain = m.signal_photons / ref if ref > 0 else 0.0
     return (np.clip(clean, 0, None) * gain + m.background_photons).astype(np.float32)
-
-
-def detect(photons: np.ndarray, m: Modality, rng: np.random.Generator) -> np.ndarray:
-    """Shot noise, EM gain, read noise, grey levels, offset, quantization: the file's pixel values."""
-    electrons = rng.poisson(np.asarray(photons, np.float64)).astype(np.float64)
-    if m.detector == "emccd" and m.em_gain > 1:
-        hit = electrons > 0
-        electrons[hit] = rng.gamma(electrons[hit], m.em_gain)
-    if m.read_noise_e > 0:
-        electrons += rng.normal(0.0, m.read_noise_e, electrons.shape)
-    adu = np.rint(electrons / m.e_per_adu + m.offset_adu)
-    top = 2 ** m.bit_depth - 1
-    return np.clip(adu, 0, top).astype(np.uint8 if m.bit_depth <= 8 else np.uint16)
 
 
 def isolated_emitter(m: Modality, *, size_px: int = 33,
@@ -751,26 +348,6 @@ def isolated_emitter(m: Modality, *, size_px: int = 33,
     spectrum = sfft.rfft2(density)
     img = imager.expected(m, (spectrum, np.zeros_like(spectrum)))
     return img / img.max()
-
-
-def measure_fwhm_nm(image: np.ndarray, pixel_size_nm: float) -> float:
-    """FWHM of a single spot: least-squares 2D Gaussian fit to its core (pixels above 20% of the peak,
-    or above 2% when that leaves fewer than 9 pixels, as for an undersampled spot)."""
-    from scipy.optimize import curve_fit
-
-    img = np.asarray(image, np.float64)
-    i, j = np.unravel_index(int(np.argmax(img)), img.shape)
-    yy, xx = np.indices(img.shape, dtype=np.float64)
-    use = img >= 0.2 * img[i, j]
-    if use.sum() < 9:
-        use = img >= 0.02 * img[i, j]
-
-    def model(coords, amp, y0, x0, sigma):
-        y, x = coords
-        return amp * np.exp(-((y - y0) ** 2 + (x - x0) ** 2) / (2 * sigma**2))
-
-    p, _ = curve_fit(model, (yy[use], xx[use]), img[use], p0=(img[i, j], i, j, 1.0))
-    return abs(p[3]) * FWHM_PER_SIGMA * pixel_size_nm
 
 
 # ------------------------------------------------------------------------------------------------

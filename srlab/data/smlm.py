@@ -5,17 +5,18 @@ Simulation, frame by frame (defaults from ``shared/reference/optics.md``):
 
 1. **Specimen**: fluorophores labelling microtubules (2-D worm-like chains), an ER-like polygonal
    network (Voronoi edges), or placed uniformly; each label is offset from the structure by a Gaussian
-   linkage error (``label_spread_nm``).
+   linkage error (``label_spread_nm``) (:mod:`srlab.optics.specimens`).
 2. **Blinking**: each frame, a Poisson number of labels with mean ``density_per_um2 × field area`` is
    on. With ``mean_on_frames > 1`` an on-state persists for a geometric number of frames (the same
    molecule seen in consecutive frames, as in real acquisitions); the mean density stays as set.
 3. **Photons** per molecule and frame: log-normal with mean ``photons_mean`` and coefficient of
    variation ``photons_cv``; a uniform background of ``background_photons`` per pixel.
 4. **PSF**: a Gaussian with σ = 0.21·λ/NA integrated exactly over each pixel (erf), or the Airy
-   pattern [2·J1(v)/v]² (v = 2π·NA·r/λ) integrated numerically on a 5×5 sub-pixel grid.
+   pattern [2·J1(v)/v]² (v = 2π·NA·r/λ) integrated numerically on a 5×5 sub-pixel grid
+   (:mod:`srlab.optics.psf`).
 5. **Camera**: photoelectrons ~ Poisson(QE × photons); an EMCCD multiplies them by a Gamma-distributed
    gain (excess noise factor √2), an sCMOS does not; Gaussian read noise, conversion to ADU
-   (``e_per_adu``), ``offset_adu``, rounding and clipping to uint16.
+   (``e_per_adu``), ``offset_adu``, rounding and clipping to uint16 (:class:`srlab.optics.camera.Camera`).
 
 Coordinates: ``x`` runs along columns and ``y`` along rows, in nm from the top-left *corner* of the
 top-left pixel (the ImageJ/ThunderSTORM convention): pixel ``(row, col)`` covers
@@ -44,8 +45,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from scipy import special
-from scipy.spatial import Voronoi
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.data import DATAMODULES
@@ -54,18 +53,13 @@ from srlab.data.io import read_tiff, write_tiff
 from srlab.data.normalize import percentile_normalize
 from srlab.data.sampling import ResumableData, split_key
 from srlab.errors import SrlabError, did_you_mean, unknown_choice
+from srlab.optics.camera import CAMERA_PRESETS, Camera
+from srlab.optics.psf import PSF_MODELS, gaussian_sigma_nm, render_airy, render_gaussians
+from srlab.optics.specimens import SMLM_STRUCTURES, crossing_filaments, er_network, polyline_labels
 
-STRUCTURES = ("microtubules", "er", "uniform")
-PSFS = ("gaussian", "airy")
 CAMERAS = ("emccd", "scmos")
 CSV_COLUMNS = ("frame", "x [nm]", "y [nm]", "intensity [photon]")
 REQUIRED_CSV_COLUMNS = ("frame", "x [nm]", "y [nm]")
-GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA = 0.21  # σ of the Gaussian that best fits the Airy core
-UINT16_MAX = 65535
-# Camera defaults that differ by kind: an EMCCD's output is ~gain× larger, so it needs more
-# electrons per ADU to stay below 16 bits, and its read noise is quoted after the EM register.
-_CAMERA_DEFAULTS = {"emccd": {"e_per_adu": 20.0, "read_noise_e": 60.0},
-                    "scmos": {"e_per_adu": 0.5, "read_noise_e": 1.5}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,7 +263,7 @@ class SMLMConfig:
     psf: str = "gaussian"
     wavelength_nm: float = 660.0
     na: float = 1.4
-    # camera (None: the camera kind's default, see _CAMERA_DEFAULTS)
+    # camera (None: the camera kind's default, srlab.optics.camera.CAMERA_PRESETS)
     camera: str = "emccd"
     quantum_efficiency: float = 0.9
     em_gain: float = 100.0
@@ -281,10 +275,10 @@ class SMLMConfig:
         def bad(key: str, value: Any, rule: str) -> SrlabError:
             return SrlabError(f"smlm.{key}={value!r}: {rule}")
 
-        if self.structure not in STRUCTURES:
-            raise unknown_choice("smlm.structure", self.structure, STRUCTURES)
-        if self.psf not in PSFS:
-            raise unknown_choice("smlm.psf", self.psf, PSFS)
+        if self.structure not in SMLM_STRUCTURES:
+            raise unknown_choice("smlm.structure", self.structure, SMLM_STRUCTURES)
+        if self.psf not in PSF_MODELS:
+            raise unknown_choice("smlm.psf", self.psf, PSF_MODELS)
         if self.camera not in CAMERAS:
             raise unknown_choice("smlm.camera", self.camera, CAMERAS)
         for key in ("height_px", "width_px"):
@@ -304,7 +298,7 @@ class SMLMConfig:
             raise bad("quantum_efficiency", self.quantum_efficiency, "must be in (0, 1]")
         if self.filament_count < 1:
             raise bad("filament_count", self.filament_count, "must be >= 1")
-        defaults = _CAMERA_DEFAULTS[self.camera]
+        defaults = CAMERA_PRESETS[self.camera]
         for key in ("e_per_adu", "read_noise_e"):
             if getattr(self, key) is None:
                 object.__setattr__(self, key, defaults[key])
@@ -333,7 +327,7 @@ class SMLMConfig:
     @property
     def psf_sigma_nm(self) -> float:
         """σ of the Gaussian PSF (≈ the Airy core): 0.21·λ/NA."""
-        return GAUSSIAN_SIGMA_PER_LAMBDA_OVER_NA * self.wavelength_nm / self.na
+        return gaussian_sigma_nm(self.wavelength_nm, self.na)
 
     @property
     def field_nm(self) -> tuple[float, float]:
@@ -346,85 +340,35 @@ class SMLMConfig:
         return h * w * 1e-6
 
     @property
+    def camera_model(self) -> Camera:
+        """The detector as a :class:`~srlab.optics.camera.Camera` (16 bits)."""
+        return Camera(kind=self.camera, quantum_efficiency=self.quantum_efficiency, em_gain=self.em_gain,
+                      read_noise_e=self.read_noise_e, e_per_adu=self.e_per_adu, offset_adu=self.offset_adu,
+                      bit_depth=16)
+
+    @property
     def adu_per_photon(self) -> float:
         """Mean camera ADU per detected photon (QE × EM gain / e⁻ per ADU)."""
-        gain = self.em_gain if self.camera == "emccd" else 1.0
-        return self.quantum_efficiency * gain / self.e_per_adu
+        return self.camera_model.adu_per_photon
 
     def adu_to_photons(self, stack: np.ndarray) -> np.ndarray:
         """Invert the camera's mean response: photons per pixel (offset removed)."""
-        return ((np.asarray(stack, np.float32) - self.offset_adu) / self.adu_per_photon).astype(np.float32)
+        return self.camera_model.backward(stack)
 
 
 # ------------------------------------------------------------------------------------------------
 # Specimens (label positions)
 # ------------------------------------------------------------------------------------------------
-def _polyline_labels(segments: list[np.ndarray], labels_per_nm: float, spread_nm: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Labels at uniformly random arc lengths along polylines, offset by the linkage error."""
-    out = []
-    for pts in segments:
-        if len(pts) < 2:
-            continue
-        seg = np.diff(pts, axis=0)
-        seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        cum = np.concatenate([[0.0], np.cumsum(seg_len)])
-        n = rng.poisson(cum[-1] * labels_per_nm)
-        if n == 0:
-            continue
-        s = rng.uniform(0.0, cum[-1], n)
-        k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1)
-        t = (s - cum[k]) / np.maximum(seg_len[k], 1e-12)
-        out.append(pts[k] + seg[k] * t[:, None])
-    if not out:
-        return np.zeros((0, 2))
-    labels = np.concatenate(out)
-    return labels + rng.normal(0.0, spread_nm, labels.shape) if spread_nm > 0 else labels
-
-
-def _microtubules(cfg: SMLMConfig, rng: np.random.Generator) -> list[np.ndarray]:
-    """2-D worm-like chains: tangent angle increments ~ N(0, step/Lp), so the tangent correlation
-    decays as exp(-s / (2·Lp)) — gently curving filaments over micrometres."""
-    h_nm, w_nm = cfg.field_nm
-    step = 20.0
-    length = 2.0 * math.hypot(h_nm, w_nm)
-    n = int(length / step)
-    chains = []
-    for _ in range(cfg.filament_count):
-        # Start anywhere in the field and grow both ways, so filaments cross the whole field.
-        start = rng.uniform([0, 0], [w_nm, h_nm])
-        angle0 = rng.uniform(0, 2 * math.pi)
-        halves = []
-        for direction in (0.0, math.pi):
-            theta = angle0 + direction + np.cumsum(rng.normal(0.0, math.sqrt(step / cfg.persistence_length_nm), n))
-            steps = step * np.stack([np.cos(theta), np.sin(theta)], axis=1)
-            halves.append(start + np.cumsum(steps, axis=0))
-        chains.append(np.concatenate([halves[1][::-1], start[None], halves[0]]))
-    return chains
-
-
-def _er_network(cfg: SMLMConfig, rng: np.random.Generator) -> list[np.ndarray]:
-    """Polygonal tubule network: the finite edges of a Voronoi tessellation of random seeds."""
-    h_nm, w_nm = cfg.field_nm
-    margin = 2.0 * cfg.er_cell_size_nm
-    area = (h_nm + 2 * margin) * (w_nm + 2 * margin)
-    n_seeds = max(4, rng.poisson(area / cfg.er_cell_size_nm**2))
-    seeds = rng.uniform([-margin, -margin], [w_nm + margin, h_nm + margin], (n_seeds, 2))
-    vor = Voronoi(seeds)
-    segments = []
-    for a, b in vor.ridge_vertices:
-        if a >= 0 and b >= 0:
-            segments.append(vor.vertices[[a, b]])
-    return segments
-
-
 def simulate_labels(cfg: SMLMConfig, rng: np.random.Generator) -> np.ndarray:
     """Label (fluorophore) positions ``(n, 2)`` as (x, y) in nm inside the field; empty for 'uniform'
     (positions are then drawn fresh each frame)."""
     if cfg.structure == "uniform":
         return np.zeros((0, 2))
-    segments = _microtubules(cfg, rng) if cfg.structure == "microtubules" else _er_network(cfg, rng)
-    labels = _polyline_labels(segments, cfg.labels_per_um / 1000.0, cfg.label_spread_nm, rng)
+    if cfg.structure == "microtubules":
+        segments = crossing_filaments(rng, cfg.field_nm, cfg.filament_count, cfg.persistence_length_nm)
+    else:
+        segments = er_network(rng, cfg.field_nm, cfg.er_cell_size_nm)
+    labels = polyline_labels(segments, cfg.labels_per_um / 1000.0, cfg.label_spread_nm, rng)
     h_nm, w_nm = cfg.field_nm
     inside = (labels[:, 0] >= 0) & (labels[:, 0] < w_nm) & (labels[:, 1] >= 0) & (labels[:, 1] < h_nm)
     return labels[inside]
@@ -473,63 +417,6 @@ def simulate_blinking(cfg: SMLMConfig, labels: np.ndarray, frames: int,
 # ------------------------------------------------------------------------------------------------
 # Rendering
 # ------------------------------------------------------------------------------------------------
-def _pixel_integrals(centres: np.ndarray, n_pixels: int, sigma_px: float) -> np.ndarray:
-    """``(m, n_pixels)``: the fraction of a 1-D Gaussian (centre in px) falling in each pixel."""
-    edges = np.arange(n_pixels + 1, dtype=np.float64)
-    cdf = special.ndtr((edges[None, :] - centres[:, None]) / sigma_px)
-    return np.diff(cdf, axis=1)
-
-
-def render_gaussians(x_px: np.ndarray, y_px: np.ndarray, weights: np.ndarray, *, shape: tuple[int, int],
-                     sigma_px: float, chunk: int = 4096) -> np.ndarray:
-    """Sum of pixel-integrated isotropic Gaussians (``weights`` = integral of each) on an ``(H, W)``
-    grid; positions in pixels from the top-left corner. Exact (erf) and separable."""
-    x_px, y_px, weights = (np.asarray(a, np.float64).reshape(-1) for a in (x_px, y_px, weights))
-    height, width = shape
-    image = np.zeros((height, width), np.float64)
-    for start in range(0, len(x_px), chunk):
-        sl = slice(start, start + chunk)
-        ex = _pixel_integrals(x_px[sl], width, sigma_px)
-        ey = _pixel_integrals(y_px[sl], height, sigma_px)
-        image += (ey * weights[sl, None]).T @ ex
-    return image.astype(np.float32)
-
-
-def _render_airy(x_px: np.ndarray, y_px: np.ndarray, weights: np.ndarray, *, shape: tuple[int, int],
-                 cfg: SMLMConfig, oversample: int = 5) -> np.ndarray:
-    """Airy PSF integrated over pixels by an ``oversample``² midpoint rule inside a window of
-    ±6σ (≈98 % of the energy; the far rings are dropped, as a finite camera ROI would)."""
-    height, width = shape
-    image = np.zeros((height, width), np.float64)
-    if len(x_px) == 0:
-        return image.astype(np.float32)
-    px = cfg.pixel_size_nm
-    radius = math.ceil(6.0 * cfg.psf_sigma_nm / px) + 1
-    k = 2 * radius + 1
-    sub = (np.arange(oversample) + 0.5) / oversample  # sub-pixel midpoints within a pixel
-    offs = np.arange(-radius, radius + 1)
-    # sample coordinates relative to the window's first pixel corner, (k*oversample,)
-    grid = (offs[:, None] + sub[None, :]).reshape(-1)
-    col0 = np.floor(x_px).astype(np.int64)
-    row0 = np.floor(y_px).astype(np.int64)
-    dx = (col0[:, None] + grid[None, :] - x_px[:, None]) * px  # (m, k*os) nm
-    dy = (row0[:, None] + grid[None, :] - y_px[:, None]) * px
-    r = np.sqrt(dy[:, :, None] ** 2 + dx[:, None, :] ** 2)
-    v = 2.0 * math.pi * cfg.na * r / cfg.wavelength_nm
-    with np.errstate(invalid="ignore", divide="ignore"):
-        airy = np.where(v > 1e-9, (2.0 * special.j1(v) / v) ** 2, 1.0)
-    density = airy * math.pi * cfg.na**2 / cfg.wavelength_nm**2  # per nm², integrates to 1
-    per_pixel = density.reshape(len(x_px), k, oversample, k, oversample).sum(axis=(2, 4)) * (px / oversample) ** 2
-    per_pixel *= weights[:, None, None]
-    rows = row0[:, None] + offs[None, :]
-    cols = col0[:, None] + offs[None, :]
-    rr = np.broadcast_to(rows[:, :, None], per_pixel.shape)
-    cc = np.broadcast_to(cols[:, None, :], per_pixel.shape)
-    keep = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
-    np.add.at(image, (rr[keep], cc[keep]), per_pixel[keep])
-    return image.astype(np.float32)
-
-
 def render_frames(locs: Localizations, cfg: SMLMConfig, frames: int) -> np.ndarray:
     """Noise-free ``(T, H, W)`` float32 stack of detected-photon expectations from the emitters
     (no background), with the configured PSF."""
@@ -544,22 +431,9 @@ def render_frames(locs: Localizations, cfg: SMLMConfig, frames: int) -> np.ndarr
             stack[t] = render_gaussians(f.x_nm / px, f.y_nm / px, f.photons, shape=shape,
                                         sigma_px=cfg.psf_sigma_nm / px)
         else:
-            stack[t] = _render_airy(f.x_nm / px, f.y_nm / px, f.photons, shape=shape, cfg=cfg)
+            stack[t] = render_airy(f.x_nm / px, f.y_nm / px, f.photons, shape=shape, pixel_size_nm=px,
+                                   wavelength_nm=cfg.wavelength_nm, na=cfg.na)
     return stack
-
-
-def apply_camera(photons: np.ndarray, cfg: SMLMConfig, rng: np.random.Generator) -> np.ndarray:
-    """Expected photons per pixel (emitters + background) -> uint16 camera counts."""
-    electrons = rng.poisson(cfg.quantum_efficiency * np.maximum(photons, 0.0)).astype(np.float64)
-    if cfg.camera == "emccd":
-        # The EM register's output given n input electrons is ~Gamma(n, gain): excess noise factor √2.
-        positive = electrons > 0
-        amplified = np.zeros_like(electrons)
-        amplified[positive] = rng.gamma(electrons[positive], cfg.em_gain)
-        electrons = amplified
-    electrons += rng.normal(0.0, cfg.read_noise_e, electrons.shape)
-    adu = np.round(electrons / cfg.e_per_adu + cfg.offset_adu)
-    return np.clip(adu, 0, UINT16_MAX).astype(np.uint16)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -595,7 +469,7 @@ def simulate_smlm(config: SMLMConfig | None = None, *, frames: int = 50, seed: i
     labels = simulate_labels(cfg, rng) if labels_nm is None else np.asarray(labels_nm, np.float64)
     locs = simulate_blinking(cfg, labels, frames, rng)
     clean = render_frames(locs, cfg, frames)
-    stack = apply_camera(clean + np.float32(cfg.background_photons), cfg, rng)
+    stack = cfg.camera_model.forward(clean + np.float32(cfg.background_photons), rng)
     return SMLMAcquisition(stack, clean, locs, cfg, labels)
 
 

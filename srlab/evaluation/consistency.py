@@ -17,7 +17,7 @@ As in SQUIRREL, the RSF width is either given (the known PSF of the degradation)
 minimizes RSE, found by a bounded scalar search (α, β are refitted in closed form at every σ).
 
 Here the reference is the LR network input and "imaging again" is srlab's own degradation model
-without noise (:func:`srlab.data.degrade.gaussian_blur` and :func:`srlab.data.degrade.downsample`):
+without noise (:func:`srlab.optics.kernels.gaussian_blur` and :func:`srlab.optics.kernels.downsample`):
 Gaussian blur of σ = ``psf_sigma_lr_px · scale`` HR pixels followed by area (mean of s×s blocks,
 what a camera pixel integrates) or antialiased bicubic downsampling. The SR image must be exactly
 ``scale`` times the LR image in each axis.
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from srlab.data.degrade import downsample as _downsample
-from srlab.data.degrade import gaussian_blur
 from srlab.errors import SrlabError, unknown_choice
+from srlab.optics.kernels import downsample as _downsample
+from srlab.optics.kernels import gaussian_blur
 
 DOWNSAMPLING_MODES = ("area", "bicubic")
 

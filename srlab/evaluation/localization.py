@@ -36,11 +36,11 @@ from srlab.data.smlm import (
     Localizations,
     normalize_frame,
     read_smlm_stack,
-    render_gaussians,
     write_imagej_tiff,
     write_localizations_csv,
 )
 from srlab.errors import SrlabError
+from srlab.optics.psf import render_gaussians
 
 DEFAULT_TOLERANCE_NM = 250.0
 

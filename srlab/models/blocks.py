@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from srlab.optics.kernels import upsample_bicubic  # noqa: F401  (pre-upsampling networks import it from here)
 
 #: Scales every model supports unless its registration says otherwise.
 SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
@@ -57,14 +58,6 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def conv(in_channels: int, out_channels: int, kernel_size: int = 3, *, bias: bool = True) -> nn.Conv2d:
     """Convolution with zero 'same' padding (odd kernels), the padding every SR network here uses."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
-
-
-def upsample_bicubic(x: Tensor, scale: int) -> Tensor:
-    """Bicubic interpolation to exactly ``scale`` times the size (pre-upsampling networks)."""
-    if scale == 1:
-        return x
-    h, w = x.shape[-2:]
-    return F.interpolate(x, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
 
 
 class ResBlock(nn.Module):

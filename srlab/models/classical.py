@@ -4,21 +4,20 @@ They are ``nn.Module``s without trainable parameters (registered with ``learned=
 never trained), written in torch so they run batched on any device. PSFs are Gaussian, given either
 as ``psf_fwhm_nm`` with ``pixel_size_nm`` (the LR pixel size in the sample plane) or directly as
 ``psf_fwhm_px`` in LR pixels; without either, a Nyquist-sampled PSF of 2 LR pixels FWHM is assumed.
-For a widefield PSF use FWHM ≈ 0.51·λ/NA (see ``shared/reference/optics.md``).
+For a widefield PSF use FWHM ≈ 0.51·λ/NA (see ``shared/reference/optics.md``). Kernels and blur come
+from :mod:`srlab.optics.kernels` (3σ truncation, replicated borders).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srlab.models import NETWORKS
-from srlab.models.blocks import SCALES, check_at_least, check_scale, upsample_bicubic
+from srlab.models.blocks import SCALES, check_at_least, check_scale
+from srlab.optics.kernels import BASELINE_TRUNCATE, gaussian_kernel1d, separable_blur, upsample_bicubic
+from srlab.optics.psf import FWHM_PER_SIGMA
 
-#: FWHM of a Gaussian = this factor x sigma.
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 DEFAULT_PSF_FWHM_PX = 2.0
 
 
@@ -38,29 +37,6 @@ def psf_fwhm_lr_px(psf_fwhm_px: float | None, psf_fwhm_nm: float | None, pixel_s
     if fwhm < 0:
         raise ValueError(f"psf_fwhm_px must be >= 0, got {fwhm}")
     return float(fwhm)
-
-
-def gaussian_kernel(sigma_px: float) -> Tensor:
-    """Normalized 1D Gaussian sampled on [-⌈3σ⌉, ⌈3σ⌉], shape (k,); [1] for σ = 0. The 2D PSF is its
-    outer product, applied separably by :func:`blur`."""
-    if sigma_px <= 0:
-        return torch.ones(1)
-    radius = max(1, math.ceil(3.0 * sigma_px))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    g = torch.exp(-0.5 * (t / sigma_px) ** 2)
-    return g / g.sum()
-
-
-def blur(x: Tensor, kernel: Tensor) -> Tensor:
-    """Per-channel 2D convolution with the separable PSF ``outer(kernel, kernel)``, edge-replicated."""
-    r = kernel.shape[0] // 2
-    if r == 0:
-        return x * kernel[0]
-    c = x.shape[1]
-    k = kernel.to(x.dtype)
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return F.conv2d(x, k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
 @NETWORKS.register("bicubic", family="classical", paper="Keys, IEEE TASSP 1981 (cubic convolution)",
@@ -184,16 +160,16 @@ class IterativeBackProjection(nn.Module):
         self.register_frames = register_frames
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         sigma_hr = self.psf_fwhm_px * scale / FWHM_PER_SIGMA
-        self.register_buffer("psf", gaussian_kernel(sigma_hr), persistent=False)
+        self.register_buffer("psf", gaussian_kernel1d(sigma_hr, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def project(self, x: Tensor) -> Tensor:
         """The LR formation model A: PSF blur on the HR grid, then s x s pixel integration."""
-        y = blur(x, self.psf)
+        y = separable_blur(x, self.psf, padding="replicate")
         return F.avg_pool2d(y, self.scale) if self.scale > 1 else y
 
     def back_project(self, error: Tensor) -> Tensor:
         up = F.interpolate(error, scale_factor=self.scale, mode="nearest") if self.scale > 1 else error
-        return blur(up, self.psf)
+        return separable_blur(up, self.psf, padding="replicate")
 
     def forward(self, lr: Tensor) -> Tensor:
         if not self.multi_frame:
@@ -246,7 +222,8 @@ class RichardsonLucy(nn.Module):
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         if self.psf_fwhm_px <= 0:
             raise ValueError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
-        self.register_buffer("psf", gaussian_kernel(self.psf_fwhm_px / FWHM_PER_SIGMA), persistent=False)
+        sigma = self.psf_fwhm_px / FWHM_PER_SIGMA
+        self.register_buffer("psf", gaussian_kernel1d(sigma, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def deconvolve(self, y: Tensor) -> Tensor:
         """``iterations`` Richardson–Lucy steps on the LR grid."""
@@ -256,7 +233,8 @@ class RichardsonLucy(nn.Module):
         eps = 1e-6 * y.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
         x = y.mean(dim=(-2, -1), keepdim=True).expand_as(y).clone()
         for _ in range(self.iterations):
-            x = x * blur(y / (blur(x, self.psf) + eps), self.psf)
+            blurred = separable_blur(x, self.psf, padding="replicate")
+            x = x * separable_blur(y / (blurred + eps), self.psf, padding="replicate")
         return x + offset
 
     def forward(self, lr: Tensor) -> Tensor:

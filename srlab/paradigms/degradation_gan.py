@@ -30,9 +30,9 @@ import torch
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
-from srlab.data.degrade import downsample
 from srlab.errors import SrlabError
 from srlab.models import degradation as _degradation  # noqa: F401  (registers the degraders)
+from srlab.optics.kernels import downsample
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 from srlab.paradigms.gan import AdversarialPair, check_clipping, make_schedulers, step_schedulers

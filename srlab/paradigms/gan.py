@@ -32,8 +32,9 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
+from srlab.optics.kernels import upsample_bicubic
 from srlab.paradigms import PARADIGMS
-from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask, bicubic_upsample
+from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 from srlab.paradigms.losses import AdversarialLoss, TotalVariationLoss
 
 CLIP_ALGORITHMS = ("norm", "value")
@@ -196,7 +197,7 @@ class AdversarialSR(SRTask):
                               self.gradient_clip_val, self.gradient_clip_algorithm)
             self.log("train/pretrain_mse", mse, prog_bar=True, batch_size=n)
             return
-        condition = bicubic_upsample(lr, self.scale) if self.conditional else None
+        condition = upsample_bicubic(lr, self.scale) if self.conditional else None
         with torch.set_grad_enabled(self.generator_steps > 0):
             sr = self.network(lr)
         logs: dict[str, Tensor] = {}

@@ -44,20 +44,13 @@ from srlab.evaluation.localization import (
     render_localizations,
 )
 from srlab.evaluation.metrics import psnr, ssim
+from srlab.optics.kernels import gaussian_kernel2d
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 
 #: Detection thresholds (in emitters) tried on the validation set. Low values matter early in training,
 #: when the predicted mass per molecule is still well below the training mass.
 THRESHOLD_GRID: tuple[float, ...] = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-
-
-def gaussian_kernel(size: int = 7, sigma: float = 1.0) -> Tensor:
-    """A ``(1, 1, size, size)`` sampled Gaussian summing to 1 (MATLAB's ``fspecial('gaussian')``)."""
-    r = (size - 1) / 2
-    ax = torch.arange(size, dtype=torch.float64) - r
-    g = torch.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * sigma**2))
-    return (g / g.sum()).float()[None, None]
 
 
 class _Collector:
@@ -105,7 +98,7 @@ class LocalizationTask(SRTask):
                 raise ValueError(f"{name} must be > 0, got {value}")
         if l1_weight < 0:
             raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
-        self.register_buffer("kernel", gaussian_kernel(kernel_size, kernel_sigma_px), persistent=False)
+        self.register_buffer("kernel", gaussian_kernel2d(kernel_size, kernel_sigma_px), persistent=False)
         # The detection threshold tuned on validation travels with the checkpoint (a persistent buffer).
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
         self.l1_weight, self.emitter_mass, self.tune_threshold = l1_weight, emitter_mass, tune_threshold

@@ -15,12 +15,12 @@ from srlab.data.smlm import (
     heatmap_target,
     read_localizations_csv,
     read_smlm_stack,
-    render_gaussians,
     simulate_smlm,
     write_localizations_csv,
     write_smlm_dataset,
 )
 from srlab.errors import SrlabError
+from srlab.optics.psf import render_gaussians
 
 SMALL = SMLMConfig(height_px=32, width_px=32, density_per_um2=1.0)
 
@@ -65,17 +65,6 @@ def test_blinking_density_matches_the_setting():
     locs = acq.localizations
     stayed = sum(len(np.intersect1d(locs.in_frame(t).x_nm, locs.in_frame(t + 1).x_nm)) for t in range(299))
     assert stayed / np.sum(locs.frame < 299) == pytest.approx(2 / 3, abs=0.06)
-
-
-def test_gaussian_psf_width_is_021_lambda_over_na():
-    cfg = SMLMConfig(height_px=32, width_px=32, psf="gaussian", wavelength_nm=600.0, na=1.2)
-    img = render_gaussians(np.array([16.3]), np.array([15.8]), np.array([1.0]), shape=(32, 32),
-                           sigma_px=cfg.psf_sigma_nm / cfg.pixel_size_nm)
-    xx = np.arange(32) + 0.5
-    var_x = (img.sum(0) * (xx - 16.3) ** 2).sum() / img.sum()
-    # Pixel integration adds 1/12 px² to the variance of a sampled Gaussian.
-    assert np.sqrt(var_x - 1 / 12) * cfg.pixel_size_nm == pytest.approx(0.21 * 600 / 1.2, rel=0.02)
-    assert img.sum() == pytest.approx(1.0, rel=1e-4)
 
 
 @pytest.mark.parametrize(("camera", "low", "high"), [("emccd", 1.8, 2.25), ("scmos", 0.95, 1.15)])

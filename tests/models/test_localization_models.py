@@ -16,7 +16,8 @@ from srlab.errors import SrlabError
 from srlab.evaluation.localization import localize_density
 from srlab.models import NETWORKS, count_parameters, create
 from srlab.models.localization import DeepSTORM, DeepULM, GaussianFitLocalizer, splat_bilinear
-from srlab.paradigms.localization import THRESHOLD_GRID, LocalizationTask, gaussian_kernel
+from srlab.optics.kernels import gaussian_kernel2d
+from srlab.paradigms.localization import THRESHOLD_GRID, LocalizationTask
 
 TINY = {"deepstorm": {"features": (4, 8, 8, 16)}, "deepulm": {"features": 4, "depth": 2}}
 
@@ -98,7 +99,7 @@ def test_bilinear_splat_centroid_is_exact():
 
 def test_deepstorm_loss_is_zero_for_perfect_spikes():
     task = LocalizationTask(DeepSTORM(features=(4, 8, 8, 16)))
-    kernel = gaussian_kernel(7, 1.0)
+    kernel = gaussian_kernel2d(7, 1.0)
     assert kernel.sum() == pytest.approx(1.0)
     spikes = torch.zeros(1, 1, 32, 32)
     spikes[0, 0, 10, 12] = 100.0
