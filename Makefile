@@ -11,6 +11,7 @@ ARGS   ?=
 SUITE  ?= smoke
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.srlab-installed
+CONSTRAINTS ?= .ci/constraints.txt
 
 .PHONY: install exp test compare bench bench-data bench-smlm lint clean-venv help
 
@@ -22,11 +23,12 @@ help:
 	@echo "make bench-smlm                                                    Deep-STORM vs Gaussian fit by density -> BENCHMARKS.md"
 
 # The stamp depends on pyproject.toml: re-running a target does not reinstall unless dependencies changed.
-$(STAMP): pyproject.toml
+# The exact versions CI tests (torch aside, pinned above); CONSTRAINTS= (empty) resolves freely.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]" "torch==$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]" "torch==$(TORCH)" $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@touch $(STAMP)
 
 install: $(STAMP)

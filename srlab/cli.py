@@ -194,9 +194,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from srlab.export import export_run
+
+    out = export_run(args.run, args.format, args.output, overwrite=args.overwrite, authors=args.author or (),
+                     license=args.license)
+    print(f"srlab: {args.format} export of {args.run} -> {out}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _cmd_train, "test": _cmd_test, "show": _cmd_show, "list": _cmd_list,
-    "predict": _cmd_predict, "localize": _cmd_localize, "score": _cmd_score,
+    "predict": _cmd_predict, "localize": _cmd_localize, "score": _cmd_score, "export": _cmd_export,
 }
 
 
@@ -262,6 +271,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("localizations", help="localizations CSV to score (ThunderSTORM export or srlab localize)")
     p.add_argument("--tolerance-nm", type=float, default=250.0, help="matching radius (default 250 nm)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p = sub.add_parser("export", help="export a trained network: TorchScript, ONNX or a BioImage Model Zoo "
+                                      "package (pip install 'srlab[export]')")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--format", required=True, help="bioimageio, onnx or torchscript")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.pt, .onnx; bioimageio: .zip, or a folder for any other name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--author", action="append", help="bioimageio: an author's name (repeatable; default: "
+                                                     "git config user.name)")
+    p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: SPDX licence id (default CC-BY-4.0)")
     from srlab.data.simulate import add_simulate_arguments
     from srlab.evaluation.compare import add_compare_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))

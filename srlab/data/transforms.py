@@ -1,12 +1,13 @@
-"""Augmentation with albumentations, applied identically to an LR patch and its larger HR patch.
+"""Augmentation applied identically to an LR patch and its larger HR patch.
 
-* **Dihedral group D4** (identity, three 90° rotations, four flips/transposes) — albumentations' ``D4``
-  transform (its group elements and ``d4`` function). Microscopy has no preferred orientation, so
-  these eight symmetries are exact, and they commute with the HR→LR relation (area downsampling and a
-  rotationally symmetric PSF), so the pair stays registered. One element is drawn per pair and applied
-  to both images; the shape check that stops albumentations' ``Compose`` on images of different sizes
-  is why the element is drawn once and the function applied to each (a plain ``Compose`` with
-  ``additional_targets`` also costs ~0.2 ms per call, a tenth of the loader's budget).
+* **Dihedral group D4** (identity, three 90° rotations, four flips/transposes), as albumentations'
+  ``D4`` transform defines it: the same eight element names in the same order, each the same array
+  operation (tests/data/test_transforms_d4.py checks both against ``albumentations.D4``), written with
+  NumPy views so that no private albumentations module is imported. Microscopy has no preferred
+  orientation, so these eight symmetries are exact, and they commute with the HR→LR relation (area
+  downsampling and a rotationally symmetric PSF), so the pair stays registered. One element is drawn
+  per pair and applied to both images (albumentations' ``Compose`` refuses images of different sizes,
+  and costs ~0.2 ms per call, a tenth of the loader's budget).
 * **Intensity**: one gain drawn from ``intensity_scale_range`` multiplies LR and HR alike — the only
   intensity change that is physically meaningful for a *pair* (fluorescence is linear in label
   density); gamma, contrast or per-image noise would change the imaging model between LR and HR.
@@ -17,15 +18,27 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from albumentations.augmentations.geometric import functional as fgeometric
-from albumentations.core.type_definitions import d4_group_elements
 
-D4_ELEMENTS: tuple[str, ...] = tuple(d4_group_elements)
+# albumentations' names and order (``d4_group_elements``): a random draw picks the same element.
+D4_ELEMENTS: tuple[str, ...] = ("e", "r90", "r180", "r270", "v", "hvt", "h", "t")
+_D4 = {
+    "e": lambda x: x,
+    "r90": lambda x: np.rot90(x, 1, axes=(-2, -1)),  # counterclockwise
+    "r180": lambda x: np.rot90(x, 2, axes=(-2, -1)),
+    "r270": lambda x: np.rot90(x, 3, axes=(-2, -1)),
+    "v": lambda x: x[..., ::-1, :],  # vertical flip: rows reversed
+    "hvt": lambda x: np.rot90(x, 2, axes=(-2, -1)).swapaxes(-2, -1),  # reflection over the anti-diagonal
+    "h": lambda x: x[..., :, ::-1],  # horizontal flip: columns reversed
+    "t": lambda x: x.swapaxes(-2, -1),  # transpose: reflection over the main diagonal
+}
 
 
 def dihedral(image_chw: np.ndarray, element: str) -> np.ndarray:
     """Apply a D4 group element (albumentations' naming) to a ``(C, H, W)`` array (a view, no copy)."""
-    return np.moveaxis(fgeometric.d4(np.moveaxis(image_chw, 0, -1), element), -1, 0)
+    try:
+        return _D4[element](image_chw)
+    except KeyError:
+        raise ValueError(f"unknown D4 element '{element}'; valid: {', '.join(D4_ELEMENTS)}") from None
 
 
 class PatchRandom:
