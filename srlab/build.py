@@ -203,6 +203,21 @@ def build_paradigm_params(cfg: DictConfig, params: dict[str, Any]) -> dict[str, 
     return built
 
 
+def check_paradigm_data(cfg: DictConfig) -> None:
+    """A paradigm trains only on the data families it declares (``PARADIGMS.register(..., data=(...))``):
+    a supervised or GAN paradigm on unpaired images would learn from unrelated pairs, localization
+    needs emitter frames. A mismatch is one line naming both, before anything is built. Checked for
+    training (``srlab train``, ``srlab show``); evaluating a trained network on other data is fine."""
+    from srlab.data import DATAMODULES
+
+    accepted = PARADIGMS.entry(cfg.paradigm.name).info.get("data")
+    family = DATAMODULES.entry(cfg.data.kind).family
+    if accepted and family not in accepted:
+        kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)
+        raise SrlabError(f"paradigm '{cfg.paradigm.name}' cannot train on data.kind={cfg.data.kind} ({family} data); "
+                         f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")
+
+
 def build_task(cfg: DictConfig, network: nn.Module | None = None) -> L.LightningModule:
     """The paradigm's LightningModule with its network(s), loss and optimizer factories."""
     network = network if network is not None else build_network(cfg)
@@ -237,6 +252,7 @@ def build_data(cfg: DictConfig) -> L.LightningDataModule:
 
 def validate(cfg: DictConfig) -> None:
     """Build what a run would build, without data, to surface every config error before training."""
+    check_paradigm_data(cfg)
     network = build_network(cfg)
     build_task(cfg, network)
     from srlab.data import DATAMODULES

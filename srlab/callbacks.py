@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import Self
 
@@ -129,6 +129,23 @@ class RunStopped(Exception):
     def __init__(self, signum: int | None, checkpoint: Path | None):
         super().__init__(f"stopped by {signal.Signals(signum).name if signum else 'request'}")
         self.signum, self.checkpoint = signum, checkpoint
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``best.ckpt``: the best value of the paradigm's monitor, among the epochs that log it.
+
+    A paradigm logs its monitor only in epochs whose network may be selected — a GAN not during its
+    content-loss pre-training, the degradation GAN only in stage 2 — so a leaderboard row called SRGAN
+    is never the MSE-pretrained generator. (Lightning's ModelCheckpoint would stop the run on a
+    missing monitor.)"""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_validation_end(trainer, pl_module)
 
 
 class LastCheckpoint(Checkpoint):

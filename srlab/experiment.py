@@ -14,12 +14,20 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import _get_rank
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from srlab import build, runs
-from srlab.callbacks import LastCheckpoint, RNGState, RunETA, RunStopped, StopRequests, ValidationImageGrid
+from srlab.callbacks import (
+    BestCheckpoint,
+    LastCheckpoint,
+    RNGState,
+    RunETA,
+    RunStopped,
+    StopRequests,
+    ValidationImageGrid,
+)
 from srlab.config import config_hash, to_yaml
 from srlab.errors import SrlabError
 
@@ -175,6 +183,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
             return runs.resolve_run_dir(cfg.resume)
         cfg, resume = planned
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    build.check_paradigm_data(cfg)
     datamodule = build.build_data(cfg)
     task = build.build_task(cfg)
     learned = has_trainable_parameters(task)
@@ -226,9 +235,9 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
     loggers: list[Logger] = [wandb] if wandb else []
     # best.ckpt: the best validation score of the paradigm's metric (task.monitor), checked at every
     # validation; last.ckpt: the latest state (every epoch, every trainer.checkpoint_every_min, on a stop).
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=task.monitor, mode="max",
-                                 save_top_k=1, save_last=False, enable_version_counter=False,
-                                 auto_insert_metric_name=False)
+    checkpoint = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=task.monitor, mode="max",
+                                save_top_k=1, save_last=False, enable_version_counter=False,
+                                auto_insert_metric_name=False)
     stops = StopRequests()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.trainer.checkpoint_every_min, stops)
     callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA()]

@@ -37,10 +37,11 @@ class SRGANDiscriminator(nn.Module):
     units, LeakyReLU and a dense layer to one logit (the paper's sigmoid is left to the loss).
     The paper's 96x96 patches leave 6x6x512 maps for the dense layer; adaptive average pooling to
     ``pooled_size`` = 6 keeps that layer's size while accepting any patch size (for 96x96 inputs it
-    is the identity).
+    is the identity). ``spectral_norm``: every layer spectrally normalized (:func:`apply_spectral_norm`).
     """
 
-    def __init__(self, *, in_channels: int = 1, features: int = 64, hidden: int = 1024, pooled_size: int = 6):
+    def __init__(self, *, in_channels: int = 1, features: int = 64, hidden: int = 1024, pooled_size: int = 6,
+                 spectral_norm: bool = False):
         super().__init__()
         check_at_least("features", features, 1)
         check_at_least("pooled_size", pooled_size, 1)
@@ -56,9 +57,20 @@ class SRGANDiscriminator(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(pooled_size)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * pooled_size**2, hidden),
                                         nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, 1))
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.features(x)))
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalization (Miyato et al., ICLR 2018, arXiv:1802.05957) of every convolution and
+    dense layer, as Bulat et al.'s official code does for its discriminators; in place."""
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -78,10 +90,12 @@ class PatchGANDiscriminator(nn.Module):
     patch. ``num_layers=3`` is the paper's 70x70 PatchGAN (receptive field 70 px). Convs before a
     batch norm have no bias, as the authors' code. For a conditional GAN (cross-modality SR, Wang et
     al. 2019) feed the concatenation of the bicubic-upsampled LR and the (real or generated) HR image:
-    ``in_channels`` = LR channels + HR channels (2 for grayscale, the default).
+    ``in_channels`` = LR channels + HR channels (2 for grayscale, the default). ``spectral_norm``: every
+    convolution spectrally normalized (:func:`apply_spectral_norm`).
     """
 
-    def __init__(self, *, in_channels: int = 2, features: int = 64, num_layers: int = 3, norm: str = "batch"):
+    def __init__(self, *, in_channels: int = 2, features: int = 64, num_layers: int = 3, norm: str = "batch",
+                 spectral_norm: bool = False):
         super().__init__()
         check_at_least("num_layers", num_layers, 1)
         check_choice("norm", norm, NORMS)
@@ -97,6 +111,8 @@ class PatchGANDiscriminator(nn.Module):
             channels = width
         layers.append(nn.Conv2d(channels, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

@@ -39,7 +39,7 @@ class SRTask(L.LightningModule):
 
     def __init__(self, network: nn.Module, *, optimizer_factory: OptimizerFactory | None = None,
                  scheduler_factory: SchedulerFactory | None = None, ema_decay: float = 0.0,
-                 scale: int = 2, monitor: str = "val/psnr"):
+                 scale: int = 2, monitor: str = "val/psnr", schedule_monitor: str | None = None):
         super().__init__()
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
@@ -47,7 +47,10 @@ class SRTask(L.LightningModule):
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory
         self.scale = scale
+        # monitor: what selects best.ckpt (a paradigm logs it only in epochs that may be selected);
+        # schedule_monitor: what a plateau scheduler watches (logged every epoch).
         self.monitor = monitor
+        self.schedule_monitor = schedule_monitor or monitor
         self.ema = (AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
         self.val_metrics = SRMetrics()
@@ -83,9 +86,13 @@ class SRTask(L.LightningModule):
         return {"sr": sr.detach()}
 
     def on_validation_epoch_end(self) -> None:
+        self._log_validation()
+
+    def _log_validation(self) -> dict[str, Tensor]:
         values = self.val_metrics.compute()
         self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
         self.val_metrics.reset()
+        return values
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         lr, hr = batch["lr"], batch["hr"]
@@ -119,5 +126,5 @@ class SRTask(L.LightningModule):
         if scheduler is None:
             return optimizer
         if isinstance(scheduler, dict) and "monitor" in scheduler:
-            scheduler = {**scheduler, "monitor": self.monitor}  # plateau: the paradigm's own metric
+            scheduler = {**scheduler, "monitor": self.schedule_monitor}  # plateau: the paradigm's own metric
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -41,7 +41,7 @@ from srlab.paradigms.losses import AdversarialLoss
 STAGE1_CHECKPOINT = "stage1.ckpt"
 
 
-@PARADIGMS.register("degradation_gan")
+@PARADIGMS.register("degradation_gan", data=("unpaired",))
 class DegradationGAN(SRTask):
     """Bulat et al. (ECCV 2018) two-stage unpaired training; see the module docstring.
 
@@ -67,8 +67,9 @@ class DegradationGAN(SRTask):
                  degrader_adversarial_weight: float = 0.05, pixel_weight: float = 1.0,
                  adversarial_weight: float = 0.05, bicubic_baseline: bool = True,
                  gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm"):
+        # best.ckpt among stage-2 epochs only: in stage 1 the Low->High network is not trained yet.
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
-                         ema_decay=ema_decay, scale=scale)
+                         ema_decay=ema_decay, scale=scale, monitor="val/stage2_psnr", schedule_monitor="val/psnr")
         if stage1_epochs < 1:
             raise ValueError(f"stage1_epochs must be >= 1, got {stage1_epochs}")
         for name, value in (("degrader_pixel_weight", degrader_pixel_weight),
@@ -199,8 +200,10 @@ class DegradationGAN(SRTask):
         return out
 
     def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
+        sr_values = self._log_validation()
         values = {"val/degrader_psnr": self.val_degrader_metrics.compute()["psnr"]}
+        if self.stage == 2:
+            values[self.monitor] = sr_values["psnr"]
         self.val_degrader_metrics.reset()
         if self.bicubic_baseline:
             values.update({f"val/bicubic_pairs_{k}": v for k, v in self.val_baseline_metrics.compute().items()})

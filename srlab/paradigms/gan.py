@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,12 +33,14 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
+from srlab.errors import SrlabError
 from srlab.optics.kernels import upsample_bicubic
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 from srlab.paradigms.losses import AdversarialLoss, TotalVariationLoss
 
 CLIP_ALGORITHMS = ("norm", "value")
+PRETRAINED_CHECKPOINT = "pretrained.ckpt"  # the generator at the end of content-loss pre-training
 
 
 def check_clipping(gradient_clip_val: float | None, gradient_clip_algorithm: str) -> None:
@@ -70,7 +73,7 @@ def step_schedulers(task: SRTask, schedulers: list[LRSchedulerPLType]) -> None:
     """Epoch-wise LR schedulers in manual mode; ``ReduceLROnPlateau`` watches the task's monitor."""
     for scheduler in schedulers:
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            metric = task.trainer.callback_metrics.get(task.monitor)
+            metric = task.trainer.callback_metrics.get(task.schedule_monitor)
             if metric is not None:
                 scheduler.step(float(metric))
         else:
@@ -139,7 +142,7 @@ class AdversarialPair:
         return {k: v.detach() for k, v in parts.items()}
 
 
-@PARADIGMS.register("gan")
+@PARADIGMS.register("gan", data=("paired", "degradation"))
 class AdversarialSR(SRTask):
     """Adversarial SR training: SRGAN, the cross-modality GAN (``conditional``) and RFGANM.
 
@@ -148,6 +151,10 @@ class AdversarialSR(SRTask):
     ``adversarial_loss``: ``bce`` (SRGAN), ``lsgan`` (Wang et al. 2019) or ``hinge``.
     ``pretrain_epochs``: epochs of generator-only MSE training first (SRGAN starts from an
     MSE-trained SRResNet). ``discriminator_optimizer`` defaults to the generator's optimizer settings.
+
+    The run reports the GAN: ``best.ckpt`` is chosen among adversarial epochs only (their validation
+    PSNR is also logged as ``val/adversarial_psnr``, the monitor); the pre-trained generator is kept as
+    ``checkpoints/pretrained.ckpt`` (``srlab test RUN/checkpoints/pretrained.ckpt`` scores it).
     Logs ``train/{g_loss,content,adversarial,tv,d_loss,d_real,d_fake}`` (D(·) as probabilities for
     ``bce``) and, during pre-training, ``train/pretrain_mse``.
     """
@@ -161,7 +168,8 @@ class AdversarialSR(SRTask):
                  generator_steps: int = 1, gradient_clip_val: float | None = None,
                  gradient_clip_algorithm: str = "norm"):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
-                         ema_decay=ema_decay, scale=scale)
+                         ema_decay=ema_decay, scale=scale, monitor="val/adversarial_psnr",
+                         schedule_monitor="val/psnr")
         for name, value in (("content_weight", content_weight), ("adversarial_weight", adversarial_weight),
                             ("tv_weight", tv_weight), ("pretrain_epochs", pretrain_epochs),
                             ("generator_steps", generator_steps)):
@@ -215,8 +223,23 @@ class AdversarialSR(SRTask):
     def _terms(self, sr: Tensor, hr: Tensor) -> dict[str, tuple[float, Tensor]]:
         return {"content": (self.content_weight, self.loss(sr, hr)), "tv": (self.tv_weight, self.tv(sr))}
 
+    def on_fit_start(self) -> None:
+        max_epochs = self.trainer.max_epochs
+        if self.pretrain_epochs and max_epochs is not None and 0 < max_epochs <= self.pretrain_epochs:
+            raise SrlabError(f"paradigm.params.pretrain_epochs={self.pretrain_epochs} leaves no adversarial epoch "
+                             f"(trainer.max_epochs={max_epochs}): the run would be an MSE-trained generator, not a "
+                             f"GAN; set pretrain_epochs < max_epochs (or use paradigm supervised)")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_validation()
+        if not self.pretraining:
+            self.log(self.monitor, values["psnr"], sync_dist=False)
+
     def on_train_epoch_end(self) -> None:
         step_schedulers(self, self._schedulers)
+        if self.pretrain_epochs and self.current_epoch == self.pretrain_epochs - 1:
+            path = Path(self.trainer.default_root_dir) / "checkpoints" / PRETRAINED_CHECKPOINT
+            self.trainer.save_checkpoint(path, weights_only=False)
 
     def configure_optimizers(self) -> Any:
         opt_g = self.make_optimizer(self.trainable_parameters())

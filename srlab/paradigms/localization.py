@@ -67,7 +67,7 @@ class _Collector:
         self.losses: list[float] = []
 
 
-@PARADIGMS.register("localization", family="localization")
+@PARADIGMS.register("localization", family="localization", data=("localization",))
 class LocalizationTask(SRTask):
     """Deep-STORM-style training of a density network (``deepstorm``, ``deepulm``; ``gaussfit`` is
     evaluated only). Needs ``data.kind: smlm`` (batches with ``positions_nm``, ``photons``, ``frame``,

@@ -39,7 +39,7 @@ def intermediate_supervision_loss(loss: Callable[[Tensor, Tensor], Tensor], fina
     return weight * inter + (1.0 - weight) * loss(final, target)
 
 
-@PARADIGMS.register("residual")
+@PARADIGMS.register("residual", data=("paired", "degradation"))
 class ResidualSR(SRTask):
     """Supervised training with VDSR/DRRN adjustable gradient clipping and DRCN/MemNet intermediate
     supervision (see the module docstring for the papers).

@@ -7,7 +7,7 @@ from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 
 
-@PARADIGMS.register("supervised")
+@PARADIGMS.register("supervised", data=("paired", "degradation"))
 class SupervisedSR(SRTask):
     """One network, one pixel loss (``paradigm.loss``: mse, l1, charbonnier, mse_ssim), one optimizer."""
 
