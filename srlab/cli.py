@@ -219,7 +219,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args)
 
 
-COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare})
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from srlab.calibration.command import run_calibrate
+    return run_calibrate(args)
+
+
+COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate})
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -285,6 +290,9 @@ def make_parser() -> argparse.ArgumentParser:
     from srlab.evaluation.compare import add_compare_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
     add_compare_arguments(sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/"))
+    from srlab.calibration.command import add_calibrate_arguments
+    add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
+                                                             "from real images -> a simulator data block"))
     return parser
 
 

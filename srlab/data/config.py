@@ -51,6 +51,9 @@ class ModalityConfig:
     offset_adu: float | None = None  # camera baseline
     em_gain: float | None = None  # EMCCD multiplication gain
     bit_depth: int | None = None  # files are uint8 (<= 8 bits) or uint16, clipped to 2**bit_depth - 1
+    # A measured resolution (written by `srlab calibrate`): the PSF becomes a Gaussian of this FWHM,
+    # overriding the one wavelength/NA/modality imply. null: the modality's own PSF law.
+    psf_fwhm_nm: float | None = None
 
 
 @dataclass

@@ -105,6 +105,8 @@ def resolve_modality(cfg: ModalityConfig | Mapping[str, Any] | str, *, where: st
         raise unknown_choice(f"{where}.detector", resolved["detector"], DETECTORS)
     positive = ("wavelength_nm", "excitation_wavelength_nm", "na", "immersion_index", "pixel_size_nm",
                 "e_per_adu", "em_gain", "sim_resolution_gain")
+    if resolved.get("psf_fwhm_nm") is not None:
+        positive += ("psf_fwhm_nm",)
     for key in positive:
         if not float(resolved[key]) > 0:
             raise SrlabError(f"{where}.{key}={resolved[key]}: must be > 0")

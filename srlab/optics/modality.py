@@ -108,6 +108,9 @@ class Modality:
     offset_adu: float
     em_gain: float
     bit_depth: int
+    #: Measured resolution (``srlab calibrate``): when set, the PSF is a Gaussian of this FWHM, whatever
+    #: the wavelength, NA and modality law say (sampling, sectioning and photons are unchanged).
+    psf_fwhm_nm: float | None = None
 
     @property
     def scanning(self) -> bool:
@@ -131,7 +134,7 @@ class Modality:
         xx = (xx - shape[1] // 2) * spacing_nm
         r2 = xx**2 + yy**2
         m = self.modality
-        if m in ("sted", "resolft") or self.psf == "gaussian":
+        if self.psf_fwhm_nm is not None or m in ("sted", "resolft") or self.psf == "gaussian":
             return gaussian_profile(r2, self.fwhm_nm)
         if m in ("widefield", "tirf", "sim", "tirfsim"):
             gain = self.sim_resolution_gain if m in ("sim", "tirfsim") else 1.0
@@ -142,6 +145,8 @@ class Modality:
     @property
     def fwhm_nm(self) -> float:
         """The configured lateral resolution: FWHM of the PSF (before pixel sampling)."""
+        if self.psf_fwhm_nm is not None:
+            return self.psf_fwhm_nm
         m = self.modality
         if m in ("sted", "resolft"):
             return sted_fwhm_nm(self.wavelength_nm, self.na, self.saturation_factor)
@@ -189,5 +194,9 @@ class Modality:
         return 0.5 * abs(dz_nm) * math.tan(theta)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "fwhm_nm": round(self.fwhm_nm, 3),
-                "sampled_fwhm_nm": round(self.sampled_fwhm_nm, 3)}
+        """Every field plus the FWHMs; ``psf_fwhm_nm`` only when set, so that the settings (and the
+        simulated-dataset cache keys) of modalities without the override are what they always were."""
+        out = dataclasses.asdict(self)
+        if out["psf_fwhm_nm"] is None:
+            del out["psf_fwhm_nm"]
+        return {**out, "fwhm_nm": round(self.fwhm_nm, 3), "sampled_fwhm_nm": round(self.sampled_fwhm_nm, 3)}

@@ -68,3 +68,20 @@ def test_every_preset_names_a_known_detector_and_an_emccd_without_gain_is_a_ccd(
     emccd = resolve_modality({"modality": "widefield", "detector": "emccd", "em_gain": 50.0})
     assert emccd.camera.kind == "emccd" and emccd.camera.em_gain == 50.0
     assert resolve_modality({"modality": "widefield", "detector": "emccd"}).camera.kind == "ccd"
+
+
+def test_psf_fwhm_override_sets_the_imaged_fwhm_and_leaves_other_cache_keys_alone():
+    """``psf_fwhm_nm`` (written by ``srlab calibrate``) makes the simulated PSF a Gaussian of that FWHM;
+    a config without it hashes exactly as before the field existed."""
+    from srlab.data.simulate import isolated_emitter, resolve_simulation
+    from srlab.optics.psf import measure_fwhm_nm
+
+    measured = resolve_modality({"modality": "confocal", "psf_fwhm_nm": 150.0})
+    assert measured.fwhm_nm == 150.0
+    assert measure_fwhm_nm(isolated_emitter(measured), measured.pixel_size_nm) == pytest.approx(150.0, rel=0.01)
+    plain = resolve_simulation({"lr": {"modality": "confocal"}, "hr": {"modality": "sted"}}, scale=2)
+    assert "psf_fwhm_nm" not in plain.as_dict()["lr"]
+    assert plain.key() == "d4486e04f9c5"  # the key of this config before psf_fwhm_nm was added
+    override = resolve_simulation({"lr": {"modality": "confocal", "psf_fwhm_nm": 150.0},
+                                   "hr": {"modality": "sted"}}, scale=2)
+    assert override.key() != plain.key()
