@@ -63,6 +63,13 @@ class SimulationConfig:
     The HR pixel size defaults to the LR pixel size divided by ``data.scale``; ``lr_size_px`` is the
     image size in LR pixels (HR images are ``scale`` × larger). The dataset is cached under
     ``$SRLAB_DATA_DIR`` (default ``./data``) keyed by a hash of the resolved settings.
+
+    ``structures`` are names of :data:`srlab.optics.specimens.STRUCTURES`. The ``*_range`` fields
+    randomize each image: structure density (a factor on ``density_scale``), widths (tube, bundle,
+    ring and cluster diameters), each structure's brightness (relative, among the structures of one
+    image), labelling sparsity (the fraction of label sites kept), out-of-focus haze (the defocused
+    layer's density relative to the in-focus one) and a slow illumination gradient (brightness
+    ``1 + a·r`` with ``r`` a ramp from -1 to 1 across the field in a random direction).
     """
 
     lr: ModalityConfig = field(default_factory=lambda: ModalityConfig(modality="confocal"))
@@ -77,6 +84,14 @@ class SimulationConfig:
     out_of_focus_fraction: float = 0.5  # labelled structures in a defocused layer, relative to in focus
     defocus_nm: float = 600.0  # distance of that layer from the focal plane
     seed: int = 0  # the dataset's seed (independent of the training seed, so runs share data)
+    # Domain randomization: [lo, hi] ranges drawn uniformly per image (from the dataset's seed); the
+    # defaults draw nothing new, so existing datasets and their cache keys are unchanged.
+    density_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × density_scale
+    width_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × widths, diameters
+    intensity_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × each structure's brightness
+    labelling_fraction_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # label sites kept
+    haze_range: list[float] | None = None  # out-of-focus fraction per image; null: out_of_focus_fraction
+    illumination_gradient_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # ramp amplitude
 
 
 @dataclass

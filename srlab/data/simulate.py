@@ -4,13 +4,15 @@ One specimen imaged by an LR and an HR modality gives a perfectly registered pai
 LR image covers HR pixels ``s·i … s·i+s-1``). Everything is deterministic from the dataset seed.
 
 **Specimen** (label density on a fine grid, ``specimen_pixel_size_nm`` ≤ 10 nm by default; sizes from
-``shared/reference/optics.md``): microtubules (worm-like chains, 25 nm hollow tubes seen as two rails),
-F-actin (straight single filaments and 50–200 nm bundles), clathrin-coated pits (projected spherical
-caps of 80–180 nm diameter: rings at high resolution, puncta at low), ER (polygonal tubular network
-from Voronoi edges, 50–100 nm tubules, some sheets), mitochondria (250–500 nm hollow tubes) and
-puncta (50–300 nm clusters). Labels are displaced from the structure by ``label_size_nm`` (antibody
-linkage). A second layer of the same structures lies ``defocus_nm`` out of focus. The shapes are
-:class:`srlab.optics.specimens.Specimen`.
+``shared/reference/optics.md`` and the papers cited in :mod:`srlab.optics.specimens`): the structures
+named in ``structures`` (:data:`~srlab.optics.specimens.STRUCTURES`) — microtubules, F-actin, clathrin-
+coated pits, ER, mitochondria, puncta, axonal actin–spectrin rings, branched actin meshes, synaptic
+nanoclusters, mitochondria with cristae, nuclear pores. Labels are displaced from the structure by
+``label_size_nm`` (antibody linkage). A second layer of the same structures lies ``defocus_nm`` out of
+focus. **Domain randomization** (the ``*_range`` settings, :class:`Variation`): per image, a density
+factor, a width factor, each structure's brightness, the fraction of label sites kept, the out-of-focus
+layer's density and a slow illumination gradient, drawn from a stream of their own so that the defaults
+give the same images (and cache keys) as before the ranges existed.
 
 **Imaging** (each modality: :class:`~srlab.optics.modality.Modality`; presets
 :data:`~srlab.optics.modality.PRESETS`; the PSF laws are documented in :mod:`srlab.optics`): widefield,
@@ -54,7 +56,7 @@ from srlab.data.io import write_tiff
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import DETECTORS, PRESETS, Modality
 from srlab.optics.psf import PSF_MODELS
-from srlab.optics.specimens import STRUCTURES, Specimen, splat
+from srlab.optics.specimens import STRUCTURES, Specimen, keep_fraction, splat
 
 SIMULATOR_VERSION = 2  # part of the cache key: bump when images for the same settings change
 
@@ -131,6 +133,47 @@ def resolve_modality(cfg: ModalityConfig | Mapping[str, Any] | str, *, where: st
 # ------------------------------------------------------------------------------------------------
 # Simulation settings
 # ------------------------------------------------------------------------------------------------
+Range = tuple[float, float]
+
+#: Domain-randomization ranges: default (draws nothing new) and the bounds a range must respect.
+RANGES: dict[str, tuple[Range | None, str]] = {
+    "density_range": ((1.0, 1.0), "0 <= lo <= hi"),
+    "width_scale_range": ((1.0, 1.0), "0 < lo <= hi"),
+    "intensity_range": ((1.0, 1.0), "0 < lo <= hi"),
+    "labelling_fraction_range": ((1.0, 1.0), "0 < lo <= hi <= 1"),
+    "haze_range": (None, "0 <= lo <= hi"),
+    "illumination_gradient_range": ((0.0, 0.0), "0 <= lo <= hi < 1"),
+}
+
+
+def _check_range(where: str, key: str, value: Any) -> Range | None:
+    rule = RANGES[key][1]
+    if value is None:  # only where the config allows it (haze_range)
+        return None
+    values = list(value)
+    ok = len(values) == 2 and all(math.isfinite(v) for v in values) and values[0] <= values[1]
+    if ok:
+        lo, hi = float(values[0]), float(values[1])
+        ok = {"0 <= lo <= hi": lo >= 0, "0 < lo <= hi": lo > 0, "0 < lo <= hi <= 1": lo > 0 and hi <= 1,
+              "0 <= lo <= hi < 1": lo >= 0 and hi < 1}[rule]
+    if not ok:
+        raise SrlabError(f"{where}.{key}={values}: must be [lo, hi] with {rule}")
+    return float(values[0]), float(values[1])
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What one image drew from the randomization ranges of its :class:`SimulationSpec`."""
+
+    density: float  # factor on density_scale
+    width_scale: float  # factor on structure widths and diameters
+    haze: float  # density of the out-of-focus layer relative to the in-focus one
+    illumination_gradient: float  # amplitude a of the illumination 1 + a·r, r in [-1, 1] across the field
+    gradient_angle_rad: float  # direction in which the illumination rises
+    labelling_fraction: float  # fraction of label sites kept
+    brightness: dict[str, float]  # structure -> factor on its labels' weights
+
+
 @dataclass(frozen=True)
 class SimulationSpec:
     """Resolved settings of a simulated dataset (what its cache key hashes)."""
@@ -149,6 +192,12 @@ class SimulationSpec:
     defocus_nm: float
     seed: int
     image_lr: bool = True  # False: HR only (the degradation DataModule makes its own LR)
+    density_range: Range = (1.0, 1.0)
+    width_scale_range: Range = (1.0, 1.0)
+    intensity_range: Range = (1.0, 1.0)
+    labelling_fraction_range: Range = (1.0, 1.0)
+    haze_range: Range | None = None  # None: out_of_focus_fraction for every image
+    illumination_gradient_range: Range = (0.0, 0.0)
 
     @property
     def hr_size_px(self) -> int:
@@ -159,12 +208,37 @@ class SimulationSpec:
         pair = f"{self.lr.name}-{self.hr.name}" if self.image_lr else f"{self.hr.name}-only"
         return f"{pair}-x{self.scale}"
 
+    @property
+    def randomized(self) -> bool:
+        """Whether any randomization range differs from its default."""
+        return any(getattr(self, key) != default for key, (default, _) in RANGES.items())
+
     def as_dict(self) -> dict[str, Any]:
+        """The settings; a randomization range at its default is left out, so that the key of every
+        dataset made before the ranges existed stays the same."""
         out = dataclasses.asdict(self)
         out["lr"], out["hr"] = self.lr.as_dict(), self.hr.as_dict()
         out["structures"] = list(self.structures)
+        for key, (default, _) in RANGES.items():
+            if out[key] == default:
+                del out[key]
+            else:
+                out[key] = list(out[key])
         out["simulator_version"] = SIMULATOR_VERSION
         return out
+
+    def variation(self, index: int) -> Variation:
+        """Image ``index``'s draws from the ranges (its own random stream, in a fixed order, so the
+        specimen's stream is the same as without randomization)."""
+        rng = np.random.default_rng([self.seed, index, 3])
+        haze = self.haze_range or (self.out_of_focus_fraction, self.out_of_focus_fraction)
+        return Variation(density=float(rng.uniform(*self.density_range)),
+                         width_scale=float(rng.uniform(*self.width_scale_range)),
+                         haze=float(rng.uniform(*haze)),
+                         illumination_gradient=float(rng.uniform(*self.illumination_gradient_range)),
+                         gradient_angle_rad=float(rng.uniform(0.0, 2.0 * math.pi)),
+                         labelling_fraction=float(rng.uniform(*self.labelling_fraction_range)),
+                         brightness={s: float(rng.uniform(*self.intensity_range)) for s in self.structures})
 
     def key(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
@@ -213,6 +287,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     for key in ("label_size_nm", "density_scale", "out_of_focus_fraction", "defocus_nm"):
         if not c[key] >= 0:
             raise SrlabError(f"{where}.{key}={c[key]}: must be >= 0")
+    ranges = {key: _check_range(where, key, c[key]) for key in RANGES}
     fine = c["specimen_pixel_size_nm"]
     finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
     if fine is None:
@@ -227,7 +302,8 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           lr_size_px=int(c["lr_size_px"]), specimen_pixel_size_nm=float(fine),
                           label_size_nm=float(c["label_size_nm"]), density_scale=float(c["density_scale"]),
                           out_of_focus_fraction=float(c["out_of_focus_fraction"]),
-                          defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr)
+                          defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
+                          **ranges)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,9 +345,12 @@ class Imager:
         return in_focus, out_focus, m.axial_weight(self.spec.defocus_nm)
 
     def specimen(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Label densities (in focus, defocused layer) on the padded fine grid for image ``index``."""
+        """Label densities (in focus, defocused layer) on the padded fine grid for image ``index``,
+        each times the illumination."""
         spec = self.spec
+        v = spec.variation(index)
         rng = np.random.default_rng([spec.seed, index, 0])
+        labels = np.random.default_rng([spec.seed, index, 4])  # which label sites are kept
         k = min(spec.structures_per_image, len(spec.structures))
         if k == len(spec.structures):
             chosen = spec.structures
@@ -281,15 +360,28 @@ class Imager:
             chosen = tuple(rng.choice(spec.structures, k, replace=False))
         size_nm = (self.shape[0] * self.fine, self.shape[1] * self.fine)
         step = self.fine / 2.0  # label spacing along structures: half a fine pixel
-        in_focus = splat(Specimen(rng, size_nm, step, spec.density_scale).draw(chosen), self.shape,
-                         self.fine)
-        if spec.out_of_focus_fraction > 0:
-            layer = Specimen(rng, size_nm, step,
-                              spec.density_scale * spec.out_of_focus_fraction).draw(chosen)
-            out_focus = splat(layer, self.shape, self.fine)
+        density = spec.density_scale * v.density
+        layer = Specimen(rng, size_nm, step, density, v.width_scale).draw(chosen, v.brightness)
+        in_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
+        if v.haze > 0:
+            layer = Specimen(rng, size_nm, step, density * v.haze, v.width_scale).draw(chosen, v.brightness)
+            out_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
         else:
             out_focus = np.zeros(self.shape)
+        if v.illumination_gradient > 0:
+            light = self.illumination(v.illumination_gradient, v.gradient_angle_rad)
+            in_focus, out_focus = in_focus * light, out_focus * light
         return in_focus, out_focus
+
+    def illumination(self, amplitude: float, angle_rad: float) -> np.ndarray:
+        """A slow illumination gradient on the padded fine grid: ``1 + amplitude·r`` with ``r`` rising
+        from -1 to 1 across the imaged field along ``angle_rad`` (x towards columns, y towards rows),
+        clipped at 0 in the margin."""
+        c, s = math.cos(angle_rad), math.sin(angle_rad)
+        centred = np.arange(self.shape[0]) + 0.5 - (self.margin + self.n_fine / 2)
+        half = self.n_fine / 2 * (abs(c) + abs(s))  # the ramp's value at the field's farthest corner
+        ramp = (c * centred[None, :] + s * centred[:, None]) / half
+        return np.clip(1.0 + amplitude * ramp, 0.0, None)
 
     def expected(self, m: Modality, spectra: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Noise-free image of modality ``m`` (arbitrary units) from the specimen's spectra."""
@@ -393,6 +485,8 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
             if progress and (i + 1) % max(1, spec.n_images // 10) == 0:
                 print(f"srlab simulate: {i + 1}/{spec.n_images} images", file=sys.stderr, flush=True)
         settings = {"name": spec.name, "key": spec.key(), **spec.as_dict()}
+        if spec.randomized:
+            settings["images"] = [dataclasses.asdict(spec.variation(i)) for i in range(spec.n_images)]
         (tmp / "simulation.json").write_text(json.dumps(settings, indent=2) + "\n")
     return out
 
@@ -427,7 +521,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pair", default="confocal:sted",
                         help=f"LR:HR modality presets ({', '.join(PRESETS)}); default confocal:sted")
     parser.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES),
-                        help=f"comma-separated: {', '.join(STRUCTURES)}")
+                        help=f"comma-separated: {', '.join(STRUCTURES)}; or 'all'")
     parser.add_argument("--n", type=int, default=16, help="number of image pairs (default 16)")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--seed", type=int, default=0)
@@ -437,7 +531,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smlm", action="store_true", help="write an SMLM stack + ground-truth CSV instead")
     parser.add_argument("--frames", type=int, default=50, help="SMLM frames (with --smlm)")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                        help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40")
+                        help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40 "
+                             "density_range=[0.5,2]")
 
 
 def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
@@ -449,6 +544,8 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         if name not in PRESETS:
             raise unknown_choice("modality in --pair", name, PRESETS)
     structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    if structures == ["all"]:
+        structures = list(STRUCTURES)
     values: dict[str, Any] = {"lr": {"modality": lr_name}, "hr": {"modality": hr_name},
                               "structures": structures,
                               "n_images": args.n, "lr_size_px": args.size, "seed": args.seed}

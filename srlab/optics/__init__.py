@@ -11,8 +11,10 @@ physics from here (after DECODE's ``simulation`` package: PSF kernels, camera, s
   PSF, sampling, optical sectioning, photons, detector) and the table of presets;
 * :mod:`srlab.optics.camera` — the detector (:class:`~srlab.optics.camera.Camera`: photons -> ADU
   and back) and the torch noise of the degradation;
-* :mod:`srlab.optics.specimens` — microtubules, F-actin, clathrin-coated pits, ER, mitochondria and
-  puncta, as label densities or as SMLM labels along polylines;
+* :mod:`srlab.optics.specimens` — microtubules, F-actin, clathrin-coated pits, ER, mitochondria,
+  puncta, axonal actin–spectrin rings, branched actin meshes, synaptic nanoclusters, mitochondria
+  with cristae and nuclear pores (the registry ``STRUCTURES``), as label densities or as SMLM labels
+  along polylines;
 * :mod:`srlab.optics.kernels` — Gaussian/Airy kernels, blur, area and bicubic resampling (torch).
 
 Units are in the names (``_nm``, ``_px``, ``photons``, ``_adu``, ``_e``). Nothing here imports the

@@ -65,3 +65,15 @@ def test_srlab_simulate_command(tmp_path):
                            text=True,
                            timeout=300, check=False)
     assert again.returncode == 2 and str(out) in again.stderr
+
+
+def test_simulate_all_structures_with_randomization(tmp_path):
+    out = tmp_path / "broad"
+    assert _simulate("--structures", "all", "--n", "2", "--size", "16", "--out", str(out),
+                     "density_range=[0.5,2]", "labelling_fraction_range=[0.2,1]") == 0
+    settings = json.loads((out / "simulation.json").read_text())
+    assert settings["structures"][-1] == "nuclear_pores" and settings["density_range"] == [0.5, 2.0]
+    assert [0.5 <= image["density"] <= 2.0 for image in settings["images"]] == [True, True]
+    assert "haze_range" not in settings  # ranges left at their defaults are not part of the key
+    with pytest.raises(SrlabError, match=r"simulate.haze_range=\[2.0, 1.0\]: must be \[lo, hi\]"):
+        _simulate("--n", "1", "--size", "16", "--out", str(tmp_path / "bad"), "haze_range=[2,1]")

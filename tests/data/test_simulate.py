@@ -1,6 +1,7 @@
 """The optics simulator: resolution of every modality, registration, noise, determinism, files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -106,10 +107,110 @@ def test_settings_are_checked():
 
 
 def test_every_structure_draws_labels_in_the_field():
-    spec = sim.resolve_simulation({**TINY_SIMULATION, "structures": list(sim.STRUCTURES),
-                                   "structures_per_image": 1, "n_images": 6}, scale=2)
+    names = list(sim.STRUCTURES)
+    spec = sim.resolve_simulation({**TINY_SIMULATION, "structures": names, "structures_per_image": 1,
+                                   "lr_size_px": 48, "density_scale": 2.0}, scale=2)
     imager = sim.Imager(spec)
     a = imager.margin
-    for i in range(len(sim.STRUCTURES)):
+    for i, name in enumerate(names):
         in_focus, _ = imager.specimen(i)
-        assert in_focus[a:-a, a:-a].sum() > 0, sim.STRUCTURES[i]
+        assert in_focus[a:-a, a:-a].sum() > 0, name
+
+
+# Images and keys of the simulator before the randomization ranges and the new structures existed
+# (commit b2bedbb): sha256 of the lr/hr arrays of images 0-5, one old structure each, and cache keys.
+OLD_ALL = {"structures": ["microtubules", "actin", "ccps", "er", "mitochondria", "puncta"], "n_images": 6,
+           "lr_size_px": 32, "seed": 3}
+
+
+def test_defaults_give_the_images_and_cache_keys_of_before():
+    spec = sim.resolve_simulation(OLD_ALL, scale=2)
+    assert spec.key() == "a40cab42e0f7" and not spec.randomized
+    assert sim.resolve_simulation(None, scale=2).key() == "d4486e04f9c5"
+    assert sim.resolve_simulation(TINY_SIMULATION, scale=2).key() == "aec0368552d5"
+    digest = hashlib.sha256()
+    imager = sim.Imager(spec)
+    for i in range(6):
+        images = imager.image(i)
+        digest.update(images["hr"].tobytes())
+        digest.update(images["lr"].tobytes())
+    assert digest.hexdigest()[:16] == "1e52e03ba55bb889"
+    explicit = {**OLD_ALL, "density_range": [1, 1], "width_scale_range": [1, 1], "intensity_range": [1, 1],
+                "labelling_fraction_range": [1, 1], "haze_range": None, "illumination_gradient_range": [0, 0]}
+    assert sim.resolve_simulation(explicit, scale=2).key() == "a40cab42e0f7"
+
+
+RANDOM = {**TINY_SIMULATION, "structures": ["microtubules", "ccps", "nuclear_pores"], "structures_per_image": 2,
+          "n_images": 20, "density_range": [0.5, 2.0], "width_scale_range": [0.8, 1.25],
+          "intensity_range": [0.3, 1.0], "labelling_fraction_range": [0.1, 0.9], "haze_range": [0.0, 3.0],
+          "illumination_gradient_range": [0.1, 0.5]}
+
+
+def test_randomization_ranges_are_respected_and_reproducible():
+    spec = sim.resolve_simulation(RANDOM, scale=2)
+    assert spec.randomized and spec.key() != sim.resolve_simulation(TINY_SIMULATION, scale=2).key()
+    draws = [spec.variation(i) for i in range(spec.n_images)]
+    for field, key in (("density", "density_range"), ("width_scale", "width_scale_range"),
+                       ("labelling_fraction", "labelling_fraction_range"), ("haze", "haze_range"),
+                       ("illumination_gradient", "illumination_gradient_range")):
+        values = np.array([getattr(v, field) for v in draws])
+        lo, hi = RANDOM[key]
+        assert values.min() >= lo and values.max() <= hi, field
+        assert values.max() - values.min() > 0.5 * (hi - lo), field  # spread over the range, not one value
+    brightness = np.array([list(v.brightness.values()) for v in draws])
+    assert brightness.shape == (20, 3) and brightness.min() >= 0.3 and brightness.max() <= 1.0
+    assert draws == [sim.resolve_simulation(RANDOM, scale=2).variation(i) for i in range(spec.n_images)]
+    assert draws != [sim.resolve_simulation({**RANDOM, "seed": 1}, scale=2).variation(i) for i in range(20)]
+    a, b = sim.Imager(spec).image(3), sim.Imager(spec).image(3)
+    np.testing.assert_array_equal(a["hr"], b["hr"])
+
+
+def test_each_range_changes_what_it_names():
+    """Labelling sparsity thins the very same specimen; haze sets the defocused layer; the gradient
+    multiplies the field by 1 + a·r; a density factor of 0 leaves nothing."""
+    base = {**TINY_SIMULATION, "structures": ["microtubules"], "lr_size_px": 48}
+    plain = sim.Imager(sim.resolve_simulation(base, scale=2)).specimen(0)
+    sparse = sim.Imager(sim.resolve_simulation({**base, "labelling_fraction_range": [0.2, 0.2]}, scale=2)).specimen(0)
+    assert sparse[0].sum() / plain[0].sum() == pytest.approx(0.2, abs=0.02)
+    assert np.all(sparse[0][plain[0] == 0] == 0)  # a subset of the same labels
+    fixed = sim.Imager(sim.resolve_simulation({**base, "out_of_focus_fraction": 2.0}, scale=2)).specimen(0)
+    hazy = sim.Imager(sim.resolve_simulation({**base, "haze_range": [2.0, 2.0]}, scale=2)).specimen(0)
+    np.testing.assert_array_equal(hazy[1], fixed[1])
+    clear = sim.Imager(sim.resolve_simulation({**base, "haze_range": [0.0, 0.0]}, scale=2)).specimen(0)
+    assert not clear[1].any() and np.array_equal(clear[0], plain[0])
+    spec = sim.resolve_simulation({**base, "illumination_gradient_range": [0.4, 0.4]}, scale=2)
+    imager = sim.Imager(spec)
+    v = spec.variation(0)
+    light = imager.illumination(v.illumination_gradient, v.gradient_angle_rad)
+    np.testing.assert_allclose(imager.specimen(0)[0], plain[0] * light)
+    a, n = imager.margin, imager.n_fine
+    field = light[a:a + n, a:a + n]
+    assert field.min() == pytest.approx(0.6, abs=0.01) and field.max() == pytest.approx(1.4, abs=0.01)
+    assert field.mean() == pytest.approx(1.0, abs=1e-6)
+    empty = sim.Imager(sim.resolve_simulation({**base, "density_range": [0.0, 0.0]}, scale=2)).specimen(0)
+    assert not empty[0].any() and not empty[1].any()
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"structures": ["spectrin"]}, (r"unknown structure in data.simulation.structures 'spectrin' "
+                                    r"\(did you mean 'spectrin_rings'\?\); valid: .*nuclear_pores")),
+    ({"labelling_fraction_range": [0.0, 0.5]}, r"labelling_fraction_range=\[0.0, 0.5\]: .*0 < lo <= hi <= 1"),
+    ({"density_range": [2.0, 1.0]}, r"density_range=\[2.0, 1.0\]: must be \[lo, hi\]"),
+    ({"width_scale_range": [1.0, 1.0, 2.0]}, r"width_scale_range=\[1.0, 1.0, 2.0\]"),
+    ({"illumination_gradient_range": [0.0, 1.0]}, r"illumination_gradient_range.*hi < 1"),
+    ({"intensity_range": None}, r"invalid key 'intensity_range'"),
+    ({"haze_range": 2.0}, r"haze_range"),
+])
+def test_bad_structures_and_ranges_are_one_line_errors(values, message):
+    with pytest.raises(SrlabError, match=message) as err:
+        sim.resolve_simulation({**TINY_SIMULATION, **values}, scale=2)
+    assert "\n" not in str(err.value)
+
+
+def test_sim_broad_block_draws_every_structure_with_randomization():
+    from srlab.config import load_experiment
+
+    cfg = load_experiment("edsr_sted", ["data=sim_broad"])
+    spec = sim.resolve_simulation(cfg.data.simulation, scale=int(cfg.data.scale))
+    assert spec.structures == tuple(sim.STRUCTURES) and spec.randomized
+    assert (spec.lr.name, spec.hr.name, spec.scale) == ("confocal", "sted", 2)
