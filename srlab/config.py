@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,12 @@ from omegaconf.errors import OmegaConfBaseException
 from srlab.data.config import DataConfig
 from srlab.errors import SrlabError, did_you_mean
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+# The experiments shipped with srlab: srlab/experiments links to the repository's experiments/ folder
+# and is package data in a wheel, so an installed srlab finds them from any directory.
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+# Folders searched before it (experiments, blocks, profiles of one's own, which may shadow or extend
+# srlab's): $SRLAB_EXPERIMENTS (os.pathsep-separated) and ./experiments of the working directory.
+EXPERIMENTS_ENV = "SRLAB_EXPERIMENTS"
 # Sub-folders of experiments/ that are not config groups.
 NON_GROUP_DIRS = {"profiles", "suites"}
 
@@ -162,13 +168,42 @@ class ExperimentConfig:
 
 
 # --------------------------------------------------------------------------------------------------
+def search_roots(root: Path = EXPERIMENTS_DIR) -> list[Path]:
+    """The folders a name is looked up in, first match wins: for srlab's own experiments the user's
+    folders first (:data:`EXPERIMENTS_ENV`, then ``./experiments``), for any other ``root`` just it."""
+    if Path(root).resolve() != EXPERIMENTS_DIR.resolve():
+        return [Path(root)]
+    user = [Path(p).expanduser() for p in os.environ.get(EXPERIMENTS_ENV, "").split(os.pathsep) if p]
+    user.append(Path.cwd() / "experiments")
+    seen = {EXPERIMENTS_DIR.resolve()}
+    roots = []
+    for folder in user:
+        if folder.is_dir() and folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            roots.append(folder)
+    return [*roots, EXPERIMENTS_DIR]
+
+
+def find_config(relative: str, root: Path = EXPERIMENTS_DIR) -> Path | None:
+    """The first ``<root>/<relative>`` that exists over :func:`search_roots`, or ``None``."""
+    for folder in search_roots(root):
+        if (folder / relative).is_file():
+            return folder / relative
+    return None
+
+
+def _stems(folder: str, root: Path) -> list[str]:
+    return sorted({p.stem for r in search_roots(root) for p in (r / folder).glob("*.yaml")})
+
+
 def list_experiments(root: Path = EXPERIMENTS_DIR) -> list[str]:
-    return sorted(p.stem for p in root.glob("*.yaml"))
+    return _stems(".", root)
 
 
 def list_groups(root: Path = EXPERIMENTS_DIR) -> dict[str, list[str]]:
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
-            for d in sorted(root.iterdir()) if d.is_dir() and d.name not in NON_GROUP_DIRS}
+    groups = {d.name for r in search_roots(root) for d in r.iterdir()
+              if d.is_dir() and d.name not in NON_GROUP_DIRS}
+    return {g: _stems(g, root) for g in sorted(groups)}
 
 
 def _read_yaml(path: Path) -> dict:
@@ -250,13 +285,14 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     merged = OmegaConf.create()
     has_base = False
     for entry in defaults:
-        if isinstance(entry, str) and "/" not in entry and (root / f"{entry}.yaml").is_file():
+        base = find_config(f"{entry}.yaml", root) if isinstance(entry, str) and "/" not in entry else None
+        if base is not None:
             # Another experiment as the base (a variant such as a higher emitter density): its blocks
             # and body first, then this file's.
             chain = (*_chain, Path(path).resolve())
-            if (root / f"{entry}.yaml").resolve() in chain:
+            if base.resolve() in chain:
                 raise SrlabError(f"{path}: defaults entry {entry!r} makes a cycle of experiments")
-            merged = OmegaConf.merge(merged, _compose(root / f"{entry}.yaml", swaps, root, chain))
+            merged = OmegaConf.merge(merged, _compose(base, swaps, root, chain))
             has_base = True
             continue
         if isinstance(entry, dict) and len(entry) == 1:
@@ -269,9 +305,9 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     # A base experiment already took the group swaps; here they replace only this file's own blocks.
     blocks.update({g: b for g, b in swaps.items() if g in blocks or not has_base})
     for group, block in blocks.items():
-        block_path = root / group / f"{block}.yaml"
-        if not block_path.is_file():
-            choices = sorted(p.stem for p in (root / group).glob("*.yaml"))
+        block_path = find_config(f"{group}/{block}.yaml", root)
+        if block_path is None:
+            choices = _stems(group, root)
             raise SrlabError(f"{path}: unknown {group} block '{block}'{did_you_mean(block, choices)}; "
                              f"valid: {', '.join(choices) or '(none)'}")
         merged = OmegaConf.merge(merged, {group: _read_yaml(block_path)})
@@ -293,8 +329,8 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
     overrides = list(overrides or [])
     path = Path(name)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        path = root / f"{name}.yaml"
-        if not path.is_file():
+        path = find_config(f"{name}.yaml", root)
+        if path is None:
             raise SrlabError(f"unknown experiment '{name}'{did_you_mean(name, list_experiments(root))}; "
                              f"run 'srlab list' to see them all")
     swaps, dotlist = _split_overrides(overrides, list_groups(root))
@@ -306,13 +342,13 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
     profile = OmegaConf.select(cli, "profile") or cfg.profile
     if profile:
         layers = []
-        profile_file = root / "profiles" / f"{profile}.yaml"
-        if profile_file.is_file():
+        profile_file = find_config(f"profiles/{profile}.yaml", root)
+        if profile_file is not None:
             layers.append(_read_yaml(profile_file))
         if profile in cfg.profiles:
             layers.append(OmegaConf.to_container(cfg.profiles[profile]))
         if not layers:
-            known = {p.stem for p in (root / "profiles").glob("*.yaml")} | set(cfg.profiles)
+            known = set(_stems("profiles", root)) | set(cfg.profiles)
             raise SrlabError(f"unknown profile '{profile}'{did_you_mean(profile, known)}; "
                              f"valid: {', '.join(sorted(known)) or '(none)'}")
         for layer in layers:
@@ -359,7 +395,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], root: Path = EXPERIME
     swaps, dotlist = _split_overrides(list(overrides), list_groups(root))
     merged = OmegaConf.create(OmegaConf.to_container(cfg))
     for group, block in swaps.items():
-        merged[group] = _read_yaml(root / group / f"{block}.yaml")
+        merged[group] = _read_yaml(find_config(f"{group}/{block}.yaml", root))
     cfg = _check(merged, "command line", _parse_dotlist(dotlist))
     check_values(cfg)
     return cfg

@@ -37,7 +37,7 @@ def _line(name: str, est, extra: str = "") -> str:
 
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
-    from srlab.config import EXPERIMENTS_DIR
+    from srlab.config import EXPERIMENTS_ENV, find_config
 
     lines = []
     for side in (cal.lr, cal.hr):
@@ -74,9 +74,11 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
     head = f"srlab calibrate: x{cal.scale} {cal.lr.modality} -> {cal.target} in {seconds:.1f} s"
-    in_repo = out.resolve().parent == (EXPERIMENTS_DIR / "data").resolve()
-    use = (f"srlab train EXPERIMENT data={out.stem}   (e.g. srlab show edsr_sted data={out.stem})" if in_repo else
-           f"copy it to {EXPERIMENTS_DIR / 'data'}/ to use it as data={out.stem}")
+    found = find_config(f"data/{out.stem}.yaml")
+    in_search = found is not None and found.resolve() == out.resolve()
+    use = (f"srlab train EXPERIMENT data={out.stem}   (e.g. srlab show edsr_sted data={out.stem})" if in_search
+           else f"move it to ./experiments/data/ (or a folder in ${EXPERIMENTS_ENV}/data/) to use it as "
+                f"data={out.stem}")
     return "\n".join([head, *lines, f"wrote {out} and {figure}", f"next: {use}"])
 
 

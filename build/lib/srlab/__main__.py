@@ -1,0 +1,5 @@
+import sys
+
+from srlab.cli import main
+
+sys.exit(main())

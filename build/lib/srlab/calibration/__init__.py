@@ -1,0 +1,292 @@
+"""``srlab calibrate``: estimate an acquisition from its own images, and the simulator data block that
+reproduces it.
+
+From a user's real LR images (and, optionally, a few unpaired HR images of the target modality) this
+package estimates, each with a standard uncertainty:
+
+* the effective PSF FWHM (:mod:`~srlab.calibration.resolution`: a Gaussian-PSF fit to the power
+  spectrum above the measured noise floor), with image decorrelation analysis (Descloux et al. 2019)
+  and single-image FRC (Koho et al. 2019) as cross-checks;
+* the camera: gain (ADU per detected photon), offset and read noise (:mod:`~srlab.calibration.noise`,
+  after Foi et al. 2008), hence the photon level of the signal;
+* the background level and its spatial variation, and the intensity histogram
+  (:mod:`~srlab.calibration.background`).
+
+:func:`calibrate` returns a :class:`Calibration`; :mod:`~srlab.calibration.block` turns it into a data
+block (``kind: simulated``) and :mod:`~srlab.calibration.figure` draws the check figure. The simulated
+LR resolution is set with ``psf_fwhm_nm`` (a Gaussian PSF of the measured FWHM, see
+:class:`srlab.data.config.ModalityConfig`), not by solving for an effective NA: the measured quantity
+is a width, and an NA would also change the axial sectioning and the out-of-focus blur.
+
+Uncertainties: every per-image estimate is combined over images by the median; its uncertainty is the
+larger of the fit's own standard error and the images' spread (1.25·sd/√n, the standard error of a
+median). They are statistical: the model errors (a non-Gaussian PSF, objects wider than the label)
+are not in them — the figure's real-vs-simulated comparison is where those show.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srlab.calibration.background import background, histogram_summary
+from srlab.calibration.noise import NoiseFit, fit_noise
+from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectrum
+from srlab.errors import SrlabError, unknown_choice
+from srlab.optics.modality import PRESETS, SCANNING
+from srlab.optics.psf import FWHM_PER_SIGMA
+
+#: Default target (HR) preset for each LR preset.
+DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "sted": "sted", "resolft": "resolft",
+                  "sim": "sim", "tirfsim": "tirfsim", "widefield10x": "widefield20x", "widefield20x": "sim"}
+#: Smallest side srlab calibrates (the spectrum needs rings, the noise fit pixels).
+MIN_SIDE_PX = 64
+#: Fraction of pixels at the top grey level above which an image counts as saturated.
+SATURATED_FRACTION = 1e-3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its standard uncertainty and how it was obtained."""
+
+    value: float
+    uncertainty: float
+    unit: str
+    method: str
+
+    def text(self, digits: int = 3) -> str:
+        if not math.isfinite(self.value):
+            return f"n/a ({self.method})"
+        return f"{_fmt(self.value, digits)} ± {_fmt(self.uncertainty, 2)} {self.unit}".rstrip()
+
+
+def _fmt(x: float, digits: int) -> str:
+    if not math.isfinite(x):
+        return "nan"
+    if x == 0:
+        return "0"
+    return f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
+
+
+def combine(values: list[float], errors: list[float] | None = None) -> tuple[float, float]:
+    """Median of per-image values; uncertainty = max(median fit error / √n, 1.25·sd/√n)."""
+    v = np.array([x for x in values if math.isfinite(x)])
+    if v.size == 0:
+        return math.nan, math.nan
+    n = v.size
+    spread = 1.2533 * float(np.std(v, ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    fit = 0.0
+    if errors is not None:
+        e = np.array([x for x, y in zip(errors, values) if math.isfinite(y) and math.isfinite(x)])
+        fit = float(np.median(e)) / math.sqrt(n) if e.size else 0.0
+    return float(np.median(v)), max(spread, fit)
+
+
+@dataclass
+class Side:
+    """Everything measured on one set of images (LR or HR)."""
+
+    role: str  # "lr" or "hr"
+    modality: str
+    paths: list[Path]
+    images: list[np.ndarray]
+    pixel_size_nm: float
+    bit_depth: int
+    noise: NoiseFit
+    spectra: list[SpectrumFit]
+    decorrelations: list[Decorrelation]
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+    histogram: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scanning(self) -> bool:
+        return PRESETS[self.modality]["modality"] in SCANNING
+
+
+@dataclass
+class Calibration:
+    """The result of :func:`calibrate`: the LR side, the HR side if ``--hr`` images were given, the
+    target modality and the scale."""
+
+    lr: Side
+    hr: Side | None
+    target: str
+    scale: int
+    notes: list[str] = field(default_factory=list)
+    simulated: dict[str, Any] = field(default_factory=dict)  # filled by the check simulation
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading and refusing bad input
+# ------------------------------------------------------------------------------------------------
+def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str) -> tuple[list[np.ndarray], float, int]:
+    """The 2D images of ``paths`` (stacks unrolled) as float64, the common pixel size and bit depth.
+
+    One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
+    multi-channel files, images smaller than 64 px, constant (empty) and saturated images."""
+    from srlab.data.io import CHANNEL_AXES, read_tiff
+
+    if not paths:
+        raise SrlabError(f"no {what} images given")
+    images: list[np.ndarray] = []
+    sizes: dict[Path, float | None] = {}
+    depth = 8
+    for path in paths:
+        array, axes, size = read_tiff(path)
+        sizes[path] = size
+        if any(a in CHANNEL_AXES and array.shape[axes.index(a)] > 1 for a in axes):
+            raise SrlabError(f"{path}: a multi-channel image (axes '{axes}'); calibrate one channel: split the "
+                             f"channels into separate files")
+        if array.dtype.kind not in "uif" or array.dtype == bool:
+            raise SrlabError(f"{path}: unsupported pixel type {array.dtype}")
+        if array.dtype.kind in "ui":
+            depth = max(depth, 8 * array.dtype.itemsize)
+        frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
+        if min(frames.shape[-2:]) < MIN_SIDE_PX:
+            raise SrlabError(f"{path}: {frames.shape[-2]}×{frames.shape[-1]} px is too small to calibrate "
+                             f"(at least {MIN_SIDE_PX}×{MIN_SIDE_PX})")
+        if not np.isfinite(frames).all():
+            raise SrlabError(f"{path}: has NaN or infinite pixels")
+        for k, frame in enumerate(frames):
+            label = f"{path}" + (f"[{k}]" if len(frames) > 1 else "")
+            lo, hi = float(frame.min()), float(frame.max())
+            if lo == hi:
+                raise SrlabError(f"{label}: every pixel is {lo:g} (an empty image); remove it")
+            if array.dtype.kind in "ui" and _saturated(frame, hi):
+                frac = float(np.mean(frame == hi))
+                raise SrlabError(f"{label}: saturated ({frac:.2%} of the pixels at the top grey level {hi:g}); "
+                                 f"the noise and photon estimates need unclipped images: remove it or "
+                                 f"acquire with less gain/exposure")
+            images.append(frame)
+    if pixel_size_nm is not None:
+        if not pixel_size_nm > 0:
+            raise SrlabError(f"pixel size {pixel_size_nm}: must be > 0 nm")
+        return images, float(pixel_size_nm), depth
+    missing = [p for p, s in sizes.items() if s is None]
+    if missing:
+        flag = "--pixel-size-nm" if what == "LR" else "--hr-pixel-size-nm"
+        raise SrlabError(f"{missing[0]}: no pixel size in the file's metadata ({len(missing)} of {len(paths)} "
+                         f"{what} file(s)); pass {flag}")
+    values = sorted({round(s, 6) for s in sizes.values()})  # type: ignore[arg-type]
+    if values[-1] > values[0] * 1.01:
+        a = next(p for p, s in sizes.items() if round(s, 6) == values[0])  # type: ignore[arg-type]
+        b = next(p for p, s in sizes.items() if round(s, 6) == values[-1])  # type: ignore[arg-type]
+        raise SrlabError(f"{what} images have mixed pixel sizes ({a}: {values[0]:g} nm, {b}: {values[-1]:g} nm); "
+                         f"calibrate one acquisition setting at a time")
+    bit = depth
+    top = max(float(im.max()) for im in images)
+    if depth == 16 and top < 4096:
+        bit = 12
+    return images, float(np.median(list(sizes.values()))), bit  # type: ignore[arg-type]
+
+
+def _saturated(frame: np.ndarray, top: float) -> bool:
+    """Many pixels at the image's top value, and that value a full-scale grey level (2^k − 1)."""
+    if float(np.mean(frame == top)) < SATURATED_FRACTION:
+        return False
+    return top >= 255 and math.log2(top + 1).is_integer()
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring one side
+# ------------------------------------------------------------------------------------------------
+def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
+            bit_depth: int, *, offset_adu: float | None = None) -> Side:
+    """Noise, resolution, background and histogram of one set of images (see the module doc)."""
+    from srlab.evaluation.frc import checkerboard_frc_resolution_nm
+
+    scanning = PRESETS[modality]["modality"] in SCANNING
+    noise = fit_noise(images, offset_adu=offset_adu)
+    if not noise.gain_adu_per_photon > 0:
+        raise SrlabError(f"{role.upper()} images: the noise does not grow with the intensity (fitted gain "
+                         f"{noise.gain_adu_per_photon:.3g} ADU/photon); these are not raw counts (processed, "
+                         f"denoised or rescaled images?) — calibrate the raw acquisitions")
+    spectra, decorr, frc = [], [], []
+    for im in images:
+        spectra.append(fit_psf_spectrum(im, noise.variance(im), camera=not scanning))
+        decorr.append(decorrelation(im))
+        frc.append(checkerboard_frc_resolution_nm(im, pixel_size_nm))
+    px = pixel_size_nm
+    side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra, decorr)
+    fwhm, fwhm_err = combine([s.fwhm_px * px for s in spectra],
+                                     [s.sigma_se_px * FWHM_PER_SIGMA * px for s in spectra])
+    if not math.isfinite(fwhm):
+        raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
+                         f"or pure-noise images?); give images with labelled structures")
+    e = side.estimates
+    e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", "Gaussian PSF fitted to the power spectrum")
+    e["decorrelation_resolution_nm"] = Estimate(*combine([d.resolution_px * px for d in decorr]), "nm",
+                                                "image decorrelation analysis (Descloux 2019)")
+    e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)")
+    g = noise.gain_adu_per_photon
+    e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "Poisson-Gaussian fit (Foi 2008)")
+    e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU",
+                               "given" if noise.offset_given else "darkest level (upper bound)")
+    e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
+                                   "line intercept at the offset" + ("" if noise.offset_given else
+                                                                     " (upper bound: includes background shot noise)"))
+    bgs = [background(im) for im in images]
+    level, level_err = combine([b.level_adu for b in bgs])
+    spread = float(np.median([b.high_adu - b.low_adu for b in bgs]))
+    # The block's uniform background is the darkest level above the offset; the simulator adds the
+    # out-of-focus haze above it itself (the median tile level and the spread are reported).
+    bg_photons = max(noise.dark_level_adu - noise.offset_adu, 0.0) / g
+    e["background_photons"] = Estimate(bg_photons, noise.offset_se / g if noise.offset_given else 0.0,
+                                       "photons/px", "darkest level above the offset")
+    e["background_median_photons"] = Estimate(max(level - noise.offset_adu, 0.0) / g, level_err / g,
+                                              "photons/px", "median of 8×8 tiles' 5th percentile")
+    e["background_variation_photons"] = Estimate(spread / g, 0.0, "photons/px", "tiles' 10th–90th pct spread")
+    # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
+    dark = max(noise.offset_adu, 0.0)
+    peaks = [(float(np.percentile(im, 99.9)) - dark) / g - bg_photons for im in images]
+    e["signal_photons"] = Estimate(*combine(peaks), "photons", "99.9th percentile above background")
+    side.histogram = histogram_summary(images)
+    return side
+
+
+def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target: str | None = None,
+              hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
+              hr_pixel_size_nm: float | None = None, scale: int | None = None,
+              offset_adu: float | None = None) -> Calibration:
+    """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
+    ``hr_paths`` as ``target``; see the module doc. Bad input is one :class:`SrlabError` line."""
+    if modality not in PRESETS:
+        raise unknown_choice("--modality", modality, PRESETS)
+    target = target or DEFAULT_TARGET.get(modality, "sted")
+    if target not in PRESETS:
+        raise unknown_choice("--target", target, PRESETS)
+    lr_paths = [Path(p) for p in lr_paths]
+    images, px, depth = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR")
+    lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu)
+    hr = None
+    if hr_paths:
+        hr_paths = [Path(p) for p in hr_paths]
+        hr_images, hr_px, hr_depth = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR")
+        ratio = px / hr_px
+        if scale is None:
+            if ratio < 0.999 or abs(ratio - round(ratio)) > 0.02 * ratio:
+                raise SrlabError(f"LR pixel {px:g} nm / HR pixel {hr_px:g} nm = {ratio:.3g} is not an integer "
+                                 f"scale; resample the HR images or pass --scale (the HR pixel becomes LR / scale)")
+            scale = round(ratio)
+        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth)
+    scale = scale or 2
+    if scale < 1:
+        raise SrlabError(f"--scale {scale}: must be >= 1")
+    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale)
+    if not lr.noise.offset_given:
+        cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
+                         "read noise is an upper bound; pass --offset-adu for a definite value")
+    if depth <= 8:
+        cal.notes.append("8-bit images: quantization has removed information; noise below 1 ADU is not fitted")
+    if lr.noise.gain_adu_per_photon < 0.2:
+        cal.notes.append("gain < 0.2 ADU/photon: the noise is barely above quantization; the photon "
+                         "counts are uncertain")
+    return cal
+
+
+def pixel_photons_ok(value: float) -> float:
+    """A photon count fit for the simulator (finite, >= 0)."""
+    return max(float(value), 0.0) if math.isfinite(value) else 0.0

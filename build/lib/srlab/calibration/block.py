@@ -1,0 +1,121 @@
+"""A :class:`~srlab.calibration.Calibration` as a simulator data block (``kind: simulated``), its YAML
+with a comment header of the estimates, and the check simulation for the figure.
+
+The block maps onto :class:`srlab.data.config.ModalityConfig`: ``pixel_size_nm``, ``psf_fwhm_nm``
+(a Gaussian PSF of the measured FWHM), ``signal_photons``, ``background_photons``, and the detector as a
+Poisson–Gaussian camera — ``counting`` for scanning modalities, ``scmos`` for cameras (an EMCCD's excess
+noise is already in the fitted gain, so it is written as a camera without excess noise) — with
+``e_per_adu`` = 1/gain, ``read_noise_e`` = read noise (ADU) / gain, ``offset_adu`` and ``bit_depth``.
+Without ``--hr`` images the HR side is the target preset (at LR pixel / scale).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from srlab.calibration import Calibration, Side, pixel_photons_ok
+from srlab.errors import SrlabError
+
+
+def _r(x: float, digits: int = 4) -> float:
+    """Round to ``digits`` significant digits (readable YAML)."""
+    if not math.isfinite(x) or x == 0:
+        return float(x)
+    return float(f"{x:.{digits}g}")
+
+
+def modality_block(side: Side) -> dict[str, Any]:
+    """The ModalityConfig fields that reproduce ``side``."""
+    e = side.estimates
+    gain = e["gain_adu_per_photon"].value
+    return {
+        "modality": side.modality,
+        "pixel_size_nm": _r(side.pixel_size_nm, 6),
+        "psf_fwhm_nm": _r(e["psf_fwhm_nm"].value),
+        "signal_photons": _r(pixel_photons_ok(e["signal_photons"].value)),
+        "background_photons": _r(pixel_photons_ok(e["background_photons"].value)),
+        "detector": "counting" if side.scanning else "scmos",
+        "e_per_adu": _r(1.0 / gain),
+        "read_noise_e": _r(max(e["read_noise_adu"].value, 0.0) / gain),
+        "offset_adu": _r(max(e["offset_adu"].value, 0.0)),
+        "em_gain": 1.0,
+        "bit_depth": int(side.bit_depth),
+    }
+
+
+def data_block(cal: Calibration, *, n_images: int = 48, lr_size_px: int = 128) -> dict[str, Any]:
+    """The data block (a mapping, as in ``experiments/data/sim_sted.yaml``)."""
+    hr = modality_block(cal.hr) if cal.hr is not None else {"modality": cal.target}
+    return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16,
+            "simulation": {"lr": modality_block(cal.lr), "hr": hr,
+                           "structures": ["microtubules", "actin", "ccps", "er"],
+                           "n_images": n_images, "lr_size_px": lr_size_px}}
+
+
+def header(cal: Calibration) -> list[str]:
+    """The comment lines: what was measured on which images, each with its uncertainty."""
+    lines = ["Written by `srlab calibrate` (srlab.calibration): a simulator block whose images have the",
+             "statistics measured on the images below. Estimates ± standard uncertainty (statistical only)."]
+    for side in (cal.lr, cal.hr):
+        if side is None:
+            continue
+        names = ", ".join(str(p) for p in side.paths[:6]) + (f" (+{len(side.paths) - 6} more)"
+                                                            if len(side.paths) > 6 else "")
+        lines.append(f"{side.role.upper()} ({side.modality}, {side.pixel_size_nm:g} nm/px, {len(side.images)} "
+                     f"image(s)): {names}")
+        for key, est in side.estimates.items():
+            lines.append(f"  {key:30s} {est.text():28s} [{est.method}]")
+    if cal.hr is None:
+        lines.append(f"HR: the '{cal.target}' preset at LR pixel / {cal.scale} (no --hr images)")
+    lines += [f"Note: {n}" for n in cal.notes]
+    return lines
+
+
+def to_yaml(cal: Calibration, block: dict[str, Any] | None = None) -> str:
+    block = block or data_block(cal)
+    body = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=110)
+    return "".join(f"# {line}\n" for line in header(cal)) + body
+
+
+def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the YAML to ``out`` (atomically); an existing file only with ``overwrite``."""
+    out = Path(out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mycal.yaml)")
+    if out.exists() and not overwrite:
+        raise SrlabError(f"{out} already exists; pass --overwrite to replace it (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(to_yaml(cal))
+    os.replace(tmp, out)
+    return out
+
+
+def simulate_check(cal: Calibration, *, n: int = 2, size_px: int = 256) -> dict[str, Any]:
+    """Simulate ``n`` LR images (and HR when measured) with the block and measure them as the real ones:
+    the figure and the summary put both side by side."""
+    from srlab.calibration import measure
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    block = data_block(cal, n_images=n, lr_size_px=min(size_px, max(64, min(cal.lr.images[0].shape))))
+    spec = resolve_simulation(block["simulation"], scale=cal.scale, where="calibrated block")
+    imager = Imager(spec)
+    pairs = [imager.image(i) for i in range(n)]
+    out: dict[str, Any] = {"spec": spec}
+    for role, side in (("lr", cal.lr), ("hr", cal.hr)):
+        if side is None:
+            continue
+        imgs = [p[role].astype(np.float64) for p in pairs]
+        try:
+            out[role] = measure(role, side.modality, [], imgs, side.pixel_size_nm, side.bit_depth,
+                                offset_adu=side.noise.offset_adu if side.noise.offset_given else None)
+        except SrlabError as err:  # the check is informative; a simulated image it cannot measure is noted
+            out[f"{role}_error"] = str(err)
+            out[role] = None
+        out[f"{role}_images"] = imgs
+    return out

@@ -1,0 +1,106 @@
+"""``srlab calibrate IMAGES... --out experiments/data/NAME.yaml``: options, run, one-screen summary.
+
+Kept apart from the estimation so that building the CLI parser imports nothing heavy."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="raw LR TIFFs of one acquisition setting (any bit depth; "
+                                                  "stacks count slice by slice)")
+    parser.add_argument("--out", required=True, help="data block to write, e.g. experiments/data/mycal.yaml "
+                                                     "(the figure goes beside it as .png)")
+    parser.add_argument("--hr", nargs="+", default=[], metavar="IMAGE",
+                        help="a few real HR images of the target modality (unpaired is fine)")
+    parser.add_argument("--modality", default="widefield",
+                        help="preset of the LR images (widefield, tirf, confocal, ...; default widefield)")
+    parser.add_argument("--target", default=None,
+                        help="HR preset (default: sim for widefield, tirfsim for tirf, sted for confocal)")
+    parser.add_argument("--pixel-size-nm", type=float, default=None,
+                        help="LR pixel size when the files have none (overrides the files' metadata)")
+    parser.add_argument("--hr-pixel-size-nm", type=float, default=None, help="the same for --hr images")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
+    parser.add_argument("--offset-adu", type=float, default=None,
+                        help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the check simulation (the figure then shows the real images only)")
+
+
+def _line(name: str, est, extra: str = "") -> str:
+    return f"    {name:22s} {est.text():26s} {extra}".rstrip()
+
+
+def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
+    """The one-screen report printed by ``srlab calibrate``."""
+    from srlab.config import EXPERIMENTS_ENV, find_config
+
+    lines = []
+    for side in (cal.lr, cal.hr):
+        if side is None:
+            continue
+        e = side.estimates
+        sim = check.get(side.role)
+
+        def sv(key: str, sim=sim) -> str:
+            return f"(simulated: {sim.estimates[key].text()})" if sim is not None else ""
+        g = e["gain_adu_per_photon"].value
+        lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
+                     f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
+        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], sv("psf_fwhm_nm")))
+        lines.append(_line("decorrelation res.", e["decorrelation_resolution_nm"],
+                           sv("decorrelation_resolution_nm")))
+        lines.append(_line("single-image FRC", e["frc_resolution_nm"], sv("frc_resolution_nm")))
+        lines.append(_line("gain", e["gain_adu_per_photon"], sv("gain_adu_per_photon")))
+        lines.append(_line("offset", e["offset_adu"], f"({e['offset_adu'].method})"))
+        lines.append(_line("read noise", e["read_noise_adu"],
+                           f"= {e['read_noise_adu'].value / g:.3g} e-" + (" (upper bound)"
+                                                                          if not side.noise.offset_given else "")))
+        lines.append(_line("signal (99.9th pct)", e["signal_photons"], sv("signal_photons")))
+        lines.append(_line("background (darkest)", e["background_photons"],
+                           f"(tiles: median {e['background_median_photons'].value:.3g}, 10–90 % spread "
+                           f"{e['background_variation_photons'].value:.3g})"))
+        h = side.histogram
+        simh = f", simulated {sim.histogram['fraction_below_0.05']:.0%}" if sim is not None else ""
+        lines.append(f"    {'histogram':22s} p0.1 {h['p0.1']:.6g}, p50 {h['p50']:.6g}, p99.9 {h['p99.9']:.6g} ADU; "
+                     f"{h['fraction_below_0.05']:.0%} of pixels < 0.05 after normalization{simh}")
+    if cal.hr is None:
+        lines.append(f"  HR: '{cal.target}' preset at {cal.lr.pixel_size_nm / cal.scale:g} nm/px (no --hr images)")
+    lines += [f"  note: {n}" for n in cal.notes]
+    if "lr_error" in check:
+        lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
+    head = f"srlab calibrate: x{cal.scale} {cal.lr.modality} -> {cal.target} in {seconds:.1f} s"
+    found = find_config(f"data/{out.stem}.yaml")
+    in_search = found is not None and found.resolve() == out.resolve()
+    use = (f"srlab train EXPERIMENT data={out.stem}   (e.g. srlab show edsr_sted data={out.stem})" if in_search
+           else f"move it to ./experiments/data/ (or a folder in ${EXPERIMENTS_ENV}/data/) to use it as "
+                f"data={out.stem}")
+    return "\n".join([head, *lines, f"wrote {out} and {figure}", f"next: {use}"])
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from srlab.calibration import calibrate
+    from srlab.calibration.block import simulate_check, write_block
+    from srlab.calibration.figure import draw
+    from srlab.errors import SrlabError
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    figure = out.with_suffix(".png")
+    if out.suffix not in (".yaml", ".yml"):
+        raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mycal.yaml)")
+    for path in (out, figure):
+        if path.exists() and not args.overwrite:
+            raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
+    cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
+                    pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
+                    offset_adu=args.offset_adu)
+    check = {} if args.no_check else simulate_check(cal)
+    write_block(cal, out, overwrite=args.overwrite)
+    draw(cal, check, figure)
+    print(summary(cal, check, time.perf_counter() - start, out, figure))
+    return 0

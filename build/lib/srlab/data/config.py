@@ -1,0 +1,152 @@
+"""Structured config of the data block (``data:`` in an experiment).
+
+Every physical quantity is a typed field whose name carries its unit (``pixel_size_nm``,
+``wavelength_nm``, ``psf_fwhm_nm``, ``photons``); OmegaConf rejects unknown keys and wrong types, so a
+misspelt option fails with one line naming it.
+
+``data.kind`` picks the DataModule (:data:`srlab.data.DATAMODULES`):
+
+* ``simulated`` / ``paired`` — LR/HR TIFF pairs (``lr/`` and ``hr/`` matched by file name, or a CSV
+  manifest) under ``data.path``; without a path, the optics simulator (``data.simulation``) generates
+  and caches a dataset and the same paired code serves it.
+* ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
+* ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
+  pairs for validation/test.
+* ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.data.smlm`).
+
+``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
+that kind's signature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModalityConfig:
+    """One imaging modality of the simulator (:mod:`srlab.data.simulate`).
+
+    ``modality`` names a preset (``srlab.data.simulate.PRESETS``: widefield, confocal, sted, resolft,
+    sim, tirf, tirfsim, widefield10x, widefield20x); every field left ``null`` takes the preset's value.
+    Wavelengths are vacuum wavelengths in nm; photon counts are *detected* photons (photo-electrons).
+    """
+
+    modality: str = "confocal"
+    wavelength_nm: float | None = None  # emission (detection) wavelength
+    excitation_wavelength_nm: float | None = None  # confocal/STED/RESOLFT excitation
+    na: float | None = None  # numerical aperture of the objective
+    immersion_index: float | None = None  # refractive index of the immersion medium
+    pixel_size_nm: float | None = None  # in the sample plane; for the HR side default = LR / scale
+    psf: str | None = None  # "airy" or "gaussian" (σ = 0.21 λ/NA)
+    pinhole_au: float | None = None  # confocal pinhole diameter in Airy units
+    saturation_factor: float | None = None  # STED/RESOLFT I/I_sat
+    sim_resolution_gain: float | None = None  # SIM: widefield FWHM / SIM FWHM (2 for linear SIM)
+    penetration_depth_nm: float | None = None  # TIRF evanescent field 1/e depth
+    signal_photons: float | None = None  # photons at the brightest structures (99.9th percentile)
+    background_photons: float | None = None  # uniform background per pixel
+    detector: str | None = None  # "counting" (PMT/HyD), "scmos" or "emccd"
+    read_noise_e: float | None = None  # camera read noise, electrons rms
+    e_per_adu: float | None = None  # electrons per grey level (camera conversion factor)
+    offset_adu: float | None = None  # camera baseline
+    em_gain: float | None = None  # EMCCD multiplication gain
+    bit_depth: int | None = None  # files are uint8 (<= 8 bits) or uint16, clipped to 2**bit_depth - 1
+    # A measured resolution (written by `srlab calibrate`): the PSF becomes a Gaussian of this FWHM,
+    # overriding the one wavelength/NA/modality imply. null: the modality's own PSF law.
+    psf_fwhm_nm: float | None = None
+
+
+@dataclass
+class SimulationConfig:
+    """A simulated dataset: specimens drawn on a fine grid, imaged by an LR and an HR modality.
+
+    The HR pixel size defaults to the LR pixel size divided by ``data.scale``; ``lr_size_px`` is the
+    image size in LR pixels (HR images are ``scale`` × larger). The dataset is cached under
+    ``$SRLAB_DATA_DIR`` (default ``./data``) keyed by a hash of the resolved settings.
+
+    ``structures`` are names of :data:`srlab.optics.specimens.STRUCTURES`. The ``*_range`` fields
+    randomize each image: structure density (a factor on ``density_scale``), widths (tube, bundle,
+    ring and cluster diameters), each structure's brightness (relative, among the structures of one
+    image), labelling sparsity (the fraction of label sites kept), out-of-focus haze (the defocused
+    layer's density relative to the in-focus one) and a slow illumination gradient (brightness
+    ``1 + a·r`` with ``r`` a ramp from -1 to 1 across the field in a random direction).
+    """
+
+    lr: ModalityConfig = field(default_factory=lambda: ModalityConfig(modality="confocal"))
+    hr: ModalityConfig = field(default_factory=lambda: ModalityConfig(modality="sted"))
+    structures: list[str] = field(default_factory=lambda: ["microtubules", "actin", "ccps", "er"])
+    structures_per_image: int = 1  # 1: one label per image, as in single-colour imaging
+    n_images: int = 48
+    lr_size_px: int = 128
+    specimen_pixel_size_nm: float | None = None  # fine grid; null: <= 10 nm and <= HR FWHM / 8
+    label_size_nm: float = 8.0  # σ of the label's displacement from the structure (antibodies)
+    density_scale: float = 1.0  # multiplies every structure's number per µm²
+    out_of_focus_fraction: float = 0.5  # labelled structures in a defocused layer, relative to in focus
+    defocus_nm: float = 600.0  # distance of that layer from the focal plane
+    seed: int = 0  # the dataset's seed (independent of the training seed, so runs share data)
+    # Domain randomization: [lo, hi] ranges drawn uniformly per image (from the dataset's seed); the
+    # defaults draw nothing new, so existing datasets and their cache keys are unchanged.
+    density_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × density_scale
+    width_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × widths, diameters
+    intensity_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # × each structure's brightness
+    labelling_fraction_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # label sites kept
+    haze_range: list[float] | None = None  # out-of-focus fraction per image; null: out_of_focus_fraction
+    illumination_gradient_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # ramp amplitude
+
+
+@dataclass
+class DegradationConfig:
+    """HR -> LR model of the ``degrade`` kind (:class:`srlab.data.degrade.Degradation`).
+
+    A value is fixed (``200``) or a range ``[lo, hi]`` sampled uniformly per patch. ``photons`` is the
+    expected photon count of an LR pixel of normalized intensity 1 (bright structure); background in
+    photons per LR pixel; read noise in electrons rms. ``on_device``: the DataModule returns HR patches
+    only and synthesizes LR on the training device (``on_after_batch_transfer``).
+    """
+
+    psf: str = "gaussian"  # "gaussian" or "airy"
+    psf_fwhm_nm: Any = 200.0
+    downsampling: str = "area"  # "area" (camera pixel integration) or "bicubic"
+    photons: Any = 50.0
+    background_photons: Any = 2.0
+    read_noise_e: Any = 1.0
+    on_device: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how patches are served.
+
+    Patch sizes are in LR pixels; the HR patch is ``scale`` × larger. Images are percentile-normalized
+    per image (``low_percentile``/``high_percentile``, :mod:`srlab.data.normalize`). The train/val/test
+    split is by source file (a stack's slices stay together), drawn with ``split_seed`` — fixed by
+    default so every run on the same data is tested on the same images.
+    """
+
+    kind: str = "simulated"
+    path: str | None = None
+    scale: int = 2
+    channels: int = 1
+    channel: int | None = None  # which channel of multi-channel files (0-based)
+    patch_size: int = 32
+    batch_size: int = 16
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    low_percentile: float = 0.1
+    high_percentile: float = 99.9
+    augment: bool = True  # dihedral group (flips, 90° rotations), same on LR and HR
+    intensity_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # same gain on LR, HR
+    patches_per_epoch: int = 1024
+    eval_crop_size: int = 64  # LR px; fixed validation/test crops
+    eval_crops_per_image: int = 1
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    min_foreground_fraction: float = 0.0  # > 0: resample patches with less foreground than this
+    foreground_threshold: float = 0.2  # normalized intensity above which a pixel counts as foreground
+    lr_pixel_size_nm: float | None = None  # overrides/fills the files' calibration
+    hr_pixel_size_nm: float | None = None
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    params: dict[str, Any] = field(default_factory=dict)

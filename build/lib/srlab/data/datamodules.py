@@ -1,0 +1,739 @@
+"""LightningDataModules, one per data kind, sharing one implementation of loading, splitting,
+normalization, patch sampling and augmentation.
+
+Every module yields the same batches: ``{"lr": (N, C, h, w), "hr": (N, C, s·h, s·w), "name": [str]}``
+float32, percentile-normalized per image (:mod:`srlab.data.normalize`: background ≈ 0, bright
+structure ≈ 1; metrics clip to [0, 1] with ``data_range = 1``).
+
+* **Training**: ``data.patches_per_epoch`` random aligned patches (HR patch = scale × LR patch at
+  the same position, so they stay registered), drawn from images in proportion to their area,
+  optionally foreground-aware (``min_foreground_fraction``: a patch whose HR has less than that
+  fraction of pixels above ``foreground_threshold`` is redrawn, up to 16 times), augmented by
+  :class:`srlab.data.transforms.PairAugment` (dihedral group, same element on LR and HR).
+* **Validation/test**: fixed crops (``eval_crop_size`` LR px, ``eval_crops_per_image`` per image on a
+  regular grid), unshuffled and identical every epoch, so image grids compare across epochs.
+* **Splits** are by *source file* (all slices of a stack stay together; no image contributes to two
+  splits), drawn with ``data.split_seed`` (or given by a manifest's ``split`` column) and reported by
+  :meth:`describe` (written to ``<run>/data.json``).
+
+Kinds (``data.kind``): ``paired``/``simulated`` (:class:`PairedDataModule`), ``degrade``
+(:class:`DegradeDataModule`), ``unpaired`` (:class:`UnpairedDataModule`). With ``data.path`` unset each
+uses the optics simulator (:mod:`srlab.data.simulate`), cached on disk, through the same code.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from srlab.data import DATAMODULES
+from srlab.data.config import DataConfig
+from srlab.data.degrade import Degradation
+from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
+from srlab.data.normalize import percentile_normalize
+from srlab.data.sampling import ResumableData, item_rng
+from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
+from srlab.data.transforms import PairAugment, PatchRandom
+from srlab.errors import SrlabError
+
+SPLITS = ("train", "val", "test")
+_MAX_FOREGROUND_TRIES = 16
+
+
+# ------------------------------------------------------------------------------------------------
+# Images in memory
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ImagePair:
+    """One normalized image pair (``lr`` or ``hr`` may be ``None`` for LR-only / HR-only sets)."""
+
+    name: str
+    source: str  # the file it came from: the unit of the train/val/test split
+    lr: np.ndarray | None  # (C, h, w)
+    hr: np.ndarray | None  # (C, s·h, s·w)
+
+
+def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
+    return percentile_normalize(image, cfg.low_percentile, cfg.high_percentile)[0]
+
+
+def _consensus_pixel_size(images: list[LoadedImage], override: float | None) -> float | None:
+    if override is not None:
+        return float(override)
+    sizes = [im.pixel_size_nm for im in images if im.pixel_size_nm]
+    return float(np.median(sizes)) if sizes else None
+
+
+def _check_size(image: LoadedImage, min_px: int, what: str) -> None:
+    h, w = image.image.shape[-2:]
+    if h < min_px or w < min_px:
+        raise SrlabError(f"{image.path}: {h}×{w} px is smaller than the {what} patch of {min_px} px "
+                         f"(data.patch_size in LR px × scale for HR); use a smaller data.patch_size")
+
+
+def _pair_images(lr_path: Path, hr_path: Path, cfg: Any) -> list[tuple[LoadedImage, LoadedImage]]:
+    """Load an LR file and its HR partner, checking slice counts, shapes and pixel sizes."""
+    lrs = load_images(lr_path, channel=cfg.channel, channels=cfg.channels)
+    hrs = load_images(hr_path, channel=cfg.channel, channels=cfg.channels)
+    s = cfg.scale
+    if len(lrs) != len(hrs):
+        raise SrlabError(f"{lr_path}: {len(lrs)} image(s) in the stack but its partner {hr_path} "
+                         f"has {len(hrs)}")
+    out = []
+    for lr, hr in zip(lrs, hrs):
+        (h, w), (H, W) = lr.image.shape[-2:], hr.image.shape[-2:]
+        if (H, W) != (s * h, s * w):
+            raise SrlabError(f"{hr_path}: HR is {H}×{W} px but its LR {lr_path.name} is {h}×{w} px; with "
+                             f"data.scale={s} the HR must be {s * h}×{s * w}")
+        if lr.pixel_size_nm and hr.pixel_size_nm:
+            ratio = lr.pixel_size_nm / hr.pixel_size_nm
+            if not math.isclose(ratio, s, rel_tol=0.03):
+                raise SrlabError(f"{hr_path}: pixel sizes LR {lr.pixel_size_nm:g} nm / HR "
+                                 f"{hr.pixel_size_nm:g} nm = {ratio:.3g}, but data.scale={s}")
+        _check_size(lr, cfg.patch_size, "LR")
+        out.append((lr, hr))
+    return out
+
+
+def _split_sources(sources: list[str], cfg: Any, where: str) -> dict[str, list[str]]:
+    """Seeded split of source files into train/val/test (each source in exactly one split)."""
+    unique = sorted(set(sources))
+    n = len(unique)
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(cfg, key)
+        if not 0.0 < value < 1.0:
+            raise SrlabError(f"data.{key}={value}: must be in (0, 1) (validation and test need images)")
+    n_val = max(1, round(n * cfg.val_fraction))
+    n_test = max(1, round(n * cfg.test_fraction))
+    if n - n_val - n_test < 1:
+        raise SrlabError(f"{where}: {n} source image(s) are too few to split into train/val/test "
+                         f"(need >= 3 files; a stack's slices stay in one split)")
+    order = [unique[i] for i in np.random.default_rng(cfg.split_seed).permutation(n)]
+    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
+            "train": sorted(order[n_test + n_val:])}
+
+
+def _read_manifest(path: Path) -> list[tuple[Path, Path, str | None]]:
+    if not path.is_file():
+        raise SrlabError(f"{path}: no such manifest file")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"lr", "hr"} <= set(rows[0]):
+        raise SrlabError(f"{path}: a manifest needs columns 'lr' and 'hr' (and optionally 'split')")
+    out = []
+    for i, row in enumerate(rows, start=2):
+        split = (row.get("split") or "").strip() or None
+        if split is not None and split not in SPLITS:
+            raise SrlabError(f"{path}: line {i}: split '{split}' is not one of {', '.join(SPLITS)}")
+        lr, hr = path.parent / row["lr"].strip(), path.parent / row["hr"].strip()
+        for p in (lr, hr):
+            if not p.is_file():
+                raise SrlabError(f"{path}: line {i}: file {p} does not exist")
+        out.append((lr, hr, split))
+    return out
+
+
+def _match_folders(root: Path, lr_dir: str, hr_dir: str) -> list[tuple[Path, Path, str | None]]:
+    """LR/HR files matched by name (stem); a file without its partner is an error."""
+    lr_files = {p.stem: p for p in list_tiffs(root / lr_dir, what="LR images")}
+    hr_files = {p.stem: p for p in list_tiffs(root / hr_dir, what="HR images")}
+    for stem, p in lr_files.items():
+        if stem not in hr_files:
+            raise SrlabError(f"{p}: no HR partner named '{stem}.tif' in {root / hr_dir}")
+    for stem, p in hr_files.items():
+        if stem not in lr_files:
+            raise SrlabError(f"{p}: no LR partner named '{stem}.tif' in {root / lr_dir}")
+    return [(lr_files[s], hr_files[s], None) for s in sorted(lr_files)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Datasets
+# ------------------------------------------------------------------------------------------------
+class CropSampler:
+    """Random crop positions over a list of images, in proportion to area, optionally foreground-aware.
+
+    ``refs`` are the images the foreground is judged on (``(C, H, W)``, normalized); positions are in
+    units of ``factor`` reference pixels (LR pixels when the reference is the HR of a pair), and a crop
+    covers ``patch`` such units.
+    """
+
+    def __init__(self, refs: list[np.ndarray], patch: int, factor: int = 1, threshold: float = 0.2,
+                 min_fraction: float = 0.0):
+        self.patch, self.factor, self.min_fraction = patch, factor, min_fraction
+        self.limits = [(r.shape[-2] // factor - patch + 1, r.shape[-1] // factor - patch + 1) for r in refs]
+        weights = np.array([ny * nx for ny, nx in self.limits], np.float64)
+        self.cumulative = np.cumsum(weights) / weights.sum()
+        self.tables = None
+        if min_fraction > 0:
+            # Summed-area tables of the foreground mask: a crop's foreground fraction in O(1).
+            self.tables = []
+            for r in refs:
+                mask = (r.max(axis=0) > threshold).astype(np.float64)
+                table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1))
+                table[1:, 1:] = mask.cumsum(0).cumsum(1)
+                self.tables.append(table)
+
+    def _draw(self, rand: PatchRandom) -> tuple[int, int, int]:
+        i = min(int(np.searchsorted(self.cumulative, rand.uniform(), side="right")), len(self.limits) - 1)
+        ny, nx = self.limits[i]
+        return i, rand.integer(ny), rand.integer(nx)
+
+    def foreground(self, i: int, y: int, x: int) -> float:
+        assert self.tables is not None
+        t, f, p = self.tables[i], self.factor, self.patch
+        y0, x0, y1, x1 = y * f, x * f, (y + p) * f, (x + p) * f
+        return float(t[y1, x1] - t[y0, x1] - t[y1, x0] + t[y0, x0]) / float((y1 - y0) * (x1 - x0))
+
+    def __call__(self, rand: PatchRandom) -> tuple[int, int, int]:
+        i, y, x = self._draw(rand)
+        if self.tables is not None:
+            for _ in range(_MAX_FOREGROUND_TRIES):
+                if self.foreground(i, y, x) >= self.min_fraction:
+                    break
+                i, y, x = self._draw(rand)
+        return i, y, x
+
+
+def collate_patches(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack numpy patches (views of any stride) into tensors, keep names as a list."""
+    out: dict[str, Any] = {}
+    for key, value in items[0].items():
+        if isinstance(value, np.ndarray):
+            out[key] = torch.from_numpy(np.stack([it[key] for it in items]))
+        elif isinstance(value, torch.Tensor):
+            out[key] = torch.stack([it[key] for it in items])
+        else:
+            out[key] = [it[key] for it in items]
+    return out
+
+
+class PairedPatches(Dataset):
+    """Random aligned LR/HR patches with pair augmentation (training).
+
+    Item ``key`` is an :class:`~srlab.data.sampling.EpochSampler` key ``(epoch, index)`` (or a plain
+    index): the patch is a function of ``(seed, key)`` alone."""
+
+    def __init__(self, pairs: list[ImagePair], *, scale: int, patch_size: int, length: int,
+                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0,
+                 seed: int = 0):
+        self.pairs, self.scale, self.patch = pairs, scale, patch_size
+        self.length, self.augment, self.seed = length, augment, seed
+        self.sampler = CropSampler([p.hr for p in pairs], patch_size, scale, threshold,
+                                   min_foreground_fraction)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        rand = PatchRandom(item_rng(self.seed, key))
+        i, y, x = self.sampler(rand)
+        pair, s, p = self.pairs[i], self.scale, self.patch
+        lr = pair.lr[:, y:y + p, x:x + p]
+        hr = pair.hr[:, s * y:s * (y + p), s * x:s * (x + p)]
+        if self.augment is not None:
+            lr, hr = self.augment(lr, hr, rand=rand)
+        return {"lr": lr, "hr": hr, "name": pair.name}
+
+
+class SinglePatches(Dataset):
+    """Random patches of one image set (an HR-only or LR-only set), augmented; ``key`` names them.
+
+    Each item is a function of ``(seed, stream, sampler key)``; two sets of one unpaired dataset use
+    different ``stream``s. With ``noise_seed`` an item also carries a seed for the noise of the LR
+    that :class:`DegradeCollate` synthesizes from it."""
+
+    def __init__(self, images: list[ImagePair], *, key: str, patch_px: int, length: int,
+                 augment: PairAugment | None, threshold: float = 0.2, min_foreground_fraction: float = 0.0,
+                 seed: int = 0, stream: int = 0, noise_seed: bool = False):
+        self.arrays = [getattr(im, key) for im in images]
+        self.names = [im.name for im in images]
+        self.key, self.patch, self.length, self.augment = key, patch_px, length, augment
+        self.seed, self.stream, self.noise_seed = seed, stream, noise_seed
+        self.sampler = CropSampler(self.arrays, patch_px, 1, threshold, min_foreground_fraction)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        rng = item_rng(self.seed, key, self.stream)
+        rand = PatchRandom(rng)
+        i, y, x = self.sampler(rand)
+        p = self.patch
+        patch = self.arrays[i][:, y:y + p, x:x + p]
+        if self.augment is not None:
+            (patch,) = self.augment(patch, rand=rand)
+        item = {self.key: patch, "name": self.names[i]}
+        if self.noise_seed:
+            item["noise_seed"] = int(rng.integers(2**62))
+        return item
+
+
+class UnpairedPatches(Dataset):
+    """An LR patch and an unrelated HR patch per item (unpaired training)."""
+
+    def __init__(self, lr: SinglePatches, hr: SinglePatches):
+        self.lr, self.hr = lr, hr
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        a, b = self.lr[key], self.hr[key]
+        return {"lr": a["lr"], "hr": b["hr"], "name": f"{a['name']}|{b['name']}"}
+
+
+def batch_generator(noise_seeds: Any, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of one batch's degradation, seeded by its first item's ``noise_seed`` (items are
+    functions of their sampler keys, so the batch's noise is too: the same in every worker, rank and
+    resumed run)."""
+    return torch.Generator(device=device).manual_seed(int(noise_seeds[0]))
+
+
+class DegradeCollate:
+    """Collate HR patches and, unless LR is made on the training device, synthesize the LR for the
+    whole batch at once (vectorized torch ops, in the DataLoader worker), with degradation parameters
+    and noise from :func:`batch_generator`. On-device synthesis keeps ``noise_seed`` in the batch."""
+
+    def __init__(self, degradation: Degradation | None):
+        self.degradation = degradation
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate_patches(items)
+        if self.degradation is not None:
+            generator = batch_generator(batch.pop("noise_seed"))
+            with torch.no_grad():
+                batch["lr"] = self.degradation(batch["hr"], generator=generator)
+        return batch
+
+
+def crop_positions(h: int, w: int, crop: int, count: int) -> list[tuple[int, int]]:
+    """``count`` crop corners on a regular grid (one: the centre), the same on every call."""
+    if count <= 1:
+        return [((h - crop) // 2, (w - crop) // 2)]
+    ny = math.ceil(math.sqrt(count))
+    nx = math.ceil(count / ny)
+    ys = np.linspace(0, h - crop, ny).round().astype(int)
+    xs = np.linspace(0, w - crop, nx).round().astype(int)
+    return [(int(y), int(x)) for y in ys for x in xs][:count]
+
+
+class FixedCrops(Dataset):
+    """Deterministic validation/test crops of image pairs (no augmentation)."""
+
+    def __init__(self, pairs: list[ImagePair], *, scale: int, crop: int, per_image: int):
+        self.items: list[tuple[int, int, int]] = []
+        self.pairs, self.scale, self.crop = pairs, scale, crop
+        for i, pair in enumerate(pairs):
+            h, w = pair.lr.shape[-2:]
+            self.items += [(i, y, x) for y, x in crop_positions(h, w, crop, per_image)]
+        self.per_image = per_image
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i, y, x = self.items[index]
+        pair, s, c = self.pairs[i], self.scale, self.crop
+        name = pair.name if self.per_image <= 1 else f"{pair.name}@{y},{x}"
+        return {"lr": pair.lr[:, y:y + c, x:x + c], "hr": pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)],
+                "name": name}
+
+
+# ------------------------------------------------------------------------------------------------
+# DataModules
+# ------------------------------------------------------------------------------------------------
+class SRDataModule(ResumableData, L.LightningDataModule):
+    """What every data kind shares: config checks, splits, loaders, :meth:`describe`.
+
+    Subclasses implement :meth:`_load` (fill ``self.data[split]`` with :class:`ImagePair` lists) and
+    :meth:`_train_dataset`.
+    """
+
+    kind = "paired"
+
+    def __init__(self, cfg: DataConfig, seed: int):
+        super().__init__()
+        self.cfg, self.seed, self.scale = cfg, seed, int(cfg.scale)
+        if self.scale < 1:
+            raise SrlabError(f"data.scale={cfg.scale}: must be >= 1")
+        minimums = {"patch_size": 4, "batch_size": 1, "patches_per_epoch": 1, "eval_crop_size": 4,
+                    "eval_crops_per_image": 1, "channels": 1}
+        for key, low in minimums.items():
+            if getattr(cfg, key) < low:
+                raise SrlabError(f"data.{key}={getattr(cfg, key)}: must be >= {low}")
+        if not 0.0 <= cfg.low_percentile < cfg.high_percentile <= 100.0:
+            raise SrlabError(f"data.low_percentile={cfg.low_percentile}, data.high_percentile="
+                             f"{cfg.high_percentile}: need 0 <= low < high <= 100")
+        gain = list(cfg.intensity_scale_range)
+        if len(gain) != 2 or not 0 < gain[0] <= gain[1]:
+            raise SrlabError(f"data.intensity_scale_range={gain}: expected [lo, hi] with 0 < lo <= hi")
+        if not 0.0 <= cfg.min_foreground_fraction < 1.0:
+            raise SrlabError(f"data.min_foreground_fraction={cfg.min_foreground_fraction}: must be in [0, 1)")
+        self.path: Path | None = Path(cfg.path).expanduser() if cfg.path else None
+        self.hr_pixel_size_nm: float | None = cfg.hr_pixel_size_nm
+        self.lr_pixel_size_nm: float | None = cfg.lr_pixel_size_nm
+        self.lr_degradation: dict[str, Any] | None = None
+        self.simulation: SimulationSpec | None = None
+        self.data: dict[str, list[ImagePair]] = {}
+        self.split_sources: dict[str, list[str]] = {}
+        self.eval_crop_size = int(cfg.eval_crop_size)
+        self._root: Path | None = None  # the folder the images were read from
+        self._loaded = False
+
+    # -- simulation ------------------------------------------------------------------------------
+    def _resolve_simulation(self, image_lr: bool) -> None:
+        if self.path is None:
+            if self.cfg.channels != 1:
+                raise SrlabError(f"data.channels={self.cfg.channels}: the simulator makes single-channel "
+                                 f"images; set data.path for multi-channel data")
+            self.simulation = resolve_simulation(self.cfg.simulation, scale=self.scale, image_lr=image_lr)
+            self.hr_pixel_size_nm = self.simulation.hr.pixel_size_nm
+            self.lr_pixel_size_nm = self.simulation.lr.pixel_size_nm
+            if image_lr:
+                lr = self.simulation.lr
+                self.lr_degradation = {
+                    "kind": "simulated physical imaging",
+                    "description": (f"LR is a {lr.name} image of the same specimen (PSF FWHM "
+                                    f"{lr.fwhm_nm:.0f} nm, {lr.pixel_size_nm:g} nm pixels, "
+                                    f"{lr.signal_photons:g} photons at bright structures, {lr.detector} "
+                                    f"detector noise), not a bicubic downsampling of the HR image"),
+                    "psf_fwhm_nm": lr.fwhm_nm, "lr_pixel_size_nm": lr.pixel_size_nm,
+                    "hr_pixel_size_nm": self.simulation.hr.pixel_size_nm, "lr_modality": lr.as_dict(),
+                    "hr_modality": self.simulation.hr.as_dict()}
+
+    def prepare_data(self) -> None:
+        # Rank 0 only (per node): generate the simulated dataset once; setup() on every rank reads it.
+        if self.path is None and self.simulation is not None:
+            simulated_dataset(self.cfg.simulation, scale=self.scale, image_lr=self.simulation.image_lr)
+
+    def _simulated_root(self) -> Path:
+        assert self.simulation is not None
+        root, _ = simulated_dataset(self.cfg.simulation, scale=self.scale, image_lr=self.simulation.image_lr)
+        return root
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._loaded:
+            return
+        self._load()
+        sizes = [min(p.lr.shape[-2:]) for s in ("val", "test") for p in self.data[s]]
+        crop = min([self.cfg.eval_crop_size, *sizes])
+        self.eval_crop_size = crop
+        self._loaded = True
+
+    def _train_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def _augment(self) -> PairAugment | None:
+        gain = tuple(self.cfg.intensity_scale_range)
+        aug = PairAugment(bool(self.cfg.augment), gain)  # type: ignore[arg-type]
+        return aug if aug.active else None
+
+    # -- loaders ---------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, collate: Any = collate_patches, sampler: Any = None) -> DataLoader:
+        workers = self.cfg.num_workers
+        # A generator of the loader's own: creating an iterator draws a base seed from it, which would
+        # otherwise advance the global torch RNG (and make a resumed run's model-side draws differ).
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, sampler=sampler,
+                          num_workers=workers, collate_fn=collate, pin_memory=self.cfg.pin_memory,
+                          persistent_workers=self.cfg.persistent_workers and workers > 0,
+                          generator=torch.Generator().manual_seed(int(self.seed)))
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._train_dataset()
+        sampler = self.epoch_sampler(len(dataset), self.cfg.batch_size, self.seed)
+        return self._loader(dataset, self._train_collate(), sampler)
+
+    def _train_collate(self) -> Any:
+        return collate_patches
+
+    def _eval_dataset(self, split: str) -> Dataset:
+        return FixedCrops(self.data[split], scale=self.scale, crop=self.eval_crop_size,
+                          per_image=self.cfg.eval_crops_per_image)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._eval_dataset("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._eval_dataset("test"))
+
+    # -- reporting -------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary: kind, path, split by source image, seeds, pixel sizes, degradation."""
+        out: dict[str, Any] = {
+            "kind": self.kind, "source": "simulator" if self.simulation is not None else "folder",
+            "path": str(self._root or self.path) if (self._root or self.path) else None,
+            "scale": self.scale, "channels": self.cfg.channels, "channel": self.cfg.channel,
+            "lr_pixel_size_nm": self.lr_pixel_size_nm, "hr_pixel_size_nm": self.hr_pixel_size_nm,
+            "seed": self.seed, "split_seed": self.cfg.split_seed,
+            "splits": {k: list(v) for k, v in self.split_sources.items()},
+            "images": {k: len(v) for k, v in self.data.items()},
+            "percentiles": [self.cfg.low_percentile, self.cfg.high_percentile],
+            "lr_degradation": self.lr_degradation,
+        }
+        if self.simulation is not None:
+            out["simulation"] = {"name": self.simulation.name, "key": self.simulation.key(),
+                                 **self.simulation.as_dict()}
+        return out
+
+
+@DATAMODULES.register("simulated", family="paired")
+@DATAMODULES.register("paired", family="paired")
+class PairedDataModule(SRDataModule):
+    """Registered LR/HR pairs: ``<path>/lr/*.tif`` and ``<path>/hr/*.tif`` matched by file name, or a CSV
+    ``manifest`` (columns ``lr``, ``hr``, optional ``split``; paths relative to the manifest).
+
+    The scale is checked against the shapes (HR = scale × LR exactly) and, where the files carry them,
+    the pixel sizes. Without ``data.path`` the simulator's cached dataset (``data.simulation``) is used:
+    ``kind: simulated`` is this module with that default.
+    """
+
+    def __init__(self, cfg: DataConfig, seed: int, *, lr_dir: str = "lr", hr_dir: str = "hr",
+                 manifest: str | None = None):
+        super().__init__(cfg, seed)
+        self.kind = str(cfg.kind)
+        self.lr_dir, self.hr_dir, self.manifest = lr_dir, hr_dir, manifest
+        self._resolve_simulation(image_lr=True)
+
+    def _load(self) -> None:
+        root = self.path if self.path is not None else self._simulated_root()
+        self._root = root
+        if self.manifest:
+            files = _read_manifest(root / self.manifest)
+        else:
+            if not root.is_dir():
+                raise SrlabError(f"{root}: data.path is not a folder (no such folder)")
+            files = _match_folders(root, self.lr_dir, self.hr_dir)
+        pairs, given = [], {}
+        loaded: list[tuple[LoadedImage, LoadedImage]] = []
+        for lr_path, hr_path, split in files:
+            for lr, hr in _pair_images(lr_path, hr_path, self.cfg):
+                loaded.append((lr, hr))
+                pairs.append(ImagePair(lr.name, lr_path.stem, _normalize(lr.image, self.cfg),
+                                       _normalize(hr.image, self.cfg)))
+            if split is not None:
+                given[lr_path.stem] = split
+        check_not_blank([im for pair in loaded for im in pair])
+        self.lr_pixel_size_nm = _consensus_pixel_size([a for a, _ in loaded], self.lr_pixel_size_nm)
+        hr_px = _consensus_pixel_size([b for _, b in loaded], self.hr_pixel_size_nm)
+        if hr_px is None and self.lr_pixel_size_nm:
+            hr_px = self.lr_pixel_size_nm / self.scale
+        self.hr_pixel_size_nm = hr_px
+        sources = [p.source for p in pairs]
+        if given:
+            if len(given) != len(set(sources)):
+                raise SrlabError(f"{root / str(self.manifest)}: give a split for every row or for none")
+            self.split_sources = {k: sorted(s for s, v in given.items() if v == k) for k in SPLITS}
+            for k in ("train", "val", "test"):
+                if not self.split_sources[k]:
+                    raise SrlabError(f"{root / str(self.manifest)}: no image has split '{k}'")
+        else:
+            self.split_sources = _split_sources(sources, self.cfg, str(root))
+        lookup = {s: k for k, names in self.split_sources.items() for s in names}
+        self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
+
+    def _train_dataset(self) -> Dataset:
+        return PairedPatches(self.data["train"], scale=self.scale, patch_size=self.cfg.patch_size,
+                             length=self.cfg.patches_per_epoch, augment=self._augment(),
+                             threshold=self.cfg.foreground_threshold,
+                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed)
+
+
+@DATAMODULES.register("degrade", family="degradation")
+class DegradeDataModule(SRDataModule):
+    """HR images only; LR synthesized by :class:`srlab.data.degrade.Degradation` (``data.degradation``).
+
+    ``data.path`` is a folder of HR TIFFs (or holds them in ``hr_dir``); without it the simulator makes
+    HR-only images (``data.simulation.hr``). PSF widths are in nm, so the HR pixel size must be known
+    (file metadata or ``data.hr_pixel_size_nm``). With ``data.degradation.on_device`` the training
+    loader returns HR patches only and :meth:`on_after_batch_transfer` makes the LR on the training
+    device. Validation/test LR crops are degraded once, with a fixed generator, so they never change.
+    """
+
+    kind = "degrade"
+
+    def __init__(self, cfg: DataConfig, seed: int, *, hr_dir: str | None = None):
+        super().__init__(cfg, seed)
+        self.hr_dir = hr_dir
+        self._resolve_simulation(image_lr=False)
+        self.degradation: Degradation | None = None
+        if self.hr_pixel_size_nm is not None:
+            self._build_degradation()
+
+    def _build_degradation(self) -> None:
+        self.degradation = Degradation.from_config(
+            self.cfg.degradation, scale=self.scale, hr_pixel_size_nm=self.hr_pixel_size_nm,
+            low_percentile=self.cfg.low_percentile, high_percentile=self.cfg.high_percentile)
+        self.lr_degradation = {"kind": "synthetic degradation", **self.degradation.describe()}
+
+    def _load(self) -> None:
+        if self.path is None:
+            root = self._simulated_root() / "hr"
+        else:
+            root = self.path / self.hr_dir if self.hr_dir else self.path
+            if not self.hr_dir and (self.path / "hr").is_dir():
+                root = self.path / "hr"
+        self._root = root
+        images: list[LoadedImage] = []
+        for f in list_tiffs(root, what="HR images"):
+            for im in load_images(f, channel=self.cfg.channel, channels=self.cfg.channels):
+                _check_size(im, self.cfg.patch_size * self.scale, "HR")
+                h, w = im.image.shape[-2:]
+                if h % self.scale or w % self.scale:
+                    # Crop to a multiple of the scale so LR = HR / scale exactly.
+                    im = LoadedImage(im.path, im.name, im.image[:, :h - h % self.scale, :w - w % self.scale],
+                                     im.pixel_size_nm)
+                images.append(im)
+        check_not_blank(images, "HR image")
+        self.hr_pixel_size_nm = _consensus_pixel_size(images, self.hr_pixel_size_nm)
+        if self.hr_pixel_size_nm is None:
+            raise SrlabError(f"{root}: the HR images carry no pixel size; set data.hr_pixel_size_nm (nm) so "
+                             f"the PSF FWHM in nm can be applied")
+        self.lr_pixel_size_nm = self.hr_pixel_size_nm * self.scale
+        self._build_degradation()
+        hr_sets = [ImagePair(im.name, im.path.stem, None, _normalize(im.image, self.cfg)) for im in images]
+        self.split_sources = _split_sources([p.source for p in hr_sets], self.cfg, str(root))
+        lookup = {s: k for k, names in self.split_sources.items() for s in names}
+        self.data = {k: [p for p in hr_sets if lookup[p.source] == k] for k in SPLITS}
+        # Fixed LR for validation/test: whole images degraded once with a seeded generator.
+        gen = torch.Generator().manual_seed(int(self.cfg.split_seed))
+        assert self.degradation is not None
+        for split in ("val", "test"):
+            for pair in self.data[split]:
+                hr = torch.from_numpy(pair.hr)[None]
+                with torch.no_grad():
+                    pair.lr = self.degradation(hr, generator=gen)[0].numpy()
+
+    def _train_dataset(self) -> Dataset:
+        return SinglePatches(self.data["train"], key="hr", patch_px=self.cfg.patch_size * self.scale,
+                             length=self.cfg.patches_per_epoch, augment=self._augment(),
+                             threshold=self.cfg.foreground_threshold,
+                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed,
+                             noise_seed=True)
+
+    def _train_collate(self) -> Any:
+        return DegradeCollate(None if self.cfg.degradation.on_device else self.degradation)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Synthesize LR on the training device for HR-only training batches."""
+        if isinstance(batch, dict) and "hr" in batch and "lr" not in batch:
+            assert self.degradation is not None
+            generator = batch_generator(batch.pop("noise_seed"), batch["hr"].device)
+            with torch.no_grad():
+                batch["lr"] = self.degradation(batch["hr"], generator=generator)
+        return batch
+
+
+@DATAMODULES.register("unpaired", family="unpaired")
+class UnpairedDataModule(SRDataModule):
+    """A set of real LR images and a set of HR images, sampled independently, for degradation learning.
+
+    Training batches: ``lr`` = patches of the LR set, ``hr`` = unrelated patches of the HR set (scale ×
+    larger). Validation/test: held-out *paired* images. From ``data.path``: ``<path>/lr``, ``<path>/hr``
+    (unpaired, any names) and ``<path>/paired/{lr,hr}`` (split half/half into val and test). Without a
+    path, the simulated pairs are split by specimen: held-out pairs for val/test, and the training
+    specimens divided in two, one half giving only LR images, the other only HR images — so no HR
+    patch ever has its own LR in the training set. ``lr_degradation`` states how the "real" LR differs
+    from bicubic for reports.
+    """
+
+    kind = "unpaired"
+
+    def __init__(self, cfg: DataConfig, seed: int, *, lr_dir: str = "lr", hr_dir: str = "hr",
+                 paired_dir: str = "paired"):
+        super().__init__(cfg, seed)
+        self.lr_dir, self.hr_dir, self.paired_dir = lr_dir, hr_dir, paired_dir
+        self._resolve_simulation(image_lr=True)
+
+    def _normalized_pair(self, lr: LoadedImage, hr: LoadedImage) -> ImagePair:
+        return ImagePair(lr.name, lr.path.stem, _normalize(lr.image, self.cfg),
+                         _normalize(hr.image, self.cfg))
+
+    def _singles(self, folder: Path, key: str, min_px: int) -> list[ImagePair]:
+        out = []
+        for f in list_tiffs(folder, what=f"{key.upper()} images"):
+            images = load_images(f, channel=self.cfg.channel, channels=self.cfg.channels)
+            check_not_blank(images, f"{key.upper()} image")
+            for im in images:
+                _check_size(im, min_px, key.upper())
+                arr = _normalize(im.image, self.cfg)
+                out.append(ImagePair(im.name, f"{key}/{f.stem}", arr if key == "lr" else None,
+                                     arr if key == "hr" else None))
+        return out
+
+    def _load(self) -> None:
+        p = self.cfg.patch_size
+        if self.path is None:
+            root = self._simulated_root()
+            self._root = root
+            pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr")
+                     for pair in _pair_images(a, b, self.cfg)]
+            check_not_blank([im for pair in pairs for im in pair])
+            sources = sorted({lr.path.stem for lr, _ in pairs})
+            held = _split_sources(sources, self.cfg, str(root))
+            train = held["train"]
+            if len(train) < 2:
+                raise SrlabError(f"data.simulation.n_images={len(sources)}: too few for unpaired training "
+                                 f"(needs >= 4 images)")
+            rng = np.random.default_rng([self.cfg.split_seed, 1])
+            order = [train[i] for i in rng.permutation(len(train))]
+            lr_src, hr_src = set(order[: len(order) // 2]), set(order[len(order) // 2:])
+            lrs = [ImagePair(a.name, "lr/" + a.path.stem, _normalize(a.image, self.cfg), None)
+                   for a, _ in pairs if a.path.stem in lr_src]
+            hrs = [ImagePair(b.name, "hr/" + b.path.stem, None, _normalize(b.image, self.cfg))
+                   for a, b in pairs if a.path.stem in hr_src]
+            paired = {k: [self._normalized_pair(a, b)
+                          for a, b in pairs if a.path.stem in held[k]] for k in ("val", "test")}
+            self.split_sources = {"train_lr": sorted(lr_src), "train_hr": sorted(hr_src),
+                                  "val": held["val"], "test": held["test"]}
+        else:
+            root = self.path
+            self._root = root
+            lrs = self._singles(root / self.lr_dir, "lr", p)
+            hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
+            pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
+                     for lr, hr in _pair_images(a, b, self.cfg)]
+            check_not_blank([im for pair in pairs for im in pair], "paired image")
+            sources = sorted({lr.path.stem for lr, _ in pairs})
+            if len(sources) < 2:
+                raise SrlabError(f"{root / self.paired_dir}: needs >= 2 paired files (validation and test)")
+            order = [sources[i] for i in np.random.default_rng(self.cfg.split_seed).permutation(len(sources))]
+            held = {"val": sorted(order[: len(order) // 2]), "test": sorted(order[len(order) // 2:])}
+            paired = {k: [self._normalized_pair(a, b)
+                          for a, b in pairs if a.path.stem in held[k]] for k in ("val", "test")}
+            self.split_sources = {"train_lr": sorted({x.source for x in lrs}),
+                                  "train_hr": sorted({x.source for x in hrs}), **held}
+            sizes = [x.pixel_size_nm for x, _ in pairs if x.pixel_size_nm]
+            if sizes and self.lr_pixel_size_nm is None:
+                self.lr_pixel_size_nm = float(np.median(sizes))
+            sizes = [y.pixel_size_nm for _, y in pairs if y.pixel_size_nm]
+            if sizes and self.hr_pixel_size_nm is None:
+                self.hr_pixel_size_nm = float(np.median(sizes))
+        self.data = {"train_lr": lrs, "train_hr": hrs, "train": lrs + hrs, **paired}
+
+    def _train_dataset(self) -> Dataset:
+        common = {"length": self.cfg.patches_per_epoch, "augment": self._augment(),
+                  "threshold": self.cfg.foreground_threshold,
+                  "min_foreground_fraction": self.cfg.min_foreground_fraction}
+        lr = SinglePatches(self.data["train_lr"], key="lr", patch_px=self.cfg.patch_size, seed=self.seed,
+                           stream=1, **common)
+        hr = SinglePatches(self.data["train_hr"], key="hr", patch_px=self.cfg.patch_size * self.scale,
+                           seed=self.seed, stream=2, **common)
+        return UnpairedPatches(lr, hr)
+
+
+def data_config(**values: Any) -> DataConfig:
+    """A validated :class:`DataConfig` from keyword values (nested dicts allowed) — for scripts and tests."""
+    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), values)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]

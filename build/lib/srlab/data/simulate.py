@@ -1,0 +1,599 @@
+"""A fluorescence microscopy simulator: specimens on a fine grid imaged by two modalities at once.
+
+One specimen imaged by an LR and an HR modality gives a perfectly registered pair (pixel ``i`` of the
+LR image covers HR pixels ``s·i … s·i+s-1``). Everything is deterministic from the dataset seed.
+
+**Specimen** (label density on a fine grid, ``specimen_pixel_size_nm`` ≤ 10 nm by default; sizes from
+``shared/reference/optics.md`` and the papers cited in :mod:`srlab.optics.specimens`): the structures
+named in ``structures`` (:data:`~srlab.optics.specimens.STRUCTURES`) — microtubules, F-actin, clathrin-
+coated pits, ER, mitochondria, puncta, axonal actin–spectrin rings, branched actin meshes, synaptic
+nanoclusters, mitochondria with cristae, nuclear pores. Labels are displaced from the structure by
+``label_size_nm`` (antibody linkage). A second layer of the same structures lies ``defocus_nm`` out of
+focus. **Domain randomization** (the ``*_range`` settings, :class:`Variation`): per image, a density
+factor, a width factor, each structure's brightness, the fraction of label sites kept, the out-of-focus
+layer's density and a slow illumination gradient, drawn from a stream of their own so that the defaults
+give the same images (and cache keys) as before the ranges existed.
+
+**Imaging** (each modality: :class:`~srlab.optics.modality.Modality`; presets
+:data:`~srlab.optics.modality.PRESETS`; the PSF laws are documented in :mod:`srlab.optics`): widefield,
+TIRF, confocal, STED, RESOLFT, linear SIM and TIRF-SIM.
+
+Scanning modalities (confocal, STED, RESOLFT) sample the image at pixel centres; cameras integrate it
+over the pixel. **Photons and noise**: the noise-free image is scaled so that its 99.9th percentile
+is ``signal_photons`` detected photons, plus ``background_photons`` per pixel; then Poisson shot
+noise, an EMCCD's gamma-distributed multiplication (excess noise √2), Gaussian read noise, conversion
+to grey levels (``e_per_adu``), ``offset_adu``, rounding and clipping to ``bit_depth`` bits — files are
+uint16 (uint8 for ≤ 8 bits), as a microscope writes them (:class:`srlab.optics.camera.Camera`).
+
+``srlab simulate`` (:func:`add_simulate_arguments`, :func:`run_simulate`) writes a dataset as
+``lr/*.tif`` + ``hr/*.tif`` pairs with pixel sizes — the folder format users bring — and
+:func:`simulated_dataset` caches one under ``$SRLAB_DATA_DIR`` (default ``./data``) for the DataModules.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from scipy import fft as sfft
+
+from srlab.data.config import ModalityConfig, SimulationConfig
+from srlab.data.io import write_tiff
+from srlab.errors import SrlabError, unknown_choice
+from srlab.optics.modality import DETECTORS, PRESETS, Modality
+from srlab.optics.psf import PSF_MODELS
+from srlab.optics.specimens import STRUCTURES, Specimen, keep_fraction, splat
+
+SIMULATOR_VERSION = 2  # part of the cache key: bump when images for the same settings change
+
+# Out-of-focus light below this fraction of the in-focus light is left out (TIRF's ~0.3%).
+_NEGLIGIBLE = 0.01
+# What `srlab simulate --pair a:b` draws unless --structures says otherwise.
+DEFAULT_STRUCTURES = ("microtubules", "actin", "ccps", "er")
+
+
+def data_root() -> Path:
+    """Where simulated datasets are cached: ``$SRLAB_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("SRLAB_DATA_DIR") or Path.cwd() / "data")
+
+
+_MODALITY_FIELDS = [f.name for f in dataclasses.fields(ModalityConfig)]
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+def resolve_modality(cfg: ModalityConfig | Mapping[str, Any] | str, *, where: str = "modality",
+                     pixel_size_nm: float | None = None) -> Modality:
+    """Fill a modality config from its preset and check every value (``where`` names it in errors).
+
+    ``pixel_size_nm`` (e.g. the HR pixel size implied by LR pixel / scale) is used when the config
+    does not set one."""
+    values = {"modality": cfg} if isinstance(cfg, str) else _plain(cfg)
+    for key in values:
+        if key not in _MODALITY_FIELDS:
+            raise unknown_choice(f"option of {where}", key, _MODALITY_FIELDS)
+    name = values.get("modality") or "confocal"
+    if name not in PRESETS:
+        raise unknown_choice(f"{where}.modality", name, PRESETS)
+    resolved = dict(PRESETS[name])
+    if pixel_size_nm is not None:
+        resolved["pixel_size_nm"] = pixel_size_nm
+    resolved.update({k: v for k, v in values.items() if v is not None and k != "modality"})
+    if resolved["psf"] not in PSF_MODELS:
+        raise unknown_choice(f"{where}.psf", resolved["psf"], PSF_MODELS)
+    if resolved["detector"] not in DETECTORS:
+        raise unknown_choice(f"{where}.detector", resolved["detector"], DETECTORS)
+    positive = ("wavelength_nm", "excitation_wavelength_nm", "na", "immersion_index", "pixel_size_nm",
+                "e_per_adu", "em_gain", "sim_resolution_gain")
+    if resolved.get("psf_fwhm_nm") is not None:
+        positive += ("psf_fwhm_nm",)
+    for key in positive:
+        if not float(resolved[key]) > 0:
+            raise SrlabError(f"{where}.{key}={resolved[key]}: must be > 0")
+    for key in ("signal_photons", "background_photons", "read_noise_e", "offset_adu", "saturation_factor",
+                "penetration_depth_nm", "pinhole_au"):
+        if not float(resolved[key]) >= 0:
+            raise SrlabError(f"{where}.{key}={resolved[key]}: must be >= 0")
+    if resolved["modality"] in ("tirf", "tirfsim") and not resolved["penetration_depth_nm"] > 0:
+        raise SrlabError(f"{where}.penetration_depth_nm must be > 0 for TIRF")
+    if not 1 <= int(resolved["bit_depth"]) <= 16:
+        raise SrlabError(f"{where}.bit_depth={resolved['bit_depth']}: must be in 1..16")
+    if resolved["na"] >= resolved["immersion_index"]:
+        raise SrlabError(f"{where}.na={resolved['na']}: must be below the immersion index "
+                         f"{resolved['immersion_index']}")
+    text = ("modality", "psf", "detector", "bit_depth")
+    floats = {k: float(resolved[k]) for k in resolved if k not in text}
+    return Modality(name=name, modality=resolved["modality"], psf=resolved["psf"],
+                    detector=resolved["detector"],
+                    bit_depth=int(resolved["bit_depth"]), **floats)
+
+
+# ------------------------------------------------------------------------------------------------
+# Simulation settings
+# ------------------------------------------------------------------------------------------------
+Range = tuple[float, float]
+
+#: Domain-randomization ranges: default (draws nothing new) and the bounds a range must respect.
+RANGES: dict[str, tuple[Range | None, str]] = {
+    "density_range": ((1.0, 1.0), "0 <= lo <= hi"),
+    "width_scale_range": ((1.0, 1.0), "0 < lo <= hi"),
+    "intensity_range": ((1.0, 1.0), "0 < lo <= hi"),
+    "labelling_fraction_range": ((1.0, 1.0), "0 < lo <= hi <= 1"),
+    "haze_range": (None, "0 <= lo <= hi"),
+    "illumination_gradient_range": ((0.0, 0.0), "0 <= lo <= hi < 1"),
+}
+
+
+def _check_range(where: str, key: str, value: Any) -> Range | None:
+    rule = RANGES[key][1]
+    if value is None:  # only where the config allows it (haze_range)
+        return None
+    values = list(value)
+    ok = len(values) == 2 and all(math.isfinite(v) for v in values) and values[0] <= values[1]
+    if ok:
+        lo, hi = float(values[0]), float(values[1])
+        ok = {"0 <= lo <= hi": lo >= 0, "0 < lo <= hi": lo > 0, "0 < lo <= hi <= 1": lo > 0 and hi <= 1,
+              "0 <= lo <= hi < 1": lo >= 0 and hi < 1}[rule]
+    if not ok:
+        raise SrlabError(f"{where}.{key}={values}: must be [lo, hi] with {rule}")
+    return float(values[0]), float(values[1])
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What one image drew from the randomization ranges of its :class:`SimulationSpec`."""
+
+    density: float  # factor on density_scale
+    width_scale: float  # factor on structure widths and diameters
+    haze: float  # density of the out-of-focus layer relative to the in-focus one
+    illumination_gradient: float  # amplitude a of the illumination 1 + a·r, r in [-1, 1] across the field
+    gradient_angle_rad: float  # direction in which the illumination rises
+    labelling_fraction: float  # fraction of label sites kept
+    brightness: dict[str, float]  # structure -> factor on its labels' weights
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """Resolved settings of a simulated dataset (what its cache key hashes)."""
+
+    lr: Modality
+    hr: Modality
+    scale: int
+    structures: tuple[str, ...]
+    structures_per_image: int
+    n_images: int
+    lr_size_px: int
+    specimen_pixel_size_nm: float
+    label_size_nm: float
+    density_scale: float
+    out_of_focus_fraction: float
+    defocus_nm: float
+    seed: int
+    image_lr: bool = True  # False: HR only (the degradation DataModule makes its own LR)
+    density_range: Range = (1.0, 1.0)
+    width_scale_range: Range = (1.0, 1.0)
+    intensity_range: Range = (1.0, 1.0)
+    labelling_fraction_range: Range = (1.0, 1.0)
+    haze_range: Range | None = None  # None: out_of_focus_fraction for every image
+    illumination_gradient_range: Range = (0.0, 0.0)
+
+    @property
+    def hr_size_px(self) -> int:
+        return self.lr_size_px * self.scale
+
+    @property
+    def name(self) -> str:
+        pair = f"{self.lr.name}-{self.hr.name}" if self.image_lr else f"{self.hr.name}-only"
+        return f"{pair}-x{self.scale}"
+
+    @property
+    def randomized(self) -> bool:
+        """Whether any randomization range differs from its default."""
+        return any(getattr(self, key) != default for key, (default, _) in RANGES.items())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings; a randomization range at its default is left out, so that the key of every
+        dataset made before the ranges existed stays the same."""
+        out = dataclasses.asdict(self)
+        out["lr"], out["hr"] = self.lr.as_dict(), self.hr.as_dict()
+        out["structures"] = list(self.structures)
+        for key, (default, _) in RANGES.items():
+            if out[key] == default:
+                del out[key]
+            else:
+                out[key] = list(out[key])
+        out["simulator_version"] = SIMULATOR_VERSION
+        return out
+
+    def variation(self, index: int) -> Variation:
+        """Image ``index``'s draws from the ranges (its own random stream, in a fixed order, so the
+        specimen's stream is the same as without randomization)."""
+        rng = np.random.default_rng([self.seed, index, 3])
+        haze = self.haze_range or (self.out_of_focus_fraction, self.out_of_focus_fraction)
+        return Variation(density=float(rng.uniform(*self.density_range)),
+                         width_scale=float(rng.uniform(*self.width_scale_range)),
+                         haze=float(rng.uniform(*haze)),
+                         illumination_gradient=float(rng.uniform(*self.illumination_gradient_range)),
+                         gradient_angle_rad=float(rng.uniform(0.0, 2.0 * math.pi)),
+                         labelling_fraction=float(rng.uniform(*self.labelling_fraction_range)),
+                         brightness={s: float(rng.uniform(*self.intensity_range)) for s in self.structures})
+
+    def key(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _auto_specimen_pixel(hr_px: float, finest_fwhm: float) -> float:
+    """Largest integer fraction of the HR pixel that is ≤ 10 nm or ≤ FWHM/8, whichever is larger."""
+    target = max(10.0, finest_fwhm / 8.0)
+    return hr_px / math.ceil(hr_px / target - 1e-9)
+
+
+def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale: int,
+                       image_lr: bool = True, where: str = "data.simulation") -> SimulationSpec:
+    """Check a :class:`SimulationConfig` against the data scale and fill in the presets.
+
+    The HR pixel size is the LR pixel size divided by ``scale`` unless set explicitly, in which case
+    the two must agree."""
+    values = _plain(cfg) if cfg is not None else _plain(SimulationConfig())
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SimulationConfig), values)
+    except OmegaConfBaseException as err:
+        raise SrlabError(f"{where}: invalid key '{getattr(err, 'full_key', '?')}': "
+                         f"{str(getattr(err, 'msg', err)).splitlines()[0]}") from None
+    c = OmegaConf.to_container(merged, resolve=True)
+    if not isinstance(scale, int) or scale < 1:
+        raise SrlabError(f"data.scale={scale}: must be an integer >= 1")
+    lr = resolve_modality(c["lr"], where=f"{where}.lr")
+    hr_px = lr.pixel_size_nm / scale
+    hr_cfg = dict(c["hr"])
+    explicit = hr_cfg.get("pixel_size_nm")
+    if explicit is not None and not math.isclose(explicit, hr_px, rel_tol=0.01):
+        raise SrlabError(f"{where}.hr.pixel_size_nm={hr_cfg['pixel_size_nm']} disagrees with LR pixel "
+                         f"{lr.pixel_size_nm:g} nm / data.scale={scale} = {hr_px:g} nm")
+    hr_cfg["pixel_size_nm"] = hr_px
+    hr = resolve_modality(hr_cfg, where=f"{where}.hr")
+    structures = tuple(c["structures"])
+    if not structures:
+        raise SrlabError(f"{where}.structures is empty; choose from {', '.join(STRUCTURES)}")
+    for s in structures:
+        if s not in STRUCTURES:
+            raise unknown_choice(f"structure in {where}.structures", s, STRUCTURES)
+    for key, low in (("n_images", 1), ("lr_size_px", 8), ("structures_per_image", 1)):
+        if c[key] < low:
+            raise SrlabError(f"{where}.{key}={c[key]}: must be >= {low}")
+    for key in ("label_size_nm", "density_scale", "out_of_focus_fraction", "defocus_nm"):
+        if not c[key] >= 0:
+            raise SrlabError(f"{where}.{key}={c[key]}: must be >= 0")
+    ranges = {key: _check_range(where, key, c[key]) for key in RANGES}
+    fine = c["specimen_pixel_size_nm"]
+    finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
+    if fine is None:
+        fine = _auto_specimen_pixel(hr_px, finest)
+    else:
+        k = hr_px / fine
+        if fine <= 0 or abs(k - round(k)) > 1e-6 * max(k, 1):
+            raise SrlabError(f"{where}.specimen_pixel_size_nm={fine}: must divide the HR pixel size "
+                             f"{hr_px:g} nm")
+    return SimulationSpec(lr=lr, hr=hr, scale=scale, structures=structures,
+                          structures_per_image=int(c["structures_per_image"]), n_images=int(c["n_images"]),
+                          lr_size_px=int(c["lr_size_px"]), specimen_pixel_size_nm=float(fine),
+                          label_size_nm=float(c["label_size_nm"]), density_scale=float(c["density_scale"]),
+                          out_of_focus_fraction=float(c["out_of_focus_fraction"]),
+                          defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
+                          **ranges)
+
+
+# ------------------------------------------------------------------------------------------------
+# Imaging
+# ------------------------------------------------------------------------------------------------
+class Imager:
+    """Images specimens of one :class:`SimulationSpec` with its modalities (OTFs computed once)."""
+
+    def __init__(self, spec: SimulationSpec):
+        self.spec = spec
+        f = spec.specimen_pixel_size_nm
+        self.fine = f
+        self.k_lr = round(spec.lr.pixel_size_nm / f)
+        self.k_hr = round(spec.hr.pixel_size_nm / f)
+        self.n_fine = spec.lr_size_px * self.k_lr
+        modalities = [spec.hr] + ([spec.lr] if spec.image_lr else [])
+        reach = max(3.0 * m.fwhm_nm + (2.0 * m.defocus_sigma_nm(spec.defocus_nm)
+                                       if m.axial_weight(spec.defocus_nm) > _NEGLIGIBLE else 0.0)
+                    for m in modalities)
+        margin = math.ceil((reach + 4 * spec.label_size_nm + 200.0) / f)
+        size = sfft.next_fast_len(self.n_fine + 2 * margin, real=True)
+        self.margin = (size - self.n_fine) // 2
+        self.shape = (size, size)
+        fy = sfft.fftfreq(size, d=f)[:, None]
+        fx = sfft.rfftfreq(size, d=f)[None, :]
+        self._f2 = (fx**2 + fy**2).astype(np.float64)
+        self._label = np.exp(-2.0 * np.pi**2 * spec.label_size_nm**2 * self._f2)
+        self._half_shift = np.exp(2j * np.pi * (fx + fy) * f / 2.0)  # g'(x) = g(x + f/2) on both axes
+        self._otf: dict[Modality, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _otfs(self, m: Modality) -> tuple[np.ndarray, np.ndarray, float]:
+        if m not in self._otf:
+            psf = m.psf_image(self.shape, self.fine)
+            otf = sfft.rfft2(sfft.ifftshift(psf / psf.sum()))
+            sigma = m.defocus_sigma_nm(self.spec.defocus_nm)
+            defocus = np.exp(-2.0 * np.pi**2 * sigma**2 * self._f2)
+            self._otf[m] = (otf * self._label, otf * self._label * defocus)
+        in_focus, out_focus = self._otf[m]
+        return in_focus, out_focus, m.axial_weight(self.spec.defocus_nm)
+
+    def specimen(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Label densities (in focus, defocused layer) on the padded fine grid for image ``index``,
+        each times the illumination."""
+        spec = self.spec
+        v = spec.variation(index)
+        rng = np.random.default_rng([spec.seed, index, 0])
+        labels = np.random.default_rng([spec.seed, index, 4])  # which label sites are kept
+        k = min(spec.structures_per_image, len(spec.structures))
+        if k == len(spec.structures):
+            chosen = spec.structures
+        elif k == 1:
+            chosen = (spec.structures[index % len(spec.structures)],)  # balanced over the dataset
+        else:
+            chosen = tuple(rng.choice(spec.structures, k, replace=False))
+        size_nm = (self.shape[0] * self.fine, self.shape[1] * self.fine)
+        step = self.fine / 2.0  # label spacing along structures: half a fine pixel
+        density = spec.density_scale * v.density
+        layer = Specimen(rng, size_nm, step, density, v.width_scale).draw(chosen, v.brightness)
+        in_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
+        if v.haze > 0:
+            layer = Specimen(rng, size_nm, step, density * v.haze, v.width_scale).draw(chosen, v.brightness)
+            out_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
+        else:
+            out_focus = np.zeros(self.shape)
+        if v.illumination_gradient > 0:
+            light = self.illumination(v.illumination_gradient, v.gradient_angle_rad)
+            in_focus, out_focus = in_focus * light, out_focus * light
+        return in_focus, out_focus
+
+    def illumination(self, amplitude: float, angle_rad: float) -> np.ndarray:
+        """A slow illumination gradient on the padded fine grid: ``1 + amplitude·r`` with ``r`` rising
+        from -1 to 1 across the imaged field along ``angle_rad`` (x towards columns, y towards rows),
+        clipped at 0 in the margin."""
+        c, s = math.cos(angle_rad), math.sin(angle_rad)
+        centred = np.arange(self.shape[0]) + 0.5 - (self.margin + self.n_fine / 2)
+        half = self.n_fine / 2 * (abs(c) + abs(s))  # the ramp's value at the field's farthest corner
+        ramp = (c * centred[None, :] + s * centred[:, None]) / half
+        return np.clip(1.0 + amplitude * ramp, 0.0, None)
+
+    def expected(self, m: Modality, spectra: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Noise-free image of modality ``m`` (arbitrary units) from the specimen's spectra."""
+        otf_in, otf_out, weight = self._otfs(m)
+        spectrum = spectra[0] * otf_in
+        if weight > _NEGLIGIBLE:
+            spectrum = spectrum + weight * spectra[1] * otf_out
+        k = round(m.pixel_size_nm / self.fine)
+        if m.scanning and k % 2 == 0:
+            # A scanned pixel is the image *at* its centre, which for even k lies on a fine-pixel corner:
+            # shift the image by half a fine pixel (a phase ramp) so that a fine-pixel centre sits there.
+            spectrum = spectrum * self._half_shift
+        field = sfft.irfft2(spectrum, s=self.shape, workers=1)
+        a = self.margin
+        field = field[a:a + self.n_fine, a:a + self.n_fine]
+        n = self.n_fine // k
+        blocks = field.reshape(n, k, n, k)
+        if m.scanning:
+            c = k // 2 if k % 2 else k // 2 - 1
+            return np.ascontiguousarray(blocks[:, c, :, c]).astype(np.float32)
+        return blocks.mean(axis=(1, 3)).astype(np.float32)  # a camera pixel integrates its area
+
+    def image(self, index: int) -> dict[str, np.ndarray]:
+        """Camera/detector images (``lr`` unless HR only, ``hr``) and their noise-free versions."""
+        d_in, d_out = self.specimen(index)
+        spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
+        out: dict[str, np.ndarray] = {}
+        sides = [("hr", self.spec.hr, 2)] + ([("lr", self.spec.lr, 1)] if self.spec.image_lr else [])
+        for side, m, stream in sides:
+            clean = self.expected(m, spectra)
+            photons = calibrate(clean, m)
+            out[f"{side}_expected"] = photons
+            out[side] = m.camera.forward(photons, np.random.default_rng([self.spec.seed, index, stream]))
+        return out
+
+
+def calibrate(clean: np.ndarray, m: Modality) -> np.ndarray:
+    """Expected detected photons: 99.9th percentile of the signal → ``signal_photons``, plus background."""
+    ref = float(np.percentile(clean, 99.9))
+    if ref <= 0:
+        ref = float(clean.max())
+    gain = m.signal_photons / ref if ref > 0 else 0.0
+    return (np.clip(clean, 0, None) * gain + m.background_photons).astype(np.float32)
+
+
+def isolated_emitter(m: Modality, *, size_px: int = 33,
+                     specimen_pixel_size_nm: float | None = None) -> np.ndarray:
+    """Noise-free image (peak 1) of one point emitter at the centre of pixel ``(size//2, size//2)``,
+    through the same fine-grid → PSF → pixel sampling path as the datasets (no label displacement)."""
+    fine = specimen_pixel_size_nm or _auto_specimen_pixel(m.pixel_size_nm, m.fwhm_nm)
+    spec = SimulationSpec(lr=m, hr=m, scale=1, structures=("puncta",), structures_per_image=1, n_images=1,
+                          lr_size_px=size_px, specimen_pixel_size_nm=fine, label_size_nm=0.0,
+                          density_scale=0.0, out_of_focus_fraction=0.0, defocus_nm=0.0, seed=0,
+                          image_lr=False)
+    imager = Imager(spec)
+    centre = (imager.margin * fine) + (size_px // 2 + 0.5) * m.pixel_size_nm
+    density = splat((np.array([centre]), np.array([centre]), np.array([1.0])), imager.shape, fine)
+    spectrum = sfft.rfft2(density)
+    img = imager.expected(m, (spectrum, np.zeros_like(spectrum)))
+    return img / img.max()
+
+
+# ------------------------------------------------------------------------------------------------
+# Datasets on disk
+# ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_output_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out`` that becomes ``out`` only if the block succeeds.
+
+    A non-empty ``out`` is refused (user data is never overwritten); an interrupted or failed write
+    leaves nothing behind."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SrlabError(f"{out}: exists and is not an empty folder; choose a new --out "
+                         f"(nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.is_dir():
+            out.rmdir()  # empty, checked above
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = False) -> Path:
+    """Simulate ``spec.n_images`` specimens and write ``lr/`` and ``hr/`` ImageJ TIFFs (matched by name,
+    calibrated pixel sizes) and ``simulation.json`` (the resolved settings) into ``out``, atomically."""
+    out = Path(out)
+    imager = Imager(spec)
+    with atomic_output_dir(out) as tmp:
+        for i in range(spec.n_images):
+            images = imager.image(i)
+            name = f"sim_{i:04d}.tif"
+            write_tiff(tmp / "hr" / name, images["hr"], pixel_size_nm=spec.hr.pixel_size_nm)
+            if spec.image_lr:
+                write_tiff(tmp / "lr" / name, images["lr"], pixel_size_nm=spec.lr.pixel_size_nm)
+            if progress and (i + 1) % max(1, spec.n_images // 10) == 0:
+                print(f"srlab simulate: {i + 1}/{spec.n_images} images", file=sys.stderr, flush=True)
+        settings = {"name": spec.name, "key": spec.key(), **spec.as_dict()}
+        if spec.randomized:
+            settings["images"] = [dataclasses.asdict(spec.variation(i)) for i in range(spec.n_images)]
+        (tmp / "simulation.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return out
+
+
+def simulated_dataset(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale: int, image_lr: bool = True,
+                      root: Path | None = None) -> tuple[Path, SimulationSpec]:
+    """The cached dataset for these settings, generated on first use (atomically, so a killed
+    generation never leaves a half-written cache; concurrent generators agree on one copy)."""
+    spec = resolve_simulation(cfg, scale=scale, image_lr=image_lr)
+    root = Path(root) if root is not None else data_root()
+    path = root / f"sim-{spec.name}-{spec.key()}"
+    if (path / "simulation.json").is_file():
+        return path, spec
+    try:
+        write_dataset(spec, path)
+    except SrlabError:
+        if (path / "simulation.json").is_file():  # another process finished it first
+            return path, spec
+        raise
+    except OSError:
+        if (path / "simulation.json").is_file():
+            return path, spec
+        raise
+    return path, spec
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI: srlab simulate
+# ------------------------------------------------------------------------------------------------
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``srlab simulate`` (the lead wires this into :mod:`srlab.cli`)."""
+    parser.add_argument("--pair", default="confocal:sted",
+                        help=f"LR:HR modality presets ({', '.join(PRESETS)}); default confocal:sted")
+    parser.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES),
+                        help=f"comma-separated: {', '.join(STRUCTURES)}; or 'all'")
+    parser.add_argument("--n", type=int, default=16, help="number of image pairs (default 16)")
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=128, help="LR image size in pixels (default 128)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="HR pixel = LR pixel / scale (default: from the presets' pixel sizes)")
+    parser.add_argument("--smlm", action="store_true", help="write an SMLM stack + ground-truth CSV instead")
+    parser.add_argument("--frames", type=int, default=50, help="SMLM frames (with --smlm)")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40 "
+                             "density_range=[0.5,2]")
+
+
+def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    try:
+        lr_name, hr_name = args.pair.split(":")
+    except ValueError:
+        raise SrlabError(f"--pair {args.pair!r}: expected LR:HR, e.g. confocal:sted") from None
+    for name in (lr_name, hr_name):
+        if name not in PRESETS:
+            raise unknown_choice("modality in --pair", name, PRESETS)
+    structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    if structures == ["all"]:
+        structures = list(STRUCTURES)
+    values: dict[str, Any] = {"lr": {"modality": lr_name}, "hr": {"modality": hr_name},
+                              "structures": structures,
+                              "n_images": args.n, "lr_size_px": args.size, "seed": args.seed}
+    for item in args.settings:
+        if "=" not in item:
+            raise SrlabError(f"setting {item!r} is not KEY=VALUE")
+    if args.settings:
+        try:
+            dot = OmegaConf.to_container(OmegaConf.from_dotlist(list(args.settings)))
+        except OmegaConfBaseException as err:
+            raise SrlabError(f"bad setting: {str(err).splitlines()[0]}") from None
+        values = OmegaConf.to_container(OmegaConf.merge(values, dot))  # type: ignore[assignment]
+    lr_px = values["lr"].get("pixel_size_nm") or PRESETS[values["lr"]["modality"]]["pixel_size_nm"]
+    if args.scale is not None:
+        scale = args.scale
+    else:
+        hr_px = values["hr"].get("pixel_size_nm") or PRESETS[values["hr"]["modality"]]["pixel_size_nm"]
+        ratio = lr_px / hr_px
+        if ratio < 0.999 or abs(ratio - round(ratio)) > 0.01:
+            raise SrlabError(f"--pair {args.pair}: pixel sizes {lr_px:g}/{hr_px:g} nm give no integer scale; "
+                             f"pass --scale")
+        scale = round(ratio)
+    return values, scale
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """``srlab simulate``: write a simulated dataset (or an SMLM acquisition) to ``--out``."""
+    out = Path(args.out)
+    if args.smlm:
+        from srlab.data import smlm
+
+        if args.settings:
+            config = smlm.SMLMConfig.from_mapping(
+                OmegaConf.to_container(OmegaConf.from_dotlist(list(args.settings))), where="smlm")
+        else:
+            config = None
+        with atomic_output_dir(out) as tmp:
+            smlm.write_smlm_dataset(tmp, frames=args.frames, seed=args.seed, config=config)
+        print(f"srlab simulate: SMLM stack of {args.frames} frames and ground truth written to {out}")
+        return 0
+    if args.n < 1:
+        raise SrlabError(f"--n {args.n}: must be >= 1")
+    values, scale = _settings_from_args(args)
+    spec = resolve_simulation(values, scale=scale, where="simulate")
+    start = time.perf_counter()
+    write_dataset(spec, out, progress=spec.n_images >= 20)
+    print(f"srlab simulate: {spec.n_images} pairs {spec.lr.name} ({spec.lr.pixel_size_nm:g} nm, FWHM "
+          f"{spec.lr.fwhm_nm:.0f} nm) -> {spec.hr.name} ({spec.hr.pixel_size_nm:g} nm, FWHM "
+          f"{spec.hr.fwhm_nm:.0f} nm), x{scale}, written to {out}/lr, {out}/hr "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,0 +1,375 @@
+"""Running experiments: train (with resume), test, and the run directory bookkeeping around them."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.rank_zero import _get_rank
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from srlab import build, runs
+from srlab.callbacks import (
+    BestCheckpoint,
+    LastCheckpoint,
+    RNGState,
+    RunETA,
+    RunStopped,
+    StopRequests,
+    ValidationImageGrid,
+)
+from srlab.config import config_hash, to_yaml
+from srlab.errors import SrlabError
+
+# Keys a resumed run may change: how it runs and logs, not what it trains (anything else would make
+# the checkpoint and config.yaml describe different experiments).
+RESUME_MAY_CHANGE = ("trainer.", "logger.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+
+
+def _is_rank_zero() -> bool:
+    return (_get_rank() or 0) == 0
+
+
+def _say(message: str) -> None:
+    if _is_rank_zero():
+        print(message, flush=True)
+
+
+def has_trainable_parameters(module: torch.nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger | None:
+    wcfg = cfg.logger.wandb
+    if not wcfg.enabled:
+        return None
+    from srlab import _WANDB_MODE_FROM_USER
+    if not _WANDB_MODE_FROM_USER:
+        os.environ["WANDB_MODE"] = wcfg.mode
+    data_kind = cfg.data.kind if not cfg.data.path else Path(cfg.data.path).name
+    return WandbLogger(
+        project=wcfg.project, entity=wcfg.entity, group=cfg.name, name=f"{cfg.name}/{run_dir.name}",
+        id=runs.run_id(run_dir), resume="allow" if resume else None, save_dir=str(run_dir),
+        tags=[f"paradigm:{cfg.paradigm.name}", f"model:{cfg.model.name}", f"data:{data_kind}"],
+        config=OmegaConf.to_container(cfg, resolve=True), log_model=False)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[L.Callback]) -> L.Trainer:
+    t = OmegaConf.to_container(cfg.trainer, resolve=True)
+    progress = t.pop("enable_progress_bar")
+    t.pop("checkpoint_every_min")  # srlab's LastCheckpoint, not a Trainer argument
+    if progress:
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=max(1, t["log_every_n_steps"] // 2))]
+    return L.Trainer(**t, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks,
+                     enable_progress_bar=progress, plugins=[runs.AtomicCheckpointIO()])
+
+
+def _final_metrics(trainer: L.Trainer, extra: dict[str, Any]) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    return {**metrics, **extra}
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+@dataclass
+class ResumePlan:
+    """What ``srlab train NAME resume=RUN [overrides]`` will do to an existing run (see :func:`plan_resume`)."""
+
+    run_dir: Path
+    checkpoint: Path | None  # None: killed before its first checkpoint, restart from scratch in run_dir
+    changes: dict[str, tuple[Any, Any]]  # key -> (old, new)
+    old_hash: str
+    force_continue: bool
+    finished: bool
+
+
+def plan_resume(name: str, target: str, overrides: list[str], force_continue: bool = False) \
+        -> tuple[DictConfig, ResumePlan] | None:
+    """The config and plan to resume run ``target`` of experiment ``name`` with ``overrides``.
+
+    The run continues with its own ``config.yaml``; overrides may change only how it runs
+    (:data:`RESUME_MAY_CHANGE`). A finished run (one with ``metrics.json``) is left untouched and
+    ``None`` returned, unless ``force_continue`` extends it with a larger ``trainer.max_epochs`` or
+    ``max_steps``. Nothing is written here: :func:`train` records the changes once it has checked
+    the data and the checkpoint."""
+    from srlab.config import apply_overrides, load_resolved
+
+    run_dir = runs.resolve_run_dir(target)
+    saved = load_resolved(run_dir / "config.yaml")
+    asked = Path(name).stem if Path(name).suffix in (".yaml", ".yml") else name
+    if asked != saved.name:
+        raise SrlabError(f"resume={target}: that is a run of '{saved.name}', not '{asked}'; resume it with: "
+                         f"srlab train {saved.name} resume={run_dir}")
+    rest = [o for o in overrides if o.removeprefix("--").split("=", 1)[0] != "resume"]
+    cfg = apply_overrides(saved, rest)
+    cfg.resume = str(run_dir)
+    before, after = _flat(saved), _flat(cfg)
+    changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
+               if k != "resume" and before.get(k) != after.get(k)}
+    for key, (old, new) in changes.items():
+        if not key.startswith(RESUME_MAY_CHANGE):
+            raise SrlabError(f"resume={target}: '{key}' cannot change when resuming (the run was trained with "
+                             f"{old!r}); start a new run to train with {new!r}")
+    finished = (run_dir / "metrics.json").is_file()
+    ckpt = runs.last_checkpoint(run_dir)
+    if finished:
+        done = json.loads((run_dir / "metrics.json").read_text())
+        epochs = done.get("epochs", saved.trainer.max_epochs)
+        if not force_continue:
+            print(f"srlab: {run_dir} has finished ({epochs} epochs; results in metrics.json); nothing to do. "
+                  f"To train it longer: srlab train {saved.name} resume={run_dir} --force-continue "
+                  f"trainer.max_epochs=N")
+            return None
+        longer = (cfg.trainer.max_epochs > (saved.trainer.max_epochs or 0)
+                  or (cfg.trainer.max_steps > 0 and cfg.trainer.max_steps > done.get("global_step", 0)))
+        if not longer or ckpt is None:
+            raise SrlabError(f"--force-continue: {run_dir} has finished {epochs} epochs; give a larger "
+                             f"trainer.max_epochs (or max_steps) to train it longer")
+    return cfg, ResumePlan(run_dir, ckpt, changes, config_hash(saved), force_continue, finished)
+
+
+def _record_resume(cfg: DictConfig, plan: ResumePlan) -> None:
+    """Keep what the run was (config, metrics) and write what it becomes, with the history."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = plan.run_dir
+    if plan.changes:
+        shutil.copy2(run_dir / "config.yaml", run_dir / f"config-{stamp}.yaml")
+        runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    if plan.finished:
+        os.replace(run_dir / "metrics.json", run_dir / f"metrics-{stamp}.json")
+    history_file = run_dir / "resume_history.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                    "checkpoint": str(plan.checkpoint) if plan.checkpoint else None,
+                    "from_scratch": plan.checkpoint is None, "force_continue": plan.force_continue,
+                    "changes": {k: list(v) for k, v in plan.changes.items()},
+                    "old_config_hash": plan.old_hash, "config_hash": config_hash(cfg),
+                    "kept": [f"config-{stamp}.yaml"] * bool(plan.changes) + [f"metrics-{stamp}.json"] * plan.finished,
+                    "environment": runs.environment()})
+    runs.write_json(history_file, history)
+
+
+def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
+    """Train and test one experiment; returns the run directory (see :mod:`srlab.runs`).
+
+    With ``resume`` (from :func:`plan_resume`) training continues in that run's directory from its
+    ``last.ckpt`` — or from the start if it was stopped before writing one. Ctrl-C, SIGTERM and
+    SIGUSR1 write ``last.ckpt`` after the batch in progress and raise
+    :class:`~srlab.callbacks.RunStopped`."""
+    if cfg.resume and resume is None:
+        planned = plan_resume(cfg.name, cfg.resume, [])
+        if planned is None:
+            return runs.resolve_run_dir(cfg.resume)
+        cfg, resume = planned
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    build.check_paradigm_data(cfg)
+    datamodule = build.build_data(cfg)
+    task = build.build_task(cfg)
+    learned = has_trainable_parameters(task)
+    description = None
+    if _is_rank_zero() and hasattr(datamodule, "describe"):
+        # Read and check the data before anything is written: bad input leaves no run directory.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        description = datamodule.describe()
+
+    resume_ckpt: Path | None = None
+    launch_key = runs.external_launch_key()
+    child_dir = os.environ.get(runs.RUN_DIR_ENV)
+    if resume is not None:
+        run_dir, resume_ckpt = resume.run_dir, resume.checkpoint
+        if resume_ckpt is not None:
+            runs.load_checkpoint(resume_ckpt)  # refuse a bad checkpoint before writing anything
+    elif child_dir and not _is_rank_zero():
+        run_dir = Path(child_dir)
+    elif launch_key is not None:
+        run_dir = runs.shared_run_dir(cfg.runs_dir, cfg.name, launch_key, _get_rank() or 0)
+    else:
+        run_dir = runs.new_run_dir(cfg.runs_dir, cfg.name)
+
+    if _is_rank_zero():
+        if resume is None:
+            runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            runs.write_json(run_dir / "environment.json",
+                            {**runs.environment(), "config_hash": config_hash(cfg)})
+        else:
+            runs.remove_stale_temporaries(run_dir)
+            _record_resume(cfg, resume)
+        if description is not None:
+            runs.write_json(run_dir / "data.json", description)
+    if resume is None:
+        _say(f"srlab: run directory {run_dir}")
+    elif resume_ckpt is None:
+        _say(f"srlab: run directory {run_dir} (it has no checkpoint yet: training from the start)")
+    else:
+        _say(f"srlab: run directory {run_dir} (resuming from {resume_ckpt.name})")
+
+    if resume is not None:
+        # Resuming writes into the run's own checkpoint folder, which Lightning warns is not empty; and
+        # the data loaders resume mid-epoch through the DataModule's state (srlab.data.sampling), which
+        # Lightning's check for a resumable loader does not see.
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch.*")
+    wandb = _wandb_logger(cfg, run_dir, resume=resume is not None)
+    loggers: list[Logger] = [wandb] if wandb else []
+    # best.ckpt: the best validation score of the paradigm's metric (task.monitor), checked at every
+    # validation; last.ckpt: the latest state (every epoch, every trainer.checkpoint_every_min, on a stop).
+    checkpoint = BestCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=task.monitor, mode="max",
+                                save_top_k=1, save_last=False, enable_version_counter=False,
+                                auto_insert_metric_name=False)
+    stops = StopRequests()
+    last = LastCheckpoint(run_dir / "checkpoints", cfg.trainer.checkpoint_every_min, stops)
+    callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA()]
+    if wandb:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if cfg.logger.wandb.log_images:
+            callbacks.append(ValidationImageGrid(cfg.logger.wandb.image_crops))
+    trainer = _trainer(cfg, run_dir, loggers, callbacks)
+
+    previous = os.environ.get(runs.RUN_DIR_ENV)
+    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP worker processes inherit it
+    try:
+        if learned:
+            with stops:
+                try:
+                    trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+                except SystemExit:
+                    # Lightning exits with status 1 on a KeyboardInterrupt (the second Ctrl-C).
+                    if stops.signum is None:
+                        raise
+                    raise RunStopped(stops.signum, None) from None
+            best = checkpoint.best_model_path
+            used = best if best and Path(best).is_file() else str(last.path)
+            trainer.test(task, datamodule=datamodule, ckpt_path=used, verbose=False)
+            extra = {"checkpoint": Path(used).name if used else None, "epochs": trainer.current_epoch,
+                     "global_step": trainer.global_step}
+        else:
+            _say(f"srlab: '{cfg.model.name}' has no trainable parameters; evaluating only")
+            trainer.test(task, datamodule=datamodule, verbose=False)
+            extra = {"checkpoint": None, "epochs": 0, "global_step": 0}
+    except RunStopped as stopped:
+        stopped.run_dir, stopped.experiment = run_dir, cfg.name
+        if wandb is not None:
+            wandb.experiment.finish(exit_code=1)
+        raise
+    finally:
+        if launch_key is not None and _is_rank_zero() and not cfg.resume:
+            runs.release_shared_run_dir(cfg.runs_dir, cfg.name, launch_key)
+        if previous is None:
+            os.environ.pop(runs.RUN_DIR_ENV, None)
+        else:
+            os.environ[runs.RUN_DIR_ENV] = previous
+
+    if _is_rank_zero():
+        metrics = _final_metrics(trainer, extra)
+        runs.write_json(run_dir / "metrics.json", metrics)
+        if wandb is not None:
+            wandb.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, float)})
+        _report(cfg, run_dir, metrics, wandb)
+    return run_dir
+
+
+def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: WandbLogger | None) -> None:
+    psnr, bicubic = metrics.get("test/psnr"), metrics.get("test/bicubic_psnr")
+    if psnr is not None and "test/jaccard" not in metrics:
+        line = f"srlab: test PSNR {psnr:.2f} dB, SSIM {metrics.get('test/ssim', float('nan')):.4f}"
+        if bicubic is not None:
+            line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
+        print(line)
+        if "test/bicubic_pairs_psnr" in metrics:  # the unpaired degradation-learning GAN's own baseline
+            print(f"srlab: the same generator trained on bicubic pairs: test PSNR "
+                  f"{metrics['test/bicubic_pairs_psnr']:.2f} dB, SSIM "
+                  f"{metrics.get('test/bicubic_pairs_ssim', float('nan')):.4f}")
+    jaccard = metrics.get("test/jaccard")
+    if jaccard is not None:
+        line = (f"srlab: test Jaccard {jaccard:.3f}, recall {metrics.get('test/recall', float('nan')):.3f}, "
+                f"precision {metrics.get('test/precision', float('nan')):.3f}, "
+                f"RMSE {metrics.get('test/rmse_nm', float('nan')):.1f} nm")
+        if "test/baseline_jaccard" in metrics:
+            line += (f" (Gaussian-fit baseline: Jaccard {metrics['test/baseline_jaccard']:.3f}, "
+                     f"RMSE {metrics.get('test/baseline_rmse_nm', float('nan')):.1f} nm)")
+        print(line)
+        if psnr is not None:
+            print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
+                  f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
+    saved = ["config.yaml", "metrics.json"] + (["checkpoints/"] if (run_dir / "checkpoints").is_dir() else [])
+    print(f"srlab: run saved in {run_dir} ({', '.join(saved)})")
+    if wandb is not None:
+        wdir = Path(wandb.experiment.dir).parent
+        if os.environ.get("WANDB_MODE", "offline") == "offline":
+            print(f"srlab: W&B run logged offline; upload it with:  wandb sync {wdir}")
+        else:
+            print(f"srlab: W&B run: {getattr(wandb.experiment, 'url', '') or wdir}")
+        wandb.experiment.finish()
+    sys.stdout.flush()
+
+
+def test(target: str, overrides: list[str]) -> dict[str, Any]:
+    """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
+
+    Results go to ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
+    from srlab.config import apply_overrides, load_resolved
+
+    run_dir, ckpt = runs.resolve_run(target)
+    cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), overrides)
+    if _is_rank_zero():
+        runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
+    cfg.logger.wandb.enabled = False
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build.build_data(cfg)
+    task = build.build_task(cfg)
+    if has_trainable_parameters(task):
+        state = runs.load_checkpoint(ckpt)
+        try:
+            task.load_state_dict(state["state_dict"])
+        except (KeyError, RuntimeError) as err:
+            raise SrlabError(f"{ckpt}: does not match the run's config ({str(err).splitlines()[0][:160]})") \
+                from None
+    trainer = _trainer(cfg, run_dir, [], [])
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt), "overrides": list(overrides)})
+    if _is_rank_zero():
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
+    return metrics
+
+
+def load_network(target: str | Path) -> tuple[torch.nn.Module, DictConfig]:
+    """The trained SR network of a run directory or checkpoint (EMA weights when the run kept them),
+    in eval mode, with the run's config. Loads with ``weights_only=True``."""
+    from srlab.config import load_resolved
+
+    run_dir, ckpt = runs.resolve_run(target)
+    cfg = load_resolved(run_dir / "config.yaml")
+    network = build.build_network(cfg)
+    if has_trainable_parameters(network):
+        state = runs.load_checkpoint(ckpt).get("state_dict", {})
+        prefix = "ema.module." if any(k.startswith("ema.module.") for k in state) else "network."
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as err:
+            raise SrlabError(f"{ckpt}: weights do not fit model '{cfg.model.name}' of {run_dir / 'config.yaml'} "
+                             f"({str(err).splitlines()[0][:160]})") from None
+    return network.eval(), cfg

@@ -1,0 +1,109 @@
+"""Detectors: expected photons per pixel -> the integers a microscope writes, and back.
+
+One model for every simulator (``shared/reference/optics.md``; the EMCCD model of Hirsch et al.,
+PLoS ONE 8(1):e53671, 2013):
+
+1. photoelectrons ~ Poisson(QE × photons) (shot noise);
+2. an EMCCD's multiplication register turns n electrons into ~Gamma(n, gain): excess noise factor √2;
+3. Gaussian read noise of ``read_noise_e`` electrons rms;
+4. conversion to grey levels (``e_per_adu`` electrons per ADU) plus ``offset_adu``, rounding to the
+   nearest integer and clipping to ``bit_depth`` bits (uint8 up to 8 bits, uint16 above).
+
+:class:`Camera` is that model as one object: :meth:`Camera.forward` (photons -> ADU, random) and
+:meth:`Camera.backward` (ADU -> photons, the inverse of the mean response), as DECODE's camera.
+:func:`add_noise` is the torch counterpart used by the on-the-fly degradation (shot + read noise in
+the signal's units, no offset or quantization: the degraded patch is normalized right after).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: Detector kinds. ``counting``: the photon-counting detector of a scanning microscope (no read noise,
+#: one count per photon); ``ccd``: a camera without gain (also an EMCCD whose EM register is off);
+#: ``scmos``; ``emccd``: with a multiplication register (excess noise).
+CAMERA_KINDS = ("counting", "ccd", "scmos", "emccd")
+#: Typical figures per kind. An EMCCD's output is ~gain× larger, so it needs more electrons per ADU
+#: to stay below 16 bits, and its read noise is quoted after the EM register.
+CAMERA_PRESETS: dict[str, dict[str, float]] = {
+    "counting": {"read_noise_e": 0.0, "e_per_adu": 1.0, "offset_adu": 0.0},
+    "scmos": {"read_noise_e": 1.5, "e_per_adu": 0.5, "offset_adu": 100.0},
+    "emccd": {"read_noise_e": 60.0, "e_per_adu": 20.0, "offset_adu": 100.0},
+}
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A detector: quantum efficiency, EM gain (``emccd`` only), read noise, gain, offset, bit depth."""
+
+    kind: str = "scmos"
+    quantum_efficiency: float = 1.0
+    em_gain: float = 1.0
+    read_noise_e: float = 0.0
+    e_per_adu: float = 1.0
+    offset_adu: float = 0.0
+    bit_depth: int = 16
+
+    def __post_init__(self) -> None:
+        if self.kind not in CAMERA_KINDS:
+            raise ValueError(f"camera kind must be one of {', '.join(CAMERA_KINDS)}, got {self.kind!r}")
+
+    @property
+    def multiplies(self) -> bool:
+        """Whether an EM register amplifies the photoelectrons (with excess noise)."""
+        return self.kind == "emccd"
+
+    @property
+    def max_adu(self) -> int:
+        return 2**self.bit_depth - 1
+
+    @property
+    def adu_per_photon(self) -> float:
+        """Mean ADU per incident photon (QE × EM gain / e⁻ per ADU)."""
+        gain = self.em_gain if self.multiplies else 1.0
+        return self.quantum_efficiency * gain / self.e_per_adu
+
+    def forward(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Expected photons per pixel -> camera counts (uint8 up to 8 bits, else uint16).
+
+        Draws, in this order: Poisson (all pixels), Gamma (pixels with electrons, EMCCD only), normal
+        (all pixels, only with read noise) — fixed so that a seed gives the same images forever."""
+        expected = self.quantum_efficiency * np.maximum(np.asarray(photons), 0.0)
+        electrons = rng.poisson(expected).astype(np.float64)
+        if self.multiplies:
+            hit = electrons > 0
+            electrons[hit] = rng.gamma(electrons[hit], self.em_gain)
+        if self.read_noise_e > 0:
+            electrons += rng.normal(0.0, self.read_noise_e, electrons.shape)
+        adu = np.rint(electrons / self.e_per_adu + self.offset_adu)
+        return np.clip(adu, 0, self.max_adu).astype(np.uint8 if self.bit_depth <= 8 else np.uint16)
+
+    def backward(self, adu: np.ndarray) -> np.ndarray:
+        """Camera counts -> photons per pixel (float32): offset removed, mean response inverted."""
+        return ((np.asarray(adu, np.float32) - self.offset_adu) / self.adu_per_photon).astype(np.float32)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def add_noise(signal: Tensor, photons: float | Tensor, background: float | Tensor = 0.0,
+              read_noise: float | Tensor = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    """Shot noise for ``photons`` at signal 1.0, plus ``background`` (in units of the signal) and
+    Gaussian read noise (``read_noise`` photo-electrons rms). Returns the signal's units.
+
+    Tensor arguments are per sample (shape ``(N,)``)."""
+    photons, background, read_noise = (_per_sample(v, signal) for v in (photons, background, read_noise))
+    expected = (signal.clamp_min(0) + background) * photons
+    counts = torch.poisson(expected, generator=generator)
+    noise = torch.randn(counts.shape, generator=generator, device=counts.device, dtype=counts.dtype)
+    counts = counts + read_noise * noise
+    return counts / photons
+
+
+def _per_sample(value: float | Tensor, like: Tensor) -> Tensor:
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return t.view(-1, *([1] * (like.dim() - 1))) if t.dim() == 1 else t

@@ -1,0 +1,130 @@
+"""The base LightningModule shared by every paradigm: validation, test, prediction, metrics, EMA.
+
+Metrics (:class:`srlab.evaluation.metrics.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
+and the affine-fitted variants) are computed per image on percentile-normalized images with the data
+range documented in :mod:`srlab.evaluation.metrics`, averaged over images and synchronized across DDP
+ranks by torchmetrics. The test also reports the bicubic baseline on the same images
+(``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from srlab.errors import SrlabError
+from srlab.evaluation.metrics import SRMetrics
+from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the test's baseline; callbacks use it
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], dict | None]
+
+
+class TrainingDiverged(SrlabError):
+    """The loss became NaN or infinite; training stops, the last good checkpoint stays."""
+
+
+class SRTask(L.LightningModule):
+    """Shared behaviour of all paradigms; subclasses implement ``training_step`` only.
+
+    ``network`` is the SR generator (an ``nn.Module`` from :mod:`srlab.models`); optimizers and
+    schedulers come in as factories built from the config by :mod:`srlab.build`. With
+    ``ema_decay > 0`` an exponential moving average of the network's weights is kept and used for
+    validation, test and prediction.
+    """
+
+    def __init__(self, network: nn.Module, *, optimizer_factory: OptimizerFactory | None = None,
+                 scheduler_factory: SchedulerFactory | None = None, ema_decay: float = 0.0,
+                 scale: int = 2, monitor: str = "val/psnr", schedule_monitor: str | None = None):
+        super().__init__()
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
+        self.network = network
+        self.optimizer_factory = optimizer_factory
+        self.scheduler_factory = scheduler_factory
+        self.scale = scale
+        # monitor: what selects best.ckpt (a paradigm logs it only in epochs that may be selected);
+        # schedule_monitor: what a plateau scheduler watches (logged every epoch).
+        self.monitor = monitor
+        self.schedule_monitor = schedule_monitor or monitor
+        self.ema = (AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+                    if ema_decay > 0 else None)
+        self.val_metrics = SRMetrics()
+        # The final test also reports MS-SSIM and the affine-fitted (CARE convention) variants.
+        test_names = ("psnr", "ssim", "ms_ssim", "nrmse")
+        self.test_metrics = SRMetrics(names=test_names, affine=True)
+        self.test_bicubic_metrics = SRMetrics(names=test_names, affine=True)
+
+    # -- inference -------------------------------------------------------------------------------
+    @property
+    def inference_network(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.network
+
+    def forward(self, lr: Tensor) -> Tensor:
+        return self.inference_network(lr)
+
+    def check_finite(self, loss: Tensor, name: str = "loss") -> Tensor:
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(
+                f"training diverged: {name} is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}; the last good checkpoint is kept (try a lower paradigm.optimizer.lr "
+                f"or gradient clipping)")
+        return loss
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        sr = self(batch["lr"])
+        self.val_metrics.update(sr, batch["hr"])
+        return {"sr": sr.detach()}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_validation()
+
+    def _log_validation(self) -> dict[str, Tensor]:
+        values = self.val_metrics.compute()
+        self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
+        self.val_metrics.reset()
+        return values
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        lr, hr = batch["lr"], batch["hr"]
+        self.test_metrics.update(self(lr), hr)
+        self.test_bicubic_metrics.update(bicubic_upsample(lr, self.scale), hr)
+
+    def on_test_epoch_end(self) -> None:
+        values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
+        values.update({f"test/bicubic_{k}": v for k, v in self.test_bicubic_metrics.compute().items()})
+        self.log_dict(values, sync_dist=False)
+        self.test_metrics.reset()
+        self.test_bicubic_metrics.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self(batch["lr"])
+
+    # -- optimization ------------------------------------------------------------------------------
+    def trainable_parameters(self, module: nn.Module | None = None) -> list[nn.Parameter]:
+        return [p for p in (module or self.network).parameters() if p.requires_grad]
+
+    def make_optimizer(self, parameters: Iterable[nn.Parameter],
+                       factory: OptimizerFactory | None = None) -> torch.optim.Optimizer:
+        factory = factory or self.optimizer_factory
+        if factory is None:
+            return torch.optim.Adam(parameters, lr=1e-4)
+        return factory(parameters)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.trainable_parameters())
+        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
+        if scheduler is None:
+            return optimizer
+        if isinstance(scheduler, dict) and "monitor" in scheduler:
+            scheduler = {**scheduler, "monitor": self.schedule_monitor}  # plateau: the paradigm's own metric
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
