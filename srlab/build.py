@@ -210,7 +210,7 @@ def check_paradigm_data(cfg: DictConfig) -> None:
     training (``srlab train``, ``srlab show``); evaluating a trained network on other data is fine."""
     from srlab.data import DATAMODULES
 
-    accepted = PARADIGMS.entry(cfg.paradigm.name).info.get("data")
+    accepted = PARADIGMS.entry(cfg.paradigm.name).card.data
     family = DATAMODULES.entry(cfg.data.kind).family
     if accepted and family not in accepted:
         kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)

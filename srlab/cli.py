@@ -110,11 +110,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         entry = models.NETWORKS.entry(name)
         kwargs = {k: v for k, v in (("in_channels", 1), ("out_channels", 1))
                   if k in models.NETWORKS.parameters(name)}
-        scales = entry.info.get("scales", (2,))
+        scales = entry.card.scales
         if "scale" in models.NETWORKS.parameters(name):
             kwargs["scale"] = 2 if 2 in scales else scales[0]
         n = models.count_parameters(models.create(name, **kwargs))
-        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.info.get('paper', '')}")
+        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.card.paper}")
     return 0
 
 

@@ -11,12 +11,9 @@ import lightning as L
 from omegaconf import OmegaConf
 
 from srlab.data.config import DataConfig, DegradationConfig, ModalityConfig, SimulationConfig
-from srlab.registry import Registry
 
-DATAMODULES: Registry[L.LightningDataModule] = Registry("data kind")
-
-# Importing the modules registers the data kinds.
-from srlab.data import datamodules, smlm  # noqa: F401
+# The DataModule modules register when the registry is first used (srlab/registry.py lists them).
+from srlab.registry import DATAMODULES
 
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:

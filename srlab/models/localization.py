@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.evaluation.localization import gaussian_fit_localize
 from srlab.models import NETWORKS
 from srlab.models.blocks import check_at_least, check_scale
@@ -60,7 +61,7 @@ class DeepSTORM(nn.Module):
         super().__init__()
         check_scale(scale, LOCALIZATION_SCALES)
         if len(features) != 4:
-            raise ValueError(f"features must be 4 widths (3 encoder stages, bottleneck), got {features!r}")
+            raise OptionError(f"features must be 4 widths (3 encoder stages, bottleneck), got {features!r}")
         for f in features:
             check_at_least("features", f, 1)
         f1, f2, f3, f4 = (int(f) for f in features)
@@ -121,7 +122,7 @@ class DeepULM(nn.Module):
         check_at_least("features", features, 1)
         check_at_least("depth", depth, 1)
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+            raise OptionError(f"dropout must be in [0, 1), got {dropout!r}")
         self.scale = scale
         self.core = UNetCore(in_channels, features, depth=depth, features=features, kernel_size=3,
                              convs_per_level=2, batch_norm=True, activation="leaky_relu", pooling="max")
@@ -174,12 +175,12 @@ class GaussianFitLocalizer(nn.Module):
         super().__init__()
         check_scale(scale, LOCALIZATION_SCALES)
         if in_channels != 1 or out_channels != 1:
-            raise ValueError(f"gaussfit localizes single-channel frames: in_channels and out_channels must be 1, "
+            raise OptionError(f"gaussfit localizes single-channel frames: in_channels and out_channels must be 1, "
                              f"got {in_channels} and {out_channels}")
         for name, value in (("psf_sigma_nm", psf_sigma_nm), ("pixel_size_nm", pixel_size_nm),
                             ("threshold", threshold), ("emitter_mass", emitter_mass)):
             if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+                raise OptionError(f"{name} must be > 0, got {value!r}")
         self.scale, self.psf_sigma_nm, self.pixel_size_nm = scale, psf_sigma_nm, pixel_size_nm
         self.threshold, self.emitter_mass = threshold, emitter_mass
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from srlab.errors import SrlabError
+from srlab.errors import OptionError, SrlabError
 from srlab.evaluation.metrics import SRMetrics
 from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the test's baseline; callbacks use it
 
@@ -42,7 +42,7 @@ class SRTask(L.LightningModule):
                  scale: int = 2, monitor: str = "val/psnr", schedule_monitor: str | None = None):
         super().__init__()
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
+            raise OptionError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
         self.network = network
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory

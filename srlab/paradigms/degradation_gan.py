@@ -30,8 +30,7 @@ import torch
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
-from srlab.errors import SrlabError
-from srlab.models import degradation as _degradation  # noqa: F401  (registers the degraders)
+from srlab.errors import OptionError, SrlabError
 from srlab.optics.kernels import downsample
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
@@ -71,12 +70,12 @@ class DegradationGAN(SRTask):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          ema_decay=ema_decay, scale=scale, monitor="val/stage2_psnr", schedule_monitor="val/psnr")
         if stage1_epochs < 1:
-            raise ValueError(f"stage1_epochs must be >= 1, got {stage1_epochs}")
+            raise OptionError(f"stage1_epochs must be >= 1, got {stage1_epochs}")
         for name, value in (("degrader_pixel_weight", degrader_pixel_weight),
                             ("degrader_adversarial_weight", degrader_adversarial_weight),
                             ("pixel_weight", pixel_weight), ("adversarial_weight", adversarial_weight)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise OptionError(f"{name} must be >= 0, got {value}")
         check_clipping(gradient_clip_val, gradient_clip_algorithm)
         self.automatic_optimization = False
         self.degrader, self.discriminator, self.lr_discriminator = degrader, discriminator, lr_discriminator

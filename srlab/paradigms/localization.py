@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from srlab.data.normalize import percentile_scale
 from srlab.data.smlm import Localizations
-from srlab.errors import SrlabError
+from srlab.errors import OptionError, SrlabError
 from srlab.evaluation.frc import frc_resolution_nm
 from srlab.evaluation.localization import (
     DEFAULT_TOLERANCE_NM,
@@ -89,15 +89,15 @@ class LocalizationTask(SRTask):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          ema_decay=ema_decay, scale=scale, monitor="val/jaccard")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+            raise OptionError(f"kernel_size must be a positive odd number, got {kernel_size}")
         for name, value in (("kernel_sigma_px", kernel_sigma_px), ("emitter_mass", emitter_mass),
                             ("threshold", threshold), ("tolerance_nm", tolerance_nm),
                             ("baseline_threshold", baseline_threshold),
                             ("render_pixel_size_nm", render_pixel_size_nm), ("render_sigma_nm", render_sigma_nm)):
             if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+                raise OptionError(f"{name} must be > 0, got {value}")
         if l1_weight < 0:
-            raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
+            raise OptionError(f"l1_weight must be >= 0, got {l1_weight}")
         self.register_buffer("kernel", gaussian_kernel2d(kernel_size, kernel_sigma_px), persistent=False)
         # The detection threshold tuned on validation travels with the checkpoint (a persistent buffer).
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))

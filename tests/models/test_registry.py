@@ -227,3 +227,77 @@ def test_dfcan_sigmoid_output_is_optional() -> None:
         free = build("dfcan", 2, output_sigmoid=False).eval()(lr)
     assert bounded.min() > 0 and bounded.max() < 1
     torch.testing.assert_close(bounded, torch.sigmoid(free))
+
+
+def test_a_model_from_another_package_is_one_file_and_one_yaml(tmp_path, monkeypatch):
+    """Adding a model: one module that registers it (here in a package of one's own, found through its
+    'srlab.models' entry point — srlab is not edited) and one experiment YAML; it trains one step."""
+    import sys
+
+    from srlab import cli, registry
+
+    pkg = tmp_path / "site" / "throwaway_models"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "from torch import nn\n"
+        "from srlab.models import NETWORKS\n\n\n"
+        "@NETWORKS.register('throwaway', family='linear', paper='none (a test)')\n"
+        "class Throwaway(nn.Module):\n"
+        "    def __init__(self, in_channels: int = 1, out_channels: int = 1, scale: int = 2, features: int = 4):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(in_channels, features * scale**2, 3, padding=1),\n"
+        "                                  nn.Conv2d(features * scale**2, out_channels * scale**2, 1),\n"
+        "                                  nn.PixelShuffle(scale))\n\n"
+        "    def forward(self, lr):\n"
+        "        return self.body(lr)\n")
+    dist = tmp_path / "site" / "throwaway_models-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-models\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[srlab.models]\nthrowaway = throwaway_models\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "throwaway_smoke.yaml").write_text(
+        "defaults: [data/sim_smoke, paradigm/supervised, trainer/cpu_smoke, logger/wandb]\n"
+        "model: {name: throwaway, params: {features: 2}}\n")
+    monkeypatch.chdir(tmp_path)
+    # As in a new process: the registry not yet loaded (its entries restored after the test).
+    monkeypatch.setattr(registry.NETWORKS, "_entries", dict(registry.NETWORKS._entries))
+    monkeypatch.setattr(registry.NETWORKS, "_loaded", False)
+    monkeypatch.delitem(sys.modules, "throwaway_models", raising=False)
+
+    assert "throwaway" in registry.NETWORKS
+    assert registry.NETWORKS.entry("throwaway").card.paper == "none (a test)"
+    code = cli.main(["train", "throwaway_smoke", "logger.wandb.enabled=false", "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                     "trainer.enable_progress_bar=false", "data.batch_size=2", f"runs_dir={tmp_path / 'runs'}"])
+    assert code == 0
+    assert list((tmp_path / "runs" / "throwaway_smoke").glob("*/metrics.json"))
+
+
+def test_a_bug_in_a_constructor_keeps_its_traceback_and_bad_values_are_one_line():
+    from srlab.errors import SrlabError
+    from srlab.registry import Registry
+
+    reg: Registry = Registry("thing")
+
+    @reg.register("buggy")
+    def buggy(width: int = 1):
+        return {}["missing"] if width else None  # a bug: KeyError
+
+    @reg.register("picky")
+    def picky(width: int = 1, mode: str = "a"):
+        from srlab.errors import OptionError
+        if mode not in ("a", "b"):
+            raise OptionError(f"mode must be a or b, got {mode!r}")
+        return width
+
+    with pytest.raises(KeyError):
+        reg.create("buggy", width=2)
+    with pytest.raises(SrlabError, match=r"thing 'picky': mode must be a or b"):
+        reg.create("picky", mode="c")
+    with pytest.raises(SrlabError, match=r"model\.params\.width='8x': thing 'picky' takes an integer"):
+        reg.create("picky", _where="model.params", width="8x")
+    with pytest.raises(SrlabError, match=r"registered by"):
+        reg.entry("nope")
+    assert reg.create("picky", width=3) == 3
