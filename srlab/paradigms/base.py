@@ -9,7 +9,8 @@ ranks by torchmetrics. The test also reports the bicubic baseline on the same im
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import lightning as L
 import torch
@@ -22,6 +23,24 @@ from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the tes
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], dict | None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """Marks a paradigm argument that :func:`srlab.build.build_paradigm_params` makes from its
+    ``paradigm.params`` entry: ``kind`` is ``discriminator`` or ``degrader`` (``{name, params}`` of that
+    registry) or ``optimizer`` (keys of ``paradigm.optimizer``). ``sees_condition``: a conditional GAN's
+    discriminator also sees the upsampled LR image (twice the data's channels)."""
+
+    kind: str
+    sees_condition: bool = False
+
+
+# Argument types of paradigms: what the annotation says is what srlab.build builds (no naming rules).
+Discriminator = Annotated[nn.Module, Component("discriminator")]
+ConditionalDiscriminator = Annotated[nn.Module, Component("discriminator", sees_condition=True)]
+Degrader = Annotated[nn.Module, Component("degrader")]
+Optimizer = Annotated[OptimizerFactory, Component("optimizer")]
 
 
 class TrainingDiverged(SrlabError):

@@ -36,7 +36,13 @@ from torch import Tensor, nn
 from srlab.errors import OptionError, SrlabError
 from srlab.optics.kernels import upsample_bicubic
 from srlab.paradigms import PARADIGMS
-from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.paradigms.base import (
+    ConditionalDiscriminator,
+    Optimizer,
+    OptimizerFactory,
+    SchedulerFactory,
+    SRTask,
+)
 from srlab.paradigms.losses import AdversarialLoss, TotalVariationLoss
 
 CLIP_ALGORITHMS = ("norm", "value")
@@ -159,10 +165,10 @@ class AdversarialSR(SRTask):
     ``bce``) and, during pre-training, ``train/pretrain_mse``.
     """
 
-    def __init__(self, network: nn.Module, *, discriminator: nn.Module, loss: nn.Module,
+    def __init__(self, network: nn.Module, *, discriminator: ConditionalDiscriminator, loss: nn.Module,
                  optimizer_factory: OptimizerFactory | None = None,
                  scheduler_factory: SchedulerFactory | None = None, ema_decay: float = 0.0, scale: int = 2,
-                 discriminator_optimizer: OptimizerFactory | None = None, adversarial_loss: str = "bce",
+                 discriminator_optimizer: Optimizer | None = None, adversarial_loss: str = "bce",
                  content_weight: float = 1.0, adversarial_weight: float = 1e-3, tv_weight: float = 2e-8,
                  conditional: bool = False, pretrain_epochs: int = 0, discriminator_steps: int = 1,
                  generator_steps: int = 1, gradient_clip_val: float | None = None,

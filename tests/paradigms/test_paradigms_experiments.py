@@ -85,3 +85,24 @@ def test_vgg_content_loss_without_weights_file_is_an_error():
     cfg = load_experiment("srgan_sted", ["paradigm.loss.name=vgg19"])
     with pytest.raises(SrlabError, match="weights_path"):
         _validate(cfg)
+
+
+def test_sub_networks_are_built_from_the_paradigms_annotations_not_their_names():
+    """A paradigm argument typed Discriminator/Degrader/Optimizer is built from its config entry,
+    whatever it is called (no 'discriminator'/'*_optimizer' naming rule)."""
+    from srlab.build import _components
+    from srlab.models.degradation import DEGRADERS
+    from srlab.models.discriminators import DISCRIMINATORS
+
+    kinds = {k: c.kind for k, c in _components("degradation_gan").items()}
+    assert kinds == {"degrader": "degrader", "discriminator": "discriminator", "lr_discriminator": "discriminator",
+                     "discriminator_optimizer": "optimizer", "degrader_optimizer": "optimizer",
+                     "lr_discriminator_optimizer": "optimizer"}
+    gan = _components("gan")
+    assert gan["discriminator"].sees_condition and gan["discriminator_optimizer"].kind == "optimizer"
+    task = build.build_task(load_experiment("bulat_sted", ["profile=quick"]))
+    assert type(task.degrader) is DEGRADERS.get("bulat")
+    assert type(task.lr_discriminator) is DISCRIMINATORS.get("patchgan")
+    cond = build.build_task(load_experiment("crossmodal_gan_sted", ["profile=quick"]))
+    first = next(m for m in cond.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 2  # sees the upsampled LR beside the image
