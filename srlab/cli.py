@@ -123,8 +123,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     import torch
 
-    from srlab.evaluation.predict import predict_file
     from srlab.inference import load_network
+    from srlab.inference.predict import predict_file
 
     network, card = load_network(args.run, args.checkpoint)
     if card.kind == "localization":

@@ -1,11 +1,9 @@
-"""Evaluation: image metrics, FRC resolution, SQUIRREL-style consistency, tiled prediction.
+"""Evaluation: image metrics, FRC resolution, SQUIRREL-style consistency, localization scoring, comparisons.
 
 * :mod:`srlab.evaluation.metrics` — PSNR, SSIM, MS-SSIM, NRMSE (plain and affine-fitted) per image, and
   :class:`~srlab.evaluation.metrics.SRMetrics` for DDP-synchronized validation/test means.
 * :mod:`srlab.evaluation.frc` — Fourier ring correlation resolution in nm (two images or one image).
 * :mod:`srlab.evaluation.consistency` — reference-free RSE/RSP of an SR output against its LR input.
-* :mod:`srlab.evaluation.tiling` — seamless, memory-bounded tiled prediction with optional ×8 TTA.
-* :mod:`srlab.evaluation.predict` — stacks and TIFF files: normalization in, inversion out, ImageJ TIFF.
 * :mod:`srlab.evaluation.localization` — SMLM localization and its assessment.
 
 Only modules that depend on nothing else in srlab are imported here; the others (they use
@@ -16,7 +14,5 @@ from __future__ import annotations
 
 from srlab.evaluation.frc import checkerboard_frc_resolution_nm, frc_curve, frc_resolution_nm
 from srlab.evaluation.metrics import SRMetrics, image_metrics
-from srlab.evaluation.tiling import predict_tiled
 
-__all__ = ["SRMetrics", "checkerboard_frc_resolution_nm", "frc_curve", "frc_resolution_nm", "image_metrics",
-           "predict_tiled"]
+__all__ = ["SRMetrics", "checkerboard_frc_resolution_nm", "frc_curve", "frc_resolution_nm", "image_metrics"]

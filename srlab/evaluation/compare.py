@@ -72,6 +72,8 @@ from srlab.config import (
 )
 from srlab.errors import SrlabError, did_you_mean
 from srlab.evaluation import stats
+from srlab.inference.loader import config_network, has_trainable_parameters, load_network
+from srlab.inference.tiling import predict_tiled
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
 SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data")
@@ -301,19 +303,6 @@ def _compose(entry: SuiteEntry, suite: Suite, seed: int, cli: Sequence[str]) -> 
     return load_experiment(entry.experiment, [*profile, *suite.overrides, *entry.overrides, f"seed={seed}", *cli])
 
 
-def _network_without_compile(cfg: DictConfig) -> nn.Module:
-    # Evaluation runs a few images: compiling would cost more than it saves.
-    from srlab import build
-
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
-    cfg.model.compile = False
-    return build.build_network(cfg)
-
-
-def _has_trainable(module: nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
-
-
 def find_finished_run(cfg: DictConfig, wanted_hash: str, cache: dict[Path, str | None] | None = None) -> Path | None:
     """The newest run directory of ``cfg.name`` under ``cfg.runs_dir`` that finished (``metrics.json``)
     with a config of hash ``wanted_hash``; ``None`` if there is none."""
@@ -353,8 +342,7 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
             raise SrlabError(f"{suite.path}: '{entry.experiment}' is a localization experiment; srlab compare "
                              f"ranks SR images. Its Jaccard/recall/precision/RMSE (beside the Gaussian-fit "
                              f"baseline's) are in its run's metrics.json; see benchmarks/localization_density.py")
-        network = _network_without_compile(first)
-        learned = _has_trainable(network)
+        learned = has_trainable_parameters(config_network(first))
         seeds = suite.seeds if learned else suite.seeds[:1]  # seeds change nothing without training
         name = str(first.model.name)
         row = Row(label=entry.label, experiment=entry.experiment, model=name,
@@ -554,7 +542,6 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple
     """Per-image metrics of ``network`` on the group's samples, and its crops of the visual grid."""
     from srlab.evaluation.consistency import squirrel_consistency
     from srlab.evaluation.metrics import image_metrics
-    from srlab.evaluation.tiling import predict_tiled
 
     values: dict[str, list[float]] = {m: [] for m in METRICS}
     grid_of = {index: (y, x) for index, y, x in group.grid}
@@ -583,30 +570,6 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple
             y, x = grid_of[index]
             crops[index] = sr[0, y:y + group.grid_px, x:x + group.grid_px]
     return values, crops
-
-
-def _load_run_network(run_dir: Path) -> nn.Module:
-    """The run's trained network (EMA weights where kept) from the checkpoint its test used."""
-    from srlab.runs import load_checkpoint
-
-    cfg = load_resolved(run_dir / "config.yaml")
-    network = _network_without_compile(cfg)
-    if not _has_trainable(network):
-        return network.eval()
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    name = metrics.get("checkpoint") or "best.ckpt"
-    ckpt = next((p for p in (run_dir / "checkpoints" / name, run_dir / "checkpoints" / "best.ckpt",
-                             run_dir / "checkpoints" / "last.ckpt") if p.is_file()), None)
-    if ckpt is None:
-        raise SrlabError(f"{run_dir}: finished run without checkpoints/{name}")
-    state = load_checkpoint(ckpt).get("state_dict", {})
-    prefix = "ema.module." if any(k.startswith("ema.module.") for k in state) else "network."
-    try:
-        network.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-    except RuntimeError as err:
-        raise SrlabError(f"{ckpt}: weights do not fit model '{cfg.model.name}' of {run_dir / 'config.yaml'} "
-                         f"({str(err).splitlines()[0][:160]})") from None
-    return network.eval()
 
 
 def _checkpoint_stamp(run_dir: Path) -> dict[str, Any]:
@@ -747,7 +710,7 @@ def evaluate_run(run: PlannedRun, group: EvalGroup, *, device: str, with_cost: b
     run_dir = run.run_dir
     key = _evaluation_key(run, group)
     return cached_evaluation(run_dir / "evaluations" / f"compare-{key}.json", key, group,
-                             lambda: _load_run_network(run_dir), channels=int(run.cfg.data.channels), device=device,
+                             lambda: load_network(run_dir)[0], channels=int(run.cfg.data.channels), device=device,
                              with_cost=with_cost, reevaluate=reevaluate, log=log,
                              describe={"run_id": run_dir.name, "run_dir": str(run_dir), "seed": run.seed,
                                        "config_hash": run.hash})
