@@ -20,16 +20,16 @@ A *suite* (``experiments/suites/<name>.yaml``) names experiments, seeds and a sh
    (:func:`srlab.experiment.train`); networks without trainable parameters run once, with the first seed;
 3. evaluates every run on the *same* test images — one DataModule per distinct test set, built with the
    suite's first seed — per image: PSNR, SSIM, MS-SSIM, NRMSE and their affine-fitted variants
-   (:func:`srlab.evaluation.metrics.image_metrics`), the single-image FRC resolution in nm
-   (:func:`srlab.evaluation.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and the
-   SQUIRREL-style consistency with the input (:func:`srlab.evaluation.consistency.squirrel_consistency`,
+   (:func:`srlab.metrics.image.image_metrics`), the single-image FRC resolution in nm
+   (:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and the
+   SQUIRREL-style consistency with the input (:func:`srlab.metrics.consistency.squirrel_consistency`,
    PSF fitted). The bicubic baseline is always evaluated. Evaluations are cached in
    ``<run>/evaluations/compare-<key>.json`` (key: evaluation data, test images, checkpoint), so a rerun
    recomputes nothing;
 4. measures each network's cost — parameters, multiply-adds and CPU (and, with CUDA, GPU) inference
    time per 256² output — and writes ``reports/<suite>/``: ``leaderboard.md``/``.csv`` (mean ± 95 % CI
    over seeds × images, p-value against the best from a paired Wilcoxon test; see
-   :mod:`srlab.evaluation.stats`), ``per_image.csv``, ``report.json``, PNG figures and a W&B comparison
+   :mod:`srlab.metrics.stats`), ``per_image.csv``, ``report.json``, PNG figures and a W&B comparison
    run (``wandb.Table`` + images), replacing an older report only once the new one is complete.
 
 Runs are never deleted or modified; only ``<run>/evaluations/`` gains cache files.
@@ -71,9 +71,9 @@ from srlab.config import (
     load_resolved,
 )
 from srlab.errors import SrlabError, did_you_mean
-from srlab.evaluation import stats
 from srlab.inference.loader import config_network, has_trainable_parameters, load_network
 from srlab.inference.tiling import predict_tiled
+from srlab.metrics import stats
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
 SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data")
@@ -524,7 +524,7 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
 def _frc(image: np.ndarray, pixel_size_nm: float | None) -> float:
     """Single-image FRC resolution (nm) of a ``(C, H, W)`` image, averaged over channels; NaN without a
     pixel size, below MIN_FRC_PX, or where the curve never crosses the threshold."""
-    from srlab.evaluation.frc import checkerboard_frc_resolution_nm
+    from srlab.metrics.frc import checkerboard_frc_resolution_nm
 
     if not pixel_size_nm or min(image.shape[-2:]) < MIN_FRC_PX:
         return math.nan
@@ -540,8 +540,8 @@ def _frc(image: np.ndarray, pixel_size_nm: float | None) -> float:
 
 def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple[dict[str, list[float]], np.ndarray]:
     """Per-image metrics of ``network`` on the group's samples, and its crops of the visual grid."""
-    from srlab.evaluation.consistency import squirrel_consistency
-    from srlab.evaluation.metrics import image_metrics
+    from srlab.metrics.consistency import squirrel_consistency
+    from srlab.metrics.image import image_metrics
 
     values: dict[str, list[float]] = {m: [] for m in METRICS}
     grid_of = {index: (y, x) for index, y, x in group.grid}

@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from srlab.data.normalize import percentile_scale
 from srlab.data.smlm import Localizations
 from srlab.errors import SrlabError
-from srlab.evaluation.frc import frc_resolution_nm
 from srlab.evaluation.localization import (
     DEFAULT_TOLERANCE_NM,
     gaussian_fit_localize,
@@ -43,7 +42,8 @@ from srlab.evaluation.localization import (
     localize_density,
     render_localizations,
 )
-from srlab.evaluation.metrics import psnr, ssim
+from srlab.metrics.frc import frc_resolution_nm
+from srlab.metrics.image import psnr, ssim
 from srlab.optics.kernels import gaussian_kernel2d
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask

@@ -15,7 +15,7 @@ from srlab import models
 from srlab.config import load_experiment
 from srlab.errors import SrlabError
 from srlab.evaluation import compare as cmp
-from srlab.evaluation import stats
+from srlab.metrics import stats
 from tests.conftest import TINY
 
 # TINY without the EDSR-only model options and the W&B switch; the model options go per experiment.
