@@ -149,8 +149,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_localize(args: argparse.Namespace) -> int:
     import torch
 
-    from srlab.evaluation.localization import localize_file
     from srlab.inference import load_network
+    from srlab.smlm.localize import localize_file
 
     network, card = load_network(args.run, args.checkpoint)
     if card.kind != "localization":
@@ -178,8 +178,8 @@ def _cmd_localize(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
-    from srlab.data.smlm import read_localizations_csv
-    from srlab.evaluation.localization import localization_metrics
+    from srlab.smlm.localizations import read_localizations_csv
+    from srlab.smlm.score import localization_metrics
 
     gt = read_localizations_csv(args.ground_truth)
     pred = read_localizations_csv(args.localizations)

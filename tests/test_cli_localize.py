@@ -7,7 +7,8 @@ import tifffile
 
 from srlab import experiment
 from srlab.config import load_experiment
-from srlab.data.smlm import SMLMConfig, read_localizations_csv, write_smlm_dataset
+from srlab.smlm.localizations import read_localizations_csv
+from srlab.smlm.simulate import SMLMConfig, write_smlm_dataset
 from tests.conftest import run_cli
 from tests.paradigms.test_paradigms_localization_experiment import TINY_SMLM
 

@@ -1,7 +1,7 @@
 """Data: TIFF I/O, optics simulation, degradation and the DataModules shared by every paradigm.
 
 ``data.kind`` names a registered DataModule: ``simulated``/``paired``, ``degrade``, ``unpaired``
-(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.data.smlm`).
+(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.smlm.datamodule`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from srlab.registry import Registry
 DATAMODULES: Registry[L.LightningDataModule] = Registry("data kind")
 
 # Importing the modules registers the data kinds.
-from srlab.data import datamodules, smlm  # noqa: F401
+from srlab.data import datamodules  # noqa: F401
+from srlab.smlm import datamodule as _smlm_datamodule  # noqa: F401  (registers kind 'smlm')
 
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:

@@ -1,8 +1,6 @@
-"""Evaluation: SMLM localization scoring and suite comparisons.
-
-* :mod:`srlab.evaluation.localization` — SMLM localization and its assessment.
-* :mod:`srlab.evaluation.compare` — comparison suites.
+"""Evaluation: comparison suites (:mod:`srlab.evaluation.compare`).
 
 Image metrics, FRC, consistency and statistics are in :mod:`srlab.metrics`; tiled prediction and the
-network loader in :mod:`srlab.inference`.
+network loader in :mod:`srlab.inference`; SMLM
+localization and its scoring in :mod:`srlab.smlm`.
 """
