@@ -206,8 +206,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from srlab.evaluation.compare import run_compare
-    return run_compare(args)
+    from srlab.compare import compare
+
+    compare(args.suite, args.overrides, reports_dir=args.reports_dir, train=not args.no_train,
+            use_wandb=not args.no_wandb, reevaluate=args.reevaluate, device=args.device)
+    return 0
 
 
 COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare})
@@ -270,9 +273,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance-nm", type=float, default=250.0, help="matching radius (default 250 nm)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     from srlab.data.simulate import add_simulate_arguments
-    from srlab.evaluation.compare import add_compare_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
-    add_compare_arguments(sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/"))
+    p = sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/")
+    p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or path to a suite YAML")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides for every run of the suite (e.g. trainer.max_epochs=2, profile=quick)")
+    p.add_argument("--reports-dir", default="reports", help="where reports/<suite>/ is written (default reports)")
+    p.add_argument("--no-train", action="store_true", help="only evaluate finished runs; fail if one is missing")
+    p.add_argument("--no-wandb", action="store_true", help="do not log a W&B comparison run")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="ignore cached evaluations in <run>/evaluations/ and recompute them")
+    p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
     return parser
 
 
