@@ -67,10 +67,12 @@ class NetworkCard:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as err:
             raise SrlabError(f"{path}: cannot be read as a network card ({err})") from None
+        if not isinstance(data, dict):
+            raise SrlabError(f"{path}: not a network card written by srlab (not a JSON object)")
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(f.name for f in dataclasses.fields(cls)
                          if f.name not in data and f.default is dataclasses.MISSING)
-        if not isinstance(data, dict) or missing:
+        if missing:
             raise SrlabError(f"{path}: not a network card written by srlab (missing {', '.join(missing)})")
         if data.get("format", CARD_FORMAT) > CARD_FORMAT:
             raise SrlabError(f"{path}: card format {data['format']} is newer than this srlab understands "

@@ -111,3 +111,16 @@ def test_srlab_test_takes_the_checkpoint_asked_for(ema_run, tmp_path):
     last = experiment.test(str(run), [], checkpoint="last")
     assert best["checkpoint"].endswith("best.ckpt") and last["checkpoint"].endswith("last.ckpt")
     assert best["test/psnr"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test/psnr"])
+
+
+@pytest.mark.parametrize("text, message", [("[1, 2]", "not a JSON object"), ('{"network": "edsr"}', "missing"),
+                                           ("{not json", "cannot be read as a network card")])
+def test_a_broken_card_is_a_one_line_error(ema_run, tmp_path, capsys, text, message):
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    shutil.copy(ema_run / "network.pt", folder / "network.pt")
+    (folder / "network.json").write_text(text)
+    status = cli.main(["predict", str(folder / "network.pt"), str(_image(tmp_path)), "-o", str(tmp_path / "x.tif"),
+                       "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and message in err
