@@ -23,6 +23,7 @@ from srlab.callbacks import LastCheckpoint, RNGState, RunETA, RunStopped, StopRe
 from srlab.config import config_hash, to_yaml
 from srlab.errors import SrlabError
 from srlab.inference import artifact, loader
+from srlab.inference.loader import has_trainable_parameters
 
 # Keys a resumed run may change: how it runs and logs, not what it trains (anything else would make
 # the checkpoint and config.yaml describe different experiments).
@@ -36,10 +37,6 @@ def _is_rank_zero() -> bool:
 def _say(message: str) -> None:
     if _is_rank_zero():
         print(message, flush=True)
-
-
-def has_trainable_parameters(module: torch.nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
 
 
 def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger | None:
