@@ -113,6 +113,15 @@ def test_srlab_test_takes_the_checkpoint_asked_for(ema_run, tmp_path):
     assert best["test/psnr"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test/psnr"])
 
 
+def test_srlab_test_takes_checkpoint_before_or_after_the_overrides(ema_run, tmp_path, capsys):
+    run = Path(shutil.copytree(ema_run, tmp_path / "run"))
+    assert cli.main(["test", str(run), "--checkpoint", "last", "trainer.limit_test_batches=1"]) == 0
+    assert cli.main(["test", str(run), "trainer.limit_test_batches=1", "--checkpoint", "last"]) == 0
+    saved = [json.loads(p.read_text()) for p in sorted((run / "evaluations").glob("*.json"))]
+    assert [s["checkpoint"].endswith("last.ckpt") for s in saved] == [True, True]
+    assert [s["overrides"] for s in saved] == [["trainer.limit_test_batches=1"]] * 2
+
+
 @pytest.mark.parametrize("text, message", [("[1, 2]", "not a JSON object"), ('{"network": "edsr"}', "missing"),
                                            ("{not json", "cannot be read as a network card")])
 def test_a_broken_card_is_a_one_line_error(ema_run, tmp_path, capsys, text, message):
