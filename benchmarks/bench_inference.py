@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from srlab import build
 from srlab.config import ExperimentConfig
-from srlab.evaluation.tiling import predict_tiled
+from srlab.inference.tiling import predict_tiled
 from srlab.models.blocks import multiply_adds
 
 MODELS = ("srcnn", "edsr", "rdn", "dfcan")
@@ -58,7 +58,7 @@ PATHS = (Path("fp32 eager", False, False, False), Path("bf16 autocast + channels
 
 
 def axis_tiles(length: int, tile: int, overlap: int) -> int:
-    """Tiles along one axis, placed as :func:`srlab.evaluation.tiling.predict_tiled` places them."""
+    """Tiles along one axis, placed as :func:`srlab.inference.tiling.predict_tiled` places them."""
     return 1 if length <= tile else len(range(0, length - tile, tile - overlap)) + 1
 
 

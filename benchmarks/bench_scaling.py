@@ -12,7 +12,7 @@ peak covers the prediction only and not the imports. Reported per size:
 * **tiling ns/px** — time per output pixel not spent in the network (timed alone on the same tiles
   afterwards): reading, cutting tiles, stitching and writing on the host.
 
-The measured path is ``srlab predict``'s (:func:`srlab.evaluation.predict.predict_file`) on a 16-bit
+The measured path is ``srlab predict``'s (:func:`srlab.inference.predict.predict_file`) on a 16-bit
 ImageJ TIFF with a pixel size, written beforehand in row blocks.
 
 Run as ``python benchmarks/bench_scaling.py --worker SIZE ...`` it measures one size and prints JSON.
@@ -46,7 +46,7 @@ def worker(size: int, model: str, tile: int, overlap: int, batch: int, threads: 
 
     import srlab  # noqa: F401
     from srlab import models
-    from srlab.evaluation.predict import predict_file
+    from srlab.inference.predict import predict_file
 
     torch.set_num_threads(threads)
     network = models.create(model, scale=scale).eval()

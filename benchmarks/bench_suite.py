@@ -39,7 +39,7 @@ def suite_members(suite: str) -> tuple[list[tuple[str, str, list[str]]], int, st
     """([(label, experiment, overrides)], seeds per experiment, where they came from), composed the way
     ``srlab compare`` composes them: profile, suite overrides, then the entry's own overrides."""
     try:
-        from srlab.evaluation.compare import load_suite
+        from srlab.compare import load_suite
     except ImportError:
         load_suite = None
     if load_suite is not None and (EXPERIMENTS_DIR / "suites" / f"{suite}.yaml").is_file():

@@ -236,7 +236,7 @@ def section_inference(plan: dict, device: torch.device, state: dict, force_bf16:
     state["inference"] = [x for r in res_models.values() for x in r["results"]]
     layouts = ", ".join(f"{m} {lay.input_px}²" for m, lay in plan["layouts"].items())
     lines = [
-        (f"`srlab.evaluation.tiling.predict_tiled` on a random {'4096²' if device.type == 'cuda' else 'small'} "
+        (f"`srlab.inference.tiling.predict_tiled` on a random {'4096²' if device.type == 'cuda' else 'small'} "
         f"input ({layouts}; {'' if device.type == 'cuda' else 'the 4096² of the issue would take hours on 2 cores; '}"
         f"×2 output), networks at their paper defaults with random weights, built by `build_network` with the "
         f"path's config keys. Median of {plan['reps']} interleaved passes. Measured peak of this device in "

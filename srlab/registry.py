@@ -235,5 +235,5 @@ LOSSES: Registry[Any] = Registry("loss", modules=("srlab.paradigms.losses",), pl
 PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
     "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
     "srlab.paradigms.residual", "srlab.paradigms.supervised"), plugins="srlab.paradigms")
-DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.data.smlm"),
+DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

@@ -7,7 +7,8 @@ import tifffile
 
 from srlab import experiment
 from srlab.config import load_experiment
-from srlab.data.smlm import SMLMConfig, read_localizations_csv, write_smlm_dataset
+from srlab.smlm.localizations import read_localizations_csv
+from srlab.smlm.simulate import SMLMConfig, write_smlm_dataset
 from tests.conftest import run_cli
 from tests.paradigms.test_paradigms_localization_experiment import TINY_SMLM
 
@@ -16,6 +17,9 @@ def test_localize_a_stack_then_score_it(tmp_path):
     run_dir = experiment.train(load_experiment("deepstorm_tubes", [*TINY_SMLM, f"runs_dir={tmp_path / 'runs'}"]))
     paths = write_smlm_dataset(tmp_path / "acq", frames=4, seed=5, config=SMLMConfig(height_px=16, width_px=16))
     out = tmp_path / "loc"
+    card = json.loads((run_dir / "network.json").read_text())
+    assert card["kind"] == "localization" and card["localization"]["scale"] == 8
+    assert card["localization"]["threshold"] > 0
 
     proc = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out), "--threshold", "0.01")
     assert proc.returncode == 0, proc.stderr

@@ -35,7 +35,7 @@ def test_notebook_renders_a_report(tmp_path, monkeypatch):
     pytest.importorskip("ipykernel")
     import yaml
 
-    from srlab.evaluation.compare import compare
+    from srlab.compare import compare
 
     # Classical methods: each run is a test pass (no training), yet a real run folder with metrics.json.
     suite = tmp_path / "nb.yaml"

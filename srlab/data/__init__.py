@@ -1,7 +1,7 @@
 """Data: TIFF I/O, optics simulation, degradation and the DataModules shared by every paradigm.
 
 ``data.kind`` names a registered DataModule: ``simulated``/``paired``, ``degrade``, ``unpaired``
-(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.data.smlm`).
+(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.smlm.datamodule`).
 """
 from __future__ import annotations
 

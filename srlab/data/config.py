@@ -12,7 +12,7 @@ misspelt option fails with one line naming it.
 * ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
 * ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
   pairs for validation/test.
-* ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.data.smlm`).
+* ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
 that kind's signature.

@@ -1,9 +1,9 @@
 """Localization microscopy networks: a camera frame in, a density map on an 8× finer grid out.
 
 Contract (as every srlab network): ``forward`` maps ``(N, 1, h, w)`` (a percentile-normalized camera
-frame, :func:`srlab.data.smlm.normalize_frame`) to ``(N, 1, 8h, 8w)``: a map whose mass around each
-molecule is the training emitter mass (100 by default, :mod:`srlab.data.smlm`), turned into molecule
-positions by :func:`srlab.evaluation.localization.localize_density`. Both networks are trained with the
+frame, :func:`srlab.smlm.localize.normalize_frame`) to ``(N, 1, 8h, 8w)``: a map whose mass around each
+molecule is the training emitter mass (100 by default, :mod:`srlab.smlm.datamodule`), turned into molecule
+positions by :func:`srlab.smlm.localize.localize_density`. Both networks are trained with the
 Deep-STORM loss (:mod:`srlab.paradigms.localization`). ``gaussfit`` puts the classical baseline
 (detection + Gaussian fit) behind the same contract, so it is scored by the same pipeline.
 """
@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srlab.errors import OptionError
-from srlab.evaluation.localization import gaussian_fit_localize
 from srlab.models import NETWORKS
 from srlab.models.blocks import check_at_least, check_scale
 from srlab.models.unet import UNetCore
+from srlab.smlm.localize import gaussian_fit_localize
 
 LOCALIZATION_SCALES = (2, 4, 8)
 
@@ -162,7 +162,7 @@ class GaussianFitLocalizer(nn.Module):
     Borkovec, Švindrych, Hagen, "ThunderSTORM: a comprehensive ImageJ plug-in for PALM and STORM data
     analysis and super-resolution imaging", Bioinformatics 30(16), 2014): difference-of-Gaussians
     detection and a least-squares fit of an integrated Gaussian per molecule
-    (:func:`srlab.evaluation.localization.gaussian_fit_localize`). Each fitted molecule is written into
+    (:func:`srlab.smlm.localize.gaussian_fit_localize`). Each fitted molecule is written into
     the ×``scale`` output as ``emitter_mass`` spread bilinearly over the four nearest fine pixels, so
     the density-map localizer recovers the fitted position exactly. ``psf_sigma_nm`` and
     ``pixel_size_nm`` describe the data (defaults: 0.21·660 nm/1.4 and 100 nm). Runs on the CPU

@@ -1,8 +1,8 @@
 """The base LightningModule shared by every paradigm: validation, test, prediction, metrics, EMA.
 
-Metrics (:class:`srlab.evaluation.metrics.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
+Metrics (:class:`srlab.metrics.image.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
 and the affine-fitted variants) are computed per image on percentile-normalized images with the data
-range documented in :mod:`srlab.evaluation.metrics`, averaged over images and synchronized across DDP
+range documented in :mod:`srlab.metrics.image`, averaged over images and synchronized across DDP
 ranks by torchmetrics. The test also reports the bicubic baseline on the same images
 (``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds.
 """
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from srlab.errors import OptionError, SrlabError
-from srlab.evaluation.metrics import SRMetrics
+from srlab.metrics.image import SRMetrics
 from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the test's baseline; callbacks use it
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]

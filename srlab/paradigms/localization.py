@@ -13,7 +13,7 @@ code; unlike that code, whose loss kernel is 2× the target's (``h = h*2.0``), t
 kernel is used on both sides, so a molecule's predicted mass equals the training mass. Deep-ULM
 (van Sloun et al., IEEE TMI 2020) trains with the same loss.
 
-Validation and test localize each predicted map (:func:`srlab.evaluation.localization.localize_density`)
+Validation and test localize each predicted map (:func:`srlab.smlm.localize.localize_density`)
 and score against the ground truth with per-frame Hungarian matching (tolerance 250 nm): Jaccard,
 recall, precision, F1, lateral RMSE, efficiency. The test also runs the classical baseline (detection +
 Gaussian fit) on the *same* frames in photons and reports it as ``test/baseline_*``, the runtime per
@@ -33,20 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srlab.data.normalize import percentile_scale
-from srlab.data.smlm import Localizations
 from srlab.errors import OptionError, SrlabError
-from srlab.evaluation.frc import frc_resolution_nm
-from srlab.evaluation.localization import (
-    DEFAULT_TOLERANCE_NM,
-    gaussian_fit_localize,
-    localization_metrics,
-    localize_density,
-    render_localizations,
-)
-from srlab.evaluation.metrics import psnr, ssim
+from srlab.metrics.frc import frc_resolution_nm
+from srlab.metrics.image import psnr, ssim
 from srlab.optics.kernels import gaussian_kernel2d
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.smlm.localizations import Localizations
+from srlab.smlm.localize import gaussian_fit_localize, localize_density, render_localizations
+from srlab.smlm.score import DEFAULT_TOLERANCE_NM, localization_metrics
 
 #: Detection thresholds (in emitters) tried on the validation set. Low values matter early in training,
 #: when the predicted mass per molecule is still well below the training mass.

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from srlab.data.config import DataConfig
-from srlab.data.smlm import SMLMDataModule
 from srlab.errors import SrlabError
-from srlab.evaluation.localization import localize_density
 from srlab.models import NETWORKS, count_parameters, create
 from srlab.models.localization import DeepSTORM, DeepULM, GaussianFitLocalizer, splat_bilinear
 from srlab.optics.kernels import gaussian_kernel2d
 from srlab.paradigms.localization import THRESHOLD_GRID, LocalizationTask
+from srlab.smlm.datamodule import SMLMDataModule
+from srlab.smlm.localize import localize_density
 
 TINY = {"deepstorm": {"features": (4, 8, 8, 16)}, "deepulm": {"features": 4, "depth": 2}}
 

@@ -37,7 +37,7 @@ def test_gaussfit_is_evaluated_without_training(tmp_path):
 
 
 def test_compare_refuses_localization_suites(tmp_path):
-    from srlab.evaluation.compare import load_suite, plan_suite
+    from srlab.compare import load_suite, plan_suite
 
     (tmp_path / "loc.yaml").write_text("experiments: [deepstorm_tubes]\nseeds: [0]\n")
     with pytest.raises(SrlabError, match="localization experiment"):

@@ -1,4 +1,4 @@
-"""From frames to molecules, and how well molecules were found.
+"""From frames to molecules (scoring them against ground truth: :mod:`srlab.smlm.score`).
 
 * :func:`localize_density` — a predicted density map (Deep-STORM, Deep-ULM) to positions: local maxima
   of the Gaussian-smoothed map whose surrounding mass exceeds a threshold, refined to sub-pixel
@@ -8,12 +8,6 @@
   filtered image's robust noise level, then a least-squares fit of a pixel-integrated 2-D Gaussian
   (x, y, photons, σ, background) to each 2r+1 ROI. All ROIs of a stack are fitted at once by a
   vectorized Levenberg–Marquardt, so a 64×64 frame with ~30 emitters takes milliseconds.
-* :func:`match_localizations` / :func:`localization_metrics` — the SMLM challenge's assessment
-  (Sage et al., Nat. Methods 2015 and 2019): per frame, predictions are paired with ground truth by
-  the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) among pairs closer than the
-  tolerance (default 250 nm); Jaccard = TP/(TP+FP+FN), recall = TP/(TP+FN), precision = TP/(TP+FP),
-  lateral RMSE = sqrt(mean(dx² + dy²)) over the pairs, and the 2019 challenge's lateral efficiency
-  E = 100 − sqrt((100 − Jaccard[%])² + α²·RMSE²) with α = 1 nm⁻¹.
 * :func:`render_localizations` — localizations as Gaussian blobs on a fine grid (the super-resolved
   image), for image metrics (PSNR/SSIM/FRC) against the ground truth rendered the same way.
 * :func:`localize_stack` — a trained network over a whole camera stack: per-frame localizations and
@@ -23,134 +17,32 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage, special
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from srlab.data.smlm import (
+from srlab.data.normalize import percentile_normalize
+from srlab.errors import SrlabError
+from srlab.optics.psf import render_gaussians
+from srlab.smlm.localizations import (
     Localizations,
-    normalize_frame,
     read_smlm_stack,
     write_imagej_tiff,
     write_localizations_csv,
 )
-from srlab.errors import SrlabError
-from srlab.optics.psf import render_gaussians
-
-DEFAULT_TOLERANCE_NM = 250.0
 
 
-# ------------------------------------------------------------------------------------------------
-# Matching and metrics
-# ------------------------------------------------------------------------------------------------
-def match_frame(gt_xy: np.ndarray, pred_xy: np.ndarray,
-                tolerance_nm: float = DEFAULT_TOLERANCE_NM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hungarian matching of one frame's ``(k, 2)`` and ``(m, 2)`` positions (nm).
+def normalize_frame(frame: np.ndarray, low: float = 0.1, high: float = 99.9) -> np.ndarray:
+    """Per-frame percentile normalization (srlab's convention: background ≈ 0, emitters ≈ 1).
 
-    Returns ``(gt_index, pred_index, distance_nm)`` of the pairs within ``tolerance_nm``: the assignment
-    that first maximizes the number of such pairs, then minimizes their total distance."""
-    gt_xy = np.asarray(gt_xy, np.float64).reshape(-1, 2)
-    pred_xy = np.asarray(pred_xy, np.float64).reshape(-1, 2)
-    empty = np.zeros(0, np.int64)
-    if len(gt_xy) == 0 or len(pred_xy) == 0:
-        return empty, empty, np.zeros(0)
-    dist = np.hypot(gt_xy[:, None, 0] - pred_xy[None, :, 0], gt_xy[:, None, 1] - pred_xy[None, :, 1])
-    allowed = dist <= tolerance_nm
-    if not allowed.any():
-        return empty, empty, np.zeros(0)
-    # A forbidden pair costs more than any set of allowed pairs together, so the optimum never trades
-    # a valid pair for a shorter total distance.
-    penalty = (min(dist.shape) + 1) * (tolerance_nm + 1.0)
-    cost = np.where(allowed, dist, penalty)
-    rows, cols = linear_sum_assignment(cost)
-    keep = allowed[rows, cols]
-    return rows[keep], cols[keep], dist[rows[keep], cols[keep]]
+    Deep-STORM's code min–max scales each frame and then standardizes with training-set statistics;
+    percentiles do the same job without storing dataset statistics and are robust to hot pixels."""
+    return percentile_normalize(np.asarray(frame, np.float32), low, high)[0]
 
-
-@dataclass(frozen=True)
-class LocalizationScores:
-    """SMLM-challenge scores; rates are fractions in [0, 1], distances in nm."""
-
-    tp: int
-    fp: int
-    fn: int
-    jaccard: float
-    recall: float
-    precision: float
-    f1: float
-    rmse_nm: float
-    rmse_x_nm: float
-    rmse_y_nm: float
-    efficiency: float
-
-    def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}{k}": float(v) for k, v in asdict(self).items()}
-
-
-def scores_from_counts(tp: int, fp: int, fn: int, squared_dx: float, squared_dy: float) -> LocalizationScores:
-    """Scores from summed counts and summed squared errors (so batches can be accumulated)."""
-    jaccard = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    rmse = math.sqrt((squared_dx + squared_dy) / tp) if tp else math.nan
-    rmse_x = math.sqrt(squared_dx / tp) if tp else math.nan
-    rmse_y = math.sqrt(squared_dy / tp) if tp else math.nan
-    efficiency = (100.0 - math.sqrt((100.0 - 100.0 * jaccard) ** 2 + rmse**2)) if tp else math.nan
-    return LocalizationScores(tp, fp, fn, jaccard, recall, precision, f1, rmse, rmse_x, rmse_y, efficiency)
-
-
-@dataclass
-class MatchResult:
-    """Per-pair detail of a matching: indices into the GT and predicted tables, and the errors."""
-
-    gt_index: np.ndarray
-    pred_index: np.ndarray
-    dx_nm: np.ndarray
-    dy_nm: np.ndarray
-    n_gt: int
-    n_pred: int
-
-    def scores(self) -> LocalizationScores:
-        tp = len(self.gt_index)
-        return scores_from_counts(tp, self.n_pred - tp, self.n_gt - tp,
-                                  float(np.sum(self.dx_nm**2)), float(np.sum(self.dy_nm**2)))
-
-
-def match_localizations(gt: Localizations, pred: Localizations,
-                        tolerance_nm: float = DEFAULT_TOLERANCE_NM) -> MatchResult:
-    """Match frame by frame; dx/dy are prediction minus ground truth."""
-    if tolerance_nm <= 0:
-        raise SrlabError(f"tolerance_nm={tolerance_nm}: must be > 0")
-    gi, pi = [], []
-    gt_order = np.argsort(gt.frame, kind="stable")
-    pred_order = np.argsort(pred.frame, kind="stable")
-    gt_frames, gt_starts = np.unique(gt.frame[gt_order], return_index=True)
-    pred_frames, pred_starts = np.unique(pred.frame[pred_order], return_index=True)
-    gt_bounds = dict(zip(gt_frames, zip(gt_starts, [*gt_starts[1:], len(gt)])))
-    pred_bounds = dict(zip(pred_frames, zip(pred_starts, [*pred_starts[1:], len(pred)])))
-    gxy, pxy = gt.xy(), pred.xy()
-    for f in set(gt_bounds) & set(pred_bounds):
-        g = gt_order[slice(*gt_bounds[f])]
-        p = pred_order[slice(*pred_bounds[f])]
-        rows, cols, _ = match_frame(gxy[g], pxy[p], tolerance_nm)
-        gi.append(g[rows])
-        pi.append(p[cols])
-    g_idx = np.concatenate(gi).astype(np.int64) if gi else np.zeros(0, np.int64)
-    p_idx = np.concatenate(pi).astype(np.int64) if pi else np.zeros(0, np.int64)
-    return MatchResult(g_idx, p_idx, pred.x_nm[p_idx] - gt.x_nm[g_idx], pred.y_nm[p_idx] - gt.y_nm[g_idx],
-                       len(gt), len(pred))
-
-
-def localization_metrics(gt: Localizations, pred: Localizations,
-                         tolerance_nm: float = DEFAULT_TOLERANCE_NM) -> LocalizationScores:
-    """Jaccard, recall, precision, F1, lateral RMSE and efficiency of ``pred`` against ``gt``."""
-    return match_localizations(gt, pred, tolerance_nm).scores()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,8 +286,8 @@ def localize_stack(network: nn.Module, stack: np.ndarray, *, pixel_size_nm: floa
     """Run a density network over a ``(T, H, W)`` camera stack of ``pixel_size_nm`` pixels.
 
     Returns the localizations (0-based frames; write them with
-    :func:`srlab.data.smlm.write_localizations_csv`) and the summed density map, the super-resolved
-    image on the ``pixel_size_nm / scale`` grid (write it with :func:`srlab.data.smlm.write_imagej_tiff`)."""
+    :func:`srlab.smlm.localizations.write_localizations_csv`) and the summed density map, the super-resolved
+    image on the ``pixel_size_nm / scale`` grid (write it with :func:`srlab.smlm.localizations.write_imagej_tiff`)."""
     frames = np.asarray(stack, np.float32)
     parts, total = [], None
     for start in range(0, len(frames), batch_size):
@@ -437,3 +329,4 @@ def localize_file(network: nn.Module, stack_path: str | Path, out_dir: str | Pat
     csv_path = write_localizations_csv(out / "localizations.csv", locs)
     tif_path = write_imagej_tiff(out / "super_resolved.tif", image, pixel_size_nm=pixel / scale)
     return LocalizationOutputs(csv_path, tif_path, len(locs))
+

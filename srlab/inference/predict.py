@@ -11,9 +11,9 @@ channels are inverted with their input channel's map when the network keeps the 
 otherwise with the mean of the input channels' maps. The output is float32, so nothing is clipped.
 
 Frames. ``(H, W)`` is one image; any leading axes (Z, T, …) are frames, predicted one at a time
-with 2D tiling (:func:`srlab.evaluation.tiling.iter_tiled_bands`); a channel axis is named with
+with 2D tiling (:func:`srlab.inference.tiling.iter_tiled_bands`); a channel axis is named with
 ``channel_axis``. :func:`predict_file` reads the input memory-mapped where the file allows it and writes
-the output band by band as tiles finish (:func:`srlab.evaluation.tiling.iter_tiled_bands`), so neither
+the output band by band as tiles finish (:func:`srlab.inference.tiling.iter_tiled_bands`), so neither
 a whole input frame (beyond the file's pages) nor a whole SR frame is ever held in memory. Percentiles of
 8/16-bit frames are exact; those of float frames above 4 megapixels come from a regular 4-million-pixel
 subsample (:func:`srlab.data.normalize.percentile_scale`).
@@ -45,7 +45,7 @@ from srlab.data.normalize import (
     percentile_scale,
 )
 from srlab.errors import SrlabError
-from srlab.evaluation.tiling import iter_tiled_bands
+from srlab.inference.tiling import iter_tiled_bands
 
 NAN_POLICIES = ("error", "fill")
 
@@ -164,7 +164,7 @@ def predict_stack(network: nn.Module, stack: np.ndarray, *, scale: int, channel_
 
     Shapes: ``(H, W)`` -> ``(s·H, s·W)``; ``(..., H, W)`` -> ``(..., s·H, s·W)`` (every leading axis a
     frame axis); with ``channel_axis`` the channel axis keeps its position and holds the network's
-    output channels. Tiling options as in :func:`srlab.evaluation.tiling.predict_tiled`.
+    output channels. Tiling options as in :func:`srlab.inference.tiling.predict_tiled`.
     """
     frames, leading = _frames(stack, channel_axis)
     out: np.ndarray | None = None

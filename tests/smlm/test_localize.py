@@ -9,26 +9,19 @@ import pytest
 import tifffile
 
 from srlab.data.io import read_tiff
-from srlab.data.smlm import (
-    Localizations,
-    SMLMConfig,
-    heatmap_target,
-    read_localizations_csv,
-    simulate_smlm,
-    write_smlm_dataset,
-)
 from srlab.errors import SrlabError
-from srlab.evaluation.localization import (
+from srlab.models.localization import GaussianFitLocalizer
+from srlab.smlm.datamodule import heatmap_target
+from srlab.smlm.localizations import Localizations, read_localizations_csv
+from srlab.smlm.localize import (
     gaussian_fit_localize,
-    localization_metrics,
     localize_density,
     localize_file,
     localize_stack,
-    match_frame,
-    match_localizations,
     render_localizations,
 )
-from srlab.models.localization import GaussianFitLocalizer
+from srlab.smlm.score import localization_metrics, match_frame, match_localizations
+from srlab.smlm.simulate import SMLMConfig, simulate_smlm, write_smlm_dataset
 
 
 def _locs(rows: list[tuple[int, float, float]]) -> Localizations:

@@ -1,21 +1,19 @@
-"""Comparison suites: statistics against known answers, suite validation, and `compare` end to end on a
+"""Comparison suites: suite validation, and `compare` end to end on a
 tiny suite (training, leaderboard with CIs and p-values, CSV, figures, W&B run, rerun without training)."""
 from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as scipy_stats
 
-from srlab import models
+from srlab import cli, models
+from srlab import compare as cmp
+from srlab.compare import evaluate, plan
 from srlab.config import load_experiment
 from srlab.errors import SrlabError
-from srlab.evaluation import compare as cmp
-from srlab.evaluation import stats
 from tests.conftest import TINY
 
 # TINY without the EDSR-only model options and the W&B switch; the model options go per experiment.
@@ -42,40 +40,6 @@ def tiny_suite(folder: Path, seeds: list[int], experiments: list | None = None) 
         "overrides": SHARED,
         "test_images": {"crop_size": 32, "crops_per_image": 4},
     })
-
-
-# --------------------------------------------------------------------------------------------------
-# statistics
-# --------------------------------------------------------------------------------------------------
-def test_mean_ci_is_the_student_t_interval():
-    mean, low, high, n = stats.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0, math.nan])
-    # sd = sqrt(2.5), sem = sd / sqrt(5) = 0.7071; t(0.975, 4) = 2.7764 -> half-width 1.9632
-    assert n == 5 and mean == pytest.approx(3.0)
-    assert high - mean == pytest.approx(2.7764451 * math.sqrt(2.5 / 5), rel=1e-6)
-    assert mean - low == pytest.approx(high - mean)
-    one = stats.mean_ci([7.0])
-    assert one[0] == 7.0 and math.isnan(one[1]) and one[3] == 1
-    assert stats.mean_ci([math.nan])[3] == 0
-
-
-def test_paired_wilcoxon_exact_answers():
-    better = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
-    worse = better - np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    # All six differences positive: exact two-sided p = 2 / 2**6.
-    assert stats.paired_wilcoxon(worse, better) == pytest.approx(2 / 64)
-    assert stats.paired_wilcoxon(better, better) == 1.0
-    assert math.isnan(stats.paired_wilcoxon([math.nan], [1.0]))
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=20), rng.normal(size=20)
-    assert stats.paired_wilcoxon(a, b) == pytest.approx(scipy_stats.wilcoxon(a - b).pvalue)
-
-
-def test_holm_and_seed_spread():
-    assert stats.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
-    values = np.array([[1.0, 3.0], [3.0, 5.0]])  # per-seed means 2 and 4
-    assert stats.seed_sd(values) == pytest.approx(math.sqrt(2.0))
-    assert math.isnan(stats.seed_sd(values[:1]))
-    assert stats.per_image_mean(values).tolist() == [2.0, 4.0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,7 +81,7 @@ def test_shipped_suites_compose():
             continue
         assert suite.seeds
         for entry in [suite.entries[0], *(e for e in suite.entries[1:] if e.overrides)]:
-            cfg = cmp._compose(entry, suite, suite.seeds[0], [])
+            cfg = plan.compose(entry, suite, suite.seeds[0], [])
             assert cfg.name == entry.experiment
     assert len(cmp.load_suite("survey").seeds) >= 3
     assert cmp.load_suite("smoke").seeds == (0,)
@@ -194,7 +158,7 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
         raise AssertionError("a rerun must reuse the cached evaluations (runs and the bicubic baseline)")
 
     monkeypatch.setattr("srlab.experiment.train", no_training)
-    monkeypatch.setattr(cmp, "evaluate_network", no_evaluation)
+    monkeypatch.setattr(evaluate, "evaluate_network", no_evaluation)
     stamps = {p: p.stat().st_mtime_ns for p in caches}
     again = cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
     assert again == out
@@ -212,15 +176,11 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
 
 
 def test_cli_arguments_reach_compare(tmp_path, monkeypatch):
-    import argparse
-
     seen = {}
     monkeypatch.setattr(cmp, "compare", lambda suite, overrides, **kw: seen.update(suite=suite, overrides=overrides,
                                                                                  **kw))
-    parser = argparse.ArgumentParser()
-    cmp.add_compare_arguments(parser)
-    args = parser.parse_args(["smoke", "trainer.max_epochs=1", "--reports-dir", "out", "--no-wandb", "--no-train"])
-    assert cmp.run_compare(args) == 0
+    assert cli.main(["compare", "smoke", "trainer.max_epochs=1", "--reports-dir", "out", "--no-wandb",
+                     "--no-train"]) == 0
     assert seen["suite"] == "smoke" and seen["overrides"] == ["trainer.max_epochs=1"]
     assert seen["reports_dir"] == "out" and seen["use_wandb"] is False and seen["train"] is False
 

@@ -10,7 +10,7 @@ from scipy.ndimage import shift as nd_shift
 
 from srlab.data.synthetic import filaments_and_spots
 from srlab.errors import SrlabError
-from srlab.evaluation.consistency import degrade_to_lr, squirrel_consistency
+from srlab.metrics.consistency import degrade_to_lr, squirrel_consistency
 
 SIGMA_LR = 1.0
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from srlab.evaluation.metrics import (
+from srlab.metrics.image import (
     MAX_PSNR_DB,
     SRMetrics,
     affine_fit,

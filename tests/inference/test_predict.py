@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.errors import SrlabError
-from srlab.evaluation.predict import predict_file, predict_stack
+from srlab.inference.predict import predict_file, predict_stack
 
 
 class Nearest(nn.Module):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from srlab.errors import SrlabError
-from srlab.evaluation.frc import (
+from srlab.metrics.frc import (
     checkerboard_frc_curve,
     checkerboard_frc_resolution_nm,
     frc_curve,

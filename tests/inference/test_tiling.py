@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.errors import SrlabError
-from srlab.evaluation.tiling import _axis_starts, _axis_weights, dihedral_forward, predict_tiled
+from srlab.inference.tiling import _axis_starts, _axis_weights, dihedral_forward, predict_tiled
 from srlab.models import create
 
 

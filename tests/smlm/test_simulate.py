@@ -7,20 +7,17 @@ import tifffile
 import torch
 
 from srlab.data.config import DataConfig
-from srlab.data.smlm import (
-    Localizations,
-    SMLMConfig,
-    SMLMDataModule,
-    check_smlm_stack,
-    heatmap_target,
-    read_localizations_csv,
-    read_smlm_stack,
-    simulate_smlm,
-    write_localizations_csv,
-    write_smlm_dataset,
-)
 from srlab.errors import SrlabError
 from srlab.optics.psf import render_gaussians
+from srlab.smlm.datamodule import SMLMDataModule, heatmap_target
+from srlab.smlm.localizations import (
+    Localizations,
+    check_smlm_stack,
+    read_localizations_csv,
+    read_smlm_stack,
+    write_localizations_csv,
+)
+from srlab.smlm.simulate import SMLMConfig, simulate_smlm, write_smlm_dataset
 
 SMALL = SMLMConfig(height_px=32, width_px=32, density_per_um2=1.0)
 
