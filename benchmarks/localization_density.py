@@ -32,7 +32,7 @@ EXPERIMENTS = ("deepstorm_tubes", "deepstorm_tubes_dense")
 # The quick profile's quarter-width Deep-STORM on a 32×32-px field, trained longer than the profile:
 # CPU-sized. The paper's full-width net trains for 100 epochs on a GPU.
 BUDGET = ["profile=quick", "trainer.max_epochs=10", "trainer.limit_train_batches=24",
-          "data.params.train_frames=512", "data.params.test_frames=64", "trainer.enable_progress_bar=false"]
+          "data.train_frames=512", "data.test_frames=64", "trainer.enable_progress_bar=false"]
 
 
 def _run(name: str, seed: int, runs_dir: Path, extra: list[str]) -> dict:
@@ -44,7 +44,7 @@ def _run(name: str, seed: int, runs_dir: Path, extra: list[str]) -> dict:
     run_dir = experiment.train(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["run_dir"] = str(run_dir)
-    metrics["density"] = float(cfg.data.params.simulation.density_per_um2)
+    metrics["density"] = float(cfg.data.simulation.density_per_um2)
     return metrics
 
 

@@ -54,7 +54,8 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger |
     from srlab import _WANDB_MODE_FROM_USER
     if not _WANDB_MODE_FROM_USER:
         os.environ["WANDB_MODE"] = wcfg.mode
-    data_kind = cfg.data.kind if not cfg.data.path else Path(cfg.data.path).name
+    path = OmegaConf.select(cfg, "data.path")  # not every data kind reads from a folder
+    data_kind = cfg.data.kind if not path else Path(path).name
     return WandbLogger(
         project=wcfg.project, entity=wcfg.entity, group=cfg.name, name=f"{cfg.name}/{run_dir.name}",
         id=runs.run_id(run_dir), resume="allow" if resume else None, save_dir=str(run_dir),

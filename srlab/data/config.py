@@ -148,5 +148,53 @@ class DataConfig:
     lr_pixel_size_nm: float | None = None  # overrides/fills the files' calibration
     hr_pixel_size_nm: float | None = None
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DegradeDataConfig(DataConfig):
+    """``kind: degrade`` — HR images (folder or simulator) and the HR -> LR model applied on the fly."""
+
+    kind: str = "degrade"
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+
+@dataclass
+class SMLMDataConfig:
+    """``kind: smlm`` — simulated single-molecule frames (:mod:`srlab.smlm`), nothing of the image kinds.
+
+    ``scale`` is the upsampling factor of the density map (8 in Deep-STORM and Deep-ULM); patches are in
+    camera pixels. Training: ``train_frames`` independent frames, a new specimen every
+    ``frames_per_specimen``; validation and test: one held-out specimen each, ``val_frames`` /
+    ``test_frames`` consecutive frames. Targets are Gaussians of ``target_sigma_px`` (HR px) holding
+    ``emitter_mass`` each. ``simulation`` holds :class:`srlab.smlm.simulate.SMLMConfig` fields (density,
+    photons, PSF, camera; checked by name and value when the DataModule is built, also by ``srlab show``).
+    """
+
+    kind: str = "smlm"
+    scale: int = 8
+    channels: int = 1
+    patch_size: int = 26
+    batch_size: int = 16
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    low_percentile: float = 0.1
+    high_percentile: float = 99.9
+    train_frames: int = 2048
+    val_frames: int = 32
+    test_frames: int = 64
+    frames_per_specimen: int = 64
+    target_sigma_px: float = 1.0
+    emitter_mass: float = 100.0
+    simulation: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
+# keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
+DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig}
+
+
+def data_schema(kind: Any) -> type:
+    return DATA_SCHEMAS.get(str(kind), DataConfig)

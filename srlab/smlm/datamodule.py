@@ -1,20 +1,20 @@
 """The frame Dataset and DataModule that Deep-STORM and Deep-ULM train on (``data.kind: smlm``):
 simulated frames (:mod:`srlab.smlm.simulate`) -> (normalized frame, heatmap target, GT positions).
 
-The DataModule registers in :data:`srlab.data.DATAMODULES`, which imports this module.
+The DataModule registers in :data:`srlab.registry.DATAMODULES`, which imports this module on first use.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.data import DATAMODULES
-from srlab.data.config import DataConfig
+from srlab.data.config import SMLMDataConfig
 from srlab.data.sampling import ResumableData, split_key
 from srlab.errors import SrlabError
 from srlab.optics.psf import render_gaussians
@@ -130,26 +130,27 @@ def collate_localization(items: list[dict[str, Any]]) -> dict[str, Any]:
 class SMLMDataModule(ResumableData, L.LightningDataModule):
     """Simulated SMLM frames for Deep-STORM / Deep-ULM (``data.kind: smlm``).
 
-    Training: ``train_frames`` independent frames (a new specimen every ``frames_per_specimen``),
-    cropped to ``data.patch_size`` px patches. Validation and test: one held-out acquisition each
-    (``val_frames``/``test_frames`` consecutive full frames of a specimen never seen in training).
-    ``data.scale`` is the upsampling factor of the density map (8 in both papers). ``simulation`` holds
-    :class:`SMLMConfig` fields (density, photons, PSF, camera, ...).
+    Its options are the typed block :class:`srlab.data.config.SMLMDataConfig` (``data.train_frames``,
+    ``data.simulation``, ...): training on ``train_frames`` independent frames (a new specimen every
+    ``frames_per_specimen``), cropped to ``data.patch_size`` px patches; validation and test on one
+    held-out acquisition each (``val_frames``/``test_frames`` consecutive full frames of a specimen never
+    seen in training). ``data.scale`` is the upsampling factor of the density map (8 in both papers).
     """
 
-    def __init__(self, cfg: DataConfig, seed: int, *, simulation: Mapping[str, Any] | None = None,
-                 train_frames: int = 2048, val_frames: int = 32, test_frames: int = 64,
-                 frames_per_specimen: int = 64, target_sigma_px: float = 1.0, emitter_mass: float = 100.0):
+    def __init__(self, cfg: SMLMDataConfig, seed: int):
         super().__init__()
         self.cfg, self.seed, self.scale = cfg, seed, cfg.scale
-        self.simulation = SMLMConfig.from_mapping(simulation, where="data.params.simulation")
-        for key, value in (("train_frames", train_frames), ("val_frames", val_frames),
-                           ("test_frames", test_frames)):
-            if value < 1:
-                raise SrlabError(f"data.params.{key}={value}: must be >= 1")
-        self.counts = {"train": train_frames, "val": val_frames, "test": test_frames}
-        self.frames_per_specimen = frames_per_specimen
-        self.target_sigma_px, self.emitter_mass = target_sigma_px, emitter_mass
+        simulation = OmegaConf.to_container(cfg.simulation) if OmegaConf.is_config(cfg.simulation) else cfg.simulation
+        self.simulation = SMLMConfig.from_mapping(simulation, where="data.simulation")
+        for key in ("train_frames", "val_frames", "test_frames", "frames_per_specimen"):
+            if getattr(cfg, key) < 1:
+                raise SrlabError(f"data.{key}={getattr(cfg, key)}: must be >= 1")
+        for key in ("target_sigma_px", "emitter_mass"):
+            if not getattr(cfg, key) > 0:
+                raise SrlabError(f"data.{key}={getattr(cfg, key)}: must be > 0")
+        self.counts = {"train": cfg.train_frames, "val": cfg.val_frames, "test": cfg.test_frames}
+        self.frames_per_specimen = cfg.frames_per_specimen
+        self.target_sigma_px, self.emitter_mass = cfg.target_sigma_px, cfg.emitter_mass
         self.pixel_size_nm = self.simulation.pixel_size_nm
         self.lr_pixel_size_nm = self.pixel_size_nm  # the camera's, as every DataModule names it
         self.hr_pixel_size_nm = self.pixel_size_nm / self.scale

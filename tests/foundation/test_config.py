@@ -73,11 +73,11 @@ def test_experiment_can_extend_another(tmp_path):
     dense = load_experiment("deepstorm_tubes_dense", ["profile=quick"])
     base = load_experiment("deepstorm_tubes", ["profile=quick"])
     assert dense.name == "deepstorm_tubes_dense"
-    assert dense.data.params.simulation.density_per_um2 == 3.0
-    assert base.data.params.simulation.density_per_um2 == 1.0
-    assert dense.model == base.model and dense.data.params.simulation.height_px == 32  # profile inherited
+    assert dense.data.simulation.density_per_um2 == 3.0
+    assert base.data.simulation.density_per_um2 == 1.0
+    assert dense.model == base.model and dense.data.simulation.height_px == 32  # profile inherited
     swapped = load_experiment("deepstorm_tubes_dense", ["model=deepulm"])
-    assert swapped.model.name == "deepulm" and swapped.data.params.simulation.density_per_um2 == 3.0
+    assert swapped.model.name == "deepulm" and swapped.data.simulation.density_per_um2 == 3.0
     (tmp_path / "a.yaml").write_text("defaults: [b]\n")
     (tmp_path / "b.yaml").write_text("defaults: [a]\n")
     with pytest.raises(SrlabError, match="cycle"):
@@ -90,3 +90,19 @@ def test_network_scale_must_agree_with_the_data():
     cfg = load_experiment("edsr_smoke", ["model.params.scale=3"])
     with pytest.raises(SrlabError, match=r"model\.params\.scale=3 disagrees with data\.scale=2"):
         build.build_network(cfg)
+
+
+def test_a_data_block_holds_only_the_keys_its_kind_uses(capsys):
+    """data.kind selects the block's schema (a discriminated union): SMLM data shows and takes none of
+    the image kinds' keys (issue 14)."""
+    from srlab import cli
+
+    assert cli.main(["show", "deepstorm_tubes", "data.path=/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "'data.path'" in err and "SMLMDataConfig" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["show", "deepstorm_tubes"]) == 0
+    shown = capsys.readouterr().out
+    assert "train_frames" in shown and "degradation" not in shown and "eval_crop_size" not in shown
+    assert cli.main(["show", "edsr_smoke", "data.degradation.photons=3"]) == 2  # only kind degrade takes it
+    assert "data.degradation" in capsys.readouterr().err
+    assert cli.main(["show", "rfganm_sted", "data.degradation.photons=3"]) == 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from srlab.data.config import DataConfig
+from srlab.data.config import SMLMDataConfig
 from srlab.errors import SrlabError
 from srlab.models import NETWORKS, count_parameters, create
 from srlab.models.localization import DeepSTORM, DeepULM, GaussianFitLocalizer, splat_bilinear
@@ -110,9 +110,10 @@ def test_deepstorm_loss_is_zero_for_perfect_spikes():
 
 def test_trains_and_reports_challenge_metrics_beside_the_baseline():
     torch.manual_seed(0)
-    cfg = DataConfig(kind="smlm", scale=8, patch_size=8, batch_size=4)
-    dm = SMLMDataModule(cfg, 0, simulation={"height_px": 16, "width_px": 16, "density_per_um2": 1.0},
-                        train_frames=8, val_frames=2, test_frames=4)
+    cfg = SMLMDataConfig(kind="smlm", scale=8, patch_size=8, batch_size=4,
+                         simulation={"height_px": 16, "width_px": 16, "density_per_um2": 1.0},
+                         train_frames=8, val_frames=2, test_frames=4)
+    dm = SMLMDataModule(cfg, 0)
     net = DeepSTORM(features=(4, 8, 8, 16))
     task = LocalizationTask(net, optimizer_factory=lambda p: torch.optim.Adam(p, lr=1e-3))
     before = [p.detach().clone() for p in net.parameters()]

@@ -11,8 +11,8 @@ from srlab.errors import SrlabError
 
 TINY_SMLM = [
     "model.params.features=[4,8,8,16]", "data.patch_size=8", "data.batch_size=4",
-    "data.params.train_frames=8", "data.params.val_frames=2", "data.params.test_frames=3",
-    "data.params.simulation.height_px=16", "data.params.simulation.width_px=16",
+    "data.train_frames=8", "data.val_frames=2", "data.test_frames=3",
+    "data.simulation.height_px=16", "data.simulation.width_px=16",
     "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1", "logger.wandb.enabled=false",
 ]

@@ -6,7 +6,7 @@ import pytest
 import tifffile
 import torch
 
-from srlab.data.config import DataConfig
+from srlab.data.config import SMLMDataConfig
 from srlab.errors import SrlabError
 from srlab.optics.psf import render_gaussians
 from srlab.smlm.datamodule import SMLMDataModule, heatmap_target
@@ -181,9 +181,10 @@ def test_heatmap_target_carries_the_emitter_mass():
 
 
 def test_datamodule_batches():
-    cfg = DataConfig(kind="smlm", scale=8, patch_size=12, batch_size=3)
-    dm = SMLMDataModule(cfg, 0, simulation={"height_px": 24, "width_px": 24, "density_per_um2": 2.0},
-                        train_frames=6, val_frames=3, test_frames=3)
+    cfg = SMLMDataConfig(kind="smlm", scale=8, patch_size=12, batch_size=3,
+                         simulation={"height_px": 24, "width_px": 24, "density_per_um2": 2.0},
+                         train_frames=6, val_frames=3, test_frames=3)
+    dm = SMLMDataModule(cfg, 0)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["lr"].shape == (3, 1, 12, 12) and batch["hr"].shape == (3, 1, 96, 96)
@@ -199,8 +200,7 @@ def test_datamodule_batches():
     assert val["lr"].shape == (3, 1, 24, 24)
     assert val["frame"].tolist() == [0, 1, 2]
     # Batches are reproducible: same seed, same frames.
-    dm2 = SMLMDataModule(cfg, 0, simulation={"height_px": 24, "width_px": 24, "density_per_um2": 2.0},
-                         train_frames=6, val_frames=3, test_frames=3)
+    dm2 = SMLMDataModule(cfg, 0)
     dm2.setup("fit")
     assert torch.equal(dm2.datasets["train"][1]["lr"], dm.datasets["train"][1]["lr"])
     assert torch.equal(next(iter(dm2.val_dataloader()))["lr"], val["lr"])
