@@ -18,18 +18,7 @@ Simulation, frame by frame (defaults from ``shared/reference/optics.md``):
    gain (excess noise factor √2), an sCMOS does not; Gaussian read noise, conversion to ADU
    (``e_per_adu``), ``offset_adu``, rounding and clipping to uint16 (:class:`srlab.optics.camera.Camera`).
 
-Coordinates: ``x`` runs along columns and ``y`` along rows, in nm from the top-left *corner* of the
-top-left pixel (the ImageJ/ThunderSTORM convention): pixel ``(row, col)`` covers
-``x ∈ [col·p, (col+1)·p)`` and its centre is at ``(col + 0.5)·p`` for pixel size ``p``.
-Frames are 0-based in memory (an index into the stack) and 1-based in CSV files, as ThunderSTORM
-writes them.
-
-Ground truth CSV (ThunderSTORM-compatible), header exactly::
-
-    "frame","x [nm]","y [nm]","intensity [photon]"
-
-Reading accepts ThunderSTORM exports (quoted or unquoted names, extra columns such as ``id`` or
-``sigma [nm]``); ``frame``, ``x [nm]`` and ``y [nm]`` are required, ``intensity [photon]`` optional.
+Coordinates, frame numbering and the ground-truth CSV format: :mod:`srlab.smlm.localizations`.
 """
 from __future__ import annotations
 
