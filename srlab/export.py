@@ -322,7 +322,7 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
     import srlab
     from srlab import build, models, runs
 
-    run_dir, _ = runs.resolve_run(run)
+    run_dir = runs.resolve_run_dir(run)
     name = cfg.model.name
     entry = models.NETWORKS.entry(name)
     paper = entry.card.paper
