@@ -1,6 +1,9 @@
 """The one place where a config becomes objects: networks, losses, optimizers, schedulers, paradigm, data."""
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +20,7 @@ from srlab.errors import SrlabError, unknown_choice
 from srlab.models.degradation import DEGRADERS
 from srlab.models.discriminators import DISCRIMINATORS
 from srlab.paradigms import PARADIGMS
+from srlab.paradigms.base import Component
 from srlab.paradigms.losses import LOSSES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -186,19 +190,38 @@ def _optimizer_from_params(value: Any, where: str):
     return build_optimizer_factory(opt_cfg)
 
 
+def _components(paradigm: str) -> dict[str, Component]:
+    """The paradigm's arguments annotated as :class:`~srlab.paradigms.base.Component` (``Discriminator``,
+    ``Degrader``, ``Optimizer``, possibly ``| None``)."""
+    factory = PARADIGMS.get(paradigm)
+    hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=True)
+    found = {}
+    for key, hint in hints.items():
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        for option in options:
+            marks = [m for m in getattr(option, "__metadata__", ()) if isinstance(m, Component)]
+            if marks:
+                found[key] = marks[0]
+    return found
+
+
 def build_paradigm_params(cfg: DictConfig, params: dict[str, Any]) -> dict[str, Any]:
-    """Turn the sub-components named in ``paradigm.params`` into objects, by key:
-    ``discriminator``/``*_discriminator`` (:data:`DISCRIMINATORS`), ``degrader`` (:data:`DEGRADERS`),
-    ``*_optimizer`` (optimizer factories, same keys as ``paradigm.optimizer``). Other values pass through."""
+    """Turn the sub-components in ``paradigm.params`` into objects, as the paradigm's annotations say:
+    ``Discriminator`` (:data:`DISCRIMINATORS`), ``Degrader`` (:data:`DEGRADERS`), ``Optimizer`` (same
+    keys as ``paradigm.optimizer``). Other values pass through."""
     built = dict(params)
+    components = _components(cfg.paradigm.name)
     for key, value in params.items():
         where = f"paradigm.params.{key}"
-        if key == "discriminator" or key.endswith("_discriminator"):
-            built[key] = build_discriminator(cfg, value, where, conditional=bool(params.get("conditional", False))
-                                             and key == "discriminator")
-        elif key == "degrader":
+        component = components.get(key)
+        if component is None:
+            continue
+        if component.kind == "discriminator":
+            conditional = component.sees_condition and bool(params.get("conditional", False))
+            built[key] = build_discriminator(cfg, value, where, conditional=conditional)
+        elif component.kind == "degrader":
             built[key] = build_degrader(cfg, value, where)
-        elif key.endswith("_optimizer"):
+        elif component.kind == "optimizer":
             built[key] = _optimizer_from_params(value, where)
     return built
 
@@ -210,7 +233,7 @@ def check_paradigm_data(cfg: DictConfig) -> None:
     training (``srlab train``, ``srlab show``); evaluating a trained network on other data is fine."""
     from srlab.data import DATAMODULES
 
-    accepted = PARADIGMS.entry(cfg.paradigm.name).info.get("data")
+    accepted = PARADIGMS.entry(cfg.paradigm.name).card.data
     family = DATAMODULES.entry(cfg.data.kind).family
     if accepted and family not in accepted:
         kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)

@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from srlab import experiment
 
-    metrics = experiment.test(args.run, args.overrides)
+    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint)
     for key, value in sorted(metrics.items()):
         if isinstance(value, float):
             print(f"{key:28s} {value:.4f}")
@@ -110,11 +110,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         entry = models.NETWORKS.entry(name)
         kwargs = {k: v for k, v in (("in_channels", 1), ("out_channels", 1))
                   if k in models.NETWORKS.parameters(name)}
-        scales = entry.info.get("scales", (2,))
+        scales = entry.card.scales
         if "scale" in models.NETWORKS.parameters(name):
             kwargs["scale"] = 2 if 2 in scales else scales[0]
         n = models.count_parameters(models.create(name, **kwargs))
-        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.info.get('paper', '')}")
+        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.card.paper}")
     return 0
 
 
@@ -123,39 +123,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     import torch
 
-    from srlab.evaluation.predict import predict_file
-    from srlab.experiment import load_network
+    from srlab.inference import load_network
+    from srlab.inference.predict import predict_file
 
-    network, cfg = load_network(args.run)
-    if cfg.paradigm.name == "localization":
-        raise SrlabError(f"{args.run}: '{cfg.name}' is a localization run; use srlab localize RUN STACK -o DIR")
+    network, card = load_network(args.run, args.checkpoint)
+    if card.kind == "localization":
+        raise SrlabError(f"{args.run}: '{card.experiment}' is a localization network; use srlab localize RUN "
+                         f"STACK -o DIR")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        out = predict_file(network.to(device), cfg.data.scale, args.input, args.output, overwrite=args.overwrite,
+        out = predict_file(network.to(device), card.scale, args.input, args.output, overwrite=args.overwrite,
                            tta=args.tta, tile_size=args.tile_size, overlap=args.overlap,
                            batch_size=args.batch_size, device=device, amp_dtype=amp, progress=not args.quiet,
-                           low_percentile=cfg.data.low_percentile, high_percentile=cfg.data.high_percentile,
-                           channels=cfg.data.channels, nan_policy=args.nan_policy)
+                           low_percentile=card.low_percentile, high_percentile=card.high_percentile,
+                           channels=card.channels, nan_policy=args.nan_policy)
     for w in caught:
         if "pixel size" in str(w.message):
             print(f"srlab: warning: {w.message}", file=sys.stderr)
-    print(f"srlab: wrote {out} (x{cfg.data.scale}, intensities in the input's units)")
+    print(f"srlab: wrote {out} (x{card.scale}, intensities in the input's units)")
     return 0
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:
     import torch
 
-    from srlab import runs
-    from srlab.evaluation.localization import localize_file
-    from srlab.experiment import load_network
+    from srlab.inference import load_network
+    from srlab.smlm.localize import localize_file
 
-    network, cfg = load_network(args.run)
-    if cfg.paradigm.name != "localization":
-        raise SrlabError(f"{args.run}: '{cfg.name}' is not a localization run (paradigm "
-                         f"'{cfg.paradigm.name}'); use srlab predict for SR networks")
+    network, card = load_network(args.run, args.checkpoint)
+    if card.kind != "localization":
+        raise SrlabError(f"{args.run}: '{card.experiment}' is not a localization network (paradigm "
+                         f"'{card.paradigm}'); use srlab predict for SR networks")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise SrlabError(f"{out}: exists and is not a folder; -o names the output folder")
@@ -163,23 +163,23 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
-    # The detection threshold tuned on validation data travels in the checkpoint.
-    saved = runs.load_checkpoint(runs.resolve_run(args.run)[1]).get("localization", {})
+    # The detection threshold tuned on validation travels in the card (from the checkpoint).
+    saved = card.localization or {}
     threshold = args.threshold if args.threshold is not None else float(saved.get("threshold", 0.3))
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    result = localize_file(network, args.input, out, pixel_size_nm=args.pixel_size_nm, scale=cfg.data.scale,
+    result = localize_file(network, args.input, out, pixel_size_nm=args.pixel_size_nm, scale=card.scale,
                            threshold=threshold, emitter_mass=float(saved.get("emitter_mass", 100.0)),
                            device=device)
     print(f"srlab: {result.count} localizations (threshold {threshold:g}) -> {result.localizations}; "
-          f"summed density x{cfg.data.scale} -> {result.super_resolved}")
+          f"summed density x{card.scale} -> {result.super_resolved}")
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
     import json
 
-    from srlab.data.smlm import read_localizations_csv
-    from srlab.evaluation.localization import localization_metrics
+    from srlab.smlm.localizations import read_localizations_csv
+    from srlab.smlm.score import localization_metrics
 
     gt = read_localizations_csv(args.ground_truth)
     pred = read_localizations_csv(args.localizations)
@@ -215,8 +215,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from srlab.evaluation.compare import run_compare
-    return run_compare(args)
+    from srlab.compare import compare
+
+    compare(args.suite, args.overrides, reports_dir=args.reports_dir, train=not args.no_train,
+            use_wandb=not args.no_wandb, reevaluate=args.reevaluate, device=args.device)
+    return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -225,6 +228,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate})
+
+
+CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
+                   "saved as network.pt) or last (rebuilt from checkpoints/last.ckpt)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -239,13 +246,15 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="evaluate a run directory or checkpoint: srlab test RUN [key=value ...]")
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("overrides", nargs="*", help="e.g. data.kind=paired data.path=my_data/")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
     p = sub.add_parser("show", help="print an experiment's resolved config")
     p.add_argument("name")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("list", help="list experiments and registered models")
     p = sub.add_parser("predict", help="super-resolve a TIFF image or Z/T stack with a trained run")
-    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("run", help="run directory, checkpoint file or network.pt (network.json beside it)")
     p.add_argument("input", help="input TIFF (2D, Z/T stack; 8/16-bit or float)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
     p.add_argument("-o", "--output", required=True, help="output ImageJ TIFF (pixel size = input / scale)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--tta", action="store_true", help="x8 dihedral test-time augmentation")
@@ -262,7 +271,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("localize", help="SMLM: localize molecules in a TIFF stack with a trained "
                                         "Deep-STORM/Deep-ULM run -> CSV + super-resolved image")
-    p.add_argument("run", help="run directory or checkpoint of a localization experiment")
+    p.add_argument("run", help="run directory, checkpoint or network.pt of a localization experiment")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
     p.add_argument("input", help="camera stack (T, H, W) TIFF with its pixel size")
     p.add_argument("-o", "--output", required=True, help="output folder (localizations.csv, super_resolved.tif)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -287,9 +297,17 @@ def make_parser() -> argparse.ArgumentParser:
                                                      "git config user.name)")
     p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: SPDX licence id (default CC-BY-4.0)")
     from srlab.data.simulate import add_simulate_arguments
-    from srlab.evaluation.compare import add_compare_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
-    add_compare_arguments(sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/"))
+    p = sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/")
+    p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or path to a suite YAML")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides for every run of the suite (e.g. trainer.max_epochs=2, profile=quick)")
+    p.add_argument("--reports-dir", default="reports", help="where reports/<suite>/ is written (default reports)")
+    p.add_argument("--no-train", action="store_true", help="only evaluate finished runs; fail if one is missing")
+    p.add_argument("--no-wandb", action="store_true", help="do not log a W&B comparison run")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="ignore cached evaluations in <run>/evaluations/ and recompute them")
+    p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
     from srlab.calibration.command import add_calibrate_arguments
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
@@ -299,9 +317,13 @@ def make_parser() -> argparse.ArgumentParser:
 def _split_unknown(argv: list[str]) -> list[str]:
     # ``--data.path=x`` style overrides look like options to argparse; treat them as positionals.
     argv = [a[2:] if a.startswith("--") and "=" in a and "." in a.split("=", 1)[0] else a for a in argv]
-    # argparse cannot take an option between the overrides (nargs="*"): move train's flag before them.
+    # argparse cannot take an option between the overrides (nargs="*"): move train's and test's flags
+    # before them.
     if argv[:1] == ["train"] and "--force-continue" in argv:
         argv = ["train", "--force-continue", *[a for a in argv[1:] if a != "--force-continue"]]
+    if argv[:1] == ["test"] and "--checkpoint" in argv[:-1]:
+        i = argv.index("--checkpoint")
+        argv = ["test", *argv[i:i + 2], *argv[1:i], *argv[i + 2:]]
     return argv
 
 

@@ -33,7 +33,7 @@ import yaml  # PyYAML ships with omegaconf
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from srlab.data.config import DataConfig
+from srlab.data.config import DataConfig, data_schema
 from srlab.errors import SrlabError, did_you_mean
 
 # The experiments shipped with srlab: srlab/experiments links to the repository's experiments/ folder
@@ -159,7 +159,7 @@ class ExperimentConfig:
     runs_dir: str = "runs"
     resume: Optional[str] = None
     profile: Optional[str] = None
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = field(default_factory=DataConfig)  # the schema of data.kind (srlab.data.config.DATA_SCHEMAS)
     model: ModelConfig = field(default_factory=ModelConfig)
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -315,9 +315,18 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
 
 
 def _check(raw: Any, source: str, *layers: Any) -> DictConfig:
-    """Merge ``raw`` and ``layers`` onto the schema; a bad key or type becomes a one-line error."""
+    """Merge ``raw`` and ``layers`` onto the schema; a bad key or type becomes a one-line error.
+
+    The data block is checked against the schema of its kind (the last ``data.kind`` given), so a key
+    that kind does not use is an error too."""
+    kind = "simulated"
+    for layer in (raw, *layers):
+        found = OmegaConf.select(OmegaConf.create(layer), "data.kind") if layer is not None else None
+        kind = found if found is not None else kind
     try:
-        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), raw, *layers)
+        schema = OmegaConf.structured(ExperimentConfig)
+        schema.data = OmegaConf.structured(data_schema(kind))
+        return OmegaConf.merge(schema, raw, *layers)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         msg = str(getattr(err, "msg", None) or err).splitlines()[0]

@@ -14,6 +14,14 @@ class SrlabError(Exception):
     """A mistake in user input, reported as one line (exit status 2)."""
 
 
+class OptionError(SrlabError, ValueError):
+    """A registered component (network, loss, paradigm, discriminator, ...) refusing one of its options.
+
+    Constructors raise it for the values they check on purpose; :meth:`srlab.registry.Registry.create`
+    reports it as one line naming the component. Any other exception from a constructor is a bug and
+    keeps its traceback. (A ``ValueError`` too, for code that builds components directly.)"""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -30,6 +30,8 @@ from srlab.callbacks import (
 )
 from srlab.config import config_hash, to_yaml
 from srlab.errors import SrlabError
+from srlab.inference import artifact, loader
+from srlab.inference.loader import has_trainable_parameters
 
 # Keys a resumed run may change: how it runs and logs, not what it trains (anything else would make
 # the checkpoint and config.yaml describe different experiments).
@@ -45,10 +47,6 @@ def _say(message: str) -> None:
         print(message, flush=True)
 
 
-def has_trainable_parameters(module: torch.nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
-
-
 def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger | None:
     wcfg = cfg.logger.wandb
     if not wcfg.enabled:
@@ -56,7 +54,8 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger |
     from srlab import _WANDB_MODE_FROM_USER
     if not _WANDB_MODE_FROM_USER:
         os.environ["WANDB_MODE"] = wcfg.mode
-    data_kind = cfg.data.kind if not cfg.data.path else Path(cfg.data.path).name
+    path = OmegaConf.select(cfg, "data.path")  # not every data kind reads from a folder
+    data_kind = cfg.data.kind if not path else Path(path).name
     return WandbLogger(
         project=wcfg.project, entity=wcfg.entity, group=cfg.name, name=f"{cfg.name}/{run_dir.name}",
         id=runs.run_id(run_dir), resume="allow" if resume else None, save_dir=str(run_dir),
@@ -282,12 +281,23 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
             os.environ[runs.RUN_DIR_ENV] = previous
 
     if _is_rank_zero():
+        # The trained network as an artifact, from the checkpoint the test just scored; written before
+        # metrics.json, which marks a finished run.
+        network = loader.config_network(cfg)
+        ckpt = run_dir / "checkpoints" / extra["checkpoint"] if extra["checkpoint"] else None
+        artifact.export_run(run_dir, cfg, ckpt if has_trainable_parameters(network) else None, network,
+                            description if description is not None else _describe(datamodule))
         metrics = _final_metrics(trainer, extra)
         runs.write_json(run_dir / "metrics.json", metrics)
         if wandb is not None:
             wandb.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, float)})
         _report(cfg, run_dir, metrics, wandb)
     return run_dir
+
+
+def _describe(datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The pixel sizes a DataModule without ``describe`` still names (for the network card)."""
+    return {k: getattr(datamodule, k, None) for k in ("lr_pixel_size_nm", "hr_pixel_size_nm")}
 
 
 def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: WandbLogger | None) -> None:
@@ -313,7 +323,8 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if psnr is not None:
             print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
                   f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
-    saved = ["config.yaml", "metrics.json"] + (["checkpoints/"] if (run_dir / "checkpoints").is_dir() else [])
+    saved = ["config.yaml", "metrics.json", artifact.NETWORK_FILE, artifact.CARD_FILE]
+    saved += ["checkpoints/"] if (run_dir / "checkpoints").is_dir() else []
     print(f"srlab: run saved in {run_dir} ({', '.join(saved)})")
     if wandb is not None:
         wdir = Path(wandb.experiment.dir).parent
@@ -325,13 +336,21 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
     sys.stdout.flush()
 
 
-def test(target: str, overrides: list[str]) -> dict[str, Any]:
+def test(target: str, overrides: list[str], checkpoint: str | None = None) -> dict[str, Any]:
     """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
 
-    Results go to ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
+    A run directory is tested with the checkpoint its own test used (``best``), or ``checkpoint``
+    (``best``/``last``); the whole paradigm is restored from it (tuned thresholds, a second generator),
+    so ``srlab test`` needs the run's checkpoints, not only ``network.pt``. Results go to
+    ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
     from srlab.config import apply_overrides, load_resolved
 
-    run_dir, ckpt = runs.resolve_run(target)
+    path = Path(target)
+    if path.is_file() and checkpoint is not None:
+        raise SrlabError(f"--checkpoint {checkpoint}: {path} is a file; --checkpoint chooses the checkpoint "
+                         f"of a run directory")
+    run_dir = runs.resolve_run_dir(path)
+    ckpt = path if path.is_file() else loader.resolve_checkpoint(run_dir, checkpoint)
     cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), overrides)
     if _is_rank_zero():
         runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
@@ -340,6 +359,8 @@ def test(target: str, overrides: list[str]) -> dict[str, Any]:
     datamodule = build.build_data(cfg)
     task = build.build_task(cfg)
     if has_trainable_parameters(task):
+        if ckpt is None:
+            raise SrlabError(f"{run_dir}: no checkpoints/best.ckpt or last.ckpt in this run directory")
         state = runs.load_checkpoint(ckpt)
         try:
             task.load_state_dict(state["state_dict"])
@@ -348,28 +369,19 @@ def test(target: str, overrides: list[str]) -> dict[str, Any]:
                 from None
     trainer = _trainer(cfg, run_dir, [], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
-    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt), "overrides": list(overrides)})
+    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt) if ckpt else None, "overrides": list(overrides)})
     if _is_rank_zero():
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
     return metrics
 
 
-def load_network(target: str | Path) -> tuple[torch.nn.Module, DictConfig]:
-    """The trained SR network of a run directory or checkpoint (EMA weights when the run kept them),
-    in eval mode, with the run's config. Loads with ``weights_only=True``."""
+def load_network(target: str | Path, checkpoint: str | None = None) -> tuple[torch.nn.Module, DictConfig]:
+    """The trained network of a run directory or checkpoint, in eval mode, with the run's config.
+
+    Kept for callers written before :func:`srlab.inference.load_network`, which it delegates to (that
+    one also reads ``network.pt`` alone and returns the network's card instead of the config)."""
     from srlab.config import load_resolved
 
-    run_dir, ckpt = runs.resolve_run(target)
-    cfg = load_resolved(run_dir / "config.yaml")
-    network = build.build_network(cfg)
-    if has_trainable_parameters(network):
-        state = runs.load_checkpoint(ckpt).get("state_dict", {})
-        prefix = "ema.module." if any(k.startswith("ema.module.") for k in state) else "network."
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        try:
-            network.load_state_dict(weights)
-        except RuntimeError as err:
-            raise SrlabError(f"{ckpt}: weights do not fit model '{cfg.model.name}' of {run_dir / 'config.yaml'} "
-                             f"({str(err).splitlines()[0][:160]})") from None
-    return network.eval(), cfg
+    network, _ = loader.load_network(target, checkpoint)
+    return network, load_resolved(runs.resolve_run_dir(target) / "config.yaml")

@@ -322,10 +322,10 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
     import srlab
     from srlab import build, models, runs
 
-    run_dir, _ = runs.resolve_run(run)
+    run_dir = runs.resolve_run_dir(run)
     name = cfg.model.name
     entry = models.NETWORKS.entry(name)
-    paper = str(entry.info.get("paper", ""))
+    paper = entry.card.paper
     s, channels = int(cfg.data.scale), int(cfg.data.channels)
     low, high = float(cfg.data.low_percentile), float(cfg.data.high_percentile)
     data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").is_file() else {}

@@ -249,21 +249,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-def resolve_run(path: str | Path) -> tuple[Path, Path]:
-    """``(run_dir, checkpoint)`` for a run directory or a checkpoint file inside one."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("last.ckpt", "best.ckpt"):
-            ckpt = path / "checkpoints" / name
-            if ckpt.is_file():
-                return path, ckpt
-        raise SrlabError(f"{path}: no checkpoints/last.ckpt or checkpoints/best.ckpt in this run directory")
-    if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return run_dir, path
-    raise SrlabError(f"{path}: no such run directory or checkpoint")
-
-
 def git_state(cwd: Path) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:

@@ -196,7 +196,7 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
 def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
             bit_depth: int, *, offset_adu: float | None = None) -> Side:
     """Noise, resolution, background and histogram of one set of images (see the module doc)."""
-    from srlab.evaluation.frc import checkerboard_frc_resolution_nm
+    from srlab.metrics.frc import checkerboard_frc_resolution_nm
 
     scanning = PRESETS[modality]["modality"] in SCANNING
     noise = fit_noise(images, offset_adu=offset_adu)

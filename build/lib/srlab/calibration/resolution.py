@@ -24,7 +24,7 @@ sums (no 50-point grid and refinement pass), peaks at the border (r ≥ 0.98) or
 are ignored, and the image is Hann-windowed rather than edge-apodized.
 
 **Single-image FRC** — Koho et al., Nat. Commun. 10:3103 (2019), via
-:func:`srlab.evaluation.frc.checkerboard_frc_resolution_nm` (1/7 threshold; it cannot report below
+:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm` (1/7 threshold; it cannot report below
 4 pixels and needs oversampled images).
 """
 from __future__ import annotations

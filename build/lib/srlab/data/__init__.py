@@ -1,7 +1,7 @@
 """Data: TIFF I/O, optics simulation, degradation and the DataModules shared by every paradigm.
 
 ``data.kind`` names a registered DataModule: ``simulated``/``paired``, ``degrade``, ``unpaired``
-(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.data.smlm`).
+(:mod:`srlab.data.datamodules`) and ``smlm`` (:mod:`srlab.smlm.datamodule`).
 """
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import lightning as L
 from omegaconf import OmegaConf
 
 from srlab.data.config import DataConfig, DegradationConfig, ModalityConfig, SimulationConfig
-from srlab.registry import Registry
 
-DATAMODULES: Registry[L.LightningDataModule] = Registry("data kind")
-
-# Importing the modules registers the data kinds.
-from srlab.data import datamodules, smlm  # noqa: F401
+# The DataModule modules register when the registry is first used (srlab/registry.py lists them).
+from srlab.registry import DATAMODULES
 
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:

@@ -12,7 +12,7 @@ misspelt option fails with one line naming it.
 * ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
 * ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
   pairs for validation/test.
-* ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.data.smlm`).
+* ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
 that kind's signature.
@@ -114,7 +114,26 @@ class DegradationConfig:
 
 
 @dataclass
-class DataConfig:
+class DataBlock:
+    """What every data kind's block has: the kind, the scale, channels, patches and batches, the loader's
+    processes, the percentile normalization (:mod:`srlab.data.normalize`), and ``params`` for the few
+    options one DataModule takes by keyword (checked against its signature)."""
+
+    kind: str = "simulated"
+    scale: int = 2
+    channels: int = 1
+    patch_size: int = 32
+    batch_size: int = 16
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    low_percentile: float = 0.1
+    high_percentile: float = 99.9
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig(DataBlock):
     """Where images come from and how patches are served.
 
     Patch sizes are in LR pixels; the HR patch is ``scale`` × larger. Images are percentile-normalized
@@ -123,18 +142,8 @@ class DataConfig:
     default so every run on the same data is tested on the same images.
     """
 
-    kind: str = "simulated"
     path: str | None = None
-    scale: int = 2
-    channels: int = 1
     channel: int | None = None  # which channel of multi-channel files (0-based)
-    patch_size: int = 32
-    batch_size: int = 16
-    num_workers: int = 0
-    pin_memory: bool = False
-    persistent_workers: bool = False
-    low_percentile: float = 0.1
-    high_percentile: float = 99.9
     augment: bool = True  # dihedral group (flips, 90° rotations), same on LR and HR
     intensity_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # same gain on LR, HR
     patches_per_epoch: int = 1024
@@ -148,5 +157,44 @@ class DataConfig:
     lr_pixel_size_nm: float | None = None  # overrides/fills the files' calibration
     hr_pixel_size_nm: float | None = None
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+
+
+@dataclass
+class DegradeDataConfig(DataConfig):
+    """``kind: degrade`` — HR images (folder or simulator) and the HR -> LR model applied on the fly."""
+
+    kind: str = "degrade"
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
-    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SMLMDataConfig(DataBlock):
+    """``kind: smlm`` — simulated single-molecule frames (:mod:`srlab.smlm`), nothing of the image kinds.
+
+    ``scale`` is the upsampling factor of the density map (8 in Deep-STORM and Deep-ULM); patches are in
+    camera pixels. Training: ``train_frames`` independent frames, a new specimen every
+    ``frames_per_specimen``; validation and test: one held-out specimen each, ``val_frames`` /
+    ``test_frames`` consecutive frames. Targets are Gaussians of ``target_sigma_px`` (HR px) holding
+    ``emitter_mass`` each. ``simulation`` holds :class:`srlab.smlm.simulate.SMLMConfig` fields (density,
+    photons, PSF, camera; checked by name and value when the DataModule is built, also by ``srlab show``).
+    """
+
+    kind: str = "smlm"
+    scale: int = 8
+    patch_size: int = 26
+    train_frames: int = 2048
+    val_frames: int = 32
+    test_frames: int = 64
+    frames_per_specimen: int = 64
+    target_sigma_px: float = 1.0
+    emitter_mass: float = 100.0
+    simulation: dict[str, Any] = field(default_factory=dict)
+
+
+# data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
+# keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
+DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig}
+
+
+def data_schema(kind: Any) -> type:
+    return DATA_SCHEMAS.get(str(kind), DataConfig)

@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.data import DATAMODULES
-from srlab.data.config import DataConfig
+from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
@@ -734,6 +734,7 @@ class UnpairedDataModule(SRDataModule):
 
 
 def data_config(**values: Any) -> DataConfig:
-    """A validated :class:`DataConfig` from keyword values (nested dicts allowed) — for scripts and tests."""
-    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), values)
+    """A validated data block of ``values['kind']``'s schema from keyword values (nested dicts allowed)
+    — for scripts and tests."""
+    merged = OmegaConf.merge(OmegaConf.structured(data_schema(values.get("kind", "simulated"))), values)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]

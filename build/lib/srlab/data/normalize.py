@@ -5,7 +5,7 @@
 (8/16-bit, float) or camera offset of the file.
 
 Data range of the metrics: PSNR/SSIM are computed on normalized images clipped to [0, 1] with
-``data_range = 1.0`` (see :mod:`srlab.evaluation.metrics`). The *target's* percentiles are used for
+``data_range = 1.0`` (see :mod:`srlab.metrics.image`). The *target's* percentiles are used for
 both prediction and target of a pair, so a prediction is never rescaled to look better.
 """
 from __future__ import annotations

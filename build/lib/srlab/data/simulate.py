@@ -575,7 +575,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     """``srlab simulate``: write a simulated dataset (or an SMLM acquisition) to ``--out``."""
     out = Path(args.out)
     if args.smlm:
-        from srlab.data import smlm
+        from srlab.smlm import simulate as smlm
 
         if args.settings:
             config = smlm.SMLMConfig.from_mapping(

@@ -16,12 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from srlab.registry import Registry
-
-NETWORKS: Registry[nn.Module] = Registry("model")
-
-# Importing the family modules registers their networks.
-from srlab.models import attention, classical, dense, discriminators, linear, localization, residual, unet  # noqa: F401
+# The family modules register their networks when the registry is first used (srlab/registry.py lists them).
+from srlab.registry import NETWORKS
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:

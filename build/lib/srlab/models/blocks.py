@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from srlab.errors import OptionError
 from srlab.optics.kernels import upsample_bicubic  # noqa: F401  (pre-upsampling networks import it from here)
 
 #: Scales every model supports unless its registration says otherwise.
@@ -31,25 +32,25 @@ SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 # --------------------------------------------------------------------------------------------------
 def check_scale(scale: int, supported: tuple[int, ...] = SCALES) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in supported:
-        raise ValueError(f"scale must be one of {', '.join(map(str, supported))}, got {scale!r}")
+        raise OptionError(f"scale must be one of {', '.join(map(str, supported))}, got {scale!r}")
     return scale
 
 
 def check_at_least(name: str, value: float, minimum: float) -> None:
     if isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise OptionError(f"{name} must be >= {minimum}, got {value!r}")
 
 
 def check_same_channels(model: str, in_channels: int, out_channels: int) -> None:
     """Models with a global residual add the (upsampled) input to their output."""
     if in_channels != out_channels:
-        raise ValueError(f"{model} adds its input to its output, so out_channels must equal in_channels "
+        raise OptionError(f"{model} adds its input to its output, so out_channels must equal in_channels "
                          f"(got in_channels={in_channels}, out_channels={out_channels})")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise OptionError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class SubPixelUpsampler(nn.Sequential):
         elif scale == 3:
             stages = [3]
         else:
-            raise ValueError(f"sub-pixel upsampling supports scales 1, 2, 3, 4 and 8, got {scale}")
+            raise OptionError(f"sub-pixel upsampling supports scales 1, 2, 3, 4 and 8, got {scale}")
         layers: list[nn.Module] = []
         channels = in_features
         for r in stages:

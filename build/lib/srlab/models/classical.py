@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import SCALES, check_at_least, check_scale
 from srlab.optics.kernels import BASELINE_TRUNCATE, gaussian_kernel1d, separable_blur, upsample_bicubic
@@ -25,17 +26,17 @@ def psf_fwhm_lr_px(psf_fwhm_px: float | None, psf_fwhm_nm: float | None, pixel_s
     """The PSF FWHM in LR pixels from either parametrization (ValueError on a contradictory mix)."""
     if psf_fwhm_nm is not None:
         if psf_fwhm_px is not None:
-            raise ValueError("give the PSF either as psf_fwhm_nm (with pixel_size_nm) or as psf_fwhm_px, not both")
+            raise OptionError("give the PSF either as psf_fwhm_nm (with pixel_size_nm) or as psf_fwhm_px, not both")
         if pixel_size_nm is None:
-            raise ValueError("psf_fwhm_nm needs pixel_size_nm, the LR pixel size in the sample plane")
+            raise OptionError("psf_fwhm_nm needs pixel_size_nm, the LR pixel size in the sample plane")
         if psf_fwhm_nm <= 0 or pixel_size_nm <= 0:
-            raise ValueError(f"psf_fwhm_nm and pixel_size_nm must be > 0, got {psf_fwhm_nm} and {pixel_size_nm}")
+            raise OptionError(f"psf_fwhm_nm and pixel_size_nm must be > 0, got {psf_fwhm_nm} and {pixel_size_nm}")
         return psf_fwhm_nm / pixel_size_nm
     if pixel_size_nm is not None:
-        raise ValueError("pixel_size_nm is only used together with psf_fwhm_nm")
+        raise OptionError("pixel_size_nm is only used together with psf_fwhm_nm")
     fwhm = DEFAULT_PSF_FWHM_PX if psf_fwhm_px is None else psf_fwhm_px
     if fwhm < 0:
-        raise ValueError(f"psf_fwhm_px must be >= 0, got {fwhm}")
+        raise OptionError(f"psf_fwhm_px must be >= 0, got {fwhm}")
     return float(fwhm)
 
 
@@ -50,7 +51,7 @@ class Bicubic(nn.Module):
         super().__init__()
         self.scale = check_scale(scale)
         if in_channels != out_channels:
-            raise ValueError(f"bicubic interpolates each channel, so out_channels must equal in_channels "
+            raise OptionError(f"bicubic interpolates each channel, so out_channels must equal in_channels "
                              f"(got {in_channels} and {out_channels})")
 
     def forward(self, lr: Tensor) -> Tensor:
@@ -154,7 +155,7 @@ class IterativeBackProjection(nn.Module):
         check_at_least("iterations", iterations, 0)
         self.multi_frame = in_channels > 1 and out_channels == 1
         if not self.multi_frame and in_channels != out_channels:
-            raise ValueError(f"ibp takes one image per channel (out_channels == in_channels) or T frames of one "
+            raise OptionError(f"ibp takes one image per channel (out_channels == in_channels) or T frames of one "
                              f"field (out_channels = 1); got in_channels={in_channels}, out_channels={out_channels}")
         self.iterations = iterations
         self.register_frames = register_frames
@@ -216,12 +217,12 @@ class RichardsonLucy(nn.Module):
         self.scale = check_scale(scale)
         check_at_least("iterations", iterations, 0)
         if in_channels != out_channels:
-            raise ValueError(f"richardson_lucy deconvolves each channel, so out_channels must equal in_channels "
+            raise OptionError(f"richardson_lucy deconvolves each channel, so out_channels must equal in_channels "
                              f"(got {in_channels} and {out_channels})")
         self.iterations = iterations
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         if self.psf_fwhm_px <= 0:
-            raise ValueError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
+            raise OptionError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
         sigma = self.psf_fwhm_px / FWHM_PER_SIGMA
         self.register_buffer("psf", gaussian_kernel1d(sigma, truncate=BASELINE_TRUNCATE), persistent=False)
 

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srlab.registry import Registry
-
-DEGRADERS: Registry[nn.Module] = Registry("degrader")
+from srlab.errors import OptionError
+from srlab.registry import DEGRADERS
 
 NOISE_KINDS = ("vector", "pixel")
 DEGRADER_SCALES = (1, 2, 3, 4)
@@ -27,7 +26,7 @@ DEGRADER_SCALES = (1, 2, 3, 4)
 
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise OptionError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 class _PreActBlock(nn.Module):
@@ -80,17 +79,17 @@ class BulatHighToLow(nn.Module):
                  noise_dim: int = 64, noise_size: int = 64, batch_norm: bool = True, global_skip: bool = True):
         super().__init__()
         if scale not in DEGRADER_SCALES or isinstance(scale, bool):
-            raise ValueError(f"scale must be one of {', '.join(map(str, DEGRADER_SCALES))}, got {scale!r}")
+            raise OptionError(f"scale must be one of {', '.join(map(str, DEGRADER_SCALES))}, got {scale!r}")
         if noise not in NOISE_KINDS:
-            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+            raise OptionError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("features", features),
                             ("blocks_per_group", blocks_per_group), ("noise_dim", noise_dim),
                             ("noise_size", noise_size)):
             _check_positive(name, value)
         if isinstance(decoder_levels, bool) or not isinstance(decoder_levels, int) or decoder_levels < 0:
-            raise ValueError(f"decoder_levels must be an integer >= 0, got {decoder_levels!r}")
+            raise OptionError(f"decoder_levels must be an integer >= 0, got {decoder_levels!r}")
         if global_skip and in_channels != out_channels:
-            raise ValueError(f"global_skip adds the downsampled input to the output, so out_channels must equal "
+            raise OptionError(f"global_skip adds the downsampled input to the output, so out_channels must equal "
                              f"in_channels (got {in_channels} and {out_channels})")
         self.scale, self.noise, self.noise_dim, self.noise_size = scale, noise, noise_dim, noise_size
         self.global_skip = global_skip

@@ -16,9 +16,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from srlab.models.blocks import check_at_least, check_choice
-from srlab.registry import Registry
-
-DISCRIMINATORS: Registry[nn.Module] = Registry("discriminator")
+from srlab.registry import DISCRIMINATORS
 
 NORMS = ("batch", "instance", "none")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import SCALES, PaperCount, check_at_least, check_scale, conv, upsample_bicubic
 
@@ -48,9 +49,9 @@ class SRCNN(nn.Module):
         super().__init__()
         self.scale = check_scale(scale)
         if len(kernel_sizes) != 3 or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
-            raise ValueError(f"kernel_sizes must be three odd sizes such as (9, 5, 5), got {kernel_sizes!r}")
+            raise OptionError(f"kernel_sizes must be three odd sizes such as (9, 5, 5), got {kernel_sizes!r}")
         if len(features) != 2:
-            raise ValueError(f"features must be two filter counts (n1, n2), got {features!r}")
+            raise OptionError(f"features must be two filter counts (n1, n2), got {features!r}")
         k1, k2, k3 = kernel_sizes
         n1, n2 = features
         self.body = nn.Sequential(

@@ -1,9 +1,9 @@
 """Localization microscopy networks: a camera frame in, a density map on an 8× finer grid out.
 
 Contract (as every srlab network): ``forward`` maps ``(N, 1, h, w)`` (a percentile-normalized camera
-frame, :func:`srlab.data.smlm.normalize_frame`) to ``(N, 1, 8h, 8w)``: a map whose mass around each
-molecule is the training emitter mass (100 by default, :mod:`srlab.data.smlm`), turned into molecule
-positions by :func:`srlab.evaluation.localization.localize_density`. Both networks are trained with the
+frame, :func:`srlab.smlm.localize.normalize_frame`) to ``(N, 1, 8h, 8w)``: a map whose mass around each
+molecule is the training emitter mass (100 by default, :mod:`srlab.smlm.datamodule`), turned into molecule
+positions by :func:`srlab.smlm.localize.localize_density`. Both networks are trained with the
 Deep-STORM loss (:mod:`srlab.paradigms.localization`). ``gaussfit`` puts the classical baseline
 (detection + Gaussian fit) behind the same contract, so it is scored by the same pipeline.
 """
@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srlab.evaluation.localization import gaussian_fit_localize
+from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import check_at_least, check_scale
 from srlab.models.unet import UNetCore
+from srlab.smlm.localize import gaussian_fit_localize
 
 LOCALIZATION_SCALES = (2, 4, 8)
 
@@ -60,7 +61,7 @@ class DeepSTORM(nn.Module):
         super().__init__()
         check_scale(scale, LOCALIZATION_SCALES)
         if len(features) != 4:
-            raise ValueError(f"features must be 4 widths (3 encoder stages, bottleneck), got {features!r}")
+            raise OptionError(f"features must be 4 widths (3 encoder stages, bottleneck), got {features!r}")
         for f in features:
             check_at_least("features", f, 1)
         f1, f2, f3, f4 = (int(f) for f in features)
@@ -121,7 +122,7 @@ class DeepULM(nn.Module):
         check_at_least("features", features, 1)
         check_at_least("depth", depth, 1)
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+            raise OptionError(f"dropout must be in [0, 1), got {dropout!r}")
         self.scale = scale
         self.core = UNetCore(in_channels, features, depth=depth, features=features, kernel_size=3,
                              convs_per_level=2, batch_norm=True, activation="leaky_relu", pooling="max")
@@ -161,7 +162,7 @@ class GaussianFitLocalizer(nn.Module):
     Borkovec, Švindrych, Hagen, "ThunderSTORM: a comprehensive ImageJ plug-in for PALM and STORM data
     analysis and super-resolution imaging", Bioinformatics 30(16), 2014): difference-of-Gaussians
     detection and a least-squares fit of an integrated Gaussian per molecule
-    (:func:`srlab.evaluation.localization.gaussian_fit_localize`). Each fitted molecule is written into
+    (:func:`srlab.smlm.localize.gaussian_fit_localize`). Each fitted molecule is written into
     the ×``scale`` output as ``emitter_mass`` spread bilinearly over the four nearest fine pixels, so
     the density-map localizer recovers the fitted position exactly. ``psf_sigma_nm`` and
     ``pixel_size_nm`` describe the data (defaults: 0.21·660 nm/1.4 and 100 nm). Runs on the CPU
@@ -174,12 +175,12 @@ class GaussianFitLocalizer(nn.Module):
         super().__init__()
         check_scale(scale, LOCALIZATION_SCALES)
         if in_channels != 1 or out_channels != 1:
-            raise ValueError(f"gaussfit localizes single-channel frames: in_channels and out_channels must be 1, "
+            raise OptionError(f"gaussfit localizes single-channel frames: in_channels and out_channels must be 1, "
                              f"got {in_channels} and {out_channels}")
         for name, value in (("psf_sigma_nm", psf_sigma_nm), ("pixel_size_nm", pixel_size_nm),
                             ("threshold", threshold), ("emitter_mass", emitter_mass)):
             if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+                raise OptionError(f"{name} must be > 0, got {value!r}")
         self.scale, self.psf_sigma_nm, self.pixel_size_nm = scale, psf_sigma_nm, pixel_size_nm
         self.threshold, self.emitter_mass = threshold, emitter_mass
 

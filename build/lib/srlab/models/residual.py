@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import (
     SCALES,
@@ -139,9 +140,9 @@ class MDSR(nn.Module):
         super().__init__()
         self.scales = tuple(check_scale(s, (2, 3, 4)) for s in scales)
         if len(set(self.scales)) != len(self.scales) or not self.scales:
-            raise ValueError(f"scales must be distinct values from 2, 3, 4, got {scales!r}")
+            raise OptionError(f"scales must be distinct values from 2, 3, 4, got {scales!r}")
         if scale not in self.scales:
-            raise ValueError(f"scale must be one of the scales with heads ({', '.join(map(str, self.scales))}), "
+            raise OptionError(f"scale must be one of the scales with heads ({', '.join(map(str, self.scales))}), "
                              f"got {scale!r}")
         check_at_least("num_blocks", num_blocks, 1)
         self.scale = scale

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import (
     SCALES,
@@ -86,7 +87,7 @@ class UNetCore(nn.Module):
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("pooling", pooling, POOLINGS)
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+            raise OptionError(f"kernel_size must be odd, got {kernel_size}")
 
         def block(cin: int, cout: int) -> ConvBlock:
             return ConvBlock(cin, cout, kernel_size=kernel_size, num_convs=convs_per_level,
@@ -144,7 +145,7 @@ class UNet(nn.Module):
         self.scale = check_scale(scale)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
         if global_residual and in_channels != out_channels:
-            raise ValueError(f"global_residual adds the input to the output, so out_channels must equal "
+            raise OptionError(f"global_residual adds the input to the output, so out_channels must equal "
                              f"in_channels (got {in_channels} and {out_channels}); set global_residual=false")
         self.upsampling = upsampling
         self.global_residual = global_residual

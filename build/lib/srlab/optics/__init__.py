@@ -1,6 +1,6 @@
 """Optics: the one place where light becomes pixels.
 
-The image simulator (:mod:`srlab.data.simulate`), the SMLM simulator (:mod:`srlab.data.smlm`), the
+The image simulator (:mod:`srlab.data.simulate`), the SMLM simulator (:mod:`srlab.smlm.simulate`), the
 on-the-fly degradation (:mod:`srlab.data.degrade`), the classical baselines
 (:mod:`srlab.models.classical`), the consistency check and the localization loss all take their
 physics from here (after DECODE's ``simulation`` package: PSF kernels, camera, structures):

@@ -1,11 +1,7 @@
 """Training paradigms: one LightningModule per way of training, all sharing :class:`SRTask`."""
 from __future__ import annotations
 
-import lightning as L
+# The paradigm modules register when the registry is first used (srlab/registry.py lists them).
+from srlab.registry import PARADIGMS
 
-from srlab.registry import Registry
-
-PARADIGMS: Registry[L.LightningModule] = Registry("paradigm")
-
-# Importing the modules registers the paradigms.
-from srlab.paradigms import degradation_gan, gan, localization, residual, supervised  # noqa: F401
+__all__ = ["PARADIGMS"]

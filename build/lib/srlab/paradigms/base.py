@@ -1,27 +1,46 @@
 """The base LightningModule shared by every paradigm: validation, test, prediction, metrics, EMA.
 
-Metrics (:class:`srlab.evaluation.metrics.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
+Metrics (:class:`srlab.metrics.image.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
 and the affine-fitted variants) are computed per image on percentile-normalized images with the data
-range documented in :mod:`srlab.evaluation.metrics`, averaged over images and synchronized across DDP
+range documented in :mod:`srlab.metrics.image`, averaged over images and synchronized across DDP
 ranks by torchmetrics. The test also reports the bicubic baseline on the same images
 (``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from srlab.errors import SrlabError
-from srlab.evaluation.metrics import SRMetrics
+from srlab.errors import OptionError, SrlabError
+from srlab.metrics.image import SRMetrics
 from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the test's baseline; callbacks use it
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], dict | None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """Marks a paradigm argument that :func:`srlab.build.build_paradigm_params` makes from its
+    ``paradigm.params`` entry: ``kind`` is ``discriminator`` or ``degrader`` (``{name, params}`` of that
+    registry) or ``optimizer`` (keys of ``paradigm.optimizer``). ``sees_condition``: a conditional GAN's
+    discriminator also sees the upsampled LR image (twice the data's channels)."""
+
+    kind: str
+    sees_condition: bool = False
+
+
+# Argument types of paradigms: what the annotation says is what srlab.build builds (no naming rules).
+Discriminator = Annotated[nn.Module, Component("discriminator")]
+ConditionalDiscriminator = Annotated[nn.Module, Component("discriminator", sees_condition=True)]
+Degrader = Annotated[nn.Module, Component("degrader")]
+Optimizer = Annotated[OptimizerFactory, Component("optimizer")]
 
 
 class TrainingDiverged(SrlabError):
@@ -42,7 +61,7 @@ class SRTask(L.LightningModule):
                  scale: int = 2, monitor: str = "val/psnr", schedule_monitor: str | None = None):
         super().__init__()
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
+            raise OptionError(f"paradigm.ema_decay must be in [0, 1), got {ema_decay}")
         self.network = network
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory

@@ -30,11 +30,17 @@ import torch
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
-from srlab.errors import SrlabError
-from srlab.models import degradation as _degradation  # noqa: F401  (registers the degraders)
+from srlab.errors import OptionError, SrlabError
 from srlab.optics.kernels import downsample
 from srlab.paradigms import PARADIGMS
-from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.paradigms.base import (
+    Degrader,
+    Discriminator,
+    Optimizer,
+    OptimizerFactory,
+    SchedulerFactory,
+    SRTask,
+)
 from srlab.paradigms.gan import AdversarialPair, check_clipping, make_schedulers, step_schedulers
 from srlab.paradigms.losses import AdversarialLoss
 
@@ -57,12 +63,12 @@ class DegradationGAN(SRTask):
     d_real,d_fake}`` in stage 1, ``train/{...}`` and ``train/bicubic_pairs/{...}`` in stage 2.
     """
 
-    def __init__(self, network: nn.Module, *, degrader: nn.Module, discriminator: nn.Module,
-                 lr_discriminator: nn.Module, loss: nn.Module, optimizer_factory: OptimizerFactory | None = None,
+    def __init__(self, network: nn.Module, *, degrader: Degrader, discriminator: Discriminator,
+                 lr_discriminator: Discriminator, loss: nn.Module, optimizer_factory: OptimizerFactory | None = None,
                  scheduler_factory: SchedulerFactory | None = None, ema_decay: float = 0.0, scale: int = 2,
-                 discriminator_optimizer: OptimizerFactory | None = None,
-                 degrader_optimizer: OptimizerFactory | None = None,
-                 lr_discriminator_optimizer: OptimizerFactory | None = None, adversarial_loss: str = "hinge",
+                 discriminator_optimizer: Optimizer | None = None,
+                 degrader_optimizer: Optimizer | None = None,
+                 lr_discriminator_optimizer: Optimizer | None = None, adversarial_loss: str = "hinge",
                  stage1_epochs: int = 1, degrader_pixel_weight: float = 1.0,
                  degrader_adversarial_weight: float = 0.05, pixel_weight: float = 1.0,
                  adversarial_weight: float = 0.05, bicubic_baseline: bool = True,
@@ -71,12 +77,12 @@ class DegradationGAN(SRTask):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          ema_decay=ema_decay, scale=scale, monitor="val/stage2_psnr", schedule_monitor="val/psnr")
         if stage1_epochs < 1:
-            raise ValueError(f"stage1_epochs must be >= 1, got {stage1_epochs}")
+            raise OptionError(f"stage1_epochs must be >= 1, got {stage1_epochs}")
         for name, value in (("degrader_pixel_weight", degrader_pixel_weight),
                             ("degrader_adversarial_weight", degrader_adversarial_weight),
                             ("pixel_weight", pixel_weight), ("adversarial_weight", adversarial_weight)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise OptionError(f"{name} must be >= 0, got {value}")
         check_clipping(gradient_clip_val, gradient_clip_algorithm)
         self.automatic_optimization = False
         self.degrader, self.discriminator, self.lr_discriminator = degrader, discriminator, lr_discriminator

@@ -33,10 +33,16 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import Tensor, nn
 
-from srlab.errors import SrlabError
+from srlab.errors import OptionError, SrlabError
 from srlab.optics.kernels import upsample_bicubic
 from srlab.paradigms import PARADIGMS
-from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.paradigms.base import (
+    ConditionalDiscriminator,
+    Optimizer,
+    OptimizerFactory,
+    SchedulerFactory,
+    SRTask,
+)
 from srlab.paradigms.losses import AdversarialLoss, TotalVariationLoss
 
 CLIP_ALGORITHMS = ("norm", "value")
@@ -45,9 +51,9 @@ PRETRAINED_CHECKPOINT = "pretrained.ckpt"  # the generator at the end of content
 
 def check_clipping(gradient_clip_val: float | None, gradient_clip_algorithm: str) -> None:
     if gradient_clip_val is not None and gradient_clip_val <= 0:
-        raise ValueError(f"gradient_clip_val must be > 0 (or null for none), got {gradient_clip_val}")
+        raise OptionError(f"gradient_clip_val must be > 0 (or null for none), got {gradient_clip_val}")
     if gradient_clip_algorithm not in CLIP_ALGORITHMS:
-        raise ValueError(f"gradient_clip_algorithm must be one of {', '.join(CLIP_ALGORITHMS)}, "
+        raise OptionError(f"gradient_clip_algorithm must be one of {', '.join(CLIP_ALGORITHMS)}, "
                          f"got {gradient_clip_algorithm!r}")
 
 
@@ -159,10 +165,10 @@ class AdversarialSR(SRTask):
     ``bce``) and, during pre-training, ``train/pretrain_mse``.
     """
 
-    def __init__(self, network: nn.Module, *, discriminator: nn.Module, loss: nn.Module,
+    def __init__(self, network: nn.Module, *, discriminator: ConditionalDiscriminator, loss: nn.Module,
                  optimizer_factory: OptimizerFactory | None = None,
                  scheduler_factory: SchedulerFactory | None = None, ema_decay: float = 0.0, scale: int = 2,
-                 discriminator_optimizer: OptimizerFactory | None = None, adversarial_loss: str = "bce",
+                 discriminator_optimizer: Optimizer | None = None, adversarial_loss: str = "bce",
                  content_weight: float = 1.0, adversarial_weight: float = 1e-3, tv_weight: float = 2e-8,
                  conditional: bool = False, pretrain_epochs: int = 0, discriminator_steps: int = 1,
                  generator_steps: int = 1, gradient_clip_val: float | None = None,
@@ -174,9 +180,9 @@ class AdversarialSR(SRTask):
                             ("tv_weight", tv_weight), ("pretrain_epochs", pretrain_epochs),
                             ("generator_steps", generator_steps)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise OptionError(f"{name} must be >= 0, got {value}")
         if discriminator_steps < 1:
-            raise ValueError(f"discriminator_steps must be >= 1, got {discriminator_steps}")
+            raise OptionError(f"discriminator_steps must be >= 1, got {discriminator_steps}")
         check_clipping(gradient_clip_val, gradient_clip_algorithm)
         self.automatic_optimization = False
         self.discriminator = discriminator

@@ -13,7 +13,7 @@ code; unlike that code, whose loss kernel is 2× the target's (``h = h*2.0``), t
 kernel is used on both sides, so a molecule's predicted mass equals the training mass. Deep-ULM
 (van Sloun et al., IEEE TMI 2020) trains with the same loss.
 
-Validation and test localize each predicted map (:func:`srlab.evaluation.localization.localize_density`)
+Validation and test localize each predicted map (:func:`srlab.smlm.localize.localize_density`)
 and score against the ground truth with per-frame Hungarian matching (tolerance 250 nm): Jaccard,
 recall, precision, F1, lateral RMSE, efficiency. The test also runs the classical baseline (detection +
 Gaussian fit) on the *same* frames in photons and reports it as ``test/baseline_*``, the runtime per
@@ -33,20 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srlab.data.normalize import percentile_scale
-from srlab.data.smlm import Localizations
-from srlab.errors import SrlabError
-from srlab.evaluation.frc import frc_resolution_nm
-from srlab.evaluation.localization import (
-    DEFAULT_TOLERANCE_NM,
-    gaussian_fit_localize,
-    localization_metrics,
-    localize_density,
-    render_localizations,
-)
-from srlab.evaluation.metrics import psnr, ssim
+from srlab.errors import OptionError, SrlabError
+from srlab.metrics.frc import frc_resolution_nm
+from srlab.metrics.image import psnr, ssim
 from srlab.optics.kernels import gaussian_kernel2d
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.smlm.localizations import Localizations
+from srlab.smlm.localize import gaussian_fit_localize, localize_density, render_localizations
+from srlab.smlm.score import DEFAULT_TOLERANCE_NM, localization_metrics
 
 #: Detection thresholds (in emitters) tried on the validation set. Low values matter early in training,
 #: when the predicted mass per molecule is still well below the training mass.
@@ -89,15 +84,15 @@ class LocalizationTask(SRTask):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          ema_decay=ema_decay, scale=scale, monitor="val/jaccard")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+            raise OptionError(f"kernel_size must be a positive odd number, got {kernel_size}")
         for name, value in (("kernel_sigma_px", kernel_sigma_px), ("emitter_mass", emitter_mass),
                             ("threshold", threshold), ("tolerance_nm", tolerance_nm),
                             ("baseline_threshold", baseline_threshold),
                             ("render_pixel_size_nm", render_pixel_size_nm), ("render_sigma_nm", render_sigma_nm)):
             if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+                raise OptionError(f"{name} must be > 0, got {value}")
         if l1_weight < 0:
-            raise ValueError(f"l1_weight must be >= 0, got {l1_weight}")
+            raise OptionError(f"l1_weight must be >= 0, got {l1_weight}")
         self.register_buffer("kernel", gaussian_kernel2d(kernel_size, kernel_sigma_px), persistent=False)
         # The detection threshold tuned on validation travels with the checkpoint (a persistent buffer).
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))

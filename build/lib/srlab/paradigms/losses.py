@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from srlab.registry import Registry
-
-LOSSES: Registry[nn.Module] = Registry("loss")
+from srlab.errors import OptionError
+from srlab.registry import LOSSES
 
 
 @LOSSES.register("mse", paper="SRCNN/ESPCN/FSRCNN/VDSR")
@@ -96,7 +95,7 @@ class AdversarialLoss(nn.Module):
     def __init__(self, kind: str = "bce"):
         super().__init__()
         if kind not in ADVERSARIAL_KINDS:
-            raise ValueError(f"adversarial_loss must be one of {', '.join(ADVERSARIAL_KINDS)}, got {kind!r}")
+            raise OptionError(f"adversarial_loss must be one of {', '.join(ADVERSARIAL_KINDS)}, got {kind!r}")
         self.kind = kind
 
     def discriminator(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -151,7 +150,7 @@ def vgg19_features(until: str) -> nn.Sequential:
     """VGG19 ``features`` up to and including layer ``until`` (e.g. ``relu5_4``), randomly initialized."""
     names = vgg19_layer_names()
     if until not in names:
-        raise ValueError(f"layer must be a VGG19 layer name (e.g. relu2_2, relu5_4), got {until!r}")
+        raise OptionError(f"layer must be a VGG19 layer name (e.g. relu2_2, relu5_4), got {until!r}")
     layers: list[nn.Module] = []
     channels = 3
     for item in _VGG19_LAYOUT:
@@ -178,16 +177,16 @@ class VGGFeatureLoss(nn.Module):
     def __init__(self, weights_path: str | None = None, layer: str = "relu5_4", feature_scale: float = 1 / 12.75):
         super().__init__()
         if not weights_path:
-            raise ValueError("the vgg19 loss needs paradigm.loss.params.weights_path: a local VGG19 state "
+            raise OptionError("the vgg19 loss needs paradigm.loss.params.weights_path: a local VGG19 state "
                              "dict file (torchvision's vgg19 weights); srlab never downloads weights")
         path = Path(weights_path).expanduser()
         if not path.is_file():
-            raise ValueError(f"paradigm.loss.params.weights_path: no such file {str(path)!r}")
+            raise OptionError(f"paradigm.loss.params.weights_path: no such file {str(path)!r}")
         features = vgg19_features(layer)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
-            raise ValueError(f"{path}: cannot be read as a torch state dict ({str(err).splitlines()[0][:120]})") \
+            raise OptionError(f"{path}: cannot be read as a torch state dict ({str(err).splitlines()[0][:120]})") \
                 from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
@@ -196,12 +195,12 @@ class VGGFeatureLoss(nn.Module):
         picked = {k: state.get(f"features.{k}", state.get(k)) for k in features.state_dict()}
         missing = sorted(k for k, v in picked.items() if v is None)
         if missing:
-            raise ValueError(f"{path}: not a VGG19 state dict (missing features.{missing[0]}"
+            raise OptionError(f"{path}: not a VGG19 state dict (missing features.{missing[0]}"
                              f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''})")
         try:
             features.load_state_dict(picked)
         except RuntimeError as err:
-            raise ValueError(f"{path}: VGG19 weights of the wrong shape "
+            raise OptionError(f"{path}: VGG19 weights of the wrong shape "
                              f"({str(err).splitlines()[-1].strip()[:120]})") from None
         # Held outside the module tree: the fixed, externally supplied weights stay out of every
         # checkpoint (they would add up to 80 MB) and out of the optimizers; moved to the data's device

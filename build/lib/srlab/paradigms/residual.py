@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from srlab.errors import OptionError
 from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 
@@ -61,15 +62,15 @@ class ResidualSR(SRTask):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          ema_decay=ema_decay, scale=scale)
         if clip_theta is not None and not clip_theta > 0:
-            raise ValueError(f"clip_theta must be > 0 (or null for no clipping), got {clip_theta}")
+            raise OptionError(f"clip_theta must be > 0 (or null for no clipping), got {clip_theta}")
         final = intermediate_weight if intermediate_weight_final is None else intermediate_weight_final
         for name, value in (("intermediate_weight", intermediate_weight), ("intermediate_weight_final", final)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise OptionError(f"{name} must be in [0, 1], got {value}")
         if intermediate_decay_epochs < 0:
-            raise ValueError(f"intermediate_decay_epochs must be >= 0, got {intermediate_decay_epochs}")
+            raise OptionError(f"intermediate_decay_epochs must be >= 0, got {intermediate_decay_epochs}")
         if max(intermediate_weight, final) > 0 and not hasattr(network, "forward_with_intermediates"):
-            raise ValueError(f"intermediate_weight > 0 needs a network with intermediate outputs (drcn, memnet); "
+            raise OptionError(f"intermediate_weight > 0 needs a network with intermediate outputs (drcn, memnet); "
                              f"{type(network).__name__} has none, so set paradigm.params.intermediate_weight=0")
         self.loss = loss
         self.clip_theta = clip_theta

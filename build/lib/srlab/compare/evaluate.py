@@ -1,0 +1,401 @@
+"""Evaluating a suite: every run on the *same* test images.
+
+One DataModule per distinct test set, built with the suite's first seed; per image PSNR, SSIM, MS-SSIM,
+NRMSE and their affine-fitted variants (:func:`srlab.metrics.image.image_metrics`), the single-image FRC
+resolution in nm (:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and
+the SQUIRREL-style consistency with the input (:func:`srlab.metrics.consistency.squirrel_consistency`).
+Networks are loaded by :func:`srlab.inference.load_network` (the checkpoint each run's own test used) and
+run tiled (:func:`srlab.inference.tiling.predict_tiled`). Evaluations are cached in
+``<run>/evaluations/compare-<key>.json`` (key: evaluation data, test images, checkpoint), so a rerun
+recomputes nothing; each network's cost (parameters, multiply-adds, inference time per 256² output) is
+measured once per machine.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from srlab import models
+from srlab.compare.plan import Log, PlannedRun, Row
+from srlab.compare.suite import BASELINE_LABEL, Suite
+from srlab.config import apply_overrides
+from srlab.data import build_datamodule
+from srlab.errors import SrlabError
+from srlab.inference.loader import load_network
+from srlab.inference.tiling import predict_tiled
+from srlab.metrics.consistency import squirrel_consistency
+from srlab.metrics.frc import checkerboard_frc_resolution_nm
+from srlab.metrics.image import image_metrics
+from srlab.models import count_parameters
+from srlab.runs import atomic_write_bytes, atomic_write_text
+
+# Bump when what an evaluation computes changes: every cached evaluation is then recomputed.
+EVAL_VERSION = 1
+
+
+COST_OUTPUT_PX = 256
+TILE_SIZE, TILE_OVERLAP = 256, 32
+GRID_CROPS, GRID_CROP_PX = 3, 96
+MIN_FRC_PX = 64  # the single-image FRC splits the image in 2x2 sub-images; below 32 px each it is noise
+METRICS = ("psnr", "ssim", "ms_ssim", "nrmse", "psnr_affine", "ssim_affine", "ms_ssim_affine", "nrmse_affine",
+           "frc_nm", "rse", "rsp")
+
+
+# Data fields that do not change which test images a DataModule serves (training-side options).
+_TRAINING_ONLY_DATA_KEYS = ("patch_size", "batch_size", "num_workers", "pin_memory", "persistent_workers",
+                            "augment", "intensity_scale_range", "patches_per_epoch", "min_foreground_fraction",
+                            "foreground_threshold", "eval_crop_size", "eval_crops_per_image")
+
+
+@dataclass
+class EvalSample:
+    name: str
+    lr: np.ndarray  # (C, h, w) float32, normalized
+    hr: np.ndarray  # (C, s·h, s·w)
+
+
+@dataclass
+class EvalGroup:
+    key: str
+    label: str
+    slug: str
+    data: dict[str, Any]  # the evaluation data block (plain)
+    scale: int
+    seed: int
+    samples: list[EvalSample]
+    source: str
+    hr_pixel_size_nm: float | None
+    lr_pixel_size_nm: float | None
+    grid: list[tuple[int, int, int]]  # (sample index, y, x) of the crop grid, HR px
+    grid_px: int
+    reference: dict[str, np.ndarray] = field(default_factory=dict)  # frc of input / ground truth per image
+
+
+def test_set_identity(data: DictConfig | dict) -> str:
+    """Hash of the data options that decide which test images a DataModule serves."""
+    plain = OmegaConf.to_container(data, resolve=True) if OmegaConf.is_config(data) else dict(data)
+    for key in _TRAINING_ONLY_DATA_KEYS:
+        plain.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _data_label(data: dict[str, Any]) -> str:
+    scale = data.get("scale")
+    if data.get("path"):
+        return f"{data.get('kind')} {Path(str(data['path'])).name} x{scale}"
+    sim = data.get("simulation") or {}
+    if data.get("kind") in ("simulated", "paired", "degrade", "unpaired") and sim:
+        return f"simulated {sim['lr']['modality']} -> {sim['hr']['modality']} x{scale}"
+    return f"{data.get('kind')} x{scale}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
+
+
+def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
+    cfg = row.runs[0].cfg
+    if suite.test_data:
+        data_overrides = [o for o in (*suite.overrides, *cli) if o.lstrip("-").startswith("data.")]
+        cfg = apply_overrides(cfg, [f"data={suite.test_data}", *data_overrides])
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    if suite.test_images.mode == "crops":
+        if suite.test_images.crop_size is not None:
+            data.eval_crop_size = suite.test_images.crop_size
+        if suite.test_images.crops_per_image is not None:
+            data.eval_crops_per_image = suite.test_images.crops_per_image
+    return data
+
+
+def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[EvalSample], str, Any]:
+    dm = build_datamodule(data_cfg, seed=seed)
+    dm.prepare_data()
+    dm.setup("test")
+    pairs = getattr(dm, "data", {}).get("test") if isinstance(getattr(dm, "data", None), dict) else None
+    if mode == "full" and pairs and all(p.lr is not None and p.hr is not None for p in pairs):
+        samples = [EvalSample(p.name, np.asarray(p.lr, np.float32), np.asarray(p.hr, np.float32)) for p in pairs]
+        return samples, f"{len(samples)} whole test image(s)", dm
+    samples = []
+    for batch in dm.test_dataloader():
+        for i, name in enumerate(batch["name"]):
+            samples.append(EvalSample(str(name), batch["lr"][i].numpy().astype(np.float32),
+                                      batch["hr"][i].numpy().astype(np.float32)))
+    if not samples:
+        raise SrlabError(f"the evaluation data ({_data_label(OmegaConf.to_container(data_cfg))}) has no test images")
+    h, w = samples[0].lr.shape[-2:]
+    what = "test crop(s)" if mode != "full" else "test sample(s) from the test loader (no whole pairs stored)"
+    return samples, f"{len(samples)} {what} of {h}x{w} LR px", dm
+
+
+def _grid_positions(samples: list[EvalSample]) -> tuple[list[tuple[int, int, int]], int]:
+    """Up to GRID_CROPS crops (the first test samples), each where the ground truth is brightest on
+    average, so the grid shows structure rather than background; one crop size for all."""
+    chosen = samples[:GRID_CROPS]
+    px = min([GRID_CROP_PX] + [min(s.hr.shape[-2:]) for s in chosen])
+    positions = []
+    for index, sample in enumerate(chosen):
+        hr = sample.hr[0].astype(np.float64)
+        h, w = hr.shape
+        integral = np.pad(hr.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        step = max(1, px // 4)
+        best, where = -math.inf, (0, 0)
+        for y in list(range(0, h - px + 1, step)) + [h - px]:
+            for x in list(range(0, w - px + 1, step)) + [w - px]:
+                total = integral[y + px, x + px] - integral[y, x + px] - integral[y + px, x] + integral[y, x]
+                if total > best:
+                    best, where = total, (y, x)
+        positions.append((index, *where))
+    return positions, px
+
+
+def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = print) -> list[EvalGroup]:
+    """Group rows by test set and load each test set once (with the suite's first seed)."""
+    groups: dict[str, EvalGroup] = {}
+    for row in rows:
+        data_cfg = _eval_data_cfg(suite, row, cli)
+        key = hashlib.sha256(json.dumps([test_set_identity(data_cfg), suite.test_images.describe(),
+                                         int(data_cfg.eval_crop_size), int(data_cfg.eval_crops_per_image)],
+                                        sort_keys=True).encode()).hexdigest()[:12]
+        run_data = row.runs[0].cfg.data
+        row.trained_on_eval_data = test_set_identity(run_data) == test_set_identity(data_cfg)
+        row.train_data = _data_label(OmegaConf.to_container(run_data, resolve=True))
+        if key not in groups:
+            plain = OmegaConf.to_container(data_cfg, resolve=True)
+            log(f"srlab compare: loading the test images of {_data_label(plain)}")
+            samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
+            hr_px = getattr(dm, "hr_pixel_size_nm", None)
+            lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
+                or (hr_px * int(data_cfg.scale) if hr_px else None)
+            grid, grid_px = _grid_positions(samples)
+            label = _data_label(plain)
+            if any(g.label == label for g in groups.values()):  # same modality, other settings
+                label = f"{label} [{key[:6]}]"
+            slug = _slug(label)
+            group = EvalGroup(key=key, label=label, slug=slug, data=plain, scale=int(data_cfg.scale),
+                              seed=suite.seeds[0], samples=samples, source=source, hr_pixel_size_nm=hr_px,
+                              lr_pixel_size_nm=lr_px, grid=grid, grid_px=grid_px)
+            group.reference = {
+                "frc_input_nm": np.array([_frc(s.lr, lr_px) for s in samples]),
+                "frc_ground_truth_nm": np.array([_frc(s.hr, hr_px) for s in samples])}
+            groups[key] = group
+        row.group = key
+    return list(groups.values())
+
+
+def _frc(image: np.ndarray, pixel_size_nm: float | None) -> float:
+    """Single-image FRC resolution (nm) of a ``(C, H, W)`` image, averaged over channels; NaN without a
+    pixel size, below MIN_FRC_PX, or where the curve never crosses the threshold."""
+    if not pixel_size_nm or min(image.shape[-2:]) < MIN_FRC_PX:
+        return math.nan
+    values = []
+    for channel in image.reshape(-1, *image.shape[-2:]):
+        try:
+            values.append(checkerboard_frc_resolution_nm(channel, float(pixel_size_nm)))
+        except SrlabError:
+            values.append(math.nan)
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple[dict[str, list[float]], np.ndarray]:
+    """Per-image metrics of ``network`` on the group's samples, and its crops of the visual grid."""
+    values: dict[str, list[float]] = {m: [] for m in METRICS}
+    grid_of = {index: (y, x) for index, y, x in group.grid}
+    crops = np.zeros((len(group.grid), group.grid_px, group.grid_px), dtype=np.float32)
+    network.eval()
+    for index, sample in enumerate(group.samples):
+        sr = predict_tiled(network, sample.lr, scale=group.scale, tile_size=TILE_SIZE, overlap=TILE_OVERLAP,
+                           batch_size=1, device=device)
+        sr = sr[None] if sr.ndim == 2 else sr
+        if sr.shape != sample.hr.shape:
+            raise SrlabError(f"the network's output {sr.shape} does not match the ground truth {sample.hr.shape} "
+                             f"of test image '{sample.name}'")
+        metrics = image_metrics(torch.from_numpy(sr)[None], torch.from_numpy(sample.hr)[None])
+        for key, value in metrics.items():
+            values[key].append(float(value[0]))
+        values["frc_nm"].append(_frc(sr, group.hr_pixel_size_nm))
+        rse, rsp = [], []
+        if sample.lr.shape[0] == sr.shape[0]:
+            for c in range(sr.shape[0]):
+                result = squirrel_consistency(sr[c], sample.lr[c], scale=group.scale)
+                rse.append(result.rse)
+                rsp.append(result.rsp)
+        values["rse"].append(float(np.mean(rse)) if rse else math.nan)
+        values["rsp"].append(float(np.mean(rsp)) if rsp else math.nan)
+        if index in grid_of:  # the grid's crops come from the first samples, in order
+            y, x = grid_of[index]
+            crops[index] = sr[0, y:y + group.grid_px, x:x + group.grid_px]
+    return values, crops
+
+
+def _checkpoint_stamp(run_dir: Path) -> dict[str, Any]:
+    ckpt_dir = run_dir / "checkpoints"
+    files = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+
+
+def _evaluation_key(run: PlannedRun, group: EvalGroup) -> str:
+    blob = {"version": EVAL_VERSION, "group": group.key, "seed": group.seed, "grid": group.grid,
+            "grid_px": group.grid_px, "config": run.hash, "checkpoints": _checkpoint_stamp(run.run_dir)}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def machine() -> dict[str, Any]:
+    """What an inference time was measured on (timings are reused only on the same machine)."""
+    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _time_ms(network: nn.Module, x: torch.Tensor, device: str, min_seconds: float = 0.5,
+             max_repeats: int = 50) -> float:
+    """Median wall time of one forward pass (after one warm-up), repeated until ``min_seconds``."""
+    network = network.to(device)
+    x = x.to(device)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times: list[float] = []
+    with torch.inference_mode():
+        network(x)
+        sync()
+        start = time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - start < min_seconds and len(times) < max_repeats):
+            t0 = time.perf_counter()
+            network(x)
+            sync()
+            times.append((time.perf_counter() - t0) * 1000.0)
+    network.to("cpu")
+    return float(statistics.median(times))
+
+
+def measure_cost(network: nn.Module, in_channels: int, scale: int) -> dict[str, Any]:
+    """Parameters, multiply-adds and inference time of one 256² output (input 256/scale px square).
+
+    Multiply-adds are counted by :class:`torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2) for
+    convolutions, transposed convolutions and matrix products; interpolation and element-wise operations
+    are not counted (bicubic interpolation counts 0)."""
+    side = math.ceil(COST_OUTPUT_PX / scale)
+    x = torch.rand(1, in_channels, side, side)
+    network = network.eval().to("cpu")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network(x)
+    cost = {"parameters": int(count_parameters(network)), "macs": float(counter.get_total_flops()) / 2.0,
+            "cpu_ms": _time_ms(network, x, "cpu"), "gpu_ms": None, "machine": machine()}
+    if torch.cuda.is_available():
+        cost["gpu_ms"] = _time_ms(network, x, "cuda")
+    return cost
+
+
+def json_ready(value: Any) -> Any:
+    """NaN/inf -> None, numpy -> Python, recursively (strict JSON for report.json and the caches)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Callable[[], nn.Module], *,
+                      channels: int, device: str, with_cost: bool, reevaluate: bool, describe: dict[str, Any],
+                      log: Log = print) -> tuple[dict[str, Any], np.ndarray]:
+    """``(record, grid crops)`` of one network on a group's images, read from ``cache`` (JSON, crops beside
+    it as ``.npz``) when it holds this ``key``, else computed and written there. The record holds the
+    per-image metrics and, with ``with_cost``, the network's cost measured on this machine."""
+    crops_file = cache.with_suffix(".npz")
+    record: dict[str, Any] | None = None
+    crops: np.ndarray | None = None
+    if not reevaluate and cache.is_file() and crops_file.is_file():
+        record = json.loads(cache.read_text())
+        with np.load(crops_file) as npz:
+            crops = npz["crops"]
+        if record.get("key") != key or [s.name for s in group.samples] != record.get("images"):
+            record = None
+    changed = False
+    network: nn.Module | None = None
+    if record is None:
+        log(f"srlab compare: evaluating {describe.get('run_dir', describe.get('model'))} on "
+            f"{len(group.samples)} test image(s)")
+        network = make_network()
+        values, crops = evaluate_network(network, group, device)
+        record = {"version": EVAL_VERSION, "key": key, **describe, "test_data": group.label,
+                  "images": [s.name for s in group.samples], "metrics": values,
+                  "created": _dt.datetime.now().isoformat(timespec="seconds")}
+        changed = True
+    if with_cost and (record.get("cost") or {}).get("machine") != machine():
+        network = network if network is not None else make_network()
+        record["cost"] = measure_cost(network, channels, group.scale)
+        changed = True
+    if changed:
+        write_json(cache, record)
+        write_npz(crops_file, crops=crops)
+    assert crops is not None
+    return record, crops
+
+
+def evaluate_run(run: PlannedRun, group: EvalGroup, *, device: str, with_cost: bool, reevaluate: bool,
+                 log: Log = print) -> tuple[dict[str, Any], np.ndarray]:
+    """Evaluation of one run, cached in ``<run>/evaluations/compare-<key>.json``."""
+    assert run.run_dir is not None
+    run_dir = run.run_dir
+    key = _evaluation_key(run, group)
+    return cached_evaluation(run_dir / "evaluations" / f"compare-{key}.json", key, group,
+                             lambda: load_network(run_dir)[0], channels=int(run.cfg.data.channels), device=device,
+                             with_cost=with_cost, reevaluate=reevaluate, log=log,
+                             describe={"run_id": run_dir.name, "run_dir": str(run_dir), "seed": run.seed,
+                                       "config_hash": run.hash})
+
+
+def baseline_row(group: EvalGroup, channels: int, device: str, cache_dir: Path, reevaluate: bool,
+                  log: Log) -> tuple[Row, np.ndarray]:
+    """Bicubic interpolation on the group's images; cached under ``cache_dir`` (it has no run folder)."""
+    blob = {"version": EVAL_VERSION, "group": group.key, "seed": group.seed, "grid": group.grid,
+            "grid_px": group.grid_px, "channels": channels, "model": "bicubic"}
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+    record, crops = cached_evaluation(
+        cache_dir / f"baseline-{key}.json", key, group,
+        lambda: models.create("bicubic", in_channels=channels, out_channels=channels, scale=group.scale),
+        channels=channels, device=device, with_cost=True, reevaluate=reevaluate, log=log,
+        describe={"model": "bicubic"})
+    cost = record["cost"]
+    row = Row(label=BASELINE_LABEL, experiment=None, model="bicubic", family=models.NETWORKS.entry("bicubic").family,
+              learned=False, group=group.key, parameters=cost["parameters"], macs=cost["macs"],
+              cpu_ms=cost["cpu_ms"], gpu_ms=cost["gpu_ms"], trained_on_eval_data=None, train_data="—")
+    row.values = {m: np.asarray([record["metrics"][m]], dtype=np.float64) for m in METRICS}
+    return row, crops
