@@ -83,10 +83,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from srlab import build
     from srlab.config import load_experiment, to_yaml
 
-    cfg = load_experiment(args.name, args.overrides)
+    cfg = load_experiment(args.name, args.overrides)  # a config error answers before torch is imported
+    from srlab import build
+
     build.validate(cfg)
     print(to_yaml(cfg), end="")
     return 0
@@ -94,27 +95,26 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from srlab import models
-    from srlab.config import list_experiments, load_experiment
+    from srlab.config import compose_experiment, list_experiments
 
+    # Composed, not validated (srlab show NAME validates one): a listing in about a second.
     print("Experiments (srlab train NAME / make exp NAME=...):")
     for name in list_experiments():
         try:
-            cfg = load_experiment(name)
-            desc = f"{cfg.model.name:12s} {cfg.paradigm.name:16s} {cfg.data.kind:10s} {cfg.description}"
+            raw = compose_experiment(name)
+            part = {k: (raw.get(k) or {}).get("name", "?") for k in ("model", "paradigm")}
+            kind = (raw.get("data") or {}).get("kind", "simulated")
+            desc = f"{part['model']:12s} {part['paradigm']:16s} {kind:10s} {raw.get('description', '')}"
         except SrlabError as err:
             desc = f"(invalid: {err})"
         print(f"  {name:26s} {desc}")
+    # The models' cards, read without building a network (docs/models.md has the parameter counts).
     print("\nModels (model.name=...):")
-    print(f"  {'name':16s} {'family':14s} {'params (x2, 1 ch)':>18s}  paper")
+    print(f"  {'name':16s} {'family':14s} {'scales':8s} {'weights':8s} paper")
     for name in models.NETWORKS.names():
-        entry = models.NETWORKS.entry(name)
-        kwargs = {k: v for k, v in (("in_channels", 1), ("out_channels", 1))
-                  if k in models.NETWORKS.parameters(name)}
-        scales = entry.card.scales
-        if "scale" in models.NETWORKS.parameters(name):
-            kwargs["scale"] = 2 if 2 in scales else scales[0]
-        n = models.count_parameters(models.create(name, **kwargs))
-        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.card.paper}")
+        card = models.NETWORKS.entry(name).card
+        scales = ",".join(f"x{s}" for s in card.scales)
+        print(f"  {name:16s} {card.family:14s} {scales:8s} {'learned' if card.learned else 'none':8s} {card.paper}")
     return 0
 
 
@@ -234,6 +234,53 @@ CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one 
                    "saved as network.pt) or last (rebuilt from checkpoints/last.ckpt)")
 
 
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``srlab simulate`` (:func:`srlab.data.simulate.run_simulate`). Defined here, with the
+    other commands', so that building the parser imports no simulator (a fast ``--help``)."""
+    parser.add_argument("--pair", default="confocal:sted",
+                        help="LR:HR modality presets (widefield, confocal, sted, resolft, sim, tirf, tirfsim, "
+                             "widefield10x, widefield20x; docs/simulation.md); default confocal:sted")
+    parser.add_argument("--structures", default=None,
+                        help="comma-separated structure names (docs/simulation.md), or 'all' "
+                             "(default: microtubules, actin, ccps, er)")
+    parser.add_argument("--n", type=int, default=16, help="number of image pairs (default 16)")
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=128, help="LR image size in pixels (default 128)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="HR pixel = LR pixel / scale (default: from the presets' pixel sizes)")
+    parser.add_argument("--smlm", action="store_true", help="write an SMLM stack + ground-truth CSV instead")
+    parser.add_argument("--frames", type=int, default=50, help="SMLM frames (with --smlm)")
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40 "
+                             "density_range=[0.5,2]")
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``srlab calibrate`` (:func:`srlab.calibration.command.run_calibrate`)."""
+    parser.add_argument("images", nargs="+", help="raw LR TIFFs of one acquisition setting (any bit depth; "
+                                                  "stacks count slice by slice)")
+    parser.add_argument("--out", required=True, help="data block to write, e.g. experiments/data/mycal.yaml "
+                                                     "(the figure goes beside it as .png)")
+    parser.add_argument("--hr", nargs="+", default=[], metavar="IMAGE",
+                        help="a few real HR images of the target modality (unpaired is fine)")
+    parser.add_argument("--modality", default="widefield",
+                        help="preset of the LR images (widefield, tirf, confocal, ...; default widefield)")
+    parser.add_argument("--target", default=None,
+                        help="HR preset (default: sim for widefield, tirfsim for tirf, sted for confocal)")
+    parser.add_argument("--pixel-size-nm", type=float, default=None,
+                        help="LR pixel size when the files have none (overrides the files' metadata)")
+    parser.add_argument("--hr-pixel-size-nm", type=float, default=None, help="the same for --hr images")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
+    parser.add_argument("--offset-adu", type=float, default=None,
+                        help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the check simulation (the figure then shows the real images only)")
+
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srlab", description="Super-resolution experiments for microscopy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -296,7 +343,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", action="append", help="bioimageio: an author's name (repeatable; default: "
                                                      "git config user.name)")
     p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: SPDX licence id (default CC-BY-4.0)")
-    from srlab.data.simulate import add_simulate_arguments
     add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
     p = sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/")
     p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or path to a suite YAML")
@@ -308,7 +354,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--reevaluate", action="store_true",
                    help="ignore cached evaluations in <run>/evaluations/ and recompute them")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
-    from srlab.calibration.command import add_calibrate_arguments
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
     return parser

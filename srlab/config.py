@@ -314,6 +314,19 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     return OmegaConf.to_container(OmegaConf.merge(merged, body))
 
 
+_SCHEMAS: dict[str, DictConfig] = {}
+
+
+def _schema(kind: str) -> DictConfig:
+    """The structured schema of an experiment whose data block is of ``kind`` (built once: OmegaConf's
+    ``structured`` is the slow part of loading a config; ``merge`` copies it)."""
+    if kind not in _SCHEMAS:
+        schema = OmegaConf.structured(ExperimentConfig)
+        schema.data = OmegaConf.structured(data_schema(kind))
+        _SCHEMAS[kind] = schema
+    return _SCHEMAS[kind]
+
+
 def _check(raw: Any, source: str, *layers: Any) -> DictConfig:
     """Merge ``raw`` and ``layers`` onto the schema; a bad key or type becomes a one-line error.
 
@@ -321,16 +334,24 @@ def _check(raw: Any, source: str, *layers: Any) -> DictConfig:
     that kind does not use is an error too."""
     kind = "simulated"
     for layer in (raw, *layers):
-        found = OmegaConf.select(OmegaConf.create(layer), "data.kind") if layer is not None else None
+        data = layer.get("data") if isinstance(layer, (dict, DictConfig)) else None
+        found = data.get("kind") if isinstance(data, (dict, DictConfig)) else None
         kind = found if found is not None else kind
     try:
-        schema = OmegaConf.structured(ExperimentConfig)
-        schema.data = OmegaConf.structured(data_schema(kind))
-        return OmegaConf.merge(schema, raw, *layers)
+        return OmegaConf.merge(_schema(str(kind)), raw, *layers)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         msg = str(getattr(err, "msg", None) or err).splitlines()[0]
         raise SrlabError(f"{source}: invalid config key '{key}': {msg}") from None
+
+
+def compose_experiment(name: str, root: Path = EXPERIMENTS_DIR) -> dict:
+    """Experiment ``name`` composed from its blocks (no profile, no overrides, not validated): what
+    ``srlab list`` shows."""
+    path = find_config(f"{name}.yaml", root)
+    if path is None:
+        raise SrlabError(f"unknown experiment '{name}'{did_you_mean(name, list_experiments(root))}")
+    return _compose(path, {}, root)
 
 
 def load_experiment(name: str, overrides: list[str] | None = None, root: Path = EXPERIMENTS_DIR) -> DictConfig:

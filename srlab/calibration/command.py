@@ -1,34 +1,10 @@
-"""``srlab calibrate IMAGES... --out experiments/data/NAME.yaml``: options, run, one-screen summary.
-
-Kept apart from the estimation so that building the CLI parser imports nothing heavy."""
+"""``srlab calibrate IMAGES... --out experiments/data/NAME.yaml``: run and one-screen summary (its
+arguments are defined in :mod:`srlab.cli`, which builds the parser without importing this package)."""
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
-
-
-def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="raw LR TIFFs of one acquisition setting (any bit depth; "
-                                                  "stacks count slice by slice)")
-    parser.add_argument("--out", required=True, help="data block to write, e.g. experiments/data/mycal.yaml "
-                                                     "(the figure goes beside it as .png)")
-    parser.add_argument("--hr", nargs="+", default=[], metavar="IMAGE",
-                        help="a few real HR images of the target modality (unpaired is fine)")
-    parser.add_argument("--modality", default="widefield",
-                        help="preset of the LR images (widefield, tirf, confocal, ...; default widefield)")
-    parser.add_argument("--target", default=None,
-                        help="HR preset (default: sim for widefield, tirfsim for tirf, sted for confocal)")
-    parser.add_argument("--pixel-size-nm", type=float, default=None,
-                        help="LR pixel size when the files have none (overrides the files' metadata)")
-    parser.add_argument("--hr-pixel-size-nm", type=float, default=None, help="the same for --hr images")
-    parser.add_argument("--scale", type=int, default=None,
-                        help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
-    parser.add_argument("--offset-adu", type=float, default=None,
-                        help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip the check simulation (the figure then shows the real images only)")
 
 
 def _line(name: str, est, extra: str = "") -> str:

@@ -5,15 +5,17 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 from omegaconf import OmegaConf
 
 from srlab.data.config import DataConfig, DegradationConfig, ModalityConfig, SimulationConfig
 
 # The DataModule modules register when the registry is first used (srlab/registry.py lists them).
 from srlab.registry import DATAMODULES
+
+if TYPE_CHECKING:  # Lightning is imported by the DataModules themselves: configs and --help stay light
+    import lightning as L
 
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:

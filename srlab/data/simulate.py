@@ -25,7 +25,7 @@ noise, an EMCCD's gamma-distributed multiplication (excess noise √2), Gaussian
 to grey levels (``e_per_adu``), ``offset_adu``, rounding and clipping to ``bit_depth`` bits — files are
 uint16 (uint8 for ≤ 8 bits), as a microscope writes them (:class:`srlab.optics.camera.Camera`).
 
-``srlab simulate`` (:func:`add_simulate_arguments`, :func:`run_simulate`) writes a dataset as
+``srlab simulate`` (:func:`run_simulate`; its arguments are defined in :mod:`srlab.cli`) writes a dataset as
 ``lr/*.tif`` + ``hr/*.tif`` pairs with pixel sizes — the folder format users bring — and
 :func:`simulated_dataset` caches one under ``$SRLAB_DATA_DIR`` (default ``./data``) for the DataModules.
 """
@@ -516,25 +516,6 @@ def simulated_dataset(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale
 # ------------------------------------------------------------------------------------------------
 # CLI: srlab simulate
 # ------------------------------------------------------------------------------------------------
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``srlab simulate`` (the lead wires this into :mod:`srlab.cli`)."""
-    parser.add_argument("--pair", default="confocal:sted",
-                        help=f"LR:HR modality presets ({', '.join(PRESETS)}); default confocal:sted")
-    parser.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES),
-                        help=f"comma-separated: {', '.join(STRUCTURES)}; or 'all'")
-    parser.add_argument("--n", type=int, default=16, help="number of image pairs (default 16)")
-    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=128, help="LR image size in pixels (default 128)")
-    parser.add_argument("--scale", type=int, default=None,
-                        help="HR pixel = LR pixel / scale (default: from the presets' pixel sizes)")
-    parser.add_argument("--smlm", action="store_true", help="write an SMLM stack + ground-truth CSV instead")
-    parser.add_argument("--frames", type=int, default=50, help="SMLM frames (with --smlm)")
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
-                        help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40 "
-                             "density_range=[0.5,2]")
-
-
 def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     try:
         lr_name, hr_name = args.pair.split(":")
@@ -543,7 +524,7 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     for name in (lr_name, hr_name):
         if name not in PRESETS:
             raise unknown_choice("modality in --pair", name, PRESETS)
-    structures = [s.strip() for s in args.structures.split(",") if s.strip()]
+    structures = [s.strip() for s in (args.structures or ",".join(DEFAULT_STRUCTURES)).split(",") if s.strip()]
     if structures == ["all"]:
         structures = list(STRUCTURES)
     values: dict[str, Any] = {"lr": {"modality": lr_name}, "hr": {"modality": hr_name},

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from srlab import cli
+from srlab.cli import add_simulate_arguments
 from srlab.data.io import read_tiff
-from srlab.data.simulate import add_simulate_arguments, run_simulate
+from srlab.data.simulate import run_simulate
 from srlab.errors import SrlabError
 
 SRLAB = Path(sys.executable).with_name("srlab")
