@@ -11,7 +11,11 @@ import lightning as L
 from omegaconf import OmegaConf
 
 from srlab.data.config import DataConfig, DegradationConfig, ModalityConfig, SimulationConfig
+from srlab.errors import SrlabError
 from srlab.registry import Registry
+
+# Data families whose DataModule reads ``data.real_lr`` (the user's own unpaired LR images).
+REAL_LR_FAMILIES = ("unpaired", "adaptation")
 
 DATAMODULES: Registry[L.LightningDataModule] = Registry("data kind")
 
@@ -24,6 +28,11 @@ def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:
     params = OmegaConf.to_container(cfg.params,
                                     resolve=True) if OmegaConf.is_config(cfg.params) else dict(cfg.params)
     DATAMODULES.check_kwargs(cfg.kind, params, "data.params")
+    real_lr = getattr(cfg, "real_lr", None)
+    if real_lr and DATAMODULES.entry(cfg.kind).family not in REAL_LR_FAMILIES:
+        kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in REAL_LR_FAMILIES)
+        raise SrlabError(f"data.real_lr={real_lr}: data.kind={cfg.kind} does not use real LR images; "
+                         f"data.kind {' or '.join(kinds)} does (or use srlab adapt RUN FOLDER)")
     return DATAMODULES.create(cfg.kind, _where="data.params", cfg=cfg, seed=seed, **params)
 
 
