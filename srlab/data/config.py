@@ -11,7 +11,7 @@ misspelt option fails with one line naming it.
   and caches a dataset and the same paired code serves it.
 * ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
 * ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
-  pairs for validation/test.
+  pairs for validation/test; ``data.real_lr`` names a folder of the user's own LR images to train on.
 * ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
@@ -156,6 +156,12 @@ class DataConfig(DataBlock):
     foreground_threshold: float = 0.2  # normalized intensity above which a pixel counts as foreground
     lr_pixel_size_nm: float | None = None  # overrides/fills the files' calibration
     hr_pixel_size_nm: float | None = None
+    # A folder of the user's own real LR TIFFs (any bit depth; percentile-normalized like the rest),
+    # unpaired with any HR image. kind=unpaired: they replace the training LR (Bulat et al.'s degradation
+    # is then learned from the user's microscope); validation/test stay the held-out simulated (or
+    # data.path) pairs. kind=adapt (`srlab adapt`): the unlabelled images a trained network is
+    # fine-tuned on. null: no real images.
+    real_lr: str | None = None
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
 

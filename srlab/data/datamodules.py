@@ -154,6 +154,31 @@ def _match_folders(root: Path, lr_dir: str, hr_dir: str) -> list[tuple[Path, Pat
     return [(lr_files[s], hr_files[s], None) for s in sorted(lr_files)]
 
 
+def load_real_lr(folder: str | Path, cfg: Any) -> tuple[list[ImagePair], float | None]:
+    """The user's own LR images of ``data.real_lr``: every TIFF of the folder (stacks slice by slice,
+    any bit depth), percentile-normalized like every other image, each at least one LR patch
+    (``data.patch_size``) large and not constant; their consensus pixel size (``None`` if the files
+    carry none). A missing or empty folder, a small or blank image: one line naming it."""
+    root = Path(folder).expanduser()
+    images: list[LoadedImage] = []
+    for f in list_tiffs(root, what="real LR images, data.real_lr"):
+        images += load_images(f, channel=cfg.channel, channels=cfg.channels)
+    check_not_blank(images, "real LR image (data.real_lr)")
+    for im in images:
+        _check_size(im, cfg.patch_size, "LR")
+    pairs = [ImagePair(im.name, f"real_lr/{im.path.stem}", _normalize(im.image, cfg), None) for im in images]
+    return pairs, _consensus_pixel_size(images, None)
+
+
+def check_real_lr_pixel_size(real_px: float | None, lr_px: float | None, folder: str) -> None:
+    """Real LR images must have the pixel size of the LR side they stand in for (3 %): with another
+    one the learned degradation, or the forward model, would be at the wrong scale."""
+    if real_px and lr_px and not math.isclose(real_px, lr_px, rel_tol=0.03):
+        raise SrlabError(f"data.real_lr={folder}: the images have {real_px:g} nm pixels but the LR side of the "
+                         f"data has {lr_px:g} nm; use a data block with that LR pixel size (srlab calibrate "
+                         f"writes one) or resample the images")
+
+
 # ------------------------------------------------------------------------------------------------
 # Datasets
 # ------------------------------------------------------------------------------------------------
@@ -646,6 +671,11 @@ class UnpairedDataModule(SRDataModule):
     specimens divided in two, one half giving only LR images, the other only HR images — so no HR
     patch ever has its own LR in the training set. ``lr_degradation`` states how the "real" LR differs
     from bicubic for reports.
+
+    With ``data.real_lr`` (a folder of the user's own LR TIFFs) the training LR patches come from that
+    folder instead (``<path>/lr`` is not read; without a path every training specimen gives HR), so
+    the High→Low generator learns the user's microscope; validation/test stay the held-out pairs, and
+    :meth:`describe` says so (``real_lr``). Files carrying a pixel size must match the LR side's.
     """
 
     kind = "unpaired"
@@ -654,6 +684,7 @@ class UnpairedDataModule(SRDataModule):
                  paired_dir: str = "paired"):
         super().__init__(cfg, seed)
         self.lr_dir, self.hr_dir, self.paired_dir = lr_dir, hr_dir, paired_dir
+        self.real_lr: dict[str, Any] | None = None  # described once loaded
         self._resolve_simulation(image_lr=True)
 
     def _normalized_pair(self, lr: LoadedImage, hr: LoadedImage) -> ImagePair:
@@ -689,6 +720,8 @@ class UnpairedDataModule(SRDataModule):
             rng = np.random.default_rng([self.cfg.split_seed, 1])
             order = [train[i] for i in rng.permutation(len(train))]
             lr_src, hr_src = set(order[: len(order) // 2]), set(order[len(order) // 2:])
+            if self.cfg.real_lr:  # the LR comes from the user's folder: every training specimen gives HR
+                lr_src, hr_src = set(), set(train)
             lrs = [ImagePair(a.name, "lr/" + a.path.stem, _normalize(a.image, self.cfg), None)
                    for a, _ in pairs if a.path.stem in lr_src]
             hrs = [ImagePair(b.name, "hr/" + b.path.stem, None, _normalize(b.image, self.cfg))
@@ -700,7 +733,7 @@ class UnpairedDataModule(SRDataModule):
         else:
             root = self.path
             self._root = root
-            lrs = self._singles(root / self.lr_dir, "lr", p)
+            lrs = [] if self.cfg.real_lr else self._singles(root / self.lr_dir, "lr", p)
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
             pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
                      for lr, hr in _pair_images(a, b, self.cfg)]
@@ -720,7 +753,24 @@ class UnpairedDataModule(SRDataModule):
             sizes = [y.pixel_size_nm for _, y in pairs if y.pixel_size_nm]
             if sizes and self.hr_pixel_size_nm is None:
                 self.hr_pixel_size_nm = float(np.median(sizes))
+        if self.cfg.real_lr:
+            lrs, real_px = load_real_lr(self.cfg.real_lr, self.cfg)
+            check_real_lr_pixel_size(real_px, self.lr_pixel_size_nm, self.cfg.real_lr)
+            self.split_sources["train_lr"] = sorted({x.source for x in lrs})
+            self.real_lr = {"folder": str(Path(self.cfg.real_lr).expanduser().resolve()), "images": len(lrs),
+                            "pixel_size_nm": real_px,
+                            "note": "training LR = the user's real images (data.real_lr), unpaired with the HR; "
+                                    "validation/test = the held-out pairs below, not real images"}
+            if self.lr_degradation is not None:
+                self.lr_degradation = {**self.lr_degradation, "training_lr": "real images (data.real_lr); the "
+                                       "description applies to the validation/test pairs only"}
         self.data = {"train_lr": lrs, "train_hr": hrs, "train": lrs + hrs, **paired}
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.real_lr is not None:
+            out["real_lr"] = self.real_lr
+        return out
 
     def _train_dataset(self) -> Dataset:
         common = {"length": self.cfg.patches_per_epoch, "augment": self._augment(),

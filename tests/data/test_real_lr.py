@@ -1,0 +1,109 @@
+"""data.real_lr: the user's own unpaired LR images as the training LR of the unpaired kind."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srlab.data import build_datamodule
+from srlab.data.io import write_tiff
+from srlab.errors import SrlabError
+from tests.data.conftest import TINY_SIMULATION, smooth_image
+
+
+def write_real_lr(folder: Path, n: int = 3, size: int = 40, pixel_size_nm: float | None = None,
+                  dtype=np.uint16, seed: int = 5) -> Path:
+    """``n`` "real" LR images: camera-like integers (offset + blobs + Poisson noise)."""
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        clean = smooth_image(rng, (size, size), sigma=1.5)
+        counts = rng.poisson(100 + 0.5 * clean).astype(dtype)
+        write_tiff(folder / f"cell_{k}.tif", counts, pixel_size_nm=pixel_size_nm)
+    return folder
+
+
+def test_unpaired_kind_trains_on_the_real_lr_folder(sim_cache, cfg_factory, tmp_path):
+    real = write_real_lr(tmp_path / "real", dtype=np.uint8)
+    dm = build_datamodule(cfg_factory(kind="unpaired", simulation=TINY_SIMULATION, real_lr=str(real)), seed=0)
+    dm.setup()
+    assert dm.split_sources["train_lr"] == ["real_lr/cell_0", "real_lr/cell_1", "real_lr/cell_2"]
+    # Every training specimen gives HR (none is needed for LR), none of them is held out.
+    assert dm.split_sources["train_hr"] and not set(dm.split_sources["train_hr"]) & set(dm.split_sources["test"])
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["lr"].shape == (4, 1, 16, 16) and batch["hr"].shape == (4, 1, 32, 32)
+    assert all(name.split("|")[0].startswith("cell_") for name in batch["name"])
+    # Percentile-normalized like the rest: background near 0, bright structure near 1.
+    whole = dm.data["train_lr"][0].lr
+    assert np.percentile(whole, 0.1) == pytest.approx(0.0, abs=1e-6)
+    assert np.percentile(whole, 99.9) == pytest.approx(1.0, abs=1e-6)
+    # Validation/test stay the held-out simulated pairs, and the description says so.
+    val = next(iter(dm.val_dataloader()))
+    assert val["hr"].shape[-1] == 2 * val["lr"].shape[-1] and not any("cell_" in n for n in val["name"])
+    described = json.loads(json.dumps(dm.describe()))
+    assert described["real_lr"]["images"] == 3 and "not real images" in described["real_lr"]["note"]
+    assert "validation/test" in described["lr_degradation"]["training_lr"]
+
+
+def test_training_lr_patches_are_functions_of_seed_epoch_and_index(sim_cache, cfg_factory, tmp_path):
+    real = write_real_lr(tmp_path / "real")
+    cfg = cfg_factory(kind="unpaired", simulation=TINY_SIMULATION, real_lr=str(real))
+    a, b = build_datamodule(cfg, seed=3), build_datamodule(cfg, seed=3)
+    a.setup(), b.setup()
+    da, db = a._train_dataset(), b._train_dataset()
+    for key in [(0, 0), (2, 5)]:
+        assert np.array_equal(da[key]["lr"], db[key]["lr"])
+    assert not np.array_equal(da[(0, 1)]["lr"], da[(1, 1)]["lr"])
+
+
+def _one_line_error(cfg) -> str:
+    with pytest.raises(SrlabError) as err:
+        dm = build_datamodule(cfg, seed=0)
+        dm.setup()
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_bad_real_lr_folders_are_one_line_errors(sim_cache, cfg_factory, tmp_path):
+    def cfg(folder: Path, **extra):
+        return cfg_factory(kind="unpaired", simulation=TINY_SIMULATION, real_lr=str(folder), **extra)
+
+    assert "no such folder" in _one_line_error(cfg(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    assert "no .tif/.tiff files" in _one_line_error(cfg(tmp_path / "empty"))
+    small = write_real_lr(tmp_path / "small", size=12)
+    assert "smaller than the LR patch" in _one_line_error(cfg(small))
+    blank = write_real_lr(tmp_path / "blank", n=1)
+    write_tiff(blank / "dark.tif", np.full((40, 40), 7, np.uint16), pixel_size_nm=None)
+    assert "constant" in _one_line_error(cfg(blank))
+    # Files that carry a pixel size must match the LR side's (the simulated confocal: 40 nm).
+    coarse = write_real_lr(tmp_path / "coarse", pixel_size_nm=100.0)
+    assert "100 nm pixels" in _one_line_error(cfg(coarse))
+    # Only the kinds that use real LR images accept the key.
+    real = write_real_lr(tmp_path / "real")
+    message = _one_line_error(cfg_factory(kind="simulated", simulation=TINY_SIMULATION, real_lr=str(real)))
+    assert "data.kind=simulated does not use real LR images" in message
+
+
+def test_bulat_experiment_trains_with_a_real_lr_folder(tmp_path):
+    """The acceptance run (make exp NAME=bulat_sted ARGS="data.real_lr=<folder> profile=quick"), shrunk."""
+    from srlab import experiment
+    from srlab.config import load_experiment
+
+    real = write_real_lr(tmp_path / "real", size=32)
+    cfg = load_experiment("bulat_sted", [
+        f"data.real_lr={real}", "profile=quick", f"runs_dir={tmp_path / 'runs'}",
+        "data.simulation.n_images=6", "data.simulation.lr_size_px=32", "data.simulation.structures=[microtubules]",
+        "data.patch_size=16", "data.batch_size=2", "model.params.num_blocks=1", "model.params.features=8",
+        "paradigm.params.stage1_epochs=1", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+        "logger.wandb.enabled=false"])
+    run = experiment.train(cfg)
+    data = json.loads((run / "data.json").read_text())
+    assert data["real_lr"]["folder"] == str(real.resolve())
+    assert data["splits"]["train_lr"] == ["real_lr/cell_0", "real_lr/cell_1", "real_lr/cell_2"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/psnr"]) and metrics["epochs"] == 2
+    assert (run / "checkpoints" / "stage1.ckpt").is_file()
