@@ -132,17 +132,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                          f"STACK -o DIR")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
-    with warnings.catch_warnings(record=True) as caught:
+    from srlab.inference.predict import check_pixel_size, rescaled_input
+
+    factor, note = check_pixel_size(args.input, card.lr_pixel_size_nm, rescale=args.rescale, force=args.force)
+    with warnings.catch_warnings(record=True) as caught, rescaled_input(args.input, args.output, factor,
+                                                                         card.lr_pixel_size_nm,
+                                                                         card.scale, args.overwrite) as (src, dst):
         warnings.simplefilter("always", UserWarning)
-        out = predict_file(network.to(device), card.scale, args.input, args.output, overwrite=args.overwrite,
+        out = predict_file(network.to(device), card.scale, src, dst, overwrite=args.overwrite or src != args.input,
                            tta=args.tta, tile_size=args.tile_size, overlap=args.overlap,
                            batch_size=args.batch_size, device=device, amp_dtype=amp, progress=not args.quiet,
                            low_percentile=card.low_percentile, high_percentile=card.high_percentile,
                            channels=card.channels, nan_policy=args.nan_policy)
+    out = Path(args.output) if factor is not None else out
     for w in caught:
         if "pixel size" in str(w.message):
             print(f"srlab: warning: {w.message}", file=sys.stderr)
     print(f"srlab: wrote {out} (x{card.scale}, intensities in the input's units)")
+    if note:
+        print(f"srlab: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -311,6 +319,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
                    help="autocast precision (default none = fp32)")
+    guard = p.add_mutually_exclusive_group()
+    guard.add_argument("--rescale", action="store_true",
+                       help="the input's pixel size differs from the network's training LR pixel size: resample "
+                            "it to the training grid, predict, and resample the result back (x scale)")
+    guard.add_argument("--force", action="store_true",
+                       help="predict even though the pixel sizes differ by more than 10 %% (not advised)")
     p.add_argument("--nan-policy", choices=("error", "fill"), default="error",
                    help="non-finite (NaN/Inf) input pixels: 'error' refuses the file, naming how many "
                         "(default); 'fill' replaces them by the median of the finite pixels of their frame "

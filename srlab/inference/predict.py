@@ -26,6 +26,7 @@ no finite pixel at all is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -335,3 +336,64 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
 
 
 __all__ = ["iter_predicted_frames", "predict_file", "predict_stack"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixel-size guard
+# --------------------------------------------------------------------------------------------------
+PIXEL_SIZE_TOLERANCE = 0.10  # a network sees structures at the scale it was trained on
+
+
+def check_pixel_size(input_path: str | Path, trained_nm: float | None, *, rescale: bool = False,
+                     force: bool = False) -> tuple[float | None, str]:
+    """Compare the input's pixel size with the network's training LR pixel size.
+
+    Returns ``(factor, note)``: ``factor`` is ``None`` to predict the file as it is, or ``input / training``
+    pixel size, by which :func:`rescaled_input` resamples it (``rescale``); ``note`` says which pixel size
+    was assumed for an input that carries none (the training grid's) and is printed after success. A
+    difference over :data:`PIXEL_SIZE_TOLERANCE` without ``rescale`` or ``force`` is one line naming
+    both sizes."""
+    from srlab.data.io import read_tiff
+
+    _, _, input_nm = read_tiff(input_path, memmap=True)
+    if trained_nm is None:
+        return None, ""
+    if input_nm is None:
+        return None, (f"{input_path} carries no pixel size; assumed the network's training LR pixel size, "
+                      f"{trained_nm:g} nm")
+    ratio = input_nm / trained_nm
+    if abs(ratio - 1.0) <= PIXEL_SIZE_TOLERANCE or force:
+        return None, ""
+    if not rescale:
+        raise SrlabError(f"{input_path}: {input_nm:g} nm pixels, but the network was trained on {trained_nm:g} nm "
+                         f"LR pixels ({ratio:.2f}x); pass --rescale to resample the input to the training grid and "
+                         f"back, or --force to predict anyway")
+    return ratio, f"resampled from {input_nm:g} to the training grid's {trained_nm:g} nm and back"
+
+
+@contextlib.contextmanager
+def rescaled_input(input_path: str | Path, output_path: str | Path, factor: float | None, trained_nm: float | None,
+                   scale: int, overwrite: bool):
+    """``(input, output)`` paths to predict: the given ones, or (``factor`` not ``None``) a copy of the input
+    resampled by ``factor`` onto the training grid and a temporary output, whose prediction is resampled
+    back onto the input's grid × ``scale`` and written to ``output_path`` (cubic spline, per frame)."""
+    if factor is None:
+        yield str(input_path), output_path
+        return
+    from scipy import ndimage
+
+    from srlab.data.io import read_tiff, write_tiff
+
+    output_path = Path(output_path)
+    if output_path.exists() and not overwrite:
+        raise SrlabError(f"{output_path} already exists; pass --overwrite to replace it")
+    image, axes, input_nm = read_tiff(input_path)
+    zoom = [1.0] * (image.ndim - 2) + [factor, factor]
+    with tempfile.TemporaryDirectory(prefix="srlab-rescale-") as tmp:
+        src, dst = Path(tmp) / "input.tif", Path(tmp) / "output.tif"
+        write_tiff(src, ndimage.zoom(image.astype(np.float32), zoom, order=3), pixel_size_nm=trained_nm, axes=axes)
+        yield str(src), dst
+        sr, sr_axes, _ = read_tiff(dst)
+        target = [image.shape[i] for i in range(image.ndim - 2)] + [s * scale for s in image.shape[-2:]]
+        back = ndimage.zoom(sr, [t / n for t, n in zip(target, sr.shape)], order=3)
+        write_tiff(output_path, back.astype(np.float32), pixel_size_nm=input_nm / scale, axes=sr_axes)
