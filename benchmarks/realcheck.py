@@ -308,9 +308,9 @@ def _normalized(path: Path) -> np.ndarray:
 def evaluate_task(task: Task, cal, run_dir: Path | None) -> dict[str, dict[str, list[float]]]:
     """Per-image affine-fitted PSNR/SSIM of every method on the foreign pairs."""
     import torch
-
     from srlab.evaluation.metrics import image_metrics
     from srlab.evaluation.predict import predict_stack
+
     from srlab.experiment import load_network
     from srlab.models.classical import Bicubic, RichardsonLucy
 
