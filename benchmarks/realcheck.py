@@ -533,7 +533,9 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
               ("Target: within 20 %. PSF truth = the FWHM of the foreign simulator's own effective PSF "
               "(pySTED `get_effective`, psfmodels' in-focus plane); calibrate fits a Gaussian. Offsets were "
               "given (`--offset-adu`: 0 for the photon counter, 100 ADU for the camera), as their users know them; "
-              "read noise of a photon counter is 0 (an absolute error is shown)."), ""]
+              "read noise of a photon counter is 0 (an absolute error is shown). `srlab calibrate` takes an offset "
+              "for the LR images only: on the HR side the offset is the darkest level, so the HR read noise is an "
+              "upper bound and the HR background 0 by construction (docs/calibration.md)."), ""]
     for entry in report["tasks"].values():
         lines += [*entry["recovery"], ""]
     return "\n".join(lines)
