@@ -83,18 +83,19 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from srlab import build
     from srlab.config import load_experiment, to_yaml
 
-    cfg = load_experiment(args.name, args.overrides)
+    cfg = load_experiment(args.name, args.overrides)  # a config error answers before torch is imported
+    from srlab import build
+
     build.validate(cfg)
     print(to_yaml(cfg), end="")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from srlab import models
     from srlab.config import list_experiments, load_experiment
+    from srlab.registry import NETWORKS
 
     print("Experiments (srlab train NAME / make exp NAME=...):")
     for name in list_experiments():
@@ -104,17 +105,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except SrlabError as err:
             desc = f"(invalid: {err})"
         print(f"  {name:26s} {desc}")
+    # Read from the registry's cards: nothing is built (the parameter counts are the papers').
     print("\nModels (model.name=...):")
-    print(f"  {'name':16s} {'family':14s} {'params (x2, 1 ch)':>18s}  paper")
-    for name in models.NETWORKS.names():
-        entry = models.NETWORKS.entry(name)
-        kwargs = {k: v for k, v in (("in_channels", 1), ("out_channels", 1))
-                  if k in models.NETWORKS.parameters(name)}
-        scales = entry.card.scales
-        if "scale" in models.NETWORKS.parameters(name):
-            kwargs["scale"] = 2 if 2 in scales else scales[0]
-        n = models.count_parameters(models.create(name, **kwargs))
-        print(f"  {name:16s} {entry.family:14s} {n:>18,d}  {entry.card.paper}")
+    print(f"  {'name':16s} {'family':14s} {'scales':12s} {'paper params':>12s}  paper")
+    for name in NETWORKS.names():
+        card = NETWORKS.entry(name).card
+        published = card.published_params
+        count = f"{published[0]:,d}" if isinstance(published, (tuple, list)) else (published or "-")
+        scales = ",".join(str(s) for s in card.scales)
+        print(f"  {name:16s} {card.family:14s} {scales:12s} {count:>12s}  {card.paper}")
     return 0
 
 
@@ -234,7 +233,10 @@ CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one 
                    "saved as network.pt) or last (rebuilt from checkpoints/last.ckpt)")
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``srlab`` parser. With ``command`` (the first word of the command line), subcommands whose
+    options come from heavier modules (``simulate``, ``calibrate``) get them only when they are that
+    command, so ``srlab --help`` and every other command build the parser without importing them."""
     parser = argparse.ArgumentParser(prog="srlab", description="Super-resolution experiments for microscopy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train and test an experiment: srlab train NAME [key=value ...]")
@@ -296,8 +298,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", action="append", help="bioimageio: an author's name (repeatable; default: "
                                                      "git config user.name)")
     p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: SPDX licence id (default CC-BY-4.0)")
-    from srlab.data.simulate import add_simulate_arguments
-    add_simulate_arguments(sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)"))
+    p = sub.add_parser("simulate", help="write a simulated LR/HR TIFF dataset (--smlm: SMLM)")
+    if command in (None, "simulate"):  # its options name the optics presets: imported only when needed
+        from srlab.data.simulate import add_simulate_arguments
+        add_simulate_arguments(p)
     p = sub.add_parser("compare", help="train/evaluate a comparison suite -> reports/SUITE/")
     p.add_argument("suite", help="suite name (experiments/suites/NAME.yaml) or path to a suite YAML")
     p.add_argument("overrides", nargs="*",
@@ -308,9 +312,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--reevaluate", action="store_true",
                    help="ignore cached evaluations in <run>/evaluations/ and recompute them")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
-    from srlab.calibration.command import add_calibrate_arguments
-    add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
-                                                             "from real images -> a simulator data block"))
+    p = sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background from real images "
+                                         "-> a simulator data block")
+    if command in (None, "calibrate"):
+        from srlab.calibration.command import add_calibrate_arguments
+        add_calibrate_arguments(p)
     return parser
 
 
@@ -329,7 +335,7 @@ def _split_unknown(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _split_unknown(list(sys.argv[1:] if argv is None else argv))
-    args = make_parser().parse_args(argv)
+    args = make_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SrlabError as err:

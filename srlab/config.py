@@ -314,10 +314,21 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     return OmegaConf.to_container(OmegaConf.merge(merged, body))
 
 
+_SCHEMA: DictConfig | None = None
+
+
+def _schema() -> DictConfig:
+    """The schema as a config, built once (``OmegaConf.structured`` costs ~20 ms; ``merge`` copies it)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = OmegaConf.structured(ExperimentConfig)
+    return _SCHEMA
+
+
 def _check(raw: Any, source: str, *layers: Any) -> DictConfig:
     """Merge ``raw`` and ``layers`` onto the schema; a bad key or type becomes a one-line error."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(ExperimentConfig), raw, *layers)
+        return OmegaConf.merge(_schema(), raw, *layers)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         msg = str(getattr(err, "msg", None) or err).splitlines()[0]
@@ -475,11 +486,18 @@ def _check_trainer(t: dict[str, Any], hardware: bool) -> None:
     _check_devices(t["accelerator"], t["devices"], hardware)
 
 
-def _check_devices(accelerator: Any, devices: Any, hardware: bool) -> None:
-    from lightning.pytorch.accelerators import AcceleratorRegistry
+# Lightning's built-in accelerators: a config naming one is checked without importing Lightning (seconds).
+_BUILTIN_ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 
-    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+
+def _check_devices(accelerator: Any, devices: Any, hardware: bool) -> None:
     name = str(accelerator)
+    if name not in _BUILTIN_ACCELERATORS or (hardware and name not in ("auto", "cpu")):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    else:
+        names = list(_BUILTIN_ACCELERATORS)
     if name not in names:
         raise SrlabError(f"trainer.accelerator={name!r}: unknown{did_you_mean(name, names)}; valid: {', '.join(names)}")
     count: int | None = None  # the number of devices asked for, where it is a number

@@ -5,19 +5,21 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
-import lightning as L
-from omegaconf import OmegaConf
+from typing import TYPE_CHECKING, Any
 
 from srlab.data.config import DataConfig, DegradationConfig, ModalityConfig, SimulationConfig
 
 # The DataModule modules register when the registry is first used (srlab/registry.py lists them).
 from srlab.registry import DATAMODULES
 
+if TYPE_CHECKING:  # Lightning is imported by the DataModules themselves, not by ``import srlab.data``
+    import lightning as L
+
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:
     """The DataModule for ``cfg.kind`` with ``cfg.params`` as its options."""
+    from omegaconf import OmegaConf
+
     params = OmegaConf.to_container(cfg.params,
                                     resolve=True) if OmegaConf.is_config(cfg.params) else dict(cfg.params)
     DATAMODULES.check_kwargs(cfg.kind, params, "data.params")
