@@ -46,3 +46,9 @@ def test_list_reads_cards_without_lightning():
     assert result["code"] == 0 and "edsr" in result["out"] and "1,370,000" in result["out"]
     # torch is imported by the model modules that fill the registry; nothing is trained or built.
     assert not {"lightning", "wandb"} & set(result["modules"])
+
+
+def test_a_wrong_run_path_answers_before_torch(tmp_path):
+    result = _imports("predict", str(tmp_path / "no_such_run"), str(tmp_path / "x.tif"), "-o", str(tmp_path / "y.tif"))
+    assert result["code"] == 2 and "no_such_run" in result["out"]
+    assert not set(HEAVY) & set(result["modules"])

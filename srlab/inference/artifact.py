@@ -15,6 +15,7 @@ The idea is torchvision's ``Weights.meta``: a network travels with the facts nee
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -86,6 +87,16 @@ def network_state(checkpoint_state: dict[str, torch.Tensor]) -> tuple[dict[str, 
     ema = any(k.startswith("ema.module.") for k in checkpoint_state)
     prefix = "ema.module." if ema else "network."
     return {k[len(prefix):]: v for k, v in checkpoint_state.items() if k.startswith(prefix)}, ema
+
+
+def weights_sha256(network: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights (names and bytes, in name order): the same for the same weights
+    whether they came from ``network.pt`` or a checkpoint; written into predictions as provenance."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _pixel_sizes(description: dict[str, Any] | None, scale: int) -> tuple[float | None, float | None]:
