@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from srlab import experiment
 
-    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint)
+    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint, force=args.force)
     for key, value in sorted(metrics.items()):
         if isinstance(value, float):
             print(f"{key:28s} {value:.4f}")
@@ -338,6 +338,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("overrides", nargs="*", help="e.g. data.kind=paired data.path=my_data/")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
+    p.add_argument("--force", action="store_true",
+                   help="test on data whose LR pixel size is more than 10%% from the run's training one")
     p = sub.add_parser("show", help="print an experiment's resolved config")
     p.add_argument("name")
     p.add_argument("overrides", nargs="*")
@@ -432,6 +434,8 @@ def _split_unknown(argv: list[str]) -> list[str]:
     # before them.
     if argv[:1] == ["train"] and "--force-continue" in argv:
         argv = ["train", "--force-continue", *[a for a in argv[1:] if a != "--force-continue"]]
+    if argv[:1] == ["test"] and "--force" in argv:
+        argv = ["test", "--force", *[a for a in argv[1:] if a != "--force"]]
     if argv[:1] == ["test"] and "--checkpoint" in argv[:-1]:
         i = argv.index("--checkpoint")
         argv = ["test", *argv[i:i + 2], *argv[1:i], *argv[i + 2:]]

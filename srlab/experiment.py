@@ -335,13 +335,37 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
     sys.stdout.flush()
 
 
-def test(target: str, overrides: list[str], checkpoint: str | None = None) -> dict[str, Any]:
+def _check_test_pixel_size(run_dir: Path, cfg: DictConfig, datamodule: L.LightningDataModule, force: bool) -> None:
+    """Test data on another pixel grid than the run's training data is refused (one line naming both),
+    unless ``force``; test data without a pixel size gets a note naming the one assumed."""
+    import warnings
+
+    from srlab.inference.artifact import pixel_sizes
+    from srlab.inference.predict import PredictNote, pixel_size_zoom
+
+    trained, _ = pixel_sizes(loader.data_description(run_dir), int(cfg.data.scale))
+    if trained is None or not hasattr(datamodule, "describe"):
+        return
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    given = datamodule.describe().get("lr_pixel_size_nm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PredictNote)
+        pixel_size_zoom(given, trained, "test data", "force" if force else "refuse",
+                        remedy="resample the test data to the training pixel size, or pass --force to test "
+                               "on it as it is")
+    for w in caught:
+        print(f"srlab: note: {w.message}", file=sys.stderr)
+
+
+def test(target: str, overrides: list[str], checkpoint: str | None = None, force: bool = False) -> dict[str, Any]:
     """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
 
     A run directory is tested with the checkpoint its own test used (``best``), or ``checkpoint``
     (``best``/``last``); the whole paradigm is restored from it (tuned thresholds, a second generator),
     so ``srlab test`` needs the run's checkpoints, not only ``network.pt``. Results go to
-    ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
+    ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept. Test data given by
+    ``data.*`` overrides must have the run's training LR pixel size within 10 % (``force``: test anyway)."""
     from srlab.config import apply_overrides, load_resolved
 
     path = Path(target)
@@ -356,6 +380,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None) -> di
     cfg.logger.wandb.enabled = False
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build.build_data(cfg)
+    if any(o.removeprefix("--").startswith("data") for o in overrides):
+        _check_test_pixel_size(run_dir, cfg, datamodule, force)
     task = build.build_task(cfg)
     if has_trainable_parameters(task):
         if ckpt is None:

@@ -153,3 +153,23 @@ def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path)
     proc = run_cli("predict", str(run_dir), str(source), "-o", str(tmp_path / "x.tif"), "--channel", "2",
                    cwd=tmp_path)
     assert proc.returncode == 2 and "0..1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_srlab_test_refuses_data_on_another_pixel_grid(trained, tmp_path):
+    from srlab.data.io import write_tiff
+
+    run_dir, lr_nm = trained
+    for k in range(6):
+        hr = camera((64, 64), seed=10 + k)
+        write_tiff(tmp_path / "pairs" / "hr" / f"img_{k}.tif", hr, pixel_size_nm=38.5)
+        write_tiff(tmp_path / "pairs" / "lr" / f"img_{k}.tif", hr[::2, ::2].copy(), pixel_size_nm=77.0)
+    data = ["data.kind=paired", f"data.path={tmp_path / 'pairs'}"]
+    proc = run_cli("test", str(run_dir), *data, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "77 nm" in lines[0] and f"{lr_nm:g} nm" in lines[0] and "--force" in lines[0]
+    assert not (run_dir / "evaluations").exists()
+
+    proc = run_cli("test", str(run_dir), *data, "--force", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "used as it is (--force)" in proc.stderr and "psnr" in proc.stdout

@@ -99,7 +99,7 @@ def weights_sha256(network: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _pixel_sizes(description: dict[str, Any] | None, scale: int) -> tuple[float | None, float | None]:
+def pixel_sizes(description: dict[str, Any] | None, scale: int) -> tuple[float | None, float | None]:
     """LR/HR pixel sizes (nm) from a run's ``data.json`` (image DataModules name them; the SMLM one
     records its simulated camera)."""
     description = description or {}
@@ -115,7 +115,7 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
     """The card of ``cfg``'s network; ``description`` is the DataModule's (``data.json``),
     ``localization`` what a localization checkpoint saved (threshold, emitter mass, scale)."""
     scale = int(cfg.data.scale)
-    lr_px, hr_px = _pixel_sizes(description, scale)
+    lr_px, hr_px = pixel_sizes(description, scale)
     kind = "localization" if PARADIGMS.entry(cfg.paradigm.name).family == "localization" else "image"
     return NetworkCard(
         experiment=str(cfg.name), network=str(cfg.model.name), network_kwargs=build.network_kwargs(cfg), kind=kind,

@@ -232,10 +232,12 @@ def _input_metadata(path: Path) -> dict:
     return meta
 
 
-def pixel_size_zoom(input_nm: float | None, train_nm: float | None, where: str, policy: str = "refuse") -> float:
+def pixel_size_zoom(input_nm: float | None, train_nm: float | None, where: str, policy: str = "refuse",
+                    remedy: str | None = None) -> float:
     """How much the input must be magnified to reach the training LR grid: 1.0 when the pixel sizes agree
     within :data:`PIXEL_TOLERANCE` (or one of them is unknown, or ``policy="force"``), ``input/train`` with
-    ``policy="rescale"``; a mismatch is refused (one line naming both) with ``policy="refuse"``."""
+    ``policy="rescale"``; a mismatch is refused (one line naming both, and ``remedy`` or the ``srlab predict``
+    options) with ``policy="refuse"``."""
     if policy not in PIXEL_POLICIES:
         raise SrlabError(f"pixel size policy {policy!r}: valid: {', '.join(PIXEL_POLICIES)}")
     if train_nm is None:
@@ -248,11 +250,12 @@ def pixel_size_zoom(input_nm: float | None, train_nm: float | None, where: str, 
     if abs(ratio - 1.0) <= PIXEL_TOLERANCE:
         return 1.0
     if policy == "refuse":
+        remedy = remedy or (f"pass --rescale to resample the input to {train_nm:g} nm and back, or --force to "
+                            f"predict it as it is")
         raise SrlabError(f"{where}: pixel size {input_nm:g} nm, but the run was trained on {train_nm:g} nm LR "
-                         f"pixels ({abs(ratio - 1.0):.0%} apart, over {PIXEL_TOLERANCE:.0%}); pass --rescale to "
-                         f"resample the input to {train_nm:g} nm and back, or --force to predict it as it is")
+                         f"pixels ({abs(ratio - 1.0):.0%} apart, over {PIXEL_TOLERANCE:.0%}); {remedy}")
     if policy == "force":
-        warnings.warn(f"{where}: pixel size {input_nm:g} nm, trained on {train_nm:g} nm; predicting as it is "
+        warnings.warn(f"{where}: pixel size {input_nm:g} nm, trained on {train_nm:g} nm; used as it is "
                       f"(--force)", PredictNote, stacklevel=2)
         return 1.0
     warnings.warn(f"{where}: pixel size {input_nm:g} nm resampled to the training grid ({train_nm:g} nm) and the "
