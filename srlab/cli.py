@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from srlab import experiment
 
-    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint)
+    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint, force=args.force)
     for key, value in sorted(metrics.items()):
         if isinstance(value, float):
             print(f"{key:28s} {value:.4f}")
@@ -94,8 +94,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from srlab import models
     from srlab.config import compose_experiment, list_experiments
+    from srlab.registry import NETWORKS
 
     # Composed, not validated (srlab show NAME validates one): a listing in about a second.
     print("Experiments (srlab train NAME / make exp NAME=...):")
@@ -108,23 +108,92 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except SrlabError as err:
             desc = f"(invalid: {err})"
         print(f"  {name:26s} {desc}")
-    # The models' cards, read without building a network (docs/models.md has the parameter counts).
+    # Read from the registry's cards: nothing is built (the parameter counts are the papers').
     print("\nModels (model.name=...):")
-    print(f"  {'name':16s} {'family':14s} {'scales':8s} {'weights':8s} paper")
-    for name in models.NETWORKS.names():
-        card = models.NETWORKS.entry(name).card
-        scales = ",".join(f"x{s}" for s in card.scales)
-        print(f"  {name:16s} {card.family:14s} {scales:8s} {'learned' if card.learned else 'none':8s} {card.paper}")
+    print(f"  {'name':16s} {'family':14s} {'scales':12s} {'paper params':>12s}  paper")
+    for name in NETWORKS.names():
+        card = NETWORKS.entry(name).card
+        published = card.published_params
+        count = f"{published[0]:,d}" if isinstance(published, (tuple, list)) else (published or "-")
+        scales = ",".join(str(s) for s in card.scales)
+        print(f"  {name:16s} {card.family:14s} {scales:12s} {count:>12s}  {card.paper}")
     return 0
 
 
+GLOB_CHARS = "*?["
+
+
+def _predict_inputs(items: list[str]) -> list[Path]:
+    """The input TIFFs named on the command line: files, folders (their TIFFs) and quoted globs."""
+    import glob
+
+    from srlab.data.io import TIFF_SUFFIXES, list_tiffs
+
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found += list_tiffs(path, what="images to predict")
+        elif path.is_file():
+            found.append(path)
+        elif any(ch in item for ch in GLOB_CHARS):
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).suffix.lower() in TIFF_SUFFIXES)
+            if not matches:
+                raise SrlabError(f"{item}: matches no .tif/.tiff file")
+            found += matches
+        else:
+            raise SrlabError(f"input image '{item}' does not exist")
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def _sr_name(path: Path) -> str:
+    """``cell.tif`` -> ``cell_sr.tif``; ``cell.ome.tif`` -> ``cell_sr.ome.tif`` (OME in, OME out)."""
+    name = path.name
+    if name.lower().endswith((".ome.tif", ".ome.tiff")):
+        return name[:name.lower().rindex(".ome.")] + "_sr.ome.tif"
+    return f"{path.stem}_sr.tif"
+
+
+def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs and whether ``-o`` names a folder: ``-o FILE`` for one input; ``-o FOLDER``
+    (existing, or ending in /) takes ``<stem>_sr.tif`` per input. Existing outputs are refused (all checked
+    before anything is computed)."""
+    out = Path(output)
+    if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
+        return [(inputs[0], out)], False  # predict_file checks the single output itself
+    if out.exists() and not out.is_dir():
+        raise SrlabError(f"-o {output}: is a file; with {len(inputs)} inputs -o names an output folder")
+    pairs = [(p, out / _sr_name(p)) for p in inputs]
+    clash: dict[Path, Path] = {}
+    for source, target in pairs:
+        if target in clash:
+            raise SrlabError(f"{clash[target]} and {source} would both be written to {target}; predict them "
+                             f"into separate folders")
+        clash[target] = source
+    existing = [t for _, t in pairs if t.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SrlabError(f"output '{existing[0]}'{more} already exists; pass --overwrite to replace it")
+    return pairs, True
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    # Mistakes in the paths are answered before torch is imported.
+    if not Path(args.run).exists():
+        raise SrlabError(f"{args.run}: no such run directory or checkpoint")
+    pairs, batch = _predict_targets(_predict_inputs(args.inputs), args.output, args.overwrite)
+    if args.channel is not None and args.channel < 0:
+        raise SrlabError(f"--channel {args.channel}: must be >= 0")
+
     import warnings
 
     import torch
 
+    from srlab import __version__
     from srlab.inference import load_network
-    from srlab.inference.predict import predict_file
+    from srlab.inference.artifact import weights_sha256
+    from srlab.inference.predict import PredictNote, predict_file
 
     network, card = load_network(args.run, args.checkpoint)
     if card.kind == "localization":
@@ -132,25 +201,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                          f"STACK -o DIR")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
-    from srlab.inference.predict import check_pixel_size, rescaled_input
-
-    factor, note = check_pixel_size(args.input, card.lr_pixel_size_nm, rescale=args.rescale, force=args.force)
-    with warnings.catch_warnings(record=True) as caught, rescaled_input(args.input, args.output, factor,
-                                                                         card.lr_pixel_size_nm,
-                                                                         card.scale, args.overwrite) as (src, dst):
-        warnings.simplefilter("always", UserWarning)
-        out = predict_file(network.to(device), card.scale, src, dst, overwrite=args.overwrite or src != args.input,
-                           tta=args.tta, tile_size=args.tile_size, overlap=args.overlap,
-                           batch_size=args.batch_size, device=device, amp_dtype=amp, progress=not args.quiet,
-                           low_percentile=card.low_percentile, high_percentile=card.high_percentile,
-                           channels=card.channels, nan_policy=args.nan_policy)
-    out = Path(args.output) if factor is not None else out
-    for w in caught:
-        if "pixel size" in str(w.message):
-            print(f"srlab: warning: {w.message}", file=sys.stderr)
-    print(f"srlab: wrote {out} (x{card.scale}, intensities in the input's units)")
-    if note:
-        print(f"srlab: note: {note}", file=sys.stderr)
+    policy = "rescale" if args.rescale else "force" if args.force else "refuse"
+    provenance = {"software": f"srlab {__version__}", "run": str(Path(args.run).resolve()),
+                  "experiment": card.experiment, "model": card.network, "scale": card.scale,
+                  "checkpoint": card.checkpoint, "weights_sha256": weights_sha256(network),
+                  "config_hash": card.config_hash, "train_lr_pixel_size_nm": card.lr_pixel_size_nm,
+                  "tta": bool(args.tta), "pixel_size_policy": policy}
+    network = network.to(device)
+    if batch:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for source, target in pairs:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                out = predict_file(network, card.scale, source, target, overwrite=args.overwrite, tta=args.tta,
+                                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                                   device=device, amp_dtype=amp, progress=not args.quiet,
+                                   low_percentile=card.low_percentile, high_percentile=card.high_percentile,
+                                   channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
+                                   train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
+                                   pixel_policy=policy, provenance={**provenance, "input": str(source)})
+            except SrlabError as err:
+                if not batch:
+                    raise
+                failed += 1
+                print(f"srlab: error: {err}", file=sys.stderr)
+                continue
+        for w in caught:
+            if issubclass(w.category, PredictNote):
+                print(f"srlab: note: {w.message}", file=sys.stderr)
+        print(f"srlab: {source} -> {out} (x{card.scale}, intensities in the input's units)")
+    if failed:
+        raise SrlabError(f"{failed} of {len(pairs)} input(s) not predicted (see above); the others were written")
     return 0
 
 
@@ -289,7 +372,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``srlab`` parser. With ``command`` (the first word of the command line), subcommands whose
+    options come from heavier modules (``simulate``, ``calibrate``) get them only when they are that
+    command, so ``srlab --help`` and every other command build the parser without importing them."""
     parser = argparse.ArgumentParser(prog="srlab", description="Super-resolution experiments for microscopy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train and test an experiment: srlab train NAME [key=value ...]")
@@ -302,16 +388,34 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("overrides", nargs="*", help="e.g. data.kind=paired data.path=my_data/")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
+    p.add_argument("--force", action="store_true",
+                   help="test on data whose LR pixel size is more than 10%% from the run's training one")
     p = sub.add_parser("show", help="print an experiment's resolved config")
     p.add_argument("name")
     p.add_argument("overrides", nargs="*")
     sub.add_parser("list", help="list experiments and registered models")
-    p = sub.add_parser("predict", help="super-resolve a TIFF image or Z/T stack with a trained run")
+    p = sub.add_parser("predict", help="super-resolve TIFF images or Z/T stacks with a trained run (several "
+                                       "files, folders or globs in one process: -o FOLDER)")
     p.add_argument("run", help="run directory, checkpoint file or network.pt (network.json beside it)")
-    p.add_argument("input", help="input TIFF (2D, Z/T stack; 8/16-bit or float)")
+    p.add_argument("inputs", nargs="+", metavar="input",
+                   help="input TIFF(s) (2D, Z/T stack, channels; 8/16-bit or float), folders of TIFFs or globs")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
-    p.add_argument("-o", "--output", required=True, help="output ImageJ TIFF (pixel size = input / scale)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file for one input: OME-TIFF if it ends in .ome.tif, ImageJ TIFF otherwise "
+                        "(pixel size = input / scale); for several inputs a folder (or end it in /): "
+                        "<stem>_sr.tif each (<stem>_sr.ome.tif for OME inputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--channel", type=int, default=None,
+                   help="predict only this channel of a multi-channel image (default: each channel on its own "
+                        "with a one-channel network)")
+    p.add_argument("--pixel-size-nm", type=float, default=None,
+                   help="the input's lateral pixel size, for files without one (overrides the file's)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--rescale", action="store_true",
+                     help="an input whose pixel size is more than 10%% from the run's training LR pixel size is "
+                          "resampled to the training grid and the prediction back (default: refused)")
+    how.add_argument("--force", action="store_true",
+                     help="predict an input whose pixel size differs from the training one as it is")
     p.add_argument("--tta", action="store_true", help="x8 dihedral test-time augmentation")
     p.add_argument("--tile-size", type=int, default=256, help="LR tile size in pixels (default 256)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
@@ -319,12 +423,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--precision", choices=("none", "bf16", "fp16"), default="none",
                    help="autocast precision (default none = fp32)")
-    guard = p.add_mutually_exclusive_group()
-    guard.add_argument("--rescale", action="store_true",
-                       help="the input's pixel size differs from the network's training LR pixel size: resample "
-                            "it to the training grid, predict, and resample the result back (x scale)")
-    guard.add_argument("--force", action="store_true",
-                       help="predict even though the pixel sizes differ by more than 10 %% (not advised)")
     p.add_argument("--nan-policy", choices=("error", "fill"), default="error",
                    help="non-finite (NaN/Inf) input pixels: 'error' refuses the file, naming how many "
                         "(default); 'fill' replaces them by the median of the finite pixels of their frame "
@@ -380,6 +478,8 @@ def _split_unknown(argv: list[str]) -> list[str]:
     # before them.
     if argv[:1] == ["train"] and "--force-continue" in argv:
         argv = ["train", "--force-continue", *[a for a in argv[1:] if a != "--force-continue"]]
+    if argv[:1] == ["test"] and "--force" in argv:
+        argv = ["test", "--force", *[a for a in argv[1:] if a != "--force"]]
     if argv[:1] == ["test"] and "--checkpoint" in argv[:-1]:
         i = argv.index("--checkpoint")
         argv = ["test", *argv[i:i + 2], *argv[1:i], *argv[i + 2:]]
@@ -388,7 +488,7 @@ def _split_unknown(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _split_unknown(list(sys.argv[1:] if argv is None else argv))
-    args = make_parser().parse_args(argv)
+    args = make_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SrlabError as err:

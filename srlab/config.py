@@ -386,8 +386,52 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
         cfg.profile = profile
     cfg = _check(cfg, "command line", cli)
     OmegaConf.set_readonly(cfg, False)
+    block = swaps.get("data")
+    if block is not None and block != _default_block(path, "data", root) and "name" not in cli:
+        # Trained on another data block than the experiment's own: the run is filed and described as such.
+        cfg.name = f"{cfg.name}{DATA_SEPARATOR}{block}"
+        cfg.description = f"{cfg.description} [trained on data={block}: {modality_pair(cfg)}]".strip()
     check_values(cfg)
     return cfg
+
+
+# ``<experiment>@<data block>``: the name (and run folder, W&B group) of a run on another data block.
+DATA_SEPARATOR = "@"
+
+
+def experiment_of(name: str) -> str:
+    """The experiment a run name belongs to: ``edsr_sted@sim_sim`` -> ``edsr_sted``."""
+    return str(name).split(DATA_SEPARATOR, 1)[0]
+
+
+def modality_pair(cfg: DictConfig) -> str:
+    """What a config trains on, in words: ``widefield -> sim x2`` for simulated (or degraded) data,
+    the folder's name for data on disk."""
+    scale = OmegaConf.select(cfg, "data.scale")
+    lr, hr = OmegaConf.select(cfg, "data.simulation.lr.modality"), OmegaConf.select(cfg, "data.simulation.hr.modality")
+    path = OmegaConf.select(cfg, "data.path")
+    if path:
+        what = f"{cfg.data.kind} data in {Path(str(path)).name}"
+    elif lr and hr:
+        what = f"{lr} -> {hr}"
+    else:
+        what = str(OmegaConf.select(cfg, "data.kind"))
+    return f"{what} x{scale}" if scale is not None else what
+
+
+def _default_block(path: Path, group: str, root: Path, _chain: tuple[Path, ...] = ()) -> str | None:
+    """The ``group`` block an experiment file names in its ``defaults`` (through its base experiments)."""
+    found = None
+    for entry in _read_yaml(path).get("defaults", []) or []:
+        if isinstance(entry, str) and "/" not in entry:
+            base = find_config(f"{entry}.yaml", root)
+            if base is not None and base.resolve() not in _chain:
+                found = _default_block(base, group, root, (*_chain, Path(path).resolve())) or found
+        elif isinstance(entry, dict) and len(entry) == 1 and str(next(iter(entry))) == group:
+            found = str(next(iter(entry.values())))
+        elif isinstance(entry, str) and entry.startswith(f"{group}/"):
+            found = entry.split("/", 1)[1]
+    return found
 
 
 def load_resolved(path: str | Path) -> DictConfig:
@@ -505,11 +549,18 @@ def _check_trainer(t: dict[str, Any], hardware: bool) -> None:
     _check_devices(t["accelerator"], t["devices"], hardware)
 
 
-def _check_devices(accelerator: Any, devices: Any, hardware: bool) -> None:
-    from lightning.pytorch.accelerators import AcceleratorRegistry
+# Lightning's built-in accelerators: a config naming one is checked without importing Lightning (seconds).
+_BUILTIN_ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 
-    names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+
+def _check_devices(accelerator: Any, devices: Any, hardware: bool) -> None:
     name = str(accelerator)
+    if name not in _BUILTIN_ACCELERATORS or (hardware and name not in ("auto", "cpu")):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        names = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+    else:
+        names = list(_BUILTIN_ACCELERATORS)
     if name not in names:
         raise SrlabError(f"trainer.accelerator={name!r}: unknown{did_you_mean(name, names)}; valid: {', '.join(names)}")
     count: int | None = None  # the number of devices asked for, where it is a number

@@ -28,7 +28,7 @@ from srlab.callbacks import (
     StopRequests,
     ValidationImageGrid,
 )
-from srlab.config import config_hash, to_yaml
+from srlab.config import DATA_SEPARATOR, config_hash, experiment_of, modality_pair, to_yaml
 from srlab.errors import SrlabError
 from srlab.inference import artifact, loader
 from srlab.inference.loader import has_trainable_parameters
@@ -59,7 +59,9 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, resume: bool) -> WandbLogger |
     return WandbLogger(
         project=wcfg.project, entity=wcfg.entity, group=cfg.name, name=f"{cfg.name}/{run_dir.name}",
         id=runs.run_id(run_dir), resume="allow" if resume else None, save_dir=str(run_dir),
-        tags=[f"paradigm:{cfg.paradigm.name}", f"model:{cfg.model.name}", f"data:{data_kind}"],
+        tags=[f"paradigm:{cfg.paradigm.name}", f"model:{cfg.model.name}", f"data:{data_kind}",
+              f"data_block:{cfg.name.partition(DATA_SEPARATOR)[2] or 'default'}",
+              f"modalities:{modality_pair(cfg)}"[:64]],
         config=OmegaConf.to_container(cfg, resolve=True), log_model=False)
 
 
@@ -117,9 +119,11 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
     run_dir = runs.resolve_run_dir(target)
     saved = load_resolved(run_dir / "config.yaml")
     asked = Path(name).stem if Path(name).suffix in (".yaml", ".yml") else name
-    if asked != saved.name:
-        raise SrlabError(f"resume={target}: that is a run of '{saved.name}', not '{asked}'; resume it with: "
-                         f"srlab train {saved.name} resume={run_dir}")
+    # A run on another data block is named <experiment>@<block>; it resumes as a run of <experiment>.
+    if experiment_of(asked) != experiment_of(saved.name):
+        raise SrlabError(f"resume={target}: that is a run of '{experiment_of(saved.name)}', not "
+                         f"'{experiment_of(asked)}'; resume it with: srlab train {experiment_of(saved.name)} "
+                         f"resume={run_dir}")
     rest = [o for o in overrides if o.removeprefix("--").split("=", 1)[0] != "resume"]
     cfg = apply_overrides(saved, rest)
     cfg.resume = str(run_dir)
@@ -137,7 +141,7 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
         epochs = done.get("epochs", saved.trainer.max_epochs)
         if not force_continue:
             print(f"srlab: {run_dir} has finished ({epochs} epochs; results in metrics.json); nothing to do. "
-                  f"To train it longer: srlab train {saved.name} resume={run_dir} --force-continue "
+                  f"To train it longer: srlab train {experiment_of(saved.name)} resume={run_dir} --force-continue "
                   f"trainer.max_epochs=N")
             return None
         longer = (cfg.trainer.max_epochs > (saved.trainer.max_epochs or 0)
@@ -268,7 +272,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
             trainer.test(task, datamodule=datamodule, verbose=False)
             extra = {"checkpoint": None, "epochs": 0, "global_step": 0}
     except RunStopped as stopped:
-        stopped.run_dir, stopped.experiment = run_dir, cfg.name
+        stopped.run_dir, stopped.experiment = run_dir, experiment_of(cfg.name)
         if wandb is not None:
             wandb.experiment.finish(exit_code=1)
         raise
@@ -301,6 +305,7 @@ def _describe(datamodule: L.LightningDataModule) -> dict[str, Any]:
 
 
 def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: WandbLogger | None) -> None:
+    print(f"srlab: {cfg.name}: trained on {modality_pair(cfg)}")
     psnr, bicubic = metrics.get("test/psnr"), metrics.get("test/bicubic_psnr")
     if psnr is not None and "test/jaccard" not in metrics:
         line = f"srlab: test PSNR {psnr:.2f} dB, SSIM {metrics.get('test/ssim', float('nan')):.4f}"
@@ -336,13 +341,37 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
     sys.stdout.flush()
 
 
-def test(target: str, overrides: list[str], checkpoint: str | None = None) -> dict[str, Any]:
+def _check_test_pixel_size(run_dir: Path, cfg: DictConfig, datamodule: L.LightningDataModule, force: bool) -> None:
+    """Test data on another pixel grid than the run's training data is refused (one line naming both),
+    unless ``force``; test data without a pixel size gets a note naming the one assumed."""
+    import warnings
+
+    from srlab.inference.artifact import pixel_sizes
+    from srlab.inference.predict import PredictNote, pixel_size_zoom
+
+    trained, _ = pixel_sizes(loader.data_description(run_dir), int(cfg.data.scale))
+    if trained is None or not hasattr(datamodule, "describe"):
+        return
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    given = datamodule.describe().get("lr_pixel_size_nm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PredictNote)
+        pixel_size_zoom(given, trained, "test data", "force" if force else "refuse",
+                        remedy="resample the test data to the training pixel size, or pass --force to test "
+                               "on it as it is")
+    for w in caught:
+        print(f"srlab: note: {w.message}", file=sys.stderr)
+
+
+def test(target: str, overrides: list[str], checkpoint: str | None = None, force: bool = False) -> dict[str, Any]:
     """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
 
     A run directory is tested with the checkpoint its own test used (``best``), or ``checkpoint``
     (``best``/``last``); the whole paradigm is restored from it (tuned thresholds, a second generator),
     so ``srlab test`` needs the run's checkpoints, not only ``network.pt``. Results go to
-    ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept."""
+    ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept. Test data given by
+    ``data.*`` overrides must have the run's training LR pixel size within 10 % (``force``: test anyway)."""
     from srlab.config import apply_overrides, load_resolved
 
     path = Path(target)
@@ -357,6 +386,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None) -> di
     cfg.logger.wandb.enabled = False
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build.build_data(cfg)
+    if any(o.removeprefix("--").startswith("data") for o in overrides):
+        _check_test_pixel_size(run_dir, cfg, datamodule, force)
     task = build.build_task(cfg)
     if has_trainable_parameters(task):
         if ckpt is None:

@@ -1,6 +1,7 @@
 """Run directories, environment records and safe checkpoints.
 
-A run lives in ``runs/<experiment>/<YYYYmmdd-HHMMSS>-<shortid>/`` with ``config.yaml`` (resolved),
+A run lives in ``runs/<experiment>/<YYYYmmdd-HHMMSS>-<shortid>/`` (``runs/<experiment>@<data block>/...`` when
+it trained on another data block than the experiment's own, e.g. ``srlab train edsr_sted data=sim_sim``) with ``config.yaml`` (resolved),
 ``environment.json`` (git commit, dirty flag, package versions, hardware), ``checkpoints/``
 (``last.ckpt``, ``best.ckpt`` by validation PSNR), ``metrics.json`` (final test metrics) and
 ``wandb/`` (the W&B run; offline by default).

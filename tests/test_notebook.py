@@ -63,7 +63,7 @@ def test_notebook_renders_a_report(tmp_path, monkeypatch):
     assert "rl_sted" in markdown and "ibp_sted" in markdown and "bicubic (baseline)" in markdown
     assert "±" in markdown and "best" in markdown
     for experiment in ("rl_sted", "ibp_sted"):
-        run_id = next(p.name for p in (tmp_path / "runs" / experiment).iterdir())
+        run_id = next(p.name for p in (tmp_path / "runs" / f"{experiment}@sim_smoke").iterdir())  # data=sim_smoke
         assert run_id in markdown, "the runs table names each run's W&B id"
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     # three saved plots, the re-drawn crop grid and the per-image plot

@@ -63,7 +63,8 @@ def compose(entry: SuiteEntry, suite: Suite, seed: int, cli: Sequence[str]) -> D
 
 def find_finished_run(cfg: DictConfig, wanted_hash: str, cache: dict[Path, str | None] | None = None) -> Path | None:
     """The newest run directory of ``cfg.name`` under ``cfg.runs_dir`` that finished (``metrics.json``)
-    with a config of hash ``wanted_hash``; ``None`` if there is none."""
+    with a config of hash ``wanted_hash``; ``None`` if there is none. ``cfg.name`` is the run's folder name:
+    ``<experiment>@<data block>`` for a suite entry on another data block (:func:`srlab.config.load_experiment`)."""
     root = Path(cfg.runs_dir) / cfg.name
     if not root.is_dir():
         return None

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # Lightning is imported by the DataModules themselves: config
 
 def build_datamodule(cfg: DataConfig | Any, seed: int) -> L.LightningDataModule:
     """The DataModule for ``cfg.kind`` with ``cfg.params`` as its options."""
+
     params = OmegaConf.to_container(cfg.params,
                                     resolve=True) if OmegaConf.is_config(cfg.params) else dict(cfg.params)
     DATAMODULES.check_kwargs(cfg.kind, params, "data.params")

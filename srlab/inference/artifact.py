@@ -15,6 +15,7 @@ The idea is torchvision's ``Weights.meta``: a network travels with the facts nee
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -88,7 +89,17 @@ def network_state(checkpoint_state: dict[str, torch.Tensor]) -> tuple[dict[str, 
     return {k[len(prefix):]: v for k, v in checkpoint_state.items() if k.startswith(prefix)}, ema
 
 
-def _pixel_sizes(description: dict[str, Any] | None, scale: int) -> tuple[float | None, float | None]:
+def weights_sha256(network: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights (names and bytes, in name order): the same for the same weights
+    whether they came from ``network.pt`` or a checkpoint; written into predictions as provenance."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def pixel_sizes(description: dict[str, Any] | None, scale: int) -> tuple[float | None, float | None]:
     """LR/HR pixel sizes (nm) from a run's ``data.json`` (image DataModules name them; the SMLM one
     records its simulated camera)."""
     description = description or {}
@@ -104,7 +115,7 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
     """The card of ``cfg``'s network; ``description`` is the DataModule's (``data.json``),
     ``localization`` what a localization checkpoint saved (threshold, emitter mass, scale)."""
     scale = int(cfg.data.scale)
-    lr_px, hr_px = _pixel_sizes(description, scale)
+    lr_px, hr_px = pixel_sizes(description, scale)
     kind = "localization" if PARADIGMS.entry(cfg.paradigm.name).family == "localization" else "image"
     return NetworkCard(
         experiment=str(cfg.name), network=str(cfg.model.name), network_kwargs=build.network_kwargs(cfg), kind=kind,

@@ -77,7 +77,7 @@ def _read_artifact(weights_file: Path, card_file: Path) -> tuple[nn.Module, Netw
     return network.eval(), card
 
 
-def _data_description(run_dir: Path) -> dict[str, Any] | None:
+def data_description(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "data.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -95,7 +95,7 @@ def from_run(run_dir: Path, ckpt: Path | None = None, checkpoint: str | None = N
                              f"in this run directory")
     else:
         ckpt = None  # nothing trained: the network is its config
-    _, card = artifact.from_checkpoint(cfg, ckpt, network, _data_description(run_dir))
+    _, card = artifact.from_checkpoint(cfg, ckpt, network, data_description(run_dir))
     return network.eval(), card
 
 

@@ -26,12 +26,13 @@ no finite pixel at all is refused.
 """
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import tifffile
@@ -188,17 +189,101 @@ def predict_stack(network: nn.Module, stack: np.ndarray, *, scale: int, channel_
 # row bands go into the ImageJ file's pixel block as tiles finish, so a stack's SR output never has to
 # fit in memory.
 
-def _imagej_timing(path: Path) -> dict[str, float]:
-    """ImageJ's Z step (in nm) and frame interval of a TIFF, where its metadata gives them."""
+class PredictNote(UserWarning):
+    """Something the user should read about a prediction (an assumed pixel size, a resampled input);
+    ``srlab predict`` prints these as one line each."""
+
+
+# Relative difference between the input's pixel size and the training LR pixel size that is refused.
+PIXEL_TOLERANCE = 0.10
+PIXEL_POLICIES = ("refuse", "rescale", "force")
+_SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0}
+
+
+def _input_metadata(path: Path) -> dict:
+    """What the output carries over from the input: Z step (nm), frame interval (s) and channel names,
+    from ImageJ metadata or OME-XML."""
     with tifffile.TiffFile(path) as tif:
-        meta = tif.imagej_metadata or {}
-    timing = {}
-    if "finterval" in meta:
-        timing["finterval"] = float(meta["finterval"])
-    factor = nm_per_unit(meta.get("unit", ""))
-    if "spacing" in meta and factor is not None:
-        timing["spacing_nm"] = float(meta["spacing"]) * factor
-    return timing
+        ij = tif.imagej_metadata or {}
+        ome = tif.ome_metadata if tif.is_ome else None
+    meta: dict = {}
+    if "finterval" in ij:
+        meta["finterval"] = float(ij["finterval"])
+    factor = nm_per_unit(ij.get("unit", ""))
+    if "spacing" in ij and factor is not None:
+        meta["spacing_nm"] = float(ij["spacing"]) * factor
+    if ome:
+        try:
+            root = ElementTree.fromstring(ome)
+        except ElementTree.ParseError:
+            return meta
+        pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+        if pixels is not None:
+            attrib = pixels.attrib
+            z_factor = nm_per_unit(attrib.get("PhysicalSizeZUnit", "µm"))
+            if "PhysicalSizeZ" in attrib and z_factor is not None and "spacing_nm" not in meta:
+                meta["spacing_nm"] = float(attrib["PhysicalSizeZ"]) * z_factor
+            seconds = _SECONDS_PER_UNIT.get(attrib.get("TimeIncrementUnit", "s"))
+            if "TimeIncrement" in attrib and seconds is not None and "finterval" not in meta:
+                meta["finterval"] = float(attrib["TimeIncrement"]) * seconds
+            names = [c.attrib.get("Name", "") for c in pixels if c.tag.rsplit("}", 1)[-1] == "Channel"]
+            if names and all(names):
+                meta["channel_names"] = names
+    return meta
+
+
+def pixel_size_zoom(input_nm: float | None, train_nm: float | None, where: str, policy: str = "refuse",
+                    remedy: str | None = None) -> float:
+    """How much the input must be magnified to reach the training LR grid: 1.0 when the pixel sizes agree
+    within :data:`PIXEL_TOLERANCE` (or one of them is unknown, or ``policy="force"``), ``input/train`` with
+    ``policy="rescale"``; a mismatch is refused (one line naming both, and ``remedy`` or the ``srlab predict``
+    options) with ``policy="refuse"``."""
+    if policy not in PIXEL_POLICIES:
+        raise SrlabError(f"pixel size policy {policy!r}: valid: {', '.join(PIXEL_POLICIES)}")
+    if train_nm is None:
+        return 1.0
+    if input_nm is None:
+        warnings.warn(f"{where} has no pixel size; assuming the run's training LR pixel size, {train_nm:g} nm "
+                      f"(state it with --pixel-size-nm)", PredictNote, stacklevel=2)
+        return 1.0
+    ratio = input_nm / train_nm
+    if abs(ratio - 1.0) <= PIXEL_TOLERANCE:
+        return 1.0
+    if policy == "refuse":
+        remedy = remedy or (f"pass --rescale to resample the input to {train_nm:g} nm and back, or --force to "
+                            f"predict it as it is")
+        raise SrlabError(f"{where}: pixel size {input_nm:g} nm, but the run was trained on {train_nm:g} nm LR "
+                         f"pixels ({abs(ratio - 1.0):.0%} apart, over {PIXEL_TOLERANCE:.0%}); {remedy}")
+    if policy == "force":
+        warnings.warn(f"{where}: pixel size {input_nm:g} nm, trained on {train_nm:g} nm; used as it is "
+                      f"(--force)", PredictNote, stacklevel=2)
+        return 1.0
+    warnings.warn(f"{where}: pixel size {input_nm:g} nm resampled to the training grid ({train_nm:g} nm) and the "
+                  f"prediction back to {input_nm:g} nm / scale (--rescale)", PredictNote, stacklevel=2)
+    return ratio
+
+
+def _resampled(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``frame`` ``(C, H, W)`` resampled to ``shape`` (bicubic, antialiased when shrinking), float32."""
+    tensor = torch.from_numpy(np.array(frame, dtype=np.float32, copy=True))[None]
+    out = nn.functional.interpolate(tensor, size=shape, mode="bicubic", align_corners=False, antialias=True)
+    return out[0].numpy()
+
+
+def _rescaled_bands(network: nn.Module, frame: np.ndarray, zoom: float, low_percentile: float,
+                    high_percentile: float, options: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """The prediction of ``frame`` on the training grid (``zoom`` times finer), resampled back to
+    ``scale`` times the frame's own grid; one band holding the whole SR frame."""
+    scale = options["scale"]
+    h, w = frame.shape[-2:]
+    grid = (max(2, round(h * zoom)), max(2, round(w * zoom)))
+    resampled = _resampled(frame, grid)
+    pred = np.empty((0,), np.float32)
+    for y0, band in _bands_in_input_units(network, resampled, low_percentile, high_percentile, options):
+        if pred.size == 0:
+            pred = np.empty((band.shape[0], grid[0] * scale, grid[1] * scale), np.float32)
+        pred[:, y0:y0 + band.shape[1]] = band
+    yield 0, _resampled(pred, (h * scale, w * scale))
 
 
 def _layout(axes: str, shape: tuple[int, ...]) -> tuple[list[int], int | None, str]:
@@ -221,24 +306,39 @@ def _layout(axes: str, shape: tuple[int, ...]) -> tuple[list[int], int | None, s
     return order, channel, leading
 
 
+def is_ome_name(path: str | os.PathLike) -> bool:
+    """Whether a file name asks for OME-TIFF (``.ome.tif`` / ``.ome.tiff``)."""
+    return Path(path).name.lower().endswith((".ome.tif", ".ome.tiff"))
+
+
 def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, output_path: str | os.PathLike,
                  *, overwrite: bool = False, tta: bool = False, tile_size: int = 256, overlap: int = 32,
                  batch_size: int = 4, device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None,
                  progress: bool = True, low_percentile: float = DEFAULT_LOW_PERCENTILE,
                  high_percentile: float = DEFAULT_HIGH_PERCENTILE, size_multiple: int = 1,
-                 channels: int | None = None, nan_policy: str = "error") -> Path:
-    """Predict a TIFF (2D image or stack) into a float32 ImageJ TIFF; returns the output path.
+                 channels: int | None = None, nan_policy: str = "error", channel: int | None = None,
+                 train_pixel_size_nm: float | None = None, pixel_size_nm: float | None = None,
+                 pixel_policy: str = "refuse", provenance: dict | None = None) -> Path:
+    """Predict a TIFF (2D image or stack) into a float32 TIFF; returns the output path.
 
-    The lateral pixel size written is the input's divided by ``scale`` (as :func:`srlab.data.io.read_tiff`
-    finds it: ImageJ, OME-XML or metric resolution tags; with a warning and none written if the input
-    has none); Z spacing and frame interval are copied. An existing output is refused unless
-    ``overwrite`` — checked before any computation. The file is written to a temporary file in the
-    output folder and moved into place (``os.replace``) only when complete, so an interrupted run
-    never leaves a truncated TIFF.
+    Output format: OME-TIFF (OME-XML with physical sizes, time increment and channel names carried from
+    the input) when ``output_path`` ends in ``.ome.tif``, ImageJ TIFF otherwise. ``provenance`` (srlab
+    version, run, model, weights hash, ...) is written as JSON into the OME ``Description`` or ImageJ's
+    ``Info`` (Image > Show Info).
 
-    ``channels``: the number of channels the network takes (a run's ``data.channels``); an input with
-    another number (an RGB file for a one-channel network, say) is refused before any computation.
-    ``nan_policy``: see the module docstring.
+    The lateral pixel size written is the input's divided by ``scale`` (``pixel_size_nm`` overrides the
+    file's; otherwise :func:`srlab.data.io.read_tiff` finds it: ImageJ, OME-XML or metric resolution
+    tags; with a note and none written if the input has none); Z spacing and frame interval are copied.
+    ``train_pixel_size_nm`` (the run's LR pixel size): an input more than :data:`PIXEL_TOLERANCE` apart
+    is refused, resampled to the training grid and back, or predicted as it is, by ``pixel_policy``
+    (:func:`pixel_size_zoom`). An existing output is refused unless ``overwrite`` — checked before any
+    computation. The file is written to a temporary file in the output folder and moved into place
+    (``os.replace``) only when complete, so an interrupted run never leaves a truncated TIFF.
+
+    ``channels``: the number of channels the network takes (a run's ``data.channels``). A multi-channel
+    input (a C axis) for a one-channel network has each channel predicted on its own (the output keeps
+    the C axis); ``channel`` predicts only that channel; any other mismatch (an RGB file for a one-channel
+    network without ``channel``) is refused before any computation. ``nan_policy``: see the module docstring.
     """
     input_path = Path(input_path)
     output_path = Path(output_path)
@@ -253,33 +353,68 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
         raise SrlabError(f"output '{output_path}' is the input file; choose another output path")
     if not output_path.parent.is_dir():
         raise SrlabError(f"output folder '{output_path.parent}' does not exist")
+    if pixel_size_nm is not None and not pixel_size_nm > 0:
+        raise SrlabError(f"--pixel-size-nm {pixel_size_nm:g}: must be > 0")
 
-    image, axes, pixel_size_nm = read_tiff(input_path, memmap=True)
-    extra = _imagej_timing(input_path)
-    order, channel, leading_axes = _layout(axes, image.shape)
+    image, axes, file_pixel_nm = read_tiff(input_path, memmap=True)
+    pixel_size_nm = pixel_size_nm if pixel_size_nm is not None else file_pixel_nm
+    extra = _input_metadata(input_path)
+    order, channel_at, leading_axes = _layout(axes, image.shape)
     image = np.transpose(image, order)
-    frames, leading = _frames(image, -3 if channel is not None else None)
+    frames, leading = _frames(image, -3 if channel_at is not None else None)
     if len(leading) != len(leading_axes):
         leading = (int(np.prod(leading)),)
-    out_axes = leading_axes + ("C" if channel is not None else "") + "YX"
-    if channels is not None and frames.shape[1] != channels:
-        what = "an RGB/colour image" if "S" in axes else f"a {frames.shape[1]}-channel image"
-        raise SrlabError(f"{input_path}: {what} (axes '{axes}') but the run's network takes {channels} "
-                         f"channel(s); save one channel (or a grey-scale version) as its own TIFF")
+    names = extra.get("channel_names")
+    n_in = frames.shape[1]
+    names = names if names is not None and len(names) == n_in else None
+    per_channel = False
+    if channel is not None:
+        if not 0 <= channel < n_in:
+            raise SrlabError(f"{input_path}: --channel {channel} but the image has {n_in} channel(s) (axes "
+                             f"'{axes}'; valid: 0..{n_in - 1})")
+        frames, channel_at = frames[:, channel:channel + 1], None
+        names = [names[channel]] if names else None
+    elif channels is not None and n_in != channels:
+        if channels == 1 and "S" not in axes:
+            per_channel = True  # each channel of the C axis through the one-channel network on its own
+            frames = frames.reshape((-1, 1) + frames.shape[-2:])
+        else:
+            what = "an RGB/colour image" if "S" in axes else f"a {n_in}-channel image"
+            raise SrlabError(f"{input_path}: {what} (axes '{axes}') but the run's network takes {channels} "
+                             f"channel(s); pass --channel N to predict one of them, or save a grey-scale version")
+    out_axes = leading_axes + ("C" if channel_at is not None or per_channel else "") + "YX"
+    zoom = pixel_size_zoom(pixel_size_nm, train_pixel_size_nm, str(input_path), pixel_policy)
     _check_finite(frames, nan_policy, str(input_path))
 
+    ome = is_ome_name(output_path)
+    description = json.dumps(provenance, sort_keys=True) if provenance else None
     metadata: dict = {"axes": out_axes}
     resolution = None
+    out_pixel_um = None if pixel_size_nm is None else pixel_size_nm / scale / 1e3
     if pixel_size_nm is None:
-        warnings.warn(f"'{input_path}' has no pixel size; '{output_path}' is written without one", stacklevel=2)
+        warnings.warn(f"'{input_path}' has no pixel size; '{output_path}' is written without one", PredictNote,
+                      stacklevel=2)
+    elif ome:
+        metadata.update(PhysicalSizeX=out_pixel_um, PhysicalSizeXUnit="µm", PhysicalSizeY=out_pixel_um,
+                        PhysicalSizeYUnit="µm")
     else:
-        out_pixel_um = pixel_size_nm / scale / 1e3
         resolution = (1.0 / out_pixel_um, 1.0 / out_pixel_um)
         metadata["unit"] = "um"
-        if "spacing_nm" in extra:
+    if "spacing_nm" in extra:
+        if ome:
+            metadata.update(PhysicalSizeZ=extra["spacing_nm"] / 1e3, PhysicalSizeZUnit="µm")
+        elif pixel_size_nm is not None:
             metadata["spacing"] = extra["spacing_nm"] / 1e3
     if "finterval" in extra:
-        metadata["finterval"] = extra["finterval"]
+        if ome:
+            metadata.update(TimeIncrement=extra["finterval"], TimeIncrementUnit="s")
+        else:
+            metadata["finterval"] = extra["finterval"]
+    if ome and names and "C" in out_axes:
+        metadata["Channel"] = {"Name": names}
+    if description:
+        metadata["Description" if ome else "Info"] = description
+    layout_format = {"ome": True} if ome else {"imagej": True, "resolution": resolution}
 
     try:
         descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.",
@@ -295,19 +430,22 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
         handle = None
         for i, frame in enumerate(frames):
             frame = _filled(frame, str(input_path))
-            for y0, band in _bands_in_input_units(network, frame, low_percentile, high_percentile, options):
+            bands = (_bands_in_input_units(network, frame, low_percentile, high_percentile, options) if zoom == 1.0
+                     else _rescaled_bands(network, frame, zoom, low_percentile, high_percentile, options))
+            for y0, band in bands:
                 if handle is None:
-                    if channel is None and band.shape[0] != 1:
+                    if channel_at is None and not per_channel and band.shape[0] != 1:
                         out_axes = leading_axes + "CYX"
                         metadata["axes"] = out_axes
                     out_c = band.shape[0]
                     out_h, out_w = frame.shape[-2] * scale, frame.shape[-1] * scale
-                    out_shape = leading + ((out_c,) if "C" in out_axes else ()) + (out_h, out_w)
-                    # tifffile lays out the ImageJ header and one contiguous float32 block; the bands are
-                    # then written into that block with pwrite, never mapped, so they leave no pages
-                    # behind in this process.
-                    layout = tifffile.memmap(temporary, shape=out_shape, dtype=np.float32, imagej=True,
-                                             resolution=resolution, metadata=metadata)
+                    planes = n_in if per_channel else out_c  # the C axis of the output
+                    out_shape = leading + ((planes,) if "C" in out_axes else ()) + (out_h, out_w)
+                    # tifffile lays out the header and one contiguous float32 block; the bands are then
+                    # written into that block with pwrite, never mapped, so they leave no pages behind in
+                    # this process.
+                    layout = tifffile.memmap(temporary, shape=out_shape, dtype=np.float32, metadata=metadata,
+                                             **layout_format)
                     offset, dtype = layout.offset, layout.dtype
                     del layout
                     handle = os.open(temporary, os.O_WRONLY)
@@ -335,65 +473,5 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     return output_path
 
 
-__all__ = ["iter_predicted_frames", "predict_file", "predict_stack"]
-
-
-# --------------------------------------------------------------------------------------------------
-# Pixel-size guard
-# --------------------------------------------------------------------------------------------------
-PIXEL_SIZE_TOLERANCE = 0.10  # a network sees structures at the scale it was trained on
-
-
-def check_pixel_size(input_path: str | Path, trained_nm: float | None, *, rescale: bool = False,
-                     force: bool = False) -> tuple[float | None, str]:
-    """Compare the input's pixel size with the network's training LR pixel size.
-
-    Returns ``(factor, note)``: ``factor`` is ``None`` to predict the file as it is, or ``input / training``
-    pixel size, by which :func:`rescaled_input` resamples it (``rescale``); ``note`` says which pixel size
-    was assumed for an input that carries none (the training grid's) and is printed after success. A
-    difference over :data:`PIXEL_SIZE_TOLERANCE` without ``rescale`` or ``force`` is one line naming
-    both sizes."""
-    from srlab.data.io import read_tiff
-
-    _, _, input_nm = read_tiff(input_path, memmap=True)
-    if trained_nm is None:
-        return None, ""
-    if input_nm is None:
-        return None, (f"{input_path} carries no pixel size; assumed the network's training LR pixel size, "
-                      f"{trained_nm:g} nm")
-    ratio = input_nm / trained_nm
-    if abs(ratio - 1.0) <= PIXEL_SIZE_TOLERANCE or force:
-        return None, ""
-    if not rescale:
-        raise SrlabError(f"{input_path}: {input_nm:g} nm pixels, but the network was trained on {trained_nm:g} nm "
-                         f"LR pixels ({ratio:.2f}x); pass --rescale to resample the input to the training grid and "
-                         f"back, or --force to predict anyway")
-    return ratio, f"resampled from {input_nm:g} to the training grid's {trained_nm:g} nm and back"
-
-
-@contextlib.contextmanager
-def rescaled_input(input_path: str | Path, output_path: str | Path, factor: float | None, trained_nm: float | None,
-                   scale: int, overwrite: bool):
-    """``(input, output)`` paths to predict: the given ones, or (``factor`` not ``None``) a copy of the input
-    resampled by ``factor`` onto the training grid and a temporary output, whose prediction is resampled
-    back onto the input's grid × ``scale`` and written to ``output_path`` (cubic spline, per frame)."""
-    if factor is None:
-        yield str(input_path), output_path
-        return
-    from scipy import ndimage
-
-    from srlab.data.io import read_tiff, write_tiff
-
-    output_path = Path(output_path)
-    if output_path.exists() and not overwrite:
-        raise SrlabError(f"{output_path} already exists; pass --overwrite to replace it")
-    image, axes, input_nm = read_tiff(input_path)
-    zoom = [1.0] * (image.ndim - 2) + [factor, factor]
-    with tempfile.TemporaryDirectory(prefix="srlab-rescale-") as tmp:
-        src, dst = Path(tmp) / "input.tif", Path(tmp) / "output.tif"
-        write_tiff(src, ndimage.zoom(image.astype(np.float32), zoom, order=3), pixel_size_nm=trained_nm, axes=axes)
-        yield str(src), dst
-        sr, sr_axes, _ = read_tiff(dst)
-        target = [image.shape[i] for i in range(image.ndim - 2)] + [s * scale for s in image.shape[-2:]]
-        back = ndimage.zoom(sr, [t / n for t, n in zip(target, sr.shape)], order=3)
-        write_tiff(output_path, back.astype(np.float32), pixel_size_nm=input_nm / scale, axes=sr_axes)
+__all__ = ["PIXEL_TOLERANCE", "PredictNote", "is_ome_name", "iter_predicted_frames", "pixel_size_zoom", "predict_file",
+           "predict_stack"]

@@ -198,11 +198,11 @@ def _rgb_image(c: Case) -> Path:
     return c.image("colour.tif", np.zeros((24, 28, 3), np.uint8), photometric="rgb")
 
 
-def _existing_folder(c: Case) -> Path:
-    out = c.tmp / "a_folder"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    return out
+def _predict_two_into_a_file(c: Case) -> list[str]:
+    """Several inputs name an output folder; an existing file there is neither replaced nor used."""
+    mine = c.tmp / "mine.tif"
+    mine.write_text("mine")
+    return ["predict", str(c.run), str(c.image("a.tif")), str(c.image("b.tif")), "-o", str(mine), "--overwrite"]
 
 
 def _predict_disk_full(c: Case) -> list[str]:
@@ -271,8 +271,8 @@ ROWS = [
         "--device cuda: CUDA is not available", needs_run=True, skip=None if NO_CUDA else "CUDA is available"),
     Row("predict_bogus_device", _predict(lambda c: c.image(), "--device", "gpu9"), 2, "--device 'gpu9': not a",
         needs_run=True),
-    Row("predict_into_folder", _predict(lambda c: c.image(), "--overwrite", output=_existing_folder), 2,
-        "a_folder' is a folder; -o names the output TIFF file", needs_run=True),
+    Row("predict_several_into_a_file", _predict_two_into_a_file, 2,
+        "mine.tif: is a file; with 2 inputs -o names an output folder", needs_run=True),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
     # 7. the file system refuses a write: exit 1, the path and the reason
     Row("train_disk_full", _train_disk_full, 1, ".ckpt: no space left on device"),

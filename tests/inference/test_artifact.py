@@ -32,7 +32,7 @@ def ema_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _image(folder: Path) -> Path:
     image = (np.random.default_rng(0).poisson(200, (40, 36)) + 100).astype(np.uint16)
     path = folder / "cells.tif"
-    tifffile.imwrite(path, image, imagej=True, resolution=(25.0, 25.0), metadata={"unit": "um"})  # 40 nm: the training grid
+    tifffile.imwrite(path, image, imagej=True, resolution=(25.0, 25.0), metadata={"unit": "um"})  # 40 nm, as trained
     return path
 
 

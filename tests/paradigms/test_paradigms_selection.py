@@ -19,7 +19,7 @@ GAN_TINY = [o for o in TINY if "max_epochs" not in o] + [
 
 
 def _run_dir(runs):
-    return next((runs / "srgan_sted").iterdir())
+    return next((runs / "srgan_sted@sim_smoke").iterdir())  # trained on data=sim_smoke, not its own block
 
 
 def test_gan_best_checkpoint_is_adversarial_and_pretrained_generator_kept(tmp_path, capsys):
