@@ -1,5 +1,0 @@
-import sys
-
-from srlab.cli import main
-
-sys.exit(main())
