@@ -162,8 +162,9 @@ def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[
     out = Path(output)
     if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
         return [(inputs[0], out)], False  # predict_file checks the single output itself
-    if out.exists() and not out.is_dir():
-        raise SrlabError(f"-o {output}: is a file; with {len(inputs)} inputs -o names an output folder")
+    if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in (".tif", ".tiff")):
+        what = "is a file" if out.exists() else "names a TIFF file"
+        raise SrlabError(f"-o {output}: {what}; with {len(inputs)} inputs -o names an output folder")
     pairs = [(p, out / _sr_name(p)) for p in inputs]
     clash: dict[Path, Path] = {}
     for source, target in pairs:

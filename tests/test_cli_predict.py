@@ -123,6 +123,11 @@ def test_several_inputs_folders_and_globs_in_one_process(trained, tmp_path):
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (outdir / "a_sr.tif").stat().st_mtime_ns == stamp
 
+    both = tmp_path / "both.tif"
+    proc = run_cli("predict", str(run_dir), str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(both),
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and "names an output folder" in proc.stderr and not both.exists()
+
 
 def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path):
     run_dir, lr_nm = trained

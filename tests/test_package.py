@@ -65,7 +65,8 @@ def test_a_users_experiments_folder_is_searched_first(tmp_path: Path, monkeypatc
     assert find_config("data/mycal.yaml") == own / "data" / "mycal.yaml"
     assert "mycal" in list_groups()["data"] and "sim_sted" in list_groups()["data"]
     cfg = load_experiment("my_edsr", ["data=mycal"])
-    assert cfg.description == "mine" and cfg.data.simulation.n_images == 12 and cfg.model.name == "edsr"
+    assert cfg.data.simulation.n_images == 12 and cfg.model.name == "edsr"
+    assert cfg.name == "my_edsr@mycal" and cfg.description == "mine [trained on data=mycal: confocal -> sted x2]"
     monkeypatch.chdir(tmp_path / "experiments" / "data")  # elsewhere: the variable names the folder
     monkeypatch.setenv("SRLAB_EXPERIMENTS", str(own))
     assert load_experiment("my_edsr").description == "mine"

@@ -12,7 +12,7 @@ import pytest
 from srlab import cli, models
 from srlab import compare as cmp
 from srlab.compare import evaluate, plan
-from srlab.config import load_experiment
+from srlab.config import experiment_of, load_experiment
 from srlab.errors import SrlabError
 from tests.conftest import TINY
 
@@ -82,7 +82,7 @@ def test_shipped_suites_compose():
         assert suite.seeds
         for entry in [suite.entries[0], *(e for e in suite.entries[1:] if e.overrides)]:
             cfg = plan.compose(entry, suite, suite.seeds[0], [])
-            assert cfg.name.split("@")[0] == entry.experiment  # runs on another data block: <experiment>@<block>
+            assert experiment_of(cfg.name) == entry.experiment  # <experiment>@<block> on another data block
     assert len(cmp.load_suite("survey").seeds) >= 3
     assert cmp.load_suite("smoke").seeds == (0,)
 
