@@ -225,9 +225,12 @@ def test_run_stopped_before_its_first_checkpoint_resumes_from_the_start_in_place
 def test_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, signum):
     runs = tmp_path / "runs"
     log = tmp_path / "stop.log"
-    # One thread and long epochs: the signal lands mid-epoch.
+    # Long epochs (1000 batches, several seconds) and a timed checkpoint within the first second, so
+    # the run is known to be mid-epoch when the signal lands; with short epochs the signal could land in
+    # an epoch's last batch or validation, where the epoch-end checkpoint (0 batches done) is right.
     args = ["train", "edsr_smoke", *[o for o in TINY if "max_epochs" not in o and "limit_train" not in o],
-            "trainer.max_epochs=50", "data.patches_per_epoch=400", f"runs_dir={runs}"]
+            "trainer.max_epochs=50", "data.patches_per_epoch=4000", "trainer.checkpoint_every_min=0.005",
+            f"runs_dir={runs}"]
     proc = _start(args, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.is_alive():
@@ -245,7 +248,9 @@ def test_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, signum):
     assert "Traceback" not in text
     assert not (run_dir / "metrics.json").exists()
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert state["PairedDataModule"]["train_batches_done"] > 0  # written after the batch in progress
+    position = state["PairedDataModule"]
+    assert position["train_epoch"] == 0 and position["train_batches_done"] > 0  # after the batch in progress
+    assert state["global_step"] == position["train_batches_done"]  # the weights are those of that batch
 
 
 def test_timed_checkpoint_updates_last_ckpt_mid_epoch(tmp_path, capsys):
