@@ -319,7 +319,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return run_calibrate(args)
 
 
-COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate})
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from srlab.compare.pairs import evaluate_pairs
+
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    evaluate_pairs(args.methods, args.pairs, args.out, overwrite=args.overwrite, psf_fwhm_nm=args.psf_fwhm_nm,
+                   psf_fwhm_px=args.psf_fwhm_px, device=device, tile_size=args.tile_size, overlap=args.overlap)
+    return 0
+
+
+COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
+                 "evaluate": _cmd_evaluate})
 
 
 CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
@@ -467,6 +479,19 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--reevaluate", action="store_true",
                    help="ignore cached evaluations in <run>/evaluations/ and recompute them")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
+    p = sub.add_parser("evaluate", help="score runs and baselines on every image of a paired folder, whole -> "
+                                        "per_image.csv, summary.md/json, montages/")
+    p.add_argument("methods", nargs="*", help="run directories / network.pt, or baselines (bicubic, richardson_lucy; "
+                                              "both are always added)")
+    p.add_argument("--pairs", required=True, help="paired folder: FOLDER/lr/*.tif and FOLDER/hr/*.tif, same names")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--psf-fwhm-nm", type=float, default=None,
+                   help="Richardson-Lucy's PSF FWHM in nm (with the LR pixel size in the files)")
+    p.add_argument("--psf-fwhm-px", type=float, default=None, help="Richardson-Lucy's PSF FWHM in LR pixels")
+    p.add_argument("--tile-size", type=int, default=256, help="LR tile size in pixels (default 256)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
     return parser

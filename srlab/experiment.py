@@ -311,7 +311,15 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         line = f"srlab: test PSNR {psnr:.2f} dB, SSIM {metrics.get('test/ssim', float('nan')):.4f}"
         if bicubic is not None:
             line += f" (bicubic {bicubic:.2f} dB, SSIM {metrics.get('test/bicubic_ssim', float('nan')):.4f})"
-        print(line)
+        print(line + " — CARE convention: affine-fitted, ground truth normalized 1/99.8 % (docs/metrics.md)")
+        if "test/psnr_plain" in metrics:
+            print(f"srlab: plain (unfitted) PSNR {metrics['test/psnr_plain']:.2f} dB, SSIM "
+                  f"{metrics.get('test/ssim_plain', float('nan')):.4f} (bicubic "
+                  f"{metrics.get('test/bicubic_psnr_plain', float('nan')):.2f} dB)")
+        n_images, n_excluded = metrics.get("test/n_images"), metrics.get("test/n_excluded")
+        if n_images is not None:
+            print(f"srlab: {n_images:.0f} test crop(s) scored" + (
+                f", {n_excluded:.0f} excluded (empty or constant ground truth)" if n_excluded else ""))
         if "test/bicubic_pairs_psnr" in metrics:  # the unpaired degradation-learning GAN's own baseline
             print(f"srlab: the same generator trained on bicubic pairs: test PSNR "
                   f"{metrics['test/bicubic_pairs_psnr']:.2f} dB, SSIM "

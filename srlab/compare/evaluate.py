@@ -1,7 +1,7 @@
 """Evaluating a suite: every run on the *same* test images.
 
-One DataModule per distinct test set, built with the suite's first seed; per image PSNR, SSIM, MS-SSIM,
-NRMSE and their affine-fitted variants (:func:`srlab.metrics.image.image_metrics`), the single-image FRC
+One DataModule per distinct test set, built with the suite's first seed; per image the headline PSNR, SSIM,
+MS-SSIM, NRMSE (CARE convention) and their plain variants (:func:`srlab.metrics.image.image_metrics`), the single-image FRC
 resolution in nm (:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and
 the SQUIRREL-style consistency with the input (:func:`srlab.metrics.consistency.squirrel_consistency`).
 Networks are loaded by :func:`srlab.inference.load_network` (the checkpoint each run's own test used) and
@@ -48,14 +48,14 @@ from srlab.models import count_parameters
 from srlab.runs import atomic_write_bytes, atomic_write_text
 
 # Bump when what an evaluation computes changes: every cached evaluation is then recomputed.
-EVAL_VERSION = 1
+EVAL_VERSION = 2  # 2: headline metrics of the CARE convention (srlab.metrics.image, definitions 2)
 
 
 COST_OUTPUT_PX = 256
 TILE_SIZE, TILE_OVERLAP = 256, 32
 GRID_CROPS, GRID_CROP_PX = 3, 96
 MIN_FRC_PX = 64  # the single-image FRC splits the image in 2x2 sub-images; below 32 px each it is noise
-METRICS = ("psnr", "ssim", "ms_ssim", "nrmse", "psnr_affine", "ssim_affine", "ms_ssim_affine", "nrmse_affine",
+METRICS = ("psnr", "ssim", "ms_ssim", "nrmse", "psnr_plain", "ssim_plain", "ms_ssim_plain", "nrmse_plain",
            "frc_nm", "rse", "rsp")
 
 

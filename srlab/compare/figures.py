@@ -68,9 +68,9 @@ def plot_metric_bars(members: list[Row], title: str, path: Path) -> None:
             if not math.isfinite(m):  # e.g. FRC where the curve never crosses the threshold
                 ax.text(0, y, " n/a", va="center", fontsize=8, color="0.3")
         finite = [m - h for m, h in zip(means, halves) if math.isfinite(m)]
-        if finite and key in ("psnr", "psnr_affine"):
+        if finite and key in ("psnr", "psnr_plain"):
             ax.set_xlim(left=max(0.0, min(finite) - 2))
-        arrow = "↑" if HIGHER_IS_BETTER.get(key.split("_affine")[0], True) else "↓"
+        arrow = "↑" if HIGHER_IS_BETTER.get(key.split("_plain")[0], True) else "↓"
         ax.set_title(f"{heading} {arrow}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     np.atleast_1d(axes)[0].set_yticks(ypos, labels, fontsize=8)

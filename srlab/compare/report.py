@@ -21,7 +21,7 @@ from srlab.metrics import stats
 MAIN_COLUMNS = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("nrmse", "NRMSE", 4), ("frc_nm", "FRC (nm)", 1))
 
 
-EXTRA_COLUMNS = (("psnr_affine", "PSNR affine (dB)", 2), ("ssim_affine", "SSIM affine", 4),
+EXTRA_COLUMNS = (("psnr_plain", "PSNR plain (dB)", 2), ("ssim_plain", "SSIM plain", 4),
                  ("ms_ssim", "MS-SSIM", 4), ("rse", "RSE", 4), ("rsp", "RSP", 4))
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "nrmse": False, "frc_nm": False, "rse": False,
                     "rsp": True}
@@ -42,10 +42,13 @@ def summarize(rows: list[Row], groups: list[EvalGroup]) -> None:
                      else math.inf)
         best = members[0] if members else None
         others = [r for r in members if r is not best]
-        pvalues = [stats.paired_wilcoxon(stats.per_image_mean(r.values["psnr"]),
-                                         stats.per_image_mean(best.values["psnr"])) for r in others]
+        units = [stats.image_of(s.name) for s in group.samples]
+        n_units = len(set(units))
+        pvalues = [stats.paired_wilcoxon(stats.unit_means(r.values["psnr"], units)[0],
+                                         stats.unit_means(best.values["psnr"], units)[0]) for r in others]
         adjusted = stats.holm(pvalues)
         for rank, row in enumerate(members, 1):
+            row.summary["p_unit"] = f"{n_units} image(s)"
             row.summary["rank"] = rank
             row.summary["best"] = row is best
         for row, p, p_holm in zip(others, pvalues, adjusted):
@@ -178,9 +181,13 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
                                                                    else "") + ".",
               (f"Created {meta['created']} on {meta['machine']['processor']} ({meta['machine']['cpu_count']} CPUs, "
                f"{meta['machine']['torch_threads']} torch threads; GPU: {meta['machine']['gpu'] or 'none'})."), "",
-              ("Values are mean ± half-width of the 95 % t-interval over seeds × test images; p is the two-sided "
-               "Wilcoxon signed-rank test against the best row (highest mean PSNR), paired by image on the "
-               "per-image PSNR averaged over seeds (see `docs/comparisons.md`). Cost columns are per 256×256 "
+              ("PSNR, SSIM, NRMSE are the headline metrics of the CARE convention (affine-fitted prediction vs the "
+               "ground truth normalized by its 1/99.8 % percentiles; NRMSE over the ground truth's std; the "
+               "training data keep srlab's own normalization) — definitions in `docs/metrics.md`; the plain "
+               "values are in the second table. Values are mean ± half-width of the 95 % t-interval over seeds × "
+               "test images; p is the two-sided Wilcoxon signed-rank test against the best row (highest mean "
+               "PSNR), paired by image on the per-image PSNR averaged over seeds and over the crops of one image "
+               "(the unit: one image; see `docs/comparisons.md`). Cost columns are per 256×256 "
                "output pixels; times are the median of repeated forward passes on this machine."), ""]
     for group in groups:
         members = ordered(rows, group)
@@ -188,8 +195,15 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
             continue
         ref = {k: stats.mean_ci(v) for k, v in group.reference.items()}
         px = f"{group.hr_pixel_size_nm:g} nm HR pixels" if group.hr_pixel_size_nm else "no pixel size (FRC n/a)"
+        n_units = len({stats.image_of(s.name) for s in group.samples})
         lines += [f"## {group.label}", "",
-                  f"{group.source}; {px}; evaluation seed {group.seed}.", ""]
+                  (f"{group.source}; {px}; evaluation seed {group.seed}; p-values over {n_units} independent "
+                   f"image(s)."), ""]
+        n_total = members[0].values["psnr"].size  # PSNR is NaN only where the ground truth is empty
+        n_empty = n_total - members[0].summary["psnr"]["n"]
+        if n_empty:
+            lines += [(f"{n_empty} of {n_total} seed × sample value(s) have an empty or constant ground truth "
+                       f"and are excluded from every mean (cells then read k/n)."), ""]
         head = ["#", "model", "family", "params", "MACs / 256²", "CPU ms / 256²", "GPU ms / 256²",
                 *[h for _, h, _ in MAIN_COLUMNS], "p vs best", "p (Holm)", "seeds × images"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -10,8 +10,9 @@ What srlab reports, and why (see ``docs/comparisons.md``):
   ranking depends on its seed is visible.
 * **p-value of each model against the best** (highest mean PSNR): the Wilcoxon signed-rank test
   (Wilcoxon, Biometrics Bulletin 1945), two-sided, paired by test image on the per-image values
-  averaged over the seeds (scipy.stats.wilcoxon; exact distribution for n ≤ 50 without ties, normal
-  approximation otherwise). Pairing by image removes the image-to-image variation that dominates SR
+  averaged over the seeds *and over the crops of one image* (:func:`unit_means`: crops of one image are
+  not independent samples, so the unit of the test is the image; scipy.stats.wilcoxon; exact
+  distribution for n ≤ 50 without ties, normal approximation otherwise). Pairing by image removes the image-to-image variation that dominates SR
   metrics, so a small but consistent gain is detected; the rank test assumes no distribution.
   With n images the smallest attainable two-sided p is 2/2ⁿ (0.0625 for 5 images): use enough test
   images. Holm's step-down correction (Holm, Scand J Stat 1979) over all models compared with the
@@ -79,6 +80,27 @@ def per_image_mean(values: np.ndarray) -> np.ndarray:
         return np.nanmean(array, axis=0)
 
 
+def image_of(sample_name: str) -> str:
+    """The image a test sample belongs to: ``cell3@64,128`` (a crop at y, x) -> ``cell3``."""
+    return sample_name.rsplit("@", 1)[0]
+
+
+def unit_means(values: np.ndarray, units: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """One value per independent unit: ``(n_seeds, n_samples)`` values averaged over seeds and over the
+    samples (crops) that share a unit name (NaN ignored); returns ``(values, unit names)`` in first-seen
+    order."""
+    array = np.asarray(values, dtype=np.float64)
+    array = array.reshape(-1, array.shape[-1])
+    if array.shape[-1] != len(units):
+        raise ValueError(f"{array.shape[-1]} samples but {len(units)} unit names")
+    names = list(dict.fromkeys(units))
+    index = {name: i for i, name in enumerate(names)}
+    columns = np.array([index[u] for u in units])
+    with _ignore_empty_slices():
+        out = np.array([np.nanmean(array[:, columns == i]) for i in range(len(names))])
+    return out, names
+
+
 def paired_wilcoxon(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
     """Two-sided Wilcoxon signed-rank p-value of the paired values ``a`` and ``b`` (same images, same order).
 
@@ -112,4 +134,4 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return [float(v) for v in out]
 
 
-__all__ = ["CONFIDENCE", "holm", "mean_ci", "paired_wilcoxon", "per_image_mean", "seed_sd"]
+__all__ = ["CONFIDENCE", "holm", "image_of", "mean_ci", "paired_wilcoxon", "per_image_mean", "seed_sd", "unit_means"]

@@ -1,10 +1,14 @@
 """The base LightningModule shared by every paradigm: validation, test, prediction, metrics, EMA.
 
-Metrics (:class:`srlab.metrics.image.SRMetrics`: PSNR, SSIM, NRMSE; at test time also MS-SSIM
-and the affine-fitted variants) are computed per image on percentile-normalized images with the data
-range documented in :mod:`srlab.metrics.image`, averaged over images and synchronized across DDP
-ranks by torchmetrics. The test also reports the bicubic baseline on the same images
-(``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds.
+Metrics (:class:`srlab.metrics.image.SRMetrics`: the headline PSNR, SSIM, NRMSE of the CARE convention —
+affine-fitted prediction against the 1/99.8 %-normalized target, NRMSE over the target's std; at test time
+also MS-SSIM and the plain variants ``*_plain``) are computed per image as documented in
+:mod:`srlab.metrics.image` and ``docs/metrics.md``, averaged over images and synchronized across DDP ranks
+by torchmetrics. Crops whose reference is empty or constant are left out of the means and counted
+(``test/n_excluded`` of ``test/n_images``). Validation uses the same headline definitions, so ``val/psnr``
+(what selects ``best.ckpt``) and ``test/psnr`` mean one thing. The test also reports the bicubic baseline on
+the same images (``test/bicubic_*``), so every run's ``metrics.json`` says how much the network adds;
+``test/metric_definitions`` names the version of the definitions (:data:`~srlab.metrics.image.METRIC_DEFINITIONS`).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from srlab.errors import OptionError, SrlabError
-from srlab.metrics.image import SRMetrics
+from srlab.metrics.image import METRIC_DEFINITIONS, SRMetrics
 from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the test's baseline; callbacks use it
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -73,10 +77,10 @@ class SRTask(L.LightningModule):
         self.ema = (AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
         self.val_metrics = SRMetrics()
-        # The final test also reports MS-SSIM and the affine-fitted (CARE convention) variants.
+        # The final test also reports MS-SSIM and the plain (unfitted) variants.
         test_names = ("psnr", "ssim", "ms_ssim", "nrmse")
-        self.test_metrics = SRMetrics(names=test_names, affine=True)
-        self.test_bicubic_metrics = SRMetrics(names=test_names, affine=True)
+        self.test_metrics = SRMetrics(names=test_names, plain=True)
+        self.test_bicubic_metrics = SRMetrics(names=test_names, plain=True)
 
     # -- inference -------------------------------------------------------------------------------
     @property
@@ -109,7 +113,9 @@ class SRTask(L.LightningModule):
 
     def _log_validation(self) -> dict[str, Tensor]:
         values = self.val_metrics.compute()
+        counts = {f"val/{k}": values.pop(k) for k in ("n_images", "n_excluded")}
         self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
+        self.log_dict(counts, sync_dist=False)
         self.val_metrics.reset()
         return values
 
@@ -120,7 +126,9 @@ class SRTask(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
-        values.update({f"test/bicubic_{k}": v for k, v in self.test_bicubic_metrics.compute().items()})
+        values.update({f"test/bicubic_{k}": v for k, v in self.test_bicubic_metrics.compute().items()
+                       if k not in ("n_images", "n_excluded")})
+        values["test/metric_definitions"] = float(METRIC_DEFINITIONS)
         self.log_dict(values, sync_dist=False)
         self.test_metrics.reset()
         self.test_bicubic_metrics.reset()

@@ -39,3 +39,17 @@ def test_holm_and_seed_spread():
     assert stats.seed_sd(values) == pytest.approx(math.sqrt(2.0))
     assert math.isnan(stats.seed_sd(values[:1]))
     assert stats.per_image_mean(values).tolist() == [2.0, 4.0]
+
+
+def test_crops_of_one_image_are_one_unit_for_the_p_value():
+    from srlab.metrics.stats import image_of, paired_wilcoxon, unit_means
+
+    names = [f"cell{i}@{y},0" for i in (1, 2) for y in range(0, 128, 32)]  # 8 crops of 2 images
+    assert {image_of(n) for n in names} == {"cell1", "cell2"}
+    better = np.arange(8.0)[None] + 1.0  # (1 seed, 8 crops): better on every crop
+    worse = np.arange(8.0)[None]
+    assert paired_wilcoxon(better.ravel(), worse.ravel()) < 0.01  # crops as samples: a spurious p = 0.008
+    a, units = unit_means(better, [image_of(n) for n in names])
+    b, _ = unit_means(worse, [image_of(n) for n in names])
+    assert units == ["cell1", "cell2"] and a.tolist() == [2.5, 6.5]
+    assert paired_wilcoxon(a, b) == pytest.approx(0.5)  # two images: the smallest attainable p is 2/2² = 0.5

@@ -1,0 +1,359 @@
+"""``srlab evaluate``: score methods on *every* image of a paired folder, whole, beside the classical baselines.
+
+A paired folder is ``FOLDER/lr/*.tif`` + ``FOLDER/hr/*.tif`` matched by name (what ``srlab simulate`` writes and
+``data.kind=paired`` reads). No split is made: every image (every slice of a stack) is scored, whole, by tiled
+prediction (:func:`srlab.inference.tiling.predict_tiled`). A method is a run directory / ``network.pt`` (loaded by
+:func:`srlab.inference.load_network`, its LR normalized with the run's own percentiles) or the name of a
+classical baseline (``bicubic``, ``richardson_lucy``); bicubic and Richardson–Lucy are always added. RL's PSF:
+``--psf-fwhm-nm`` (with the LR pixel size of the files), ``--psf-fwhm-px``, or, for a folder written by ``srlab
+simulate``, the blur between its LR and HR PSFs (``sqrt(FWHM_lr² - FWHM_hr²)``, from ``simulation.json``);
+without any, RL is left out and the summary says so.
+
+Metrics are :func:`srlab.metrics.image.image_metrics` (headline CARE convention and plain; ``docs/metrics.md``)
+on the HR normalized with srlab's data percentiles (0.1/99.9 %). Images whose HR is empty or constant are
+excluded from every mean and counted. Statistics are over images (the independent unit): mean ± 95 %
+t-interval, and the two-sided Wilcoxon signed-rank p of each method against the best (headline PSNR), Holm-adjusted.
+
+Writes into ``--out``: ``per_image.csv`` (one line per method × image), ``summary.md`` and ``summary.json``,
+and ``montages/<image>.png`` (LR-bicubic | each method | HR, and each one's error map below).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from srlab.errors import SrlabError
+from srlab.metrics import stats
+from srlab.metrics.image import (
+    HIGHER_IS_BETTER,
+    METRIC_DEFINITIONS,
+    REFERENCE_PERCENTILES,
+    affine_fit,
+    empty_reference,
+    image_metrics,
+    metric_keys,
+    normalize_reference,
+)
+from srlab.runs import atomic_write_bytes, atomic_write_text
+
+BASELINES = ("bicubic", "richardson_lucy")
+KEYS = metric_keys()
+OUTPUTS = ("per_image.csv", "summary.md", "summary.json")
+
+
+@dataclass
+class Method:
+    label: str
+    network: nn.Module
+    low_percentile: float
+    high_percentile: float
+    source: str
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class PairedImage:
+    name: str
+    lr: np.ndarray  # (C, h, w) raw
+    hr: np.ndarray  # (C, s·h, s·w) raw
+
+
+def load_folder(folder: Path, scale: int, channels: int = 1) -> tuple[list[PairedImage], float | None]:
+    """Every image pair of ``folder`` (lr/, hr/ matched by name) and the LR pixel size (None if unknown)."""
+    from srlab.data.datamodules import _consensus_pixel_size, _match_folders, _pair_images
+
+    if not folder.is_dir():
+        raise SrlabError(f"{folder}: --pairs is not a folder (expected FOLDER/lr/*.tif and FOLDER/hr/*.tif)")
+    cfg = SimpleNamespace(channel=None, channels=channels, scale=scale, patch_size=1)
+    images, loaded = [], []
+    for lr_path, hr_path, _ in _match_folders(folder, "lr", "hr"):
+        for lr, hr in _pair_images(lr_path, hr_path, cfg):
+            loaded.append(lr)
+            images.append(PairedImage(lr.name, lr.image, hr.image))
+    return images, _consensus_pixel_size(loaded, None)
+
+
+def folder_scale(folder: Path) -> int:
+    """The scale of a paired folder from its first pair's shapes."""
+    from srlab.data.datamodules import _match_folders
+    from srlab.data.io import read_tiff
+
+    lr_path, hr_path, _ = _match_folders(folder, "lr", "hr")[0]
+    (lr, _, _), (hr, _, _) = read_tiff(lr_path), read_tiff(hr_path)
+    ratio = hr.shape[-1] / lr.shape[-1]
+    if ratio < 1 or not float(ratio).is_integer():
+        raise SrlabError(f"{hr_path}: HR width {hr.shape[-1]} is not an integer multiple of LR width {lr.shape[-1]}")
+    return int(ratio)
+
+
+def simulated_psf_fwhm_nm(folder: Path) -> float | None:
+    """For a folder of ``srlab simulate``: the blur from the HR to the LR image, sqrt(FWHM_lr² - FWHM_hr²)."""
+    path = folder / "simulation.json"
+    if not path.is_file():
+        return None
+    settings = json.loads(path.read_text())
+    try:
+        lr, hr = float(settings["lr"]["fwhm_nm"]), float(settings["hr"]["fwhm_nm"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return math.sqrt(lr * lr - hr * hr) if lr > hr else None
+
+
+def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_size_nm: float | None,
+                  psf_fwhm_nm: float | None, psf_fwhm_px: float | None, folder: Path,
+                  notes: list[str]) -> list[Method]:
+    """Methods named on the command line, then the baselines not named there."""
+    from srlab import models
+    from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE
+    from srlab.inference import load_network
+
+    methods: list[Method] = []
+
+    def baseline(name: str) -> Method | None:
+        kwargs: dict[str, Any] = {"in_channels": channels, "out_channels": channels, "scale": scale}
+        source = name
+        if name == "richardson_lucy":
+            if psf_fwhm_px is not None:
+                kwargs["psf_fwhm_px"] = psf_fwhm_px
+                source = f"richardson_lucy (PSF FWHM {psf_fwhm_px:g} LR px, --psf-fwhm-px)"
+            else:
+                fwhm, origin = psf_fwhm_nm, "--psf-fwhm-nm"
+                if fwhm is None:
+                    fwhm, origin = simulated_psf_fwhm_nm(folder), "simulation.json: sqrt(FWHM_lr² - FWHM_hr²)"
+                if fwhm is None or lr_pixel_size_nm is None:
+                    notes.append("Richardson–Lucy not run: it needs the PSF (--psf-fwhm-px, or --psf-fwhm-nm with "
+                                 "the LR pixel size in the files)")
+                    return None
+                kwargs.update(psf_fwhm_nm=fwhm, pixel_size_nm=lr_pixel_size_nm)
+                source = f"richardson_lucy (PSF FWHM {fwhm:.0f} nm from {origin}, LR pixels {lr_pixel_size_nm:g} nm)"
+        return Method(name, models.create(name, **kwargs), DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE, source)
+
+    for spec in specs:
+        if spec in BASELINES:
+            method = baseline(spec)
+            if method is not None:
+                methods.append(method)
+            continue
+        if not Path(spec).exists():
+            raise SrlabError(f"{spec}: neither a run directory / network.pt nor a baseline "
+                             f"({', '.join(BASELINES)})")
+        network, card = load_network(spec)
+        if card.kind != "image":
+            raise SrlabError(f"{spec}: '{card.experiment}' is a {card.kind} network; srlab evaluate scores image SR")
+        if card.scale != scale:
+            raise SrlabError(f"{spec}: '{card.experiment}' is x{card.scale} but the pairs of {folder} are x{scale}")
+        if card.channels != channels:
+            raise SrlabError(f"{spec}: '{card.experiment}' takes {card.channels} channel(s), the pairs have {channels}")
+        label = card.experiment
+        if any(m.label == label for m in methods):
+            label = f"{label} ({Path(spec).name})"
+        methods.append(Method(label, network, card.low_percentile, card.high_percentile, f"{spec} ({card.network})"))
+    for name in BASELINES:
+        if not any(m.label == name for m in methods):
+            method = baseline(name)
+            if method is not None:
+                methods.append(method)
+    return methods
+
+
+def _montage(path: Path, name: str, panels: list[tuple[str, np.ndarray]], hr: np.ndarray) -> None:
+    """Row 1: every prediction (affine-fitted to the normalized HR, so one grey scale) and the HR; row 2: the
+    absolute error of each, on one scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(panels) + 1
+    errors = [np.abs(p - hr) for _, p in panels]
+    top = max(float(np.percentile(e, 99.5)) for e in errors) or 1.0
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0), squeeze=False)
+    for k, (label, image) in enumerate([*panels, ("HR", hr)]):
+        axes[0, k].imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+        axes[0, k].set_title(label, fontsize=8)
+        if k < len(errors):
+            axes[1, k].imshow(errors[k], cmap="magma", vmin=0.0, vmax=top)
+            axes[1, k].set_title(f"|{label} − HR|", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(f"{name} (HR normalized 1/99.8 %, predictions affine-fitted; errors 0–{top:.2f})", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _summaries(methods: list[Method]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        entry: dict[str, Any] = {"source": method.source}
+        for key in KEYS:
+            mean, low, high, n = stats.mean_ci(method.values[key])
+            entry[key] = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
+        out[method.label] = entry
+    ranked = sorted(methods, key=lambda m: -out[m.label]["psnr"]["mean"]
+                    if math.isfinite(out[m.label]["psnr"]["mean"]) else math.inf)
+    best = ranked[0]
+    others = ranked[1:]
+    pvalues = [stats.paired_wilcoxon(m.values["psnr"], best.values["psnr"]) for m in others]
+    for m, p, p_holm in zip(others, pvalues, stats.holm(pvalues)):
+        out[m.label].update(p_vs_best=p, p_vs_best_holm=p_holm, best=False)
+    out[best.label].update(p_vs_best=math.nan, p_vs_best_holm=math.nan, best=True)
+    for rank, m in enumerate(ranked, 1):
+        out[m.label]["rank"] = rank
+    return out
+
+
+def _fmt(entry: dict[str, Any], decimals: int) -> str:
+    mean, low, high = entry["mean"], entry["ci_low"], entry["ci_high"]
+    if not math.isfinite(mean):
+        return "—"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {(high - low) / 2:.{decimals}f}"
+
+
+def _markdown(folder: Path, summary: dict[str, dict[str, Any]], n_images: int, excluded: list[str],
+              notes: list[str], hr_percentiles: tuple[float, float]) -> str:
+    order = sorted(summary, key=lambda k: summary[k]["rank"])
+    lines = [f"# srlab evaluate: `{folder}`", "",
+             (f"Every image of the folder, whole: {n_images} image(s); {len(excluded)} excluded from every mean "
+              f"(empty or constant ground truth{': ' + ', '.join(excluded) if excluded else ''}). "
+              f"Statistics over images (the independent unit): mean ± half-width of the 95 % t-interval; p is the "
+              f"two-sided Wilcoxon signed-rank test against the best row (headline PSNR), paired by image."), "",
+             (f"**Headline** PSNR/SSIM/NRMSE (CARE convention, metric definitions {METRIC_DEFINITIONS}): the "
+              f"prediction affine-fitted (least squares) to the ground truth normalized by its own "
+              f"{REFERENCE_PERCENTILES[0]:g}/{REFERENCE_PERCENTILES[1]:g} % percentiles; NRMSE = RMSE / std of the "
+              f"ground truth. **Plain**: unfitted, on [0, 1]-clipped images after srlab's data normalization "
+              f"({hr_percentiles[0]:g}/{hr_percentiles[1]:g} % per image, LR with each run's own percentiles). "
+              f"Definitions: `docs/metrics.md`."), ""]
+    head = ["#", "method", "PSNR (dB)", "SSIM", "MS-SSIM", "NRMSE", "PSNR plain (dB)", "SSIM plain", "NRMSE plain",
+            "p vs best", "p (Holm)", "images"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label in order:
+        s = summary[label]
+        cells = [str(s["rank"]), f"**{label}**" if s["best"] else label, _fmt(s["psnr"], 2), _fmt(s["ssim"], 4),
+                 _fmt(s["ms_ssim"], 4), _fmt(s["nrmse"], 4), _fmt(s["psnr_plain"], 2), _fmt(s["ssim_plain"], 4),
+                 _fmt(s["nrmse_plain"], 4), "best" if s["best"] else _fmt_p(s["p_vs_best"]),
+                 "" if s["best"] else _fmt_p(s["p_vs_best_holm"]), str(s["psnr"]["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Methods:", *[f"- **{label}**: {summary[label]['source']}" for label in order]]
+    if notes:
+        lines += ["", *[f"Note: {n}." for n in notes]]
+    lines += ["", "Montages (LR-bicubic | each method | HR; error maps below): `montages/<image>.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, overwrite: bool = False,
+                   psf_fwhm_nm: float | None = None, psf_fwhm_px: float | None = None, device: str = "cpu",
+                   tile_size: int = 256, overlap: int = 32, montages: bool = True, log=print) -> dict[str, Any]:
+    """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``."""
+    from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
+    from srlab.inference.tiling import predict_tiled
+
+    folder, out = Path(pairs), Path(out)
+    if out.exists() and not out.is_dir():
+        raise SrlabError(f"{out}: exists and is not a folder; --out names the output folder")
+    existing = [str(out / f) for f in OUTPUTS if (out / f).exists()]
+    if (out / "montages").is_dir() and any((out / "montages").iterdir()):
+        existing.append(str(out / "montages"))
+    if existing and not overwrite:
+        raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    scale = folder_scale(folder) if folder.is_dir() else 0
+    images, lr_px = load_folder(folder, scale)
+    channels = images[0].lr.shape[0]
+    notes: list[str] = []
+    methods = build_methods(specs, scale=scale, channels=channels, lr_pixel_size_nm=lr_px, psf_fwhm_nm=psf_fwhm_nm,
+                            psf_fwhm_px=psf_fwhm_px, folder=folder, notes=notes)
+    for method in methods:
+        method.values = {key: [] for key in KEYS}
+        method.network.eval()
+    hr_percentiles = (DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE)
+    rows, excluded = [], []
+    log(f"srlab evaluate: {len(images)} image(s) of {folder} (x{scale}), {len(methods)} method(s): "
+        f"{', '.join(m.label for m in methods)}")
+    for image in images:
+        hr = percentile_normalize(image.hr, *hr_percentiles)[0].astype(np.float32)
+        hr_t = torch.from_numpy(hr)[None]
+        empty = bool(empty_reference(hr_t)[0])
+        if empty:
+            excluded.append(image.name)
+        shown = normalize_reference(hr_t)[0, 0].numpy()
+        panels = []
+        for method in methods:
+            lr = percentile_normalize(image.lr, method.low_percentile, method.high_percentile)[0].astype(np.float32)
+            with torch.inference_mode():
+                sr = predict_tiled(method.network, lr, scale=scale, tile_size=tile_size, overlap=overlap,
+                                   batch_size=1, device=device)
+            sr = sr[None] if sr.ndim == 2 else sr
+            if sr.shape != hr.shape:
+                raise SrlabError(f"{method.label}: output {sr.shape} does not match the ground truth {hr.shape} "
+                                 f"of '{image.name}'")
+            sr_t = torch.from_numpy(np.ascontiguousarray(sr, dtype=np.float32))[None]
+            values = image_metrics(sr_t, hr_t)
+            row = {"image": image.name, "method": method.label, "excluded": int(empty)}
+            for key in KEYS:
+                value = float(values[key][0])
+                method.values[key].append(value)
+                row[key] = "" if not math.isfinite(value) else f"{value:.6g}"
+            rows.append(row)
+            fitted = affine_fit(sr_t, normalize_reference(hr_t))[0, 0].numpy()
+            panels.append(("LR-bicubic" if method.label == "bicubic" else method.label, fitted))
+        if montages:
+            panels.sort(key=lambda panel: panel[0] != "LR-bicubic")  # LR-bicubic first, then the methods
+            _montage(out / "montages" / f"{_safe(image.name)}.png", image.name, panels, shown)
+    summary = _summaries(methods)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "per_image.csv", text.getvalue())
+    atomic_write_text(out / "summary.md", _markdown(folder, summary, len(images), excluded, notes, hr_percentiles))
+    report = {"pairs": str(folder.resolve()), "scale": scale, "images": [im.name for im in images],
+              "excluded": excluded, "unit": "image", "metric_definitions": METRIC_DEFINITIONS,
+              "reference_percentiles": list(REFERENCE_PERCENTILES), "data_percentiles": list(hr_percentiles),
+              "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain")] for k in KEYS},
+              "notes": notes, "methods": summary}
+    atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
+    for label in sorted(summary, key=lambda k: summary[k]["rank"]):
+        s = summary[label]
+        log(f"  {s['rank']:>2}. {label:28s} PSNR {_fmt(s['psnr'], 2):>16s} dB  SSIM {_fmt(s['ssim'], 4):>16s}  "
+            f"{'best' if s['best'] else 'p=' + _fmt_p(s['p_vs_best'])}")
+    log(f"srlab evaluate: {len(excluded)} of {len(images)} image(s) excluded (empty ground truth); "
+        f"report in {out}/summary.md, per_image.csv, montages/")
+    return report
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+__all__ = ["BASELINES", "evaluate_pairs"]

@@ -1,0 +1,89 @@
+"""``srlab evaluate``: every image of a paired folder scored whole, with baselines, CSV, summary and montages;
+an empty ground truth is excluded and counted; the output folder is not overwritten by accident."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srlab import experiment
+from srlab.compare.pairs import evaluate_pairs
+from srlab.config import load_experiment
+from srlab.data.io import read_tiff, write_tiff
+from srlab.errors import SrlabError
+from tests.conftest import run_cli
+
+
+def _simulate(tmp_path: Path, n: int = 6, size: int = 48) -> Path:
+    out = tmp_path / "pairs"
+    proc = run_cli("simulate", "--pair", "confocal:sted", "--n", str(n), "--size", str(size), "--out", str(out),
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_evaluate_a_run_scores_every_image_whole(tiny, tmp_path):
+    run_dir = experiment.train(load_experiment("edsr_smoke", tiny))
+    pairs = _simulate(tmp_path)
+    out = tmp_path / "report"
+    proc = run_cli("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), "--device", "cpu",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(out / "per_image.csv")
+    methods = {r["method"] for r in rows}
+    assert methods == {"edsr_smoke", "bicubic", "richardson_lucy"}
+    assert sorted({r["image"] for r in rows}) == [f"sim_{i:04d}" for i in range(6)]
+    assert len(rows) == 18 and all(r["psnr"] and r["psnr_plain"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unit"] == "image" and summary["excluded"] == []
+    for label in methods:
+        entry = summary["methods"][label]["psnr"]
+        assert entry["n"] == 6 and entry["ci_low"] < entry["mean"] < entry["ci_high"]
+    assert "CARE convention" in (out / "summary.md").read_text()
+    assert sorted(p.name for p in (out / "montages").iterdir()) == [f"sim_{i:04d}.png" for i in range(6)]
+
+    again = run_cli("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    wrong = run_cli("evaluate", "not_a_run", "--pairs", str(pairs), "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert wrong.returncode == 2 and "neither a run directory" in wrong.stderr
+
+
+def test_an_empty_ground_truth_is_excluded_and_counted(tmp_path):
+    pairs = _simulate(tmp_path, n=3, size=32)
+    clean = evaluate_pairs(["bicubic"], pairs, tmp_path / "clean", montages=False, log=lambda *_: None)
+    lr, _, lr_px = read_tiff(pairs / "lr" / "sim_0000.tif")
+    hr, _, hr_px = read_tiff(pairs / "hr" / "sim_0000.tif")
+    write_tiff(pairs / "lr" / "zz_empty.tif", np.full_like(lr, 3), pixel_size_nm=lr_px)
+    write_tiff(pairs / "hr" / "zz_empty.tif", np.full_like(hr, 3), pixel_size_nm=hr_px)
+    with_empty = evaluate_pairs(["bicubic"], pairs, tmp_path / "empty", montages=False, log=lambda *_: None)
+    assert with_empty["excluded"] == ["zz_empty"] and clean["excluded"] == []
+    for label in ("bicubic", "richardson_lucy"):
+        for key in ("psnr", "ssim", "nrmse", "psnr_plain"):
+            assert with_empty["methods"][label][key]["mean"] == pytest.approx(clean["methods"][label][key]["mean"])
+            assert with_empty["methods"][label][key]["n"] == 3
+    rows = [r for r in _rows(tmp_path / "empty" / "per_image.csv") if r["image"] == "zz_empty"]
+    assert rows and all(r["excluded"] == "1" and r["psnr"] == "" for r in rows)
+    assert "1 excluded" in (tmp_path / "empty" / "summary.md").read_text()
+
+
+def test_richardson_lucy_needs_a_psf(tmp_path):
+    pairs = _simulate(tmp_path, n=3, size=32)
+    plain = tmp_path / "plain"
+    shutil.copytree(pairs / "lr", plain / "lr")
+    shutil.copytree(pairs / "hr", plain / "hr")
+    report = evaluate_pairs([], plain, tmp_path / "out", montages=False, log=lambda *_: None)
+    assert set(report["methods"]) == {"bicubic"}
+    assert any("Richardson–Lucy not run" in note for note in report["notes"])
+    report = evaluate_pairs([], plain, tmp_path / "out2", psf_fwhm_nm=210.0, montages=False, log=lambda *_: None)
+    assert set(report["methods"]) == {"bicubic", "richardson_lucy"}
+    with pytest.raises(SrlabError, match="already exists"):
+        evaluate_pairs([], plain, tmp_path / "out2", montages=False, log=lambda *_: None)
