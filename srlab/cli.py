@@ -11,7 +11,6 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from srlab.errors import SrlabError
 
@@ -239,32 +238,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:
-    import torch
-
-    from srlab.inference import load_network
-    from srlab.smlm.localize import localize_file
-
-    network, card = load_network(args.run, args.checkpoint)
-    if card.kind != "localization":
-        raise SrlabError(f"{args.run}: '{card.experiment}' is not a localization network (paradigm "
-                         f"'{card.paradigm}'); use srlab predict for SR networks")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SrlabError(f"{out}: exists and is not a folder; -o names the output folder")
-    targets = [out / "localizations.csv", out / "super_resolved.tif"]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not args.overwrite:
-        raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
-    # The detection threshold tuned on validation travels in the card (from the checkpoint).
-    saved = card.localization or {}
-    threshold = args.threshold if args.threshold is not None else float(saved.get("threshold", 0.3))
-    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    result = localize_file(network, args.input, out, pixel_size_nm=args.pixel_size_nm, scale=card.scale,
-                           threshold=threshold, emitter_mass=float(saved.get("emitter_mass", 100.0)),
-                           device=device)
-    print(f"srlab: {result.count} localizations (threshold {threshold:g}) -> {result.localizations}; "
-          f"summed density x{card.scale} -> {result.super_resolved}")
-    return 0
+    from srlab.smlm.command import run_localize
+    return run_localize(args)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -276,13 +251,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     gt = read_localizations_csv(args.ground_truth)
     pred = read_localizations_csv(args.localizations)
     scores = localization_metrics(gt, pred, args.tolerance_nm).as_dict("")
+    scores.update({k: int(scores[k]) for k in ("tp", "fp", "fn")})  # counts are integers
     if args.json:
         print(json.dumps(scores, indent=2, sort_keys=True))
     else:
         print(f"matched within {args.tolerance_nm:g} nm (Hungarian, per frame): "
               f"{len(pred)} localizations against {len(gt)} ground-truth molecules")
         for key, value in scores.items():
-            print(f"  {key:22s} {value:.4f}" if isinstance(value, float) else f"  {key:22s} {value}")
+            print(f"  {key:22s} {value}" if isinstance(value, int) else f"  {key:22s} {value:.4f}")
     return 0
 
 
@@ -350,7 +326,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=16, help="number of image pairs (default 16)")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=128, help="LR image size in pixels (default 128)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="LR image size in pixels (default 128; with --smlm the camera field, default 64)")
     parser.add_argument("--scale", type=int, default=None,
                         help="HR pixel = LR pixel / scale (default: from the presets' pixel sizes)")
     parser.add_argument("--smlm", action="store_true", help="write an SMLM stack + ground-truth CSV instead")
@@ -442,19 +419,13 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "and channel before predicting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("localize", help="SMLM: localize molecules in a TIFF stack with a trained "
-                                        "Deep-STORM/Deep-ULM run -> CSV + super-resolved image")
-    p.add_argument("run", help="run directory, checkpoint or network.pt of a localization experiment")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
-    p.add_argument("input", help="camera stack (T, H, W) TIFF with its pixel size")
-    p.add_argument("-o", "--output", required=True, help="output folder (localizations.csv, super_resolved.tif)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="detection threshold in emitters (default: the one tuned on validation)")
-    p.add_argument("--pixel-size-nm", type=float, default=None, help="camera pixel size if the file has none")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+                                        "Deep-STORM/Deep-ULM run, or --method gaussfit without one "
+                                        "-> CSV + super-resolved image")
+    from srlab.smlm.command import add_localize_arguments
+    add_localize_arguments(p, CHECKPOINT_HELP)
     p = sub.add_parser("score", help="SMLM: score localizations against ground truth (ThunderSTORM CSVs; "
                                      "Jaccard, recall, precision, RMSE)")
-    p.add_argument("ground_truth", help="ground-truth CSV (frame, x [nm], y [nm], ...)")
+    p.add_argument("ground_truth", help="ground-truth CSV or XLSX (frame, x [nm], y [nm], ...)")
     p.add_argument("localizations", help="localizations CSV to score (ThunderSTORM export or srlab localize)")
     p.add_argument("--tolerance-nm", type=float, default=250.0, help="matching radius (default 250 nm)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")

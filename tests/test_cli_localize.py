@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import tifffile
 
 from srlab import experiment
@@ -25,10 +26,14 @@ def test_localize_a_stack_then_score_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     locs = read_localizations_csv(out / "localizations.csv")
     assert len(locs) == int(proc.stdout.split("srlab: ")[1].split()[0])
-    with tifffile.TiffFile(out / "super_resolved.tif") as tif:
+    with tifffile.TiffFile(out / "network_density_sum.tif") as tif:  # the raw output, labelled as such
         assert tif.series[0].shape == (128, 128) and tif.is_imagej
         x_res = tif.pages[0].tags["XResolution"].value
         assert abs(x_res[1] / x_res[0] * 1e3 - 12.5) < 1e-3  # 100 nm / 8, in µm per pixel
+    with tifffile.TiffFile(out / "super_resolved.tif") as tif:  # the localizations rendered at 10 nm
+        assert tif.series[0].shape == (160, 160)
+        assert float(tif.asarray().sum()) == pytest.approx(len(locs), rel=0.05, abs=0.5)
+    assert "frames/s" in proc.stdout and "not a rendering" in proc.stdout
 
     again = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr

@@ -555,17 +555,27 @@ def _settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
 def run_simulate(args: argparse.Namespace) -> int:
     """``srlab simulate``: write a simulated dataset (or an SMLM acquisition) to ``--out``."""
     out = Path(args.out)
+    args.size_given = getattr(args, "size", None) is not None
+    if not args.size_given:
+        args.size = 128
     if args.smlm:
         from srlab.smlm import simulate as smlm
 
-        if args.settings:
-            config = smlm.SMLMConfig.from_mapping(
-                OmegaConf.to_container(OmegaConf.from_dotlist(list(args.settings))), where="smlm")
-        else:
-            config = None
+        for item in args.settings:
+            if "=" not in item:
+                raise SrlabError(f"setting {item!r} is not KEY=VALUE")
+        values = OmegaConf.to_container(OmegaConf.from_dotlist(list(args.settings))) if args.settings else {}
+        # --size sets the square field unless the settings give height_px/width_px themselves.
+        if args.size_given:
+            values.setdefault("height_px", args.size)
+            values.setdefault("width_px", args.size)
+        config = smlm.SMLMConfig.from_mapping(values, where="smlm")
         with atomic_output_dir(out) as tmp:
-            smlm.write_smlm_dataset(tmp, frames=args.frames, seed=args.seed, config=config)
-        print(f"srlab simulate: SMLM stack of {args.frames} frames and ground truth written to {out}")
+            paths = smlm.write_smlm_dataset(tmp, frames=args.frames, seed=args.seed, config=config)
+            count = json.loads(paths.settings.read_text())["localizations"]
+        print(f"srlab simulate: SMLM stack of {args.frames} frames of {config.height_px}×{config.width_px} px "
+              f"({config.pixel_size_nm:g} nm, PSF σ {config.sigma_nm:.0f} nm), {count} ground-truth "
+              f"localizations, written to {out}")
         return 0
     if args.n < 1:
         raise SrlabError(f"--n {args.n}: must be >= 1")

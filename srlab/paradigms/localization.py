@@ -45,7 +45,10 @@ from srlab.smlm.score import DEFAULT_TOLERANCE_NM, localization_metrics
 
 #: Detection thresholds (in emitters) tried on the validation set. Low values matter early in training,
 #: when the predicted mass per molecule is still well below the training mass.
-THRESHOLD_GRID: tuple[float, ...] = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: Validation picked the lowest value (0.02) every time when the grid began there, so it now reaches
+#: 0.002; a pick at either end is logged (``val/threshold_at_edge``) and warned about.
+THRESHOLD_GRID: tuple[float, ...] = (0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05, 0.07, 0.1,
+                                     0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 
 
 class _Collector:
@@ -186,10 +189,21 @@ class LocalizationTask(SRTask):
             # the threshold maximizing validation Jaccard is kept for the test.
             jaccards = [localization_metrics(gt, candidates.select(candidates.photons >= t), self.tolerance_nm).jaccard
                         for t in THRESHOLD_GRID]
-            self.threshold.fill_(THRESHOLD_GRID[int(np.argmax(jaccards))])
+            best = int(np.argmax(jaccards))
+            self.threshold.fill_(THRESHOLD_GRID[best])
+            at_edge = best in (0, len(THRESHOLD_GRID) - 1) and max(jaccards) > 0
+            self._threshold_at_edge = float(at_edge)
+            if at_edge:
+                from lightning.pytorch.utilities import rank_zero_warn
+
+                rank_zero_warn(f"the detection threshold tuned on validation ({THRESHOLD_GRID[best]:g} emitters) is "
+                               f"at the edge of the range tried ({THRESHOLD_GRID[0]:g}–{THRESHOLD_GRID[-1]:g}); "
+                               f"the optimum may lie outside it")
         pred = candidates.select(candidates.photons >= float(self.threshold))
         values = localization_metrics(gt, pred, self.tolerance_nm).as_dict(f"{stage}/")
         values[f"{stage}/threshold"] = float(self.threshold)
+        if stage == "val" and hasattr(self, "_threshold_at_edge"):
+            values["val/threshold_at_edge"] = self._threshold_at_edge
         values[f"{stage}/loss"] = float(np.mean(col.losses))
         values[f"{stage}/seconds_per_frame"] = col.seconds / col.frames
         values[f"{stage}/localizations_per_frame"] = len(pred) / col.frames

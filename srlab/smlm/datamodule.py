@@ -107,7 +107,7 @@ class SMLMFrames(Dataset):
             "positions_nm": torch.from_numpy(locs.xy().astype(np.float32)),
             "frame": index,
             "pixel_size_nm": float(px),
-            "psf_sigma_nm": float(self.cfg.psf_sigma_nm),
+            "psf_sigma_nm": float(self.cfg.sigma_nm),
             "name": f"frame_{index:05d}",
         }
 

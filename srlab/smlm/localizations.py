@@ -28,6 +28,11 @@ from srlab.errors import SrlabError, did_you_mean
 
 CSV_COLUMNS = ("frame", "x [nm]", "y [nm]", "intensity [photon]")
 REQUIRED_CSV_COLUMNS = ("frame", "x [nm]", "y [nm]")
+#: Fitter columns, written (ThunderSTORM names) when any value is known; read when present.
+FIT_CSV_COLUMNS = ("sigma [nm]", "offset [photon]", "uncertainty [nm]")
+#: Other names ThunderSTORM versions use for the same columns.
+CSV_ALIASES = {"uncertainty_xy [nm]": "uncertainty [nm]"}
+COLUMN_FIELDS = ("frame", "x_nm", "y_nm", "photons", "sigma_nm", "background", "uncertainty_nm")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -36,21 +41,27 @@ REQUIRED_CSV_COLUMNS = ("frame", "x [nm]", "y [nm]")
 @dataclass
 class Localizations:
     """A table of molecule positions: ``frame`` (0-based), ``x_nm``, ``y_nm``, ``photons`` (NaN where
-    unknown, e.g. for a network that predicts positions only)."""
+    unknown, e.g. for a network that predicts positions only); a fitter also fills ``sigma_nm`` (the fitted
+    PSF σ), ``background`` (photons per pixel) and ``uncertainty_nm`` (lateral localization precision),
+    NaN where unknown."""
 
     frame: np.ndarray
     x_nm: np.ndarray
     y_nm: np.ndarray
     photons: np.ndarray
+    sigma_nm: np.ndarray | None = None
+    background: np.ndarray | None = None
+    uncertainty_nm: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.frame = np.asarray(self.frame, dtype=np.int64).reshape(-1)
-        self.x_nm = np.asarray(self.x_nm, dtype=np.float64).reshape(-1)
-        self.y_nm = np.asarray(self.y_nm, dtype=np.float64).reshape(-1)
-        self.photons = np.asarray(self.photons, dtype=np.float64).reshape(-1)
         n = len(self.frame)
-        if not (len(self.x_nm) == len(self.y_nm) == len(self.photons) == n):
-            raise ValueError("Localizations columns differ in length")
+        for key in COLUMN_FIELDS[1:]:
+            value = getattr(self, key)
+            value = np.full(n, math.nan) if value is None else np.asarray(value, dtype=np.float64).reshape(-1)
+            if len(value) != n:
+                raise ValueError("Localizations columns differ in length")
+            setattr(self, key, value)
 
     @classmethod
     def empty(cls) -> Localizations:
@@ -60,13 +71,13 @@ class Localizations:
     def concatenate(cls, parts: Sequence[Localizations]) -> Localizations:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("frame", "x_nm", "y_nm", "photons")))
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in COLUMN_FIELDS))
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def select(self, mask: np.ndarray) -> Localizations:
-        return Localizations(self.frame[mask], self.x_nm[mask], self.y_nm[mask], self.photons[mask])
+        return Localizations(*(getattr(self, k)[mask] for k in COLUMN_FIELDS))
 
     def in_frame(self, frame: int) -> Localizations:
         return self.select(self.frame == frame)
@@ -76,24 +87,32 @@ class Localizations:
         return np.stack([self.x_nm, self.y_nm], axis=1)
 
     def shifted(self, *, frame: int = 0, dx_nm: float = 0.0, dy_nm: float = 0.0) -> Localizations:
-        return Localizations(self.frame + frame, self.x_nm + dx_nm, self.y_nm + dy_nm, self.photons)
+        return Localizations(self.frame + frame, self.x_nm + dx_nm, self.y_nm + dy_nm, self.photons,
+                             self.sigma_nm, self.background, self.uncertainty_nm)
 
 
 def write_localizations_csv(path: str | Path, locs: Localizations) -> Path:
-    """Write a ThunderSTORM-compatible CSV (1-based frames, quoted header)."""
+    """Write a ThunderSTORM-compatible CSV (1-based frames, quoted header); the fitter's columns
+    (``sigma [nm]``, ``offset [photon]``, ``uncertainty [nm]``) follow when known."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     order = np.lexsort((locs.x_nm, locs.frame))
+    extra = [(c, a) for c, a in zip(FIT_CSV_COLUMNS, (locs.sigma_nm, locs.background, locs.uncertainty_nm))
+             if np.any(np.isfinite(a))]
+    columns = [*CSV_COLUMNS, *(c for c, _ in extra)]
+    table = np.stack([locs.x_nm, locs.y_nm, locs.photons, *(a for _, a in extra)], axis=1)[order]
+    frames = locs.frame[order] + 1
     with path.open("w", newline="") as fh:
-        fh.write(",".join(f'"{c}"' for c in CSV_COLUMNS) + "\n")
-        for i in order:
-            fh.write(f"{locs.frame[i] + 1},{locs.x_nm[i]:.3f},{locs.y_nm[i]:.3f},{locs.photons[i]:.3f}\n")
+        fh.write(",".join(f'"{c}"' for c in columns) + "\n")
+        fmt = ",".join(["%.3f"] * table.shape[1])
+        for f, row in zip(frames, table):
+            fh.write(f"{f}," + fmt % tuple(row) + "\n")
     return path
 
 
 def read_localizations_csv(path: str | Path, *, n_frames: int | None = None,
                            field_nm: tuple[float, float] | None = None) -> Localizations:
-    """Read a ThunderSTORM (or srlab) CSV; frames become 0-based.
+    """Read a ThunderSTORM (or srlab) CSV, or an XLSX sheet with its columns; frames become 0-based.
 
     ``field_nm = (height_nm, width_nm)`` and ``n_frames`` check that every position lies in the field
     and every frame in the stack; a violation is a one-line :class:`SrlabError` naming the row.
@@ -101,6 +120,42 @@ def read_localizations_csv(path: str | Path, *, n_frames: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise SrlabError(f"localization file not found: {path}")
+    with path.open("rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"
+    if is_zip or path.suffix.lower() in (".xlsx", ".xlsm"):
+        return _read_localizations_xlsx(path, n_frames=n_frames, field_nm=field_nm)
+    return _read_localizations_text(path, n_frames=n_frames, field_nm=field_nm)
+
+
+def _read_localizations_xlsx(path: Path, *, n_frames: int | None, field_nm: tuple[float, float] | None) -> Localizations:
+    """The first sheet of a spreadsheet, read as the CSV would be (needs openpyxl; otherwise one line)."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise SrlabError(f"{path}: a spreadsheet (XLSX); export it as CSV with columns "
+                         f"{', '.join(CSV_COLUMNS)} (or pip install openpyxl to read it directly)") from None
+    import io
+    import tempfile
+    import zipfile
+
+    try:
+        sheet = openpyxl.load_workbook(path, read_only=True, data_only=True).worksheets[0]
+        rows = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as err:  # the user's file, not a bug
+        raise SrlabError(f"{path}: not a readable XLSX spreadsheet ({type(err).__name__}); export it as CSV") from None
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        converted = Path(tmp) / f"{path.stem}.csv"
+        converted.write_text(text.getvalue())
+        try:
+            return _read_localizations_text(converted, n_frames=n_frames, field_nm=field_nm)
+        except SrlabError as err:
+            raise SrlabError(str(err).replace(str(converted), str(path))) from None
+
+
+def _read_localizations_text(path: Path, *, n_frames: int | None,
+                             field_nm: tuple[float, float] | None) -> Localizations:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -110,19 +165,21 @@ def read_localizations_csv(path: str | Path, *, n_frames: int | None = None,
                 raise SrlabError(f"{path}: empty file; expected a header with columns "
                                  f"{', '.join(CSV_COLUMNS)}") from None
             names = [h.strip().strip('"').strip() for h in header]
+            names = [CSV_ALIASES.get(n, n) for n in names]
             missing = [c for c in REQUIRED_CSV_COLUMNS if c not in names]
             if missing:
                 hints = "".join(did_you_mean(m, names) for m in missing)
                 raise SrlabError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}{hints}; "
                                  f"found {', '.join(repr(n) for n in names)}; ThunderSTORM CSVs have "
                                  f"{', '.join(repr(c) for c in CSV_COLUMNS)}")
-            idx = {c: names.index(c) for c in CSV_COLUMNS if c in names}
+            every = (*CSV_COLUMNS, *FIT_CSV_COLUMNS)
+            idx = {c: names.index(c) for c in every if c in names}
             rows: list[list[float]] = []
             for lineno, row in enumerate(reader, start=2):
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 try:
-                    rows.append([float(row[idx[c]]) if c in idx else math.nan for c in CSV_COLUMNS])
+                    rows.append([float(row[idx[c]]) if c in idx else math.nan for c in every])
                 except (ValueError, IndexError):
                     raise SrlabError(f"{path}:{lineno}: not a number in one of the columns "
                                      f"{', '.join(idx)}: {','.join(row)}") from None
@@ -130,13 +187,13 @@ def read_localizations_csv(path: str | Path, *, n_frames: int | None = None,
         reason = "binary data" if isinstance(err, UnicodeDecodeError) else str(err)
         raise SrlabError(f"{path}: not a CSV text file ({reason}); expected a ThunderSTORM CSV with columns "
                          f"{', '.join(CSV_COLUMNS)}") from None
-    table = np.asarray(rows, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, len(CSV_COLUMNS) + len(FIT_CSV_COLUMNS))
     frame = table[:, 0]
     if len(frame) and (np.any(frame != np.round(frame)) or frame.min() < 1):
         bad = int(np.flatnonzero((frame != np.round(frame)) | (frame < 1))[0])
         raise SrlabError(f"{path}:{bad + 2}: frame {frame[bad]:g} is not a 1-based frame number "
                          f"(ThunderSTORM numbers frames from 1)")
-    locs = Localizations(frame.astype(np.int64) - 1, table[:, 1], table[:, 2], table[:, 3])
+    locs = Localizations(frame.astype(np.int64) - 1, *table[:, 1:].T)
     check_localizations(locs, where=str(path), n_frames=n_frames, field_nm=field_nm)
     return locs
 

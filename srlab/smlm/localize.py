@@ -134,9 +134,14 @@ def _integrated_gaussian_1d(coord: np.ndarray, centre: np.ndarray, sigma: np.nda
     return value, d_centre, d_sigma
 
 
-def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations: int = 30) -> np.ndarray:
-    """Least-squares fits of ``N·Ex(x0,σ)·Ey(y0,σ) + b`` to ``(n, k, k)`` ROIs (``mask`` = pixels in the
-    frame). Returns ``(n, 5)`` parameters (x0, y0, N, σ, b), x0/y0 in ROI pixels from its centre."""
+def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations: int = 30,
+                   estimator: str = "lsq") -> np.ndarray:
+    """Fits of ``N·Ex(x0,σ)·Ey(y0,σ) + b`` to ``(n, k, k)`` ROIs (``mask`` = pixels in the frame) by
+    Levenberg–Marquardt: least squares (``estimator='lsq'``) or the Poisson maximum likelihood
+    (``'mle'``; Fisher scoring, i.e. weights 1/μ, on data in photons; Smith et al., Nat. Methods 2010).
+    Returns ``(n, 5)`` parameters (x0, y0, N, σ, b), x0/y0 in ROI pixels from its centre."""
+    if estimator not in ("lsq", "mle"):
+        raise SrlabError(f"fit estimator '{estimator}': valid: lsq, mle")
     n, k, _ = rois.shape
     r = k // 2
     coord = (np.arange(k) - r)[None, :].astype(np.float64)
@@ -166,17 +171,26 @@ def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations
         ], axis=-1).reshape(n, -1, 5)
         return mu.reshape(n, -1), jac
 
+    mle = estimator == "mle"
+    counts = np.clip(data, 0.0, None)
+
     def cost(mu: np.ndarray) -> np.ndarray:
+        if mle:  # Poisson negative log-likelihood (up to a constant)
+            m = np.clip(mu, 1e-6, None)
+            return (w * (m - counts * np.log(m))).sum(axis=1)
         return (w * (data - mu) ** 2).sum(axis=1)
 
+    if mle:  # a positive model everywhere: background and photons start > 0
+        theta[:, 4] = np.clip(theta[:, 4], 1e-3, None)
     lam = np.full(n, 1e-2)
     mu, jac = model(theta)
     current = cost(mu)
     eye = np.eye(5)
     for _ in range(iterations):
-        jtw = jac.transpose(0, 2, 1) * w[:, None, :]
+        weight = w / np.clip(mu, 1e-3, None) if mle else w
+        jtw = jac.transpose(0, 2, 1) * weight[:, None, :]
         hess = jtw @ jac
-        grad = (jtw @ (data - mu)[:, :, None])[:, :, 0]
+        grad = (jtw @ ((counts if mle else data) - mu)[:, :, None])[:, :, 0]
         damped = hess + lam[:, None, None] * (hess * eye + 1e-9 * eye)
         try:
             step = np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
@@ -197,16 +211,67 @@ def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations
     return theta
 
 
+#: Cubic B-spline sampled at scale 2 (ThunderSTORM's default wavelet filter: order 3, scale 2).
+_BSPLINE_KERNEL = np.array([1 / 48, 1 / 6, 23 / 48, 2 / 3, 23 / 48, 1 / 6, 1 / 48])
+_BSPLINE_KERNEL = _BSPLINE_KERNEL / _BSPLINE_KERNEL.sum()
+
+
+def wavelet_levels(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two levels ``(F1, F2)`` of the à trous B-spline wavelet transform of a frame (Izeddin et
+    al., Opt. Express 2012; ThunderSTORM): ``V1 = I * k``, ``V2 = V1 * k↑2`` (the kernel with holes),
+    ``F1 = I − V1``, ``F2 = V1 − V2``. Spots stand out in ``F2``; ``F1`` is mostly noise."""
+    dilated = np.zeros(2 * len(_BSPLINE_KERNEL) - 1)
+    dilated[::2] = _BSPLINE_KERNEL
+    v1 = ndimage.correlate1d(ndimage.correlate1d(frame, _BSPLINE_KERNEL, 0, mode="mirror"),
+                             _BSPLINE_KERNEL, 1, mode="mirror")
+    v2 = ndimage.correlate1d(ndimage.correlate1d(v1, dilated, 0, mode="mirror"), dilated, 1, mode="mirror")
+    return frame - v1, v1 - v2
+
+
+def detect_spots(frame: np.ndarray, *, sigma_px: float, threshold: float, detector: str = "wavelet"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows/cols of candidate molecules in one frame: 8-neighbourhood local maxima of the filtered frame
+    above ``threshold`` × a noise level measured on the frame itself (never a constant).
+
+    ``'wavelet'`` (ThunderSTORM's default): maxima of the second wavelet level F2 above
+    ``threshold·std(F1)``. ``'dog'``: a difference of Gaussians (σ_psf − 2.5·σ_psf) above ``threshold``
+    × its robust σ (1.4826·MAD)."""
+    if detector == "wavelet":
+        f1, filtered = wavelet_levels(frame)
+        noise = float(np.std(f1)) + 1e-12
+    elif detector == "dog":
+        filtered = (ndimage.gaussian_filter(frame, sigma_px, mode="nearest")
+                    - ndimage.gaussian_filter(frame, 2.5 * sigma_px, mode="nearest"))
+        noise = 1.4826 * float(np.median(np.abs(filtered - np.median(filtered)))) + 1e-12
+    else:
+        raise SrlabError(f"detector '{detector}': valid: wavelet, dog")
+    return _local_maxima(filtered, 1, threshold * noise)
+
+
+def localization_uncertainty_nm(sigma_nm: np.ndarray, photons: np.ndarray, background: np.ndarray, *,
+                                pixel_size_nm: float, excess_noise: float = 1.0) -> np.ndarray:
+    """Lateral precision (one axis, nm) of a Gaussian fit: Thompson et al. 2002 / Mortensen et al. 2010
+    as ThunderSTORM reports it, σ² = F·(s_a²/N)·(16/9 + 8π s_a² b/(N a²)), s_a² = s² + a²/12, with
+    ``b`` background photons per pixel and F = 2 for an EMCCD (``excess_noise``), 1 otherwise."""
+    a = pixel_size_nm
+    sa2 = np.asarray(sigma_nm) ** 2 + a * a / 12.0
+    n = np.clip(np.asarray(photons, np.float64), 1e-9, None)
+    b = np.clip(np.asarray(background, np.float64), 0.0, None)
+    return np.sqrt(excess_noise * sa2 / n * (16.0 / 9.0 + 8.0 * math.pi * sa2 * b / (n * a * a)))
+
+
 def gaussian_fit_localize(stack: np.ndarray, *, pixel_size_nm: float, psf_sigma_nm: float,
                           threshold: float = 4.0, roi_radius_px: int | None = None,
-                          first_frame: int = 0) -> Localizations:
-    """Classical localization of ``(H, W)`` or ``(T, H, W)`` frames (ideally in photons).
+                          first_frame: int = 0, detector: str = "dog", estimator: str = "lsq",
+                          excess_noise: float = 1.0) -> Localizations:
+    """Classical localization of ``(H, W)`` or ``(T, H, W)`` frames (in photons for ``estimator='mle'``).
 
-    Detection: a difference of Gaussians (σ_psf minus 2.5·σ_psf, which removes the background) and
-    local maxima in 3×3 above ``threshold`` × the filtered frame's robust noise σ (1.4826·MAD).
-    Fit: pixel-integrated Gaussian (x, y, N, σ, b) by Levenberg–Marquardt least squares on a
-    (2r+1)² ROI, r = ceil(3σ_psf) px by default. Fits that leave the ROI, have N ≤ 0 or σ at its
-    bounds are discarded. ``photons`` holds the fitted N (in the input's units)."""
+    Detection (:func:`detect_spots`): ``detector`` 'dog' (default, the training baseline) or 'wavelet'
+    (ThunderSTORM), local maxima above ``threshold`` × the filtered frame's noise. Fit: pixel-integrated
+    Gaussian (x, y, N, σ, b) by Levenberg–Marquardt, least squares or Poisson maximum likelihood
+    (``estimator``), on a (2r+1)² ROI, r = ceil(3σ_psf) px by default. Fits that leave the ROI, have
+    N ≤ 0 or σ at its bounds are discarded. ``photons`` holds the fitted N (in the input's units),
+    ``sigma_nm``/``background`` the fitted σ and b, ``uncertainty_nm`` :func:`localization_uncertainty_nm`."""
     frames = np.asarray(stack, np.float64)
     if frames.ndim == 2:
         frames = frames[None]
@@ -216,10 +281,7 @@ def gaussian_fit_localize(stack: np.ndarray, *, pixel_size_nm: float, psf_sigma_
     r = roi_radius_px if roi_radius_px is not None else max(2, math.ceil(3 * sigma_px))
     t_idx, rows, cols = [], [], []
     for t, frame in enumerate(frames):
-        dog = (ndimage.gaussian_filter(frame, sigma_px, mode="nearest")
-               - ndimage.gaussian_filter(frame, 2.5 * sigma_px, mode="nearest"))
-        noise = 1.4826 * np.median(np.abs(dog - np.median(dog))) + 1e-12
-        pr, pc = _local_maxima(dog, 1, threshold * noise)
+        pr, pc = detect_spots(frame, sigma_px=sigma_px, threshold=threshold, detector=detector)
         t_idx.append(np.full(len(pr), t))
         rows.append(pr)
         cols.append(pc)
@@ -234,14 +296,18 @@ def gaussian_fit_localize(stack: np.ndarray, *, pixel_size_nm: float, psf_sigma_
     cc = c_all[:, None, None] + r + offs[None, None, :]
     rois = padded[t_all[:, None, None], rr, cc]
     mask = inside[rr, cc]
-    theta = _fit_gaussians(rois, mask, sigma_px)
-    x0, y0, amp, sig = theta[:, 0], theta[:, 1], theta[:, 2], theta[:, 3]
+    theta = _fit_gaussians(rois, mask, sigma_px, estimator=estimator)
+    x0, y0, amp, sig, bg = theta.T
     ok = (np.all(np.isfinite(theta), axis=1) & (amp > 0) & (np.abs(x0) <= r) & (np.abs(y0) <= r)
           & (sig > 0.26 * sigma_px) & (sig < 3.9 * sigma_px))
     x_nm = (c_all + x0 + 0.5) * pixel_size_nm
     y_nm = (r_all + y0 + 0.5) * pixel_size_nm
     ok &= (x_nm >= 0) & (x_nm <= width * pixel_size_nm) & (y_nm >= 0) & (y_nm <= height * pixel_size_nm)
-    return Localizations(t_all[ok] + first_frame, x_nm[ok], y_nm[ok], amp[ok])
+    sigma_nm = sig * pixel_size_nm
+    uncertainty = localization_uncertainty_nm(sigma_nm, amp, bg, pixel_size_nm=pixel_size_nm,
+                                              excess_noise=excess_noise)
+    return Localizations(t_all[ok] + first_frame, x_nm[ok], y_nm[ok], amp[ok], sigma_nm[ok], bg[ok],
+                         uncertainty[ok])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -282,16 +348,21 @@ def predict_density(network: nn.Module, frames: np.ndarray, *, batch_size: int =
 
 def localize_stack(network: nn.Module, stack: np.ndarray, *, pixel_size_nm: float, scale: int = 8,
                    batch_size: int = 16, emitter_mass: float = 100.0, threshold: float = 0.3,
-                   device: torch.device | str | None = None) -> tuple[Localizations, np.ndarray]:
+                   device: torch.device | str | None = None,
+                   progress: bool = False) -> tuple[Localizations, np.ndarray]:
     """Run a density network over a ``(T, H, W)`` camera stack of ``pixel_size_nm`` pixels.
 
     Returns the localizations (0-based frames; write them with
     :func:`srlab.smlm.localizations.write_localizations_csv`) and the summed density map, the super-resolved
     image on the ``pixel_size_nm / scale`` grid (write it with :func:`srlab.smlm.localizations.write_imagej_tiff`)."""
+    from tqdm.auto import tqdm
+
     frames = np.asarray(stack, np.float32)
     parts, total = [], None
+    bar = tqdm(total=len(frames), disable=not progress, unit="frame", desc="localize")
     for start in range(0, len(frames), batch_size):
         dens = predict_density(network, frames[start:start + batch_size], batch_size=batch_size, device=device)
+        bar.update(len(dens))
         if dens.shape[1:] != (scale * frames.shape[1], scale * frames.shape[2]):
             raise SrlabError(f"network output {dens.shape[1:]} is not {scale}× the frame {frames.shape[1:]}; "
                              f"check the model's scale")
@@ -299,6 +370,7 @@ def localize_stack(network: nn.Module, stack: np.ndarray, *, pixel_size_nm: floa
                                             emitter_mass=emitter_mass, threshold=threshold))
         s = np.clip(dens, 0, None).sum(axis=0)
         total = s if total is None else total + s
+    bar.close()
     if total is None:
         total = np.zeros((scale * frames.shape[1], scale * frames.shape[2]), np.float32)
     return Localizations.concatenate(parts), total.astype(np.float32)

@@ -11,7 +11,7 @@ Simulation, frame by frame (defaults from ``shared/reference/optics.md``):
    molecule seen in consecutive frames, as in real acquisitions); the mean density stays as set.
 3. **Photons** per molecule and frame: log-normal with mean ``photons_mean`` and coefficient of
    variation ``photons_cv``; a uniform background of ``background_photons`` per pixel.
-4. **PSF**: a Gaussian with σ = 0.21·λ/NA integrated exactly over each pixel (erf), or the Airy
+4. **PSF**: a Gaussian with σ = ``psf_sigma_nm`` (default 0.21·λ/NA) integrated exactly over each pixel (erf), or the Airy
    pattern [2·J1(v)/v]² (v = 2π·NA·r/λ) integrated numerically on a 5×5 sub-pixel grid
    (:mod:`srlab.optics.psf`).
 5. **Camera**: photoelectrons ~ Poisson(QE × photons); an EMCCD multiplies them by a Gamma-distributed
@@ -68,6 +68,8 @@ class SMLMConfig:
     psf: str = "gaussian"
     wavelength_nm: float = 660.0
     na: float = 1.4
+    # σ of the Gaussian PSF in nm, measured (e.g. by srlab calibrate --smlm); None: 0.21·λ/NA
+    psf_sigma_nm: float | None = None
     # camera (None: the camera kind's default, srlab.optics.camera.CAMERA_PRESETS)
     camera: str = "emccd"
     quantum_efficiency: float = 0.9
@@ -101,6 +103,13 @@ class SMLMConfig:
             raise bad("mean_on_frames", self.mean_on_frames, "must be >= 1 (frames an on-state lasts)")
         if not 0 < self.quantum_efficiency <= 1:
             raise bad("quantum_efficiency", self.quantum_efficiency, "must be in (0, 1]")
+        if self.psf_sigma_nm is not None:
+            if not self.psf_sigma_nm > 0:
+                raise bad("psf_sigma_nm", self.psf_sigma_nm, "must be > 0 (or unset: 0.21·λ/NA)")
+            if self.psf != "gaussian":
+                raise bad("psf_sigma_nm", self.psf_sigma_nm, f"sets the Gaussian PSF's width; psf '{self.psf}' "
+                          f"is set by wavelength_nm and na")
+            object.__setattr__(self, "psf_sigma_nm", float(self.psf_sigma_nm))
         if self.filament_count < 1:
             raise bad("filament_count", self.filament_count, "must be >= 1")
         defaults = CAMERA_PRESETS[self.camera]
@@ -127,11 +136,17 @@ class SMLMConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings; ``psf_sigma_nm`` only when set (so configs without it keep their cache keys)."""
+        values = dataclasses.asdict(self)
+        if values["psf_sigma_nm"] is None:
+            del values["psf_sigma_nm"]
+        return values
 
     @property
-    def psf_sigma_nm(self) -> float:
-        """σ of the Gaussian PSF (≈ the Airy core): 0.21·λ/NA."""
+    def sigma_nm(self) -> float:
+        """σ of the Gaussian PSF (≈ the Airy core): ``psf_sigma_nm`` when set, else 0.21·λ/NA."""
+        if self.psf_sigma_nm is not None:
+            return self.psf_sigma_nm
         return gaussian_sigma_nm(self.wavelength_nm, self.na)
 
     @property
@@ -234,7 +249,7 @@ def render_frames(locs: Localizations, cfg: SMLMConfig, frames: int) -> np.ndarr
             continue
         if cfg.psf == "gaussian":
             stack[t] = render_gaussians(f.x_nm / px, f.y_nm / px, f.photons, shape=shape,
-                                        sigma_px=cfg.psf_sigma_nm / px)
+                                        sigma_px=cfg.sigma_nm / px)
         else:
             stack[t] = render_airy(f.x_nm / px, f.y_nm / px, f.photons, shape=shape, pixel_size_nm=px,
                                    wavelength_nm=cfg.wavelength_nm, na=cfg.na)
@@ -302,7 +317,7 @@ def write_smlm_dataset(out_dir: str | Path, *, frames: int = 50, seed: int = 0,
     gt = write_localizations_csv(out / "ground_truth.csv", acq.localizations)
     settings = out / "simulation.json"
     settings.write_text(json.dumps({"frames": frames, "seed": seed, "config": acq.config.as_dict(),
-                                    "psf_sigma_nm": acq.config.psf_sigma_nm,
+                                    "psf_sigma_nm": acq.config.sigma_nm,
                                     "localizations": len(acq.localizations)}, indent=2) + "\n")
     return SMLMPaths(stack, gt, settings)
 

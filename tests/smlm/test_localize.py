@@ -87,7 +87,7 @@ def test_gaussian_fit_recovers_positions_and_photons_of_clean_frames():
     cfg = SMLMConfig(height_px=32, width_px=32, structure="uniform", density_per_um2=0.3, photons_cv=0.0)
     acq = simulate_smlm(cfg, frames=10, seed=7)
     frames = acq.clean + cfg.background_photons
-    found = gaussian_fit_localize(frames, pixel_size_nm=100.0, psf_sigma_nm=cfg.psf_sigma_nm, threshold=4.0)
+    found = gaussian_fit_localize(frames, pixel_size_nm=100.0, psf_sigma_nm=cfg.sigma_nm, threshold=4.0)
     m = match_localizations(acq.localizations, found, tolerance_nm=100)
     # Isolated molecules (no neighbour within 600 nm) are fitted to the nm and to the photon.
     gt = acq.localizations
@@ -107,9 +107,9 @@ def test_gaussian_fit_on_noisy_frames_is_accurate_and_fast():
     cfg = SMLMConfig(height_px=64, width_px=64, structure="uniform", density_per_um2=0.5)
     acq = simulate_smlm(cfg, frames=4, seed=3)
     photons = acq.photons
-    gaussian_fit_localize(photons[:1], pixel_size_nm=100.0, psf_sigma_nm=cfg.psf_sigma_nm)  # warm-up
+    gaussian_fit_localize(photons[:1], pixel_size_nm=100.0, psf_sigma_nm=cfg.sigma_nm)  # warm-up
     start = time.perf_counter()
-    found = gaussian_fit_localize(photons, pixel_size_nm=100.0, psf_sigma_nm=cfg.psf_sigma_nm)
+    found = gaussian_fit_localize(photons, pixel_size_nm=100.0, psf_sigma_nm=cfg.sigma_nm)
     per_frame = (time.perf_counter() - start) / 4
     assert len(acq.localizations) / 4 > 15
     assert per_frame < 0.2
@@ -131,12 +131,12 @@ def test_render_localizations():
 def test_localize_stack_with_the_classical_network():
     cfg = SMLMConfig(height_px=24, width_px=24, structure="uniform", density_per_um2=0.5)
     acq = simulate_smlm(cfg, frames=5, seed=1)
-    net = GaussianFitLocalizer(psf_sigma_nm=cfg.psf_sigma_nm, pixel_size_nm=100.0)
+    net = GaussianFitLocalizer(psf_sigma_nm=cfg.sigma_nm, pixel_size_nm=100.0)
     locs, image = localize_stack(net, acq.stack.astype(np.float32), pixel_size_nm=100.0, batch_size=2)
     assert image.shape == (192, 192)
     assert image.sum() >= 100.0 * len(locs) * 0.999  # mass 100 per fitted molecule
     assert set(np.unique(locs.frame)) <= set(range(5))
-    direct = gaussian_fit_localize(acq.photons, pixel_size_nm=100.0, psf_sigma_nm=cfg.psf_sigma_nm)
+    direct = gaussian_fit_localize(acq.photons, pixel_size_nm=100.0, psf_sigma_nm=cfg.sigma_nm)
     # The network path (normalized ADU frames -> density map -> centroid) finds the same molecules.
     s = localization_metrics(direct, locs, tolerance_nm=5.0)
     assert s.jaccard > 0.95
@@ -145,7 +145,7 @@ def test_localize_stack_with_the_classical_network():
 def test_localize_file_writes_csv_and_super_resolved_tiff(tmp_path):
     cfg = SMLMConfig(height_px=16, width_px=16, structure="uniform", density_per_um2=1.0)
     paths = write_smlm_dataset(tmp_path / "data", frames=4, seed=0, config=cfg)
-    net = GaussianFitLocalizer(psf_sigma_nm=cfg.psf_sigma_nm, pixel_size_nm=100.0)
+    net = GaussianFitLocalizer(psf_sigma_nm=cfg.sigma_nm, pixel_size_nm=100.0)
     out = localize_file(net, paths.stack, tmp_path / "out")
     image, _, pixel_size_nm = read_tiff(out.super_resolved)
     assert image.shape == (128, 128) and pixel_size_nm == pytest.approx(12.5, rel=1e-4)

@@ -46,7 +46,7 @@ def test_written_csv_rerenders_to_the_noise_free_stack(tmp_path, psf):
     clean = simulate_smlm(cfg, frames=8, seed=1).clean  # the in-memory noise-free stack of that run
     rerendered = np.stack([
         render_gaussians(gt.in_frame(t).x_nm / 100.0, gt.in_frame(t).y_nm / 100.0, gt.in_frame(t).photons,
-                         shape=(32, 32), sigma_px=cfg.psf_sigma_nm / 100.0) for t in range(8)])
+                         shape=(32, 32), sigma_px=cfg.sigma_nm / 100.0) for t in range(8)])
     assert np.corrcoef(rerendered.ravel(), clean.ravel())[0, 1] > 0.99
     # ... and the camera stack agrees with them too, through its noise.
     photons = cfg.adu_to_photons(stack) - cfg.background_photons
@@ -204,3 +204,29 @@ def test_datamodule_batches():
     dm2.setup("fit")
     assert torch.equal(dm2.datasets["train"][1]["lr"], dm.datasets["train"][1]["lr"])
     assert torch.equal(next(iter(dm2.val_dataloader()))["lr"], val["lr"])
+
+
+def test_psf_sigma_overrides_wavelength_and_na():
+    """psf_sigma_nm sets the Gaussian PSF directly; unset, settings (and cache keys) are as before."""
+    assert "psf_sigma_nm" not in SMALL.as_dict()
+    assert SMALL.sigma_nm == pytest.approx(0.21 * 660.0 / 1.4)
+    wide = SMALL.replace(psf_sigma_nm=180.0)
+    assert wide.sigma_nm == 180.0 and wide.as_dict()["psf_sigma_nm"] == 180.0
+    a = simulate_smlm(SMALL, frames=2, seed=0).clean
+    b = simulate_smlm(wide, frames=2, seed=0).clean
+    assert a.sum() == pytest.approx(b.sum(), rel=0.05) and b.max() < 0.8 * a.max()  # same photons, wider
+    with pytest.raises(SrlabError, match="psf_sigma_nm"):
+        SMLMConfig(psf="airy", psf_sigma_nm=150.0)
+    with pytest.raises(SrlabError, match="psf_sigma_nm=0"):
+        SMLMConfig(psf_sigma_nm=0)
+
+
+def test_simulate_cli_honours_size(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("simulate", "--smlm", "--size", "20", "--frames", "3", "--out", str(tmp_path / "s"),
+                   "psf_sigma_nm=150")
+    assert proc.returncode == 0, proc.stderr
+    stack, _ = read_smlm_stack(tmp_path / "s" / "stack.tif")
+    assert stack.shape == (3, 20, 20)
+    assert "20×20 px" in proc.stdout and "σ 150 nm" in proc.stdout
