@@ -224,7 +224,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return run_calibrate(args)
 
 
-COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate})
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from srlab.adapt import adapt
+    adapt(args.run, args.folder, data_block=args.data, overrides=args.overrides)
+    return 0
+
+
+COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
+                 "adapt": _cmd_adapt})
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -293,6 +300,15 @@ def make_parser() -> argparse.ArgumentParser:
     from srlab.calibration.command import add_calibrate_arguments
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
+    p = sub.add_parser("adapt", help="fine-tune a trained run on your own unlabelled LR images (physics "
+                                     "consistency + anchor) -> a new run <name>_adapt")
+    p.add_argument("run", help="run directory or checkpoint of a trained SR run")
+    p.add_argument("folder", help="folder of your real LR TIFFs (>= 3 files: train / early stopping / test)")
+    p.add_argument("--data", default=None, help="data block for the anchor pairs and the forward model's PSF "
+                                                "(experiments/data/NAME or a .yaml file, e.g. a calibrated block; "
+                                                "default: the run's own)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (trainer.max_epochs=..., paradigm.params."
+                                                "anchor_weight=..., ...), resume=ADAPT_RUN")
     return parser
 
 
@@ -302,6 +318,16 @@ def _split_unknown(argv: list[str]) -> list[str]:
     # argparse cannot take an option between the overrides (nargs="*"): move train's flag before them.
     if argv[:1] == ["train"] and "--force-continue" in argv:
         argv = ["train", "--force-continue", *[a for a in argv[1:] if a != "--force-continue"]]
+    if argv[:1] == ["adapt"]:  # the same for adapt's --data BLOCK (or --data=BLOCK)
+        rest, flag = argv[1:], []
+        for i, a in enumerate(rest):
+            if a == "--data" and i + 1 < len(rest):
+                flag, rest = [a, rest[i + 1]], rest[:i] + rest[i + 2:]
+                break
+            if a.startswith("--data="):
+                flag, rest = [a], rest[:i] + rest[i + 1:]
+                break
+        argv = ["adapt", *flag, *rest]
     return argv
 
 

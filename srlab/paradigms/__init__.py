@@ -8,4 +8,4 @@ from srlab.registry import Registry
 PARADIGMS: Registry[L.LightningModule] = Registry("paradigm")
 
 # Importing the modules registers the paradigms.
-from srlab.paradigms import degradation_gan, gan, localization, residual, supervised  # noqa: F401
+from srlab.paradigms import adaptation, degradation_gan, gan, localization, residual, supervised  # noqa: F401
