@@ -306,8 +306,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from srlab.adapt import adapt
+    adapt(args.run, args.folder, data_block=args.data, overrides=args.overrides)
+    return 0
+
+
 COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                 "evaluate": _cmd_evaluate})
+                 "evaluate": _cmd_evaluate, "adapt": _cmd_adapt})
 
 
 CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
@@ -465,6 +471,15 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
+    p = sub.add_parser("adapt", help="fine-tune a trained run on your own unlabelled LR images (physics "
+                                     "consistency + anchor) -> a new run <name>_adapt")
+    p.add_argument("run", help="run directory or checkpoint of a trained SR run")
+    p.add_argument("folder", help="folder of your real LR TIFFs (>= 3 files: train / early stopping / test)")
+    p.add_argument("--data", default=None, help="data block for the anchor pairs and the forward model's PSF "
+                                                "(experiments/data/NAME or a .yaml file, e.g. a calibrated block; "
+                                                "default: the run's own)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (trainer.max_epochs=..., paradigm.params."
+                                                "anchor_weight=..., ...), resume=ADAPT_RUN")
     return parser
 
 
@@ -480,6 +495,16 @@ def _split_unknown(argv: list[str]) -> list[str]:
     if argv[:1] == ["test"] and "--checkpoint" in argv[:-1]:
         i = argv.index("--checkpoint")
         argv = ["test", *argv[i:i + 2], *argv[1:i], *argv[i + 2:]]
+    if argv[:1] == ["adapt"]:  # the same for adapt's --data BLOCK (or --data=BLOCK)
+        rest, flag = argv[1:], []
+        for i, a in enumerate(rest):
+            if a == "--data" and i + 1 < len(rest):
+                flag, rest = [a, rest[i + 1]], rest[:i] + rest[i + 2:]
+                break
+            if a.startswith("--data="):
+                flag, rest = [a], rest[:i] + rest[i + 1:]
+                break
+        argv = ["adapt", *flag, *rest]
     return argv
 
 

@@ -173,8 +173,11 @@ def _record_resume(cfg: DictConfig, plan: ResumePlan) -> None:
     runs.write_json(history_file, history)
 
 
-def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
+def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.Module | None = None) -> Path:
     """Train and test one experiment; returns the run directory (see :mod:`srlab.runs`).
+
+    ``network``: start from this network instead of a freshly initialized ``cfg.model`` (``srlab
+    adapt`` passes the trained network it fine-tunes); a resumed checkpoint still overrides it.
 
     With ``resume`` (from :func:`plan_resume`) training continues in that run's directory from its
     ``last.ckpt`` — or from the start if it was stopped before writing one. Ctrl-C, SIGTERM and
@@ -188,7 +191,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     build.check_paradigm_data(cfg)
     datamodule = build.build_data(cfg)
-    task = build.build_task(cfg)
+    task = build.build_task(cfg, network)
     learned = has_trainable_parameters(task)
     description = None
     if _is_rank_zero() and hasattr(datamodule, "describe"):

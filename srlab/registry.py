@@ -233,7 +233,7 @@ DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models
 DEGRADERS: Registry[Any] = Registry("degrader", modules=("srlab.models.degradation",), plugins="srlab.degraders")
 LOSSES: Registry[Any] = Registry("loss", modules=("srlab.paradigms.losses",), plugins="srlab.losses")
 PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
-    "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
+    "srlab.paradigms.adaptation", "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
     "srlab.paradigms.residual", "srlab.paradigms.supervised"), plugins="srlab.paradigms")
 DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

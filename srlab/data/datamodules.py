@@ -351,7 +351,7 @@ def crop_positions(h: int, w: int, crop: int, count: int) -> list[tuple[int, int
 
 
 class FixedCrops(Dataset):
-    """Deterministic validation/test crops of image pairs (no augmentation)."""
+    """Deterministic validation/test crops of image pairs, or of LR-only images (no augmentation)."""
 
     def __init__(self, pairs: list[ImagePair], *, scale: int, crop: int, per_image: int):
         self.items: list[tuple[int, int, int]] = []
@@ -368,8 +368,10 @@ class FixedCrops(Dataset):
         i, y, x = self.items[index]
         pair, s, c = self.pairs[i], self.scale, self.crop
         name = pair.name if self.per_image <= 1 else f"{pair.name}@{y},{x}"
-        return {"lr": pair.lr[:, y:y + c, x:x + c], "hr": pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)],
-                "name": name}
+        item = {"lr": pair.lr[:, y:y + c, x:x + c], "name": name}
+        if pair.hr is not None:  # an LR-only set (real images) has no HR
+            item["hr"] = pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)]
+        return item
 
 
 # ------------------------------------------------------------------------------------------------
@@ -781,6 +783,112 @@ class UnpairedDataModule(SRDataModule):
         hr = SinglePatches(self.data["train_hr"], key="hr", patch_px=self.cfg.patch_size * self.scale,
                            seed=self.seed, stream=2, **common)
         return UnpairedPatches(lr, hr)
+
+
+class AdaptPatches(Dataset):
+    """One anchor item (a training pair of the anchor data kind) and one real LR patch per key, both
+    functions of ``(seed, key)``: the real patches draw from their own stream."""
+
+    def __init__(self, anchor: Dataset, real: SinglePatches):
+        self.anchor, self.real = anchor, real
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        return {"anchor": self.anchor[key], "real": self.real[key]}
+
+
+class AdaptCollate:
+    """The anchor kind's own collate for the anchor items (which may synthesize their LR), plus
+    ``real_lr``: the stacked real patches."""
+
+    def __init__(self, anchor_collate: Any):
+        self.anchor_collate = anchor_collate
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.anchor_collate([it["anchor"] for it in items])
+        real = collate_patches([it["real"] for it in items])
+        batch["real_lr"], batch["real_name"] = real["lr"], real["name"]
+        return batch
+
+
+ANCHOR_FAMILIES = ("paired", "degradation")
+
+
+@DATAMODULES.register("adapt", family="adaptation")
+class AdaptDataModule(SRDataModule):
+    """A trained network's own pairs (the *anchor*, any paired or degradation kind: ``anchor_kind``
+    with ``anchor_params``, on the same data block) plus the user's unlabelled real LR images
+    (``data.real_lr``), for physics-consistency fine-tuning (:mod:`srlab.paradigms.adaptation`).
+
+    The real images are split by source file into train/val/test with ``data.val_fraction``,
+    ``test_fraction`` and ``split_seed`` (so >= 3 files). Training batches: the anchor's batch
+    (``lr``, ``hr``) plus ``real_lr`` patches of the real training files. Validation and test: two
+    loaders each, ``[anchor pairs, real LR crops]`` (the real crops have no ``hr``).
+    """
+
+    kind = "adapt"
+
+    def __init__(self, cfg: DataConfig, seed: int, *, anchor_kind: str = "simulated",
+                 anchor_params: dict[str, Any] | None = None):
+        super().__init__(cfg, seed)
+        if not cfg.real_lr:
+            raise SrlabError("data.kind=adapt needs data.real_lr=FOLDER (the real LR images to adapt to)")
+        if anchor_kind not in DATAMODULES or DATAMODULES.entry(anchor_kind).family not in ANCHOR_FAMILIES:
+            kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in ANCHOR_FAMILIES)
+            raise SrlabError(f"data.params.anchor_kind={anchor_kind}: the anchor needs registered pairs; "
+                             f"valid: {', '.join(kinds)}")
+        from srlab.data import build_datamodule
+
+        self.anchor_kind = anchor_kind
+        anchor_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg,
+                                     {"kind": anchor_kind, "real_lr": None})
+        anchor_cfg.params = dict(anchor_params or {})
+        self.anchor: SRDataModule = build_datamodule(anchor_cfg, seed)  # type: ignore[assignment]
+        self.lr_pixel_size_nm, self.hr_pixel_size_nm = self.anchor.lr_pixel_size_nm, self.anchor.hr_pixel_size_nm
+        self.real_lr: dict[str, Any] = {}
+
+    def prepare_data(self) -> None:
+        self.anchor.prepare_data()
+
+    def _load(self) -> None:
+        self.anchor.setup("fit")
+        self.lr_pixel_size_nm, self.hr_pixel_size_nm = self.anchor.lr_pixel_size_nm, self.anchor.hr_pixel_size_nm
+        folder = str(self.cfg.real_lr)
+        images, real_px = load_real_lr(folder, self.cfg)
+        check_real_lr_pixel_size(real_px, self.lr_pixel_size_nm, folder)
+        self.split_sources = _split_sources([im.source for im in images], self.cfg, f"data.real_lr={folder}")
+        lookup = {s: k for k, names in self.split_sources.items() for s in names}
+        self.data = {k: [im for im in images if lookup[im.source] == k] for k in SPLITS}
+        self._root = Path(folder).expanduser().resolve()
+        self.real_lr = {"folder": str(self._root), "images": len(images), "pixel_size_nm": real_px,
+                        "splits": self.split_sources,
+                        "note": "real LR images, unlabelled: train = fine-tuning patches, val = early stopping, "
+                                "test = the consistency reported; anchor pairs from anchor_kind"}
+
+    def _train_dataset(self) -> Dataset:
+        real = SinglePatches(self.data["train"], key="lr", patch_px=self.cfg.patch_size,
+                             length=self.cfg.patches_per_epoch, augment=self._augment(),
+                             threshold=self.cfg.foreground_threshold,
+                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed, stream=3)
+        return AdaptPatches(self.anchor._train_dataset(), real)
+
+    def _train_collate(self) -> Any:
+        return AdaptCollate(self.anchor._train_collate())
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.anchor.on_after_batch_transfer(batch, dataloader_idx)
+
+    def val_dataloader(self) -> list[DataLoader]:  # type: ignore[override]
+        return [self.anchor.val_dataloader(), self._loader(self._eval_dataset("val"))]
+
+    def test_dataloader(self) -> list[DataLoader]:  # type: ignore[override]
+        return [self.anchor.test_dataloader(), self._loader(self._eval_dataset("test"))]
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.anchor.describe(), "kind": self.kind, "anchor_kind": self.anchor_kind,
+                "real_lr": self.real_lr}
 
 
 def data_config(**values: Any) -> DataConfig:

@@ -1,0 +1,179 @@
+"""``srlab adapt RUN FOLDER``: fine-tune a trained run on the user's own unlabelled LR images.
+
+The adaptation is an ordinary tracked run of experiment ``<name>_adapt`` (config.yaml, data.json,
+W&B, checkpoints, metrics.json), trained by :func:`srlab.experiment.train` from the source run's
+network with the ``adaptation`` paradigm (:mod:`srlab.paradigms.adaptation`) on the ``adapt`` data
+kind (:class:`srlab.data.datamodules.AdaptDataModule`): the run's own data block is the anchor, the
+folder is ``data.real_lr``. It lands beside the source run: ``<runs_dir>/<name>_adapt/<timestamp>``.
+
+The forward model's blur comes from the data block (:func:`forward_blur`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from srlab.errors import SrlabError
+
+# The fine-tuning defaults (each a key=value override away).
+ADAPT_LR = 5e-5
+ADAPT_MAX_EPOCHS = 20
+
+
+def forward_blur(data: DictConfig) -> tuple[float, str]:
+    """FWHM (HR pixels) of the Gaussian that takes an SR output to the LR image's resolution, and
+    which fields it came from.
+
+    * ``simulated``/``paired`` without ``data.path``: ``sqrt(FWHM_LR² − FWHM_HR²)`` of the simulator's
+      resolved modalities — ``data.simulation.{lr,hr}.psf_fwhm_nm`` when set (a calibrated block has
+      them), else each preset's PSF law (wavelength, NA, pinhole, saturation) — in HR pixels of
+      ``data.simulation.lr.pixel_size_nm / data.scale``. An Airy or confocal PSF is treated as the
+      Gaussian of the same FWHM.
+    * ``degrade``: ``data.degradation.psf_fwhm_nm`` (the middle of a range), already relative to the HR
+      image, in HR pixels of ``data.hr_pixel_size_nm`` (or the simulated HR's).
+    * otherwise (your own pairs): not known; give ``paradigm.params.blur_fwhm_hr_px``.
+    """
+    from srlab.data import DATAMODULES
+    from srlab.data.degrade import parse_range
+    from srlab.data.simulate import resolve_simulation
+
+    kind, scale = str(data.kind), int(data.scale)
+    family = DATAMODULES.entry(kind).family
+    if family == "paired" and not data.path:
+        spec = resolve_simulation(data.simulation, scale=scale, image_lr=True)
+        lr_f, hr_f, hr_px = spec.lr.fwhm_nm, spec.hr.fwhm_nm, spec.hr.pixel_size_nm
+        rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
+        return rel / hr_px, (f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm = {rel / hr_px:.2f} HR px "
+                             f"({hr_px:g} nm) from data.simulation.lr/hr ({spec.lr.name} → {spec.hr.name}; "
+                             f"psf_fwhm_nm where set, else the preset's PSF)")
+    if family == "degradation":
+        value = data.degradation.psf_fwhm_nm
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        lo, hi = parse_range(value, "data.degradation.psf_fwhm_nm")
+        hr_px = data.hr_pixel_size_nm
+        if hr_px is None and not data.path:
+            hr_px = resolve_simulation(data.simulation, scale=scale, image_lr=False).hr.pixel_size_nm
+        if hr_px is None:
+            raise SrlabError("srlab adapt: the HR pixel size of the run's data is not in its config; set "
+                             "data.hr_pixel_size_nm=<nm> (or paradigm.params.blur_fwhm_hr_px=<HR px>)")
+        fwhm = 0.5 * (lo + hi)
+        return fwhm / hr_px, (f"Gaussian FWHM {fwhm:.0f} nm = {fwhm / hr_px:.2f} HR px ({hr_px:g} nm) from "
+                              f"data.degradation.psf_fwhm_nm")
+    raise SrlabError(f"srlab adapt: data.kind={kind} with data.path gives no PSF for the forward model; give "
+                     f"paradigm.params.blur_fwhm_hr_px=<FWHM in HR pixels of the blur from SR to LR>, or "
+                     f"--data <block> with a simulated block (srlab calibrate writes one)")
+
+
+def _data_block(block: str) -> dict[str, Any]:
+    from srlab.config import EXPERIMENTS_DIR, _read_yaml
+
+    path = Path(block)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SrlabError(f"--data {block}: no such file")
+        return _read_yaml(path)
+    path = EXPERIMENTS_DIR / "data" / f"{block}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (EXPERIMENTS_DIR / "data").glob("*.yaml"))
+        raise SrlabError(f"--data {block}: unknown data block; valid: {', '.join(choices)} (or a .yaml file)")
+    return _read_yaml(path)
+
+
+def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str | Path, *,
+                      data_block: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config of the adaptation run of ``source`` (a run's config) to the images in ``folder``."""
+    from srlab.config import apply_overrides
+    from srlab.data import DATAMODULES
+    from srlab.data.datamodules import ANCHOR_FAMILIES
+    from srlab.data.io import list_tiffs
+    from srlab.paradigms.losses import LOSSES
+
+    if source.paradigm.name == "localization":
+        raise SrlabError(f"srlab adapt: '{source.name}' is a localization run; adapt takes an SR run")
+    list_tiffs(folder, what="real LR images")  # a wrong folder fails before anything is built
+    c = OmegaConf.to_container(source, resolve=True)
+    data = c["data"]
+    if data_block is not None:
+        data = _data_block(data_block)
+        if int(data.get("scale", 2)) != int(source.data.scale):
+            raise SrlabError(f"--data {data_block}: scale {data.get('scale', 2)} but the run's network is "
+                             f"x{source.data.scale}")
+    kind = str(data.get("kind", "simulated"))
+    if kind not in DATAMODULES:
+        raise SrlabError(f"srlab adapt: unknown data.kind={kind}")
+    if DATAMODULES.entry(kind).family not in ANCHOR_FAMILIES:
+        raise SrlabError(f"srlab adapt: the run's data.kind={kind} has no pairs for the anchor loss; give "
+                         f"--data <block> with a simulated, paired or degrade block (the one the network "
+                         f"should stay close to, e.g. a calibrated block)")
+    run_dir = source_checkpoint.parent.parent if source_checkpoint.parent.name == "checkpoints" \
+        else source_checkpoint.parent
+    loss = c["paradigm"]["loss"] if c["paradigm"]["loss"]["name"] in LOSSES else {"name": "l1", "params": {}}
+    c.update({
+        "name": f"{source.name}_adapt", "resume": None, "profile": None, "profiles": {},
+        "runs_dir": str(run_dir.parent.parent),
+        "description": f"{source.name} ({run_dir}) fine-tuned on the real LR images of {Path(folder).resolve()}",
+        "data": {**data, "kind": "adapt", "real_lr": str(Path(folder).expanduser().resolve()),
+                 "params": {"anchor_kind": kind, "anchor_params": dict(data.get("params") or {})}},
+        "paradigm": {"name": "adaptation", "loss": loss,
+                     "optimizer": {"name": "adam", "lr": ADAPT_LR}, "scheduler": {"name": "none"},
+                     "ema_decay": 0.0, "params": {"source_run": str(source_checkpoint)}},
+    })
+    c["trainer"]["max_epochs"] = ADAPT_MAX_EPOCHS
+    c["trainer"]["max_steps"] = -1
+    cfg = apply_overrides(OmegaConf.create(c), list(overrides))
+    if "blur_fwhm_hr_px" not in cfg.paradigm.params:
+        anchor = OmegaConf.merge(cfg.data, {"kind": kind})
+        fwhm_px, how = forward_blur(anchor)
+        cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
+        cfg.description += f"; forward model: {how}"
+    return cfg
+
+
+def adapt(run: str | Path, folder: str | Path, *, data_block: str | None = None,
+          overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """Adapt run ``run`` to the real LR images in ``folder``; returns the new run directory.
+
+    ``overrides`` may hold ``resume=ADAPT_RUN`` to continue an interrupted adaptation."""
+    from srlab import experiment, runs
+
+    resume = [o for o in overrides if o.removeprefix("--").startswith("resume=")]
+    rest = [o for o in overrides if o not in resume]
+    if resume:
+        from srlab.config import load_resolved
+
+        target = resume[-1].split("=", 1)[1]
+        saved = load_resolved(runs.resolve_run_dir(target) / "config.yaml")
+        if saved.paradigm.name != "adaptation":
+            raise SrlabError(f"resume={target}: not an adaptation run (paradigm '{saved.paradigm.name}')")
+        planned = experiment.plan_resume(saved.name, target, rest)
+        if planned is None:
+            return runs.resolve_run_dir(target)
+        cfg, plan = planned
+        network = None
+        if plan.checkpoint is None:  # stopped before its first checkpoint: start again from the source
+            network, _ = experiment.load_network(cfg.paradigm.params.source_run)
+        return experiment.train(cfg, plan, network=network)
+    network, source = experiment.load_network(run)
+    _, ckpt = runs.resolve_run(run)
+    cfg = adaptation_config(source, ckpt.resolve(), folder, data_block=data_block, overrides=rest)
+    run_dir = experiment.train(cfg, network=network.train())
+    summary(run_dir)
+    return run_dir
+
+
+def summary(run_dir: Path) -> None:
+    """Print consistency and anchor PSNR before → after from the run's metrics.json."""
+    m = json.loads((run_dir / "metrics.json").read_text())
+
+    def pair(key: str, unit: str, digits: int) -> str:
+        before, after = m.get(f"test/before_{key}"), m.get(f"test/{key}")
+        if before is None or after is None:
+            return "n/a"
+        return f"{before:.{digits}f} → {after:.{digits}f}{unit}"
+
+    print(f"srlab adapt: held-out real images, consistency PSNR {pair('consistency_psnr', ' dB', 2)} "
+          f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}")

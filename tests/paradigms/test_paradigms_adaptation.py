@@ -1,0 +1,125 @@
+"""srlab adapt: physics-consistency fine-tuning on unlabelled real LR images (issue 15, item 3)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srlab import experiment
+from srlab.adapt import adapt, adaptation_config, forward_blur
+from srlab.cli import main
+from srlab.config import load_experiment
+from srlab.errors import SrlabError
+from srlab.optics.kernels import downsample, gaussian_blur
+from srlab.optics.psf import FWHM_PER_SIGMA
+from srlab.paradigms.adaptation import consistency_error, forward_model
+from tests.conftest import TINY
+from tests.data.test_real_lr import write_real_lr
+
+# A few seconds of fine-tuning: 4 batches per epoch, one validation and two test batches per loader.
+QUICK = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=2", "data.patches_per_epoch=12", "data.batch_size=4"]
+
+
+def test_forward_model_consistency_is_zero_for_the_true_image_up_to_gain_and_offset():
+    torch.manual_seed(0)
+    hr = gaussian_blur(torch.rand(3, 1, 48, 48), 1.0)
+    lr = downsample(gaussian_blur(hr, 4.0 / FWHM_PER_SIGMA), 2, "area")
+    exact = consistency_error(3.0 * lr + 0.5, forward_model(hr, blur_fwhm_hr_px=4.0, scale=2))
+    assert exact.shape == (3,) and float(exact.max()) < 1e-10
+    wrong_blur = consistency_error(lr, forward_model(hr, blur_fwhm_hr_px=1.0, scale=2))
+    noisy = consistency_error(lr, forward_model(hr + 0.3 * torch.rand_like(hr), blur_fwhm_hr_px=4.0, scale=2))
+    assert float(wrong_blur.min()) > 1e-6 and float(noisy.min()) > 1e-6
+    weighted = consistency_error(lr, forward_model(hr, blur_fwhm_hr_px=1.0, scale=2), noise_weighting="poisson")
+    assert torch.isfinite(weighted).all() and not torch.allclose(weighted, wrong_blur)
+
+
+def test_forward_blur_comes_from_the_data_block():
+    cal = load_experiment("edsr_smoke", ["data.simulation.lr.psf_fwhm_nm=250", "data.simulation.hr.psf_fwhm_nm=70",
+                                         "data.simulation.lr.pixel_size_nm=40"])
+    fwhm, how = forward_blur(cal.data)
+    assert fwhm == pytest.approx((250**2 - 70**2) ** 0.5 / 20) and "psf_fwhm_nm" in how
+    degrade = load_experiment("edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                             "data.hr_pixel_size_nm=20"])
+    assert forward_blur(degrade.data)[0] == pytest.approx(10.0)
+    own = load_experiment("edsr_smoke", ["data=paired", "data.path=/somewhere"])
+    with pytest.raises(SrlabError, match="blur_fwhm_hr_px"):
+        forward_blur(own.data)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A seconds-long edsr_smoke run and a folder of four "real" LR images (uint16, 48 px)."""
+    root = tmp_path_factory.mktemp("adapt")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SRLAB_DATA_DIR", str(root / "data"))
+        run = experiment.train(load_experiment("edsr_smoke", [*TINY, f"runs_dir={root / 'runs'}"]))
+    return run, write_real_lr(root / "real", n=4, size=48)
+
+
+def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trained, tmp_path, capsys):
+    run, real = trained
+    adapted = adapt(run, real, overrides=QUICK)
+    assert adapted.parent == run.parent.parent / "edsr_smoke_adapt"
+    for name in ("config.yaml", "data.json", "environment.json", "metrics.json", "checkpoints/best.ckpt"):
+        assert (adapted / name).is_file(), name
+    from srlab.config import load_resolved
+
+    saved = load_resolved(adapted / "config.yaml")
+    assert saved.data.real_lr == str(real.resolve()) and saved.data.params.anchor_kind == "simulated"
+    assert saved.paradigm.params.source_run.startswith(str(run.resolve()))
+    assert saved.paradigm.params.blur_fwhm_hr_px > 0 and "forward model" in saved.description
+    data = json.loads((adapted / "data.json").read_text())
+    assert sorted(s for split in data["real_lr"]["splits"].values() for s in split) == [
+        f"real_lr/cell_{k}" for k in range(4)]
+    m = json.loads((adapted / "metrics.json").read_text())
+    for key in ("consistency", "consistency_psnr", "before_consistency", "before_consistency_psnr", "psnr",
+                "before_psnr"):
+        assert np.isfinite(m[f"test/{key}"]), key
+    # Before = the source network on the same anchor test crops as the source run's own test.
+    source = json.loads((run / "metrics.json").read_text())
+    assert m["test/before_psnr"] == pytest.approx(source["test/psnr"], abs=1e-4)
+    assert "consistency PSNR" in capsys.readouterr().out
+    # srlab predict takes the new run like any other.
+    out = tmp_path / "sr.tif"
+    assert main(["predict", str(adapted), str(real / "cell_0.tif"), "-o", str(out), "--device", "cpu",
+                 "--quiet"]) == 0
+    import tifffile
+
+    assert tifffile.imread(out).shape == (96, 96)
+
+
+@pytest.mark.slow
+def test_fine_tuning_lowers_the_held_out_consistency_of_a_network_that_is_off(trained):
+    """A network re-initialized at random explains its input badly; the consistency loss alone must
+    bring the held-out real images' consistency error down."""
+    run, real = trained
+    network, source = experiment.load_network(run)
+    torch.manual_seed(1)
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    _, ckpt = experiment.runs.resolve_run(run)
+    cfg = adaptation_config(source, ckpt, real, overrides=[
+        *QUICK, "trainer.max_epochs=4", "paradigm.optimizer.lr=2e-3", "paradigm.params.anchor_weight=0",
+        "paradigm.params.patience=0"])
+    m = json.loads((experiment.train(cfg, network=network.train()) / "metrics.json").read_text())
+    print(f"consistency MSE {m['test/before_consistency']:.4f} -> {m['test/consistency']:.4f}")
+    assert m["test/consistency"] < 0.7 * m["test/before_consistency"], m
+
+
+def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
+    run, real = trained
+    few = write_real_lr(tmp_path / "few", n=2, size=48)
+    with pytest.raises(SrlabError, match="too few"):
+        adapt(run, few, overrides=QUICK)
+    _, source = experiment.load_network(run)
+    ckpt = run / "checkpoints" / "best.ckpt"
+    with pytest.raises(SrlabError, match="no pairs for the anchor"):
+        adaptation_config(load_experiment("bulat_sted"), ckpt, real)
+    with pytest.raises(SrlabError, match="scale"):
+        adaptation_config(source, ckpt, real, data_block="sim_sted_x1")
+    assert main(["adapt", str(run), str(tmp_path / "missing")]) == 2
