@@ -157,8 +157,13 @@ def adapt(run: str | Path, folder: str | Path, *, data_block: str | None = None,
         if plan.checkpoint is None:  # stopped before its first checkpoint: start again from the source
             network, _ = experiment.load_network(cfg.paradigm.params.source_run)
         return experiment.train(cfg, plan, network=network)
+    from srlab.inference.loader import tested_checkpoint
+
     network, source = experiment.load_network(run)
-    _, ckpt = runs.resolve_run(run)
+    # The checkpoint of the network just loaded: the one given, else the one the run's test used.
+    ckpt = Path(run) if Path(run).suffix == ".ckpt" else tested_checkpoint(runs.resolve_run_dir(run))
+    if ckpt is None:
+        raise SrlabError(f"{run}: no checkpoints/best.ckpt or last.ckpt to adapt from")
     cfg = adaptation_config(source, ckpt.resolve(), folder, data_block=data_block, overrides=rest)
     run_dir = experiment.train(cfg, network=network.train())
     summary(run_dir)

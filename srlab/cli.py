@@ -11,6 +11,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from srlab.errors import SrlabError
 
