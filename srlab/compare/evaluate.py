@@ -111,8 +111,27 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
 
 
+def _folder_samples(folder: Path, data_cfg: DictConfig) -> tuple[list[EvalSample], str, float | None]:
+    """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``)."""
+    from srlab.compare.pairs import folder_scale, load_folder
+
+    scale = folder_scale(folder)
+    if scale != int(data_cfg.scale):
+        raise SrlabError(f"test_pairs {folder}: its pairs are x{scale}, the suite's networks x{data_cfg.scale}")
+    images, lr_px = load_folder(folder, scale, int(data_cfg.get("channels", 1) or 1))
+    if not images:
+        raise SrlabError(f"test_pairs {folder}: no image pairs")
+    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32)) for im in images]
+    return samples, f"all {len(samples)} image(s) of {folder}, whole (no split)", lr_px
+
+
 def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
     cfg = row.runs[0].cfg
+    if suite.test_pairs is not None:
+        # The folder replaces the data: its path (and not the runs' data) identifies the test set.
+        data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+        data.kind, data.path = "paired", str(suite.test_pairs)
+        return data
     if suite.test_data:
         data_overrides = [o for o in (*suite.overrides, *cli) if o.lstrip("-").startswith("data.")]
         cfg = apply_overrides(cfg, [f"data={suite.test_data}", *data_overrides])
@@ -180,10 +199,14 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
         if key not in groups:
             plain = OmegaConf.to_container(data_cfg, resolve=True)
             log(f"srlab compare: loading the test images of {_data_label(plain)}")
-            samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
-            hr_px = getattr(dm, "hr_pixel_size_nm", None)
-            lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
-                or (hr_px * int(data_cfg.scale) if hr_px else None)
+            if suite.test_pairs is not None:
+                samples, source, lr_px = _folder_samples(suite.test_pairs, data_cfg)
+                hr_px = lr_px / int(data_cfg.scale) if lr_px else None
+            else:
+                samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
+                hr_px = getattr(dm, "hr_pixel_size_nm", None)
+                lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
+                    or (hr_px * int(data_cfg.scale) if hr_px else None)
             grid, grid_px = _grid_positions(samples)
             label = _data_label(plain)
             if any(g.label == label for g in groups.values()):  # same modality, other settings

@@ -10,7 +10,9 @@ A suite names experiments, seeds and a shared budget::
     overrides: [trainer.max_epochs=3] # applied to every run (the shared budget)
     profile: quick                    # optional: profile=quick for every run
     test_images: full                 # full | split | {crop_size: 48, crops_per_image: 4}
-    test_data: sim_sted               # optional data block every run is evaluated on
+    test_data: sim_sted               # optional data block every run is evaluated on (its test split)
+    test_pairs: /data/my_pairs        # or: every image of a paired folder (lr/, hr/), whole, no split —
+                                      # what ``srlab evaluate --pairs`` scores
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from srlab.config import EXPERIMENTS_DIR, list_experiments
 from srlab.errors import SrlabError, did_you_mean
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
-SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data")
+SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data",
+              "test_pairs")
 TEST_IMAGE_MODES = ("full", "split")
 BASELINE_LABEL = "bicubic (baseline)"
 
@@ -65,6 +68,7 @@ class Suite:
     profile: str | None
     test_images: EvalImages
     test_data: str | None
+    test_pairs: Path | None = None
 
 
 def _suite_path(suite: str | Path, root: Path) -> Path:
@@ -179,7 +183,22 @@ def load_suite(suite: str | Path, root: Path = SUITES_DIR, experiments_root: Pat
         if test_data not in blocks:
             raise SrlabError(f"{path}: test_data '{test_data}'{did_you_mean(str(test_data), blocks)} is not a data "
                              f"block; valid: {', '.join(blocks)}")
+    test_images = _test_images(body.get("test_images"), f"{path}: test_images")
+    test_pairs = body.get("test_pairs")
+    if test_pairs is not None:
+        if test_data is not None:
+            raise SrlabError(f"{path}: give test_data (a data block's test split) or test_pairs (every image of a "
+                             f"folder), not both")
+        if not isinstance(test_pairs, str) or not test_pairs:
+            raise SrlabError(f"{path}: test_pairs must be a folder path (FOLDER/lr/*.tif, FOLDER/hr/*.tif), "
+                             f"got {test_pairs!r}")
+        # Relative to the suite file, so a suite and its data travel together.
+        test_pairs = (path.parent / Path(test_pairs).expanduser()).resolve()
+        if not (test_pairs / "lr").is_dir() or not (test_pairs / "hr").is_dir():
+            raise SrlabError(f"{path}: test_pairs {test_pairs}: expected a folder with lr/ and hr/ subfolders")
+        if test_images.mode != "full":
+            raise SrlabError(f"{path}: test_pairs scores every image whole; drop test_images (or set it to full)")
     description = body.get("description") or ""
     return Suite(name=path.stem, path=path, description=str(description), entries=tuple(entries),
                  seeds=tuple(int(s) for s in seeds), overrides=overrides, profile=profile,
-                 test_images=_test_images(body.get("test_images"), f"{path}: test_images"), test_data=test_data)
+                 test_images=test_images, test_data=test_data, test_pairs=test_pairs)

@@ -55,6 +55,8 @@ def tiny_suite(folder: Path, seeds: list[int], experiments: list | None = None) 
     ({"experiments": ["edsr_smoke"], "seeds": [0], "test_images": "all"}, "expected full, split"),
     ({"experiments": ["edsr_smoke"], "seeds": [0], "test_data": "sim_stedd"}, "did you mean 'sim_sted'"),
     ({"experiments": ["edsr_smoke", "edsr_smoke"], "seeds": [0]}, "appear twice"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "test_pairs": "nowhere"}, "expected a folder with lr/ and hr/"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "test_pairs": ".", "test_data": "sim_sted"}, "not both"),
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, body, message):
     path = write_suite(tmp_path, "bad", body)
@@ -189,3 +191,23 @@ def test_seed_override_on_the_command_line_is_refused(tmp_path):
     suite = cmp.load_suite(tiny_suite(tmp_path, seeds=[0]))
     with pytest.raises(SrlabError, match="'seed' cannot be given"):
         cmp.plan_suite(suite, ["seed=4"])
+
+
+def test_a_suite_scores_every_image_of_a_test_pairs_folder_whole(tmp_path):
+    """``test_pairs``: the semantics of ``srlab evaluate --pairs`` — every pair of the folder, whole, no
+    split (here 3 pairs, where a data block's test split would give one)."""
+    pairs = tmp_path / "my_pairs"
+    assert cli.main(["simulate", "--n", "3", "--size", "48", "--out", str(pairs)]) == 0
+    names = sorted(p.name for p in (pairs / "lr").glob("*.tif"))
+    suite = write_suite(tmp_path, "mine", {"experiments": ["bicubic_sted"], "seeds": [0],
+                                           "overrides": SHARED, "test_pairs": "my_pairs"})
+    out = cmp.compare(suite, [f"runs_dir={tmp_path / 'runs'}"], reports_dir=tmp_path / "reports",
+                      use_wandb=False, log=lambda m: None)
+    rows = _csv(out / "leaderboard.csv")
+    assert "bicubic_sted" in {r["label"] for r in rows}
+    assert all(int(r["n_images"]) == 3 for r in rows)
+    per_image = [r for r in _csv(out / "per_image.csv") if r["label"] == "bicubic_sted"]
+    assert sorted(r["image"] for r in per_image) == [Path(n).stem for n in names] or \
+        sorted(r["image"] for r in per_image) == names
+    (group,) = json.loads((out / "report.json").read_text())["groups"]
+    assert "whole (no split)" in group["source"] and group["scale"] == 2
