@@ -102,7 +102,7 @@ def test_fine_tuning_lowers_the_held_out_consistency_of_a_network_that_is_off(tr
     for module in network.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.reset_parameters()
-    _, ckpt = experiment.runs.resolve_run(run)
+    ckpt = run / "checkpoints" / "best.ckpt"
     cfg = adaptation_config(source, ckpt, real, overrides=[
         *QUICK, "trainer.max_epochs=4", "paradigm.optimizer.lr=2e-3", "paradigm.params.anchor_weight=0",
         "paradigm.params.patience=0"])
