@@ -41,3 +41,23 @@ def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Cached simulated data and stray files land in the test's tmp folder, not the repository."""
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
+
+
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, package: str, group: str, entry: str,
+                   source: str, registry) -> None:
+    """Install ``package`` (one ``__init__.py`` of ``source``) as a distribution of its own whose entry
+    point ``entry`` in ``group`` (e.g. ``srlab.models``) names it — as ``pip install`` would — and make
+    ``registry`` look like a new process's: not yet loaded, its entries restored after the test."""
+    import sys
+
+    site = tmp_path / "site"
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(source)
+    dist = site / f"{package}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{entry} = {package}\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.delitem(sys.modules, package, raising=False)

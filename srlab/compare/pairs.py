@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srlab.compare.report import fmt_ci, fmt_p
 from srlab.errors import SrlabError
 from srlab.metrics import stats
 from srlab.metrics.image import (
@@ -216,15 +217,6 @@ def _summaries(methods: list[Method]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _fmt(entry: dict[str, Any], decimals: int) -> str:
-    mean, low, high = entry["mean"], entry["ci_low"], entry["ci_high"]
-    if not math.isfinite(mean):
-        return "—"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {(high - low) / 2:.{decimals}f}"
-
-
 def _markdown(folder: Path, summary: dict[str, dict[str, Any]], n_images: int, excluded: list[str],
               notes: list[str], hr_percentiles: tuple[float, float]) -> str:
     order = sorted(summary, key=lambda k: summary[k]["rank"])
@@ -244,22 +236,16 @@ def _markdown(folder: Path, summary: dict[str, dict[str, Any]], n_images: int, e
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label in order:
         s = summary[label]
-        cells = [str(s["rank"]), f"**{label}**" if s["best"] else label, _fmt(s["psnr"], 2), _fmt(s["ssim"], 4),
-                 _fmt(s["ms_ssim"], 4), _fmt(s["nrmse"], 4), _fmt(s["psnr_plain"], 2), _fmt(s["ssim_plain"], 4),
-                 _fmt(s["nrmse_plain"], 4), "best" if s["best"] else _fmt_p(s["p_vs_best"]),
-                 "" if s["best"] else _fmt_p(s["p_vs_best_holm"]), str(s["psnr"]["n"])]
+        cells = [str(s["rank"]), f"**{label}**" if s["best"] else label, fmt_ci(s["psnr"], 2), fmt_ci(s["ssim"], 4),
+                 fmt_ci(s["ms_ssim"], 4), fmt_ci(s["nrmse"], 4), fmt_ci(s["psnr_plain"], 2), fmt_ci(s["ssim_plain"], 4),
+                 fmt_ci(s["nrmse_plain"], 4), "best" if s["best"] else fmt_p(s["p_vs_best"]),
+                 "" if s["best"] else fmt_p(s["p_vs_best_holm"]), str(s["psnr"]["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Methods:", *[f"- **{label}**: {summary[label]['source']}" for label in order]]
     if notes:
         lines += ["", *[f"Note: {n}." for n in notes]]
     lines += ["", "Montages (LR-bicubic | each method | HR; error maps below): `montages/<image>.png`."]
     return "\n".join(lines) + "\n"
-
-
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _safe(name: str) -> str:
@@ -339,8 +325,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
     for label in sorted(summary, key=lambda k: summary[k]["rank"]):
         s = summary[label]
-        log(f"  {s['rank']:>2}. {label:28s} PSNR {_fmt(s['psnr'], 2):>16s} dB  SSIM {_fmt(s['ssim'], 4):>16s}  "
-            f"{'best' if s['best'] else 'p=' + _fmt_p(s['p_vs_best'])}")
+        log(f"  {s['rank']:>2}. {label:28s} PSNR {fmt_ci(s['psnr'], 2):>16s} dB  SSIM {fmt_ci(s['ssim'], 4):>16s}  "
+            f"{'best' if s['best'] else 'p=' + fmt_p(s['p_vs_best'])}")
     log(f"srlab evaluate: {len(excluded)} of {len(images)} image(s) excluded (empty ground truth); "
         f"report in {out}/summary.md, per_image.csv, montages/")
     return report

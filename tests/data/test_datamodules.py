@@ -186,33 +186,23 @@ def test_a_data_kind_from_another_package_is_one_file_and_one_block(tmp_path, mo
     """Adding a data kind: one module registering a DataModule (a package of one's own, found through
     its 'srlab.data' entry point) and one YAML block; its own options go in data.params, checked
     against its signature."""
-    import sys
-
     from srlab import registry
+    from tests.conftest import install_plugin
 
-    pkg = tmp_path / "site" / "throwaway_data"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "from srlab.data.datamodules import PairedDataModule\n"
-        "from srlab.registry import DATAMODULES\n\n\n"
-        "@DATAMODULES.register('mirrored', family='paired')\n"
-        "class Mirrored(PairedDataModule):\n"
-        "    def __init__(self, cfg, seed, *, flip: bool = True):\n"
-        "        super().__init__(cfg, seed)\n"
-        "        self.flip = flip\n")
-    dist = tmp_path / "site" / "throwaway_data-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-data\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[srlab.data]\nmirrored = throwaway_data\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    install_plugin(tmp_path, monkeypatch, package="throwaway_data", group="srlab.data", entry="mirrored",
+                   registry=registry.DATAMODULES, source=(
+                       "from srlab.data.datamodules import PairedDataModule\n"
+                       "from srlab.registry import DATAMODULES\n\n\n"
+                       "@DATAMODULES.register('mirrored', family='paired')\n"
+                       "class Mirrored(PairedDataModule):\n"
+                       "    def __init__(self, cfg, seed, *, flip: bool = True):\n"
+                       "        super().__init__(cfg, seed)\n"
+                       "        self.flip = flip\n"))
     (tmp_path / "experiments" / "data").mkdir(parents=True)
     (tmp_path / "experiments" / "data" / "mirrored_smoke.yaml").write_text(
         (EXPERIMENTS_DIR / "data" / "sim_smoke.yaml").read_text().replace("kind: simulated", "kind: mirrored")
         + "params: {flip: false}\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(registry.DATAMODULES, "_entries", dict(registry.DATAMODULES._entries))
-    monkeypatch.setattr(registry.DATAMODULES, "_loaded", False)
-    monkeypatch.delitem(sys.modules, "throwaway_data", raising=False)
 
     cfg = load_experiment("edsr_smoke", ["data=mirrored_smoke"])
     dm = build_datamodule(cfg.data, seed=0)

@@ -232,39 +232,29 @@ def test_dfcan_sigmoid_output_is_optional() -> None:
 def test_a_model_from_another_package_is_one_file_and_one_yaml(tmp_path, monkeypatch):
     """Adding a model: one module that registers it (here in a package of one's own, found through its
     'srlab.models' entry point — srlab is not edited) and one experiment YAML; it trains one step."""
-    import sys
-
     from srlab import cli, registry
+    from tests.conftest import install_plugin
 
-    pkg = tmp_path / "site" / "throwaway_models"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "from torch import nn\n"
-        "from srlab.models import NETWORKS\n\n\n"
-        "@NETWORKS.register('throwaway', family='linear', paper='none (a test)')\n"
-        "class Throwaway(nn.Module):\n"
-        "    def __init__(self, in_channels: int = 1, out_channels: int = 1, scale: int = 2, features: int = 4):\n"
-        "        super().__init__()\n"
-        "        self.body = nn.Sequential(nn.Conv2d(in_channels, features * scale**2, 3, padding=1),\n"
-        "                                  nn.Conv2d(features * scale**2, out_channels * scale**2, 1),\n"
-        "                                  nn.PixelShuffle(scale))\n\n"
-        "    def forward(self, lr):\n"
-        "        return self.body(lr)\n")
-    dist = tmp_path / "site" / "throwaway_models-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-models\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[srlab.models]\nthrowaway = throwaway_models\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    install_plugin(tmp_path, monkeypatch, package="throwaway_models", group="srlab.models", entry="throwaway",
+                   registry=registry.NETWORKS, source=(
+                       "from torch import nn\n"
+                       "from srlab.models import NETWORKS\n\n\n"
+                       "@NETWORKS.register('throwaway', family='linear', paper='none (a test)')\n"
+                       "class Throwaway(nn.Module):\n"
+                       "    def __init__(self, in_channels: int = 1, out_channels: int = 1, scale: int = 2, "
+                       "features: int = 4):\n"
+                       "        super().__init__()\n"
+                       "        self.body = nn.Sequential(nn.Conv2d(in_channels, features * scale**2, 3, padding=1),\n"
+                       "                                  nn.Conv2d(features * scale**2, out_channels * scale**2, 1),\n"
+                       "                                  nn.PixelShuffle(scale))\n\n"
+                       "    def forward(self, lr):\n"
+                       "        return self.body(lr)\n"))
     experiments = tmp_path / "experiments"
     experiments.mkdir()
     (experiments / "throwaway_smoke.yaml").write_text(
         "defaults: [data/sim_smoke, paradigm/supervised, trainer/cpu_smoke, logger/wandb]\n"
         "model: {name: throwaway, params: {features: 2}}\n")
     monkeypatch.chdir(tmp_path)
-    # As in a new process: the registry not yet loaded (its entries restored after the test).
-    monkeypatch.setattr(registry.NETWORKS, "_entries", dict(registry.NETWORKS._entries))
-    monkeypatch.setattr(registry.NETWORKS, "_loaded", False)
-    monkeypatch.delitem(sys.modules, "throwaway_models", raising=False)
 
     assert "throwaway" in registry.NETWORKS
     assert registry.NETWORKS.entry("throwaway").card.paper == "none (a test)"
