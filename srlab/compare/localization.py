@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from srlab.compare.evaluate import _checkpoint_stamp, machine, test_set_identity, write_json
 from srlab.compare.plan import Log, PlannedRun, Row
@@ -123,7 +124,7 @@ def localizer_settings(run_dir: Path, cfg: DictConfig, saved: dict[str, float] |
     return float(threshold), mass
 
 
-def score_network(network: Any, test: LocalizationTestSet, *, threshold: float, emitter_mass: float,
+def score_network(network: nn.Module, test: LocalizationTestSet, *, threshold: float, emitter_mass: float,
                   device: str) -> dict[str, Any]:
     """Localize the test frames with ``network`` and score them at every tolerance (frames pooled)."""
     start = time.perf_counter()
@@ -258,7 +259,7 @@ def csv_columns() -> list[str]:
 
 PER_RUN_COLUMNS = ("label", "seed", "run_id", "threshold", "localizations", "ground_truth", "frames",
                    *(f"{c}_{t}nm" for t in TOLERANCES_NM for c in ("tp", "fp", "fn")), *METRICS, "ms_per_frame",
-                   "frames_sha256", "run_test_frames_sha256")
+                   "device", "frames_sha256", "run_test_frames_sha256")
 
 
 def per_run_records(rows: list[Row], records: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -296,7 +297,8 @@ def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dic
                "exact for these frames (no interval); `(k/n)`: only k of n seeds have a value (a run without a "
                "match has no RMSE). p: two-sided Welch t-test of the per-seed Jaccard against "
                "the best row (highest mean Jaccard at that tolerance); one-sample against a method that runs "
-               "once. ms / frame: density map + localization of one frame on this machine."), ""]
+               "once. ms / frame: density map + localization of one frame on this machine (median over the runs; "
+               "the device is in `per_run.csv`)."), ""]
     for tolerance in TOLERANCES_NM:
         members = ranked(rows, tolerance)
         if not members:

@@ -61,6 +61,10 @@ def test_localization_rows_must_share_one_test_acquisition(tmp_path):
     rows = cmp.plan_suite(suite, [f"runs_dir={tmp_path / 'runs'}"])
     with pytest.raises(SrlabError, match=r"not tested on the same frames \(gaussfit_tubes; more_frames\)"):
         localization.load_test_set(suite, rows, log=lambda m: None)
+    elsewhere = cmp.load_suite(write_suite(tmp_path, "elsewhere", {"experiments": ["gaussfit_tubes"], "seeds": [0],
+                                                                    "test_data": "smlm_tubes"}))
+    with pytest.raises(SrlabError, match="test_data is not used by a localization suite"):
+        localization.load_test_set(elsewhere, rows[:1], log=lambda m: None)
 
 
 def test_the_shipped_smlm_suite_scores_every_method_on_one_test_set(tmp_path):
