@@ -7,8 +7,8 @@ down, at high emitter density. This trains ``deepstorm_tubes`` (1 emitter/µm² 
 ``deepstorm_tubes_dense`` (3/µm²) for several seeds with the budget below and reads each run's
 ``metrics.json``: its test split holds both Deep-STORM's and the classical baseline's localizations of
 the *same* held-out frames (a specimen and frames never used in training), scored with the SMLM
-challenge's matching (Hungarian, 250 nm). Each seed draws its own held-out acquisition, so the
-comparison is paired per seed.
+challenge's matching (Hungarian, 250 nm). Each seed draws its own held-out acquisition (the benchmark
+sets ``data.split_seed`` to the run's seed), so the comparison is paired per seed.
 
 The table replaces the ``<!-- localization:start -->`` … ``<!-- localization:end -->`` block of
 BENCHMARKS.md unless ``--no-write``.
@@ -39,7 +39,7 @@ def _run(name: str, seed: int, runs_dir: Path, extra: list[str]) -> dict:
     from srlab import experiment
     from srlab.config import load_experiment
 
-    cfg = load_experiment(name, [*BUDGET, *extra, f"seed={seed}", f"runs_dir={runs_dir}",
+    cfg = load_experiment(name, [*BUDGET, *extra, f"seed={seed}", f"data.split_seed={seed}", f"runs_dir={runs_dir}",
                                  "logger.wandb.enabled=false"])
     run_dir = experiment.train(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -6,6 +6,8 @@
 * :mod:`srlab.compare.evaluate` — every run on the same test images, cached per run; network cost.
 * :mod:`srlab.compare.report` — statistics over seeds × images, leaderboard Markdown/CSV, per-image CSV.
 * :mod:`srlab.compare.figures` — PNG figures; :mod:`srlab.compare.wandb_run` — the W&B comparison run.
+* :mod:`srlab.compare.localization` — the leaderboard of a suite of localization experiments (SMLM scores
+  at 100 and 250 nm on one shared test acquisition, statistics over seeds).
 * :mod:`srlab.compare.run` — :func:`compare`, the whole command.
 """
 from __future__ import annotations

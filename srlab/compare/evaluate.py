@@ -59,10 +59,12 @@ METRICS = ("psnr", "ssim", "ms_ssim", "nrmse", "psnr_plain", "ssim_plain", "ms_s
            "frc_nm", "rse", "rsp")
 
 
-# Data fields that do not change which test images a DataModule serves (training-side options).
+# Data fields that do not change which test images a DataModule serves (training-side options; the
+# last five are the SMLM kind's training stream, validation frames and targets).
 _TRAINING_ONLY_DATA_KEYS = ("patch_size", "batch_size", "num_workers", "pin_memory", "persistent_workers",
                             "augment", "intensity_scale_range", "patches_per_epoch", "min_foreground_fraction",
-                            "foreground_threshold", "eval_crop_size", "eval_crops_per_image")
+                            "foreground_threshold", "eval_crop_size", "eval_crops_per_image",
+                            "train_frames", "val_frames", "frames_per_specimen", "target_sigma_px", "emitter_mass")
 
 
 @dataclass

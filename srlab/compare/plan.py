@@ -93,12 +93,6 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
     hashes: dict[Path, str | None] = {}
     for entry in suite.entries:
         first = compose(entry, suite, suite.seeds[0], cli_overrides)
-        if first.paradigm.name == "localization":
-            # Image metrics of density maps would rank nothing meaningful; localization runs are scored
-            # with the SMLM challenge's metrics in their own metrics.json.
-            raise SrlabError(f"{suite.path}: '{entry.experiment}' is a localization experiment; srlab compare "
-                             f"ranks SR images. Its Jaccard/recall/precision/RMSE (beside the Gaussian-fit "
-                             f"baseline's) are in its run's metrics.json; see benchmarks/localization_density.py")
         learned = has_trainable_parameters(config_network(first))
         seeds = suite.seeds if learned else suite.seeds[:1]  # seeds change nothing without training
         name = str(first.model.name)
@@ -111,7 +105,20 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
             h = config_hash(cfg)
             row.runs.append(PlannedRun(seed=seed, cfg=cfg, hash=h, run_dir=find_finished_run(cfg, h, hashes)))
         rows.append(row)
+    localization = [row.label for row in rows if is_localization(row.runs[0].cfg)]
+    if localization and len(localization) < len(rows):
+        # Image metrics of density maps rank nothing meaningful, and SR outputs hold no molecules: one
+        # leaderboard per kind, so one kind per suite.
+        images = [row.label for row in rows if row.label not in localization]
+        raise SrlabError(f"{suite.path}: mixes localization experiments ({', '.join(localization)}) with SR "
+                         f"experiments ({', '.join(images)}); a suite ranks one kind — split it into two suites")
     return rows
+
+
+def is_localization(cfg: DictConfig) -> bool:
+    """Whether a run localizes molecules (its suite gets the localization leaderboard,
+    :mod:`srlab.compare.localization`) rather than producing SR images."""
+    return str(cfg.paradigm.name) == "localization"
 
 
 def train_missing(rows: list[Row], *, allowed: bool, log: Log = print) -> None:

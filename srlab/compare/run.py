@@ -10,17 +10,18 @@ import datetime as _dt
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from srlab.compare import evaluate
+from srlab.compare import evaluate, localization
 from srlab.compare.evaluate import METRICS, build_groups, machine, write_json
 from srlab.compare.figures import write_figures
-from srlab.compare.plan import Log, Row, plan_suite, train_missing
+from srlab.compare.plan import Log, Row, is_localization, plan_suite, train_missing
 from srlab.compare.report import (
     csv_columns,
     csv_text,
@@ -46,6 +47,21 @@ def _replace_folder(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def _report_folder(reports_dir: Path, name: str) -> Iterator[Path]:
+    """A temporary folder to write a report into, swapped in at ``reports_dir/name`` once the block
+    completes; removed, with the old report left in place, if it fails."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    tmp = reports_dir / f".{name}.tmp-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _replace_folder(tmp, reports_dir / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_dir: str | Path = "reports",
             train: bool = True, use_wandb: bool = True, reevaluate: bool = False, device: str | None = None,
             log: Log = print) -> Path:
@@ -57,6 +73,19 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
     rows = plan_suite(suite, cli)
     train_missing(rows, allowed=train, log=log)
     failures = [f"{row.label} seed {run.seed}: {run.error}" for row in rows for run in row.runs if run.error]
+    if is_localization(rows[0].runs[0].cfg):  # plan_suite refused suites that mix the kinds
+        # Localization methods are ranked by the SMLM challenge's scores on one shared test acquisition.
+        test = localization.load_test_set(suite, rows, log)
+        records = localization.evaluate_rows(rows, test, device=device, reevaluate=reevaluate, log=log)
+        localization.summarize(rows)
+        if use_wandb:
+            log("srlab compare: no W&B comparison run for a localization leaderboard (the report folder holds it all)")
+        meta = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+                "cli_overrides": cli}
+        with _report_folder(reports_dir, suite.name) as tmp:
+            localization.write_report(suite, rows, test, records, tmp, meta, failures)
+        localization.print_summary(rows, reports_dir / suite.name, log)
+        return reports_dir / suite.name
     groups = build_groups(suite, rows, cli, log)
 
     crops: dict[str, np.ndarray] = {}
@@ -88,10 +117,7 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
     all_rows = rows + baselines
     summarize(all_rows, groups)
 
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    tmp = reports_dir / f".{suite.name}.tmp-{secrets.token_hex(3)}"
-    tmp.mkdir()
-    try:
+    with _report_folder(reports_dir, suite.name) as tmp:
         meta: dict[str, Any] = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                                 "cli_overrides": cli}
         figures = write_figures(all_rows, groups, crops, tmp)
@@ -125,10 +151,6 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
                                       for r in row.evaluated]}
                      for g in groups for rec in records if rec["group"] == g.label],
         })
-        final = reports_dir / suite.name
-        _replace_folder(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = reports_dir / suite.name
     print_summary(all_rows, groups, final, log)
     return final

@@ -183,6 +183,8 @@ class SMLMDataConfig(DataBlock):
     ``test_frames`` consecutive frames. Targets are Gaussians of ``target_sigma_px`` (HR px) holding
     ``emitter_mass`` each. ``simulation`` holds :class:`srlab.smlm.simulate.SMLMConfig` fields (density,
     photons, PSF, camera; checked by name and value when the DataModule is built, also by ``srlab show``).
+    The validation and test acquisitions are drawn with ``split_seed``, not the run's seed (as the image
+    kinds' splits are), so every run on the same block is tuned and tested on the same frames.
     """
 
     kind: str = "smlm"
@@ -194,6 +196,7 @@ class SMLMDataConfig(DataBlock):
     frames_per_specimen: int = 64
     target_sigma_px: float = 1.0
     emitter_mass: float = 100.0
+    split_seed: int = 0  # the held-out (validation, test) acquisitions; the training stream uses the run's seed
     simulation: dict[str, Any] = field(default_factory=dict)
 
 

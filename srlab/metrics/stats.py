@@ -17,6 +17,9 @@ What srlab reports, and why (see ``docs/comparisons.md``):
   With n images the smallest attainable two-sided p is 2/2ⁿ (0.0625 for 5 images): use enough test
   images. Holm's step-down correction (Holm, Scand J Stat 1979) over all models compared with the
   best is given as well, for claims about several models at once.
+* **Localization leaderboards** have one test acquisition and one value per seed (frames pooled): the
+  unit is the seed, and methods trained with different seeds are not paired, so their p-value against
+  the best is :func:`unpaired_t` (Welch's t-test over the per-seed values).
 """
 from __future__ import annotations
 
@@ -121,6 +124,30 @@ def paired_wilcoxon(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[fl
     return float(result.pvalue)
 
 
+def unpaired_t(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Two-sided p-value that the independent samples ``a`` and ``b`` (NaN left out) have one mean.
+
+    Welch's t-test (Welch, Biometrika 1947; ``scipy.stats.ttest_ind(equal_var=False)``) when both have at
+    least two values. A side with a single value is taken as exact (a deterministic method, which every
+    seed would reproduce): the one-sample t-test of the other side against it. NaN when neither side has
+    a spread to estimate; 1.0 when both are constant and equal.
+    """
+    x, y = _finite(a), _finite(b)
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    spread_x = x.size >= 2 and float(x.std()) > 0
+    spread_y = y.size >= 2 and float(y.std()) > 0
+    if not (spread_x or spread_y):
+        return 1.0 if float(x.mean()) == float(y.mean()) else math.nan
+    if x.size >= 2 and y.size >= 2:
+        result = _stats.ttest_ind(x, y, equal_var=False)
+    elif x.size >= 2:
+        result = _stats.ttest_1samp(x, float(y[0]))
+    else:
+        result = _stats.ttest_1samp(y, float(x[0]))
+    return float(result.pvalue)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values (same order; NaN stays NaN and is not counted)."""
     p = np.asarray(pvalues, dtype=np.float64)
@@ -134,4 +161,5 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return [float(v) for v in out]
 
 
-__all__ = ["CONFIDENCE", "holm", "image_of", "mean_ci", "paired_wilcoxon", "per_image_mean", "seed_sd", "unit_means"]
+__all__ = ["CONFIDENCE", "holm", "image_of", "mean_ci", "paired_wilcoxon", "per_image_mean", "seed_sd", "unit_means",
+           "unpaired_t"]

@@ -5,6 +5,7 @@ The DataModule registers in :data:`srlab.registry.DATAMODULES`, which imports th
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import lightning as L
@@ -21,6 +22,14 @@ from srlab.optics.psf import render_gaussians
 from srlab.smlm.localizations import Localizations
 from srlab.smlm.localize import normalize_frame
 from srlab.smlm.simulate import SMLMAcquisition, SMLMConfig, simulate_labels, simulate_smlm
+
+
+def frames_sha256(acquisition: SMLMAcquisition) -> str:
+    """SHA-256 of an acquisition's camera frames (the raw ADU stack) and its ground truth (frame, x, y)."""
+    digest = hashlib.sha256(np.ascontiguousarray(acquisition.stack).tobytes())
+    locs = acquisition.localizations
+    digest.update(np.ascontiguousarray(np.stack([locs.frame, locs.x_nm, locs.y_nm]), np.float64).tobytes())
+    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +143,8 @@ class SMLMDataModule(ResumableData, L.LightningDataModule):
     ``data.simulation``, ...): training on ``train_frames`` independent frames (a new specimen every
     ``frames_per_specimen``), cropped to ``data.patch_size`` px patches; validation and test on one
     held-out acquisition each (``val_frames``/``test_frames`` consecutive full frames of a specimen never
-    seen in training). ``data.scale`` is the upsampling factor of the density map (8 in both papers).
+    seen in training), drawn with ``data.split_seed`` so that every run of the block is tested on the
+    same frames. ``data.scale`` is the upsampling factor of the density map (8 in both papers).
     """
 
     def __init__(self, cfg: SMLMDataConfig, seed: int):
@@ -157,8 +167,11 @@ class SMLMDataModule(ResumableData, L.LightningDataModule):
         self.datasets: dict[str, SMLMFrames] = {}
 
     def describe(self) -> dict:
-        return {"dataset": "smlm", "scale": self.scale, "simulation": self.simulation.as_dict(),
-                "frames": dict(self.counts)}
+        described = {"dataset": "smlm", "scale": self.scale, "simulation": self.simulation.as_dict(),
+                     "frames": dict(self.counts), "split_seed": self.cfg.split_seed}
+        if "test" in self.datasets:
+            described["test_frames_sha256"] = self.test_frames_sha256()
+        return described
 
     def _dataset(self, split: str) -> SMLMFrames:
         common: dict[str, Any] = {
@@ -168,10 +181,26 @@ class SMLMDataModule(ResumableData, L.LightningDataModule):
             patch = min(self.cfg.patch_size, self.simulation.height_px, self.simulation.width_px)
             return SMLMFrames(self.simulation, frames=self.counts["train"], seed=self.seed,
                               frames_per_specimen=self.frames_per_specimen, patch_px=patch, **common)
-        # Held-out specimens: seeds disjoint from the training stream's [seed, 1, k] specimens.
+        # Held-out specimens, drawn with the data's split seed rather than the run's: every method and
+        # every training seed is tuned and tested on the same frames (a comparison's seeds then vary the
+        # training alone). Streams [split_seed, 10|11] are disjoint from the training's [seed, 1, k].
+        stream = [self.cfg.split_seed, 10 if split == "val" else 11]
         acq = simulate_smlm(self.simulation, frames=self.counts[split],
-                            seed=int(np.random.default_rng([self.seed, 10 if split == "val" else 11]).integers(2**62)))
+                            seed=int(np.random.default_rng(stream).integers(2**62)))
         return SMLMFrames(self.simulation, acquisition=acq, **common)
+
+    def test_acquisition(self) -> SMLMAcquisition:
+        """The held-out test acquisition (camera frames and ground truth); after ``setup``."""
+        if "test" not in self.datasets:
+            self.setup("test")
+        acq = self.datasets["test"].acq
+        assert acq is not None  # the test split is always one acquisition
+        return acq
+
+    def test_frames_sha256(self) -> str:
+        """Hash of the test acquisition (:func:`frames_sha256`): equal hashes mean the same test frames,
+        whichever run or method they were scored for."""
+        return frames_sha256(self.test_acquisition())
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):

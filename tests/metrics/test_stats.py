@@ -53,3 +53,18 @@ def test_crops_of_one_image_are_one_unit_for_the_p_value():
     b, _ = unit_means(worse, [image_of(n) for n in names])
     assert units == ["cell1", "cell2"] and a.tolist() == [2.5, 6.5]
     assert paired_wilcoxon(a, b) == pytest.approx(0.5)  # two images: the smallest attainable p is 2/2² = 0.5
+
+
+def test_unpaired_t_is_welch_and_takes_a_single_value_as_exact():
+    a, b = np.array([0.61, 0.64, 0.70]), np.array([0.50, 0.58, 0.52, 0.55])
+    # Welch (1947) by hand: t = (ma - mb) / sqrt(va/na + vb/nb), Welch–Satterthwaite degrees of freedom.
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    assert stats.unpaired_t(a, b) == pytest.approx(2 * scipy_stats.t.sf(abs(t), df), rel=1e-9)
+    assert stats.unpaired_t(b, a) == pytest.approx(stats.unpaired_t(a, b))
+    # One run of a deterministic method: a one-sample t-test against its value, n - 1 degrees of freedom.
+    t1 = (a.mean() - 0.5) / (a.std(ddof=1) / math.sqrt(a.size))
+    assert stats.unpaired_t(a, [0.5]) == pytest.approx(2 * scipy_stats.t.sf(abs(t1), a.size - 1), rel=1e-9)
+    assert stats.unpaired_t([0.5], [0.5, 0.5]) == 1.0
+    assert math.isnan(stats.unpaired_t([0.4], [0.5])) and math.isnan(stats.unpaired_t([], a))

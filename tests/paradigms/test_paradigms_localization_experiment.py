@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from srlab import experiment
 from srlab.config import load_experiment
-from srlab.errors import SrlabError
 
 TINY_SMLM = [
     "model.params.features=[4,8,8,16]", "data.patch_size=8", "data.batch_size=4",
@@ -34,11 +31,3 @@ def test_gaussfit_is_evaluated_without_training(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 0 and 0 <= metrics["test/jaccard"] <= 1
     assert "test/baseline_jaccard" not in metrics
-
-
-def test_compare_refuses_localization_suites(tmp_path):
-    from srlab.compare import load_suite, plan_suite
-
-    (tmp_path / "loc.yaml").write_text("experiments: [deepstorm_tubes]\nseeds: [0]\n")
-    with pytest.raises(SrlabError, match="localization experiment"):
-        plan_suite(load_suite("loc", root=tmp_path), [])
