@@ -76,9 +76,10 @@ class LocalizationTestSet:
 
 def load_test_set(suite: Suite, rows: list[Row], log: Log = print) -> LocalizationTestSet:
     """The suite's test acquisition; every row must be tested on the same one (else a one-line error)."""
-    if suite.test_data is not None:
-        raise SrlabError(f"{suite.path}: test_data is not used by a localization suite (its runs are scored on "
-                         f"the test acquisition of their own data block); remove it")
+    for key in ("test_data", "test_pairs"):
+        if getattr(suite, key) is not None:
+            raise SrlabError(f"{suite.path}: {key} is not used by a localization suite (its runs are scored on "
+                             f"the test acquisition of their own data block); remove it")
     testsets: dict[str, list[str]] = {}
     for row in rows:
         testsets.setdefault(test_set_identity(row.runs[0].cfg.data), []).append(row.label)
