@@ -64,6 +64,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from srlab.calibration.figure import draw
     from srlab.errors import SrlabError
 
+    if args.smlm:
+        from srlab.calibration.smlm import run_calibrate_smlm
+        return run_calibrate_smlm(args)
+    if args.camera or args.em_gain is not None:
+        raise SrlabError("--camera and --em-gain are for --smlm stacks (image calibration fits the gain)")
     start = time.perf_counter()
     out = Path(args.out)
     figure = out.with_suffix(".png")
