@@ -54,7 +54,7 @@ class SpotSigma:
 def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
     """Isolated and well-converged spots (see the module doc); ``absolute=False``: the deviance test is
     relative (at most twice the median reduced deviance of the isolated converged spots)."""
-    from scipy import stats
+    from srlab.smlm.localize import chi2_sf
 
     n = len(spots)
     isolated = np.ones(n, bool)
@@ -69,7 +69,7 @@ def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
     x0, y0 = spots.theta[:, 0], spots.theta[:, 1]
     candidate = spots.ok & isolated & (np.abs(x0) <= 1.0) & (np.abs(y0) <= 1.0)
     if absolute:
-        probable = stats.chi2.sf(spots.deviance / excess_noise, np.maximum(spots.dof, 1)) > FIT_P_VALUE
+        probable = chi2_sf(spots.deviance / excess_noise, np.maximum(spots.dof, 1)) > FIT_P_VALUE
     else:
         reduced = spots.deviance / np.maximum(spots.dof, 1)
         probable = reduced <= 2.0 * (np.median(reduced[candidate]) if candidate.any() else np.inf)

@@ -8,6 +8,10 @@ from the options (``--pixel-size-nm``, ``--psf-sigma-nm``, ``--offset-adu``, ``-
 ``srlab calibrate --smlm``), else (pixel size only) from the TIFF's calibration; a missing one is a
 one-line error naming the option.
 
+The fitter's detection threshold is a multiple (``--threshold``, default 1) of each frame's own noise
+(std of the first wavelet level), so it follows the calibrated/measured noise without a constant;
+``--multi-emitter N`` (default 2 with the MLE fit) lets a poorly fitted spot be up to N emitters.
+
 Outputs: ``localizations.csv`` (ThunderSTORM columns, with ``sigma [nm]`` and ``uncertainty [nm]`` from the
 fitter), ``super_resolved.tif`` (the localizations rendered as Gaussians of their precision, or of
 ``--render-sigma-nm`` where none is known, on ``--render-pixel-nm`` pixels) and, for a network, its summed
