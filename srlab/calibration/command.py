@@ -27,7 +27,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         g = e["gain_adu_per_photon"].value
         lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
                      f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
-        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], sv("psf_fwhm_nm") or f"({e['psf_fwhm_nm'].method})"))
+        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{sv('psf_fwhm_nm')} [block: {e['psf_fwhm_nm'].method}]"))
         lines.append(_line("  from the spectrum", e["psf_fwhm_spectrum_nm"]))
         lines.append(_line("  from isolated spots", e["psf_fwhm_spots_nm"]))
         lines.append(_line("decorrelation res.", e["decorrelation_resolution_nm"],

@@ -184,7 +184,7 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
     if tm.size == 0 or np.ptp(tm) < 0.2 * np.ptp(mu):
         # Seen on simulated microtubule stacks: +6 % (48² px, background 20) to +16 % (128² px, background 50).
         notes.append("the spot-free background spans one level: the gain's slope rests on the emitters' spatial "
-                     "points, which can read 5-20 % high (spot curvature leaks into the detail filter); without "
+                     "points, which were 5-16 % off on simulated stacks (spot curvature leaks into the detail filter); without "
                      "--offset-adu the offset then errs by about background ADU × that")
     gain = g_var / excess  # mean ADU per detected photon
     gain_se = g_var_se / excess
