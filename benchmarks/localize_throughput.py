@@ -18,5 +18,6 @@ for prof in ([], ["profile=quick"]):
     t = time.perf_counter(); localize_stack(net, acq.stack[:32], pixel_size_nm=100, batch_size=32, threshold=0.3)
     print("deepstorm", prof or "full", f"{32 / (time.perf_counter() - t):.1f} frames/s")
 s = FitterSettings(100.0, cfg.sigma_nm, cfg.offset_adu, cfg.adu_per_photon, 2.0)
-t = time.perf_counter(); fit_stack(acq.stack, s, progress=False)
-print("gaussfit", f"{64 / (time.perf_counter() - t):.1f} frames/s")
+for n in (1, 2, 3):  # srlab localize --multi-emitter N (default 2)
+    t = time.perf_counter(); fit_stack(acq.stack, s, progress=False, max_emitters=n)
+    print("gaussfit", f"multi-emitter {n}", f"{64 / (time.perf_counter() - t):.1f} frames/s")

@@ -366,6 +366,13 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the check simulation (the figure then shows the real images only)")
+    parser.add_argument("--smlm", action="store_true",
+                        help="IMAGES is one SMLM camera stack: PSF σ, camera, photons per emitter, background, "
+                             "density -> an SMLM data block (kind: smlm; docs/calibration.md)")
+    parser.add_argument("--camera", choices=("scmos", "emccd"), default=None,
+                        help="with --smlm: the camera kind (default scmos; emccd halves the fitted gain)")
+    parser.add_argument("--em-gain", type=float, default=None, help="with --smlm --camera emccd: the EM gain "
+                                                                     "written to the block (default 100)")
 
 
 

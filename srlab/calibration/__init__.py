@@ -5,8 +5,9 @@ From a user's real LR images (and, optionally, a few unpaired HR images of the t
 package estimates, each with a standard uncertainty:
 
 * the effective PSF FWHM (:mod:`~srlab.calibration.resolution`: a Gaussian-PSF fit to the power
-  spectrum above the measured noise floor), with image decorrelation analysis (Descloux et al. 2019)
-  and single-image FRC (Koho et al. 2019) as cross-checks;
+  spectrum above the measured noise floor; and :mod:`~srlab.calibration.spots`: Gaussian fits of
+  isolated bright spots, which the block uses when there are at least 30), with image decorrelation
+  analysis (Descloux et al. 2019) and single-image FRC (Koho et al. 2019) as cross-checks;
 * the camera: gain (ADU per detected photon), offset and read noise (:mod:`~srlab.calibration.noise`,
   after Foi et al. 2008), hence the photon level of the signal;
 * the background level and its spatial variation, and the intensity histogram
@@ -35,6 +36,7 @@ import numpy as np
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.noise import NoiseFit, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectrum
+from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import PRESETS, SCANNING
 from srlab.optics.psf import FWHM_PER_SIGMA
@@ -217,7 +219,22 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
                          f"or pure-noise images?); give images with labelled structures")
     e = side.estimates
-    e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", "Gaussian PSF fitted to the power spectrum")
+    spectrum = Estimate(fwhm, fwhm_err, "nm", "Gaussian PSF fitted to the power spectrum")
+    # Beside it, the width of isolated bright spots (srlab.calibration.spots), where there are enough: a
+    # direct measurement on point-like objects, free of the spectrum fit's power-law object model, so the
+    # block takes it then (both are effective PSFs: the objects' own size widens either).
+    spots = spot_fwhm_images(images, offset_adu=noise.offset_adu, gain_adu_per_photon=noise.gain_adu_per_photon,
+                             sigma_guess_px=fwhm / px / FWHM_PER_SIGMA)
+    spot_fwhm = Estimate(spots.sigma_px * FWHM_PER_SIGMA * px, spots.sigma_se_px * FWHM_PER_SIGMA * px, "nm",
+                         f"median FWHM of {spots.used} isolated bright spots (Poisson MLE Gaussian fits)")
+    e["psf_fwhm_spectrum_nm"] = spectrum
+    e["psf_fwhm_spots_nm"] = spot_fwhm
+    if spots.enough:
+        e["psf_fwhm_nm"] = Estimate(spot_fwhm.value, spot_fwhm.uncertainty, "nm",
+                                    f"isolated-spot fits ({spots.used} spots >= {MIN_SPOTS})")
+    else:
+        e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", f"power spectrum ({spots.used} isolated spots "
+                                                          f"< {MIN_SPOTS})")
     e["decorrelation_resolution_nm"] = Estimate(*combine([d.resolution_px * px for d in decorr]), "nm",
                                                 "image decorrelation analysis (Descloux 2019)")
     e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)")

@@ -77,13 +77,22 @@ def header(cal: Calibration) -> list[str]:
 
 
 def to_yaml(cal: Calibration, block: dict[str, Any] | None = None) -> str:
-    block = block or data_block(cal)
+    return yaml_text(header(cal), block or data_block(cal))
+
+
+def yaml_text(comments: list[str], block: dict[str, Any]) -> str:
+    """A data block's YAML under a comment header."""
     body = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=110)
-    return "".join(f"# {line}\n" for line in header(cal)) + body
+    return "".join(f"# {line}\n" for line in comments) + body
 
 
 def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write the YAML to ``out`` (atomically); an existing file only with ``overwrite``."""
+    return write_text(to_yaml(cal), out, overwrite=overwrite)
+
+
+def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a block's YAML ``text`` to ``out`` atomically; an existing file only with ``overwrite``."""
     out = Path(out)
     if out.suffix not in (".yaml", ".yml"):
         raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mycal.yaml)")
@@ -91,7 +100,7 @@ def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -
         raise SrlabError(f"{out} already exists; pass --overwrite to replace it (nothing was written)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(to_yaml(cal))
+    tmp.write_text(text)
     os.replace(tmp, out)
     return out
 

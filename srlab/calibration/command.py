@@ -27,7 +27,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         g = e["gain_adu_per_photon"].value
         lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
                      f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
-        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], sv("psf_fwhm_nm")))
+        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{sv('psf_fwhm_nm')} [block: {e['psf_fwhm_nm'].method}]"))
+        lines.append(_line("  from the spectrum", e["psf_fwhm_spectrum_nm"]))
+        lines.append(_line("  from isolated spots", e["psf_fwhm_spots_nm"]))
         lines.append(_line("decorrelation res.", e["decorrelation_resolution_nm"],
                            sv("decorrelation_resolution_nm")))
         lines.append(_line("single-image FRC", e["frc_resolution_nm"], sv("frc_resolution_nm")))
@@ -64,6 +66,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from srlab.calibration.figure import draw
     from srlab.errors import SrlabError
 
+    if args.smlm:
+        from srlab.calibration.smlm import run_calibrate_smlm
+        return run_calibrate_smlm(args)
+    if args.camera or args.em_gain is not None:
+        raise SrlabError("--camera and --em-gain are for --smlm stacks (image calibration fits the gain)")
     start = time.perf_counter()
     out = Path(args.out)
     figure = out.with_suffix(".png")

@@ -49,7 +49,7 @@ def draw(cal: Calibration, check: dict[str, Any], out: str | Path) -> Path:
     px = lr.pixel_size_nm
     area = lr.images[0].size  # power per pixel, so that images of different sizes compare
     b.loglog(s.freq / px * 1e3, s.power / area, lw=1, label="real")
-    b.loglog(s.freq / px * 1e3, s.model / area, "--", label=f"fit: FWHM {e['psf_fwhm_nm'].text()}")
+    b.loglog(s.freq / px * 1e3, s.model / area, "--", label=f"fit: FWHM {e['psf_fwhm_spectrum_nm'].text()}")
     b.axhline(s.noise / area, color="grey", lw=0.8, label="noise floor (from the noise fit)")
     if sim is not None:
         b.loglog(sim.spectra[0].freq / px * 1e3, sim.spectra[0].power / sim.images[0].size, lw=1, alpha=0.7,

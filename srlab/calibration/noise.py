@@ -138,17 +138,13 @@ def _wls(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.n
     return p, cov, chi2
 
 
-def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
-              max_level: float | None = None) -> NoiseFit:
-    """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
-
-    Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
-    their own errors (structure left in the detail band)."""
-    images = [np.asarray(im, np.float64) for im in images]
-    integer = all(np.array_equal(im, np.round(im)) for im in images)
-    mu, var, se = mean_variance_points(images, n_bins=n_bins, max_level=max_level)
-    if integer:
-        var = var - 1.0 / 12.0
+def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray
+             ) -> tuple[float, float, float, float, float, np.ndarray]:
+    """The trimmed weighted line ``var = gain·mu + b`` through (mean, variance, standard error) points:
+    bins more than 3 standard errors above the line (structure leaking into the noise estimate) are
+    dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
+    covariance and the mask of points used; errors are scaled up by √χ² when the points scatter more
+    than their own errors."""
     used = np.ones(mu.size, bool)
     for _ in range(4):
         p, cov, chi2 = _wls(mu[used], var[used], se[used])
@@ -160,9 +156,22 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         used = new
     p, cov, chi2 = _wls(mu[used], var[used], se[used])
     inflate = math.sqrt(max(chi2, 1.0))
-    gain, b = float(p[0]), float(p[1])
-    gain_se, b_se = math.sqrt(cov[0, 0]) * inflate, math.sqrt(cov[1, 1]) * inflate
-    cov_gb = cov[0, 1] * inflate**2
+    return (float(p[0]), math.sqrt(cov[0, 0]) * inflate, float(p[1]), math.sqrt(cov[1, 1]) * inflate,
+            float(cov[0, 1]) * inflate**2, used)
+
+
+def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
+              max_level: float | None = None) -> NoiseFit:
+    """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
+
+    Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
+    their own errors (structure left in the detail band)."""
+    images = [np.asarray(im, np.float64) for im in images]
+    integer = all(np.array_equal(im, np.round(im)) for im in images)
+    mu, var, se = mean_variance_points(images, n_bins=n_bins, max_level=max_level)
+    if integer:
+        var = var - 1.0 / 12.0
+    gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se)
     dark = float(np.median([np.percentile(ndimage.gaussian_filter(im, 2.0), 0.5) for im in images]))
     if offset_adu is not None:
         offset, offset_se, given = float(offset_adu), 0.0, True

@@ -115,3 +115,25 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
     assert not (tmp_path / "cal.yaml").exists()
+
+
+def test_spot_fit_psf_on_isolated_pits(tmp_path: Path, capsys):
+    """Issue 15: the PSF from fits of isolated bright spots, beside the spectrum's, used when there are enough
+    (clathrin-coated pits, 80–180 nm: the spots are the PSF widened by a few %)."""
+    from srlab.calibration import calibrate
+    from srlab.calibration.spots import MIN_SPOTS
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    fwhm = 300.0
+    lr = {"modality": "widefield", "psf_fwhm_nm": fwhm, "e_per_adu": E_PER_ADU, "read_noise_e": READ_NOISE_E,
+          "offset_adu": OFFSET_ADU, "signal_photons": 300.0, "background_photons": 5.0}
+    spec = resolve_simulation({"lr": lr, "hr": {"modality": "sim"}, "n_images": 6, "lr_size_px": 160, "seed": 3,
+                               "structures": ["ccps"]}, scale=2)
+    imager = Imager(spec)
+    files = [write_tiff(tmp_path / f"pits{i}.tif", imager.image(i)["lr"], pixel_size_nm=80.0) for i in range(6)]
+    e = calibrate(files, offset_adu=OFFSET_ADU).lr.estimates
+    spots = e["psf_fwhm_spots_nm"]
+    assert spots.value == pytest.approx(fwhm, rel=0.10) and 0 < spots.uncertainty < 0.05 * fwhm
+    assert int(spots.method.split()[3]) >= MIN_SPOTS  # "median FWHM of <n> isolated bright spots ..."
+    assert e["psf_fwhm_nm"].value == spots.value and "spot" in e["psf_fwhm_nm"].method
+    assert e["psf_fwhm_spectrum_nm"].value == pytest.approx(fwhm, rel=0.10)

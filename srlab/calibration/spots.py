@@ -1,0 +1,125 @@
+"""The PSF width from fits of isolated spots: the SMLM calibration's σ and the image calibration's
+spot-fit FWHM.
+
+Method (``shared/reference/calibration.md``, "Isolated spots"; the fit is ThunderSTORM's, Ovesný et al.,
+Bioinformatics 30(16):2389, 2014, as :func:`srlab.smlm.localize.fit_spots` runs it): wavelet detection at
+``threshold`` × the frame's noise, a Poisson maximum-likelihood fit of a pixel-integrated Gaussian with
+free σ, then only the spots that say something about the PSF are kept:
+
+* **isolated** — no other detection in the same frame within two ROI radii (≈ 6σ), so no neighbour's
+  light falls inside the fitted window;
+* **converged** — inside the ROI, N > 0, σ off its bounds, within one pixel of the detection pixel, and
+  a Poisson deviance that is probable for one emitter (p > 10⁻³, divided by the excess-noise factor; for
+  images, :func:`spot_fwhm_images`, at most twice the median reduced deviance instead);
+* **bright** — the brighter half of those by fitted photons: σ from a dim spot is noisy and, with a
+  free background, biased.
+
+The estimate is the median σ; its standard uncertainty the median's, 1.2533·sd/√n. Detection and the
+ROI size need a σ before there is one: :func:`spot_sigma` starts from a guess and refits once with the
+ROI the first estimate implies. The width of a spot is the PSF convolved with the object: on puncta or
+clathrin pits it is an upper bound of the PSF's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Spots needed before a spot-fit width is used (fewer: reported only).
+MIN_SPOTS = 30
+#: The deviance test of a converged single-emitter fit.
+FIT_P_VALUE = 1e-3
+
+
+@dataclass(frozen=True)
+class SpotSigma:
+    """Accepted spots' fitted σ (px), photons and background, the estimate and how many spots were seen."""
+
+    sigma_px: float
+    sigma_se_px: float
+    sigmas_px: np.ndarray
+    photons: np.ndarray  # accepted (isolated, converged) spots, all brightnesses
+    backgrounds: np.ndarray
+    detected: int
+    isolated: int
+    used: int
+    roi_radius_px: int
+
+    @property
+    def enough(self) -> bool:
+        return self.used >= MIN_SPOTS
+
+
+def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
+    """Isolated and well-converged spots (see the module doc); ``absolute=False``: the deviance test is
+    relative (at most twice the median reduced deviance of the isolated converged spots)."""
+    from srlab.smlm.localize import chi2_sf
+
+    n = len(spots)
+    isolated = np.ones(n, bool)
+    reach = 2 * spots.roi_radius_px
+    for t in np.unique(spots.frame):
+        idx = np.nonzero(spots.frame == t)[0]
+        if len(idx) < 2:
+            continue
+        d = np.hypot(spots.row[idx, None] - spots.row[None, idx], spots.col[idx, None] - spots.col[None, idx])
+        np.fill_diagonal(d, np.inf)
+        isolated[idx] = d.min(axis=1) > reach
+    x0, y0 = spots.theta[:, 0], spots.theta[:, 1]
+    candidate = spots.ok & isolated & (np.abs(x0) <= 1.0) & (np.abs(y0) <= 1.0)
+    if absolute:
+        probable = chi2_sf(spots.deviance / excess_noise, np.maximum(spots.dof, 1)) > FIT_P_VALUE
+    else:
+        reduced = spots.deviance / np.maximum(spots.dof, 1)
+        probable = reduced <= 2.0 * (np.median(reduced[candidate]) if candidate.any() else np.inf)
+    return candidate & probable
+
+
+def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: float = 1.0,
+               excess_noise: float = 1.0, passes: int = 2, absolute: bool = True) -> SpotSigma:
+    """σ of the PSF in pixels from ``(T, H, W)`` frames in photons (offset removed, divided by the gain)."""
+    from srlab.smlm.localize import fit_spots
+
+    frames = np.asarray(frames, np.float64)
+    sigma = float(sigma_guess_px)
+    result = None
+    for _ in range(passes):
+        spots = fit_spots(frames, sigma_px=sigma, threshold=threshold, estimator="mle")
+        keep = _accept(spots, excess_noise, absolute) if len(spots) else np.zeros(0, bool)
+        photons = spots.theta[keep, 2]
+        bright = keep.copy()
+        if keep.sum() >= 2:
+            bright[keep] = photons >= np.median(photons)
+        sig = spots.theta[bright, 3]
+        if sig.size:
+            est = float(np.median(sig))
+            se = 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(sig.size) if sig.size > 1 else math.nan
+        else:
+            est, se = math.nan, math.nan
+        result = SpotSigma(est, se, sig, photons, spots.theta[keep, 4], len(spots), int(keep.sum()),
+                           int(sig.size), spots.roi_radius_px)
+        if not math.isfinite(est) or abs(est - sigma) < 0.05 * sigma:
+            break
+        sigma = est
+    assert result is not None
+    return result
+
+
+def spot_fwhm_images(images: list[np.ndarray], *, offset_adu: float, gain_adu_per_photon: float,
+                     sigma_guess_px: float, threshold: float = 1.0) -> SpotSigma:
+    """:func:`spot_sigma` over single images of any sizes (grouped by shape), on the photon scale of the
+    noise fit; the accepted spots of all images are pooled into one median. The deviance test is relative
+    here: spots on real structures (pits, puncta) over haze are never exactly Gaussian-plus-constant, so
+    an absolute test rejects them all; the worst-fitting ones (over twice the median) still go."""
+    groups: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for im in images:
+        groups.setdefault(np.shape(im), []).append((np.asarray(im, np.float64) - offset_adu) / gain_adu_per_photon)
+    parts = [spot_sigma(np.stack(g), sigma_guess_px=sigma_guess_px, threshold=threshold, absolute=False)
+             for g in groups.values()]
+    sig = np.concatenate([p.sigmas_px for p in parts])
+    est = float(np.median(sig)) if sig.size else math.nan
+    se = 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(sig.size) if sig.size > 1 else math.nan
+    return SpotSigma(est, se, sig, np.concatenate([p.photons for p in parts]),
+                     np.concatenate([p.backgrounds for p in parts]), sum(p.detected for p in parts),
+                     sum(p.isolated for p in parts), int(sig.size), parts[0].roi_radius_px)

@@ -1,0 +1,94 @@
+"""``srlab calibrate --smlm`` on srlab-simulated stacks of known parameters, the block it writes, and its
+refusals."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from srlab.cli import main
+from srlab.data.io import write_tiff
+from srlab.smlm.simulate import SMLMConfig, write_smlm_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+# Known acquisition: σ 130 nm, 1500 detected photons per emitter, 20 background photons/px, 0.5
+# emitters/µm², offset 100 ADU; sCMOS at 2 ADU/photon, or EMCCD at a mean 5 ADU/photon (EM gain 100).
+SIGMA_NM, PHOTONS, BACKGROUND, DENSITY, OFFSET = 130.0, 1500.0, 20.0, 0.5, 100.0
+CAMERAS = {"scmos": {"e_per_adu": 0.5, "read_noise_e": 1.5}, "emccd": {"e_per_adu": 20.0, "read_noise_e": 60.0}}
+
+
+def _config(camera: str) -> SMLMConfig:
+    return SMLMConfig(height_px=48, width_px=48, structure="microtubules", density_per_um2=DENSITY,
+                      psf_sigma_nm=SIGMA_NM, photons_mean=PHOTONS, background_photons=BACKGROUND, camera=camera,
+                      quantum_efficiency=1.0, offset_adu=OFFSET, **CAMERAS[camera])
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("smlm")
+    return {cam: write_smlm_dataset(folder / cam, frames=100, seed=1, config=_config(cam)).stack for cam in CAMERAS}
+
+
+@pytest.mark.parametrize("camera", sorted(CAMERAS))
+def test_recovers_psf_camera_photons_and_density(stacks, camera: str):
+    from srlab.calibration.smlm import calibrate_smlm
+
+    cal = calibrate_smlm(stacks[camera], camera=camera)
+    e = cal.estimates
+    assert e["psf_sigma_nm"].value == pytest.approx(SIGMA_NM, rel=0.10)
+    assert e["photons_per_emitter"].value == pytest.approx(PHOTONS, rel=0.20)
+    assert e["gain_adu_per_photon"].value == pytest.approx(_config(camera).adu_per_photon, rel=0.15)
+    assert abs(e["offset_adu"].value - OFFSET) < 8.0  # with the read noise assumed (no --offset-adu)
+    assert e["background_photons"].value == pytest.approx(BACKGROUND, rel=0.25)
+    # Localizations per frame undercount (overlaps, misses); the efficiency measured on simulation corrects it.
+    assert e["localizations_per_um2"].value < DENSITY
+    assert e["density_per_um2"].value == pytest.approx(DENSITY, rel=0.25)
+    for est in e.values():  # every estimate states an uncertainty
+        assert np.isfinite(est.uncertainty) and est.uncertainty >= 0
+
+
+def test_cli_writes_an_smlm_block_deepstorm_takes(stacks, tmp_path: Path, capsys):
+    from srlab import build
+    from srlab.config import load_experiment
+
+    root = tmp_path / "experiments"
+    shutil.copytree(REPO / "experiments", root)
+    out = root / "data" / "mysmlm.yaml"
+    # The offset, once given, makes the read noise a measurement: 1.5 e- = 3 ADU here.
+    assert main(["calibrate", "--smlm", str(stacks["scmos"]), "--out", str(out), "--offset-adu", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "psf_sigma_nm" in printed and "density_per_um2" in printed and str(out) in printed
+    assert "line intercept at the given offset" in printed
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    text = out.read_text()
+    assert text.startswith("# Written by `srlab calibrate --smlm`") and "stack.tif" in text
+    block = yaml.safe_load(text)
+    assert block["kind"] == "smlm"
+    sim = SMLMConfig.from_mapping(block["simulation"])  # every key is one the SMLM simulator takes
+    assert sim.sigma_nm == pytest.approx(SIGMA_NM, rel=0.10) and sim.camera == "scmos"
+    assert sim.offset_adu == OFFSET and 0 <= sim.read_noise_e < 4.0
+    cfg = load_experiment("deepstorm_tubes", ["data=mysmlm", "profile=quick"], root=root)
+    build.validate(cfg)
+    assert cfg.data.simulation.psf_sigma_nm == block["simulation"]["psf_sigma_nm"]
+    assert main(["calibrate", "--smlm", str(stacks["scmos"]), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["two_d", "no_pixel_size", "empty"])
+def test_bad_stacks_are_one_line_exit_2(case: str, tmp_path: Path, capsys):
+    rng = np.random.default_rng(0)
+    frames = (100 + rng.poisson(20, (12, 32, 32))).astype(np.uint16)
+    if case == "two_d":
+        path, expect = write_tiff(tmp_path / "a.tif", frames[0], pixel_size_nm=100.0), "single frame"
+    elif case == "no_pixel_size":
+        path, expect = write_tiff(tmp_path / "a.tif", frames, pixel_size_nm=None), "--pixel-size-nm"
+    else:
+        path, expect = write_tiff(tmp_path / "a.tif", np.full((12, 32, 32), 100, np.uint16),
+                                  pixel_size_nm=100.0), "empty stack"
+    assert main(["calibrate", "--smlm", str(path), "--out", str(tmp_path / "cal.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+    assert not (tmp_path / "cal.yaml").exists()
