@@ -23,7 +23,10 @@ generator is MSE-trained), because an SR run has no separate caption corpus to p
 text encoder is *shared*: the generator conditions on the same word features the DAMSM aligns with
 image regions (the paper's generator also uses the DAMSM text encoder), so it is in both the
 generator's and the DAMSM optimizer. The generator's adversarial loss is unconditional (the paper's
-discriminators also judge image–sentence pairs). Logs ``train/damsm`` (the generator's term),
+discriminators also judge image–sentence pairs). With ``default_description_fraction`` > 0 the generator
+is given its default description instead of the true one for that fraction of training items (the
+DAMSM terms still use the true ones), so that it also learns to super-resolve without a description,
+which is how ``srlab predict``, comparison suites and exports call it. Logs ``train/damsm`` (the generator's term),
 ``train/damsm_encoders``, ``train/damsm_word`` and ``train/damsm_sentence`` (the encoders' step on real
 images). ``global_step`` counts the steps of all three optimizers.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from srlab.errors import OptionError, SrlabError
@@ -45,7 +49,8 @@ from srlab.paradigms.gan import AdversarialSR, make_schedulers, manual_step
 class AttnGANSR(AdversarialSR):
     """AttnGAN's text-conditioned generator trained as the ``gan`` paradigm plus the DAMSM; see the module
     docstring. Options beyond ``gan``'s: ``damsm_weight`` (λ), ``gamma1``/``gamma2``/``gamma3``,
-    ``damsm_features`` (width of the DAMSM image encoder) and ``damsm_optimizer``."""
+    ``damsm_features`` (width of the DAMSM image encoder), ``damsm_optimizer`` and
+    ``default_description_fraction`` (:meth:`conditioning_tokens`)."""
 
     def __init__(self, network: nn.Module, *, discriminator: ConditionalDiscriminator, loss: nn.Module,
                  optimizer_factory: OptimizerFactory | None = None,
@@ -56,7 +61,7 @@ class AttnGANSR(AdversarialSR):
                  generator_steps: int = 1, gradient_clip_val: float | None = None,
                  gradient_clip_algorithm: str = "norm", damsm_weight: float = 5e-3, gamma1: float = 5.0,
                  gamma2: float = 5.0, gamma3: float = 10.0, damsm_features: int = 32,
-                 damsm_optimizer: Optimizer | None = None):
+                 damsm_optimizer: Optimizer | None = None, default_description_fraction: float = 0.0):
         super().__init__(network, discriminator=discriminator, loss=loss, optimizer_factory=optimizer_factory,
                          scheduler_factory=scheduler_factory, ema_decay=ema_decay, scale=scale,
                          discriminator_optimizer=discriminator_optimizer, adversarial_loss=adversarial_loss,
@@ -73,7 +78,10 @@ class AttnGANSR(AdversarialSR):
         for name, value in (("gamma1", gamma1), ("gamma2", gamma2), ("gamma3", gamma3)):
             if not value > 0:
                 raise OptionError(f"{name} must be > 0, got {value}")
+        if not 0.0 <= default_description_fraction <= 1.0:
+            raise OptionError(f"default_description_fraction must be in [0, 1], got {default_description_fraction}")
         self.damsm_weight = damsm_weight
+        self.default_description_fraction = default_description_fraction
         self.gammas = Gammas(gamma1, gamma2, gamma3)
         self.image_encoder = DAMSMImageEncoder(int(getattr(network, "out_channels", 1)), damsm_features, text_encoder.features)
         self.damsm_optimizer = damsm_optimizer
@@ -92,7 +100,20 @@ class AttnGANSR(AdversarialSR):
         return tokens
 
     def generate(self, batch: dict) -> Tensor:
-        return self.network(batch["lr"], self.tokens(batch))
+        return self.network(batch["lr"], self.conditioning_tokens(batch))
+
+    def conditioning_tokens(self, batch: dict) -> Tensor:
+        """The descriptions the generator is given in training: the batch's, with a fraction
+        ``default_description_fraction`` of them replaced by the generator's default description, so that
+        ``forward(lr)`` without one (prediction, comparison suites, exports) is a case it was trained on.
+        Which items: a generator seeded by the step (no draw from the global RNG; resumed runs agree)."""
+        tokens = self.tokens(batch)
+        if self.default_description_fraction <= 0:
+            return tokens
+        draw = torch.rand(len(tokens), generator=torch.Generator().manual_seed(int(self.global_step)))
+        replace = (draw < self.default_description_fraction).to(tokens.device)
+        default = self.network.default_tokens.to(tokens.device).expand_as(tokens)
+        return torch.where(replace[:, None], default, tokens)
 
     def forward(self, lr: Tensor, tokens: Tensor | None = None) -> Tensor:
         return self.inference_network(lr, tokens)
