@@ -151,7 +151,8 @@ class AttnGANGenerator(nn.Module):
         self.text_encoder = TextEncoder(len(VOCABULARY), embedding_dim, text_features)
         self.text_features = text_features
         # Derived from the constructor argument (kept in network.json), so not part of the state dict.
-        self.register_buffer("default_tokens", torch.from_numpy(default)[None], persistent=False)
+        # torch.tensor (not from_numpy) follows a default-device context, e.g. the meta device of listings.
+        self.register_buffer("default_tokens", torch.tensor([default.tolist()], dtype=torch.long), persistent=False)
         self.head = conv(in_channels, features)
         self.sentence = nn.Linear(text_features, features)
         self.stages = nn.ModuleList([_Stage(features, text_features, num_blocks, f) for f in stage_factors(scale)])
