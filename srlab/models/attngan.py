@@ -22,7 +22,8 @@ sub-pixel ×2 (or ×3) upsampling; ×2 has one stage, ×4 two, ×8 three, ×1 on
 upsampling. Only the final image is produced and judged (the paper emits an image and has a
 discriminator at every stage). (3) The text is a short description from a small fixed vocabulary
 (:mod:`srlab.optics.descriptions`: structures, modalities, resolution bucket), encoded by a
-bi-GRU (the paper: a bi-LSTM on captions, 300-d embeddings, 256-d features; here 64 and 64).
+bi-GRU (the paper: a bi-LSTM on captions; the authors' code: 300-d embeddings, 256-d word
+features; here 64 and 64 by default).
 (4) ``forward(lr)`` without tokens uses ``default_description``, so prediction, comparison and export
 (which call ``forward(lr)``) work unchanged; that default is then what the network is conditioned on.
 (5) Padding words are masked out of every softmax (the paper's captions are variable-length too).
