@@ -105,3 +105,25 @@ def test_attngan_experiment_validates_with_and_without_the_quick_profile():
         with torch.device("meta"):  # every option checked, nothing allocated
             build.validate(cfg)
         assert (cfg.model.name, cfg.paradigm.name, cfg.data.simulation.structures_per_image) == ("attngan", "attngan", 2)
+
+
+# attngan_sted at toy size for the fault-injection check of tests/foundation/test_resume.py: three
+# optimizers stepped by hand, descriptions in every batch, step-seeded default-description draws.
+ATTN_RUN = [
+    "profile=quick", "model.params.num_blocks=1", "model.params.features=8", "model.params.embedding_dim=8",
+    "model.params.text_features=8", "paradigm.params.pretrain_epochs=1", "paradigm.params.damsm_features=4",
+    "paradigm.params.discriminator.params.features=8", "paradigm.params.discriminator.params.hidden=16",
+    "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "data.patches_per_epoch=24", "data.batch_size=4",
+    "data.patch_size=16", "data.simulation.n_images=8", "data.simulation.lr_size_px=48",
+    "trainer.limit_val_batches=1", "trainer.limit_test_batches=2", "trainer.checkpoint_every_min=0.00001",
+    "logger.wandb.enabled=false", "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.mark.slow
+def test_attngan_killed_at_random_points_then_resumed_equals_uninterrupted(tmp_path, record_property):
+    from tests.foundation.test_resume import (
+        test_kill9_at_random_points_then_resume_equals_uninterrupted as check,
+    )
+
+    check(tmp_path, "attngan_sted", ATTN_RUN, 4, record_property)
