@@ -126,4 +126,4 @@ def test_attngan_killed_at_random_points_then_resumed_equals_uninterrupted(tmp_p
         test_kill9_at_random_points_then_resume_equals_uninterrupted as check,
     )
 
-    check(tmp_path, "attngan_sted", ATTN_RUN, 4, record_property)
+    check(tmp_path, "attngan_sted", ATTN_RUN, 3, record_property)
