@@ -227,13 +227,15 @@ def _describe(expected: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 NETWORKS: Registry[Any] = Registry("model", modules=(
     "srlab.models.attention", "srlab.models.classical", "srlab.models.dense", "srlab.models.linear",
-    "srlab.models.localization", "srlab.models.residual", "srlab.models.unet"), plugins="srlab.models")
+    "srlab.models.localization", "srlab.models.residual", "srlab.models.unet", "srlab.models.attngan"),
+    plugins="srlab.models")
 DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models.discriminators",),
                                          plugins="srlab.discriminators")
 DEGRADERS: Registry[Any] = Registry("degrader", modules=("srlab.models.degradation",), plugins="srlab.degraders")
 LOSSES: Registry[Any] = Registry("loss", modules=("srlab.paradigms.losses",), plugins="srlab.losses")
 PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
-    "srlab.paradigms.adaptation", "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
-    "srlab.paradigms.residual", "srlab.paradigms.supervised"), plugins="srlab.paradigms")
+    "srlab.paradigms.adaptation", "srlab.paradigms.attngan", "srlab.paradigms.degradation_gan", "srlab.paradigms.gan",
+    "srlab.paradigms.localization", "srlab.paradigms.residual", "srlab.paradigms.supervised"),
+    plugins="srlab.paradigms")
 DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

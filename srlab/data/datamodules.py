@@ -2,6 +2,7 @@
 normalization, patch sampling and augmentation.
 
 Every module yields the same batches: ``{"lr": (N, C, h, w), "hr": (N, C, s·h, s·w), "name": [str]}``
+(paired data with specimen descriptions also ``"tokens"``: int64 ``(N, L)``, :mod:`srlab.data.descriptions`),
 float32, percentile-normalized per image (:mod:`srlab.data.normalize`: background ≈ 0, bright
 structure ≈ 1; metrics clip to [0, 1] with ``data_range = 1``).
 
@@ -37,10 +38,11 @@ from torch.utils.data import DataLoader, Dataset
 from srlab.data import DATAMODULES
 from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
+from srlab.data.descriptions import pair_descriptions
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
 from srlab.data.normalize import percentile_normalize
 from srlab.data.sampling import ResumableData, item_rng
-from srlab.data.simulate import SimulationSpec, resolve_simulation, simulated_dataset
+from srlab.data.simulate import SimulationSpec, image_stem, resolve_simulation, simulated_dataset
 from srlab.data.transforms import PairAugment, PatchRandom
 from srlab.errors import SrlabError
 
@@ -59,6 +61,7 @@ class ImagePair:
     source: str  # the file it came from: the unit of the train/val/test split
     lr: np.ndarray | None  # (C, h, w)
     hr: np.ndarray | None  # (C, s·h, s·w)
+    tokens: np.ndarray | None = None  # the specimen description's token ids (srlab.data.descriptions)
 
 
 def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
@@ -227,6 +230,13 @@ class CropSampler:
         return i, y, x
 
 
+def with_tokens(item: dict[str, Any], pair: ImagePair) -> dict[str, Any]:
+    """``item`` plus the pair's description tokens, where it has some (all pairs of a module or none)."""
+    if pair.tokens is not None:
+        item["tokens"] = pair.tokens
+    return item
+
+
 def collate_patches(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack numpy patches (views of any stride) into tensors, keep names as a list."""
     out: dict[str, Any] = {}
@@ -265,7 +275,7 @@ class PairedPatches(Dataset):
         hr = pair.hr[:, s * y:s * (y + p), s * x:s * (x + p)]
         if self.augment is not None:
             lr, hr = self.augment(lr, hr, rand=rand)
-        return {"lr": lr, "hr": hr, "name": pair.name}
+        return with_tokens({"lr": lr, "hr": hr, "name": pair.name}, pair)
 
 
 class SinglePatches(Dataset):
@@ -371,7 +381,7 @@ class FixedCrops(Dataset):
         item = {"lr": pair.lr[:, y:y + c, x:x + c], "name": name}
         if pair.hr is not None:  # an LR-only set (real images) has no HR
             item["hr"] = pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)]
-        return item
+        return with_tokens(item, pair)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -520,6 +530,9 @@ class SRDataModule(ResumableData, L.LightningDataModule):
 class PairedDataModule(SRDataModule):
     """Registered LR/HR pairs: ``<path>/lr/*.tif`` and ``<path>/hr/*.tif`` matched by file name, or a CSV
     ``manifest`` (columns ``lr``, ``hr``, optional ``split``; paths relative to the manifest).
+    Specimen descriptions (``batch["tokens"]``, :mod:`srlab.data.descriptions`): the simulator's, or a
+    ``descriptions`` CSV (``file,description``; relative to the data folder) and/or a default
+    ``description`` for every image the CSV does not list.
 
     The scale is checked against the shapes (HR = scale × LR exactly) and, where the files carry them,
     the pixel sizes. Without ``data.path`` the simulator's cached dataset (``data.simulation``) is used:
@@ -527,10 +540,12 @@ class PairedDataModule(SRDataModule):
     """
 
     def __init__(self, cfg: DataConfig, seed: int, *, lr_dir: str = "lr", hr_dir: str = "hr",
-                 manifest: str | None = None):
+                 manifest: str | None = None, descriptions: str | None = None, description: str | None = None):
         super().__init__(cfg, seed)
         self.kind = str(cfg.kind)
         self.lr_dir, self.hr_dir, self.manifest = lr_dir, hr_dir, manifest
+        self.descriptions, self.description = descriptions, description
+        self.descriptions_origin: str | None = None
         self._resolve_simulation(image_lr=True)
 
     def _load(self) -> None:
@@ -569,6 +584,22 @@ class PairedDataModule(SRDataModule):
             self.split_sources = _split_sources(sources, self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
+        self._attach_descriptions(root, pairs)
+
+    def _attach_descriptions(self, root: Path, pairs: list[ImagePair]) -> None:
+        spec = self.simulation if self.path is None else None
+        simulated = {image_stem(i): spec.description(i) for i in range(spec.n_images)} if spec else None
+        csv_path = root / self.descriptions if self.descriptions else None
+        tokens, self.descriptions_origin = pair_descriptions(
+            [p.source for p in pairs], simulated=simulated, csv_path=csv_path, default=self.description)
+        for pair in pairs:
+            pair.tokens = tokens.get(pair.source)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.descriptions_origin is not None:
+            out["descriptions"] = self.descriptions_origin
+        return out
 
     def _train_dataset(self) -> Dataset:
         return PairedPatches(self.data["train"], scale=self.scale, patch_size=self.cfg.patch_size,

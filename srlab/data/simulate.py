@@ -54,6 +54,7 @@ from scipy import fft as sfft
 from srlab.data.config import ModalityConfig, SimulationConfig
 from srlab.data.io import write_tiff
 from srlab.errors import SrlabError, unknown_choice
+from srlab.optics.descriptions import simulated_description
 from srlab.optics.modality import DETECTORS, PRESETS, Modality
 from srlab.optics.psf import PSF_MODELS
 from srlab.optics.specimens import STRUCTURES, Specimen, keep_fraction, splat
@@ -240,6 +241,24 @@ class SimulationSpec:
                          labelling_fraction=float(rng.uniform(*self.labelling_fraction_range)),
                          brightness={s: float(rng.uniform(*self.intensity_range)) for s in self.structures})
 
+    def structures_of(self, index: int, rng: np.random.Generator | None = None) -> tuple[str, ...]:
+        """The structures drawn in image ``index``. ``rng`` is the image's specimen stream (the choice is
+        its first draw); without it a fresh copy of that stream gives the same choice."""
+        k = min(self.structures_per_image, len(self.structures))
+        if k == len(self.structures):
+            return self.structures
+        if k == 1:
+            return (self.structures[index % len(self.structures)],)  # balanced over the dataset
+        rng = rng if rng is not None else np.random.default_rng([self.seed, index, 0])
+        return tuple(str(s) for s in rng.choice(self.structures, k, replace=False))
+
+    def description(self, index: int) -> str:
+        """Image ``index``'s description (:mod:`srlab.optics.descriptions`): its structures in the order
+        of ``structures``, the LR and HR modalities and the HR resolution bucket."""
+        chosen = set(self.structures_of(index))
+        return simulated_description([s for s in self.structures if s in chosen], self.lr.name, self.hr.name,
+                                     self.hr.fwhm_nm)
+
     def key(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -351,13 +370,7 @@ class Imager:
         v = spec.variation(index)
         rng = np.random.default_rng([spec.seed, index, 0])
         labels = np.random.default_rng([spec.seed, index, 4])  # which label sites are kept
-        k = min(spec.structures_per_image, len(spec.structures))
-        if k == len(spec.structures):
-            chosen = spec.structures
-        elif k == 1:
-            chosen = (spec.structures[index % len(spec.structures)],)  # balanced over the dataset
-        else:
-            chosen = tuple(rng.choice(spec.structures, k, replace=False))
+        chosen = spec.structures_of(index, rng)
         size_nm = (self.shape[0] * self.fine, self.shape[1] * self.fine)
         step = self.fine / 2.0  # label spacing along structures: half a fine pixel
         density = spec.density_scale * v.density
@@ -470,6 +483,11 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
         raise
 
 
+def image_stem(index: int) -> str:
+    """The file name (without ``.tif``) of image ``index`` of a simulated dataset."""
+    return f"sim_{index:04d}"
+
+
 def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = False) -> Path:
     """Simulate ``spec.n_images`` specimens and write ``lr/`` and ``hr/`` ImageJ TIFFs (matched by name,
     calibrated pixel sizes) and ``simulation.json`` (the resolved settings) into ``out``, atomically."""
@@ -478,7 +496,7 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
     with atomic_output_dir(out) as tmp:
         for i in range(spec.n_images):
             images = imager.image(i)
-            name = f"sim_{i:04d}.tif"
+            name = f"{image_stem(i)}.tif"
             write_tiff(tmp / "hr" / name, images["hr"], pixel_size_nm=spec.hr.pixel_size_nm)
             if spec.image_lr:
                 write_tiff(tmp / "lr" / name, images["lr"], pixel_size_nm=spec.lr.pixel_size_nm)

@@ -103,8 +103,13 @@ class SRTask(L.LightningModule):
         if self.ema is not None:
             self.ema.update_parameters(self.network)
 
+    def super_resolve(self, batch: dict) -> Tensor:
+        """The inference network's SR of a validation/test/predict batch (a text-conditioned paradigm
+        also passes the batch's descriptions)."""
+        return self(batch["lr"])
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        sr = self(batch["lr"])
+        sr = self.super_resolve(batch)
         self.val_metrics.update(sr, batch["hr"])
         return {"sr": sr.detach()}
 
@@ -121,7 +126,7 @@ class SRTask(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         lr, hr = batch["lr"], batch["hr"]
-        self.test_metrics.update(self(lr), hr)
+        self.test_metrics.update(self.super_resolve(batch), hr)
         self.test_bicubic_metrics.update(bicubic_upsample(lr, self.scale), hr)
 
     def on_test_epoch_end(self) -> None:
@@ -134,7 +139,7 @@ class SRTask(L.LightningModule):
         self.test_bicubic_metrics.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        return self(batch["lr"])
+        return self.super_resolve(batch)
 
     # -- optimization ------------------------------------------------------------------------------
     def trainable_parameters(self, module: nn.Module | None = None) -> list[nn.Parameter]:

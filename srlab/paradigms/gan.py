@@ -203,31 +203,36 @@ class AdversarialSR(SRTask):
         return self.current_epoch < self.pretrain_epochs
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()[:2]  # a subclass may add optimizers of its own after these
         lr, hr = batch["lr"], batch["hr"]
         n = lr.shape[0]
         if self.pretraining:
-            mse = manual_step(self, opt_g, lambda: self.check_finite(F.mse_loss(self.network(lr), hr), "MSE"),
+            mse = manual_step(self, opt_g, lambda: self.check_finite(F.mse_loss(self.generate(batch), hr), "MSE"),
                               self.gradient_clip_val, self.gradient_clip_algorithm)
             self.log("train/pretrain_mse", mse, prog_bar=True, batch_size=n)
             return
         condition = upsample_bicubic(lr, self.scale) if self.conditional else None
         with torch.set_grad_enabled(self.generator_steps > 0):
-            sr = self.network(lr)
+            sr = self.generate(batch)
         logs: dict[str, Tensor] = {}
         for _ in range(self.discriminator_steps):
             logs.update(self.pair.discriminator_step(opt_d, hr, sr.detach(), condition))
         for i in range(self.generator_steps):
             # The first generator step reuses the forward pass above (the generator has not changed yet).
-            make_fake = (lambda: sr) if i == 0 else (lambda: self.network(lr))
-            logs.update(self.pair.generator_step(opt_g, make_fake, lambda fake: self._terms(fake, hr),
+            make_fake = (lambda: sr) if i == 0 else (lambda: self.generate(batch))
+            logs.update(self.pair.generator_step(opt_g, make_fake, lambda fake: self._terms(fake, batch),
                                                  self.adversarial_weight, condition))
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k not in ("g_loss", "d_loss")}, batch_size=n)
         self.log_dict({f"train/{k}": logs[k] for k in ("g_loss", "d_loss") if k in logs}, prog_bar=True,
                       batch_size=n)
 
-    def _terms(self, sr: Tensor, hr: Tensor) -> dict[str, tuple[float, Tensor]]:
-        return {"content": (self.content_weight, self.loss(sr, hr)), "tv": (self.tv_weight, self.tv(sr))}
+    def generate(self, batch: dict) -> Tensor:
+        """The training generator's SR of a batch (a text-conditioned subclass also passes its descriptions)."""
+        return self.network(batch["lr"])
+
+    def _terms(self, sr: Tensor, batch: dict) -> dict[str, tuple[float, Tensor]]:
+        """The generator's loss terms besides the adversarial one, ``{name: (weight, value)}``."""
+        return {"content": (self.content_weight, self.loss(sr, batch["hr"])), "tv": (self.tv_weight, self.tv(sr))}
 
     def on_fit_start(self) -> None:
         max_epochs = self.trainer.max_epochs
