@@ -90,10 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         info = entry.info
         scale = 2 if 2 in info["scales"] else info["scales"][0]
         params = count_parameters(create(name, scale=scale)) if info["learned"] else 0
-        with torch.device("meta"):
-            meta_net = create(name, scale=scale)
         lr_size = OUTPUT_SIZE // scale
-        macs = multiply_adds(meta_net, in_channels=1, height=lr_size, width=lr_size)
+        try:
+            with torch.device("meta"):
+                meta_net = create(name, scale=scale)
+            macs = multiply_adds(meta_net, in_channels=1, height=lr_size, width=lr_size)
+        except (NotImplementedError, RuntimeError):
+            # A method that leaves torch (the Gaussian fitter's NumPy fit) cannot run on the meta device;
+            # one real forward pass counts the same torch operations.
+            macs = multiply_adds(create(name, scale=scale), in_channels=1, height=lr_size, width=lr_size)
         rf1, rf2 = _field(name, 1), _field(name, 2)
         print(f"{name:16s} params={params:>11,} RF x1={rf1:>7s} x2={rf2:>7s} GMACs={macs / 1e9:8.2f}",
               file=sys.stderr, flush=True)

@@ -212,7 +212,8 @@ def multiply_adds(network: nn.Module, *, in_channels: int, height: int, width: i
     convolutions and matrix products; FFTs, interpolation and element-wise ops are not counted), as
     FLOPs / 2. Build ``network`` under ``torch.device("meta")`` to count large models without memory.
     """
-    device = next((p.device for p in network.parameters()), torch.device("cpu"))
+    # Buffers too: a classical method (IBP, Richardson–Lucy) has its PSF as a buffer and no parameters.
+    device = next((t.device for t in (*network.parameters(), *network.buffers())), torch.device("cpu"))
     x = torch.zeros(1, in_channels, height, width, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         network(x)
