@@ -216,13 +216,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             try:
-                out = predict_file(network, card.scale, source, target, overwrite=args.overwrite, tta=args.tta,
-                                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-                                   device=device, amp_dtype=amp, progress=not args.quiet,
-                                   low_percentile=card.low_percentile, high_percentile=card.high_percentile,
-                                   channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
-                                   train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
-                                   pixel_policy=policy, provenance={**provenance, "input": str(source)})
+                if card.frames > 1:  # a multi-frame run: the stack's T axis is its input, one HR image out
+                    from srlab.inference.multiframe import predict_frames_file
+                    out = predict_frames_file(network, card, source, target, overwrite=args.overwrite, tta=args.tta,
+                                              tile_size=args.tile_size, overlap=args.overlap,
+                                              batch_size=args.batch_size, device=device, progress=not args.quiet,
+                                              pixel_size_nm=args.pixel_size_nm, pixel_policy=policy,
+                                              provenance={**provenance, "input": str(source)})
+                else:
+                    out = predict_file(network, card.scale, source, target, overwrite=args.overwrite, tta=args.tta,
+                                       tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                                       device=device, amp_dtype=amp, progress=not args.quiet,
+                                       low_percentile=card.low_percentile, high_percentile=card.high_percentile,
+                                       channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
+                                       train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
+                                       pixel_policy=policy, provenance={**provenance, "input": str(source)})
             except SrlabError as err:
                 if not batch:
                     raise

@@ -12,6 +12,8 @@ misspelt option fails with one line naming it.
 * ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
 * ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
   pairs for validation/test; ``data.real_lr`` names a folder of the user's own LR images to train on.
+* ``multiframe`` — T sub-pixel-shifted LR frames of one field and the HR image of the reference
+  frame (:mod:`srlab.data.multiframe`), for multi-frame SR.
 * ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
@@ -197,9 +199,24 @@ class SMLMDataConfig(DataBlock):
     simulation: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class MultiFrameDataConfig(DataConfig):
+    """``kind: multiframe`` — T LR frames of one field with known sub-pixel shifts, and the HR image of
+    the reference frame (:mod:`srlab.data.multiframe`).
+
+    ``frames`` is T; frame ``T // 2`` is the reference (unshifted, registered with the HR image). The
+    simulator draws each other frame's shift (dy, dx) uniformly from ``shift_range_px`` (LR pixels) per
+    axis; ``data.path`` holds ``lr/`` T-stacks, ``hr/`` images and optionally ``shifts.csv``."""
+
+    kind: str = "multiframe"
+    frames: int = 4
+    shift_range_px: list[float] = field(default_factory=lambda: [-0.5, 0.5])
+
+
 # data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
 # keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
-DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig}
+DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig,
+                                 "multiframe": MultiFrameDataConfig}
 
 
 def data_schema(kind: Any) -> type:

@@ -83,8 +83,28 @@ class SRTask(L.LightningModule):
     def inference_network(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.network
 
-    def forward(self, lr: Tensor) -> Tensor:
-        return self.inference_network(lr)
+    def forward(self, lr: Tensor, shifts: Tensor | None = None) -> Tensor:
+        if shifts is None:
+            return self.inference_network(lr)
+        return self.inference_network(lr, shifts=shifts)
+
+    def super_resolve(self, batch: dict, network: nn.Module | None = None) -> Tensor:
+        """The SR image of a batch: multi-frame batches (``data.kind: multiframe``) also hand the
+        frames' shifts to the network."""
+        network = network if network is not None else self.inference_network
+        if "shifts" in batch:
+            return network(batch["lr"], shifts=batch["shifts"])
+        return network(batch["lr"])
+
+    @staticmethod
+    def reference_lr(batch: dict) -> Tensor:
+        """The single LR image registered with the HR: the batch's ``lr``, or for multi-frame batches
+        their reference frame T // 2 (what the bicubic baseline upsamples)."""
+        lr = batch["lr"]
+        if "shifts" not in batch:
+            return lr
+        t = lr.shape[1]
+        return lr[:, t // 2:t // 2 + 1]
 
     def check_finite(self, loss: Tensor, name: str = "loss") -> Tensor:
         if not torch.isfinite(loss).all():
@@ -100,7 +120,7 @@ class SRTask(L.LightningModule):
             self.ema.update_parameters(self.network)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        sr = self(batch["lr"])
+        sr = self.super_resolve(batch)
         self.val_metrics.update(sr, batch["hr"])
         return {"sr": sr.detach()}
 
@@ -114,9 +134,9 @@ class SRTask(L.LightningModule):
         return values
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        lr, hr = batch["lr"], batch["hr"]
-        self.test_metrics.update(self(lr), hr)
-        self.test_bicubic_metrics.update(bicubic_upsample(lr, self.scale), hr)
+        hr = batch["hr"]
+        self.test_metrics.update(self.super_resolve(batch), hr)
+        self.test_bicubic_metrics.update(bicubic_upsample(self.reference_lr(batch), self.scale), hr)
 
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
@@ -126,7 +146,7 @@ class SRTask(L.LightningModule):
         self.test_bicubic_metrics.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        return self(batch["lr"])
+        return self.super_resolve(batch)
 
     # -- optimization ------------------------------------------------------------------------------
     def trainable_parameters(self, module: nn.Module | None = None) -> list[nn.Parameter]:
