@@ -38,11 +38,16 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
     frames = int(cfg.data.get("frames", 1))
     implied = {"in_channels": cfg.data.channels * frames, "out_channels": cfg.data.channels,
                "scale": cfg.data.scale}
+    if cfg.data.get("scales"):  # multi-scale data (data.kind: multiscale): a head for each of its scales
+        implied["scales"] = [int(v) for v in cfg.data.scales]
     for key, value in implied.items():
         if key in accepted:
             kwargs.setdefault(key, value)
     if "scale" in kwargs and kwargs["scale"] != cfg.data.scale:
         raise SrlabError(f"{where}.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
+    missing = sorted(set(implied.get("scales", ())) - set(kwargs.get("scales", ())))
+    if "scales" in accepted and missing:
+        raise SrlabError(f"{where}.scales={list(kwargs['scales'])} has no head for data.scales {missing}")
     return kwargs
 
 
@@ -243,6 +248,11 @@ def check_paradigm_data(cfg: DictConfig) -> None:
         raise SrlabError(f"paradigm '{cfg.paradigm.name}' cannot train on data.kind={cfg.data.kind} ({family} data); "
                          f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")
     check_model_data(cfg.model.name, family, cfg.data.kind)
+    scales = [int(v) for v in cfg.data.get("scales") or []]
+    if len(scales) > 1 and "scales" not in models.NETWORKS.parameters(cfg.model.name):
+        takers = sorted(n for n in models.NETWORKS.names() if "scales" in models.NETWORKS.parameters(n))
+        raise SrlabError(f"data.scales={scales}: model '{cfg.model.name}' has one upsampler; multi-scale batches need "
+                         f"a model with a head per scale ({', '.join(takers)}) or data at one scale")
 
 
 def check_model_data(model: str, family: str, kind: str) -> None:

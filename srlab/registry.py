@@ -243,5 +243,5 @@ PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
     "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
     "srlab.paradigms.residual", "srlab.paradigms.supervised"), plugins="srlab.paradigms")
 DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.data.multiframe",
-                                                                 "srlab.smlm.datamodule"),
+                                                                 "srlab.data.multiscale", "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

@@ -90,10 +90,12 @@ class SRTask(L.LightningModule):
 
     def super_resolve(self, batch: dict, network: nn.Module | None = None) -> Tensor:
         """The SR image of a batch: multi-frame batches (``data.kind: multiframe``) also hand the
-        frames' shifts to the network."""
+        frames' shifts to the network, multi-scale batches (``data.kind: multiscale``) their scale."""
         network = network if network is not None else self.inference_network
         if "shifts" in batch:
             return network(batch["lr"], shifts=batch["shifts"])
+        if "scale" in batch:  # multi-scale batches (data.kind: multiscale): the network's head for that scale
+            return network(batch["lr"], scale=int(batch["scale"]))
         return network(batch["lr"])
 
     @staticmethod
@@ -136,7 +138,8 @@ class SRTask(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         hr = batch["hr"]
         self.test_metrics.update(self.super_resolve(batch), hr)
-        self.test_bicubic_metrics.update(bicubic_upsample(self.reference_lr(batch), self.scale), hr)
+        self.test_bicubic_metrics.update(bicubic_upsample(self.reference_lr(batch), int(batch.get("scale", self.scale))),
+                                         hr)
 
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
