@@ -249,7 +249,7 @@ def check_paradigm_data(cfg: DictConfig) -> None:
                          f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")
     check_model_data(cfg.model.name, family, cfg.data.kind)
     scales = [int(v) for v in cfg.data.get("scales") or []]
-    if len(scales) > 1 and "scales" not in models.NETWORKS.parameters(cfg.model.name):
+    if scales and "scales" not in models.NETWORKS.parameters(cfg.model.name):  # batches carry their scale
         takers = sorted(n for n in models.NETWORKS.names() if "scales" in models.NETWORKS.parameters(n))
         raise SrlabError(f"data.scales={scales}: model '{cfg.model.name}' has one upsampler; multi-scale batches need "
                          f"a model with a head per scale ({', '.join(takers)}) or data at one scale")

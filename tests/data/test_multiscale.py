@@ -46,6 +46,7 @@ def test_batches_cycle_the_scales_and_items_are_functions_of_their_keys() -> Non
         dm.set_eval_scale(5)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # training_step called outside a Trainer
 def test_every_head_and_the_shared_body_get_gradients_from_every_scale() -> None:
     """Training steps at x2, x3, x4: each step updates its scale's pre-processing blocks and upsampler
     (and no other head), and the shared body gets a non-zero gradient from every scale."""
