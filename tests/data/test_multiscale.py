@@ -13,6 +13,7 @@ from srlab.cli import main
 from srlab.config import load_experiment
 from srlab.data.datamodules import data_config
 from srlab.data.multiscale import MultiScaleDataModule
+from srlab.data.sampling import EpochSampler
 from srlab.errors import SrlabError
 
 TINY_DATA = ["data.simulation.n_images=4", "data.simulation.lr_size_px=24", "data.patch_size=8", "data.batch_size=2",
@@ -39,6 +40,10 @@ def test_batches_cycle_the_scales_and_items_are_functions_of_their_keys() -> Non
     item, same = dm._train_dataset()[(3, 5)], again._train_dataset()[(3, 5)]
     assert item["scale"] == same["scale"] == 4  # index 5, batch 2 of the epoch
     assert np.array_equal(item["lr"], same["lr"]) and np.array_equal(item["hr"], same["hr"])
+    # a run resumed after batch 1 of an epoch (the sampler skips it) goes on with the x3 batch
+    resumed = EpochSampler(12, batch_size=2, start_epoch=3, skip_batches=1)
+    dataset = dm._train_dataset()
+    assert [dataset.scale_of(key) for key in list(resumed)[::2]] == [3, 4, 2, 3, 4]
     assert next(iter(dm.test_dataloader()))["scale"] == 2
     dm.set_eval_scale(4)
     assert next(iter(dm.test_dataloader()))["hr"].shape[-1] == 4 * next(iter(dm.test_dataloader()))["lr"].shape[-1]
