@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             "**RF at x2** is measured in LR input pixels at x2 (it includes the bicubic pre-upsampling). "
             "`global`: channel attention pools the whole image. Classical methods spread by their PSF at "
             "every iteration (defaults: 20 iterations, 2 px FWHM; Richardson–Lucy starts from the image "
-            "mean, so it is global); `> n`: larger than the largest probe measured."
+            "mean, so it is global; Tsai–Huang solves in the Fourier domain of the whole frame, so it is "
+            "global too); `> n`: larger than the largest probe measured."
         ),
         (
             "- **GMACs**: multiply-adds (10^9) of convolutions and matrix products for one 256x256 output "

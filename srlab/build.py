@@ -33,13 +33,21 @@ def _plain(node: Any) -> Any:
 
 def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, where: str) -> dict[str, Any]:
     """``kwargs`` plus in/out channels and scale from the data block, for the ones the constructor takes;
-    an explicit scale must agree with ``data.scale``."""
-    implied = {"in_channels": cfg.data.channels, "out_channels": cfg.data.channels, "scale": cfg.data.scale}
+    an explicit scale must agree with ``data.scale``. Multi-frame data (``data.frames``) feed T frames
+    as channels and want one HR image: ``in_channels = channels × frames``."""
+    frames = int(cfg.data.get("frames", 1))
+    implied = {"in_channels": cfg.data.channels * frames, "out_channels": cfg.data.channels,
+               "scale": cfg.data.scale}
+    if cfg.data.get("scales"):  # multi-scale data (data.kind: multiscale): a head for each of its scales
+        implied["scales"] = [int(v) for v in cfg.data.scales]
     for key, value in implied.items():
         if key in accepted:
             kwargs.setdefault(key, value)
     if "scale" in kwargs and kwargs["scale"] != cfg.data.scale:
         raise SrlabError(f"{where}.scale={kwargs['scale']} disagrees with data.scale={cfg.data.scale}")
+    missing = sorted(set(implied.get("scales", ())) - set(kwargs.get("scales", ())))
+    if "scales" in accepted and missing:
+        raise SrlabError(f"{where}.scales={list(kwargs['scales'])} has no head for data.scales {missing}")
     return kwargs
 
 
@@ -239,6 +247,28 @@ def check_paradigm_data(cfg: DictConfig) -> None:
         kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)
         raise SrlabError(f"paradigm '{cfg.paradigm.name}' cannot train on data.kind={cfg.data.kind} ({family} data); "
                          f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")
+    check_model_data(cfg.model.name, family, cfg.data.kind)
+    scales = [int(v) for v in cfg.data.get("scales") or []]
+    if scales and "scales" not in models.NETWORKS.parameters(cfg.model.name):  # batches carry their scale
+        takers = sorted(n for n in models.NETWORKS.names() if "scales" in models.NETWORKS.parameters(n))
+        raise SrlabError(f"data.scales={scales}: model '{cfg.model.name}' has one upsampler; multi-scale batches need "
+                         f"a model with a head per scale ({', '.join(takers)}) or data at one scale")
+
+
+def check_model_data(model: str, family: str, kind: str) -> None:
+    """A network takes single images or T frames of one field, as its card's ``inputs`` say: a
+    multi-frame method given single images, or a single-image network given frames (which it would
+    read as channels of one image), is one line naming both."""
+    inputs = models.NETWORKS.entry(model).card.inputs
+    given = "multiframe" if family == "multiframe" else "single"
+    if given in inputs:
+        return
+    takers = sorted(n for n in models.NETWORKS.names() if given in models.NETWORKS.entry(n).card.inputs)
+    if given == "multiframe":
+        raise SrlabError(f"model '{model}' takes single images, but data.kind={kind} serves T frames of one field; "
+                         f"use a multi-frame model ({', '.join(takers)}) or a single-image data kind")
+    raise SrlabError(f"model '{model}' needs T frames of one field (data.kind: multiframe), but data.kind={kind} "
+                     f"serves single images ({family} data)")
 
 
 def build_task(cfg: DictConfig, network: nn.Module | None = None) -> L.LightningModule:

@@ -75,7 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from srlab import experiment
 
-    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint, force=args.force)
+    metrics = experiment.test(args.run, args.overrides, checkpoint=args.checkpoint, force=args.force,
+                              scale=args.scale)
     for key, value in sorted(metrics.items()):
         if isinstance(value, float):
             print(f"{key:28s} {value:.4f}")
@@ -208,6 +209,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                   "checkpoint": card.checkpoint, "weights_sha256": weights_sha256(network),
                   "config_hash": card.config_hash, "train_lr_pixel_size_nm": card.lr_pixel_size_nm,
                   "tta": bool(args.tta), "pixel_size_policy": policy}
+    if args.scale is not None:  # another head of a multi-scale network (the weights hash above is the run's)
+        from srlab.inference.loader import at_scale
+        network, card = at_scale(network, card, args.scale)
+        provenance["scale"] = card.scale
     network = network.to(device)
     if batch:
         Path(args.output).mkdir(parents=True, exist_ok=True)
@@ -216,13 +221,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             try:
-                out = predict_file(network, card.scale, source, target, overwrite=args.overwrite, tta=args.tta,
-                                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-                                   device=device, amp_dtype=amp, progress=not args.quiet,
-                                   low_percentile=card.low_percentile, high_percentile=card.high_percentile,
-                                   channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
-                                   train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
-                                   pixel_policy=policy, provenance={**provenance, "input": str(source)})
+                if card.frames > 1:  # a multi-frame run: the stack's T axis is its input, one HR image out
+                    from srlab.inference.multiframe import predict_frames_file
+                    out = predict_frames_file(network, card, source, target, overwrite=args.overwrite, tta=args.tta,
+                                              tile_size=args.tile_size, overlap=args.overlap,
+                                              batch_size=args.batch_size, device=device, progress=not args.quiet,
+                                              pixel_size_nm=args.pixel_size_nm, pixel_policy=policy,
+                                              provenance={**provenance, "input": str(source)})
+                else:
+                    out = predict_file(network, card.scale, source, target, overwrite=args.overwrite, tta=args.tta,
+                                       tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                                       device=device, amp_dtype=amp, progress=not args.quiet,
+                                       low_percentile=card.low_percentile, high_percentile=card.high_percentile,
+                                       channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
+                                       train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
+                                       pixel_policy=policy, provenance={**provenance, "input": str(source)})
             except SrlabError as err:
                 if not batch:
                     raise
@@ -394,6 +407,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
     p.add_argument("--force", action="store_true",
                    help="test on data whose LR pixel size is more than 10%% from the run's training one")
+    p.add_argument("--scale", type=int, default=None,
+                   help="a multi-scale run (data.kind: multiscale): test this scale's head (default: data.scale)")
     p = sub.add_parser("show", help="print an experiment's resolved config")
     p.add_argument("name")
     p.add_argument("overrides", nargs="*")
@@ -421,6 +436,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     how.add_argument("--force", action="store_true",
                      help="predict an input whose pixel size differs from the training one as it is")
     p.add_argument("--tta", action="store_true", help="x8 dihedral test-time augmentation")
+    p.add_argument("--scale", type=int, default=None,
+                   help="a multi-scale network (MDSR): upsample by this head's scale (default: the run's scale)")
     p.add_argument("--tile-size", type=int, default=256, help="LR tile size in pixels (default 256)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")

@@ -375,14 +375,17 @@ def _check_test_pixel_size(run_dir: Path, cfg: DictConfig, datamodule: L.Lightni
         print(f"srlab: note: {w.message}", file=sys.stderr)
 
 
-def test(target: str, overrides: list[str], checkpoint: str | None = None, force: bool = False) -> dict[str, Any]:
+def test(target: str, overrides: list[str], checkpoint: str | None = None, force: bool = False,
+         scale: int | None = None) -> dict[str, Any]:
     """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
 
     A run directory is tested with the checkpoint its own test used (``best``), or ``checkpoint``
     (``best``/``last``); the whole paradigm is restored from it (tuned thresholds, a second generator),
     so ``srlab test`` needs the run's checkpoints, not only ``network.pt``. Results go to
     ``<run>/evaluations/<timestamp>.json``; the run's own ``metrics.json`` is kept. Test data given by
-    ``data.*`` overrides must have the run's training LR pixel size within 10 % (``force``: test anyway)."""
+    ``data.*`` overrides must have the run's training LR pixel size within 10 % (``force``: test anyway).
+    ``scale``: a multi-scale run (``data.kind: multiscale``) is tested with that scale's head on that
+    scale's test images (default: ``data.scale``)."""
     from srlab.config import apply_overrides, load_resolved
 
     path = Path(target)
@@ -397,6 +400,11 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
     cfg.logger.wandb.enabled = False
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build.build_data(cfg)
+    if scale is not None and scale != cfg.data.scale:
+        if not hasattr(datamodule, "set_eval_scale"):
+            raise SrlabError(f"--scale {scale}: '{cfg.name}' was trained at one scale, x{cfg.data.scale} "
+                             f"(multi-scale runs use data.kind: multiscale)")
+        datamodule.set_eval_scale(scale)
     if any(o.removeprefix("--").startswith("data") for o in overrides):
         _check_test_pixel_size(run_dir, cfg, datamodule, force)
     task = build.build_task(cfg)
@@ -411,7 +419,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
                 from None
     trainer = _trainer(cfg, run_dir, [], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
-    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt) if ckpt else None, "overrides": list(overrides)})
+    metrics = _final_metrics(trainer, {"checkpoint": str(ckpt) if ckpt else None, "overrides": list(overrides),
+                                       "scale": int(scale if scale is not None else cfg.data.scale)})
     if _is_rank_zero():
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)

@@ -31,7 +31,10 @@ class Card:
     ``family``: the survey family (networks) or data family (data kinds); ``paper``: the citation;
     ``learned``: has trainable weights; ``scales``: upsampling factors it supports; ``published_params``
     and ``paper_counts``: the paper's parameter counts (checked by tests/models/test_param_counts.py);
-    ``data``: for paradigms, the data families they train on."""
+    ``data``: for paradigms, the data families they train on; ``inputs``: for networks, what one input
+    is — ``single`` (an image of C channels, every data family but ``multiframe``) and/or ``multiframe``
+    (T frames of one field as channels, with their shifts: data family ``multiframe``), checked against
+    the data by :func:`srlab.build.check_paradigm_data`."""
 
     family: str = ""
     paper: str = ""
@@ -40,11 +43,14 @@ class Card:
     published_params: str | None = None
     paper_counts: tuple[Any, ...] = ()
     data: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ("single",)
 
     def __post_init__(self) -> None:
         if not all(isinstance(s, int) and s >= 1 for s in self.scales):
             raise TypeError(f"Card.scales must be integers >= 1, got {self.scales!r}")
-        for name in ("scales", "paper_counts", "data"):
+        if not self.inputs or set(self.inputs) - {"single", "multiframe"}:
+            raise TypeError(f"Card.inputs must hold 'single' and/or 'multiframe', got {self.inputs!r}")
+        for name in ("scales", "paper_counts", "data", "inputs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
@@ -227,7 +233,8 @@ def _describe(expected: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 NETWORKS: Registry[Any] = Registry("model", modules=(
     "srlab.models.attention", "srlab.models.classical", "srlab.models.dense", "srlab.models.linear",
-    "srlab.models.localization", "srlab.models.residual", "srlab.models.unet", "srlab.models.attngan"),
+    "srlab.models.attngan", "srlab.models.localization", "srlab.models.multiframe", "srlab.models.residual",
+    "srlab.models.unet"),
     plugins="srlab.models")
 DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models.discriminators",),
                                          plugins="srlab.discriminators")
@@ -237,5 +244,6 @@ PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
     "srlab.paradigms.adaptation", "srlab.paradigms.attngan", "srlab.paradigms.degradation_gan", "srlab.paradigms.gan",
     "srlab.paradigms.localization", "srlab.paradigms.residual", "srlab.paradigms.supervised"),
     plugins="srlab.paradigms")
-DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.smlm.datamodule"),
+DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.data.multiframe",
+                                                             "srlab.data.multiscale", "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

@@ -12,6 +12,10 @@ misspelt option fails with one line naming it.
 * ``degrade`` — HR images only; LR made on the fly by ``data.degradation`` (torch, CPU or training device).
 * ``unpaired`` — a set of real LR images and a set of HR images, sampled independently, plus held-out
   pairs for validation/test; ``data.real_lr`` names a folder of the user's own LR images to train on.
+* ``multiframe`` — T sub-pixel-shifted LR frames of one field and the HR image of the reference
+  frame (:mod:`srlab.data.multiframe`), for multi-frame SR.
+* ``multiscale`` — simulated pairs at several scales, one per training batch, for MDSR
+  (:mod:`srlab.data.multiscale`).
 * ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
@@ -200,9 +204,39 @@ class SMLMDataConfig(DataBlock):
     simulation: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class MultiFrameDataConfig(DataConfig):
+    """``kind: multiframe`` — T LR frames of one field with known sub-pixel shifts, and the HR image of
+    the reference frame (:mod:`srlab.data.multiframe`).
+
+    ``frames`` is T; frame ``T // 2`` is the reference (unshifted, registered with the HR image). The
+    simulator draws each other frame's shift (dy, dx) uniformly from ``shift_range_px`` (LR pixels) per
+    axis; ``data.path`` holds ``lr/`` T-stacks, ``hr/`` images and optionally ``shifts.csv``."""
+
+    kind: str = "multiframe"
+    frames: int = 4
+    shift_range_px: list[float] = field(default_factory=lambda: [-0.5, 0.5])
+
+
+@dataclass
+class MultiScaleDataConfig(DataConfig):
+    """``kind: multiscale`` — simulated pairs at several scales for one multi-scale network (MDSR,
+    :mod:`srlab.data.multiscale`): training batches alternate over ``scales``, one scale per batch;
+    validation and test use ``scale`` (the primary scale, one of ``scales``).
+
+    The HR side is the same at every scale (``data.simulation.hr`` at LR pixel / ``scale``); the LR
+    modality is sampled at ``s ×`` the HR pixel for scale ``s``, and ``lr_size_px`` is that of the
+    primary scale (other scales image the same field size). ``patch_size`` is in LR pixels at every
+    scale, as in the MDSR paper (48 x 48 LR patches)."""
+
+    kind: str = "multiscale"
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+
+
 # data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
 # keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
-DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig}
+DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig,
+                                 "multiframe": MultiFrameDataConfig, "multiscale": MultiScaleDataConfig}
 
 
 def data_schema(kind: Any) -> type:

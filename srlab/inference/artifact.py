@@ -57,6 +57,7 @@ class NetworkCard:
     config_hash: str
     srlab_version: str = __version__
     localization: dict[str, float] | None = None  # threshold, emitter_mass, scale (density networks)
+    frames: int = 1  # > 1: the network takes T frames of one field as channels (data.kind: multiframe)
     format: int = CARD_FORMAT
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,7 +123,8 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
         scale=scale, channels=int(cfg.data.channels), low_percentile=float(cfg.data.low_percentile),
         high_percentile=float(cfg.data.high_percentile), lr_pixel_size_nm=lr_px, hr_pixel_size_nm=hr_px,
         paradigm=str(cfg.paradigm.name), checkpoint=checkpoint, ema=ema, config_hash=config_hash(cfg),
-        localization={k: float(v) for k, v in localization.items()} if localization else None)
+        localization={k: float(v) for k, v in localization.items()} if localization else None,
+        frames=int(cfg.data.get("frames", 1)))
 
 
 def from_checkpoint(cfg: DictConfig, ckpt: Path | None, network: torch.nn.Module,

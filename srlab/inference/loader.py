@@ -14,10 +14,12 @@ By default the network is the one the run's own test scored (``metrics.json`` ``
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
@@ -122,3 +124,28 @@ def load_network(target: str | Path, checkpoint: str | None = None) -> tuple[nn.
             return _read_artifact(weights_file, card_file)
     return from_run(runs.resolve_run_dir(path), checkpoint=checkpoint)
 
+
+
+class _AtScale(nn.Module):
+    """A multi-scale network with its head fixed: ``forward(lr)`` for the tiler."""
+
+    def __init__(self, network: nn.Module, scale: int):
+        super().__init__()
+        self.network, self.scale = network, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.network(lr, scale=self.scale)
+
+
+def at_scale(network: nn.Module, card: NetworkCard, scale: int) -> tuple[nn.Module, NetworkCard]:
+    """``network`` upsampling by ``scale`` — one of the heads of a multi-scale network (its
+    ``network_kwargs["scales"]``) — and the card of that use: the scale, and the LR pixel size the head
+    was trained for (the HR pixel x ``scale``). The run's own scale returns the network as it is."""
+    heads = [int(s) for s in card.network_kwargs.get("scales") or [card.scale]]
+    if scale not in heads:
+        raise SrlabError(f"--scale {scale}: '{card.experiment}' ({card.network}) upsamples by "
+                         f"{', '.join(f'x{s}' for s in heads)}")
+    if scale == card.scale:
+        return network, card
+    lr_px = card.hr_pixel_size_nm * scale if card.hr_pixel_size_nm else None
+    return _AtScale(network, scale).eval(), dataclasses.replace(card, scale=scale, lr_pixel_size_nm=lr_px)

@@ -126,7 +126,7 @@ def translate(x: Tensor, shifts: Tensor) -> Tensor:
 
 
 @NETWORKS.register("ibp", family="classical", paper="Irani & Peleg, CVGIP: Graphical Models and Image "
-                   "Processing 53(3), 1991", scales=SCALES, learned=False)
+                   "Processing 53(3), 1991", scales=SCALES, learned=False, inputs=("single", "multiframe"))
 class IterativeBackProjection(nn.Module):
     """Iterative back-projection — Irani & Peleg, "Improving resolution by image registration",
     CVGIP: Graphical Models and Image Processing 53(3):231–239, 1991.
@@ -140,9 +140,12 @@ class IterativeBackProjection(nn.Module):
     Multi-frame form (the paper's setting): with ``in_channels = T`` and ``out_channels = 1`` the
     input channels are T frames of one field — a time series, or neighbouring planes of a Z stack
     with an axial step well below the depth of field — and one HR image of the middle frame
-    (index T // 2) is reconstructed. Each frame's translation relative to that frame is estimated
-    by phase correlation (``register_frames=True``; otherwise frames are taken as aligned), enters
-    the formation model of that frame, and the back-projected errors are averaged over frames.
+    (index T // 2) is reconstructed. Each frame's translation relative to that frame is taken from
+    ``shifts`` when the batch carries them (``data.kind: multiframe``: known, in LR pixels, the
+    convention of :func:`estimate_shifts`), else estimated by phase correlation
+    (``register_frames=True``; otherwise frames are taken as aligned); it enters the formation model
+    of that frame (translate on the HR grid, blur, integrate), and the back-projected errors are
+    averaged over frames.
     Sub-pixel shifts between frames are where multi-frame SR gains resolution; aligned frames only
     average noise. With ``in_channels == out_channels`` every channel is processed on its own.
     """
@@ -172,7 +175,9 @@ class IterativeBackProjection(nn.Module):
         up = F.interpolate(error, scale_factor=self.scale, mode="nearest") if self.scale > 1 else error
         return separable_blur(up, self.psf, padding="replicate")
 
-    def forward(self, lr: Tensor) -> Tensor:
+    def forward(self, lr: Tensor, shifts: Tensor | None = None) -> Tensor:
+        """``lr`` (N, C, h, w); ``shifts`` (N, T, 2) (dy, dx) in LR px of the frames relative to frame
+        T // 2, used in the multi-frame form (ignored for single images, whose one frame is the reference)."""
         if not self.multi_frame:
             x = upsample_bicubic(lr, self.scale)
             for _ in range(self.iterations):
@@ -180,7 +185,12 @@ class IterativeBackProjection(nn.Module):
             return x
         n, t, h, w = lr.shape
         reference = t // 2
-        if self.register_frames:
+        if shifts is not None:
+            if shifts.shape != (n, t, 2):
+                raise ValueError(f"shifts must be (N, T, 2) = {(n, t, 2)} for frames {tuple(lr.shape)}, "
+                                 f"got {tuple(shifts.shape)}")
+            shifts = shifts.to(lr.dtype).reshape(n * t, 2) * self.scale
+        elif self.register_frames:
             shifts = estimate_shifts(lr, reference).reshape(n * t, 2) * self.scale
         else:
             shifts = torch.zeros(n * t, 2, device=lr.device, dtype=lr.dtype)

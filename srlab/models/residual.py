@@ -130,7 +130,9 @@ class MDSR(nn.Module):
     scale (two residual blocks with 5x5 kernels), a shared body of ``num_blocks`` = 80 residual blocks
     x 64 features (+ conv, long skip), a scale-specific sub-pixel upsampler per scale, and a shared
     tail conv — as the official code (EDSR-PyTorch ``mdsr.py``). Heads are built for ``scales``;
-    ``forward`` uses the ones for ``scale`` (set ``model.scale`` to switch; it must be in ``scales``).
+    ``forward(lr, scale)`` uses the ones for ``scale`` (default: ``self.scale``, the primary one). Trained
+    as in the paper with ``data.kind: multiscale`` (one scale per batch, every head and the shared body
+    updated; :mod:`srlab.data.multiscale`); on data of one scale only that scale's heads are trained.
     7.95M parameters for RGB with heads for x2/x3/x4 (official README; the paper rounds to 8.0M).
     """
 
@@ -155,12 +157,14 @@ class MDSR(nn.Module):
         self.upsample = nn.ModuleDict({str(s): SubPixelUpsampler(features, s) for s in self.scales})
         self.tail = conv(features, out_channels)
 
-    def forward(self, lr: Tensor) -> Tensor:
-        if self.scale not in self.scales:
-            raise ValueError(f"MDSR has heads for scales {self.scales}, not {self.scale}")
-        x = self.pre_process[str(self.scale)](self.head(lr))
+    def forward(self, lr: Tensor, scale: int | None = None) -> Tensor:
+        """``scale`` picks the heads (multi-scale training passes each batch's scale); ``None``: ``self.scale``."""
+        scale = self.scale if scale is None else int(scale)
+        if scale not in self.scales:
+            raise ValueError(f"MDSR has heads for scales {self.scales}, not {scale}")
+        x = self.pre_process[str(scale)](self.head(lr))
         x = x + self.body(x)
-        return self.tail(self.upsample[str(self.scale)](x))
+        return self.tail(self.upsample[str(scale)](x))
 
 
 @NETWORKS.register("drcn", family="residual", paper="Kim et al., CVPR 2016, arXiv:1511.04491",

@@ -118,9 +118,10 @@ class AttnGANSR(AdversarialSR):
     def forward(self, lr: Tensor, tokens: Tensor | None = None) -> Tensor:
         return self.inference_network(lr, tokens)
 
-    def super_resolve(self, batch: dict) -> Tensor:
+    def super_resolve(self, batch: dict, network: nn.Module | None = None) -> Tensor:
         # Evaluation uses each image's description where the data has them, the default one otherwise.
-        return self(batch["lr"], batch.get("tokens"))
+        network = network if network is not None else self.inference_network
+        return network(batch["lr"], batch.get("tokens"))
 
     # -- DAMSM -------------------------------------------------------------------------------------
     def damsm(self, images: Tensor, tokens: Tensor, *, text_fixed: bool = False) -> dict[str, Tensor]:

@@ -87,8 +87,32 @@ class SRTask(L.LightningModule):
     def inference_network(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.network
 
-    def forward(self, lr: Tensor) -> Tensor:
-        return self.inference_network(lr)
+    def forward(self, lr: Tensor, shifts: Tensor | None = None) -> Tensor:
+        if shifts is None:
+            return self.inference_network(lr)
+        return self.inference_network(lr, shifts=shifts)
+
+    def super_resolve(self, batch: dict, network: nn.Module | None = None) -> Tensor:
+        """The SR image of a batch by ``network`` (default: the inference network, EMA where kept):
+        multi-frame batches (``data.kind: multiframe``) also hand the frames' shifts to the network,
+        multi-scale batches (``data.kind: multiscale``) their scale; a text-conditioned paradigm
+        overrides this to pass the batch's descriptions."""
+        network = network if network is not None else self.inference_network
+        if "shifts" in batch:
+            return network(batch["lr"], shifts=batch["shifts"])
+        if "scale" in batch:  # multi-scale batches (data.kind: multiscale): the network's head for that scale
+            return network(batch["lr"], scale=int(batch["scale"]))
+        return network(batch["lr"])
+
+    @staticmethod
+    def reference_lr(batch: dict) -> Tensor:
+        """The single LR image registered with the HR: the batch's ``lr``, or for multi-frame batches
+        their reference frame T // 2 (what the bicubic baseline upsamples)."""
+        lr = batch["lr"]
+        if "shifts" not in batch:
+            return lr
+        t = lr.shape[1]
+        return lr[:, t // 2:t // 2 + 1]
 
     def check_finite(self, loss: Tensor, name: str = "loss") -> Tensor:
         if not torch.isfinite(loss).all():
@@ -102,11 +126,6 @@ class SRTask(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.network)
-
-    def super_resolve(self, batch: dict) -> Tensor:
-        """The inference network's SR of a validation/test/predict batch (a text-conditioned paradigm
-        also passes the batch's descriptions)."""
-        return self(batch["lr"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         sr = self.super_resolve(batch)
@@ -125,9 +144,10 @@ class SRTask(L.LightningModule):
         return values
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        lr, hr = batch["lr"], batch["hr"]
+        hr = batch["hr"]
         self.test_metrics.update(self.super_resolve(batch), hr)
-        self.test_bicubic_metrics.update(bicubic_upsample(lr, self.scale), hr)
+        self.test_bicubic_metrics.update(bicubic_upsample(self.reference_lr(batch), int(batch.get("scale", self.scale))),
+                                         hr)
 
     def on_test_epoch_end(self) -> None:
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}

@@ -7,7 +7,7 @@ from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 
 
-@PARADIGMS.register("supervised", data=("paired", "degradation"))
+@PARADIGMS.register("supervised", data=("paired", "degradation", "multiframe"))
 class SupervisedSR(SRTask):
     """One network, one pixel loss (``paradigm.loss``: mse, l1, charbonnier, mse_ssim), one optimizer."""
 
@@ -18,6 +18,6 @@ class SupervisedSR(SRTask):
         self.loss = loss
 
     def training_step(self, batch: dict, batch_idx: int):
-        loss = self.check_finite(self.loss(self.network(batch["lr"]), batch["hr"]))
+        loss = self.check_finite(self.loss(self.super_resolve(batch, self.network), batch["hr"]))
         self.log("train/loss", loss, prog_bar=True)
         return loss
