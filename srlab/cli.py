@@ -111,13 +111,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:26s} {desc}")
     # Read from the registry's cards: nothing is built (the parameter counts are the papers').
     print("\nModels (model.name=...):")
-    print(f"  {'name':16s} {'family':14s} {'scales':12s} {'paper params':>12s}  paper")
+    print(f"  {'name':16s} {'family':14s} {'scales':12s} {'inputs':18s} {'paper params':>12s}  paper")
     for name in NETWORKS.names():
         card = NETWORKS.entry(name).card
         published = card.published_params
         count = f"{published[0]:,d}" if isinstance(published, (tuple, list)) else (published or "-")
         scales = ",".join(str(s) for s in card.scales)
-        print(f"  {name:16s} {card.family:14s} {scales:12s} {count:>12s}  {card.paper}")
+        inputs = ",".join(card.inputs)  # single images and/or multi-frame sequences (data.kind: multiframe)
+        print(f"  {name:16s} {card.family:14s} {scales:12s} {inputs:18s} {count:>12s}  {card.paper}")
     return 0
 
 

@@ -65,7 +65,13 @@ def test_show_and_list():
     assert proc.returncode == 0, proc.stderr
     for name in list_experiments():
         assert name in proc.stdout
-    assert "edsr" in proc.stdout and "srcnn" in proc.stdout
+    from srlab.models import NETWORKS
+
+    models = proc.stdout.split("Models (model.name=...):")[1].splitlines()
+    for name in NETWORKS.names():  # every registered network, with its paper and the inputs it takes
+        card = NETWORKS.entry(name).card
+        (line,) = [ln for ln in models if ln.split()[:1] == [name]]
+        assert line.rstrip().endswith(card.paper) and f" {','.join(card.inputs)} " in line, line
 
 
 def test_experiment_can_extend_another(tmp_path):
