@@ -319,7 +319,29 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return run_calibrate(args)
 
 
-COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate})
+def _cmd_rate(args: argparse.Namespace) -> int:
+    """Rate TIFF images with a quality-rating run: one line per image, and a CSV (--out, default ratings.csv)."""
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise SrlabError(f"{out} already exists; pass --overwrite to replace it, or name another file with --out")
+    if out.is_dir():
+        raise SrlabError(f"--out {out}: is a folder; --out names the CSV file to write")
+    files = _predict_inputs(args.inputs)
+
+    from srlab.inference.rate import Rater, rate_files, ratings_csv
+    from srlab.runs import atomic_write_text
+
+    rater = Rater.load(args.run, args.checkpoint)
+    ratings = rate_files(rater, files, channel=args.channel)
+    for r in ratings:
+        print(f"{r.score:.4f}  {r.image}  ({r.file})")
+    atomic_write_text(out, ratings_csv(ratings, rater))
+    print(f"srlab: {len(ratings)} image(s) rated by {rater.card.experiment} (learned rating, Robitaille 2018) -> {out}")
+    return 0
+
+
+COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
+                 "rate": _cmd_rate})
 
 
 CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
@@ -467,6 +489,15 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--reevaluate", action="store_true",
                    help="ignore cached evaluations in <run>/evaluations/ and recompute them")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available)")
+    p = sub.add_parser("rate", help="rate the quality of TIFF images (0-1) with a trained quality-rating run "
+                                    "(srlab train quality_sted) -> one line per image and a CSV")
+    p.add_argument("run", help="run directory, checkpoint or network.pt of a quality-rating experiment")
+    p.add_argument("inputs", nargs="+", metavar="image", help="TIFF file(s), folders of TIFFs or globs")
+    p.add_argument("--out", default="ratings.csv", help="CSV to write (default ratings.csv; never replaced "
+                                                        "without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
+    p.add_argument("--channel", type=int, default=None, help="rate only this channel of multi-channel images")
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
     return parser

@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 from srlab.errors import OptionError, SrlabError, did_you_mean, unknown_choice
 
 T = TypeVar("T")
+#: What a network's ``forward`` returns (``Card.output``).
+NETWORK_OUTPUTS = ("image", "score")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,10 @@ class Card:
     ``family``: the survey family (networks) or data family (data kinds); ``paper``: the citation;
     ``learned``: has trainable weights; ``scales``: upsampling factors it supports; ``published_params``
     and ``paper_counts``: the paper's parameter counts (checked by tests/models/test_param_counts.py);
-    ``data``: for paradigms, the data families they train on."""
+    ``data``: for paradigms, the data families they train on; ``output``: for networks, what ``forward``
+    returns — ``image`` (the SR contract, ``(N, C, h, w) -> (N, C, s·h, s·w)``, also density maps) or
+    ``score`` (one number per image, ``(N, C, h, w) -> (N,)``: a no-reference rating network, which the
+    SR contract and its registry-wide tests do not apply to)."""
 
     family: str = ""
     paper: str = ""
@@ -40,8 +45,11 @@ class Card:
     published_params: str | None = None
     paper_counts: tuple[Any, ...] = ()
     data: tuple[str, ...] = ()
+    output: str = "image"
 
     def __post_init__(self) -> None:
+        if self.output not in NETWORK_OUTPUTS:
+            raise TypeError(f"Card.output must be one of {', '.join(NETWORK_OUTPUTS)}, got {self.output!r}")
         if not all(isinstance(s, int) and s >= 1 for s in self.scales):
             raise TypeError(f"Card.scales must be integers >= 1, got {self.scales!r}")
         for name in ("scales", "paper_counts", "data"):
@@ -227,13 +235,15 @@ def _describe(expected: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 NETWORKS: Registry[Any] = Registry("model", modules=(
     "srlab.models.attention", "srlab.models.classical", "srlab.models.dense", "srlab.models.linear",
-    "srlab.models.localization", "srlab.models.residual", "srlab.models.unet"), plugins="srlab.models")
+    "srlab.models.localization", "srlab.models.residual", "srlab.models.unet", "srlab.models.quality"),
+    plugins="srlab.models")
 DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models.discriminators",),
                                          plugins="srlab.discriminators")
 DEGRADERS: Registry[Any] = Registry("degrader", modules=("srlab.models.degradation",), plugins="srlab.degraders")
 LOSSES: Registry[Any] = Registry("loss", modules=("srlab.paradigms.losses",), plugins="srlab.losses")
 PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
     "srlab.paradigms.degradation_gan", "srlab.paradigms.gan", "srlab.paradigms.localization",
-    "srlab.paradigms.residual", "srlab.paradigms.supervised"), plugins="srlab.paradigms")
-DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.smlm.datamodule"),
-                                      plugins="srlab.data")
+    "srlab.paradigms.residual", "srlab.paradigms.supervised", "srlab.paradigms.quality"),
+    plugins="srlab.paradigms")
+DATAMODULES: Registry[Any] = Registry("data kind", modules=(
+    "srlab.data.datamodules", "srlab.smlm.datamodule", "srlab.data.quality"), plugins="srlab.data")
