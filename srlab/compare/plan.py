@@ -99,6 +99,9 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
             raise SrlabError(f"{suite.path}: '{entry.experiment}' is a localization experiment; srlab compare "
                              f"ranks SR images. Its Jaccard/recall/precision/RMSE (beside the Gaussian-fit "
                              f"baseline's) are in its run's metrics.json; see benchmarks/localization_density.py")
+        if first.paradigm.name == "quality_rating":
+            raise SrlabError(f"{suite.path}: '{entry.experiment}' trains a quality rating, not an SR method; name "
+                             f"its run as the suite's rating_run to rate every method's outputs")
         learned = has_trainable_parameters(config_network(first))
         seeds = suite.seeds if learned else suite.seeds[:1]  # seeds change nothing without training
         name = str(first.model.name)

@@ -11,6 +11,8 @@ A suite names experiments, seeds and a shared budget::
     profile: quick                    # optional: profile=quick for every run
     test_images: full                 # full | split | {crop_size: 48, crops_per_image: 4}
     test_data: sim_sted               # optional data block every run is evaluated on
+    rating_run: runs/quality_sted/RUN # optional: a quality-rating run; its mean rating of each method's
+                                      # outputs becomes a column (learned, no reference; srlab.inference.rate)
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from srlab.config import EXPERIMENTS_DIR, list_experiments
 from srlab.errors import SrlabError, did_you_mean
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
-SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data")
+SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data",
+              "rating_run")
 TEST_IMAGE_MODES = ("full", "split")
 BASELINE_LABEL = "bicubic (baseline)"
 
@@ -65,6 +68,7 @@ class Suite:
     profile: str | None
     test_images: EvalImages
     test_data: str | None
+    rating_run: str | None = None
 
 
 def _suite_path(suite: str | Path, root: Path) -> Path:
@@ -179,7 +183,11 @@ def load_suite(suite: str | Path, root: Path = SUITES_DIR, experiments_root: Pat
         if test_data not in blocks:
             raise SrlabError(f"{path}: test_data '{test_data}'{did_you_mean(str(test_data), blocks)} is not a data "
                              f"block; valid: {', '.join(blocks)}")
+    rating_run = body.get("rating_run")
+    if rating_run is not None and not isinstance(rating_run, str):
+        raise SrlabError(f"{path}: 'rating_run' must be the path of a quality-rating run, got {rating_run!r}")
     description = body.get("description") or ""
     return Suite(name=path.stem, path=path, description=str(description), entries=tuple(entries),
                  seeds=tuple(int(s) for s in seeds), overrides=overrides, profile=profile,
-                 test_images=_test_images(body.get("test_images"), f"{path}: test_images"), test_data=test_data)
+                 test_images=_test_images(body.get("test_images"), f"{path}: test_images"), test_data=test_data,
+                 rating_run=rating_run)
