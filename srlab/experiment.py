@@ -35,7 +35,8 @@ from srlab.inference.loader import has_trainable_parameters
 
 # Keys a resumed run may change: how it runs and logs, not what it trains (anything else would make
 # the checkpoint and config.yaml describe different experiments).
-RESUME_MAY_CHANGE = ("trainer.", "logger.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+RESUME_MAY_CHANGE = ("trainer.", "logger.", "evaluation.", "data.num_workers", "data.pin_memory",
+                     "data.persistent_workers")
 
 
 def _is_rank_zero() -> bool:
@@ -190,6 +191,11 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
     datamodule = build.build_data(cfg)
     task = build.build_task(cfg)
     learned = has_trainable_parameters(task)
+    rating = None
+    if cfg.evaluation.rating_run:  # a learned no-reference metric for validation (val/rating)
+        from srlab.inference.rate import Rater, ValidationRating
+
+        rating = ValidationRating(Rater.load(cfg.evaluation.rating_run))
     description = None
     if _is_rank_zero() and hasattr(datamodule, "describe"):
         # Read and check the data before anything is written: bad input leaves no run directory.
@@ -243,7 +249,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None) -> Path:
                                 auto_insert_metric_name=False)
     stops = StopRequests()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.trainer.checkpoint_every_min, stops)
-    callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA()]
+    callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA(), *([rating] if rating else [])]
     if wandb:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if cfg.logger.wandb.log_images:
