@@ -200,6 +200,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if card.kind == "localization":
         raise SrlabError(f"{args.run}: '{card.experiment}' is a localization network; use srlab localize RUN "
                          f"STACK -o DIR")
+    if card.kind == "rating":
+        raise SrlabError(f"{args.run}: '{card.experiment}' is a quality-rating network; use srlab rate RUN IMAGES")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     policy = "rescale" if args.rescale else "force" if args.force else "refuse"

@@ -334,6 +334,12 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if psnr is not None:
             print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
                   f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
+    rho = metrics.get("test/spearman")
+    if rho is not None:  # a quality-rating run (srlab.paradigms.quality)
+        nan = float("nan")
+        print(f"srlab: test rating vs true quality: Spearman rho {rho:.3f}, MSE {metrics.get('test/mse', nan):.4f} "
+              f"(random baseline: rho {metrics.get('test/random_spearman', nan):.3f}, "
+              f"MSE {metrics.get('test/random_mse', nan):.4f})")
     saved = ["config.yaml", "metrics.json", artifact.NETWORK_FILE, artifact.CARD_FILE]
     saved += ["checkpoints/"] if (run_dir / "checkpoints").is_dir() else []
     print(f"srlab: run saved in {run_dir} ({', '.join(saved)})")

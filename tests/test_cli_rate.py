@@ -89,3 +89,8 @@ def test_rate_bad_inputs_are_one_line(quality_run: Path, tmp_path: Path, capsys)
     assert main(["rate", str(quality_run), str(tmp_path / "missing*.tif"), "--out", out]) == 2
     assert "matches no" in _one_error_line(capsys)
     assert not Path(out).exists()
+    # a rating run is not an SR network: predict and export say what to use instead
+    assert main(["predict", str(quality_run), str(image), "-o", str(tmp_path / "sr.tif")]) == 2
+    assert "srlab rate" in _one_error_line(capsys)
+    assert main(["export", str(quality_run), "--format", "torchscript", "-o", str(tmp_path / "n.pt")]) == 2
+    assert "srlab rate" in _one_error_line(capsys)
