@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in NETWORKS.names():
         entry = NETWORKS.entry(name)
         info = entry.info
+        if entry.card.output == "score":  # a rating network: one score per image, no upsampling
+            params = count_parameters(create(name))
+            with torch.device("meta"):
+                macs = multiply_adds(create(name), in_channels=1, height=OUTPUT_SIZE, width=OUTPUT_SIZE)
+            overview.append(f"| `{name}` | {entry.family} | {info['paper']} | score | {params:,} | global | – "
+                            f"| {macs / 1e9:.2f} |")
+            continue
         scale = 2 if 2 in info["scales"] else info["scales"][0]
         params = count_parameters(create(name, scale=scale)) if info["learned"] else 0
         lr_size = OUTPUT_SIZE // scale
@@ -118,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         "Every network maps `(N, C, h, w)` to `(N, C, s·h, s·w)`; pick one in a config with "
         "`model: {name: <model>, params: {...}}`. Constructor defaults are the papers' settings except "
         "`in_channels = out_channels = 1` and `scale = 2`. Docstrings (`srlab/models/*.py`) say what each "
-        "implementation follows from its paper."
+        "implementation follows from its paper. The exception is the quality-rating family (scales `score`): "
+        "`(N, C, h, w)` to one score in [0, 1] per image (`srlab rate`, docs/quality.md); its GMACs are for "
+        "a 256x256 input."
     )
     legend = [
         "- **params**: trainable parameters at srlab's defaults (1 channel, x2; MDSR with its x2/x3/x4 heads).",

@@ -202,6 +202,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if card.kind == "localization":
         raise SrlabError(f"{args.run}: '{card.experiment}' is a localization network; use srlab localize RUN "
                          f"STACK -o DIR")
+    if card.kind == "rating":
+        raise SrlabError(f"{args.run}: '{card.experiment}' is a quality-rating network; use srlab rate RUN IMAGES")
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     policy = "rescale" if args.rescale else "force" if args.force else "refuse"
@@ -327,8 +329,29 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rate(args: argparse.Namespace) -> int:
+    """Rate TIFF images with a quality-rating run: one line per image, and a CSV (--out, default ratings.csv)."""
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise SrlabError(f"{out} already exists; pass --overwrite to replace it, or name another file with --out")
+    if out.is_dir():
+        raise SrlabError(f"--out {out}: is a folder; --out names the CSV file to write")
+    files = _predict_inputs(args.inputs)
+
+    from srlab.inference.rate import Rater, rate_files, ratings_csv
+    from srlab.runs import atomic_write_text
+
+    rater = Rater.load(args.run, args.checkpoint)
+    ratings = rate_files(rater, files, channel=args.channel)
+    for r in ratings:
+        print(f"{r.score:.4f}  {r.image}  ({r.file})")
+    atomic_write_text(out, ratings_csv(ratings, rater))
+    print(f"srlab: {len(ratings)} image(s) rated by {rater.card.experiment} (learned rating, Robitaille 2018) -> {out}")
+    return 0
+
+
 COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                 "evaluate": _cmd_evaluate, "adapt": _cmd_adapt})
+                 "evaluate": _cmd_evaluate, "adapt": _cmd_adapt, "rate": _cmd_rate})
 
 
 CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
@@ -495,6 +518,15 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int, default=256, help="LR tile size in pixels (default 256)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p = sub.add_parser("rate", help="rate the quality of TIFF images (0-1) with a trained quality-rating run "
+                                    "(srlab train quality_sted) -> one line per image and a CSV")
+    p.add_argument("run", help="run directory, checkpoint or network.pt of a quality-rating experiment")
+    p.add_argument("inputs", nargs="+", metavar="image", help="TIFF file(s), folders of TIFFs or globs")
+    p.add_argument("--out", default="ratings.csv", help="CSV to write (default ratings.csv; never replaced "
+                                                        "without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
+    p.add_argument("--channel", type=int, default=None, help="rate only this channel of multi-channel images")
     add_calibrate_arguments(sub.add_parser("calibrate", help="estimate PSF, camera noise, photons and background "
                                                              "from real images -> a simulator data block"))
     p = sub.add_parser("adapt", help="fine-tune a trained run on your own unlabelled LR images (physics "

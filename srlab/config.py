@@ -152,6 +152,18 @@ class LoggerConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """What a run reports beside its paradigm's own metrics.
+
+    ``rating_run``: a quality-rating run (``srlab train quality_sted``; :mod:`srlab.inference.rate`). Every
+    validation epoch of an SR paradigm then also logs ``val/rating``, the mean *learned* rating in [0, 1] of
+    its outputs (Robitaille et al. 2018): a no-reference score, not compared with the ground truth; it
+    selects no checkpoint and does not enter the config hash while unset."""
+
+    rating_run: Optional[str] = None
+
+
+@dataclass
 class ExperimentConfig:
     name: str = ""
     description: str = ""
@@ -164,6 +176,7 @@ class ExperimentConfig:
     paradigm: ParadigmConfig = field(default_factory=ParadigmConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     profiles: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -458,6 +471,8 @@ def config_hash(cfg: DictConfig, ignore: tuple[str, ...] = ("resume", "runs_dir"
         data.pop(key, None)
     for key in ("enable_progress_bar", "checkpoint_every_min"):  # how a run is watched, not what it computes
         data.get("trainer", {}).pop(key, None)
+    if not (data.get("evaluation") or {}).get("rating_run"):
+        data.pop("evaluation", None)  # unset: the hashes of runs from before the key existed stay the same
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

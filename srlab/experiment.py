@@ -35,7 +35,8 @@ from srlab.inference.loader import has_trainable_parameters
 
 # Keys a resumed run may change: how it runs and logs, not what it trains (anything else would make
 # the checkpoint and config.yaml describe different experiments).
-RESUME_MAY_CHANGE = ("trainer.", "logger.", "data.num_workers", "data.pin_memory", "data.persistent_workers")
+RESUME_MAY_CHANGE = ("trainer.", "logger.", "evaluation.", "data.num_workers", "data.pin_memory",
+                     "data.persistent_workers")
 
 
 def _is_rank_zero() -> bool:
@@ -193,6 +194,11 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
     datamodule = build.build_data(cfg)
     task = build.build_task(cfg, network)
     learned = has_trainable_parameters(task)
+    rating = None
+    if cfg.evaluation.rating_run:  # a learned no-reference metric for validation (val/rating)
+        from srlab.inference.rate import Rater, ValidationRating
+
+        rating = ValidationRating(Rater.load(cfg.evaluation.rating_run))
     description = None
     if _is_rank_zero() and hasattr(datamodule, "describe"):
         # Read and check the data before anything is written: bad input leaves no run directory.
@@ -246,7 +252,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
                                 auto_insert_metric_name=False)
     stops = StopRequests()
     last = LastCheckpoint(run_dir / "checkpoints", cfg.trainer.checkpoint_every_min, stops)
-    callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA()]
+    callbacks: list[L.Callback] = [checkpoint, last, RNGState(), RunETA(), *([rating] if rating else [])]
     if wandb:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         if cfg.logger.wandb.log_images:
@@ -339,6 +345,12 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
         if psnr is not None:
             print(f"srlab: rendered reconstruction vs ground truth: PSNR {psnr:.2f} dB, SSIM "
                   f"{metrics.get('test/ssim', float('nan')):.4f}, FRC {metrics.get('test/frc_nm', float('nan')):.0f} nm")
+    rho = metrics.get("test/spearman")
+    if rho is not None:  # a quality-rating run (srlab.paradigms.quality)
+        nan = float("nan")
+        print(f"srlab: test rating vs true quality: Spearman rho {rho:.3f}, MSE {metrics.get('test/mse', nan):.4f} "
+              f"(random baseline: rho {metrics.get('test/random_spearman', nan):.3f}, "
+              f"MSE {metrics.get('test/random_mse', nan):.4f})")
     saved = ["config.yaml", "metrics.json", artifact.NETWORK_FILE, artifact.CARD_FILE]
     saved += ["checkpoints/"] if (run_dir / "checkpoints").is_dir() else []
     print(f"srlab: run saved in {run_dir} ({', '.join(saved)})")

@@ -65,6 +65,7 @@ EXAMPLE_SIZE = (67, 61)
 NOT_EXPORTABLE: dict[str, str] = {
     "gaussfit": "a NumPy/SciPy localizer (DoG detection, per-molecule least-squares fits) behind the network "
                 "contract, not a tensor graph",
+    "quality_cnn": "a quality-rating network (one score per image, not an image); use srlab rate RUN IMAGES",
 }
 NOT_ONNX: dict[str, str] = {
     "dfcan": "its Fourier-channel attention uses torch.fft.fft2, which torch's ONNX exporter does not translate",

@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 from srlab.errors import OptionError, SrlabError, did_you_mean, unknown_choice
 
 T = TypeVar("T")
+#: What a network's ``forward`` returns (``Card.output``).
+NETWORK_OUTPUTS = ("image", "score")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ class Card:
     ``data``: for paradigms, the data families they train on; ``inputs``: for networks, what one input
     is — ``single`` (an image of C channels, every data family but ``multiframe``) and/or ``multiframe``
     (T frames of one field as channels, with their shifts: data family ``multiframe``), checked against
-    the data by :func:`srlab.build.check_paradigm_data`."""
+    the data by :func:`srlab.build.check_paradigm_data`; ``output``: for networks, what ``forward``
+    returns — ``image`` (the SR contract, ``(N, C, h, w) -> (N, C, s·h, s·w)``, also density maps) or
+    ``score`` (one number per image, ``(N, C, h, w) -> (N,)``: a no-reference rating network, which the
+    SR contract and its registry-wide tests do not apply to)."""
 
     family: str = ""
     paper: str = ""
@@ -44,8 +49,11 @@ class Card:
     paper_counts: tuple[Any, ...] = ()
     data: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ("single",)
+    output: str = "image"
 
     def __post_init__(self) -> None:
+        if self.output not in NETWORK_OUTPUTS:
+            raise TypeError(f"Card.output must be one of {', '.join(NETWORK_OUTPUTS)}, got {self.output!r}")
         if not all(isinstance(s, int) and s >= 1 for s in self.scales):
             raise TypeError(f"Card.scales must be integers >= 1, got {self.scales!r}")
         if not self.inputs or set(self.inputs) - {"single", "multiframe"}:
@@ -233,8 +241,8 @@ def _describe(expected: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 NETWORKS: Registry[Any] = Registry("model", modules=(
     "srlab.models.attention", "srlab.models.classical", "srlab.models.dense", "srlab.models.linear",
-    "srlab.models.attngan", "srlab.models.localization", "srlab.models.multiframe", "srlab.models.residual",
-    "srlab.models.unet"),
+    "srlab.models.attngan", "srlab.models.localization", "srlab.models.multiframe", "srlab.models.quality",
+    "srlab.models.residual", "srlab.models.unet"),
     plugins="srlab.models")
 DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models.discriminators",),
                                          plugins="srlab.discriminators")
@@ -242,8 +250,9 @@ DEGRADERS: Registry[Any] = Registry("degrader", modules=("srlab.models.degradati
 LOSSES: Registry[Any] = Registry("loss", modules=("srlab.paradigms.losses",), plugins="srlab.losses")
 PARADIGMS: Registry[Any] = Registry("paradigm", modules=(
     "srlab.paradigms.adaptation", "srlab.paradigms.attngan", "srlab.paradigms.degradation_gan", "srlab.paradigms.gan",
-    "srlab.paradigms.localization", "srlab.paradigms.residual", "srlab.paradigms.supervised"),
+    "srlab.paradigms.localization", "srlab.paradigms.quality", "srlab.paradigms.residual", "srlab.paradigms.supervised"),
     plugins="srlab.paradigms")
 DATAMODULES: Registry[Any] = Registry("data kind", modules=("srlab.data.datamodules", "srlab.data.multiframe",
-                                                             "srlab.data.multiscale", "srlab.smlm.datamodule"),
+                                                             "srlab.data.multiscale", "srlab.data.quality",
+                                                             "srlab.smlm.datamodule"),
                                       plugins="srlab.data")

@@ -112,7 +112,10 @@ def test_torchscript_matches_torch_without_srlab(tmp_path: Path) -> None:
     assert max(result["diffs"].values()) <= TOLERANCE, result["diffs"]
 
 
-@pytest.mark.parametrize("name", NETWORKS.names())
+SR_NETWORKS = [n for n in NETWORKS.names() if NETWORKS.entry(n).card.output == "image"]
+
+
+@pytest.mark.parametrize("name", SR_NETWORKS)
 def test_every_registered_network_exports_or_says_why(name: str, tmp_path: Path) -> None:
     """TorchScript for every network; ONNX too (marked slow: torch's exporter takes ~1 s per network)."""
     reasons = {fmt: srlab_export.unsupported(name, fmt) for fmt in ("torchscript", "onnx")}
@@ -133,7 +136,7 @@ def test_every_registered_network_exports_or_says_why(name: str, tmp_path: Path)
         assert (traced(images) - expected).abs().max() <= TOLERANCE
 
 
-ONNX_CASES = [n for n in NETWORKS.names() if srlab_export.unsupported(n, "onnx") is None and n not in CHECKED]
+ONNX_CASES = [n for n in SR_NETWORKS if srlab_export.unsupported(n, "onnx") is None and n not in CHECKED]
 FULL = pytest.mark.skipif(os.environ.get("SRLAB_EXPORT_ALL") != "1",
                           reason="torch's ONNX exporter takes 2-10 s per network; SRLAB_EXPORT_ALL=1 runs it "
                                  "for the whole registry")

@@ -40,6 +40,7 @@ from srlab.config import apply_overrides
 from srlab.data import build_datamodule
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
+from srlab.inference.rate import Rater
 from srlab.inference.tiling import predict_tiled
 from srlab.metrics.consistency import squirrel_consistency
 from srlab.metrics.frc import checkerboard_frc_resolution_nm
@@ -240,9 +241,11 @@ def _frc(image: np.ndarray, pixel_size_nm: float | None) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple[dict[str, list[float]], np.ndarray]:
-    """Per-image metrics of ``network`` on the group's samples, and its crops of the visual grid."""
-    values: dict[str, list[float]] = {m: [] for m in METRICS}
+def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: Rater | None = None) \
+        -> tuple[dict[str, list[float]], np.ndarray]:
+    """Per-image metrics of ``network`` on the group's samples, and its crops of the visual grid; with a
+    ``rater``, also each output's learned quality rating (``rating``, :mod:`srlab.inference.rate`)."""
+    values: dict[str, list[float]] = {m: [] for m in (*METRICS, *(("rating",) if rater else ()))}
     grid_of = {index: (y, x) for index, y, x in group.grid}
     crops = np.zeros((len(group.grid), group.grid_px, group.grid_px), dtype=np.float32)
     network.eval()
@@ -265,10 +268,26 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str) -> tuple
                 rsp.append(result.rsp)
         values["rse"].append(float(np.mean(rse)) if rse else math.nan)
         values["rsp"].append(float(np.mean(rsp)) if rsp else math.nan)
+        if rater is not None:
+            values["rating"].append(rate_output(rater, sr))
         if index in grid_of:  # the grid's crops come from the first samples, in order
             y, x = grid_of[index]
             crops[index] = sr[0, y:y + group.grid_px, x:x + group.grid_px]
     return values, crops
+
+
+def rate_output(rater: Rater, image: np.ndarray) -> float:
+    """The learned rating of one ``(C, H, W)`` output; NaN where the rater cannot take it (channels, size)."""
+    if image.shape[0] != rater.card.channels or min(image.shape[-2:]) < rater.min_size_px:
+        return math.nan
+    return rater.rate_array(image)
+
+
+def rating_identity(rater: Rater | None) -> dict[str, Any]:
+    """What a cached evaluation's rating depends on (nothing without a rater: older caches stay valid)."""
+    if rater is None:
+        return {}
+    return {"rating": [str(Path(rater.source).resolve()), rater.card.config_hash, rater.card.checkpoint]}
 
 
 def _checkpoint_stamp(run_dir: Path) -> dict[str, Any]:
@@ -277,9 +296,10 @@ def _checkpoint_stamp(run_dir: Path) -> dict[str, Any]:
     return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
 
 
-def _evaluation_key(run: PlannedRun, group: EvalGroup) -> str:
+def _evaluation_key(run: PlannedRun, group: EvalGroup, rater: Rater | None = None) -> str:
     blob = {"version": EVAL_VERSION, "group": group.key, "seed": group.seed, "grid": group.grid,
-            "grid_px": group.grid_px, "config": run.hash, "checkpoints": _checkpoint_stamp(run.run_dir)}
+            "grid_px": group.grid_px, "config": run.hash, "checkpoints": _checkpoint_stamp(run.run_dir),
+            **rating_identity(rater)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -359,7 +379,7 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Callable[[], nn.Module], *,
                       channels: int, device: str, with_cost: bool, reevaluate: bool, describe: dict[str, Any],
-                      log: Log = print) -> tuple[dict[str, Any], np.ndarray]:
+                      log: Log = print, rater: Rater | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """``(record, grid crops)`` of one network on a group's images, read from ``cache`` (JSON, crops beside
     it as ``.npz``) when it holds this ``key``, else computed and written there. The record holds the
     per-image metrics and, with ``with_cost``, the network's cost measured on this machine."""
@@ -378,7 +398,7 @@ def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Cal
         log(f"srlab compare: evaluating {describe.get('run_dir', describe.get('model'))} on "
             f"{len(group.samples)} test image(s)")
         network = make_network()
-        values, crops = evaluate_network(network, group, device)
+        values, crops = evaluate_network(network, group, device, rater)
         record = {"version": EVAL_VERSION, "key": key, **describe, "test_data": group.label,
                   "images": [s.name for s in group.samples], "metrics": values,
                   "created": _dt.datetime.now().isoformat(timespec="seconds")}
@@ -395,32 +415,37 @@ def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Cal
 
 
 def evaluate_run(run: PlannedRun, group: EvalGroup, *, device: str, with_cost: bool, reevaluate: bool,
-                 log: Log = print) -> tuple[dict[str, Any], np.ndarray]:
+                 log: Log = print, rater: Rater | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Evaluation of one run, cached in ``<run>/evaluations/compare-<key>.json``."""
     assert run.run_dir is not None
     run_dir = run.run_dir
-    key = _evaluation_key(run, group)
+    key = _evaluation_key(run, group, rater)
     return cached_evaluation(run_dir / "evaluations" / f"compare-{key}.json", key, group,
                              lambda: load_network(run_dir)[0], channels=int(run.cfg.data.channels), device=device,
-                             with_cost=with_cost, reevaluate=reevaluate, log=log,
+                             with_cost=with_cost, reevaluate=reevaluate, log=log, rater=rater,
                              describe={"run_id": run_dir.name, "run_dir": str(run_dir), "seed": run.seed,
                                        "config_hash": run.hash})
 
 
 def baseline_row(group: EvalGroup, channels: int, device: str, cache_dir: Path, reevaluate: bool,
-                  log: Log) -> tuple[Row, np.ndarray]:
+                  log: Log, rater: Rater | None = None) -> tuple[Row, np.ndarray]:
     """Bicubic interpolation on the group's images; cached under ``cache_dir`` (it has no run folder)."""
     blob = {"version": EVAL_VERSION, "group": group.key, "seed": group.seed, "grid": group.grid,
-            "grid_px": group.grid_px, "channels": channels, "model": "bicubic"}
+            "grid_px": group.grid_px, "channels": channels, "model": "bicubic", **rating_identity(rater)}
     key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
     record, crops = cached_evaluation(
         cache_dir / f"baseline-{key}.json", key, group,
         lambda: models.create("bicubic", in_channels=channels, out_channels=channels, scale=group.scale),
-        channels=channels, device=device, with_cost=True, reevaluate=reevaluate, log=log,
+        channels=channels, device=device, with_cost=True, reevaluate=reevaluate, log=log, rater=rater,
         describe={"model": "bicubic"})
     cost = record["cost"]
     row = Row(label=BASELINE_LABEL, experiment=None, model="bicubic", family=models.NETWORKS.entry("bicubic").family,
               learned=False, group=group.key, parameters=cost["parameters"], macs=cost["macs"],
               cpu_ms=cost["cpu_ms"], gpu_ms=cost["gpu_ms"], trained_on_eval_data=None, train_data="—")
-    row.values = {m: np.asarray([record["metrics"][m]], dtype=np.float64) for m in METRICS}
+    row.values = {m: np.asarray([record["metrics"][m]], dtype=np.float64) for m in metric_names(rater)}
     return row, crops
+
+
+def metric_names(rater: Rater | None) -> tuple[str, ...]:
+    """The per-image values of an evaluation: :data:`METRICS`, and ``rating`` with a rater."""
+    return (*METRICS, "rating") if rater is not None else METRICS

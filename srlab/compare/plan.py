@@ -93,6 +93,9 @@ def plan_suite(suite: Suite, cli_overrides: Sequence[str]) -> list[Row]:
     hashes: dict[Path, str | None] = {}
     for entry in suite.entries:
         first = compose(entry, suite, suite.seeds[0], cli_overrides)
+        if first.paradigm.name == "quality_rating":
+            raise SrlabError(f"{suite.path}: '{entry.experiment}' trains a quality rating, not an SR method; name "
+                             f"its run as the suite's rating_run to rate every method's outputs")
         learned = has_trainable_parameters(config_network(first))
         seeds = suite.seeds if learned else suite.seeds[:1]  # seeds change nothing without training
         name = str(first.model.name)

@@ -15,6 +15,7 @@ from srlab.compare.evaluate import METRICS, EvalGroup
 from srlab.compare.plan import Log, Row
 from srlab.compare.suite import Suite
 from srlab.errors import SrlabError
+from srlab.inference.rate import RATING_LABEL
 from srlab.metrics import stats
 
 # (key, heading, decimals) of the main leaderboard and of the additional table.
@@ -33,7 +34,7 @@ def summarize(rows: list[Row], groups: list[EvalGroup]) -> None:
         members = [r for r in rows if r.group == group.key and r.values]
         for row in members:
             summary: dict[str, Any] = {}
-            for metric in METRICS:
+            for metric in row.values:  # METRICS, and the learned rating where the suite names a rating run
                 mean, low, high, n = stats.mean_ci(row.values[metric])
                 summary[metric] = {"mean": mean, "ci_low": low, "ci_high": high, "n": n,
                                    "seed_sd": stats.seed_sd(row.values[metric])}
@@ -133,7 +134,7 @@ def leaderboard_records(rows: list[Row], groups: list[EvalGroup]) -> list[dict[s
                 "best": row.summary["best"], "trained_on_eval_data": row.trained_on_eval_data,
                 "train_data": row.train_data, "run_ids": _run_ids(row),
                 "run_dirs": " ".join(str(r.run_dir.resolve()) for r in row.evaluated)}
-            for metric in METRICS:
+            for metric in (*METRICS, *(("rating",) if "rating" in row.summary else ())):
                 s = row.summary[metric]
                 record.update({f"{metric}_mean": s["mean"], f"{metric}_ci_low": s["ci_low"],
                                f"{metric}_ci_high": s["ci_high"], f"{metric}_n": s["n"],
@@ -151,8 +152,8 @@ def csv_text(records: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return out.getvalue()
 
 
-def csv_columns() -> list[str]:
-    return [*CSV_FIXED, *(f"{m}_{s}" for m in METRICS for s in ("mean", "ci_low", "ci_high", "n", "seed_sd"))]
+def csv_columns(metrics: Sequence[str] = METRICS) -> list[str]:
+    return [*CSV_FIXED, *(f"{m}_{s}" for m in metrics for s in ("mean", "ci_low", "ci_high", "n", "seed_sd"))]
 
 
 def per_image_records(rows: list[Row], groups: list[EvalGroup]) -> list[dict[str, Any]]:
@@ -204,8 +205,10 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
         if n_empty:
             lines += [(f"{n_empty} of {n_total} seed × sample value(s) have an empty or constant ground truth "
                        f"and are excluded from every mean (cells then read k/n)."), ""]
+        # The learned rating (a suite's rating_run) beside the reference metrics, labelled as learned.
+        main_columns = (*MAIN_COLUMNS, *((("rating", RATING_LABEL, 3),) if "rating" in members[0].summary else ()))
         head = ["#", "model", "family", "params", "MACs / 256²", "CPU ms / 256²", "GPU ms / 256²",
-                *[h for _, h, _ in MAIN_COLUMNS], "p vs best", "p (Holm)", "seeds × images"]
+                *[h for _, h, _ in main_columns], "p vs best", "p (Holm)", "seeds × images"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in members:
             s = row.summary
@@ -214,7 +217,7 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
             if row.experiment and row.label != row.experiment:
                 name += f" ({row.experiment})"
             cells = [str(s["rank"]), name + mark, row.family, _fmt_count(row.parameters), _fmt_count(row.macs),
-                     _fmt_ms(row.cpu_ms), _fmt_ms(row.gpu_ms), *[_fmt_cell(row, k, d) for k, _, d in MAIN_COLUMNS],
+                     _fmt_ms(row.cpu_ms), _fmt_ms(row.gpu_ms), *[_fmt_cell(row, k, d) for k, _, d in main_columns],
                      "best" if s["best"] else fmt_p(s["p_vs_best"]), "" if s["best"] else fmt_p(s["p_vs_best_holm"]),
                      f"{_n_seeds(row)} × {_n_images(row)}"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -227,6 +230,11 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
         lines += [(f"FRC resolution (single-image, 1/7 threshold) of the input: {frc_in} nm; of the ground "
                    f"truth: {frc_gt} nm (— where the curve never crosses the threshold or the image is too small)."),
                   ""]
+        if "rating_ground_truth" in ref:
+            rated = fmt_ci(dict(zip(("mean", "ci_low", "ci_high"), ref["rating_ground_truth"][:3])), 3)
+            lines += [(f"{RATING_LABEL}: the score in [0, 1] of the quality-rating run `{suite.rating_run}`, "
+                       f"learned from simulated STED images (no reference image; higher looks better); the ground "
+                       f"truth rates {rated}."), ""]
         head = ["model", *[h for _, h, _ in EXTRA_COLUMNS]]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in members:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from srlab.compare import evaluate, localization
-from srlab.compare.evaluate import METRICS, build_groups, machine, write_json
+from srlab.compare.evaluate import METRICS, build_groups, machine, metric_names, write_json
 from srlab.compare.figures import write_figures
 from srlab.compare.plan import Log, Row, is_localization, plan_suite, train_missing
 from srlab.compare.report import (
@@ -87,6 +87,15 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
         localization.print_summary(rows, reports_dir / suite.name, log)
         return reports_dir / suite.name
     groups = build_groups(suite, rows, cli, log)
+    rater = None
+    if suite.rating_run:
+        from srlab.inference.rate import Rater
+
+        rater = Rater.load(suite.rating_run)
+        log(f"srlab compare: rating every output with {suite.rating_run} (learned rating, Robitaille 2018)")
+        for group in groups:
+            group.reference["rating_ground_truth"] = np.array(
+                [evaluate.rate_output(rater, s.hr) for s in group.samples])
 
     crops: dict[str, np.ndarray] = {}
     baselines: list[Row] = []
@@ -96,12 +105,12 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
             evaluated = row.evaluated
             if not evaluated:
                 continue
-            per_seed: dict[str, list[list[float]]] = {m: [] for m in METRICS}
+            per_seed: dict[str, list[list[float]]] = {m: [] for m in metric_names(rater)}
             for i, run in enumerate(evaluated):
                 record, run_crops = evaluate.evaluate_run(run, group, device=device, with_cost=i == 0, reevaluate=reevaluate,
-                                                 log=log)
-                for m in METRICS:
-                    per_seed[m].append(record["metrics"][m])
+                                                 log=log, rater=rater)
+                for m, values in per_seed.items():
+                    values.append(record["metrics"][m])
                 if i == 0:
                     crops[f"{group.key}/{row.label}"] = run_crops
                     cost = record["cost"]
@@ -111,7 +120,7 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
         if not any(r.model == "bicubic" for r in members):
             channels = int(group.samples[0].lr.shape[0])
             baseline, baseline_crops = evaluate.baseline_row(group, channels, device, reports_dir / ".cache",
-                                                     reevaluate, log)
+                                                     reevaluate, log, rater)
             baselines.append(baseline)
             crops[f"{group.key}/{baseline.label}"] = baseline_crops
     all_rows = rows + baselines
@@ -122,7 +131,7 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
                                 "cli_overrides": cli}
         figures = write_figures(all_rows, groups, crops, tmp)
         records = leaderboard_records(all_rows, groups)
-        (tmp / "leaderboard.csv").write_text(csv_text(records, csv_columns()))
+        (tmp / "leaderboard.csv").write_text(csv_text(records, csv_columns(metric_names(rater))))
         per_image = per_image_records(all_rows, groups)
         (tmp / "per_image.csv").write_text(csv_text(per_image, ["group", "label", "seed", "run_id", "image",
                                                                  *METRICS]))
@@ -136,7 +145,8 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
             "suite": suite.name, "suite_file": str(suite.path), "description": suite.description,
             "seeds": list(suite.seeds), "overrides": list(suite.overrides), "profile": suite.profile,
             "test_images": suite.test_images.describe(), "test_data": suite.test_data,
-            "test_pairs": str(suite.test_pairs) if suite.test_pairs else None, **meta,
+            "test_pairs": str(suite.test_pairs) if suite.test_pairs else None, "rating_run": suite.rating_run,
+            **meta,
             "failures": failures, "statistics": "mean ± 95% t-interval over seeds x images; p: two-sided Wilcoxon "
             "signed-rank vs the best (highest mean PSNR), paired by image on seed-averaged PSNR; Holm-adjusted too",
             "groups": [{"key": g.key, "label": g.label, "slug": g.slug, "source": g.source, "data": g.data,

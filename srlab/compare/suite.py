@@ -13,6 +13,8 @@ A suite names experiments, seeds and a shared budget::
     test_data: sim_sted               # optional data block every run is evaluated on (its test split)
     test_pairs: /data/my_pairs        # or: every image of a paired folder (lr/, hr/), whole, no split —
                                       # what ``srlab evaluate --pairs`` scores
+    rating_run: runs/quality_sted/RUN # optional: a quality-rating run; its mean rating of each method's
+                                      # outputs becomes a column (learned, no reference; srlab.inference.rate)
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from srlab.errors import SrlabError, did_you_mean
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
 SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data",
-              "test_pairs")
+              "test_pairs", "rating_run")
 TEST_IMAGE_MODES = ("full", "split")
 BASELINE_LABEL = "bicubic (baseline)"
 
@@ -69,6 +71,7 @@ class Suite:
     test_images: EvalImages
     test_data: str | None
     test_pairs: Path | None = None
+    rating_run: str | None = None
 
 
 def _suite_path(suite: str | Path, root: Path) -> Path:
@@ -198,7 +201,10 @@ def load_suite(suite: str | Path, root: Path = SUITES_DIR, experiments_root: Pat
             raise SrlabError(f"{path}: test_pairs {test_pairs}: expected a folder with lr/ and hr/ subfolders")
         if test_images.mode != "full":
             raise SrlabError(f"{path}: test_pairs scores every image whole; drop test_images (or set it to full)")
+    rating_run = body.get("rating_run")
+    if rating_run is not None and not isinstance(rating_run, str):
+        raise SrlabError(f"{path}: 'rating_run' must be the path of a quality-rating run, got {rating_run!r}")
     description = body.get("description") or ""
     return Suite(name=path.stem, path=path, description=str(description), entries=tuple(entries),
                  seeds=tuple(int(s) for s in seeds), overrides=overrides, profile=profile,
-                 test_images=test_images, test_data=test_data, test_pairs=test_pairs)
+                 test_images=test_images, test_data=test_data, test_pairs=test_pairs, rating_run=rating_run)

@@ -17,6 +17,7 @@ misspelt option fails with one line naming it.
 * ``multiscale`` — simulated pairs at several scales, one per training batch, for MDSR
   (:mod:`srlab.data.multiscale`).
 * ``smlm`` — simulated single-molecule localization frames (:mod:`srlab.smlm.datamodule`).
+* ``quality`` — simulated STED images with a known quality score (:mod:`srlab.data.quality`).
 
 ``data.params`` holds the few options only one kind takes (folder names, manifest), checked against
 that kind's signature.
@@ -233,10 +234,39 @@ class MultiScaleDataConfig(DataConfig):
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
 
 
+@dataclass
+class QualityDataConfig(DataBlock):
+    """``kind: quality`` — simulated STED images of known quality for a rating network
+    (:mod:`srlab.data.quality`, which documents the score). ``patch_size`` is the image side in pixels of
+    ``pixel_size_nm``; ``scale`` is 1 (nothing is upsampled). Each image draws its degradations uniformly
+    from the ``*_range`` fields (photons log-uniformly): PSF FWHM, peak signal photons, the fraction of
+    signal bleached by the end of the scan, and the rms line-to-line gain jitter of scan stripes.
+    Training: ``train_items`` new images every epoch; validation and test: fixed ``val_items`` /
+    ``test_items`` images from streams disjoint from training."""
+
+    kind: str = "quality"
+    scale: int = 1
+    patch_size: int = 64
+    batch_size: int = 32
+    train_items: int = 2048
+    val_items: int = 256
+    test_items: int = 512
+    pixel_size_nm: float = 20.0
+    structures: list[str] = field(default_factory=lambda: ["microtubules", "actin", "ccps", "er"])
+    # × the specimens' structures per µm²: a field of ~1 µm holds few structures at the simulator's densities
+    density_scale: float = 4.0
+    fwhm_nm_range: list[float] = field(default_factory=lambda: [40.0, 250.0])
+    photons_range: list[float] = field(default_factory=lambda: [3.0, 100.0])
+    bleaching_range: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    stripes_range: list[float] = field(default_factory=lambda: [0.0, 0.5])
+    background_photons: float = 1.0
+
+
 # data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
 # keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
 DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig,
-                                 "multiframe": MultiFrameDataConfig, "multiscale": MultiScaleDataConfig}
+                                 "multiframe": MultiFrameDataConfig, "multiscale": MultiScaleDataConfig,
+                                 "quality": QualityDataConfig}
 
 
 def data_schema(kind: Any) -> type:

@@ -33,8 +33,10 @@ from srlab.paradigms import PARADIGMS
 NETWORK_FILE = "network.pt"
 CARD_FILE = "network.json"
 CARD_FORMAT = 1
-# What a network's output is: an image on the HR grid, or an emitter density map to localize.
-KINDS = ("image", "localization")
+# What a network's output is: an image on the HR grid, an emitter density map to localize, or a quality
+# rating (one score per image, srlab rate). Decided by the family of the paradigm that trained it.
+KINDS = ("image", "localization", "rating")
+_KIND_OF_FAMILY = {"localization": "localization", "quality rating": "rating"}
 
 
 @dataclass
@@ -117,7 +119,7 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
     ``localization`` what a localization checkpoint saved (threshold, emitter mass, scale)."""
     scale = int(cfg.data.scale)
     lr_px, hr_px = pixel_sizes(description, scale)
-    kind = "localization" if PARADIGMS.entry(cfg.paradigm.name).family == "localization" else "image"
+    kind = _KIND_OF_FAMILY.get(PARADIGMS.entry(cfg.paradigm.name).family, "image")
     return NetworkCard(
         experiment=str(cfg.name), network=str(cfg.model.name), network_kwargs=build.network_kwargs(cfg), kind=kind,
         scale=scale, channels=int(cfg.data.channels), low_percentile=float(cfg.data.low_percentile),

@@ -37,7 +37,8 @@ SURVEY = {"srcnn", "espcn", "fsrcnn", "vdsr", "edsr", "mdsr", "drcn", "drrn", "s
           "rdn", "rcan", "dfcan", "unet", "bicubic", "ibp", "richardson_lucy"}
 # Models small enough to time at their paper width (everything else is timed at NARROW widths).
 PAPER_WIDTH_TIMED = {"srcnn", "espcn", "fsrcnn", "bicubic", "ibp", "richardson_lucy"}
-NAMES = NETWORKS.names()
+# Networks under the SR contract; rating networks (Card.output == "score") are tested in test_quality.py.
+NAMES = [n for n in NETWORKS.names() if NETWORKS.entry(n).card.output == "image"]
 LEARNED = [n for n in NAMES if NETWORKS.entry(n).info.get("learned", True)]
 CASES = [(name, scale) for name in NAMES for scale in NETWORKS.entry(name).info.get("scales", (2,))]
 SIZE = 12
