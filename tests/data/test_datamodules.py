@@ -156,11 +156,33 @@ def test_unpaired_kind_from_folders(tmp_path, cfg_factory):
     assert len(dm.data["val"]) == len(dm.data["test"]) == 1
 
 
+def _block_kind(block: str) -> str:
+    import yaml
+
+    return str(yaml.safe_load((EXPERIMENTS_DIR / "data" / f"{block}.yaml").read_text()).get("kind", "simulated"))
+
+
+def _experiment_for(block: str) -> str:
+    """edsr_smoke for the image-pair kinds (it sets DataConfig's patch keys); for a kind with a schema of
+    its own (SMLM frames, rated images), the first shipped experiment whose default data is of that kind."""
+    import yaml
+
+    from srlab.data.config import DataConfig, data_schema
+
+    kind = _block_kind(block)
+    if issubclass(data_schema(kind), DataConfig):
+        return "edsr_smoke"
+    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
+        defaults = yaml.safe_load(path.read_text()).get("defaults") or []
+        blocks = [d.split("/", 1)[1] for d in defaults if isinstance(d, str) and d.startswith("data/")]
+        if blocks and _block_kind(blocks[0]) == kind:
+            return path.stem
+    raise AssertionError(f"no shipped experiment uses data.kind={kind} (block {block})")
+
+
 @pytest.mark.parametrize("block", sorted(p.stem for p in (EXPERIMENTS_DIR / "data").glob("*.yaml")))
 def test_every_data_block_builds(block):
-    # A block goes with an experiment of its data family (edsr_smoke sets image-patch keys).
-    smlm = "kind: smlm" in (EXPERIMENTS_DIR / "data" / f"{block}.yaml").read_text()
-    cfg = load_experiment("deepstorm_tubes" if smlm else "edsr_smoke", [f"data={block}"])
+    cfg = load_experiment(_experiment_for(block), [f"data={block}"])
     assert cfg.data.kind in DATAMODULES
     dm = build_datamodule(cfg.data, seed=0)  # resolves and checks the settings; generates nothing
     assert dm.scale == cfg.data.scale
