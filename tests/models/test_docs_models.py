@@ -7,7 +7,7 @@ import re
 from srlab.models import NETWORKS
 from tests.conftest import REPO
 
-ROW = re.compile(r"^\| `([^`]+)` \| ([^|]+?) \| ([^|]+?) \|", re.M)
+ROW = re.compile(r"^\| `([^`]+)` \| ([^|]+?) \| ([^|]+?) \|", re.MULTILINE)
 
 
 def test_the_model_zoo_page_has_one_row_per_registered_network_with_its_card():
