@@ -61,10 +61,11 @@ def test_tiny_training_ranks_held_out_images_far_above_random():
 
 @pytest.mark.slow
 def test_longer_training_reaches_spearman_0_8():
-    """The acceptance bar of the issue (ρ >= 0.8 on held-out images of another seed). Needs 2048 images and a
-    width-16 network, more than "a few hundred" (those reach 0.71-0.76): ~13 s on 2 idle cores, minutes on a busy
-    machine. Measured ρ = 0.82 (random rater 0.02); when tuned, this recipe passed 0.8 from the 4th epoch on."""
-    rho, random_rho = _train_and_rank(train_items=2048, epochs=8, size_px=32, features=16, lr=1e-3)
+    """The acceptance bar of the issue (ρ >= 0.8 on held-out images of another seed). Needs 4096 images and a
+    width-16 network, more than "a few hundred" (those reach 0.71-0.76): ~27 s on 2 idle cores. Measured with
+    this recipe over four initialization seeds: ρ = 0.838, 0.837, 0.812, 0.814 (random rater 0.02); with 2048
+    images it was 0.821, 0.792, 0.811, 0.784 — a pass that would have depended on the seed."""
+    rho, random_rho = _train_and_rank(train_items=4096, epochs=8, size_px=32, features=16, lr=1e-3)
     assert abs(random_rho) < 0.2
     assert rho >= 0.8, rho
 
