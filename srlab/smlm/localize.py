@@ -186,22 +186,42 @@ def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations
 
     if mle:  # a positive model everywhere: background and photons start > 0
         theta[:, 4] = np.clip(theta[:, 4], 1e-3, None)
+    target = counts if mle else data
+
+    def constrain(trial: np.ndarray) -> None:
+        trial[:, 3] = np.clip(trial[:, 3], 0.25 * sigma0, 4.0 * sigma0)
+
+    theta, _ = _levenberg_marquardt(theta, model, cost, target,
+                                    (lambda mu: w / np.clip(mu, 1e-3, None)) if mle else (lambda mu: w),
+                                    iterations=iterations, constrain=constrain, stop_lambda=1e8)
+    return theta
+
+
+def _levenberg_marquardt(theta: np.ndarray, model, cost, target: np.ndarray, weight, *, iterations: int,
+                         constrain=None, stop_lambda: float) -> tuple[np.ndarray, np.ndarray]:
+    """Batched Levenberg–Marquardt over ``n`` independent fits: ``model(theta)`` gives ``(mu, jacobian)``
+    of shapes ``(n, m)`` and ``(n, m, p)``, ``cost(mu)`` the ``(n,)`` objective, ``weight(mu)`` the ``(n, m)``
+    weights of the normal equations (``w / mu``: Fisher scoring of the Poisson likelihood; ``w``: least
+    squares). Each fit keeps its own damping: ×0.3 after an accepted step, ×10 after a rejected one, and
+    all stop once every damping exceeds ``stop_lambda``. ``constrain`` clips a trial step in place.
+    Returns the parameters and their cost."""
+    n, p = theta.shape
+    eye = np.eye(p)
     lam = np.full(n, 1e-2)
     mu, jac = model(theta)
     current = cost(mu)
-    eye = np.eye(5)
     for _ in range(iterations):
-        weight = w / np.clip(mu, 1e-3, None) if mle else w
-        jtw = jac.transpose(0, 2, 1) * weight[:, None, :]
+        jtw = jac.transpose(0, 2, 1) * weight(mu)[:, None, :]
         hess = jtw @ jac
-        grad = (jtw @ ((counts if mle else data) - mu)[:, :, None])[:, :, 0]
+        grad = (jtw @ (target - mu)[:, :, None])[:, :, 0]
         damped = hess + lam[:, None, None] * (hess * eye + 1e-9 * eye)
         try:
             step = np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             step = np.stack([np.linalg.lstsq(d, g, rcond=None)[0] for d, g in zip(damped, grad)])
         trial = theta + step
-        trial[:, 3] = np.clip(trial[:, 3], 0.25 * sigma0, 4.0 * sigma0)
+        if constrain is not None:
+            constrain(trial)
         mu_t, jac_t = model(trial)
         new = cost(mu_t)
         better = np.isfinite(new) & (new < current)
@@ -210,9 +230,9 @@ def _fit_gaussians(rois: np.ndarray, mask: np.ndarray, sigma0: float, iterations
         jac = np.where(better[:, None, None], jac_t, jac)
         current = np.where(better, new, current)
         lam = np.where(better, lam * 0.3, lam * 10.0)
-        if np.all(lam > 1e8):
+        if np.all(lam > stop_lambda):
             break
-    return theta
+    return theta, current
 
 
 #: Cubic B-spline sampled at scale 2 (ThunderSTORM's default wavelet filter: order 3, scale 2).
@@ -326,8 +346,6 @@ def _fit_emitters(rois: np.ndarray, mask: np.ndarray, sigma_px: float, theta: np
     coord = (np.arange(s) - s // 2)[None, :].astype(np.float64)
     w = mask.reshape(n, -1).astype(np.float64)
     counts = np.clip(rois.reshape(n, -1), 0.0, None)
-    p = theta.shape[1]
-    eye = np.eye(p)
 
     def cost(mu: np.ndarray) -> np.ndarray:
         m = np.clip(mu, 1e-6, None)
@@ -335,30 +353,9 @@ def _fit_emitters(rois: np.ndarray, mask: np.ndarray, sigma_px: float, theta: np
 
     theta = theta.copy()
     theta[:, -1] = np.clip(theta[:, -1], 1e-3, None)
-    mu, jac = _emitters_model(theta, coord, sigma_px)
-    current = cost(mu)
-    lam = np.full(n, 1e-2)
-    for _ in range(iterations):
-        jtw = jac.transpose(0, 2, 1) * (w / np.clip(mu, 1e-3, None))[:, None, :]
-        hess = jtw @ jac
-        grad = (jtw @ (counts - mu)[:, :, None])[:, :, 0]
-        damped = hess + lam[:, None, None] * (hess * eye + 1e-9 * eye)
-        try:
-            step = np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(d, g, rcond=None)[0] for d, g in zip(damped, grad)])
-        trial = theta + step
-        mu_t, jac_t = _emitters_model(trial, coord, sigma_px)
-        new = cost(mu_t)
-        better = np.isfinite(new) & (new < current)
-        theta = np.where(better[:, None], trial, theta)
-        mu = np.where(better[:, None], mu_t, mu)
-        jac = np.where(better[:, None, None], jac_t, jac)
-        current = np.where(better, new, current)
-        lam = np.where(better, lam * 0.3, lam * 10.0)
-        if np.all(lam > 1e4):  # six rejected steps in a row from the usual 1e-2: converged (or stuck)
-            break
-    return theta, current
+    # Six rejected steps in a row from the usual 1e-2 (damping > 1e4): converged (or stuck).
+    return _levenberg_marquardt(theta, lambda th: _emitters_model(th, coord, sigma_px), cost, counts,
+                                lambda mu: w / np.clip(mu, 1e-3, None), iterations=iterations, stop_lambda=1e4)
 
 
 def chi2_sf(x: np.ndarray, dof: np.ndarray | float) -> np.ndarray:
