@@ -33,7 +33,7 @@ from torch import nn
 
 from srlab.compare.evaluate import _checkpoint_stamp, machine, test_set_identity, write_json
 from srlab.compare.plan import Log, PlannedRun, Row
-from srlab.compare.report import _fmt_cell, csv_text, fmt_ci, fmt_p
+from srlab.compare.report import _fmt_cell, csv_text, fmt_ci, fmt_p, provenance_lines
 from srlab.compare.suite import Suite
 from srlab.data import build_datamodule
 from srlab.errors import SrlabError
@@ -278,12 +278,7 @@ def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dic
     lines = [f"# Localization leaderboard `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    lines += [f"Suite `{suite.path}`; seeds {list(suite.seeds)}; suite overrides "
-              f"`{' '.join(suite.overrides) or '(none)'}`; command-line overrides "
-              f"`{' '.join(meta['cli_overrides']) or '(none)'}`" + (f"; profile `{suite.profile}`" if suite.profile
-                                                                   else "") + ".",
-              (f"Created {meta['created']} on {meta['machine']['processor']} ({meta['machine']['cpu_count']} CPUs, "
-               f"{meta['machine']['torch_threads']} torch threads; GPU: {meta['machine']['gpu'] or 'none'})."), "",
+    lines += [*provenance_lines(suite, meta), "",
               "## Test data", "",
               (f"{test.label}. One held-out specimen ({len(test.ground_truth)} ground-truth molecules), drawn with "
                f"the data's split seed, not the run's seed: every method and every seed is scored on these same "

@@ -171,17 +171,25 @@ def per_image_records(rows: list[Row], groups: list[EvalGroup]) -> list[dict[str
     return records
 
 
+def provenance_lines(suite: Suite, meta: dict[str, Any]) -> list[str]:
+    """The suite, its overrides and the machine: the opening lines of every leaderboard."""
+    profile = f"; profile `{suite.profile}`" if suite.profile else ""
+    machine = meta["machine"]
+    overrides = " ".join(suite.overrides) or "(none)"
+    cli = " ".join(meta["cli_overrides"]) or "(none)"
+    suite_line = (f"Suite `{suite.path}`; seeds {list(suite.seeds)}; suite overrides `{overrides}`; "
+                  f"command-line overrides `{cli}`{profile}.")
+    machine_line = (f"Created {meta['created']} on {machine['processor']} ({machine['cpu_count']} CPUs, "
+                    f"{machine['torch_threads']} torch threads; GPU: {machine['gpu'] or 'none'}).")
+    return [suite_line, machine_line]
+
+
 def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: dict[str, dict[str, str]],
               meta: dict[str, Any], failures: list[str]) -> str:
     lines = [f"# Comparison `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    lines += [f"Suite `{suite.path}`; seeds {list(suite.seeds)}; suite overrides "
-              f"`{' '.join(suite.overrides) or '(none)'}`; command-line overrides "
-              f"`{' '.join(meta['cli_overrides']) or '(none)'}`" + (f"; profile `{suite.profile}`" if suite.profile
-                                                                   else "") + ".",
-              (f"Created {meta['created']} on {meta['machine']['processor']} ({meta['machine']['cpu_count']} CPUs, "
-               f"{meta['machine']['torch_threads']} torch threads; GPU: {meta['machine']['gpu'] or 'none'})."), "",
+    lines += [*provenance_lines(suite, meta), "",
               ("PSNR, SSIM, NRMSE are the headline metrics of the CARE convention (affine-fitted prediction vs the "
                "ground truth normalized by its 1/99.8 % percentiles; NRMSE over the ground truth's std; the "
                "training data keep srlab's own normalization) — definitions in `docs/metrics.md`; the plain "
