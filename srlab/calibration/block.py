@@ -91,6 +91,19 @@ def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -
     return write_text(to_yaml(cal), out, overwrite=overwrite)
 
 
+def output_paths(out: str | Path, *, overwrite: bool, example: str) -> tuple[Path, Path]:
+    """The block ``out`` and its figure beside it (``.png``), checked before anything is computed: a
+    ``.yaml`` name (``example`` shows one), and neither file replaced without ``overwrite``."""
+    out = Path(out)
+    figure = out.with_suffix(".png")
+    if out.suffix not in (".yaml", ".yml"):
+        raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. {example})")
+    for path in (out, figure):
+        if path.exists() and not overwrite:
+            raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
+    return out, figure
+
+
 def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write a block's YAML ``text`` to ``out`` atomically; an existing file only with ``overwrite``."""
     out = Path(out)

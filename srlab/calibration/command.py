@@ -62,7 +62,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from srlab.calibration import calibrate
-    from srlab.calibration.block import simulate_check, write_block
+    from srlab.calibration.block import output_paths, simulate_check, write_block
     from srlab.calibration.figure import draw
     from srlab.errors import SrlabError
 
@@ -72,13 +72,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.camera or args.em_gain is not None:
         raise SrlabError("--camera and --em-gain are for --smlm stacks (image calibration fits the gain)")
     start = time.perf_counter()
-    out = Path(args.out)
-    figure = out.with_suffix(".png")
-    if out.suffix not in (".yaml", ".yml"):
-        raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mycal.yaml)")
-    for path in (out, figure):
-        if path.exists() and not args.overwrite:
-            raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
+    out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
     cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
                     offset_adu=args.offset_adu)

@@ -407,16 +407,10 @@ def run_calibrate_smlm(args) -> int:
     """``srlab calibrate --smlm STACK --out BLOCK.yaml`` (arguments in :mod:`srlab.cli`)."""
     import time
 
-    from srlab.calibration.block import write_text, yaml_text
+    from srlab.calibration.block import output_paths, write_text, yaml_text
 
     start = time.perf_counter()
-    out = Path(args.out)
-    figure = out.with_suffix(".png")
-    if out.suffix not in (".yaml", ".yml"):
-        raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mysmlm.yaml)")
-    for path in (out, figure):
-        if path.exists() and not args.overwrite:
-            raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
+    out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mysmlm.yaml")
     if len(args.images) != 1:
         raise SrlabError(f"--smlm takes one stack, got {len(args.images)} paths")
     ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target))
