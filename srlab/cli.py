@@ -332,10 +332,10 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 def _cmd_rate(args: argparse.Namespace) -> int:
     """Rate TIFF images with a quality-rating run: one line per image, and a CSV (--out, default ratings.csv)."""
     out = Path(args.out)
+    if out.is_dir():  # before the overwrite check: --overwrite would not help
+        raise SrlabError(f"--out {out}: is a folder; --out names the CSV file to write")
     if out.exists() and not args.overwrite:
         raise SrlabError(f"{out} already exists; pass --overwrite to replace it, or name another file with --out")
-    if out.is_dir():
-        raise SrlabError(f"--out {out}: is a folder; --out names the CSV file to write")
     files = _predict_inputs(args.inputs)
 
     from srlab.inference.rate import Rater, rate_files, ratings_csv
