@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import wandb
 
 from srlab import experiment
 from srlab.config import load_experiment
@@ -14,6 +15,9 @@ def test_offline_wandb_run_holds_metrics_and_images(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     overrides = [o for o in TINY if not o.startswith("logger.")]
     run_dir = experiment.train(load_experiment("edsr_smoke", [*overrides, f"runs_dir={tmp_path / 'runs'}"]))
+    # run.finish() returns before W&B's service process has flushed the event log (CI once read only its
+    # 7-byte header); the `srlab` command's exit shuts the service down, which teardown() does here.
+    wandb.teardown()
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1, "one offline W&B run inside the run directory"
     events = list(offline[0].glob("*.wandb"))
