@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wandb
 
 from srlab import cli, models
 from srlab import compare as cmp
@@ -147,6 +148,7 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
 
     offline = list((out / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
+    wandb.teardown()  # flushes the offline event log, as the command's exit does (see test_tracking.py)
     log = next(offline[0].glob("*.wandb")).read_bytes()
     assert b"leaderboard" in log and run_dirs[0].name.encode() in log
     caches = sorted(runs_dir.glob("*/*/evaluations/compare-*.json"))
