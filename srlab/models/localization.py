@@ -53,7 +53,8 @@ class DeepSTORM(nn.Module):
     filters, and a linear 1×1 convolution to the density map. Convolutions have no bias (BN follows).
     ``features`` scales the widths (32, 64, 128, 512) for quick runs; at those widths the network has
     1,366,208 parameters (conv weights and BN affine terms). The ×8 pre-upsampling makes it costly:
-    ≈24 G multiply-adds (48 GFLOP) per 64×64 frame, 2 frames/s on 2 CPU cores (BENCHMARKS.md). Sizes not divisible by 8 after upsampling are padded and cropped.
+    ≈24 G multiply-adds (48 GFLOP) per 64×64 frame, 2 frames/s on 2 CPU cores (BENCHMARKS.md). Sizes
+    not divisible by 8 after upsampling are padded and cropped.
     """
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, scale: int = 8,
