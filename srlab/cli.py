@@ -532,7 +532,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("adapt", help="fine-tune a trained run on your own unlabelled LR images (physics "
                                      "consistency + anchor) -> a new run <name>_adapt")
     p.add_argument("run", help="run directory or checkpoint of a trained SR run")
-    p.add_argument("folder", help="folder of your real LR TIFFs (>= 3 files: train / early stopping / test)")
+    p.add_argument("folder", help="folder of your real LR TIFFs (>= 3 files are split by file into train / early "
+                   "stopping / test; one or two are cut into bands)")
     p.add_argument("--data", default=None, help="data block for the anchor pairs and the forward model's PSF "
                                                 "(experiments/data/NAME or a .yaml file, e.g. a calibrated block; "
                                                 "default: the run's own)")

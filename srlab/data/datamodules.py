@@ -124,6 +124,37 @@ def _split_sources(sources: list[str], cfg: Any, where: str) -> dict[str, list[s
             "train": sorted(order[n_test + n_val:])}
 
 
+def split_bands(images: list[ImagePair], cfg: Any, where: str) -> tuple[dict[str, list[ImagePair]], dict[str, list[str]]]:
+    """Train/val/test from fewer than three source files: each image is cut along its longer axis into a
+    training band, then a validation and a test band of ``data.val_fraction`` / ``test_fraction`` of its
+    length (each at least ``data.patch_size`` px). The bands share no pixel, so held-out numbers are not
+    computed on training pixels; they do share the specimen and its illumination, which a split by file
+    avoids (:meth:`AdaptDataModule.describe` says which split was used). Returns the images per split and
+    the band names per split (``<source>#train`` ...)."""
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(cfg, key)
+        if not 0.0 < value < 1.0:
+            raise SrlabError(f"data.{key}={value}: must be in (0, 1) (validation and test need images)")
+    patch = int(cfg.patch_size)
+    data: dict[str, list[ImagePair]] = {k: [] for k in SPLITS}
+    names: dict[str, set[str]] = {k: set() for k in SPLITS}
+    for im in images:
+        h, w = im.lr.shape[-2:]
+        axis, length = (-1, w) if w >= h else (-2, h)
+        n_val = max(patch, round(length * cfg.val_fraction))
+        n_test = max(patch, round(length * cfg.test_fraction))
+        if length - n_val - n_test < patch:
+            raise SrlabError(f"{where}: {im.name} ({h}×{w} px) is too small to cut into train/val/test bands of "
+                             f">= {patch} px (data.patch_size); give >= 3 files or a larger image")
+        bounds = {"train": (0, length - n_val - n_test), "val": (length - n_val - n_test, length - n_test),
+                  "test": (length - n_test, length)}
+        for split, (a, b) in bounds.items():
+            band = np.ascontiguousarray(np.take(im.lr, np.arange(a, b), axis=axis))
+            data[split].append(ImagePair(f"{im.name}#{split}", f"{im.source}#{split}", band, None))
+            names[split].add(f"{im.source}#{split}")
+    return data, {k: sorted(v) for k, v in names.items()}
+
+
 def _read_manifest(path: Path) -> list[tuple[Path, Path, str | None]]:
     if not path.is_file():
         raise SrlabError(f"{path}: no such manifest file")
@@ -854,7 +885,8 @@ class AdaptDataModule(SRDataModule):
     (``data.real_lr``), for physics-consistency fine-tuning (:mod:`srlab.paradigms.adaptation`).
 
     The real images are split by source file into train/val/test with ``data.val_fraction``,
-    ``test_fraction`` and ``split_seed`` (so >= 3 files). Training batches: the anchor's batch
+    ``test_fraction`` and ``split_seed`` when there are >= 3 files; one or two files are cut into
+    disjoint bands instead (:func:`split_bands`). Training batches: the anchor's batch
     (``lr``, ``hr``) plus ``real_lr`` patches of the real training files. Validation and test: two
     loaders each, ``[anchor pairs, real LR crops]`` (the real crops have no ``hr``).
     """
@@ -889,12 +921,18 @@ class AdaptDataModule(SRDataModule):
         folder = str(self.cfg.real_lr)
         images, real_px = load_real_lr(folder, self.cfg)
         check_real_lr_pixel_size(real_px, self.lr_pixel_size_nm, folder)
-        self.split_sources = _split_sources([im.source for im in images], self.cfg, f"data.real_lr={folder}")
-        lookup = {s: k for k, names in self.split_sources.items() for s in names}
-        self.data = {k: [im for im in images if lookup[im.source] == k] for k in SPLITS}
+        where = f"data.real_lr={folder}"
+        if len({im.source for im in images}) >= 3:
+            self.split_sources = _split_sources([im.source for im in images], self.cfg, where)
+            lookup = {s: k for k, names in self.split_sources.items() for s in names}
+            self.data = {k: [im for im in images if lookup[im.source] == k] for k in SPLITS}
+            split_by = "file"
+        else:  # one or two files (a user with one large image): disjoint bands of each image
+            self.data, self.split_sources = split_bands(images, self.cfg, where)
+            split_by = "band (fewer than 3 files: each image cut into train/val/test bands along its longer axis)"
         self._root = Path(folder).expanduser().resolve()
         self.real_lr = {"folder": str(self._root), "images": len(images), "pixel_size_nm": real_px,
-                        "splits": self.split_sources,
+                        "splits": self.split_sources, "split_by": split_by,
                         "note": "real LR images, unlabelled: train = fine-tuning patches, val = early stopping, "
                                 "test = the consistency reported; anchor pairs from anchor_kind"}
 

@@ -92,6 +92,31 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     assert tifffile.imread(out).shape == (96, 96)
 
 
+def test_a_single_image_is_cut_into_disjoint_train_val_test_bands(trained, tmp_path):
+    run, _ = trained
+    one = write_real_lr(tmp_path / "one", n=1, size=96)
+    adapted = adapt(run, one, overrides=QUICK)
+    real = json.loads((adapted / "data.json").read_text())["real_lr"]
+    assert real["split_by"].startswith("band")
+    assert real["splits"] == {k: [f"real_lr/cell_0#{k}"] for k in ("train", "val", "test")}
+    m = json.loads((adapted / "metrics.json").read_text())
+    assert np.isfinite(m["test/consistency"]) and np.isfinite(m["test/before_consistency"])
+
+
+def test_bands_partition_the_image_along_its_longer_axis():
+    from srlab.data.config import DataConfig
+    from srlab.data.datamodules import ImagePair, split_bands
+
+    lr = np.arange(2 * 40 * 100, dtype=np.float32).reshape(2, 40, 100)
+    cfg = DataConfig(patch_size=16, val_fraction=0.1, test_fraction=0.2)
+    data, names = split_bands([ImagePair("a", "real_lr/a", lr, None)], cfg, "here")
+    widths = {k: data[k][0].lr.shape[-1] for k in data}
+    assert widths == {"train": 64, "val": 16, "test": 20}  # val: 10 px raised to the 16-px patch
+    assert all(data[k][0].lr.shape[:2] == (2, 40) for k in data)
+    assert np.array_equal(np.concatenate([data[k][0].lr for k in ("train", "val", "test")], axis=-1), lr)
+    assert names["val"] == ["real_lr/a#val"]
+
+
 @pytest.mark.slow
 def test_fine_tuning_lowers_the_held_out_consistency_of_a_network_that_is_off(trained):
     """A network re-initialized at random explains its input badly; the consistency loss alone must
@@ -113,9 +138,9 @@ def test_fine_tuning_lowers_the_held_out_consistency_of_a_network_that_is_off(tr
 
 def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
     run, real = trained
-    few = write_real_lr(tmp_path / "few", n=2, size=48)
-    with pytest.raises(SrlabError, match="too few"):
-        adapt(run, few, overrides=QUICK)
+    small = write_real_lr(tmp_path / "small", n=2, size=40)  # 40 px cannot hold three 16-px bands
+    with pytest.raises(SrlabError, match=r"cell_0 \(40×40 px\) is too small to cut into train/val/test bands"):
+        adapt(run, small, overrides=QUICK)
     _, source = experiment.load_network(run)
     ckpt = run / "checkpoints" / "best.ckpt"
     with pytest.raises(SrlabError, match="no pairs for the anchor"):
