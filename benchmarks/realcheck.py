@@ -438,6 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    choices=["confocal_sted", "widefield_sim"])
     p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches-per-epoch", type=int, default=1024,
+                   help="training budget: edsr_smoke's 6 epochs of this many patches (batch 16)")
     return p.parse_args(argv)
 
 
@@ -463,8 +465,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "data.simulation.n_images=4"]
     else:
         sizes = {"n_fields": 18, "n_hr_calibration": 3, "lr_size_px": 160}
-        # edsr_smoke as it is (6 epochs, lr halved every 4) with 4x its patches per epoch: 384 steps of 16
-        budget = ["data.patches_per_epoch=1024"]
+        # edsr_smoke as it is (6 epochs, lr halved every 4) with 4x its patches per epoch by default: 384
+        # steps of 16; the budget is the one knob (--patches-per-epoch), never the foreign data
+        budget = [f"data.patches_per_epoch={args.patches_per_epoch}"]
     started = time.perf_counter()
     report: dict = {"tasks": {}, "work": str(work), "budget": " ".join(budget)}
     try:
@@ -512,7 +515,9 @@ def _missing(module: str) -> bool:
 
 def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = "make realcheck" + (" ARGS=--quick" if args.quick else "")
+    extra = (["--quick"] if args.quick else []) + (
+        [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
+    cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
              f"Measured {stamp} · `{cmd}` (= `benchmarks/realcheck.py`) · {_machine()} · {_versions()} · "
              f"commit {_commit()} · {minutes:.0f} min in all" + (" · **--quick: a smoke run, not a result**"
