@@ -13,7 +13,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.srlab-installed
 CONSTRAINTS ?= .ci/constraints.txt
 
-.PHONY: install exp test compare bench bench-data bench-smlm realcheck lint clean-venv help
+.PHONY: install exp test compare bench bench-data bench-smlm smlmcheck realcheck lint clean-venv help
 
 help:
 	@echo "make exp NAME=<experiment> [PROFILE=quick] [ARGS='key=value ...']   train + test one experiment"
@@ -21,6 +21,7 @@ help:
 	@echo "make compare SUITE=<suite>                                         train/evaluate a comparison suite"
 	@echo "make bench                                                         performance benchmarks -> BENCHMARKS.md"
 	@echo "make bench-smlm                                                    Deep-STORM vs Gaussian fit by density -> BENCHMARKS.md"
+	@echo "make smlmcheck [ARGS='--steps 768']                                calibrate/train/localize on a foreign SMLM stack -> BENCHMARKS.md"
 	@echo "make realcheck [ARGS=--quick]                                      srlab vs baselines on foreign-simulator pairs -> BENCHMARKS.md"
 
 # The stamp depends on pyproject.toml: re-running a target does not reinstall unless dependencies changed.
@@ -51,6 +52,9 @@ bench-data: $(STAMP)
 
 bench-smlm: $(STAMP)
 	$(PY) benchmarks/localization_density.py $(ARGS)
+
+smlmcheck: $(STAMP)
+	$(PY) benchmarks/smlm_foreign.py $(ARGS)
 
 # Installs the optional extra srlab[realcheck] (pySTED, psfmodels) into the venv first.
 realcheck: $(STAMP)
