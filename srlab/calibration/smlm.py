@@ -23,12 +23,18 @@ Estimates, each with a standard uncertainty (statistical only):
   mean), and the coefficient of variation left after removing the fit's shot noise.
 * **Density** — localizations per frame (the wavelet + MLE fitter with multi-emitter fitting, as
   ``srlab localize --method gaussfit`` runs it) per µm², divided by the detection efficiency that the
-  same fitter reaches on the block's own simulation at that density (detected / simulated emitters,
-  iterated twice: the efficiency falls with the density). This corrects for overlaps and misses *on the
-  simulator's specimen* (microtubules); on another specimen it is an approximation, stated in the summary.
+  same fitter reaches on the block's own simulation at that density (detected / simulated emitters;
+  density = raw / efficiency(density) iterated to a fixed point, at most 6 steps: the efficiency falls with
+  the density). This corrects for overlaps and misses *on the simulated specimen*; on a specimen unlike
+  it, it is an approximation, stated in the summary.
+* **Specimen** — which of the simulator's structures (``microtubules``, ``er``, ``uniform``) the block
+  simulates: the one whose fitter localizations, pooled over frames, cluster most like the stack's own
+  (:func:`clustering`: cross-frame pairs within 200 nm relative to uniform placement, a one-radius
+  Ripley's K; each structure simulated with the block's field, PSF, photons, camera and density). A choice
+  among three priors, not a model of the specimen; the values of all three are printed.
 
-The block keeps the simulator's specimen (``structure: microtubules``) and field; the figure beside it shows
-the spot-σ histogram, the photon-transfer fit and a real frame beside a simulated one.
+The block keeps the stack's field; the figure beside it shows the spot-σ histogram, the photon-transfer fit
+and a real frame beside a simulated one.
 """
 from __future__ import annotations
 
@@ -49,8 +55,12 @@ from srlab.errors import SrlabError
 #: 10⁴-frame stack need not be held in float64, and a few hundred frames hold thousands of spots.
 MAX_FRAMES = 500
 MAX_SPOT_FRAMES = 200
-#: Frames simulated to measure the detection efficiency.
+#: Frames simulated to measure the detection efficiency (and each structure's clustering).
 EFFICIENCY_FRAMES = 30
+#: Most steps of the density's fixed-point iteration (it stops earlier once a step changes < 3 %).
+DENSITY_ITERATIONS = 6
+#: The pair distance at which the specimen's clustering is compared (about a PSF's FWHM).
+CLUSTER_RADIUS_NM = 200.0
 CAMERAS = ("scmos", "emccd")
 
 
@@ -253,6 +263,9 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
                           notes=notes)
     cal.simulation = simulation_block(cal, em_gain=em, e_per_adu=e_per_adu, read_adu=read_adu, density=1.0)
     _density(cal, photons, frames_adu=frames, threshold=threshold, excess=excess, seed=seed)
+    if _specimen(cal, photons, threshold=threshold, excess=excess, seed=seed) != "microtubules":
+        # The efficiency that corrects the density depends on the specimen: measure it on the chosen one.
+        _density(cal, photons, frames_adu=frames, threshold=threshold, excess=excess, seed=seed)
     return cal
 
 
@@ -273,16 +286,46 @@ def simulation_block(cal: SMLMCalibration, *, em_gain: float, e_per_adu: float, 
     return block
 
 
-def _count_per_frame(photons: np.ndarray, sigma_nm: float, pixel: float, threshold: float, excess: float) -> np.ndarray:
+def _localize(photons: np.ndarray, sigma_nm: float, pixel: float, threshold: float, excess: float):
+    """The fitter as ``srlab localize --method gaussfit`` runs it (multi-emitter 2), 16 frames at a time."""
+    from srlab.smlm.localizations import Localizations
     from srlab.smlm.localize import gaussian_fit_localize
 
-    counts = np.zeros(len(photons))
-    for start in range(0, len(photons), 16):  # in chunks, as srlab localize: the ROIs of 16 frames at a time
-        locs = gaussian_fit_localize(photons[start:start + 16], pixel_size_nm=pixel, psf_sigma_nm=sigma_nm,
-                                     threshold=threshold, detector="wavelet", estimator="mle", excess_noise=excess,
-                                     max_emitters=2, first_frame=start)
-        counts += np.bincount(locs.frame, minlength=len(photons))
-    return counts
+    return Localizations.concatenate([
+        gaussian_fit_localize(photons[start:start + 16], pixel_size_nm=pixel, psf_sigma_nm=sigma_nm,
+                              threshold=threshold, detector="wavelet", estimator="mle", excess_noise=excess,
+                              max_emitters=2, first_frame=start)
+        for start in range(0, len(photons), 16)])
+
+
+def _count_per_frame(photons: np.ndarray, sigma_nm: float, pixel: float, threshold: float, excess: float) -> np.ndarray:
+    locs = _localize(photons, sigma_nm, pixel, threshold, excess)
+    return np.bincount(locs.frame, minlength=len(photons)).astype(float)
+
+
+def clustering(frame: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray, field_um2: float,
+               radius_nm: float = CLUSTER_RADIUS_NM, limit: int = 20_000, seed: int = 0) -> tuple[float, int]:
+    """How much more often two localizations of *different* frames lie within ``radius_nm`` than if they
+    were placed uniformly over the field: observed cross-frame pairs / (cross-frame pairs × πr² / area).
+
+    Pooled over frames, localizations trace the labelled structure (Ripley's K at one radius, as a ratio
+    to complete spatial randomness); pairs within a frame are left out because the fitter cannot resolve
+    them. Edge effects lower it below 1 for a uniform specimen; they are the same for a simulated stack
+    of the same field, which is what it is compared with. Returns the ratio and the observed pair count."""
+    from scipy.spatial import cKDTree
+
+    n = len(frame)
+    if n > limit:  # pair counts grow with n²: a random subset estimates the same ratio
+        keep = np.random.default_rng(seed).choice(n, limit, replace=False)
+        frame, x_nm, y_nm, n = frame[keep], x_nm[keep], y_nm[keep], limit
+    per_frame = np.bincount(np.unique(frame, return_inverse=True)[1])
+    cross_total = (n * n - float(np.sum(per_frame.astype(float) ** 2))) / 2
+    if cross_total <= 0:
+        return float("nan"), 0
+    pairs = cKDTree(np.column_stack([x_nm, y_nm])).query_pairs(radius_nm, output_type="ndarray")
+    cross = int(np.count_nonzero(frame[pairs[:, 0]] != frame[pairs[:, 1]])) if len(pairs) else 0
+    expected = cross_total * math.pi * (radius_nm * 1e-3) ** 2 / field_um2
+    return cross / expected, cross
 
 
 def _density(cal: SMLMCalibration, photons: np.ndarray, *, frames_adu: np.ndarray, threshold: float,
@@ -300,7 +343,10 @@ def _density(cal: SMLMCalibration, photons: np.ndarray, *, frames_adu: np.ndarra
     density, efficiency, eff_se = raw, 1.0, 0.0
     sim = dict(cal.simulation)
     h, w = photons.shape[1:]
-    for _ in range(2):
+    # density = raw / efficiency(density): a fixed point, approached from below (the efficiency falls as
+    # the density grows); dense stacks need more than two steps, sparse ones stop after two.
+    for step in range(DENSITY_ITERATIONS):
+        previous = density
         sim["density_per_um2"] = max(density, 1e-3)
         cfg = SMLMConfig.from_mapping({**sim, "height_px": h, "width_px": w}, where="calibrated block")
         acq = simulate_smlm(cfg, frames=EFFICIENCY_FRAMES, seed=seed)
@@ -310,15 +356,55 @@ def _density(cal: SMLMCalibration, photons: np.ndarray, *, frames_adu: np.ndarra
         eff_se = math.sqrt(max(efficiency * abs(1 - efficiency), 1e-12) / true)
         density = raw / max(efficiency, 1e-3)
         cal.simulated_frame = acq.stack[0].astype(np.float64)
+        if step >= 1 and abs(density - previous) <= 0.03 * density:
+            break
     rel = math.sqrt((raw_se / max(raw, 1e-12)) ** 2 + (eff_se / max(efficiency, 1e-12)) ** 2)
     cal.estimates["localizations_per_um2"] = Estimate(raw, raw_se, "/µm²/frame", "localizations per frame (lower bound)")
+    structure = cal.simulation["structure"]
     cal.estimates["detection_efficiency"] = Estimate(efficiency, eff_se, "",
-                                                     "found/simulated on the block's own microtubule simulation")
+                                                     f"found/simulated on the block's own simulation ({structure})")
     cal.estimates["density_per_um2"] = Estimate(density, density * rel, "/µm²/frame",
                                                 "localizations / detection efficiency")
     cal.simulation["density_per_um2"] = float(f"{density:.3g}")
-    cal.notes.append("density: corrected by the fitter's efficiency on simulated microtubules at that density; "
-                     "on another specimen it is approximate (localizations per frame are a lower bound)")
+    cal.notes = [n for n in cal.notes if not n.startswith("density:")]
+    cal.notes.append(f"density: corrected by the fitter's efficiency on the simulated specimen ({structure}) at that "
+                     f"density; on a specimen unlike it, approximate (localizations per frame are a lower bound)")
+
+
+def _specimen(cal: SMLMCalibration, photons: np.ndarray, *, threshold: float, excess: float, seed: int) -> str:
+    """Choose the simulated specimen (:data:`srlab.optics.specimens.SMLM_STRUCTURES`) whose localizations
+    cluster most like the stack's own (:func:`clustering`, on the log scale), each structure simulated with
+    the block being written (same field, PSF, photons, camera and density) and localized by the same fitter.
+    Sets ``cal.simulation["structure"]`` and the estimate ``specimen_clustering``; returns the choice."""
+    from srlab.optics.specimens import SMLM_STRUCTURES
+    from srlab.smlm.simulate import SMLMConfig, simulate_smlm
+
+    px = cal.pixel_size_nm
+    sigma_nm = cal.estimates["psf_sigma_nm"].value
+    h, w = photons.shape[1:]
+    field_um2 = h * w * px * px * 1e-6
+    real = _localize(_sample(photons, MAX_SPOT_FRAMES), sigma_nm, px, threshold, excess)
+    observed, pairs = clustering(real.frame, real.x_nm, real.y_nm, field_um2, seed=seed)
+    if not np.isfinite(observed) or observed <= 0:
+        cal.notes.append("specimen: too few localizations to compare with the simulated structures; "
+                         "microtubules kept")
+        return str(cal.simulation["structure"])
+    simulated = {}
+    for structure in SMLM_STRUCTURES:
+        cfg = SMLMConfig.from_mapping({**cal.simulation, "structure": structure, "height_px": h, "width_px": w},
+                                      where="calibrated block")
+        acq = simulate_smlm(cfg, frames=EFFICIENCY_FRAMES, seed=seed)
+        locs = _localize(cfg.adu_to_photons(acq.stack), sigma_nm, px, threshold, excess)
+        simulated[structure] = clustering(locs.frame, locs.x_nm, locs.y_nm, field_um2, seed=seed)[0]
+    usable = {k: v for k, v in simulated.items() if np.isfinite(v) and v > 0}
+    choice = min(usable, key=lambda k: abs(math.log(usable[k] / observed))) if usable else "microtubules"
+    others = ", ".join(f"{k} {v:.2f}" for k, v in simulated.items())
+    # Uncertainty: the Poisson error of the pair count (a lower bound: pairs share localizations).
+    cal.estimates["specimen_clustering"] = Estimate(
+        observed, observed / math.sqrt(max(pairs, 1)), "",
+        f"cross-frame pairs within {CLUSTER_RADIUS_NM:g} nm / uniform; simulated: {others} -> {choice}")
+    cal.simulation["structure"] = choice
+    return choice
 
 
 # ------------------------------------------------------------------------------------------------

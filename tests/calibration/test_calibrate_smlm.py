@@ -48,6 +48,32 @@ def test_recovers_psf_camera_photons_and_density(stacks, camera: str):
     assert e["density_per_um2"].value == pytest.approx(DENSITY, rel=0.25)
     for est in e.values():  # every estimate states an uncertainty
         assert np.isfinite(est.uncertainty) and est.uncertainty >= 0
+    # Pooled over frames the localizations trace filaments: the microtubule specimen is kept.
+    assert cal.simulation["structure"] == "microtubules"
+    assert e["specimen_clustering"].value > 1.5
+
+
+def test_chooses_the_specimen_whose_localizations_cluster_like_the_stack(tmp_path: Path):
+    """Emitters placed uniformly (no structure) give localizations that do not cluster across frames:
+    calibrate picks the uniform specimen, and its density correction is measured on that specimen."""
+    from srlab.calibration.smlm import calibrate_smlm, clustering
+
+    config = SMLMConfig(**{**_config("scmos").__dict__, "structure": "uniform", "density_per_um2": 2.0})
+    stack = write_smlm_dataset(tmp_path / "uniform", frames=100, seed=2, config=config).stack
+    cal = calibrate_smlm(stack, camera="scmos")
+    assert cal.simulation["structure"] == "uniform"
+    assert cal.estimates["specimen_clustering"].value == pytest.approx(1.0, abs=0.15)
+    assert "(uniform)" in cal.estimates["detection_efficiency"].method
+    assert cal.estimates["density_per_um2"].value == pytest.approx(2.0, rel=0.25)
+    # The statistic itself: a uniform pattern is ~1 (less at the edges), one repeated across frames is not.
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 5000, (2, 4000))
+    frame = np.repeat(np.arange(40), 100)
+    assert clustering(frame, x, y, field_um2=25.0)[0] == pytest.approx(0.95, abs=0.08)
+    # The same 100 sites in every frame: uniform placement would give each localization 39 frames × 100 ×
+    # π(0.2 µm)² / 25 µm² ≈ 20 partners within 200 nm; the 39 copies of its own site add 39: about 3×.
+    same = np.tile(rng.uniform(0, 5000, (2, 100)), 40)
+    assert clustering(frame, same[0] + rng.normal(0, 20, 4000), same[1], field_um2=25.0)[0] > 2.5
 
 
 def test_cli_writes_an_smlm_block_deepstorm_takes(stacks, tmp_path: Path, capsys):
