@@ -207,3 +207,14 @@ def vm_status_kib(field: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def write_marked_section(path: Path, start: str, end: str, body: str) -> None:
+    """Replace the ``start`` … ``end`` block of ``path`` (BENCHMARKS.md) with ``body``, or append it."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

@@ -75,14 +75,9 @@ def table(results: dict[str, list[dict]]) -> list[str]:
 
 
 def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from bench_common import write_marked_section
+
+    write_marked_section(path, START, END, body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -391,13 +391,9 @@ def recovery_table(task: Task, cal) -> list[str]:
 
 
 def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from benchmarks.bench_common import write_marked_section
+
+    write_marked_section(path, START, END, body)
 
 
 def _machine() -> str:

@@ -227,14 +227,9 @@ def report(args, block: Path, results: dict, timings: dict, train_min: float, si
 
 
 def write_section(path: Path, body: str) -> None:
-    text = path.read_text()
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from bench_common import write_marked_section
+
+    write_marked_section(path, START, END, body)
 
 
 if __name__ == "__main__":
