@@ -23,7 +23,7 @@ foreign LR images (with `--hr` on a few foreign HR images of *other* fields, unp
 a temporary copy of ``experiments/``; (3) train ``edsr_smoke`` (EDSR, 8×32) on that calibrated srlab
 simulation only; (4) evaluate on the foreign pairs — the network, bicubic and Richardson–Lucy (the PSF
 from the calibration: the relative blur √(FWHM_LR² − FWHM_HR²) on the LR grid, as ``rl_sted``) — with
-affine-fitted PSNR/SSIM per image (:mod:`srlab.evaluation.metrics`), mean and 95 % t-interval; (5) print
+affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
 
 Every foreign setting below was fixed before any result was seen; nothing is tuned to the foreign data.
@@ -308,10 +308,10 @@ def _normalized(path: Path) -> np.ndarray:
 def evaluate_task(task: Task, cal, run_dir: Path | None) -> dict[str, dict[str, list[float]]]:
     """Per-image affine-fitted PSNR/SSIM of every method on the foreign pairs."""
     import torch
-    from srlab.evaluation.metrics import image_metrics
-    from srlab.evaluation.predict import predict_stack
 
     from srlab.experiment import load_network
+    from srlab.inference.predict import predict_stack
+    from srlab.metrics.image import image_metrics
     from srlab.models.classical import Bicubic, RichardsonLucy
 
     scale = cal.scale
@@ -336,9 +336,9 @@ def evaluate_task(task: Task, cal, run_dir: Path | None) -> dict[str, dict[str, 
                 else:
                     pred = module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
             m = image_metrics(torch.from_numpy(np.ascontiguousarray(pred, np.float32))[None, None], target,
-                              names=("psnr", "ssim"), affine=True)
-            results[name]["psnr"].append(float(m["psnr_affine"].mean()))
-            results[name]["ssim"].append(float(m["ssim_affine"].mean()))
+                              names=("psnr", "ssim"), plain=False)  # headline = affine-fitted
+            results[name]["psnr"].append(float(m["psnr"].mean()))
+            results[name]["ssim"].append(float(m["ssim"].mean()))
     return results
 
 
@@ -346,7 +346,7 @@ def evaluate_task(task: Task, cal, run_dir: Path | None) -> dict[str, dict[str, 
 # report
 # ------------------------------------------------------------------------------------------------
 def _ci(values: list[float], digits: int) -> str:
-    from srlab.evaluation.stats import mean_ci
+    from srlab.metrics.stats import mean_ci
 
     mean, lo, hi, _ = mean_ci(values)
     if not math.isfinite(lo):
