@@ -189,14 +189,17 @@ def report(args, block: Path, results: dict, timings: dict, train_min: float, si
                             text=True, check=False).stdout.strip()
     cmd = (f'make smlmcheck ARGS="--frames {args.frames} --steps {args.steps} --width {args.width}'
            + (f" --structure {args.structure}" if args.structure else "") + '"')
+    from omegaconf import OmegaConf
+
+    specimen = OmegaConf.load(block).simulation.structure if not args.structure else args.structure
     measured = (f"Measured {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC · `{cmd}` · "
                 f"{platform.machine()}, {os.cpu_count()} logical CPUs (shared), load average {load}; "
                 f"torch {torch.__version__} · commit {commit} · {seconds / 60:.0f} min in all")
     setup = (f"A ThunderSTORM-style stack made outside srlab's simulator (the script's docstring: uniform emitters, "
              f"{args.density:g}/µm² per frame, {args.frames} frames of 64×64 px of 100 nm, EMCCD), measured by "
              f"`srlab calibrate --smlm` (offset and EM gain given, as a user knows them). Deep-STORM "
-             f"(`deepstorm_tubes`, {args.width} width {list(WIDTHS[args.width])}, simulated specimen "
-             f"{args.structure or 'as calibrate writes it (microtubules)'}) trained on the calibrated block only, "
+             f"(`deepstorm_tubes`, {args.width} width {list(WIDTHS[args.width])}, simulated specimen {specimen}, "
+             f"{'set by --structure' if args.structure else 'chosen by calibrate'}) trained on the calibrated block only, "
              f"{args.steps} steps of batch 16 ({train_min:.0f} min on CPU; the paper's budget is 100 epochs on a GPU). "
              f"The Gaussian fitter runs with the calibrated camera and PSF (`--method gaussfit --data BLOCK`, "
              f"multi-emitter 2). Both localize every frame of the foreign stack and are scored against its ground "
