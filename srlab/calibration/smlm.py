@@ -262,10 +262,13 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
                           frames[int(np.argmin(counts))],
                           notes=notes)
     cal.simulation = simulation_block(cal, em_gain=em, e_per_adu=e_per_adu, read_adu=read_adu, density=1.0)
-    _density(cal, photons, frames_adu=frames, threshold=threshold, excess=excess, seed=seed)
-    if _specimen(cal, photons, threshold=threshold, excess=excess, seed=seed) != "microtubules":
+    # The stack's own localizations, once: the density counts them, the specimen choice pools them.
+    subset = _sample(photons, MAX_SPOT_FRAMES)
+    real = _localize(subset, cal.estimates["psf_sigma_nm"].value, pixel, threshold, excess)
+    _density(cal, photons, real, len(subset), threshold=threshold, excess=excess, seed=seed)
+    if _specimen(cal, photons, real, threshold=threshold, excess=excess, seed=seed) != "microtubules":
         # The efficiency that corrects the density depends on the specimen: measure it on the chosen one.
-        _density(cal, photons, frames_adu=frames, threshold=threshold, excess=excess, seed=seed)
+        _density(cal, photons, real, len(subset), threshold=threshold, excess=excess, seed=seed)
     return cal
 
 
@@ -328,15 +331,15 @@ def clustering(frame: np.ndarray, x_nm: np.ndarray, y_nm: np.ndarray, field_um2:
     return cross / expected, cross
 
 
-def _density(cal: SMLMCalibration, photons: np.ndarray, *, frames_adu: np.ndarray, threshold: float,
+def _density(cal: SMLMCalibration, photons: np.ndarray, real, n_frames: int, *, threshold: float,
              excess: float, seed: int) -> None:
-    """Emitters per µm² per frame: localizations counted, corrected by the efficiency on simulation."""
+    """Emitters per µm² per frame: the stack's localizations ``real`` (of ``n_frames`` frames) counted,
+    corrected by the fitter's efficiency on the block's simulation."""
     from srlab.smlm.simulate import SMLMConfig, simulate_smlm
 
     px = cal.pixel_size_nm
     sigma_nm = cal.estimates["psf_sigma_nm"].value
-    subset = _sample(photons, MAX_SPOT_FRAMES)
-    counts = _count_per_frame(subset, sigma_nm, px, threshold, excess)
+    counts = np.bincount(real.frame, minlength=n_frames).astype(float)
     area = photons.shape[1] * photons.shape[2] * px * px * 1e-6
     raw = float(np.mean(counts)) / area
     raw_se = float(np.std(counts, ddof=1)) / math.sqrt(len(counts)) / area
@@ -371,9 +374,10 @@ def _density(cal: SMLMCalibration, photons: np.ndarray, *, frames_adu: np.ndarra
                      f"density; on a specimen unlike it, approximate (localizations per frame are a lower bound)")
 
 
-def _specimen(cal: SMLMCalibration, photons: np.ndarray, *, threshold: float, excess: float, seed: int) -> str:
+def _specimen(cal: SMLMCalibration, photons: np.ndarray, real, *, threshold: float, excess: float,
+              seed: int) -> str:
     """Choose the simulated specimen (:data:`srlab.optics.specimens.SMLM_STRUCTURES`) whose localizations
-    cluster most like the stack's own (:func:`clustering`, on the log scale), each structure simulated with
+    cluster most like the stack's own localizations ``real`` (:func:`clustering`, on the log scale), each structure simulated with
     the block being written (same field, PSF, photons, camera and density) and localized by the same fitter.
     Sets ``cal.simulation["structure"]`` and the estimate ``specimen_clustering``; returns the choice."""
     from srlab.optics.specimens import SMLM_STRUCTURES
@@ -383,7 +387,6 @@ def _specimen(cal: SMLMCalibration, photons: np.ndarray, *, threshold: float, ex
     sigma_nm = cal.estimates["psf_sigma_nm"].value
     h, w = photons.shape[1:]
     field_um2 = h * w * px * px * 1e-6
-    real = _localize(_sample(photons, MAX_SPOT_FRAMES), sigma_nm, px, threshold, excess)
     observed, pairs = clustering(real.frame, real.x_nm, real.y_nm, field_um2, seed=seed)
     if not np.isfinite(observed) or observed <= 0:
         cal.notes.append("specimen: too few localizations to compare with the simulated structures; "
