@@ -400,6 +400,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
     parser.add_argument("--offset-adu", type=float, default=None,
                         help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
+    parser.add_argument("--prior", default="sim_broad", metavar="BLOCK",
+                        help="data block whose specimens the calibrated block simulates (structures, domain "
+                             "randomization, image count); default sim_broad, srlab's broad prior")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the check simulation (the figure then shows the real images only)")

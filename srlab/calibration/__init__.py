@@ -118,6 +118,9 @@ class Calibration:
     target: str
     scale: int
     notes: list[str] = field(default_factory=list)
+    # the specimen prior of the block (srlab.calibration.block.specimen_prior): what the images show is
+    # not measured, so the block takes a data block's structures and domain randomization
+    prior: str = "sim_broad"
     simulated: dict[str, Any] = field(default_factory=dict)  # filled by the check simulation
 
 
@@ -226,7 +229,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     spots = spot_fwhm_images(images, offset_adu=noise.offset_adu, gain_adu_per_photon=noise.gain_adu_per_photon,
                              sigma_guess_px=fwhm / px / FWHM_PER_SIGMA)
     spot_fwhm = Estimate(spots.sigma_px * FWHM_PER_SIGMA * px, spots.sigma_se_px * FWHM_PER_SIGMA * px, "nm",
-                         f"median FWHM of {spots.used} isolated bright spots (Poisson MLE Gaussian fits)")
+                         f"mode FWHM of {spots.used} isolated spots (Poisson MLE Gaussian fits)")
     e["psf_fwhm_spectrum_nm"] = spectrum
     e["psf_fwhm_spots_nm"] = spot_fwhm
     if spots.enough:
@@ -267,9 +270,13 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
 def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target: str | None = None,
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
-              offset_adu: float | None = None) -> Calibration:
+              offset_adu: float | None = None, prior: str = "sim_broad") -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
-    ``hr_paths`` as ``target``; see the module doc. Bad input is one :class:`SrlabError` line."""
+    ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
+    calibrated block simulates. Bad input is one :class:`SrlabError` line."""
+    from srlab.calibration.block import specimen_prior
+
+    specimen_prior(prior)  # a wrong name is refused before any image is read
     if modality not in PRESETS:
         raise unknown_choice("--modality", modality, PRESETS)
     target = target or DEFAULT_TARGET.get(modality, "sted")
@@ -292,7 +299,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")
-    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale)
+    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior)
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

@@ -48,13 +48,53 @@ def modality_block(side: Side) -> dict[str, Any]:
     }
 
 
-def data_block(cal: Calibration, *, n_images: int = 48, lr_size_px: int = 128) -> dict[str, Any]:
-    """The data block (a mapping, as in ``experiments/data/sim_sted.yaml``)."""
+#: The specimen side of a simulated data block: what a calibrated block takes from its prior block.
+PRIOR_SIMULATION_KEYS = ("structures", "structures_per_image", "n_images", "lr_size_px", "label_size_nm",
+                         "density_scale", "out_of_focus_fraction", "defocus_nm", "density_range",
+                         "width_scale_range", "intensity_range", "labelling_fraction_range", "haze_range",
+                         "illumination_gradient_range")
+PRIOR_TOP_KEYS = ("min_foreground_fraction",)
+
+
+def specimen_prior(name: str) -> dict[str, Any]:
+    """The specimen prior of data block ``name`` (``experiments/data/<name>.yaml`` over the search path, or
+    a ``.yaml`` file): its :data:`PRIOR_SIMULATION_KEYS` under ``simulation`` and :data:`PRIOR_TOP_KEYS`.
+
+    Calibration measures the microscope, not the specimen; which structures a user images, and how much
+    they vary, comes from a prior. The default, ``sim_broad``, is srlab's broad one (every structure of
+    :data:`srlab.optics.specimens.STRUCTURES`, two per image, domain randomization); a narrower block of
+    one's own (``--prior``) fits a known specimen better."""
+    from srlab.config import _read_yaml, find_config
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else find_config(f"data/{name}.yaml")
+    if path is None or not path.is_file():
+        raise SrlabError(f"--prior {name}: no data block experiments/data/{name}.yaml (nor such a file); "
+                         f"name a simulated data block, e.g. sim_broad or sim_sted")
+    block = _read_yaml(path)
+    sim = block.get("simulation")
+    if block.get("kind") != "simulated" or not isinstance(sim, dict):
+        raise SrlabError(f"--prior {name}: {path} is not a simulated data block (kind: simulated, with a "
+                         f"simulation: mapping)")
+    prior = {"simulation": {k: sim[k] for k in PRIOR_SIMULATION_KEYS if k in sim}}
+    prior.update({k: block[k] for k in PRIOR_TOP_KEYS if k in block})
+    return prior
+
+
+def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int | None = None) -> dict[str, Any]:
+    """The data block (a mapping, as in ``experiments/data/sim_sted.yaml``): the measured modalities on
+    the specimens of ``cal.prior`` (:func:`specimen_prior`); ``n_images``/``lr_size_px`` override the
+    prior's image count and size."""
     hr = modality_block(cal.hr) if cal.hr is not None else {"modality": cal.target}
-    return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16,
-            "simulation": {"lr": modality_block(cal.lr), "hr": hr,
-                           "structures": ["microtubules", "actin", "ccps", "er"],
-                           "n_images": n_images, "lr_size_px": lr_size_px}}
+    prior = specimen_prior(cal.prior)
+    specimens = {"structures": ["microtubules", "actin", "ccps", "er"], "n_images": 48, "lr_size_px": 128,
+                 **prior["simulation"]}
+    if n_images is not None:
+        specimens["n_images"] = n_images
+    if lr_size_px is not None:
+        specimens["lr_size_px"] = lr_size_px
+    top = {k: v for k, v in prior.items() if k != "simulation"}
+    return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
+            "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}
 
 
 def header(cal: Calibration) -> list[str]:
@@ -72,6 +112,7 @@ def header(cal: Calibration) -> list[str]:
             lines.append(f"  {key:30s} {est.text():28s} [{est.method}]")
     if cal.hr is None:
         lines.append(f"HR: the '{cal.target}' preset at LR pixel / {cal.scale} (no --hr images)")
+    lines.append(f"Specimens: the prior of data block '{cal.prior}' (--prior): structures and domain randomization")
     lines += [f"Note: {n}" for n in cal.notes]
     return lines
 

@@ -14,10 +14,15 @@ free σ, then only the spots that say something about the PSF are kept:
 * **bright** — the brighter half of those by fitted photons: σ from a dim spot is noisy and, with a
   free background, biased.
 
-The estimate is the median σ; its standard uncertainty the median's, 1.2533·sd/√n. Detection and the
-ROI size need a σ before there is one: :func:`spot_sigma` starts from a guess and refits once with the
-ROI the first estimate implies. The width of a spot is the PSF convolved with the object: on puncta or
-clathrin pits it is an upper bound of the PSF's.
+For SMLM frames (:func:`spot_sigma`) every spot is one emitter: the estimate is the median σ of the
+bright spots, its standard uncertainty the median's, 1.2533·sd/√n. In images of cells
+(:func:`spot_fwhm_images`) a spot is the PSF convolved with an object, and objects only widen it: vesicles,
+rings and short filament pieces pass every test above and, being brighter than puncta, fill the bright
+half (a specimen of puncta, 120–320 nm rings and filaments: the bright half's median was +34 %). There the
+estimate is the *mode* of all accepted spots' σ — the width the point-like objects share, the narrowest
+common one — by the half-sample mode (Bickel & Frühwirth, Comput. Stat. Data Anal. 50:3500, 2006), with a
+bootstrap standard uncertainty. Detection and the ROI size need a σ before there is one:
+:func:`spot_sigma` starts from a guess and refits once with the ROI the first estimate implies.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class SpotSigma:
     sigmas_px: np.ndarray
     photons: np.ndarray  # accepted (isolated, converged) spots, all brightnesses
     backgrounds: np.ndarray
+    accepted_sigmas_px: np.ndarray  # σ of those accepted spots, all brightnesses
     detected: int
     isolated: int
     used: int
@@ -97,8 +103,8 @@ def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: fl
             se = 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(sig.size) if sig.size > 1 else math.nan
         else:
             est, se = math.nan, math.nan
-        result = SpotSigma(est, se, sig, photons, spots.theta[keep, 4], len(spots), int(keep.sum()),
-                           int(sig.size), spots.roi_radius_px)
+        result = SpotSigma(est, se, sig, photons, spots.theta[keep, 4], spots.theta[keep, 3], len(spots),
+                           int(keep.sum()), int(sig.size), spots.roi_radius_px)
         if not math.isfinite(est) or abs(est - sigma) < 0.05 * sigma:
             break
         sigma = est
@@ -106,20 +112,42 @@ def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: fl
     return result
 
 
+def half_sample_mode(values: np.ndarray) -> float:
+    """The half-sample mode (Bickel & Frühwirth 2006): repeatedly keep the shortest interval holding half
+    of the sorted values; robust to a one-sided tail of contaminating values."""
+    x = np.sort(np.asarray(values, np.float64))
+    if x.size == 0:
+        return math.nan
+    while x.size > 3:
+        half = (x.size + 1) // 2
+        widths = x[half - 1:] - x[:x.size - half + 1]
+        start = int(np.argmin(widths))
+        x = x[start:start + half]
+    return float(np.median(x))
+
+
+#: Bootstrap resamples for the mode's standard uncertainty (fixed seed: the same images give the same text).
+BOOTSTRAP = 200
+
+
 def spot_fwhm_images(images: list[np.ndarray], *, offset_adu: float, gain_adu_per_photon: float,
                      sigma_guess_px: float, threshold: float = 1.0) -> SpotSigma:
     """:func:`spot_sigma` over single images of any sizes (grouped by shape), on the photon scale of the
-    noise fit; the accepted spots of all images are pooled into one median. The deviance test is relative
-    here: spots on real structures (pits, puncta) over haze are never exactly Gaussian-plus-constant, so
-    an absolute test rejects them all; the worst-fitting ones (over twice the median) still go."""
+    noise fit; the accepted spots of all images are pooled and their σ's mode is the estimate (module doc).
+    The deviance test is relative here: spots on real structures (pits, puncta) over haze are never
+    exactly Gaussian-plus-constant, so an absolute test rejects them all; the worst-fitting ones (over
+    twice the median) still go."""
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for im in images:
         groups.setdefault(np.shape(im), []).append((np.asarray(im, np.float64) - offset_adu) / gain_adu_per_photon)
     parts = [spot_sigma(np.stack(g), sigma_guess_px=sigma_guess_px, threshold=threshold, absolute=False)
              for g in groups.values()]
-    sig = np.concatenate([p.sigmas_px for p in parts])
-    est = float(np.median(sig)) if sig.size else math.nan
-    se = 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(sig.size) if sig.size > 1 else math.nan
+    sig = np.concatenate([p.accepted_sigmas_px for p in parts])
+    est = half_sample_mode(sig)
+    se = math.nan
+    if sig.size > 1:
+        rng = np.random.default_rng(0)
+        se = float(np.std([half_sample_mode(rng.choice(sig, sig.size)) for _ in range(BOOTSTRAP)], ddof=1))
     return SpotSigma(est, se, sig, np.concatenate([p.photons for p in parts]),
-                     np.concatenate([p.backgrounds for p in parts]), sum(p.detected for p in parts),
+                     np.concatenate([p.backgrounds for p in parts]), sig, sum(p.detected for p in parts),
                      sum(p.isolated for p in parts), int(sig.size), parts[0].roi_radius_px)

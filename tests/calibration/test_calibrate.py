@@ -76,6 +76,12 @@ def test_cli_writes_a_block_that_simulates_and_validates(real_folder: Path, tmp_
     assert lr["psf_fwhm_nm"] == pytest.approx(FWHM_NM, rel=0.10)
     assert lr["e_per_adu"] == pytest.approx(E_PER_ADU, rel=0.15)
     assert lr["read_noise_e"] == pytest.approx(READ_NOISE_E, rel=0.25)
+    # The specimens are the broad prior's (calibration measures the microscope, not the specimen).
+    broad = yaml.safe_load((REPO / "experiments" / "data" / "sim_broad.yaml").read_text())
+    for key in ("structures", "structures_per_image", "n_images", "density_range", "haze_range"):
+        assert block["simulation"][key] == broad["simulation"][key], key
+    assert block["min_foreground_fraction"] == broad["min_foreground_fraction"]
+    assert "Specimens: the prior of data block 'sim_broad'" in text
     cfg = load_experiment("edsr_sted", ["data=mycal"], root=root)  # what `srlab show edsr_sted data=mycal` loads
     build.validate(cfg)
     spec = resolve_simulation(cfg.data.simulation, scale=cfg.data.scale)
@@ -93,7 +99,7 @@ def _noisy(seed: int = 0, shape=(96, 96)) -> np.ndarray:
     return (rng.poisson(signal) * 2 + 100).astype(np.uint16)
 
 
-@pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes"])
+@pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -107,10 +113,13 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     elif case == "empty":
         files.append(write_tiff(tmp_path / "a.tif", np.full((96, 96), 100, np.uint16), pixel_size_nm=80.0))
         expect = "empty"
-    else:
+    elif case == "mixed_pixel_sizes":
         files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0))
         files.append(write_tiff(tmp_path / "b.tif", _noisy(1), pixel_size_nm=65.0))
         expect = "mixed pixel sizes"
+    else:
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--prior", "sim_nosuch"]
+        expect = "--prior sim_nosuch"
     assert _run(*files, "--out", tmp_path / "cal.yaml") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
@@ -131,9 +140,29 @@ def test_spot_fit_psf_on_isolated_pits(tmp_path: Path, capsys):
                                "structures": ["ccps"]}, scale=2)
     imager = Imager(spec)
     files = [write_tiff(tmp_path / f"pits{i}.tif", imager.image(i)["lr"], pixel_size_nm=80.0) for i in range(6)]
-    e = calibrate(files, offset_adu=OFFSET_ADU).lr.estimates
+    cal = calibrate(files, offset_adu=OFFSET_ADU, prior="sim_sted")
+    e = cal.lr.estimates
     spots = e["psf_fwhm_spots_nm"]
     assert spots.value == pytest.approx(fwhm, rel=0.10) and 0 < spots.uncertainty < 0.05 * fwhm
     assert int(spots.method.split()[3]) >= MIN_SPOTS  # "median FWHM of <n> isolated bright spots ..."
     assert e["psf_fwhm_nm"].value == spots.value and "spot" in e["psf_fwhm_nm"].method
     assert e["psf_fwhm_spectrum_nm"].value == pytest.approx(fwhm, rel=0.10)
+    # --prior: a narrower specimen prior of one's own replaces the broad default in the block
+    from srlab.calibration.block import data_block
+
+    narrow = yaml.safe_load((REPO / "experiments" / "data" / "sim_sted.yaml").read_text())["simulation"]
+    assert data_block(cal)["simulation"]["structures"] == narrow["structures"]
+
+
+def test_spot_width_is_the_mode_not_widened_by_larger_objects():
+    """Objects only widen a spot: the spot-fit PSF is the mode of the accepted spots' widths, so rings and
+    filament pieces brighter than the puncta do not pull it up (the bright half's median did, +34 %)."""
+    from srlab.calibration.spots import half_sample_mode
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(1.0, 0.03, 120)  # point-like objects: the PSF's σ, fit noise 3 %
+    wider = np.sqrt(1.0 + rng.uniform(0.3, 2.0, 200) ** 2)  # PSF ⊗ extended objects: 1.04–2.2
+    mixed = np.concatenate([points, wider])
+    assert half_sample_mode(mixed) == pytest.approx(1.0, abs=0.05)
+    assert np.median(mixed) > 1.15  # what the median says (+22 %)
+    assert half_sample_mode(points) == pytest.approx(1.0, abs=0.03)
