@@ -6,7 +6,9 @@ network with the ``adaptation`` paradigm (:mod:`srlab.paradigms.adaptation`) on 
 kind (:class:`srlab.data.datamodules.AdaptDataModule`): the run's own data block is the anchor, the
 folder is ``data.real_lr``. It lands beside the source run: ``<runs_dir>/<name>_adapt/<timestamp>``.
 
-The forward model's blur comes from the data block (:func:`forward_blur`).
+The forward model's blur comes from the data block (:func:`forward_blur`), and so does its noise model
+(:func:`forward_noise`): the consistency residuals are weighted by the inverse variance of the block's
+Poisson–Gaussian camera — for a calibrated block, the one measured on the user's images.
 """
 from __future__ import annotations
 
@@ -66,6 +68,50 @@ def forward_blur(data: DictConfig) -> tuple[float, str]:
     raise SrlabError(f"srlab adapt: data.kind={kind} with data.path gives no PSF for the forward model; give "
                      f"paradigm.params.blur_fwhm_hr_px=<FWHM in HR pixels of the blur from SR to LR>, or "
                      f"--data <block> with a simulated block (srlab calibrate writes one)")
+
+
+def forward_noise(data: DictConfig) -> tuple[float, str] | None:
+    """The noise floor of the consistency weighting (``noise_weighting: poisson``) from the data block's
+    LR camera, and which fields it came from; ``None`` when the block does not say (your own pairs).
+
+    In photons, an LR pixel of normalized intensity ``x`` (1 = the brightest structures, ``signal_photons``
+    above the background) has variance ``F·(x·S + B) + (r/G)²`` (shot noise of signal ``S`` and background
+    ``B``, excess factor ``F`` = 2 for an EMCCD, read noise ``r`` e⁻ over the EM gain ``G``). Its inverse, up
+    to a constant, is ``1 / (x + floor)`` with ``floor = (B + (r/G)²/F) / S`` — the weight
+    :func:`srlab.paradigms.adaptation.consistency_error` applies.
+
+    * ``simulated``/``paired`` without ``data.path``: the simulator's resolved LR modality (a calibrated
+      block's measured photons, background and read noise; else the preset's).
+    * ``degrade``: the middles of ``data.degradation.photons``, ``background_photons``, ``read_noise_e``.
+    """
+    from srlab.data import DATAMODULES
+    from srlab.data.degrade import parse_range
+    from srlab.data.simulate import resolve_simulation
+
+    family = DATAMODULES.entry(str(data.kind)).family
+    if family == "paired" and not data.path:
+        lr = resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True).lr
+        multiplies = lr.detector == "emccd" and lr.em_gain > 1
+        excess, gain = (2.0, lr.em_gain) if multiplies else (1.0, 1.0)
+        signal, background, read = lr.signal_photons, lr.background_photons, lr.read_noise_e / gain
+        where = f"data.simulation.lr ({lr.name}, {lr.detector})"
+    elif family == "degradation":
+        d = data.degradation
+
+        def middle(key: str) -> float:
+            value = d[key]
+            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            lo, hi = parse_range(value, f"data.degradation.{key}")
+            return 0.5 * (lo + hi)
+        signal, background, read, excess = middle("photons"), middle("background_photons"), middle("read_noise_e"), 1.0
+        where = "data.degradation"
+    else:
+        return None
+    if not signal > 0:
+        return None
+    floor = (background + read**2 / excess) / signal
+    return floor, (f"Poisson–Gaussian weights 1/(x + {floor:.3g}): background {background:.3g} + read noise "
+                   f"({read:.3g} e-)² over signal {signal:.3g} photons, from {where}")
 
 
 def _data_block(block: str) -> dict[str, Any]:
@@ -130,6 +176,12 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         fwhm_px, how = forward_blur(anchor)
         cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
         cfg.description += f"; forward model: {how}"
+    if "noise_weighting" not in cfg.paradigm.params:
+        noise = forward_noise(OmegaConf.merge(cfg.data, {"kind": kind}))
+        if noise is not None:
+            cfg.paradigm.params.noise_weighting = "poisson"
+            cfg.paradigm.params.noise_floor = round(max(noise[0], 1e-4), 5)
+            cfg.description += f"; noise model: {noise[1]}"
     return cfg
 
 

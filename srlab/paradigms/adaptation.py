@@ -17,7 +17,9 @@ again by the forward model ``D``, should give back ``y``. The loss is
   NanoJ-SQUIRREL (Culley et al., Nat. Methods 15:263, 2018), used here as a training loss.
 * ``noise_weighting="poisson"``: residuals weighted by ``1 / (fitted LR intensity + noise_floor)``
   (normalized to mean 1 per patch), the inverse variance of shot noise plus a constant floor, so
-  bright structure does not dominate; ``"none"`` (default) weights pixels equally.
+  bright structure does not dominate; ``"none"`` (the paradigm's default) weights pixels equally.
+  ``srlab adapt`` sets ``poisson`` with the floor of the data block's camera (a calibrated block's
+  measured photons, background and read noise; :func:`srlab.adapt.forward_noise`).
 * The anchor ``λ · l_pixel`` on the run's own simulated pairs (``paradigm.loss``) keeps the network
   from drifting away from what it learned; ``anchor_weight = 0`` turns it off.
 
@@ -27,8 +29,9 @@ stops early; so does this: Lightning's ``EarlyStopping`` on the consistency of *
 images (``val/consistency_psnr``, ``patience`` validations), which also selects ``best.ckpt``. The
 forward-model ("measurement") consistency loss is that of self-supervised reconstruction from the
 imaging model, as in deconvolution-style unsupervised SR fine-tuning; what is *not* adapted from
-those works: no learned or blind kernel (the PSF is the calibrated one, fixed), no noise model
-beyond the optional weighting, and the anchor replaces their priors.
+those works: no learned or blind kernel (the PSF is the calibrated one, fixed), the noise model is
+the calibrated camera's inverse-variance weighting (not a full likelihood), and the anchor replaces
+their priors.
 
 Metrics: ``val/consistency`` (mean fitted-residual MSE on held-out real crops, normalized LR units)
 and ``val/consistency_psnr`` = −10·log10 of it; ``val/psnr`` etc. on the anchor's validation pairs.

@@ -50,6 +50,33 @@ def test_forward_blur_comes_from_the_data_block():
         forward_blur(own.data)
 
 
+def test_noise_model_comes_from_the_data_block(tmp_path):
+    """The consistency weights are the inverse variance of the block's (calibrated) camera."""
+    from srlab.adapt import forward_noise
+
+    widefield = ["data.simulation.lr.modality=widefield", "data.simulation.lr.detector=scmos",
+                 "data.simulation.lr.signal_photons=400", "data.simulation.lr.background_photons=15",
+                 "data.simulation.lr.read_noise_e=1.5"]
+    floor, how = forward_noise(load_experiment("edsr_smoke", widefield).data)
+    assert floor == pytest.approx((15 + 1.5**2) / 400) and "data.simulation.lr" in how
+    emccd = widefield[:1] + ["data.simulation.lr.detector=emccd", "data.simulation.lr.em_gain=100",
+                             "data.simulation.lr.read_noise_e=60", *widefield[2:4]]
+    floor, _ = forward_noise(load_experiment("edsr_smoke", emccd).data)
+    assert floor == pytest.approx((15 + 0.6**2 / 2) / 400)  # read noise / EM gain; excess factor 2
+    degrade = load_experiment("edsr_smoke", ["data=degrade_sted", "data.degradation.photons=[40,80]",
+                                             "data.degradation.background_photons=3", "data.degradation.read_noise_e=1"])
+    assert forward_noise(degrade.data)[0] == pytest.approx((3 + 1) / 60)
+    assert forward_noise(load_experiment("edsr_smoke", ["data=paired", "data.path=/somewhere"]).data) is None
+    # srlab adapt sets the weighting from the block; a user's explicit choice stays.
+    real, source = write_real_lr(tmp_path / "real", n=1, size=48), load_experiment("edsr_smoke", widefield)
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    cfg = adaptation_config(source, ckpt, real)
+    assert cfg.paradigm.params.noise_weighting == "poisson"
+    assert cfg.paradigm.params.noise_floor == pytest.approx((15 + 1.5**2) / 400, abs=1e-5)
+    cfg = adaptation_config(source, ckpt, real, overrides=["paradigm.params.noise_weighting=none"])
+    assert cfg.paradigm.params.noise_weighting == "none" and "noise_floor" not in cfg.paradigm.params
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A seconds-long edsr_smoke run and a folder of four "real" LR images (uint16, 48 px)."""
@@ -72,6 +99,7 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     assert saved.data.real_lr == str(real.resolve()) and saved.data.params.anchor_kind == "simulated"
     assert saved.paradigm.params.source_run.startswith(str(run.resolve()))
     assert saved.paradigm.params.blur_fwhm_hr_px > 0 and "forward model" in saved.description
+    assert saved.paradigm.params.noise_weighting == "poisson" and "noise model" in saved.description
     data = json.loads((adapted / "data.json").read_text())
     assert sorted(s for split in data["real_lr"]["splits"].values() for s in split) == [
         f"real_lr/cell_{k}" for k in range(4)]
