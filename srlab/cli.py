@@ -400,6 +400,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
     parser.add_argument("--offset-adu", type=float, default=None,
                         help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
+    parser.add_argument("--dark", nargs="+", default=[], metavar="FILE",
+                        help="dark frames of the LR camera (shutter closed, same exposure/gain): offset and read "
+                             "noise measured, not bounded")
+    parser.add_argument("--hr-dark", nargs="+", default=[], metavar="FILE", help="dark frames of the HR detector")
     parser.add_argument("--prior", default="sim_broad", metavar="BLOCK",
                         help="data block whose specimens the calibrated block simulates (structures, domain "
                              "randomization, image count); default sim_broad, srlab's broad prior")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
+from srlab.calibration.dark import DarkFrames
 from srlab.calibration.noise import NoiseFit, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectrum
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
@@ -199,10 +200,13 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
 # Measuring one side
 # ------------------------------------------------------------------------------------------------
 def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
-            bit_depth: int, *, offset_adu: float | None = None) -> Side:
-    """Noise, resolution, background and histogram of one set of images (see the module doc)."""
+            bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None) -> Side:
+    """Noise, resolution, background and histogram of one set of images (see the module doc); with
+    ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs."""
     from srlab.metrics.frc import checkerboard_frc_resolution_nm
 
+    if dark is not None:
+        offset_adu = dark.offset_adu
     scanning = PRESETS[modality]["modality"] in SCANNING
     noise = fit_noise(images, offset_adu=offset_adu)
     if not noise.gain_adu_per_photon > 0:
@@ -248,6 +252,10 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
                                    "line intercept at the offset" + ("" if noise.offset_given else
                                                                      " (upper bound: includes background shot noise)"))
+    if dark is not None:
+        e["offset_adu"] = Estimate(dark.offset_adu, dark.offset_se, "ADU", f"mean of {dark.method.split(',')[0]}")
+        e["read_noise_line_adu"] = e["read_noise_adu"]  # the line's intercept, a cross-check
+        e["read_noise_adu"] = Estimate(dark.read_noise_adu, dark.read_noise_se, "ADU", dark.method)
     bgs = [background(im) for im in images]
     level, level_err = combine([b.level_adu for b in bgs])
     spread = float(np.median([b.high_adu - b.low_adu for b in bgs]))
@@ -270,13 +278,22 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
 def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target: str | None = None,
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
-              offset_adu: float | None = None, prior: str = "sim_broad") -> Calibration:
+              offset_adu: float | None = None, prior: str = "sim_broad", dark_paths: list[str | Path] = (),
+              hr_dark_paths: list[str | Path] = ()) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
-    calibrated block simulates. Bad input is one :class:`SrlabError` line."""
+    calibrated block simulates; ``dark_paths``/``hr_dark_paths``: dark frames of the LR/HR detector
+    (offset and read noise, :mod:`~srlab.calibration.dark`). Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
+    from srlab.calibration.dark import load_dark, measure_dark
 
     specimen_prior(prior)  # a wrong name is refused before any image is read
+    if dark_paths and offset_adu is not None:
+        raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
+    if hr_dark_paths and not hr_paths:
+        raise SrlabError("--hr-dark needs --hr images (dark frames of the HR detector)")
+    dark = measure_dark(load_dark([Path(p) for p in dark_paths])) if dark_paths else None
+    hr_dark = measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark")) if hr_dark_paths else None
     if modality not in PRESETS:
         raise unknown_choice("--modality", modality, PRESETS)
     target = target or DEFAULT_TARGET.get(modality, "sted")
@@ -284,7 +301,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         raise unknown_choice("--target", target, PRESETS)
     lr_paths = [Path(p) for p in lr_paths]
     images, px, depth = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR")
-    lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu)
+    _check_dark(dark, images, "--dark")
+    lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark)
     hr = None
     if hr_paths:
         hr_paths = [Path(p) for p in hr_paths]
@@ -295,7 +313,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
                 raise SrlabError(f"LR pixel {px:g} nm / HR pixel {hr_px:g} nm = {ratio:.3g} is not an integer "
                                  f"scale; resample the HR images or pass --scale (the HR pixel becomes LR / scale)")
             scale = round(ratio)
-        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth)
+        _check_dark(hr_dark, hr_images, "--hr-dark")
+        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, dark=hr_dark)
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")
@@ -309,6 +328,17 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         cal.notes.append("gain < 0.2 ADU/photon: the noise is barely above quantization; the photon "
                          "counts are uncertain")
     return cal
+
+
+def _check_dark(dark: DarkFrames | None, images: list[np.ndarray], flag: str) -> None:
+    """Dark frames darker than the images' median (else they are not dark frames of that detector)."""
+    if dark is None:
+        return
+    median = float(np.median([np.median(im) for im in images]))
+    if dark.offset_adu >= median > 0:
+        raise SrlabError(f"{flag}: mean level {dark.offset_adu:.4g} ADU is not below the images' median "
+                         f"({median:.4g} ADU); these are not dark frames of this detector (shutter closed, "
+                         f"same exposure and gain)")
 
 
 def pixel_photons_ok(value: float) -> float:

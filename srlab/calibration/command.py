@@ -75,7 +75,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
     cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
-                    offset_adu=args.offset_adu, prior=args.prior)
+                    offset_adu=args.offset_adu, prior=args.prior,
+                    dark_paths=args.dark, hr_dark_paths=args.hr_dark)
     check = {} if args.no_check else simulate_check(cal)
     write_block(cal, out, overwrite=args.overwrite)
     draw(cal, check, figure)

@@ -502,11 +502,19 @@ def run_calibrate_smlm(args) -> int:
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mysmlm.yaml")
     if len(args.images) != 1:
         raise SrlabError(f"--smlm takes one stack, got {len(args.images)} paths")
-    ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target))
+    ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target),
+                                        ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")
-    cal = calibrate_smlm(args.images[0], pixel_size_nm=args.pixel_size_nm, offset_adu=args.offset_adu,
+    offset = args.offset_adu
+    if args.dark:  # the stack's own fit has the offset as its only dark-frame input
+        from srlab.calibration.dark import load_dark, measure_dark
+
+        if offset is not None:
+            raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
+        offset = measure_dark(load_dark([Path(p) for p in args.dark])).offset_adu
+    cal = calibrate_smlm(args.images[0], pixel_size_nm=args.pixel_size_nm, offset_adu=offset,
                          camera=args.camera or "scmos", em_gain=args.em_gain)
     write_text(yaml_text(header(cal), smlm_data_block(cal)), out, overwrite=args.overwrite)
     draw(cal, figure)

@@ -99,7 +99,32 @@ def _noisy(seed: int = 0, shape=(96, 96)) -> np.ndarray:
     return (rng.poisson(signal) * 2 + 100).astype(np.uint16)
 
 
-@pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior"])
+def _dark_stack(n: int, rng: np.random.Generator, shape=(64, 64)) -> np.ndarray:
+    """Dark frames of the fixture's camera: offset + Gaussian read noise, integer ADU."""
+    return np.round(OFFSET_ADU + rng.normal(0, READ_NOISE_ADU, (n, *shape))).astype(np.uint16)
+
+
+def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Path):
+    """Dark frames measure the offset and the read noise (temporal rms; one frame: its detail band), which
+    the images alone only bound."""
+    from srlab.calibration import calibrate
+
+    rng = np.random.default_rng(1)
+    images = sorted(real_folder.glob("*.tif"))
+    stack = write_tiff(tmp_path / "dark.tif", _dark_stack(20, rng), pixel_size_nm=None)
+    e = calibrate(images, modality="widefield", dark_paths=[stack]).lr.estimates
+    assert e["offset_adu"].value == pytest.approx(OFFSET_ADU, abs=0.05) and "dark" in e["offset_adu"].method
+    assert e["read_noise_adu"].value == pytest.approx(READ_NOISE_ADU, rel=0.03)
+    assert "temporal" in e["read_noise_adu"].method and 0 < e["read_noise_adu"].uncertainty < 0.02
+    assert e["read_noise_line_adu"].value == pytest.approx(READ_NOISE_ADU, rel=0.20)  # the images' own line
+    assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
+    one = write_tiff(tmp_path / "dark1.tif", _dark_stack(1, rng, (128, 128))[0], pixel_size_nm=None)
+    e = calibrate(images, modality="widefield", dark_paths=[one]).lr.estimates
+    assert e["read_noise_adu"].value == pytest.approx(READ_NOISE_ADU, rel=0.05) and "detail" in e["read_noise_adu"].method
+
+
+@pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
+                                  "dark_is_bright", "dark_and_offset"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -117,9 +142,17 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0))
         files.append(write_tiff(tmp_path / "b.tif", _noisy(1), pixel_size_nm=65.0))
         expect = "mixed pixel sizes"
-    else:
+    elif case == "unknown_prior":
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--prior", "sim_nosuch"]
         expect = "--prior sim_nosuch"
+    elif case == "dark_is_bright":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--dark",
+                  write_tiff(tmp_path / "d.tif", _noisy(1) + 500, pixel_size_nm=None)]
+        expect = "not dark frames"
+    else:
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--offset-adu", "100", "--dark",
+                  write_tiff(tmp_path / "d.tif", np.full((64, 64), 100, np.uint16), pixel_size_nm=None)]
+        expect = "not both"
     assert _run(*files, "--out", tmp_path / "cal.yaml") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
