@@ -92,7 +92,8 @@ class Task:
     clean_hr: list[Path] = field(default_factory=list)  # the pairs' HR without photon/camera noise
     hr_calibration: list[Path] = field(default_factory=list)
     known: dict[str, dict[str, float]] = field(default_factory=dict)  # lr/hr -> quantity -> value
-    offset_adu: float = 0.0
+    dark: list[Path] = field(default_factory=list)  # dark frames of the LR / HR detector (`--dark`, `--hr-dark`)
+    hr_dark: list[Path] = field(default_factory=list)
 
 
 def fwhm_of(psf: np.ndarray, px_nm: float) -> float:
@@ -175,7 +176,12 @@ def make_sted_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, seed:
         "hr": {"psf_fwhm_nm": fwhm_of(microscope.get_effective(grid, s["p_ex_w"], s["p_sted_w"]), s["datamap_nm"]),
                "gain_adu_per_photon": 1.0, "read_noise_adu": 0.0, "background_photons": background},
     }
-    task.offset_adu = 0.0  # a photon counter: no offset (what its user knows)
+    # Dark frames (lasers off): a photon counter without dark counts records zeros
+    shape = np.shape(lr)
+    task.dark = [write_tiff(folder / "dark" / "lr_dark.tif", np.zeros((10, *shape), np.uint16),
+                            pixel_size_nm=s["lr_px_nm"])]
+    task.hr_dark = [write_tiff(folder / "dark" / "hr_dark.tif", np.zeros((10, *np.shape(hr)), np.uint16),
+                               pixel_size_nm=s["hr_px_nm"])]
     return task
 
 
@@ -277,7 +283,13 @@ def make_widefield_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, 
         "hr": {"psf_fwhm_nm": fwhm_of(sim_psf, w["grid_nm"]), "gain_adu_per_photon": gain,
                "read_noise_adu": w["read_noise_e"] * gain, "background_photons": w["hr_background_photons"]},
     }
-    task.offset_adu = w["offset_adu"]  # the camera's spec-sheet offset, which its user knows
+    # Dark frames of the camera (shutter closed), from their own random stream: the fields are unchanged
+    dark_rng = np.random.default_rng([seed, 1])
+    hr_size = lr_size_px * lr_bin // hr_bin
+    task.dark = [write_tiff(folder / "dark" / "lr_dark.tif", _camera(dark_rng, np.zeros((10, lr_size_px, lr_size_px))),
+                            pixel_size_nm=w["lr_px_nm"])]
+    task.hr_dark = [write_tiff(folder / "dark" / "hr_dark.tif", _camera(dark_rng, np.zeros((10, hr_size, hr_size))),
+                               pixel_size_nm=w["hr_px_nm"])]
     return task
 
 
@@ -294,8 +306,7 @@ def calibrate_task(task: Task, exp_root: Path):
     start = time.perf_counter()
     out = exp_root / "data" / f"realcheck_{task.name}.yaml"
     cal = calibrate([lr for lr, _ in task.pairs], modality=task.modality, target=task.target,
-                    hr_paths=task.hr_calibration, offset_adu=task.offset_adu)
-    # the HR images' offset is known too (same detector / camera); calibrate takes it for the LR side only
+                    hr_paths=task.hr_calibration, dark_paths=task.dark, hr_dark_paths=task.hr_dark)
     check = simulate_check(cal)
     write_block(cal, out, overwrite=True)
     draw(cal, check, out.with_suffix(".png"))
@@ -569,11 +580,10 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
             lines += [*table, "", f"- {verdict}", ""]
     lines += ["### `srlab calibrate` on the foreign images vs the foreign simulators' settings", "",
               ("Target: within 20 %. PSF truth = the FWHM of the foreign simulator's own effective PSF "
-              "(pySTED `get_effective`, psfmodels' in-focus plane); calibrate fits a Gaussian. Offsets were "
-              "given (`--offset-adu`: 0 for the photon counter, 100 ADU for the camera), as their users know them; "
-              "read noise of a photon counter is 0 (an absolute error is shown). `srlab calibrate` takes an offset "
-              "for the LR images only: on the HR side the offset is the darkest level, so the HR read noise is an "
-              "upper bound and the HR background 0 by construction (docs/calibration.md)."), ""]
+              "(pySTED `get_effective`, psfmodels' in-focus plane); calibrate fits a Gaussian. Offset and read "
+              "noise come from ten dark frames of each foreign detector (`--dark`, `--hr-dark`: zeros for the "
+              "photon counter, the camera's offset and read noise for the sCMOS), as their users would record "
+              "them; read noise of a photon counter is 0 (an absolute error is shown)."), ""]
     for entry in report["tasks"].values():
         lines += [*entry["recovery"], ""]
     return "\n".join(lines)
