@@ -57,21 +57,30 @@ class SpotSigma:
         return self.used >= MIN_SPOTS
 
 
-def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
-    """Isolated and well-converged spots (see the module doc); ``absolute=False``: the deviance test is
-    relative (at most twice the median reduced deviance of the isolated converged spots)."""
-    from srlab.smlm.localize import chi2_sf
+def isolated_mask(frame: np.ndarray, row: np.ndarray, col: np.ndarray, reach: float) -> np.ndarray:
+    """Whether each detection has no other detection of its frame within ``reach`` pixels (k-d tree:
+    a 1024² image of a dense specimen holds tens of thousands of detections)."""
+    from scipy.spatial import cKDTree
 
-    n = len(spots)
-    isolated = np.ones(n, bool)
-    reach = 2 * spots.roi_radius_px
-    for t in np.unique(spots.frame):
-        idx = np.nonzero(spots.frame == t)[0]
+    isolated = np.ones(len(frame), bool)
+    for t in np.unique(frame):
+        idx = np.nonzero(frame == t)[0]
         if len(idx) < 2:
             continue
-        d = np.hypot(spots.row[idx, None] - spots.row[None, idx], spots.col[idx, None] - spots.col[None, idx])
-        np.fill_diagonal(d, np.inf)
-        isolated[idx] = d.min(axis=1) > reach
+        points = np.stack([row[idx], col[idx]], 1).astype(np.float64)
+        distance, _ = cKDTree(points).query(points, k=2)
+        isolated[idx] = distance[:, 1] > reach
+    return isolated
+
+
+def _accept(spots, excess_noise: float, absolute: bool = True, isolated: np.ndarray | None = None) -> np.ndarray:
+    """Isolated and well-converged spots (see the module doc); ``absolute=False``: the deviance test is
+    relative (at most twice the median reduced deviance of the isolated converged spots). ``isolated``:
+    known already (the spots were chosen among isolated detections); else from the spots themselves."""
+    from srlab.smlm.localize import chi2_sf
+
+    if isolated is None:
+        isolated = isolated_mask(spots.frame, spots.row, spots.col, 2 * spots.roi_radius_px)
     x0, y0 = spots.theta[:, 0], spots.theta[:, 1]
     candidate = spots.ok & isolated & (np.abs(x0) <= 1.0) & (np.abs(y0) <= 1.0)
     if absolute:
@@ -82,17 +91,33 @@ def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
     return candidate & probable
 
 
+#: Most isolated detections fitted per call of :func:`spot_sigma` for images (a random subset beyond:
+#: unbiased, and enough for a mode; ten 1024² images hold ~10⁴).
+MAX_SPOT_FITS = 3000
+
+
 def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: float = 1.0,
-               excess_noise: float = 1.0, passes: int = 2, absolute: bool = True) -> SpotSigma:
-    """σ of the PSF in pixels from ``(T, H, W)`` frames in photons (offset removed, divided by the gain)."""
-    from srlab.smlm.localize import fit_spots
+               excess_noise: float = 1.0, passes: int = 2, absolute: bool = True,
+               max_fits: int | None = None) -> SpotSigma:
+    """σ of the PSF in pixels from ``(T, H, W)`` frames in photons (offset removed, divided by the gain).
+
+    Only isolated detections are fitted (the others would be rejected anyway); ``max_fits``: at most that
+    many, a random subset (fixed seed)."""
+    from srlab.smlm.localize import detect_candidates, fit_spots
 
     frames = np.asarray(frames, np.float64)
     sigma = float(sigma_guess_px)
     result = None
     for _ in range(passes):
-        spots = fit_spots(frames, sigma_px=sigma, threshold=threshold, estimator="mle")
-        keep = _accept(spots, excess_noise, absolute) if len(spots) else np.zeros(0, bool)
+        radius = max(2, math.ceil(3 * sigma))
+        frame, row, col = detect_candidates(frames, sigma_px=sigma, threshold=threshold)
+        chosen = np.nonzero(isolated_mask(frame, row, col, 2 * radius))[0]
+        if max_fits is not None and chosen.size > max_fits:
+            chosen = np.sort(np.random.default_rng(0).choice(chosen, max_fits, replace=False))
+        spots = fit_spots(frames, sigma_px=sigma, threshold=threshold, roi_radius_px=radius, estimator="mle",
+                          candidates=(frame[chosen], row[chosen], col[chosen]))
+        keep = (_accept(spots, excess_noise, absolute, isolated=np.ones(len(spots), bool)) if len(spots)
+                else np.zeros(0, bool))
         photons = spots.theta[keep, 2]
         bright = keep.copy()
         if keep.sum() >= 2:
@@ -103,8 +128,8 @@ def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: fl
             se = 1.2533 * float(np.std(sig, ddof=1)) / math.sqrt(sig.size) if sig.size > 1 else math.nan
         else:
             est, se = math.nan, math.nan
-        result = SpotSigma(est, se, sig, photons, spots.theta[keep, 4], spots.theta[keep, 3], len(spots),
-                           int(keep.sum()), int(sig.size), spots.roi_radius_px)
+        result = SpotSigma(est, se, sig, photons, spots.theta[keep, 4], spots.theta[keep, 3], len(frame),
+                           int(keep.sum()), int(sig.size), radius)
         if not math.isfinite(est) or abs(est - sigma) < 0.05 * sigma:
             break
         sigma = est
@@ -140,8 +165,8 @@ def spot_fwhm_images(images: list[np.ndarray], *, offset_adu: float, gain_adu_pe
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for im in images:
         groups.setdefault(np.shape(im), []).append((np.asarray(im, np.float64) - offset_adu) / gain_adu_per_photon)
-    parts = [spot_sigma(np.stack(g), sigma_guess_px=sigma_guess_px, threshold=threshold, absolute=False)
-             for g in groups.values()]
+    parts = [spot_sigma(np.stack(g), sigma_guess_px=sigma_guess_px, threshold=threshold, absolute=False,
+                        max_fits=MAX_SPOT_FITS) for g in groups.values()]
     sig = np.concatenate([p.accepted_sigmas_px for p in parts])
     est = half_sample_mode(sig)
     se = math.nan

@@ -371,12 +371,9 @@ POOR_SIGMA_RATIO = 1.0
 POOR_FIT_P_VALUE = 0.05
 
 
-def fit_spots(frames: np.ndarray, *, sigma_px: float, threshold: float, roi_radius_px: int | None = None,
-              detector: str = "wavelet", estimator: str = "mle") -> SpotFits:
-    """Detect (:func:`detect_spots`) and fit one pixel-integrated Gaussian (free σ) to every spot of
-    ``(T, H, W)`` frames; the shared first stage of :func:`gaussian_fit_localize` and of the PSF
-    calibration (:mod:`srlab.calibration.spots`)."""
-    r = roi_radius_px if roi_radius_px is not None else max(2, math.ceil(3 * sigma_px))
+def detect_candidates(frames: np.ndarray, *, sigma_px: float, threshold: float,
+                      detector: str = "wavelet") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, row, col) of every spot :func:`detect_spots` finds in ``(T, H, W)`` frames."""
     t_idx, rows, cols = [], [], []
     for t, frame in enumerate(frames):
         pr, pc = detect_spots(frame, sigma_px=sigma_px, threshold=threshold, detector=detector)
@@ -384,6 +381,19 @@ def fit_spots(frames: np.ndarray, *, sigma_px: float, threshold: float, roi_radi
         rows.append(pr)
         cols.append(pc)
     t_all, r_all, c_all = (np.concatenate(a).astype(np.int64) for a in (t_idx, rows, cols))
+    return t_all, r_all, c_all
+
+
+def fit_spots(frames: np.ndarray, *, sigma_px: float, threshold: float, roi_radius_px: int | None = None,
+              detector: str = "wavelet", estimator: str = "mle",
+              candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> SpotFits:
+    """Detect (:func:`detect_candidates`) and fit one pixel-integrated Gaussian (free σ) to every spot of
+    ``(T, H, W)`` frames; the shared first stage of :func:`gaussian_fit_localize` and of the PSF
+    calibration (:mod:`srlab.calibration.spots`). ``candidates``: fit these (frame, row, col) instead."""
+    r = roi_radius_px if roi_radius_px is not None else max(2, math.ceil(3 * sigma_px))
+    if candidates is None:
+        candidates = detect_candidates(frames, sigma_px=sigma_px, threshold=threshold, detector=detector)
+    t_all, r_all, c_all = (np.asarray(a, np.int64) for a in candidates)
     size = 2 * r + 1
     if len(t_all) == 0:
         empty = np.zeros(0)

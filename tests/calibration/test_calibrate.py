@@ -199,3 +199,21 @@ def test_spot_width_is_the_mode_not_widened_by_larger_objects():
     assert half_sample_mode(mixed) == pytest.approx(1.0, abs=0.05)
     assert np.median(mixed) > 1.15  # what the median says (+22 %)
     assert half_sample_mode(points) == pytest.approx(1.0, abs=0.03)
+
+
+def test_isolation_by_kd_tree_matches_all_pairs():
+    """The k-d tree isolation test (dense 1024² images hold ~10⁴ detections per frame) says what the
+    all-pairs distance matrix says."""
+    from srlab.calibration.spots import isolated_mask
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 3, 600)
+    row, col = rng.integers(0, 200, 600), rng.integers(0, 200, 600)
+    expected = np.ones(600, bool)
+    for t in range(3):
+        idx = np.nonzero(frame == t)[0]
+        d = np.hypot(row[idx, None] - row[None, idx], col[idx, None] - col[None, idx])
+        np.fill_diagonal(d, np.inf)
+        expected[idx] = d.min(axis=1) > 8
+    got = isolated_mask(frame, row, col, 8)
+    assert np.array_equal(got, expected) and 0 < got.sum() < 600
