@@ -26,6 +26,16 @@ ADAPT_LR = 5e-5
 ADAPT_MAX_EPOCHS = 20
 
 
+def _degradation_middle(data: DictConfig, key: str) -> float:
+    """The middle of ``data.degradation.<key>`` (a value or a ``[lo, hi]`` range sampled per patch)."""
+    from srlab.data.degrade import parse_range
+
+    value = data.degradation[key]
+    value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    lo, hi = parse_range(value, f"data.degradation.{key}")
+    return 0.5 * (lo + hi)
+
+
 def forward_blur(data: DictConfig) -> tuple[float, str]:
     """FWHM (HR pixels) of the Gaussian that takes an SR output to the LR image's resolution, and
     which fields it came from.
@@ -40,7 +50,6 @@ def forward_blur(data: DictConfig) -> tuple[float, str]:
     * otherwise (your own pairs): not known; give ``paradigm.params.blur_fwhm_hr_px``.
     """
     from srlab.data import DATAMODULES
-    from srlab.data.degrade import parse_range
     from srlab.data.simulate import resolve_simulation
 
     kind, scale = str(data.kind), int(data.scale)
@@ -53,16 +62,13 @@ def forward_blur(data: DictConfig) -> tuple[float, str]:
                              f"({hr_px:g} nm) from data.simulation.lr/hr ({spec.lr.name} → {spec.hr.name}; "
                              f"psf_fwhm_nm where set, else the preset's PSF)")
     if family == "degradation":
-        value = data.degradation.psf_fwhm_nm
-        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        lo, hi = parse_range(value, "data.degradation.psf_fwhm_nm")
         hr_px = data.hr_pixel_size_nm
         if hr_px is None and not data.path:
             hr_px = resolve_simulation(data.simulation, scale=scale, image_lr=False).hr.pixel_size_nm
         if hr_px is None:
             raise SrlabError("srlab adapt: the HR pixel size of the run's data is not in its config; set "
                              "data.hr_pixel_size_nm=<nm> (or paradigm.params.blur_fwhm_hr_px=<HR px>)")
-        fwhm = 0.5 * (lo + hi)
+        fwhm = _degradation_middle(data, "psf_fwhm_nm")
         return fwhm / hr_px, (f"Gaussian FWHM {fwhm:.0f} nm = {fwhm / hr_px:.2f} HR px ({hr_px:g} nm) from "
                               f"data.degradation.psf_fwhm_nm")
     raise SrlabError(f"srlab adapt: data.kind={kind} with data.path gives no PSF for the forward model; give "
@@ -85,7 +91,6 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
     * ``degrade``: the middles of ``data.degradation.photons``, ``background_photons``, ``read_noise_e``.
     """
     from srlab.data import DATAMODULES
-    from srlab.data.degrade import parse_range
     from srlab.data.simulate import resolve_simulation
 
     family = DATAMODULES.entry(str(data.kind)).family
@@ -96,14 +101,9 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
         signal, background, read = lr.signal_photons, lr.background_photons, lr.read_noise_e / gain
         where = f"data.simulation.lr ({lr.name}, {lr.detector})"
     elif family == "degradation":
-        d = data.degradation
-
-        def middle(key: str) -> float:
-            value = d[key]
-            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            lo, hi = parse_range(value, f"data.degradation.{key}")
-            return 0.5 * (lo + hi)
-        signal, background, read, excess = middle("photons"), middle("background_photons"), middle("read_noise_e"), 1.0
+        signal, background, read = (_degradation_middle(data, k) for k in ("photons", "background_photons",
+                                                                            "read_noise_e"))
+        excess = 1.0
         where = "data.degradation"
     else:
         return None

@@ -128,34 +128,43 @@ class Calibration:
 # ------------------------------------------------------------------------------------------------
 # Loading and refusing bad input
 # ------------------------------------------------------------------------------------------------
+def read_frames(path: Path, flag: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:
+    """One calibration file: its array as stored, its 2D frames (stacks unrolled) as float64 and its pixel
+    size; one :class:`SrlabError` line (prefixed by ``flag``) for a multi-channel file, a pixel type that
+    is not numbers, NaN or infinite pixels."""
+    from srlab.data.io import CHANNEL_AXES, read_tiff
+
+    where = f"{flag} {path}".lstrip()
+    array, axes, size = read_tiff(path)
+    if any(a in CHANNEL_AXES and array.shape[axes.index(a)] > 1 for a in axes):
+        raise SrlabError(f"{where}: a multi-channel image (axes '{axes}'); calibrate one channel: split the "
+                         f"channels into separate files")
+    if array.dtype.kind not in "uif" or array.dtype == bool:
+        raise SrlabError(f"{where}: unsupported pixel type {array.dtype}")
+    frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
+    if not np.isfinite(frames).all():
+        raise SrlabError(f"{where}: has NaN or infinite pixels")
+    return array, frames, size
+
+
 def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str) -> tuple[list[np.ndarray], float, int]:
     """The 2D images of ``paths`` (stacks unrolled) as float64, the common pixel size and bit depth.
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
     multi-channel files, images smaller than 64 px, constant (empty) and saturated images."""
-    from srlab.data.io import CHANNEL_AXES, read_tiff
-
     if not paths:
         raise SrlabError(f"no {what} images given")
     images: list[np.ndarray] = []
     sizes: dict[Path, float | None] = {}
     depth = 8
     for path in paths:
-        array, axes, size = read_tiff(path)
+        array, frames, size = read_frames(path)
         sizes[path] = size
-        if any(a in CHANNEL_AXES and array.shape[axes.index(a)] > 1 for a in axes):
-            raise SrlabError(f"{path}: a multi-channel image (axes '{axes}'); calibrate one channel: split the "
-                             f"channels into separate files")
-        if array.dtype.kind not in "uif" or array.dtype == bool:
-            raise SrlabError(f"{path}: unsupported pixel type {array.dtype}")
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
-        frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
         if min(frames.shape[-2:]) < MIN_SIDE_PX:
             raise SrlabError(f"{path}: {frames.shape[-2]}×{frames.shape[-1]} px is too small to calibrate "
                              f"(at least {MIN_SIDE_PX}×{MIN_SIDE_PX})")
-        if not np.isfinite(frames).all():
-            raise SrlabError(f"{path}: has NaN or infinite pixels")
         for k, frame in enumerate(frames):
             label = f"{path}" + (f"[{k}]" if len(frames) > 1 else "")
             lo, hi = float(frame.min()), float(frame.max())

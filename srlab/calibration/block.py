@@ -86,8 +86,7 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
     prior's image count and size."""
     hr = modality_block(cal.hr) if cal.hr is not None else {"modality": cal.target}
     prior = specimen_prior(cal.prior)
-    specimens = {"structures": ["microtubules", "actin", "ccps", "er"], "n_images": 48, "lr_size_px": 128,
-                 **prior["simulation"]}
+    specimens = dict(prior["simulation"])  # keys the prior leaves out take SimulationConfig's defaults
     if n_images is not None:
         specimens["n_images"] = n_images
     if lr_size_px is not None:

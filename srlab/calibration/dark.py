@@ -47,18 +47,11 @@ def load_dark(paths: list[Path], *, what: str = "--dark") -> list[np.ndarray]:
     """The 2D frames of ``paths`` (stacks unrolled) as float64; one :class:`SrlabError` line for an
     unreadable pixel type, non-finite pixels or a multi-channel file. A constant frame is fine (a photon
     counter's dark frame is all zeros)."""
-    from srlab.data.io import CHANNEL_AXES, read_tiff
+    from srlab.calibration import read_frames
 
     frames: list[np.ndarray] = []
     for path in paths:
-        array, axes, _ = read_tiff(path)
-        if any(a in CHANNEL_AXES and array.shape[axes.index(a)] > 1 for a in axes):
-            raise SrlabError(f"{what} {path}: a multi-channel image (axes '{axes}'); give one channel")
-        if array.dtype.kind not in "uif" or array.dtype == bool:
-            raise SrlabError(f"{what} {path}: unsupported pixel type {array.dtype}")
-        stack = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
-        if not np.isfinite(stack).all():
-            raise SrlabError(f"{what} {path}: has NaN or infinite pixels")
+        _, stack, _ = read_frames(path, what)
         if min(stack.shape[-2:]) < 3:
             raise SrlabError(f"{what} {path}: {stack.shape[-2]}×{stack.shape[-1]} px is too small")
         frames.extend(stack)

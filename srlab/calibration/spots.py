@@ -73,16 +73,13 @@ def isolated_mask(frame: np.ndarray, row: np.ndarray, col: np.ndarray, reach: fl
     return isolated
 
 
-def _accept(spots, excess_noise: float, absolute: bool = True, isolated: np.ndarray | None = None) -> np.ndarray:
-    """Isolated and well-converged spots (see the module doc); ``absolute=False``: the deviance test is
-    relative (at most twice the median reduced deviance of the isolated converged spots). ``isolated``:
-    known already (the spots were chosen among isolated detections); else from the spots themselves."""
+def _accept(spots, excess_noise: float, absolute: bool = True) -> np.ndarray:
+    """The well-converged ones of fits of isolated detections (see the module doc); ``absolute=False``:
+    the deviance test is relative (at most twice the median reduced deviance of the converged spots)."""
     from srlab.smlm.localize import chi2_sf
 
-    if isolated is None:
-        isolated = isolated_mask(spots.frame, spots.row, spots.col, 2 * spots.roi_radius_px)
     x0, y0 = spots.theta[:, 0], spots.theta[:, 1]
-    candidate = spots.ok & isolated & (np.abs(x0) <= 1.0) & (np.abs(y0) <= 1.0)
+    candidate = spots.ok & (np.abs(x0) <= 1.0) & (np.abs(y0) <= 1.0)
     if absolute:
         probable = chi2_sf(spots.deviance / excess_noise, np.maximum(spots.dof, 1)) > FIT_P_VALUE
     else:
@@ -116,8 +113,7 @@ def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: fl
             chosen = np.sort(np.random.default_rng(0).choice(chosen, max_fits, replace=False))
         spots = fit_spots(frames, sigma_px=sigma, threshold=threshold, roi_radius_px=radius, estimator="mle",
                           candidates=(frame[chosen], row[chosen], col[chosen]))
-        keep = (_accept(spots, excess_noise, absolute, isolated=np.ones(len(spots), bool)) if len(spots)
-                else np.zeros(0, bool))
+        keep = _accept(spots, excess_noise, absolute) if len(spots) else np.zeros(0, bool)
         photons = spots.theta[keep, 2]
         bright = keep.copy()
         if keep.sum() >= 2:
