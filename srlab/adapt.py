@@ -13,7 +13,6 @@ Poisson–Gaussian camera — for a calibrated block, the one measured on the us
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,54 +25,20 @@ ADAPT_LR = 5e-5
 ADAPT_MAX_EPOCHS = 20
 
 
-def _degradation_middle(data: DictConfig, key: str) -> float:
-    """The middle of ``data.degradation.<key>`` (a value or a ``[lo, hi]`` range sampled per patch)."""
-    from srlab.data.degrade import parse_range
-
-    value = data.degradation[key]
-    value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-    lo, hi = parse_range(value, f"data.degradation.{key}")
-    return 0.5 * (lo + hi)
-
-
 def forward_blur(data: DictConfig) -> tuple[float, str]:
     """FWHM (HR pixels) of the Gaussian that takes an SR output to the LR image's resolution, and
-    which fields it came from.
+    which fields it came from: :func:`srlab.data.physics.relative_blur` of the data block; where the
+    block does not say (your own pairs), give ``paradigm.params.blur_fwhm_hr_px``."""
+    from srlab.data.physics import relative_blur
 
-    * ``simulated``/``paired`` without ``data.path``: ``sqrt(FWHM_LR² − FWHM_HR²)`` of the simulator's
-      resolved modalities — ``data.simulation.{lr,hr}.psf_fwhm_nm`` when set (a calibrated block has
-      them), else each preset's PSF law (wavelength, NA, pinhole, saturation) — in HR pixels of
-      ``data.simulation.lr.pixel_size_nm / data.scale``. An Airy or confocal PSF is treated as the
-      Gaussian of the same FWHM.
-    * ``degrade``: ``data.degradation.psf_fwhm_nm`` (the middle of a range), already relative to the HR
-      image, in HR pixels of ``data.hr_pixel_size_nm`` (or the simulated HR's).
-    * otherwise (your own pairs): not known; give ``paradigm.params.blur_fwhm_hr_px``.
-    """
-    from srlab.data import DATAMODULES
-    from srlab.data.simulate import resolve_simulation
-
-    kind, scale = str(data.kind), int(data.scale)
-    family = DATAMODULES.entry(kind).family
-    if family == "paired" and not data.path:
-        spec = resolve_simulation(data.simulation, scale=scale, image_lr=True)
-        lr_f, hr_f, hr_px = spec.lr.fwhm_nm, spec.hr.fwhm_nm, spec.hr.pixel_size_nm
-        rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
-        return rel / hr_px, (f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm = {rel / hr_px:.2f} HR px "
-                             f"({hr_px:g} nm) from data.simulation.lr/hr ({spec.lr.name} → {spec.hr.name}; "
-                             f"psf_fwhm_nm where set, else the preset's PSF)")
-    if family == "degradation":
-        hr_px = data.hr_pixel_size_nm
-        if hr_px is None and not data.path:
-            hr_px = resolve_simulation(data.simulation, scale=scale, image_lr=False).hr.pixel_size_nm
-        if hr_px is None:
-            raise SrlabError("srlab adapt: the HR pixel size of the run's data is not in its config; set "
-                             "data.hr_pixel_size_nm=<nm> (or paradigm.params.blur_fwhm_hr_px=<HR px>)")
-        fwhm = _degradation_middle(data, "psf_fwhm_nm")
-        return fwhm / hr_px, (f"Gaussian FWHM {fwhm:.0f} nm = {fwhm / hr_px:.2f} HR px ({hr_px:g} nm) from "
-                              f"data.degradation.psf_fwhm_nm")
-    raise SrlabError(f"srlab adapt: data.kind={kind} with data.path gives no PSF for the forward model; give "
-                     f"paradigm.params.blur_fwhm_hr_px=<FWHM in HR pixels of the blur from SR to LR>, or "
-                     f"--data <block> with a simulated block (srlab calibrate writes one)")
+    blur = relative_blur(data)
+    if blur is None:
+        raise SrlabError(f"srlab adapt: data.kind={data.kind} with data.path (or without an HR pixel size) gives "
+                         f"no PSF for the forward model; give paradigm.params.blur_fwhm_hr_px=<FWHM in HR pixels "
+                         f"of the blur from SR to LR>, or --data <block> with a simulated block (srlab calibrate "
+                         f"writes one)")
+    px = blur.hr_pixel_size_nm
+    return blur.fwhm_nm / px, f"{blur.source} = {blur.fwhm_nm / px:.2f} HR px ({px:g} nm)"
 
 
 def forward_noise(data: DictConfig) -> tuple[float, str] | None:
@@ -91,6 +56,7 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
     * ``degrade``: the middles of ``data.degradation.photons``, ``background_photons``, ``read_noise_e``.
     """
     from srlab.data import DATAMODULES
+    from srlab.data.physics import degradation_middle
     from srlab.data.simulate import resolve_simulation
 
     family = DATAMODULES.entry(str(data.kind)).family
@@ -101,7 +67,7 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
         signal, background, read = lr.signal_photons, lr.background_photons, lr.read_noise_e / gain
         where = f"data.simulation.lr ({lr.name}, {lr.detector})"
     elif family == "degradation":
-        signal, background, read = (_degradation_middle(data, k) for k in ("photons", "background_photons",
+        signal, background, read = (degradation_middle(data, k) for k in ("photons", "background_photons",
                                                                             "read_noise_e"))
         excess = 1.0
         where = "data.degradation"
@@ -158,6 +124,11 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     run_dir = source_checkpoint.parent.parent if source_checkpoint.parent.name == "checkpoints" \
         else source_checkpoint.parent
     loss = c["paradigm"]["loss"] if c["paradigm"]["loss"]["name"] in LOSSES else {"name": "l1", "params": {}}
+    # The source network as it was built: a PSF it took from its data block stays (the adapt block is not one)
+    from srlab.build import PSF_KEYS, network_kwargs
+
+    built = network_kwargs(source)
+    c["model"]["params"] = {**c["model"].get("params", {}), **{k: built[k] for k in PSF_KEYS if k in built}}
     c.update({
         "name": f"{source.name}_adapt", "resume": None, "profile": None, "profiles": {},
         "runs_dir": str(run_dir.parent.parent),

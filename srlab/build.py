@@ -31,10 +31,16 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+#: How a network that models the blur takes its PSF (:mod:`srlab.models.classical`).
+PSF_KEYS = frozenset({"psf_fwhm_nm", "psf_fwhm_px", "pixel_size_nm"})
+
+
 def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, where: str) -> dict[str, Any]:
     """``kwargs`` plus in/out channels and scale from the data block, for the ones the constructor takes;
     an explicit scale must agree with ``data.scale``. Multi-frame data (``data.frames``) feed T frames
-    as channels and want one HR image: ``in_channels = channels × frames``."""
+    as channels and want one HR image: ``in_channels = channels × frames``. A network that takes a PSF
+    (``psf_fwhm_nm`` + ``pixel_size_nm``) and is given none gets the blur between the data's HR and LR
+    images where the block implies one (:func:`srlab.data.physics.relative_blur`)."""
     frames = int(cfg.data.get("frames", 1))
     implied = {"in_channels": cfg.data.channels * frames, "out_channels": cfg.data.channels,
                "scale": cfg.data.scale}
@@ -48,6 +54,14 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
     missing = sorted(set(implied.get("scales", ())) - set(kwargs.get("scales", ())))
     if "scales" in accepted and missing:
         raise SrlabError(f"{where}.scales={list(kwargs['scales'])} has no head for data.scales {missing}")
+    if {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted) and not PSF_KEYS & set(kwargs):
+        # A network that models the blur gets the data's own (a calibrated block's measured PSFs),
+        # unless the experiment fixes one
+        from srlab.data.physics import relative_blur
+
+        blur = relative_blur(cfg.data)
+        if blur is not None and blur.fwhm_nm > 0:
+            kwargs.update(psf_fwhm_nm=round(blur.fwhm_nm, 2), pixel_size_nm=blur.lr_pixel_size_nm)
     return kwargs
 
 

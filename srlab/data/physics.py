@@ -1,0 +1,68 @@
+"""What a data block says about the imaging physics between its HR and its LR images.
+
+One place for the knowledge that several consumers need: ``srlab adapt``'s forward model
+(:mod:`srlab.adapt`) and the networks that take a PSF (Richardson–Lucy, IBP, the physics-informed
+:mod:`srlab.models.physics`: :func:`srlab.build.network_kwargs` fills their PSF in from here).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class RelativeBlur(NamedTuple):
+    """The Gaussian blur that takes the HR image to the LR image's resolution."""
+
+    fwhm_nm: float
+    hr_pixel_size_nm: float
+    lr_pixel_size_nm: float
+    source: str  # which fields it came from, for run descriptions and messages
+
+
+def degradation_middle(data: DictConfig, key: str) -> float:
+    """The middle of ``data.degradation.<key>`` (a value or a ``[lo, hi]`` range sampled per patch)."""
+    from srlab.data.degrade import parse_range
+
+    value = data.degradation[key]
+    value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    lo, hi = parse_range(value, f"data.degradation.{key}")
+    return 0.5 * (lo + hi)
+
+
+def relative_blur(data: DictConfig) -> RelativeBlur | None:
+    """The blur from the HR to the LR image that ``data`` (a data block) implies, or ``None``.
+
+    * ``simulated``/``paired`` without ``data.path``: ``sqrt(FWHM_LR² − FWHM_HR²)`` of the simulator's
+      resolved modalities — ``data.simulation.{lr,hr}.psf_fwhm_nm`` when set (a calibrated block has
+      them), else each preset's PSF law (wavelength, NA, pinhole, saturation). An Airy or confocal PSF
+      is treated as the Gaussian of the same FWHM.
+    * ``degrade``: ``data.degradation.psf_fwhm_nm`` (the middle of a range), already relative to the HR
+      image; pixel sizes from ``data.hr_pixel_size_nm`` (or the simulated HR's) and ``data.scale``.
+    * otherwise (your own pairs, or a degrade block without an HR pixel size): ``None`` — not known.
+    """
+    from srlab.data import DATAMODULES
+    from srlab.data.simulate import resolve_simulation
+
+    kind, scale = str(data.kind), int(data.scale)
+    if kind not in DATAMODULES:
+        return None
+    family = DATAMODULES.entry(kind).family
+    if family == "paired" and not data.get("path"):
+        spec = resolve_simulation(data.simulation, scale=scale, image_lr=True)
+        lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
+        rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
+        return RelativeBlur(rel, spec.hr.pixel_size_nm, spec.lr.pixel_size_nm,
+                            f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm from data.simulation.lr/hr "
+                            f"({spec.lr.name} → {spec.hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
+    if family == "degradation":
+        hr_px = data.get("hr_pixel_size_nm")
+        if hr_px is None and not data.get("path"):
+            hr_px = resolve_simulation(data.simulation, scale=scale, image_lr=False).hr.pixel_size_nm
+        if hr_px is None:
+            return None
+        fwhm = degradation_middle(data, "psf_fwhm_nm")
+        return RelativeBlur(fwhm, float(hr_px), float(hr_px) * scale,
+                            f"Gaussian FWHM {fwhm:.0f} nm from data.degradation.psf_fwhm_nm")
+    return None
