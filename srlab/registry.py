@@ -241,8 +241,8 @@ def _describe(expected: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 NETWORKS: Registry[Any] = Registry("model", modules=(
     "srlab.models.attention", "srlab.models.classical", "srlab.models.dense", "srlab.models.linear",
-    "srlab.models.attngan", "srlab.models.localization", "srlab.models.multiframe", "srlab.models.quality",
-    "srlab.models.residual", "srlab.models.unet"),
+    "srlab.models.attngan", "srlab.models.localization", "srlab.models.multiframe", "srlab.models.physics",
+    "srlab.models.quality", "srlab.models.residual", "srlab.models.unet"),
     plugins="srlab.models")
 DISCRIMINATORS: Registry[Any] = Registry("discriminator", modules=("srlab.models.discriminators",),
                                          plugins="srlab.discriminators")

@@ -16,7 +16,7 @@ MODELS = {
     "edsr": "edsr_sted", "mdsr": "mdsr_sted", "drcn": "drcn_sted", "drrn": "drrn_sted", "memnet": "memnet_sted",
     "srdensenet": "srdensenet_sted", "rdn": "rdn_sted", "srresnet": "srresnet_sted", "rcan": "rcan_sted",
     "dfcan": "dfcan_sted", "unet": "crossmodal_gan_sted", "bicubic": "bicubic_sted", "ibp": "ibp_sted",
-    "richardson_lucy": "rl_sted",
+    "richardson_lucy": "rl_sted", "rl_edsr": "rl_edsr_sted",
 }
 ONE_BATCH = [
     "profile=quick", "data.simulation.n_images=6", "data.simulation.lr_size_px=48", "data.batch_size=2",
