@@ -56,8 +56,10 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
     report = realcheck.main(["--quick", "--no-write", "--work", str(tmp_path / "work")])
     out = capsys.readouterr().out
     for name, entry in report["tasks"].items():
-        assert set(entry["results"]) == {"bicubic", "Richardson–Lucy", "srlab edsr_smoke (EDSR 8×32)"}
-        for metrics in entry["results"].values():
+        methods = {"bicubic", "Richardson–Lucy", "srlab edsr_smoke (EDSR 8×32)",
+                   "srlab rl_edsr_smoke (Richardson–Lucy + EDSR 8×32 residual)"}
+        assert set(entry["results"]["noise_free"]) == methods
+        for metrics in entry["results"]["noise_free"].values():
             assert len(metrics["psnr"]) == len(metrics["ssim"]) == 3
             assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
         # the photon-transfer fit recovers the foreign detectors' gain (1 for pySTED's counter, 2 ADU/e-)
@@ -65,6 +67,6 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         truth = entry["task"].known["lr"]["gain_adu_per_photon"]
         assert cal.lr.estimates["gain_adu_per_photon"].value == pytest.approx(truth, rel=0.2)
         assert (tmp_path / "work" / "experiments" / "data" / f"realcheck_{name}.yaml").is_file()
-        assert entry["table"][0] in out
+        assert entry["tables"][0][0][0] in out
     assert "## Foreign-simulator check" in report["markdown"]
     assert not (ROOT / "experiments" / "data" / "realcheck_confocal_sted.yaml").exists()
