@@ -1,0 +1,66 @@
+"""Physics-informed networks (srlab.models.physics) and the PSF a data block gives the networks that model
+the blur (srlab.data.physics.relative_blur through srlab.build.network_kwargs)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from srlab.adapt import adaptation_config
+from srlab.build import build_network, network_kwargs
+from srlab.config import load_experiment
+from srlab.errors import SrlabError
+from srlab.models import create
+from srlab.models.classical import RichardsonLucy
+from tests.data.test_real_lr import write_real_lr
+
+CALIBRATED = ["data.simulation.lr.psf_fwhm_nm=250", "data.simulation.hr.psf_fwhm_nm=70",
+              "data.simulation.lr.pixel_size_nm=40"]
+
+
+def test_untrained_rl_edsr_is_richardson_lucy_and_training_moves_it():
+    torch.manual_seed(0)
+    lr = torch.rand(2, 1, 20, 20)
+    net = create("rl_edsr", num_blocks=2, features=8, psf_fwhm_px=2.5, iterations=7)
+    rl = RichardsonLucy(psf_fwhm_px=2.5, iterations=7)
+    with torch.no_grad():
+        assert torch.equal(net(lr), rl(lr))
+    target = torch.rand(2, 1, 40, 40)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(2):  # the zero tail gets a gradient first, then the body through it
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(lr), target).backward()
+        opt.step()
+    with torch.no_grad():
+        assert float((net(lr) - rl(lr)).abs().max()) > 1e-3
+    with pytest.raises(SrlabError, match="out_channels must equal in_channels"):
+        create("rl_edsr", in_channels=3, out_channels=1)
+
+
+def test_the_data_block_gives_its_relative_psf_to_networks_that_model_the_blur():
+    kwargs = network_kwargs(load_experiment("rl_edsr_smoke", CALIBRATED))
+    assert kwargs["psf_fwhm_nm"] == pytest.approx(math.sqrt(250**2 - 70**2), abs=0.01)
+    assert kwargs["pixel_size_nm"] == 40.0
+    net = build_network(load_experiment("rl_edsr_smoke", CALIBRATED))
+    assert net.deconvolution.psf_fwhm_px == pytest.approx(math.sqrt(250**2 - 70**2) / 40, abs=1e-3)
+    # the classical baselines follow the same block (rl_sted no longer fixes 210 nm by hand)
+    assert network_kwargs(load_experiment("rl_sted", CALIBRATED))["psf_fwhm_nm"] == kwargs["psf_fwhm_nm"]
+    # degrade blocks: their blur is already relative to the HR image
+    degrade = network_kwargs(load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                                               "data.hr_pixel_size_nm=20"]))
+    assert (degrade["psf_fwhm_nm"], degrade["pixel_size_nm"]) == (200.0, 40.0)
+    # an experiment's own PSF wins, in either form; your own pairs imply none (the model's default applies)
+    own = network_kwargs(load_experiment("rl_edsr_smoke", [*CALIBRATED, "model.params.psf_fwhm_px=3"]))
+    assert own["psf_fwhm_px"] == 3 and "psf_fwhm_nm" not in own
+    assert "psf_fwhm_nm" not in network_kwargs(load_experiment("rl_edsr_smoke", ["data=paired", "data.path=/x"]))
+    # networks without a PSF are untouched
+    assert "psf_fwhm_nm" not in network_kwargs(load_experiment("edsr_smoke", CALIBRATED))
+
+
+def test_an_adapted_run_keeps_its_source_networks_psf(tmp_path):
+    real = write_real_lr(tmp_path / "real", n=1, size=48)
+    source = load_experiment("rl_edsr_smoke", CALIBRATED)
+    cfg = adaptation_config(source, tmp_path / "run" / "checkpoints" / "best.ckpt", real)
+    assert cfg.data.kind == "adapt"
+    assert network_kwargs(cfg)["psf_fwhm_nm"] == network_kwargs(source)["psf_fwhm_nm"]
