@@ -23,7 +23,7 @@ foreign LR images (with `--hr` on a few foreign HR images of *other* fields, unp
 a temporary copy of ``experiments/``; (3) train ``edsr_smoke`` (EDSR, 8×32) and ``rl_edsr_smoke`` (the
 same body as a residual on Richardson–Lucy, :mod:`srlab.models.physics`) on that calibrated srlab
 simulation only; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
-from the calibration: the relative blur √(FWHM_LR² − FWHM_HR²) on the LR grid, as ``rl_sted``) — with
+from the calibration: ``rl_sted`` on the calibrated block, whose relative blur √(FWHM_LR² − FWHM_HR²) it deconvolves) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
 
@@ -343,24 +343,24 @@ REFERENCES = {"noise_free": "noise-free HR (expected counts)", "acquired": "HR a
 CEILING = "noise-free HR itself (ceiling)"
 
 
-def evaluate_task(task: Task, cal, run_dirs: dict[str, Path]) -> dict[str, dict[str, dict[str, list[float]]]]:
+def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per-image affine-fitted PSNR/SSIM of every method (the baselines and the trained runs ``run_dirs``,
     experiment -> run) on the foreign pairs, against each reference (:data:`REFERENCES`):
-    ``results[reference][method][metric]``."""
+    ``results[reference][method][metric]``. Richardson–Lucy is ``rl_sted`` on the calibrated block
+    (``exp_root``): its PSF is the block's relative blur, as a user's ``srlab train rl_sted data=<block>``."""
     import torch
 
+    from srlab.build import build_network
+    from srlab.config import load_experiment
     from srlab.experiment import load_network
     from srlab.inference.predict import predict_stack
     from srlab.metrics.image import image_metrics
-    from srlab.models.classical import Bicubic, RichardsonLucy
+    from srlab.models.classical import Bicubic
 
     scale = cal.scale
-    lr_fwhm = cal.lr.estimates["psf_fwhm_nm"].value
-    hr_fwhm = cal.hr.estimates["psf_fwhm_nm"].value if cal.hr is not None else 0.0
-    relative = math.sqrt(max(lr_fwhm ** 2 - hr_fwhm ** 2, (0.5 * lr_fwhm) ** 2))
     methods: dict[str, torch.nn.Module] = {
         "bicubic": Bicubic(scale=scale),
-        "Richardson–Lucy": RichardsonLucy(scale=scale, psf_fwhm_nm=relative, pixel_size_nm=cal.lr.pixel_size_nm),
+        "Richardson–Lucy": build_network(load_experiment("rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)),
     }
     for name, run_dir in run_dirs.items():
         network, _ = load_network(run_dir)
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                        experiment_name)
                 print(f"[realcheck] trained {experiment_name} on the calibrated simulation in "
                       f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
-            results = evaluate_task(task, cal, run_dirs)
+            results = evaluate_task(task, cal, run_dirs, exp_root)
             tables = [results_table(task, results[ref], ref) for ref in REFERENCES]
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
