@@ -42,6 +42,9 @@ from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import PRESETS, SCANNING
 from srlab.optics.psf import FWHM_PER_SIGMA
 
+#: The method of a side's ``psf_fwhm_nm`` when isolated spots give it (else the power spectrum's)
+SPOT_FIT_METHOD = "isolated-spot fits"
+
 #: Default target (HR) preset for each LR preset.
 DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "sted": "sted", "resolft": "resolft",
                   "sim": "sim", "tirfsim": "tirfsim", "widefield10x": "widefield20x", "widefield20x": "sim"}
@@ -247,7 +250,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     e["psf_fwhm_spots_nm"] = spot_fwhm
     if spots.enough:
         e["psf_fwhm_nm"] = Estimate(spot_fwhm.value, spot_fwhm.uncertainty, "nm",
-                                    f"isolated-spot fits ({spots.used} spots >= {MIN_SPOTS})")
+                                    f"{SPOT_FIT_METHOD} ({spots.used} spots >= {MIN_SPOTS})")
     else:
         e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", f"power spectrum ({spots.used} isolated spots "
                                                           f"< {MIN_SPOTS})")

@@ -11,6 +11,13 @@ def _line(name: str, est, extra: str = "") -> str:
     return f"    {name:22s} {est.text():26s} {extra}".rstrip()
 
 
+def _psf_method(est) -> str:
+    """Which estimator gave a side's ``psf_fwhm_nm`` (:func:`srlab.calibration.measure`)."""
+    from srlab.calibration import SPOT_FIT_METHOD
+
+    return "spot fits" if est.method.startswith(SPOT_FIT_METHOD) else "power spectrum"
+
+
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.config import EXPERIMENTS_ENV, find_config
@@ -27,7 +34,12 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         g = e["gain_adu_per_photon"].value
         lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
                      f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
-        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{sv('psf_fwhm_nm')} [block: {e['psf_fwhm_nm'].method}]"))
+        psf_check = sv("psf_fwhm_nm")
+        if sim is not None and _psf_method(sim.estimates["psf_fwhm_nm"]) != _psf_method(e["psf_fwhm_nm"]):
+            # dense simulated fields can lack isolated spots where the real images have them, or the other way
+            psf_check = (f"(simulated: {sim.estimates['psf_fwhm_nm'].text()} from the "
+                         f"{_psf_method(sim.estimates['psf_fwhm_nm'])}, not comparable)")
+        lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{psf_check} [block: {e['psf_fwhm_nm'].method}]"))
         lines.append(_line("  from the spectrum", e["psf_fwhm_spectrum_nm"]))
         lines.append(_line("  from isolated spots", e["psf_fwhm_spots_nm"]))
         lines.append(_line("decorrelation res.", e["decorrelation_resolution_nm"],

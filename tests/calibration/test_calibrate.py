@@ -185,6 +185,19 @@ def test_spot_fit_psf_on_isolated_pits(tmp_path: Path, capsys):
 
     narrow = yaml.safe_load((REPO / "experiments" / "data" / "sim_sted.yaml").read_text())["simulation"]
     assert data_block(cal)["simulation"]["structures"] == narrow["structures"]
+    # The summary's check column: a simulated FWHM from the other estimator is said to be not comparable
+    import copy
+
+    from srlab.calibration import Estimate
+    from srlab.calibration.command import summary
+
+    dense = copy.copy(cal.lr)
+    dense.estimates = {**cal.lr.estimates, "psf_fwhm_nm": Estimate(210.0, 9.0, "nm", "power spectrum (2 isolated "
+                                                                                        "spots < 30)")}
+    text = summary(cal, {"lr": dense}, 1.0, tmp_path / "c.yaml", tmp_path / "c.png")
+    assert "from the power spectrum, not comparable)" in text
+    text = summary(cal, {"lr": cal.lr}, 1.0, tmp_path / "c.yaml", tmp_path / "c.png")
+    assert "(simulated: " in text and "not comparable" not in text
 
 
 def test_spot_width_is_the_mode_not_widened_by_larger_objects():
