@@ -33,10 +33,10 @@ def forward_blur(data: DictConfig) -> tuple[float, str]:
 
     blur = relative_blur(data)
     if blur is None:
-        raise SrlabError(f"srlab adapt: data.kind={data.kind} with data.path (or without an HR pixel size) gives "
-                         f"no PSF for the forward model; give paradigm.params.blur_fwhm_hr_px=<FWHM in HR pixels "
-                         f"of the blur from SR to LR>, or --data <block> with a simulated block (srlab calibrate "
-                         f"writes one)")
+        raise SrlabError(f"srlab adapt: data.kind={data.kind} with data.path gives no PSF for the forward model (a "
+                         f"degrade block needs data.hr_pixel_size_nm=<nm>); give paradigm.params.blur_fwhm_hr_px=<FWHM "
+                         f"in HR pixels of the blur from SR to LR>, or --data <block> with a simulated block (srlab "
+                         f"calibrate writes one)")
     px = blur.hr_pixel_size_nm
     return blur.fwhm_nm / px, f"{blur.source} = {blur.fwhm_nm / px:.2f} HR px ({px:g} nm)"
 
