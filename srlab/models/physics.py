@@ -3,11 +3,11 @@ only what the physics misses.
 
 Motivation (Li et al., "Incorporating the image formation process into deep learning improves network
 performance", Nat. Methods 19, 2022 — RLN): a network that starts from a deconvolution of the known
-imaging model needs to learn less, and falls back on the physics where its training distribution
+imaging model needs to learn less, and can fall back on the physics where its training distribution
 (here: srlab's simulated specimens) differs from the user's sample. On the foreign-simulator check
 (``make realcheck``, BENCHMARKS.md) a plain EDSR trained on calibrated simulation invents structure in
 the dim background of pySTED's synaptic-protein fields; the same body as a correction to Richardson–Lucy
-keeps the deconvolution's fidelity there.
+narrows its gap to the deconvolution there (and gains 0.2–0.3 dB overall on both foreign tasks).
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ class RichardsonLucyEDSR(nn.Module):
 
     Follows from RLN (Li et al. 2022) the idea of putting the image formation model inside the network;
     adapts it: RLN learns its forward and backward projectors, here the deconvolution is Richardson–Lucy
-    itself (no parameters) and the network is a residual on it. The
-    tail convolution starts at zero, so an untrained network *is* Richardson–Lucy and training only
-    moves away from the deconvolution as far as the data ask.
+    itself (no parameters) and the network is a residual on it. The tail convolution starts at zero,
+    so an untrained network *is* Richardson–Lucy and training moves away from the deconvolution only
+    as far as the data ask.
 
     The PSF is the blur between the target and the LR image, √(FWHM_LR² − FWHM_HR²): with neither
     ``psf_fwhm_nm`` nor ``psf_fwhm_px`` set, a simulated or degradation data block implies it
