@@ -29,6 +29,10 @@ the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` 
 
 Every foreign setting below was fixed before any result was seen; nothing is tuned to the foreign data.
 
+``--oracle`` adds rows that are not results: the same experiments trained, same budget, on the foreign test
+pairs themselves with the noise-free HR as targets — the upper bound of the network and budget on these
+data, to read the srlab rows against (how much of the gap is the simulation, how much the network).
+
 Every method is scored against two references of the same fields (the noise-free one added after the
 first results, when the acquired STED reference was found to cap every score): the HR *without noise* (pySTED's
 detector with its Poisson noise and background counts off; the SIM image before the camera) — the
@@ -331,13 +335,13 @@ def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], se
     return experiment.train(cfg)
 
 
-#: ``--ceiling``: what the same experiments reach when trained on the foreign test pairs themselves (a
+#: ``--oracle``: what the same experiments reach when trained on the foreign test pairs themselves (a
 #: paired block over ``lr/`` and ``hr_clean/``, split by srlab as any user's pairs: train ⊃ most of the
 #: test fields) — not a result, the upper bound of the network and budget on these data.
-CEILING_PREFIX = "ceiling:"
+ORACLE_PREFIX = "oracle:"
 
 
-def ceiling_data(task: Task) -> tuple[str, ...]:
+def oracle_data(task: Task) -> tuple[str, ...]:
     return ("data=paired", f"data.path={task.folder}", "data.params.hr_dir=hr_clean")
 
 
@@ -377,9 +381,9 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) ->
     }
     for name, run_dir in run_dirs.items():
         network, _ = load_network(run_dir)
-        if name.startswith(CEILING_PREFIX):
-            experiment_name = name.removeprefix(CEILING_PREFIX)
-            methods[f"{CEILING_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
+        if name.startswith(ORACLE_PREFIX):
+            experiment_name = name.removeprefix(ORACLE_PREFIX)
+            methods[f"{ORACLE_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
         else:
             methods[f"srlab {name} ({EXPERIMENTS[name]})"] = network
     results = {ref: {m: {"psnr": [], "ssim": []} for m in methods} for ref in REFERENCES}
@@ -396,7 +400,7 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) ->
         targets = {"noise_free": _normalized(clean_path), "acquired": _normalized(hr_path)}
         for name, module in methods.items():
             with torch.no_grad():
-                if name.startswith(("srlab", CEILING_PREFIX)):
+                if name.startswith(("srlab", ORACLE_PREFIX)):
                     pred = predict_stack(module, lr, scale=scale)
                 else:
                     pred = module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
@@ -496,7 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="toy sizes and a one-epoch training: a smoke test")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--no-train", action="store_true", help="baselines and calibration only (no network)")
-    p.add_argument("--ceiling", action="store_true",
+    p.add_argument("--oracle", action="store_true",
                    help="also train each experiment on the foreign test pairs themselves (noise-free HR): the "
                         "upper bound of the network and budget on these data, labelled as such, never the verdict")
     p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
@@ -556,9 +560,9 @@ def main(argv: list[str] | None = None) -> dict:
                                                        experiment_name)
                 print(f"[realcheck] trained {experiment_name} on the calibrated simulation in "
                       f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
-            for experiment_name in (EXPERIMENTS if args.ceiling and not args.no_train else []):
-                run_dirs[CEILING_PREFIX + experiment_name] = train_task(
-                    task, exp_root, work / "runs_ceiling", budget, args.seed, experiment_name, data=ceiling_data(task))
+            for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
+                run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
+                    task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name, data=oracle_data(task))
             results = evaluate_task(task, cal, run_dirs, exp_root)
             tables = [results_table(task, results[ref], ref) for ref in REFERENCES]
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
@@ -585,7 +589,7 @@ def _missing(module: str) -> bool:
 
 def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    extra = (["--quick"] if args.quick else []) + (["--ceiling"] if args.ceiling else []) + (
+    extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
@@ -607,8 +611,8 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
              "microscope resolves; the target is judged here) and the HR as acquired. The acquired STED has "
              "~24 photons at its brightest pixels: its shot noise caps every method — the row *noise-free HR "
              "itself* scores the perfect prediction against it, a ceiling barely above bicubic."), ""]
-    if args.ceiling:
-        lines += [("Rows *ceiling:* (`--ceiling`) train the same experiments, same budget, on the foreign test pairs "
+    if args.oracle:
+        lines += [("Rows *oracle:* (`--oracle`) train the same experiments, same budget, on the foreign test pairs "
                    "themselves, the noise-free HR as targets (a paired block over them, split by srlab: training "
                    "holds most of the test fields): the upper bound of the network and budget on these data, not "
                    "a result; the verdict ignores them."), ""]

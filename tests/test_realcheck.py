@@ -53,15 +53,15 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
     pytest.importorskip("pysted")
     pytest.importorskip("psfmodels")
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
-    report = realcheck.main(["--quick", "--ceiling", "--no-write", "--work", str(tmp_path / "work")])
+    report = realcheck.main(["--quick", "--oracle", "--no-write", "--work", str(tmp_path / "work")])
     out = capsys.readouterr().out
     for name, entry in report["tasks"].items():
         methods = {"bicubic", "Richardson–Lucy", "srlab edsr_smoke (EDSR 8×32)",
                    "srlab rl_edsr_smoke (Richardson–Lucy + EDSR 8×32 residual)",
-                   "ceiling: edsr_smoke trained on these test pairs (noise-free HR)",
-                   "ceiling: rl_edsr_smoke trained on these test pairs (noise-free HR)"}
+                   "oracle: edsr_smoke trained on these test pairs (noise-free HR)",
+                   "oracle: rl_edsr_smoke trained on these test pairs (noise-free HR)"}
         assert set(entry["results"]["noise_free"]) == methods
-        assert all("ceiling" not in verdict for _, verdict in entry["tables"])  # never the verdict
+        assert all("oracle" not in verdict for _, verdict in entry["tables"])  # never the verdict
         for metrics in entry["results"]["noise_free"].values():
             assert len(metrics["psnr"]) == len(metrics["ssim"]) == 3
             assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
