@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -474,14 +473,6 @@ def _machine() -> str:
             f"{load}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -538,7 +529,10 @@ def main(argv: list[str] | None = None) -> dict:
         # steps of 16; the budget is the one knob (--patches-per-epoch), never the foreign data
         budget = [f"data.patches_per_epoch={args.patches_per_epoch}"]
     started = time.perf_counter()
-    report: dict = {"tasks": {}, "work": str(work), "budget": " ".join(budget)}
+    from benchmarks.bench_common import git_commit
+
+    # the code that runs is the code at the start (a commit made during the run is not in it)
+    report: dict = {"tasks": {}, "work": str(work), "budget": " ".join(budget), "commit": git_commit()}
     try:
         for name in args.tasks:
             t0 = time.perf_counter()
@@ -594,7 +588,7 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
              f"Measured {stamp} · `{cmd}` (= `benchmarks/realcheck.py`) · {_machine()} · {_versions()} · "
-             f"commit {_commit()} · {minutes:.0f} min in all" + (" · **--quick: a smoke run, not a result**"
+             f"commit {report['commit']} · {minutes:.0f} min in all" + (" · **--quick: a smoke run, not a result**"
                                                                   if args.quick else ""), "",
              ("Test pairs from simulators that are not srlab's (see the docstring of `benchmarks/realcheck.py`): "
              "pySTED (confocal → STED, its bundled datamaps and photon-counting physics) and psfmodels' vectorial "
