@@ -98,6 +98,7 @@ def _data_block(block: str) -> dict[str, Any]:
 def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str | Path, *,
                       data_block: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config of the adaptation run of ``source`` (a run's config) to the images in ``folder``."""
+    from srlab.build import pin_network_psf
     from srlab.config import apply_overrides
     from srlab.data import DATAMODULES
     from srlab.data.datamodules import ANCHOR_FAMILIES
@@ -124,11 +125,6 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     run_dir = source_checkpoint.parent.parent if source_checkpoint.parent.name == "checkpoints" \
         else source_checkpoint.parent
     loss = c["paradigm"]["loss"] if c["paradigm"]["loss"]["name"] in LOSSES else {"name": "l1", "params": {}}
-    # The source network as it was built: a PSF it took from its data block stays (the adapt block is not one)
-    from srlab.build import PSF_KEYS, network_kwargs
-
-    built = network_kwargs(source)
-    c["model"]["params"] = {**c["model"].get("params", {}), **{k: built[k] for k in PSF_KEYS if k in built}}
     c.update({
         "name": f"{source.name}_adapt", "resume": None, "profile": None, "profiles": {},
         "runs_dir": str(run_dir.parent.parent),
@@ -142,6 +138,7 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     c["trainer"]["max_epochs"] = ADAPT_MAX_EPOCHS
     c["trainer"]["max_steps"] = -1
     cfg = apply_overrides(OmegaConf.create(c), list(overrides))
+    pin_network_psf(cfg, source)  # the adapt block implies no PSF: the source network's stays
     if "blur_fwhm_hr_px" not in cfg.paradigm.params:
         anchor = OmegaConf.merge(cfg.data, {"kind": kind})
         fwhm_px, how = forward_blur(anchor)

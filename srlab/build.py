@@ -72,6 +72,18 @@ def network_kwargs(cfg: DictConfig, model_cfg: DictConfig | None = None) -> dict
                               "model.params")
 
 
+def pin_network_psf(cfg: DictConfig, built_from: DictConfig) -> DictConfig:
+    """``cfg`` with the PSF its network took from ``built_from``'s data block written into ``model.params``.
+
+    A network that models the blur takes it from the data block it was trained on; a config derived from
+    that run with other data (``srlab adapt``'s ``adapt`` block, ``srlab test RUN data=...``) must rebuild
+    the same network, not one deconvolving with the new data's PSF."""
+    built = network_kwargs(built_from)
+    for key in PSF_KEYS & set(built):
+        cfg.model.params[key] = built[key]
+    return cfg
+
+
 def build_network(cfg: DictConfig) -> nn.Module:
     """The SR network of ``cfg.model``, with the fast paths the config asks for.
 

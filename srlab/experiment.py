@@ -406,7 +406,9 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
                          f"of a run directory")
     run_dir = runs.resolve_run_dir(path)
     ckpt = path if path.is_file() else loader.resolve_checkpoint(run_dir, checkpoint)
-    cfg = apply_overrides(load_resolved(run_dir / "config.yaml"), overrides)
+    # the network as trained: a PSF it took from its data block does not follow test data given by overrides
+    cfg = build.pin_network_psf(apply_overrides(load_resolved(run_dir / "config.yaml"), overrides),
+                                load_resolved(run_dir / "config.yaml"))
     if _is_rank_zero():
         runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
     cfg.logger.wandb.enabled = False

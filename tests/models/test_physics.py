@@ -64,3 +64,25 @@ def test_an_adapted_run_keeps_its_source_networks_psf(tmp_path):
     cfg = adaptation_config(source, tmp_path / "run" / "checkpoints" / "best.ckpt", real)
     assert cfg.data.kind == "adapt"
     assert network_kwargs(cfg)["psf_fwhm_nm"] == network_kwargs(source)["psf_fwhm_nm"]
+
+
+def test_srlab_test_on_other_data_keeps_the_trained_networks_psf(tmp_path, monkeypatch):
+    """The PSF is part of the trained network: `srlab test RUN data=...` must not rebuild it with the
+    test data's blur."""
+    from srlab import experiment
+    from tests.conftest import TINY
+
+    cfg = load_experiment("rl_edsr_smoke", [*CALIBRATED, *TINY, f"runs_dir={tmp_path / 'runs'}"])
+    run = experiment.train(cfg)
+    trained_psf = network_kwargs(cfg)["psf_fwhm_nm"]
+    other = ["data.simulation.lr.psf_fwhm_nm=300", "data.simulation.hr.psf_fwhm_nm=70"]
+    assert network_kwargs(load_experiment("rl_edsr_smoke", [*CALIBRATED, *other]))["psf_fwhm_nm"] != trained_psf
+    built, real_build = [], experiment.build.build_task
+
+    def spy(c, *args, **kwargs):
+        built.append(network_kwargs(c)["psf_fwhm_nm"])
+        return real_build(c, *args, **kwargs)
+
+    monkeypatch.setattr(experiment.build, "build_task", spy)
+    experiment.test(str(run), [*other, "data.simulation.n_images=6"], force=True)
+    assert built == [trained_psf]
