@@ -79,8 +79,11 @@ def pin_network_psf(cfg: DictConfig, built_from: DictConfig) -> DictConfig:
     that run with other data (``srlab adapt``'s ``adapt`` block, ``srlab test RUN data=...``) must rebuild
     the same network, not one deconvolving with the new data's PSF."""
     built = network_kwargs(built_from)
-    for key in PSF_KEYS & set(built):
-        cfg.model.params[key] = built[key]
+    for key in PSF_KEYS:  # the trained PSF replaces any other form of it (a PSF is given one way only)
+        if key in built:
+            cfg.model.params[key] = built[key]
+        elif key in cfg.model.params:
+            del cfg.model.params[key]
     return cfg
 
 

@@ -407,8 +407,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
     run_dir = runs.resolve_run_dir(path)
     ckpt = path if path.is_file() else loader.resolve_checkpoint(run_dir, checkpoint)
     # the network as trained: a PSF it took from its data block does not follow test data given by overrides
-    cfg = build.pin_network_psf(apply_overrides(load_resolved(run_dir / "config.yaml"), overrides),
-                                load_resolved(run_dir / "config.yaml"))
+    trained = load_resolved(run_dir / "config.yaml")
+    cfg = build.pin_network_psf(apply_overrides(trained, overrides), trained)
     if _is_rank_zero():
         runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
     cfg.logger.wandb.enabled = False

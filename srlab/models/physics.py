@@ -14,9 +14,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from srlab.errors import OptionError
 from srlab.models import NETWORKS
-from srlab.models.blocks import SCALES, ResBlock, SubPixelUpsampler, check_at_least, check_scale, conv
+from srlab.models.blocks import (
+    SCALES,
+    ResBlock,
+    SubPixelUpsampler,
+    check_at_least,
+    check_same_channels,
+    check_scale,
+    conv,
+)
 from srlab.models.classical import RichardsonLucy
 from srlab.optics.kernels import upsample_bicubic
 
@@ -52,9 +59,7 @@ class RichardsonLucyEDSR(nn.Module):
         super().__init__()
         self.scale = check_scale(scale)
         check_at_least("num_blocks", num_blocks, 1)
-        if in_channels != out_channels:
-            raise OptionError(f"rl_edsr deconvolves each channel, so out_channels must equal in_channels "
-                              f"(got {in_channels} and {out_channels})")
+        check_same_channels("rl_edsr", in_channels, out_channels)  # the residual is added to each channel's RL
         self.deconvolution = RichardsonLucy(in_channels=in_channels, out_channels=out_channels, scale=scale,
                                             iterations=iterations, psf_fwhm_px=psf_fwhm_px, psf_fwhm_nm=psf_fwhm_nm,
                                             pixel_size_nm=pixel_size_nm)
