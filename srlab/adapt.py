@@ -80,6 +80,33 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
                    f"({read:.3g} e-)² over signal {signal:.3g} photons, from {where}")
 
 
+#: The share of each real LR image's photons that the network sees in the photon split (the rest is
+#: its target): half, as in Noise2Noise-style splits of one acquisition.
+SPLIT_FRACTION = 0.5
+
+
+def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | None:
+    """The real LR images' detector for the photon split (:meth:`srlab.optics.camera.Camera.split`),
+    from the data block's LR camera, and which fields it came from; ``None`` when the block does not
+    say (your own pairs, a ``degrade`` block) or the camera multiplies (EMCCD: not Poisson).
+
+    The split is exact when the block's camera is the one that took the images — a block from
+    ``srlab calibrate`` (gain and offset measured on them); with a preset's camera it is approximate."""
+    from srlab.data import DATAMODULES
+    from srlab.data.simulate import resolve_simulation
+
+    if DATAMODULES.entry(str(data.kind)).family != "paired" or data.path:
+        return None
+    lr = resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True).lr
+    camera = lr.camera
+    if camera.multiplies:
+        return None
+    split = {"e_per_adu": float(camera.e_per_adu), "offset_adu": float(camera.offset_adu),
+             "fraction": SPLIT_FRACTION}
+    return split, (f"photon split {SPLIT_FRACTION:g}/{1 - SPLIT_FRACTION:g} of the real LR images "
+                   f"({camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, from data.simulation.lr)")
+
+
 def _data_block(block: str) -> dict[str, Any]:
     from srlab.config import EXPERIMENTS_DIR, _read_yaml
 
@@ -144,6 +171,11 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         fwhm_px, how = forward_blur(anchor)
         cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
         cfg.description += f"; forward model: {how}"
+    if "photon_split" not in cfg.data.params:
+        split = forward_photon_split(OmegaConf.merge(cfg.data, {"kind": kind}))
+        cfg.data.params.photon_split = split[0] if split is not None else None
+        if split is not None:
+            cfg.description += f"; {split[1]}"
     if "noise_weighting" not in cfg.paradigm.params:
         noise = forward_noise(OmegaConf.merge(cfg.data, {"kind": kind}))
         if noise is not None:

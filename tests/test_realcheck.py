@@ -60,8 +60,11 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
                    "srlab rl_edsr_smoke (Richardson–Lucy + EDSR 8×32 residual)",
                    "oracle: edsr_smoke trained on these test pairs (noise-free HR)",
                    "oracle: rl_edsr_smoke trained on these test pairs (noise-free HR)"}
+        methods |= {f"{m} +adapt to the test LR images (unlabelled)" for m in methods if m.startswith("srlab")}
         assert set(entry["results"]["noise_free"]) == methods
         assert all("oracle" not in verdict for _, verdict in entry["tables"])  # never the verdict
+        # the verdict is given without and with the adapted runs
+        assert all("simulation only" in verdict and "with `srlab adapt`" in verdict for _, verdict in entry["tables"])
         for metrics in entry["results"]["noise_free"].values():
             assert len(metrics["psnr"]) == len(metrics["ssim"]) == 3
             assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])

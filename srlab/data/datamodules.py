@@ -40,11 +40,12 @@ from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.descriptions import pair_descriptions
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
-from srlab.data.normalize import percentile_normalize
+from srlab.data.normalize import IntensityScale, percentile_normalize
 from srlab.data.sampling import ResumableData, item_rng
 from srlab.data.simulate import SimulationSpec, image_stem, resolve_simulation, simulated_dataset
 from srlab.data.transforms import PairAugment, PatchRandom
 from srlab.errors import SrlabError
+from srlab.optics.camera import Camera
 
 SPLITS = ("train", "val", "test")
 _MAX_FOREGROUND_TRIES = 16
@@ -62,6 +63,8 @@ class ImagePair:
     lr: np.ndarray | None  # (C, h, w)
     hr: np.ndarray | None  # (C, s·h, s·w)
     tokens: np.ndarray | None = None  # the specimen description's token ids (srlab.data.descriptions)
+    lr_scale: IntensityScale | None = None  # the normalization of ``lr`` (real LR images: to recover counts)
+    lr_target: np.ndarray | None = None  # an LR-grid target of independent noise (a photon split of ``lr``)
 
 
 def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
@@ -150,7 +153,8 @@ def split_bands(images: list[ImagePair], cfg: Any, where: str) -> tuple[dict[str
                   "test": (length - n_test, length)}
         for split, (a, b) in bounds.items():
             band = np.ascontiguousarray(np.take(im.lr, np.arange(a, b), axis=axis))
-            data[split].append(ImagePair(f"{im.name}#{split}", f"{im.source}#{split}", band, None))
+            data[split].append(ImagePair(f"{im.name}#{split}", f"{im.source}#{split}", band, None,
+                                         lr_scale=im.lr_scale))
             names[split].add(f"{im.source}#{split}")
     return data, {k: sorted(v) for k, v in names.items()}
 
@@ -200,7 +204,10 @@ def load_real_lr(folder: str | Path, cfg: Any) -> tuple[list[ImagePair], float |
     check_not_blank(images, "real LR image (data.real_lr)")
     for im in images:
         _check_size(im, cfg.patch_size, "LR")
-    pairs = [ImagePair(im.name, f"real_lr/{im.path.stem}", _normalize(im.image, cfg), None) for im in images]
+    pairs = []
+    for im in images:
+        normalized, scale = percentile_normalize(im.image, cfg.low_percentile, cfg.high_percentile)
+        pairs.append(ImagePair(im.name, f"real_lr/{im.path.stem}", normalized, None, lr_scale=scale))
     return pairs, _consensus_pixel_size(images, None)
 
 
@@ -342,6 +349,44 @@ class SinglePatches(Dataset):
         return item
 
 
+class PhotonSplitPatches(SinglePatches):
+    """Random LR patches of real images, each split into two of independent noise
+    (:meth:`srlab.optics.camera.Camera.split`): ``lr`` the network's input, ``lr_target`` the other
+    half, both normalized as their image (``ImagePair.lr_scale``) and augmented alike. The split is
+    a function of the item's ``(seed, key)``, as the crop."""
+
+    def __init__(self, images: list[ImagePair], *, camera: Camera, fraction: float, **kwargs: Any):
+        super().__init__(images, key="lr", **kwargs)
+        self.scales = [im.lr_scale for im in images]
+        if any(scale is None for scale in self.scales):
+            raise ValueError("PhotonSplitPatches needs the images' lr_scale (their normalization)")
+        self.camera, self.fraction = camera, fraction
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        rng = item_rng(self.seed, key, self.stream)
+        rand = PatchRandom(rng)
+        i, y, x = self.sampler(rand)
+        p, scale = self.patch, self.scales[i]
+        halves = self.camera.split(scale.invert(self.arrays[i][:, y:y + p, x:x + p]), self.fraction,
+                                   item_rng(self.seed, key, self.stream + 10))  # a stream of its own
+        lr, target = (scale.apply(h) for h in halves)
+        if self.augment is not None:
+            lr, target = self.augment(lr, target, rand=rand)
+        return {"lr": lr, "lr_target": target, "name": self.names[i]}
+
+
+def photon_split_pairs(images: list[ImagePair], camera: Camera, fraction: float, seed: int) -> list[ImagePair]:
+    """``images`` with ``lr`` replaced by one photon-split half and ``lr_target`` by the other, drawn once
+    per image from ``seed`` (fixed validation/test sets)."""
+    out = []
+    for k, im in enumerate(images):
+        assert im.lr is not None and im.lr_scale is not None
+        a, b = camera.split(im.lr_scale.invert(im.lr), fraction, np.random.default_rng([seed, k]))
+        out.append(ImagePair(im.name, im.source, im.lr_scale.apply(a), None, lr_scale=im.lr_scale,
+                             lr_target=im.lr_scale.apply(b)))
+    return out
+
+
 class UnpairedPatches(Dataset):
     """An LR patch and an unrelated HR patch per item (unpaired training)."""
 
@@ -412,6 +457,8 @@ class FixedCrops(Dataset):
         item = {"lr": pair.lr[:, y:y + c, x:x + c], "name": name}
         if pair.hr is not None:  # an LR-only set (real images) has no HR
             item["hr"] = pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)]
+        if pair.lr_target is not None:
+            item["lr_target"] = pair.lr_target[:, y:y + c, x:x + c]
         return with_tokens(item, pair)
 
 
@@ -872,6 +919,8 @@ class AdaptCollate:
         batch = self.anchor_collate([it["anchor"] for it in items])
         real = collate_patches([it["real"] for it in items])
         batch["real_lr"], batch["real_name"] = real["lr"], real["name"]
+        if "lr_target" in real:
+            batch["real_lr_target"] = real["lr_target"]
         return batch
 
 
@@ -889,13 +938,33 @@ class AdaptDataModule(SRDataModule):
     disjoint bands instead (:func:`split_bands`). Training batches: the anchor's batch
     (``lr``, ``hr``) plus ``real_lr`` patches of the real training files. Validation and test: two
     loaders each, ``[anchor pairs, real LR crops]`` (the real crops have no ``hr``).
+
+    ``photon_split`` (``{e_per_adu, offset_adu, fraction}``: the real images' detector): every real
+    patch is split into two of independent noise (:meth:`srlab.optics.camera.Camera.split`), the
+    network's input ``real_lr`` (``lr`` in the evaluation crops) and ``real_lr_target`` (``lr_target``)
+    — so that the consistency loss cannot be lowered by reproducing the noise of its target. The
+    validation and test images are split once, from ``split_seed``.
     """
 
     kind = "adapt"
 
     def __init__(self, cfg: DataConfig, seed: int, *, anchor_kind: str = "simulated",
-                 anchor_params: dict[str, Any] | None = None):
+                 anchor_params: dict[str, Any] | None = None, photon_split: dict[str, float] | None = None):
         super().__init__(cfg, seed)
+        self.photon_split = dict(photon_split) if photon_split else None
+        if self.photon_split is not None:
+            unknown = set(self.photon_split) - {"e_per_adu", "offset_adu", "fraction"}
+            if unknown or "e_per_adu" not in self.photon_split:
+                raise SrlabError(f"data.params.photon_split={self.photon_split}: give e_per_adu (and optionally "
+                                 f"offset_adu, fraction); unknown: {', '.join(sorted(unknown)) or 'none'}")
+            fraction = float(self.photon_split.get("fraction", 0.5))
+            e_per_adu = float(self.photon_split["e_per_adu"])
+            if not (0.0 < fraction < 1.0 and e_per_adu > 0):
+                raise SrlabError(f"data.params.photon_split={self.photon_split}: fraction must be in (0, 1) "
+                                 f"and e_per_adu > 0")
+            self.split_camera = Camera(kind="ccd", e_per_adu=e_per_adu,
+                                       offset_adu=float(self.photon_split.get("offset_adu", 0.0)))
+            self.split_fraction = fraction
         if not cfg.real_lr:
             raise SrlabError("data.kind=adapt needs data.real_lr=FOLDER (the real LR images to adapt to)")
         if anchor_kind not in DATAMODULES or DATAMODULES.entry(anchor_kind).family not in ANCHOR_FAMILIES:
@@ -930,17 +999,26 @@ class AdaptDataModule(SRDataModule):
         else:  # one or two files (a user with one large image): disjoint bands of each image
             self.data, self.split_sources = split_bands(images, self.cfg, where)
             split_by = "band (fewer than 3 files: each image cut into train/val/test bands along its longer axis)"
+        if self.photon_split is not None:
+            for k, split in enumerate(("val", "test")):
+                self.data[split] = photon_split_pairs(self.data[split], self.split_camera, self.split_fraction,
+                                                      seed=int(self.cfg.split_seed) * 2 + k)
         self._root = Path(folder).expanduser().resolve()
         self.real_lr = {"folder": str(self._root), "images": len(images), "pixel_size_nm": real_px,
                         "splits": self.split_sources, "split_by": split_by,
                         "note": "real LR images, unlabelled: train = fine-tuning patches, val = early stopping, "
-                                "test = the consistency reported; anchor pairs from anchor_kind"}
+                                "test = the consistency reported; anchor pairs from anchor_kind",
+                        "photon_split": self.photon_split}
 
     def _train_dataset(self) -> Dataset:
-        real = SinglePatches(self.data["train"], key="lr", patch_px=self.cfg.patch_size,
-                             length=self.cfg.patches_per_epoch, augment=self._augment(),
-                             threshold=self.cfg.foreground_threshold,
-                             min_foreground_fraction=self.cfg.min_foreground_fraction, seed=self.seed, stream=3)
+        common = {"patch_px": self.cfg.patch_size, "length": self.cfg.patches_per_epoch,
+                  "augment": self._augment(), "threshold": self.cfg.foreground_threshold,
+                  "min_foreground_fraction": self.cfg.min_foreground_fraction, "seed": self.seed, "stream": 3}
+        if self.photon_split is not None:
+            real: SinglePatches = PhotonSplitPatches(self.data["train"], camera=self.split_camera,
+                                                     fraction=self.split_fraction, **common)
+        else:
+            real = SinglePatches(self.data["train"], key="lr", **common)
         return AdaptPatches(self.anchor._train_dataset(), real)
 
     def _train_collate(self) -> Any:

@@ -86,6 +86,32 @@ class Camera:
         """Camera counts -> photons per pixel (float32): offset removed, mean response inverted."""
         return ((np.asarray(adu, np.float32) - self.offset_adu) / self.adu_per_photon).astype(np.float32)
 
+    def split(self, adu: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Two images of independent noise from one: binomial thinning of the photoelectrons.
+
+        If ``n ~ Poisson(λ)``, then ``a ~ Binomial(n, p)`` and ``n − a`` are independent Poisson
+        variables of means ``pλ`` and ``(1−p)λ`` (the thinning property of the Poisson process) — so a
+        network fed one half and scored against the other cannot fit the noise of its target, the
+        Noise2Noise argument (Lehtinen et al., ICML 2018) with both halves from a single acquisition.
+        Returned as grey levels of the full exposure (each half divided by its fraction, then through
+        the mean response), so the image's own normalization applies to both.
+
+        Exact for a photon counter; with read noise the electrons are rounded and clipped at 0 first,
+        so the (small) read-noise part is shared by the halves. An EMCCD's multiplied counts are not
+        Poisson: refused."""
+        if self.multiplies:
+            raise ValueError("an EMCCD's amplified counts cannot be split binomially (excess noise)")
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        electrons = np.rint(np.clip((np.asarray(adu, np.float64) - self.offset_adu) * self.e_per_adu, 0.0, None))
+        a = rng.binomial(electrons.astype(np.int64), fraction).astype(np.float64)
+        b = electrons - a
+
+        def grey(e: np.ndarray, f: float) -> np.ndarray:
+            return (e / f / self.e_per_adu + self.offset_adu).astype(np.float32)
+
+        return grey(a, fraction), grey(b, 1.0 - fraction)
+
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 

@@ -140,7 +140,8 @@ class PhysicsAdaptation(SRTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         real = batch["real_lr"]
-        consistency = self.consistency(real, self.network(real)).mean()
+        # with a photon split the target is the other half of the photons (independent noise)
+        consistency = self.consistency(batch.get("real_lr_target", real), self.network(real)).mean()
         loss = self.consistency_weight * consistency
         logs = {"train/consistency": consistency}
         if self.anchor_weight > 0:
@@ -157,7 +158,7 @@ class PhysicsAdaptation(SRTask):
         if dataloader_idx == 0:
             return super().validation_step(batch, batch_idx)
         lr = batch["lr"]
-        self.val_consistency.update(self.consistency(lr, self(lr), weighted=False))
+        self.val_consistency.update(self.consistency(batch.get("lr_target", lr), self(lr), weighted=False))
         return None
 
     def on_validation_epoch_end(self) -> None:
@@ -174,8 +175,9 @@ class PhysicsAdaptation(SRTask):
             super().test_step(batch, batch_idx)
             self.test_before_metrics.update(self.initial_network(lr), batch["hr"])
             return
-        self.test_consistency.update(self.consistency(lr, self(lr), weighted=False))
-        self.test_before_consistency.update(self.consistency(lr, self.initial_network(lr), weighted=False))
+        target = batch.get("lr_target", lr)
+        self.test_consistency.update(self.consistency(target, self(lr), weighted=False))
+        self.test_before_consistency.update(self.consistency(target, self.initial_network(lr), weighted=False))
 
     def on_test_epoch_end(self) -> None:
         values: dict[str, Tensor] = {}

@@ -107,3 +107,33 @@ def test_bulat_experiment_trains_with_a_real_lr_folder(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.isfinite(metrics["test/psnr"]) and metrics["epochs"] == 2
     assert (run / "checkpoints" / "stage1.ckpt").is_file()
+
+
+def test_adapt_kind_splits_the_real_photons_into_input_and_target(sim_cache, cfg_factory, tmp_path):
+    """data.params.photon_split: each real patch becomes two of independent noise that add up to it."""
+    real = write_real_lr(tmp_path / "real", n=4, size=48)
+    split = {"e_per_adu": 1.0, "offset_adu": 0.0, "fraction": 0.5}
+    dm = build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(real), augment=False,
+                                      params={"anchor_kind": "simulated", "photon_split": split}), seed=0)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    lr, target = batch["real_lr"], batch["real_lr_target"]
+    assert lr.shape == target.shape == (4, 1, 16, 16) and not np.allclose(lr, target)
+    scales = {im.name: im.lr_scale for im in dm.data["train"]}
+    for k, name in enumerate(batch["real_name"]):
+        raw = scales[name].invert((0.5 * lr[k] + 0.5 * target[k]).numpy())  # the patch's own counts
+        np.testing.assert_allclose(raw, np.rint(raw), atol=1e-2)
+    again = next(iter(dm.train_dataloader()))
+    np.testing.assert_array_equal(again["real_lr_target"], target)  # a function of (seed, key)
+    # validation and test: split once; the halves add up to the normalized image
+    (val,) = dm.data["val"]
+    original = build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(real),
+                                            params={"anchor_kind": "simulated"}), seed=0)
+    original.setup()
+    np.testing.assert_allclose(0.5 * val.lr + 0.5 * val.lr_target, original.data["val"][0].lr, atol=1e-5)
+    item = dm.val_dataloader()[1].dataset[0]
+    assert item["lr_target"].shape == item["lr"].shape
+    assert dm.describe()["real_lr"]["photon_split"] == split
+    with pytest.raises(SrlabError, match="photon_split"):
+        build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(real),
+                                     params={"photon_split": {"fraction": 1.5, "e_per_adu": 1.0}}), seed=0)

@@ -38,3 +38,23 @@ def test_poisson_noise_scales_with_photons():
     noisy = add_noise(signal, photons=40.0, background=0.0, read_noise=0.0, generator=gen)
     assert float(noisy.mean()) == pytest.approx(0.5, abs=0.01)
     assert float(noisy.var()) == pytest.approx(0.5 / 40.0, rel=0.05)  # var(N/p) = mean/p
+
+
+def test_binomial_split_gives_independent_poisson_halves_that_add_up_to_the_image():
+    """Thinning: halves of means p·λ and (1−p)·λ, uncorrelated, each returned at the full exposure."""
+    camera = Camera(kind="scmos", e_per_adu=0.5, offset_adu=100.0)
+    electrons = np.random.default_rng(0).poisson(20.0, (256, 256))
+    adu = electrons / camera.e_per_adu + camera.offset_adu
+    a, b = camera.split(adu, 0.3, np.random.default_rng(1))
+    ea, eb = ((h - camera.offset_adu) * camera.e_per_adu for h in (a, b))  # electrons at full exposure
+    np.testing.assert_allclose(0.3 * ea + 0.7 * eb, electrons, atol=1e-3)  # the photons are shared out
+    assert ea.mean() == pytest.approx(20.0, rel=0.02) and eb.mean() == pytest.approx(20.0, rel=0.02)
+    # var of (Poisson(pλ) / p) is λ/p: the input half is the noisier one at p = 0.3
+    assert ea.var() == pytest.approx(20.0 / 0.3, rel=0.05) and eb.var() == pytest.approx(20.0 / 0.7, rel=0.05)
+    assert abs(np.corrcoef(ea.ravel(), eb.ravel())[0, 1]) < 0.02  # independent
+    again = camera.split(adu, 0.3, np.random.default_rng(1))
+    np.testing.assert_array_equal(again[0], a)
+    with pytest.raises(ValueError, match="EMCCD"):
+        Camera(kind="emccd", em_gain=100.0).split(adu, 0.5, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="fraction"):
+        camera.split(adu, 1.0, np.random.default_rng(0))
