@@ -103,8 +103,7 @@ def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | Non
         return None
     split = {"e_per_adu": float(camera.e_per_adu), "offset_adu": float(camera.offset_adu),
              "fraction": SPLIT_FRACTION}
-    return split, (f"photon split {SPLIT_FRACTION:g}/{1 - SPLIT_FRACTION:g} of the real LR images "
-                   f"({camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, from data.simulation.lr)")
+    return split, (f"{camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, from data.simulation.lr")
 
 
 def _data_block(block: str) -> dict[str, Any]:
@@ -171,11 +170,18 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         fwhm_px, how = forward_blur(anchor)
         cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
         cfg.description += f"; forward model: {how}"
-    if "photon_split" not in cfg.data.params:
+    given = cfg.data.params.get("photon_split", "unset")
+    if given == "unset" or OmegaConf.is_dict(given):
+        # the block's camera, under what the overrides gave (photon_split.fraction=0.3 keeps the camera)
         split = forward_photon_split(OmegaConf.merge(cfg.data, {"kind": kind}))
-        cfg.data.params.photon_split = split[0] if split is not None else None
         if split is not None:
-            cfg.description += f"; {split[1]}"
+            merged = {**split[0], **(OmegaConf.to_container(given) if given != "unset" else {})}
+            cfg.data.params.photon_split = merged
+            fraction = merged.get("fraction")
+            cfg.description += (f"; photon split {fraction:g}/{1 - fraction:g} of the real LR images ({split[1]})"
+                                if isinstance(fraction, (int, float)) else f"; photon split ({split[1]})")
+        elif given == "unset":
+            cfg.data.params.photon_split = None
     if "noise_weighting" not in cfg.paradigm.params:
         noise = forward_noise(OmegaConf.merge(cfg.data, {"kind": kind}))
         if noise is not None:

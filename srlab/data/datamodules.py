@@ -957,13 +957,16 @@ class AdaptDataModule(SRDataModule):
             if unknown or "e_per_adu" not in self.photon_split:
                 raise SrlabError(f"data.params.photon_split={self.photon_split}: give e_per_adu (and optionally "
                                  f"offset_adu, fraction); unknown: {', '.join(sorted(unknown)) or 'none'}")
-            fraction = float(self.photon_split.get("fraction", 0.5))
-            e_per_adu = float(self.photon_split["e_per_adu"])
-            if not (0.0 < fraction < 1.0 and e_per_adu > 0):
-                raise SrlabError(f"data.params.photon_split={self.photon_split}: fraction must be in (0, 1) "
-                                 f"and e_per_adu > 0")
-            self.split_camera = Camera(kind="ccd", e_per_adu=e_per_adu,
-                                       offset_adu=float(self.photon_split.get("offset_adu", 0.0)))
+            try:
+                fraction = float(self.photon_split.get("fraction", 0.5))
+                e_per_adu = float(self.photon_split["e_per_adu"])
+                offset_adu = float(self.photon_split.get("offset_adu", 0.0))
+            except (TypeError, ValueError):
+                fraction = e_per_adu = offset_adu = math.nan
+            if not (0.0 < fraction < 1.0 and e_per_adu > 0 and math.isfinite(offset_adu)):
+                raise SrlabError(f"data.params.photon_split={self.photon_split}: fraction must be in (0, 1), "
+                                 f"e_per_adu > 0 and offset_adu a number")
+            self.split_camera = Camera(kind="ccd", e_per_adu=e_per_adu, offset_adu=offset_adu)
             self.split_fraction = fraction
         if not cfg.real_lr:
             raise SrlabError("data.kind=adapt needs data.real_lr=FOLDER (the real LR images to adapt to)")

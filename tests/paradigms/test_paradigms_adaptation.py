@@ -96,6 +96,9 @@ def test_photon_split_comes_from_the_data_blocks_camera(tmp_path):
     off = adaptation_config(load_experiment("edsr_smoke", counting), ckpt, real,
                             overrides=["data.params.photon_split=null"])
     assert off.data.params.photon_split is None
+    third = adaptation_config(load_experiment("edsr_smoke", counting), ckpt, real,
+                              overrides=["data.params.photon_split.fraction=0.3"])
+    assert third.data.params.photon_split == {**split, "fraction": 0.3}  # the camera stays the block's
 
 
 def test_the_consistency_target_is_the_other_half_of_the_photons():
