@@ -5,7 +5,10 @@ Without ground truth, the one thing known about a real LR image ``y`` is how it 
 sample, blurred by the microscope and integrated by its pixels. So the SR output ``G(y)``, imaged
 again by the forward model ``D``, should give back ``y``. The loss is
 
-``L = w_c · ‖y − (α·D(G(y)) + β)‖²  +  λ · l_pixel(G(x_sim), h_sim)``
+``L = w_c · ‖y_b − (α·D(G(y_a)) + β)‖²  +  λ · l_pixel(G(x_sim), h_sim)``
+
+where ``y_a, y_b`` are the two halves of a *photon split* of ``y`` (``data.params.photon_split``, set by
+``srlab adapt`` from the calibrated camera; without it ``y_a = y_b = y``).
 
 * ``D`` = Gaussian blur of FWHM ``blur_fwhm_hr_px`` (HR pixels) followed by area downsampling by the
   scale (mean over s×s blocks: what a camera pixel integrates; :mod:`srlab.optics.kernels`). The blur
@@ -23,9 +26,15 @@ again by the forward model ``D``, should give back ``y``. The loss is
 * The anchor ``λ · l_pixel`` on the run's own simulated pairs (``paradigm.loss``) keeps the network
   from drifting away from what it learned; ``anchor_weight = 0`` turns it off.
 
-Minimizing the first term alone can fit noise (an SR output whose re-imaged version reproduces the
-noise of ``y``), the failure that the deep image prior (Ulyanov, Vedaldi & Lempitsky, CVPR 2018)
-stops early; so does this: Lightning's ``EarlyStopping`` on the consistency of *held-out* real
+Minimizing the first term against ``y`` itself can fit noise (an SR output whose re-imaged version
+reproduces the noise of ``y``), the failure that the deep image prior (Ulyanov, Vedaldi & Lempitsky, CVPR
+2018) stops early. The photon split removes it at the source: binomial thinning of the detected photons
+(:meth:`srlab.optics.camera.Camera.split`) gives two images of independent Poisson noise, so the noise of
+the target ``y_b`` cannot be predicted from the input ``y_a`` and the loss is lowest, in expectation, for
+the image without noise — the Noise2Noise argument (Lehtinen et al., ICML 2018) with both halves from one
+acquisition. The network sees half the photons while fine-tuning (the anchor keeps the full level);
+on the foreign STED check this turned the fine-tune from −0.4 dB into +0.4 dB (BENCHMARKS.md). It also stops
+early: Lightning's ``EarlyStopping`` on the consistency of *held-out* real
 images (``val/consistency_psnr``, ``patience`` validations), which also selects ``best.ckpt``. The
 forward-model ("measurement") consistency loss is that of self-supervised reconstruction from the
 imaging model, as in deconvolution-style unsupervised SR fine-tuning; what is *not* adapted from
@@ -33,7 +42,8 @@ those works: no learned or blind kernel (the PSF is the calibrated one, fixed), 
 the calibrated camera's inverse-variance weighting (not a full likelihood), and the anchor replaces
 their priors.
 
-Metrics: ``val/consistency`` (mean fitted-residual MSE on held-out real crops, normalized LR units)
+Metrics: ``val/consistency`` (mean fitted-residual MSE on held-out real crops, normalized LR units;
+with a photon split, of one half's output against the other half, each split once)
 and ``val/consistency_psnr`` = −10·log10 of it; ``val/psnr`` etc. on the anchor's validation pairs.
 The test reports the same for the adapted network and, as ``test/before_*``, for the network it
 started from (kept frozen as ``initial_network``, so the checkpoint is self-contained).
