@@ -238,5 +238,9 @@ def summary(run_dir: Path) -> None:
             return "n/a"
         return f"{before:.{digits}f} → {after:.{digits}f}{unit}"
 
-    print(f"srlab adapt: held-out real images, consistency PSNR {pair('consistency_psnr', ' dB', 2)} "
+    from srlab.config import load_resolved
+
+    split = load_resolved(run_dir / "config.yaml").data.params.get("photon_split")
+    against = " (output of one half of the photons vs the other half)" if split else ""
+    print(f"srlab adapt: held-out real images, consistency PSNR{against} {pair('consistency_psnr', ' dB', 2)} "
           f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}")

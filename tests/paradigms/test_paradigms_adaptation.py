@@ -101,6 +101,7 @@ def test_photon_split_comes_from_the_data_blocks_camera(tmp_path):
     assert third.data.params.photon_split == {**split, "fraction": 0.3}  # the camera stays the block's
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step outside a Trainer
 def test_the_consistency_target_is_the_other_half_of_the_photons():
     """With a photon split the loss compares the re-imaged output with ``real_lr_target``, not the input."""
     from srlab.paradigms.adaptation import PhysicsAdaptation
