@@ -56,17 +56,16 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
     * ``degrade``: the middles of ``data.degradation.photons``, ``background_photons``, ``read_noise_e``.
     """
     from srlab.data import DATAMODULES
-    from srlab.data.physics import degradation_middle
-    from srlab.data.simulate import resolve_simulation
+    from srlab.data.physics import degradation_middle, simulated_pairs
 
-    family = DATAMODULES.entry(str(data.kind)).family
-    if family == "paired" and not data.path:
-        lr = resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True).lr
+    spec = simulated_pairs(data)
+    if spec is not None:
+        lr = spec.lr
         multiplies = lr.detector == "emccd" and lr.em_gain > 1
         excess, gain = (2.0, lr.em_gain) if multiplies else (1.0, 1.0)
         signal, background, read = lr.signal_photons, lr.background_photons, lr.read_noise_e / gain
         where = f"data.simulation.lr ({lr.name}, {lr.detector})"
-    elif family == "degradation":
+    elif DATAMODULES.entry(str(data.kind)).family == "degradation":
         signal, background, read = (degradation_middle(data, k) for k in ("photons", "background_photons",
                                                                             "read_noise_e"))
         excess = 1.0
@@ -92,13 +91,12 @@ def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | Non
 
     The split is exact when the block's camera is the one that took the images — a block from
     ``srlab calibrate`` (gain and offset measured on them); with a preset's camera it is approximate."""
-    from srlab.data import DATAMODULES
-    from srlab.data.simulate import resolve_simulation
+    from srlab.data.physics import simulated_pairs
 
-    if DATAMODULES.entry(str(data.kind)).family != "paired" or data.path:
+    spec = simulated_pairs(data)
+    if spec is None:
         return None
-    lr = resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True).lr
-    camera = lr.camera
+    camera = spec.lr.camera
     if camera.multiplies:
         return None
     split = {"e_per_adu": float(camera.e_per_adu), "offset_adu": float(camera.offset_adu),

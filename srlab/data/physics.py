@@ -1,15 +1,19 @@
 """What a data block says about the imaging physics between its HR and its LR images.
 
-One place for the knowledge that several consumers need: ``srlab adapt``'s forward model
-(:mod:`srlab.adapt`) and the networks that take a PSF (Richardson–Lucy, IBP, the physics-informed
-:mod:`srlab.models.physics`: :func:`srlab.build.network_kwargs` fills their PSF in from here).
+One place for the knowledge that several consumers need: ``srlab adapt``'s forward model, noise
+weighting and photon split (:mod:`srlab.adapt`: the simulated LR side of :func:`simulated_pairs`) and
+the networks that take a PSF (Richardson–Lucy, IBP, the physics-informed :mod:`srlab.models.physics`:
+:func:`srlab.build.network_kwargs` fills their PSF in from :func:`relative_blur`).
 """
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from srlab.data.simulate import SimulationSpec
 
 
 class RelativeBlur(NamedTuple):
@@ -19,6 +23,19 @@ class RelativeBlur(NamedTuple):
     hr_pixel_size_nm: float
     lr_pixel_size_nm: float
     source: str  # which fields it came from, for run descriptions and messages
+
+
+def simulated_pairs(data: DictConfig) -> SimulationSpec | None:
+    """The resolved simulation whose LR and HR images a data block trains on — a ``simulated`` or
+    ``paired`` block without ``data.path`` (a calibrated block's measured optics and camera, else the
+    presets') — or ``None`` (your own pairs, a degradation or another kind of block)."""
+    from srlab.data import DATAMODULES
+    from srlab.data.simulate import resolve_simulation
+
+    kind = str(data.kind)
+    if kind not in DATAMODULES or DATAMODULES.entry(kind).family != "paired" or data.get("path"):
+        return None
+    return resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True)
 
 
 def degradation_middle(data: DictConfig, key: str) -> float:
@@ -45,18 +62,15 @@ def relative_blur(data: DictConfig) -> RelativeBlur | None:
     from srlab.data import DATAMODULES
     from srlab.data.simulate import resolve_simulation
 
-    kind, scale = str(data.kind), int(data.scale)
-    if kind not in DATAMODULES:
-        return None
-    family = DATAMODULES.entry(kind).family
-    if family == "paired" and not data.get("path"):
-        spec = resolve_simulation(data.simulation, scale=scale, image_lr=True)
+    spec = simulated_pairs(data)
+    if spec is not None:
         lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
         rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
         return RelativeBlur(rel, spec.hr.pixel_size_nm, spec.lr.pixel_size_nm,
                             f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm from data.simulation.lr/hr "
                             f"({spec.lr.name} → {spec.hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
-    if family == "degradation":
+    kind, scale = str(data.kind), int(data.scale)
+    if kind in DATAMODULES and DATAMODULES.entry(kind).family == "degradation":
         hr_px = data.get("hr_pixel_size_nm")
         if hr_px is None and not data.get("path"):
             hr_px = resolve_simulation(data.simulation, scale=scale, image_lr=False).hr.pixel_size_nm
