@@ -36,7 +36,7 @@ import numpy as np
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
 from srlab.calibration.noise import NoiseFit, fit_noise
-from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectrum
+from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import PRESETS, SCANNING
@@ -225,20 +225,17 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         raise SrlabError(f"{role.upper()} images: the noise does not grow with the intensity (fitted gain "
                          f"{noise.gain_adu_per_photon:.3g} ADU/photon); these are not raw counts (processed, "
                          f"denoised or rescaled images?) — calibrate the raw acquisitions")
-    spectra, decorr, frc = [], [], []
-    for im in images:
-        spectra.append(fit_psf_spectrum(im, noise.variance(im), camera=not scanning))
-        decorr.append(decorrelation(im))
-        frc.append(checkerboard_frc_resolution_nm(im, pixel_size_nm))
+    spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
+    decorr = [decorrelation(im) for im in images]
+    frc = [checkerboard_frc_resolution_nm(im, pixel_size_nm) for im in images]
     px = pixel_size_nm
-    side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra, decorr)
-    fwhm, fwhm_err = combine([s.fwhm_px * px for s in spectra],
-                                     [s.sigma_se_px * FWHM_PER_SIGMA * px for s in spectra])
+    side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr)
+    fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
     if not math.isfinite(fwhm):
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
                          f"or pure-noise images?); give images with labelled structures")
     e = side.estimates
-    spectrum = Estimate(fwhm, fwhm_err, "nm", "Gaussian PSF fitted to the power spectrum")
+    spectrum = Estimate(fwhm, fwhm_err, "nm", "one Gaussian PSF fitted to all power spectra (Whittle)")
     # Beside it, the width of isolated bright spots (srlab.calibration.spots), where there are enough: a
     # direct measurement on point-like objects, free of the spectrum fit's power-law object model, so the
     # block takes it then (both are effective PSFs: the objects' own size widens either).

@@ -6,13 +6,20 @@ a Gaussian PSF of σ, integrated by camera pixels and recorded with white noise,
 power spectrum ``P(f) = A(f)·|OTF(f)|²·O(f) + N`` with ``|OTF|² = exp(−4π²σ²f²)``, ``A`` the pixel
 aperture (``sinc²(fx)·sinc²(fy)`` for a camera, 1 for a scanned pixel) and ``N`` the white-noise floor,
 known from the noise fit (:mod:`srlab.calibration.noise`: Σ window² × variance(mean)). Labelled
-filaments, membranes and puncta have spectra close to a power law ``O ∝ f^−α``, so
-``ln((P − N)/A) = c − α·ln f − 4π²σ²·f²``, a linear least-squares problem in ``(c, α, σ²)`` over the
-rings where the signal is at least the noise (weights: rings' coefficient count × (signal/total)²).
+filaments, membranes and puncta have spectra close to a power law ``O ∝ f^−α``, so the model of image
+``j`` is ``M_j(f) = c_j·f^−α_j·A(f)·exp(−4π²σ²f²) + N_j``. One σ is shared by all images (one
+microscope), each image has its own ``c`` and ``α`` (its own specimen). The fit maximizes the Whittle
+likelihood (Whittle 1953): a windowed coefficient's power is exponentially distributed about ``M(f)``,
+so a ring of ``m`` coefficients contributes ``−m·(ln M + P/M)``. Every ring from the fourth to Nyquist
+counts — where the signal sinks below the noise the model says so, instead of the band being cut where
+the signal meets the noise, and rings are weighted by what they hold rather than by a log-transform of a
+noisy difference. On photon-poor images (tens of photons at the peak, as in STED) this is what makes the
+width measurable: on srlab's simulated STED at 23 photons, 3 images of 224², the least-squares fit to
+``ln(P − N)`` per image had a 41 % rms error, this fit 11–18 % (``tests/calibration``).
 The answer is the FWHM of the *effective* PSF — objects wider than the label (clathrin pits, bundles)
 widen it, as they widen every spot; it is the blur the simulator must apply to its thin structures.
-This is srlab's own method (no paper to cite beyond the textbook imaging equation); its accuracy on
-srlab's simulated images is checked in ``tests/calibration``.
+This is srlab's own method (the imaging equation and Whittle's approximation, no paper to cite for the
+combination); its accuracy on srlab's simulated images is checked in ``tests/calibration``.
 
 **Image decorrelation analysis** — Descloux, Grußmayer & Radenovic, "Parameter-free image resolution
 estimation based on decorrelation analysis", Nat. Methods 16:918 (2019). Followed: the normalized
@@ -84,47 +91,139 @@ def radial_power(image: np.ndarray, *, camera: bool) -> tuple[np.ndarray, np.nda
     return freq[1:], p[1:], a[1:], count[1:], win
 
 
-def fit_psf_spectrum(image: np.ndarray, variance: np.ndarray | float, *, camera: bool,
-                     min_snr: float = 1.0) -> SpectrumFit:
-    """Fit ``σ`` (pixels) of a Gaussian PSF to ``image``'s power spectrum (see the module doc).
+# 2-D Hann window: neighbouring coefficients are correlated, so a ring of m coefficients carries the
+# information of m·(Σw²)²/(N·Σw⁴) = m/(35/18)² independent ones (the point estimate does not depend on it;
+# the stated uncertainty does).
+_HANN_EFFECTIVE = (18.0 / 35.0) ** 2
+_FIRST_RING = 3  # the lowest rings hold the field's layout, not a power law
 
-    ``variance``: the expected noise variance of every pixel (ADU², e.g. ``gain·mean + b``) or a
-    constant. NaN σ when fewer than 6 rings have signal above ``min_snr`` × noise."""
+
+@dataclass(frozen=True)
+class _Rings:
+    freq: np.ndarray
+    power: np.ndarray
+    aperture: np.ndarray
+    count: np.ndarray
+    noise: float
+
+
+def _rings(image: np.ndarray, variance: np.ndarray | float, camera: bool) -> _Rings:
     freq, power, aperture, count, win = radial_power(image, camera=camera)
-    noise = float(np.sum(win**2 * np.broadcast_to(variance, win.shape)))
-    signal = power - noise
-    snr = signal / noise
-    start = 3
-    above = snr[start:] >= min_snr
-    stop = start + (int(np.argmin(above)) if not above.all() else above.size)
-    model = np.full(freq.shape, np.nan)
-    if stop - start < 6:
-        return SpectrumFit(math.nan, math.nan, math.nan, freq, power, noise, model, (math.nan, math.nan))
-    sl = slice(start, stop)
-    f = freq[sl]
-    y = np.log(signal[sl] / aperture[sl])
-    wt = count[sl] * (signal[sl] / power[sl]) ** 2
-    x = np.stack([np.ones_like(f), -np.log(f), -4.0 * math.pi**2 * f**2], 1)
-    sw = np.sqrt(wt)[:, None]
-    coef, *_ = np.linalg.lstsq(x * sw, y * sw[:, 0], rcond=None)
-    if not 0.0 <= coef[1] <= 4.0:  # keep the object's slope physical, refit the rest
-        alpha = float(np.clip(coef[1], 0.0, 4.0))
-        x2 = x[:, [0, 2]]
-        c2, *_ = np.linalg.lstsq(x2 * sw, (y + alpha * np.log(f)) * sw[:, 0], rcond=None)
-        coef = np.array([c2[0], alpha, c2[1]])
-        x = x2
-    resid = y - (np.stack([np.ones_like(f), -np.log(f), -4.0 * math.pi**2 * f**2], 1) @ coef)
-    dof = max(len(f) - x.shape[1], 1)
-    s2 = float(np.sum(wt * resid**2) / dof)
-    cov = np.linalg.pinv((x * wt[:, None]).T @ x) * s2
-    var_s2 = float(cov[-1, -1])
-    sigma2 = float(coef[2])
-    if sigma2 <= 0:
-        return SpectrumFit(math.nan, math.nan, float(coef[1]), freq, power, noise, model, (f[0], f[-1]))
-    sigma = math.sqrt(sigma2)
-    model[sl] = np.exp(coef[0] - coef[1] * np.log(f) - 4 * math.pi**2 * sigma2 * f**2) * aperture[sl] + noise
-    return SpectrumFit(sigma, math.sqrt(max(var_s2, 0.0)) / (2 * sigma), float(coef[1]), freq, power, noise,
-                       model, (float(f[0]), float(f[-1])))
+    return _Rings(freq, power, aperture, count, float(np.sum(win**2 * np.broadcast_to(variance, win.shape))))
+
+
+def _has_signal(r: _Rings, min_snr: float = 1.0, min_rings: int = 6) -> bool:
+    """At least ``min_rings`` consecutive rings from the first fitted one with power ≥ (1 + min_snr)·noise."""
+    above = (r.power[_FIRST_RING:] - r.noise) / r.noise >= min_snr
+    run = int(np.argmin(above)) if not above.all() else above.size
+    return run >= min_rings
+
+
+def _whittle(rings: list[_Rings], sigma_max_px: float) -> tuple[np.ndarray, float, float]:
+    """Maximize the Whittle likelihood of ``rings`` under a shared Gaussian PSF; return the parameters
+    ``[ln c_1..n, α_1..n, ln σ²]``, the negative log-likelihood and the Fisher standard error of σ."""
+    from scipy.optimize import minimize
+
+    n = len(rings)
+    f = [r.freq[_FIRST_RING:] for r in rings]
+    p = [r.power[_FIRST_RING:] for r in rings]
+    a = [r.aperture[_FIRST_RING:] for r in rings]
+    m = [r.count[_FIRST_RING:] for r in rings]
+    lnf = [np.log(x) for x in f]
+    f2 = [4.0 * math.pi**2 * x**2 for x in f]
+
+    def parts(x: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+        # clipped: the line search may try values far off, and an overflow would end the fit
+        signal = np.exp(np.clip(x[j] - x[n + j] * lnf[j] - math.exp(x[-1]) * f2[j], -700.0, 700.0)) * a[j]
+        return signal, signal + rings[j].noise
+
+    def nll(x: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros_like(x)
+        for j in range(n):
+            signal, model = parts(x, j)
+            total += float(np.sum(m[j] * (np.log(model) + p[j] / model)))
+            d = m[j] * (1.0 - p[j] / model) * (signal / model)  # ∂nll/∂ln(signal)
+            grad[j] = d.sum()
+            grad[n + j] = -(d * lnf[j]).sum()
+            grad[-1] += -(d * f2[j]).sum() * math.exp(x[-1])
+        return total, grad
+
+    # σ on a log grid with each image's (c, α) fitted, then all together from the best: the likelihood
+    # can have a second optimum where a steep object spectrum stands in for the PSF.
+    bounds = [(None, None)] * n + [(0.0, 4.0)] * n + [(2 * math.log(0.05), 2 * math.log(sigma_max_px))]
+    c0 = [math.log(max(float(pp[0]) - r.noise, r.noise)) + 1.5 * math.log(float(ff[0])) for pp, r, ff in zip(p, rings, f)]
+    best = None
+    for sigma in np.geomspace(0.1, sigma_max_px, 16):
+        x0 = np.array(c0 + [1.5] * n + [2 * math.log(sigma)])
+        fixed = bounds[:-1] + [(x0[-1], x0[-1])]
+        res = minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=fixed)
+        if best is None or res.fun < best.fun:
+            best = res
+    res = minimize(nll, best.x, jac=True, method="L-BFGS-B", bounds=bounds)
+    x = res.x
+    # Fisher information Σ m_eff·∂M/∂θ_i·∂M/∂θ_j / M² over the parameters not held at a bound.
+    rows = []
+    for j in range(n):
+        signal, model = parts(x, j)
+        g = np.zeros((f[j].size, x.size))
+        g[:, j] = signal
+        g[:, n + j] = -lnf[j] * signal
+        g[:, -1] = -f2[j] * math.exp(x[-1]) * signal
+        rows.append(g / model[:, None] * np.sqrt(m[j] * _HANN_EFFECTIVE)[:, None])
+    jac = np.concatenate(rows)
+    free = [i for i, (lo, hi) in enumerate(bounds) if not ((lo is not None and x[i] <= lo + 1e-9)
+                                                         or (hi is not None and x[i] >= hi - 1e-9))]
+    sigma = math.exp(x[-1] / 2)
+    se = math.nan
+    if x.size - 1 in free:
+        cov = np.linalg.pinv(jac[:, free].T @ jac[:, free])
+        se = sigma / 2 * math.sqrt(max(float(cov[-1, -1]), 0.0))
+    return x, float(res.fun), se
+
+
+@dataclass(frozen=True)
+class SpectraFit:
+    """One Gaussian PSF fitted to several images' spectra at once (σ in pixels), and each image's curves."""
+
+    sigma_px: float
+    sigma_se_px: float
+    images: list[SpectrumFit]
+
+    @property
+    def fwhm_px(self) -> float:
+        return FWHM_PER_SIGMA * self.sigma_px
+
+
+def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float], *, camera: bool) -> SpectraFit:
+    """Fit one ``σ`` (pixels) of a Gaussian PSF to the power spectra of ``images`` (see the module doc).
+
+    ``variances``: each image's expected noise variance per pixel (ADU², e.g. ``gain·mean + b``) or a
+    constant. Images without 6 rings of signal above the noise take no part (their fit is NaN); NaN σ
+    when none has. The uncertainty is the larger of the Fisher error and the spread of the images'
+    separate fits (1.25·sd/√n), as the object model is only approximate."""
+    rings = [_rings(im, v, camera) for im, v in zip(images, variances)]
+    used = [i for i, r in enumerate(rings) if _has_signal(r)]
+    nan_fit = [SpectrumFit(math.nan, math.nan, math.nan, r.freq, r.power, r.noise, np.full(r.freq.shape, np.nan),
+                           (math.nan, math.nan)) for r in rings]
+    if not used:
+        return SpectraFit(math.nan, math.nan, nan_fit)
+    sigma_max = min(min(images[i].shape) for i in used) / 4.0
+    x, _, se = _whittle([rings[i] for i in used], sigma_max)
+    n = len(used)
+    sigma = math.exp(x[-1] / 2)
+    if n > 1:
+        alone = [math.exp(_whittle([rings[i]], sigma_max)[0][-1] / 2) for i in used]
+        se = max(se if math.isfinite(se) else 0.0, 1.2533 * float(np.std(alone, ddof=1)) / math.sqrt(n))
+    fits = list(nan_fit)
+    for k, i in enumerate(used):
+        r = rings[i]
+        signal = np.exp(x[k] - x[n + k] * np.log(r.freq) - 4 * math.pi**2 * sigma**2 * r.freq**2) * r.aperture
+        model = signal + r.noise
+        model[:_FIRST_RING] = np.nan
+        above = np.flatnonzero((signal >= r.noise) & (np.arange(r.freq.size) >= _FIRST_RING))
+        band = (float(r.freq[_FIRST_RING]), float(r.freq[above[-1]]) if above.size else math.nan)
+        fits[i] = SpectrumFit(sigma, se, float(x[n + k]), r.freq, r.power, r.noise, model, band)
+    return SpectraFit(sigma, se, fits)
 
 
 @dataclass(frozen=True)
