@@ -76,3 +76,23 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         assert entry["tables"][0][0][0] in out
     assert "## Foreign-simulator check" in report["markdown"]
     assert not (ROOT / "experiments" / "data" / "realcheck_confocal_sted.yaml").exists()
+
+
+def test_verdict_states_the_paired_margin_over_richardson_lucy(realcheck):
+    """The target compares means; the verdict also says whether the per-image margin over RL is beyond the
+    fields' scatter, and the table carries that margin for every row."""
+    rl = [20.0, 22.0, 24.0, 26.0]
+    results = {"bicubic": {"psnr": [18.0, 19.0, 21.0, 23.0], "ssim": [0.3] * 4},
+               "Richardson–Lucy": {"psnr": rl, "ssim": [0.40] * 4},
+               "srlab tie (x)": {"psnr": [20.5, 21.6, 24.4, 25.7], "ssim": [0.55] * 4},
+               "srlab win (x)": {"psnr": [x + 0.5 + 0.02 * i for i, x in enumerate(rl)], "ssim": [0.55] * 4}}
+    tie = realcheck._verdict(results, ["srlab tie (x)"], "alone")
+    assert "**met**" in tie and "+0.05 dB (95 % CI" in tie and "above on 2 of 4 fields, within the fields' scatter" in tie
+    win = realcheck._verdict(results, ["srlab win (x)"], "alone")
+    assert "+0.53 dB" in win and "above on 4 of 4 fields, significant" in win
+    task = realcheck.Task("t", "toy", "confocal", "sted", Path("."))
+    lines, _ = realcheck.results_table(task, results, "noise_free")
+    assert lines[2].endswith("| ΔPSNR vs Richardson–Lucy, per image (95 % CI; fields above) |")
+    row = next(line for line in lines if line.startswith("| srlab win"))
+    assert row.endswith("| +0.53 (+0.49 to +0.57); 4/4 |")
+    assert next(line for line in lines if line.startswith("| Richardson–Lucy")).endswith("|  |")
