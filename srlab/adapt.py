@@ -100,8 +100,9 @@ def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | Non
     if camera.multiplies:
         return None
     split = {"e_per_adu": float(camera.e_per_adu), "offset_adu": float(camera.offset_adu),
-             "fraction": SPLIT_FRACTION}
-    return split, (f"{camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, from data.simulation.lr")
+             "read_noise_e": float(camera.read_noise_e), "fraction": SPLIT_FRACTION}
+    return split, (f"{camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, read noise "
+                   f"{camera.read_noise_e:.3g} e-, from data.simulation.lr")
 
 
 def _data_block(block: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ where ``y_a, y_b`` are the two halves of a *photon split* of ``y`` (``data.param
 Minimizing the first term against ``y`` itself can fit noise (an SR output whose re-imaged version
 reproduces the noise of ``y``), the failure that the deep image prior (Ulyanov, Vedaldi & Lempitsky, CVPR
 2018) stops early. The photon split removes it at the source: binomial thinning of the detected photons
-(:meth:`srlab.optics.camera.Camera.split`) gives two images of independent Poisson noise, so the noise of
+(:meth:`srlab.optics.camera.Camera.split`, read noise decorrelated there) gives two images of independent noise, so the noise of
 the target ``y_b`` cannot be predicted from the input ``y_a`` and the loss is lowest, in expectation, for
 the image without noise — the Noise2Noise argument (Lehtinen et al., ICML 2018) with both halves from one
 acquisition. The network sees half the photons while fine-tuning (the anchor keeps the full level);

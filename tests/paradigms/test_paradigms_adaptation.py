@@ -85,7 +85,11 @@ def test_photon_split_comes_from_the_data_blocks_camera(tmp_path):
     counting = ["data.simulation.lr.detector=counting", "data.simulation.lr.e_per_adu=1.25",
                 "data.simulation.lr.offset_adu=3"]
     split, how = forward_photon_split(load_experiment("edsr_smoke", counting).data)
-    assert split == {"e_per_adu": 1.25, "offset_adu": 3.0, "fraction": 0.5} and "data.simulation.lr" in how
+    assert split == {"e_per_adu": 1.25, "offset_adu": 3.0, "read_noise_e": 0.0, "fraction": 0.5}
+    assert "data.simulation.lr" in how
+    scmos = ["data.simulation.lr.detector=scmos", "data.simulation.lr.read_noise_e=1.6"]
+    split_scmos, how = forward_photon_split(load_experiment("edsr_smoke", scmos).data)
+    assert split_scmos["read_noise_e"] == 1.6 and "read noise 1.6 e-" in how  # the split corrects for it
     emccd = ["data.simulation.lr.detector=emccd", "data.simulation.lr.em_gain=100"]
     assert forward_photon_split(load_experiment("edsr_smoke", emccd).data) is None
     assert forward_photon_split(load_experiment("edsr_smoke", ["data=degrade_sted"]).data) is None
