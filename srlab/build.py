@@ -65,6 +65,17 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
     return kwargs
 
 
+def default_psf_note(cfg: DictConfig) -> str | None:
+    """One line for a network that deconvolves but was given no PSF and whose data imply none (your own
+    pairs): it then uses its own default, which the user should know about; ``None`` otherwise."""
+    accepted = models.NETWORKS.parameters(cfg.model.name)
+    if not {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted) or PSF_KEYS & set(network_kwargs(cfg)):
+        return None
+    return (f"srlab: note: {cfg.model.name} deconvolves with its default PSF (Richardson–Lucy's, 2 LR pixels FWHM): "
+            f"data.kind={cfg.data.kind} says nothing of the blur between your LR and HR images; set "
+            f"model.params.psf_fwhm_nm and model.params.pixel_size_nm (see `srlab calibrate`)")
+
+
 def network_kwargs(cfg: DictConfig, model_cfg: DictConfig | None = None) -> dict[str, Any]:
     """``model.params`` plus in/out channels and scale from the data block where the network takes them."""
     model_cfg = model_cfg if model_cfg is not None else cfg.model

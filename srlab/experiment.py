@@ -236,6 +236,9 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
         _say(f"srlab: run directory {run_dir} (it has no checkpoint yet: training from the start)")
     else:
         _say(f"srlab: run directory {run_dir} (resuming from {resume_ckpt.name})")
+    psf_note = build.default_psf_note(cfg)
+    if psf_note:
+        _say(psf_note)
 
     if resume is not None:
         # Resuming writes into the run's own checkpoint folder, which Lightning warns is not empty; and

@@ -58,6 +58,20 @@ def test_the_data_block_gives_its_relative_psf_to_networks_that_model_the_blur()
     assert "psf_fwhm_nm" not in network_kwargs(load_experiment("edsr_smoke", CALIBRATED))
 
 
+def test_a_deconvolving_network_on_pairs_without_a_psf_says_so_when_it_trains():
+    """On your own pairs nothing says what blurs LR from HR: the network's default PSF applies, and
+    training says so in one line (it used to apply silently)."""
+    from srlab.build import default_psf_note
+
+    note = default_psf_note(load_experiment("rl_edsr_smoke", ["data=paired", "data.path=/x"]))
+    assert note is not None and len(note.splitlines()) == 1
+    assert "rl_edsr" in note and "model.params.psf_fwhm_nm" in note and "data.kind=paired" in note
+    assert default_psf_note(load_experiment("rl_edsr_smoke", CALIBRATED)) is None  # the block gives it
+    assert default_psf_note(load_experiment("rl_edsr_smoke", ["data=paired", "data.path=/x",
+                                                              "model.params.psf_fwhm_px=3"])) is None
+    assert default_psf_note(load_experiment("edsr_smoke", ["data=paired", "data.path=/x"])) is None
+
+
 def test_an_adapted_run_keeps_its_source_networks_psf(tmp_path):
     real = write_real_lr(tmp_path / "real", n=1, size=48)
     source = load_experiment("rl_edsr_smoke", CALIBRATED)
