@@ -119,9 +119,10 @@ def _has_signal(r: _Rings, min_snr: float = 1.0, min_rings: int = 6) -> bool:
     return run >= min_rings
 
 
-def _whittle(rings: list[_Rings], sigma_max_px: float) -> tuple[np.ndarray, float, float]:
+def _whittle(rings: list[_Rings], sigma_max_px: float) -> tuple[np.ndarray, float]:
     """Maximize the Whittle likelihood of ``rings`` under a shared Gaussian PSF; return the parameters
-    ``[ln c_1..n, α_1..n, ln σ²]``, the negative log-likelihood and the Fisher standard error of σ."""
+    ``[ln c_1..n, α_1..n, ln σ²]`` and the Fisher standard error of σ (σ itself where σ sits at a bound:
+    narrower than the pixels resolve, or wider than the image shows)."""
     from scipy.optimize import minimize
 
     n = len(rings)
@@ -174,11 +175,10 @@ def _whittle(rings: list[_Rings], sigma_max_px: float) -> tuple[np.ndarray, floa
     free = [i for i, (lo, hi) in enumerate(bounds) if not ((lo is not None and x[i] <= lo + 1e-9)
                                                          or (hi is not None and x[i] >= hi - 1e-9))]
     sigma = math.exp(x[-1] / 2)
-    se = math.nan
-    if x.size - 1 in free:
-        cov = np.linalg.pinv(jac[:, free].T @ jac[:, free])
-        se = sigma / 2 * math.sqrt(max(float(cov[-1, -1]), 0.0))
-    return x, float(res.fun), se
+    if x.size - 1 not in free:
+        return x, sigma
+    cov = np.linalg.pinv(jac[:, free].T @ jac[:, free])
+    return x, sigma / 2 * math.sqrt(max(float(cov[-1, -1]), 0.0))
 
 
 @dataclass(frozen=True)
@@ -208,12 +208,12 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     if not used:
         return SpectraFit(math.nan, math.nan, nan_fit)
     sigma_max = min(min(images[i].shape) for i in used) / 4.0
-    x, _, se = _whittle([rings[i] for i in used], sigma_max)
+    x, se = _whittle([rings[i] for i in used], sigma_max)
     n = len(used)
     sigma = math.exp(x[-1] / 2)
     if n > 1:
         alone = [math.exp(_whittle([rings[i]], sigma_max)[0][-1] / 2) for i in used]
-        se = max(se if math.isfinite(se) else 0.0, 1.2533 * float(np.std(alone, ddof=1)) / math.sqrt(n))
+        se = max(se, 1.2533 * float(np.std(alone, ddof=1)) / math.sqrt(n))
     fits = list(nan_fit)
     for k, i in enumerate(used):
         r = rings[i]
