@@ -71,7 +71,9 @@ def default_psf_note(cfg: DictConfig) -> str | None:
     accepted = models.NETWORKS.parameters(cfg.model.name)
     if not {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted) or PSF_KEYS & set(network_kwargs(cfg)):
         return None
-    return (f"srlab: note: {cfg.model.name} deconvolves with its default PSF (Richardson–Lucy's, 2 LR pixels FWHM): "
+    from srlab.models.classical import DEFAULT_PSF_FWHM_PX
+
+    return (f"srlab: note: {cfg.model.name} deconvolves with its default PSF ({DEFAULT_PSF_FWHM_PX:g} LR pixels FWHM): "
             f"data.kind={cfg.data.kind} says nothing of the blur between your LR and HR images; set "
             f"model.params.psf_fwhm_nm and model.params.pixel_size_nm (see `srlab calibrate`)")
 
