@@ -97,7 +97,7 @@ class Camera:
         Returned as grey levels of the full exposure (each half divided by its fraction, then through
         the mean response), so the image's own normalization applies to both.
 
-        Exact for a photon counter. With read noise the electrons ``e`` (rounded, clipped at 0) are not
+        Exact for a photon counter. With read noise the electrons ``e`` (rounded to integers) are not
         Poisson: ``Var(e) − E(e)`` = σ_r² plus the two roundings' ≈ (e_per_adu² + 1)/12, and thinning them
         leaves the halves with a covariance ``p(1−p)`` times that. A normal draw ``z`` of that variance,
         added to one half and taken from the other, cancels it — the halves still add up to the image,
