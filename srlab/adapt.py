@@ -87,7 +87,7 @@ SPLIT_FRACTION = 0.5
 def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | None:
     """The real LR images' detector for the photon split (:meth:`srlab.optics.camera.Camera.split`),
     from the data block's LR camera, and which fields it came from; ``None`` when the block does not
-    say (your own pairs, a ``degrade`` block) or the camera multiplies (EMCCD: not Poisson).
+    say (your own pairs, a ``degrade`` block). An EMCCD's counts are split in units of its excess noise.
 
     The split is exact when the block's camera is the one that took the images — a block from
     ``srlab calibrate`` (gain and offset measured on them); with a preset's camera it is approximate."""
@@ -97,12 +97,13 @@ def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | Non
     if spec is None:
         return None
     camera = spec.lr.camera
-    if camera.multiplies:
-        return None
     split = {"e_per_adu": float(camera.e_per_adu), "offset_adu": float(camera.offset_adu),
              "read_noise_e": float(camera.read_noise_e), "fraction": SPLIT_FRACTION}
+    if camera.multiplies:
+        split["em_gain"] = float(camera.em_gain)
     return split, (f"{camera.e_per_adu:.4g} e-/ADU, offset {camera.offset_adu:.4g} ADU, read noise "
-                   f"{camera.read_noise_e:.3g} e-, from data.simulation.lr")
+                   f"{camera.read_noise_e:.3g} e-" + (f", EM gain {camera.em_gain:g}" if camera.multiplies else "")
+                   + ", from data.simulation.lr")
 
 
 def _data_block(block: str) -> dict[str, Any]:

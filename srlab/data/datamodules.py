@@ -939,7 +939,7 @@ class AdaptDataModule(SRDataModule):
     (``lr``, ``hr``) plus ``real_lr`` patches of the real training files. Validation and test: two
     loaders each, ``[anchor pairs, real LR crops]`` (the real crops have no ``hr``).
 
-    ``photon_split`` (``{e_per_adu, offset_adu, read_noise_e, fraction}``: the real images' detector): every real
+    ``photon_split`` (``{e_per_adu, offset_adu, read_noise_e, em_gain, fraction}``: the real images' detector): every real
     patch is split into two of independent noise (:meth:`srlab.optics.camera.Camera.split`), the
     network's input ``real_lr`` (``lr`` in the evaluation crops) and ``real_lr_target`` (``lr_target``)
     — so that the consistency loss cannot be lowered by reproducing the noise of its target. The
@@ -953,22 +953,24 @@ class AdaptDataModule(SRDataModule):
         super().__init__(cfg, seed)
         self.photon_split = dict(photon_split) if photon_split else None
         if self.photon_split is not None:
-            unknown = set(self.photon_split) - {"e_per_adu", "offset_adu", "read_noise_e", "fraction"}
+            unknown = set(self.photon_split) - {"e_per_adu", "offset_adu", "read_noise_e", "em_gain", "fraction"}
             if unknown or "e_per_adu" not in self.photon_split:
                 raise SrlabError(f"data.params.photon_split={self.photon_split}: give e_per_adu (and optionally "
-                                 f"offset_adu, read_noise_e, fraction); unknown: {', '.join(sorted(unknown)) or 'none'}")
+                                 f"offset_adu, read_noise_e, em_gain, fraction); unknown: {', '.join(sorted(unknown)) or 'none'}")
             try:
                 fraction = float(self.photon_split.get("fraction", 0.5))
                 e_per_adu = float(self.photon_split["e_per_adu"])
                 offset_adu = float(self.photon_split.get("offset_adu", 0.0))
                 read_noise_e = float(self.photon_split.get("read_noise_e", 0.0))
+                em_gain = float(self.photon_split.get("em_gain", 1.0))
             except (TypeError, ValueError):
-                fraction = e_per_adu = offset_adu = read_noise_e = math.nan
-            if not (0.0 < fraction < 1.0 and e_per_adu > 0 and math.isfinite(offset_adu) and read_noise_e >= 0):
+                fraction = e_per_adu = offset_adu = read_noise_e = em_gain = math.nan
+            if not (0.0 < fraction < 1.0 and e_per_adu > 0 and math.isfinite(offset_adu) and read_noise_e >= 0
+                    and em_gain >= 1):
                 raise SrlabError(f"data.params.photon_split={self.photon_split}: fraction must be in (0, 1), "
-                                 f"e_per_adu > 0, offset_adu a number and read_noise_e >= 0")
-            self.split_camera = Camera(kind="ccd", e_per_adu=e_per_adu, offset_adu=offset_adu,
-                                       read_noise_e=read_noise_e)
+                                 f"e_per_adu > 0, offset_adu a number, read_noise_e >= 0 and em_gain >= 1")
+            self.split_camera = Camera(kind="emccd" if em_gain > 1 else "ccd", em_gain=em_gain, e_per_adu=e_per_adu,
+                                       offset_adu=offset_adu, read_noise_e=read_noise_e)
             self.split_fraction = fraction
         if not cfg.real_lr:
             raise SrlabError("data.kind=adapt needs data.real_lr=FOLDER (the real LR images to adapt to)")

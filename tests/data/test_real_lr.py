@@ -135,7 +135,7 @@ def test_adapt_kind_splits_the_real_photons_into_input_and_target(sim_cache, cfg
     assert item["lr_target"].shape == item["lr"].shape
     assert dm.describe()["real_lr"]["photon_split"] == split
     for bad in ({"fraction": 1.5, "e_per_adu": 1.0}, {"e_per_adu": "one"}, {"fraction": 0.5}, {"e_per_adu": 1, "x": 0},
-                {"e_per_adu": 1.0, "read_noise_e": -1.0}):
+                {"e_per_adu": 1.0, "read_noise_e": -1.0}, {"e_per_adu": 1.0, "em_gain": 0.5}):
         with pytest.raises(SrlabError, match="photon_split"):
             build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(real),
                                          params={"photon_split": bad}), seed=0)

@@ -54,8 +54,6 @@ def test_binomial_split_gives_independent_poisson_halves_that_add_up_to_the_imag
     assert abs(np.corrcoef(ea.ravel(), eb.ravel())[0, 1]) < 0.02  # independent
     again = camera.split(adu, 0.3, np.random.default_rng(1))
     np.testing.assert_array_equal(again[0], a)
-    with pytest.raises(ValueError, match="EMCCD"):
-        Camera(kind="emccd", em_gain=100.0).split(adu, 0.5, np.random.default_rng(0))
     # With read noise the counts are not Poisson; thinning them alone leaves the halves correlated (0.18 at
     # 5 photons, 1.5 e- rms: what the split did before the correction), the correction makes them independent.
     noisy = Camera(kind="scmos", read_noise_e=1.5, e_per_adu=0.5, offset_adu=100.0)
@@ -68,3 +66,19 @@ def test_binomial_split_gives_independent_poisson_halves_that_add_up_to_the_imag
         np.testing.assert_allclose(0.5 * ea + 0.5 * eb, np.rint(electrons), atol=1e-3)  # below the offset too
     with pytest.raises(ValueError, match="fraction"):
         camera.split(adu, 1.0, np.random.default_rng(0))
+
+
+def test_emccd_split_counts_in_units_of_its_excess_noise():
+    """An EMCCD's counts (variance twice the mean) are split as counts of 2·G/e_per_adu ADU: halves of
+    uncorrelated noise, of the variances a thinned photon stream would have, adding up to the image."""
+    camera = Camera(kind="emccd", em_gain=100.0, read_noise_e=60.0, e_per_adu=20.0, offset_adu=100.0)
+    for photons, fraction in ((5.0, 0.5), (20.0, 0.3)):
+        adu = camera.forward(np.full((512, 512), photons), np.random.default_rng(0)).astype(np.float64)
+        a, b = camera.split(adu, fraction, np.random.default_rng(1))
+        sa, sb, signal = a - 100.0, b - 100.0, adu - 100.0
+        assert abs(np.corrcoef(sa.ravel(), sb.ravel())[0, 1]) < 0.01
+        assert sa.mean() == pytest.approx(signal.mean(), rel=0.01) and sb.mean() == pytest.approx(signal.mean(), rel=0.01)
+        # thinning at p makes a half's variance Var/p at the full exposure (a few % more: rounding, read noise)
+        assert 1.0 <= sa.var() / (signal.var() / fraction) < 1.05
+        assert 1.0 <= sb.var() / (signal.var() / (1 - fraction)) < 1.05
+        np.testing.assert_allclose(fraction * sa + (1 - fraction) * sb, signal, atol=5.001)  # to half a count of 10 ADU

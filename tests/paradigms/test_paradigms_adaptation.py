@@ -91,7 +91,8 @@ def test_photon_split_comes_from_the_data_blocks_camera(tmp_path):
     split_scmos, how = forward_photon_split(load_experiment("edsr_smoke", scmos).data)
     assert split_scmos["read_noise_e"] == 1.6 and "read noise 1.6 e-" in how  # the split corrects for it
     emccd = ["data.simulation.lr.detector=emccd", "data.simulation.lr.em_gain=100"]
-    assert forward_photon_split(load_experiment("edsr_smoke", emccd).data) is None
+    split_emccd, how = forward_photon_split(load_experiment("edsr_smoke", emccd).data)
+    assert split_emccd["em_gain"] == 100.0 and "EM gain 100" in how  # split in units of its excess noise
     assert forward_photon_split(load_experiment("edsr_smoke", ["data=degrade_sted"]).data) is None
     assert forward_photon_split(load_experiment("edsr_smoke", ["data=paired", "data.path=/somewhere"]).data) is None
     real, ckpt = write_real_lr(tmp_path / "real", n=1, size=48), tmp_path / "run" / "checkpoints" / "best.ckpt"
