@@ -113,7 +113,11 @@ def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_leve
     mu, d = mu[keep], d[keep]
     order = np.argsort(mu, kind="stable")
     mu, d = mu[order], d[order]
-    edges = np.linspace(0, mu.size, n_bins + 1).astype(np.int64)
+    # Photon-poor images have many pixels of equal local mean; a bin edge inside such a tie would make
+    # the bins' contents depend on the order of the images, so each edge moves to the end of its tie.
+    edges = np.searchsorted(mu, mu[np.linspace(0, mu.size - 1, n_bins + 1).astype(np.int64)], side="right")
+    edges[0] = 0
+    edges = np.unique(edges)
     bm, bv, bse = [], [], []
     for lo, hi in itertools.pairwise(edges):
         if hi - lo < 50:
