@@ -22,7 +22,9 @@ Pipeline: (1) write foreign LR/HR pairs as 16-bit TIFFs with pixel sizes; (2) `s
 foreign LR images (with `--hr` on a few foreign HR images of *other* fields, unpaired) → a data block in
 a temporary copy of ``experiments/``; (3) train ``edsr_smoke`` (EDSR, 8×32) and ``rl_edsr_smoke`` (the
 same body as a residual on Richardson–Lucy, :mod:`srlab.models.physics`) on that calibrated srlab
-simulation only; (3b) `srlab adapt` each trained run to the foreign LR images themselves, unlabelled (what
+simulation only, and again with the foreign HR images of (2) as specimens too (`--hr-specimens`,
+:mod:`srlab.data.user_specimens`; the STED ones are pySTED datamaps that no test field uses, so the
+STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run to the foreign LR images themselves, unlabelled (what
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results); (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
 from the calibration: ``rl_sted`` on the calibrated block, whose relative blur √(FWHM_LR² − FWHM_HR²) it deconvolves) — with
@@ -157,9 +159,11 @@ def make_sted_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, seed:
     def molecules(dm: np.ndarray) -> np.ndarray:
         return np.round(np.kron(np.asarray(dm, np.float64), np.ones((2, 2))) * per_fine).astype(np.int64)
 
-    fields = maps[:n_fields]
-    # unpaired HR images for `--hr`: other fields (datamaps transposed and flipped), fresh noise
-    extra = [(name, i, np.flipud(dm.T)) for name, i, dm in maps[-n_hr_calibration:]]
+    # unpaired HR images for `--hr`: other datamaps than the test fields' (pySTED bundles 6 per structure, so
+    # the test set is 18 - n_hr_calibration fields). They were transposed copies of test fields until the
+    # block began to use them as training specimens (srlab.data.user_specimens), which would leak those fields.
+    fields = maps[:min(n_fields, len(maps) - n_hr_calibration)]
+    extra = maps[len(fields):len(fields) + n_hr_calibration]
     for k, (name, i, dm) in enumerate(fields + extra):
         fine = molecules(dm)
         # LR pixel i samples fine pixel 4i+1: the centre of HR pixels 2i, 2i+1 (fine 4i, 4i+2)
@@ -174,7 +178,7 @@ def make_sted_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, seed:
             task.clean_hr.append(write_tiff(folder / "hr_clean" / f"{stem}.tif", clean.astype(np.float32),
                                             pixel_size_nm=s["hr_px_nm"]))
         else:
-            task.hr_calibration.append(write_tiff(folder / "hr_calibration" / f"{stem}_t.tif", hr.astype(np.uint16),
+            task.hr_calibration.append(write_tiff(folder / "hr_calibration" / f"{stem}.tif", hr.astype(np.uint16),
                                                   pixel_size_nm=s["hr_px_nm"]))
     grid = s["datamap_nm"] * 1e-9
     # pySTED's background: Poisson(background_cps · det_width · rep. rate · dwell), detection gating included
@@ -338,15 +342,27 @@ def adapt_task(task: Task, run_dir: Path, overrides: list[str]) -> Path:
 
 def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], seed: int, name: str, *,
                data: tuple[str, ...] = ()) -> Path:
-    """Train experiment ``name`` on the calibrated block (or on ``data``: overrides naming another block)."""
+    """Train experiment ``name`` on the calibrated block (or on ``data``: overrides naming another block,
+    or changing the calibrated one)."""
     from srlab import experiment
     from srlab.config import load_experiment
 
-    data = data or (f"data=realcheck_{task.name}",)
+    if not data or not data[0].startswith("data="):
+        data = (f"data=realcheck_{task.name}", *data)
     cfg = load_experiment(name, [*data, *budget, f"seed={seed}",
                                        f"runs_dir={runs_dir}", "logger.wandb.enabled=false",
                                        "trainer.enable_progress_bar=false"], root=exp_root)
     return experiment.train(cfg)
+
+
+#: Rows of runs trained on the calibrated block with the unpaired foreign HR images as specimens too
+#: (``srlab calibrate --hr-specimens``: ``data.simulation.hr_images``, :mod:`srlab.data.user_specimens`;
+#: added after the results that pointed at the specimen prior as what holds the STED rows back).
+HR_SPECIMENS_SUFFIX = "+hr_specimens"
+
+
+def hr_specimens_data(task: Task) -> tuple[str, ...]:
+    return (f"data.simulation.hr_images=[{','.join(str(p) for p in task.hr_calibration)}]",)
 
 
 #: ``--oracle``: what the same experiments reach when trained on the foreign test pairs themselves (a
@@ -398,6 +414,10 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) ->
         if name.startswith(ORACLE_PREFIX):
             experiment_name = name.removeprefix(ORACLE_PREFIX)
             methods[f"{ORACLE_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
+        elif name.endswith(HR_SPECIMENS_SUFFIX):
+            experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
+            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) with the --hr images as specimens "
+                    f"too"] = network
         elif name.endswith(ADAPT_SUFFIX):
             experiment_name = name.removesuffix(ADAPT_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {ADAPT_SUFFIX} to the test LR "
@@ -610,6 +630,13 @@ def main(argv: list[str] | None = None) -> dict:
                                                        experiment_name)
                 print(f"[realcheck] trained {experiment_name} on the calibrated simulation in "
                       f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
+            for experiment_name in ([] if args.no_train or not task.hr_calibration else EXPERIMENTS):
+                t1 = time.perf_counter()
+                run_dirs[experiment_name + HR_SPECIMENS_SUFFIX] = train_task(
+                    task, exp_root, work / "runs_hr_specimens", budget, args.seed, experiment_name,
+                    data=hr_specimens_data(task))
+                print(f"[realcheck] trained {experiment_name} with the --hr images as specimens in "
+                      f"{time.perf_counter() - t1:.0f} s", flush=True)
             for experiment_name in ([] if args.no_train or args.no_adapt else EXPERIMENTS):
                 t1 = time.perf_counter()
                 run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
@@ -675,6 +702,15 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "of the re-imaged output with the other half of the input's photons, an anchor to the "
                    "simulated pairs, early stopping on held-out LR images). Transductive, as a user adapts to "
                    "the images they want to improve; the verdict is given with and without them."), ""]
+    if not args.no_train:
+        lines += [("Rows *with the --hr images as specimens too* train the same experiments on the calibrated block "
+                   "as `srlab calibrate --hr-specimens` writes it: its simulation also holds pairs made from the "
+                   "few unpaired foreign HR images (`simulation.hr_images`, half of the training pixels, their LR "
+                   "made by the calibrated LR microscope: `srlab.data.user_specimens`; added after the results "
+                   "that pointed at the specimen prior). Those images show fields that no test pair shows: for "
+                   "pySTED, which bundles 6 datamaps per structure, 3 of the 18, so 15 test fields (until this "
+                   "option they were transposed copies of 3 test fields, harmless for measuring the PSF, not for "
+                   "training)."), ""]
     if args.oracle:
         lines += [("Rows *oracle:* (`--oracle`) train the same experiments, same budget, on the foreign test pairs "
                    "themselves, the noise-free HR as targets (a paired block over them, split by srlab: training "

@@ -407,6 +407,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior", default="sim_broad", metavar="BLOCK",
                         help="data block whose specimens the calibrated block simulates (structures, domain "
                              "randomization, image count); default sim_broad, srlab's broad prior")
+    parser.add_argument("--hr-specimens", action="store_true",
+                        help="also use the --hr images as specimens of the simulation: pairs whose HR is each image "
+                             "and whose LR the calibrated LR microscope makes from it (docs/calibration.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing block and figure")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the check simulation (the figure then shows the real images only)")

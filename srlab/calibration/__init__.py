@@ -125,6 +125,8 @@ class Calibration:
     # the specimen prior of the block (srlab.calibration.block.specimen_prior): what the images show is
     # not measured, so the block takes a data block's structures and domain randomization
     prior: str = "sim_broad"
+    # --hr-specimens: the HR images are also specimens of the block's simulation (srlab.data.user_specimens)
+    hr_specimens: bool = False
     simulated: dict[str, Any] = field(default_factory=dict)  # filled by the check simulation
 
 
@@ -288,11 +290,12 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
               offset_adu: float | None = None, prior: str = "sim_broad", dark_paths: list[str | Path] = (),
-              hr_dark_paths: list[str | Path] = ()) -> Calibration:
+              hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
     calibrated block simulates; ``dark_paths``/``hr_dark_paths``: dark frames of the LR/HR detector
-    (offset and read noise, :mod:`~srlab.calibration.dark`). Bad input is one :class:`SrlabError` line."""
+    (offset and read noise, :mod:`~srlab.calibration.dark`); ``hr_specimens``: the block's simulation takes
+    the HR images as specimens too. Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
     from srlab.calibration.dark import load_dark, measure_dark
 
@@ -301,6 +304,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
     if hr_dark_paths and not hr_paths:
         raise SrlabError("--hr-dark needs --hr images (dark frames of the HR detector)")
+    if hr_specimens and not hr_paths:
+        raise SrlabError("--hr-specimens needs --hr images (they are the specimens)")
     dark = measure_dark(load_dark([Path(p) for p in dark_paths])) if dark_paths else None
     hr_dark = measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark")) if hr_dark_paths else None
     if modality not in PRESETS:
@@ -327,7 +332,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")
-    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior)
+    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens)
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

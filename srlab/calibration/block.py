@@ -91,6 +91,11 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         specimens["n_images"] = n_images
     if lr_size_px is not None:
         specimens["lr_size_px"] = lr_size_px
+    if cal.hr is not None and cal.hr_specimens:
+        # the user's own HR images are a sample of their specimen: also specimens of the simulation
+        # (srlab.data.user_specimens), as training images beside the prior's
+        specimens["hr_images"] = [str(Path(p).resolve()) for p in cal.hr.paths]
+        specimens["hr_image_share"] = 0.5
     top = {k: v for k, v in prior.items() if k != "simulation"}
     return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
             "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}
@@ -112,6 +117,9 @@ def header(cal: Calibration) -> list[str]:
     if cal.hr is None:
         lines.append(f"HR: the '{cal.target}' preset at LR pixel / {cal.scale} (no --hr images)")
     lines.append(f"Specimens: the prior of data block '{cal.prior}' (--prior): structures and domain randomization")
+    if cal.hr is not None and cal.hr_specimens:
+        lines.append(f"  and the {len(cal.hr.paths)} HR image(s) above, imaged by the calibrated LR microscope "
+                     f"(--hr-specimens, simulation.hr_images: half of the training pixels)")
     lines += [f"Note: {n}" for n in cal.notes]
     return lines
 

@@ -60,6 +60,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
                      f"{h['fraction_below_0.05']:.0%} of pixels < 0.05 after normalization{simh}")
     if cal.hr is None:
         lines.append(f"  HR: '{cal.target}' preset at {cal.lr.pixel_size_nm / cal.scale:g} nm/px (no --hr images)")
+    if cal.hr_specimens:
+        lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
+                     f"half of the training pixels; docs/calibration.md)")
     lines += [f"  note: {n}" for n in cal.notes]
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
@@ -87,7 +90,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
     cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
-                    offset_adu=args.offset_adu, prior=args.prior,
+                    offset_adu=args.offset_adu, prior=args.prior, hr_specimens=args.hr_specimens,
                     dark_paths=args.dark, hr_dark_paths=args.hr_dark)
     check = {} if args.no_check else simulate_check(cal)
     write_block(cal, out, overwrite=args.overwrite)

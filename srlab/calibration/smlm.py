@@ -503,7 +503,8 @@ def run_calibrate_smlm(args) -> int:
     if len(args.images) != 1:
         raise SrlabError(f"--smlm takes one stack, got {len(args.images)} paths")
     ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target),
-                                        ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"))
+                                        ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"),
+                                        ("--hr-specimens", getattr(args, "hr_specimens", False)))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")

@@ -97,6 +97,11 @@ class SimulationConfig:
     labelling_fraction_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # label sites kept
     haze_range: list[float] | None = None  # out-of-focus fraction per image; null: out_of_focus_fraction
     illumination_gradient_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # ramp amplitude
+    # The user's HR images of the target modality as further specimens (:mod:`srlab.data.user_specimens`:
+    # the LR side imaged from them by the LR modality), holding ``hr_image_share`` of the HR pixels;
+    # training images only. ``srlab calibrate --hr`` writes its HR images here.
+    hr_images: list[str] = field(default_factory=list)
+    hr_image_share: float = 0.5
 
 
 @dataclass

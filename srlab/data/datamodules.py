@@ -35,7 +35,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from srlab.data import DATAMODULES
+from srlab.data import DATAMODULES, user_specimens
 from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.descriptions import pair_descriptions
@@ -125,6 +125,15 @@ def _split_sources(sources: list[str], cfg: Any, where: str) -> dict[str, list[s
     order = [unique[i] for i in np.random.default_rng(cfg.split_seed).permutation(n)]
     return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
             "train": sorted(order[n_test + n_val:])}
+
+
+def _split_simulated(sources: list[str], cfg: Any, where: str) -> dict[str, list[str]]:
+    """:func:`_split_sources` of a simulated dataset: the user's HR images as specimens
+    (:mod:`srlab.data.user_specimens`) are training images only, the synthetic images are split."""
+    user = sorted({s for s in sources if user_specimens.is_user_source(s)})
+    split = _split_sources([s for s in sources if s not in user], cfg, where)
+    split["train"] = sorted(split["train"] + user)
+    return split
 
 
 def split_bands(images: list[ImagePair], cfg: Any, where: str) -> tuple[dict[str, list[ImagePair]], dict[str, list[str]]]:
@@ -659,7 +668,8 @@ class PairedDataModule(SRDataModule):
                 if not self.split_sources[k]:
                     raise SrlabError(f"{root / str(self.manifest)}: no image has split '{k}'")
         else:
-            self.split_sources = _split_sources(sources, self.cfg, str(root))
+            split = _split_simulated if self.path is None else _split_sources
+            self.split_sources = split(sources, self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
         self._attach_descriptions(root, pairs)
@@ -667,6 +677,9 @@ class PairedDataModule(SRDataModule):
     def _attach_descriptions(self, root: Path, pairs: list[ImagePair]) -> None:
         spec = self.simulation if self.path is None else None
         simulated = {image_stem(i): spec.description(i) for i in range(spec.n_images)} if spec else None
+        if spec is not None and simulated is not None:
+            simulated.update({p.source: spec.user_image_description() for p in pairs
+                              if user_specimens.is_user_source(p.source)})
         csv_path = root / self.descriptions if self.descriptions else None
         tokens, self.descriptions_origin = pair_descriptions(
             [p.source for p in pairs], simulated=simulated, csv_path=csv_path, default=self.description)
@@ -823,7 +836,7 @@ class UnpairedDataModule(SRDataModule):
                      for pair in _pair_images(a, b, self.cfg)]
             check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
-            held = _split_sources(sources, self.cfg, str(root))
+            held = _split_simulated(sources, self.cfg, str(root))
             train = held["train"]
             if len(train) < 2:
                 raise SrlabError(f"data.simulation.n_images={len(sources)}: too few for unpaired training "

@@ -145,7 +145,10 @@ def resolve_multiframe(cfg: Any, scale: int) -> MultiFrameSpec:
         raise SrlabError(f"data.frames={frames}: must be >= 1")
     if len(lo_hi) != 2 or not lo_hi[0] <= lo_hi[1]:
         raise SrlabError(f"data.shift_range_px={lo_hi}: expected [lo, hi] with lo <= hi (LR pixels)")
-    return MultiFrameSpec(resolve_simulation(cfg.simulation, scale=scale), frames, (lo_hi[0], lo_hi[1]))
+    base = resolve_simulation(cfg.simulation, scale=scale)
+    if base.hr_images:  # one HR image gives one field, not frames of known sub-pixel shifts
+        raise SrlabError("data.simulation.hr_images: not available for data.kind=multiframe")
+    return MultiFrameSpec(base, frames, (lo_hi[0], lo_hi[1]))
 
 
 def write_multiframe_dataset(spec: MultiFrameSpec, out: str | Path) -> Path:

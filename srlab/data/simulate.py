@@ -51,6 +51,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from scipy import fft as sfft
 
+from srlab.data import user_specimens
 from srlab.data.config import ModalityConfig, SimulationConfig
 from srlab.data.io import write_tiff
 from srlab.errors import SrlabError, unknown_choice
@@ -199,6 +200,9 @@ class SimulationSpec:
     labelling_fraction_range: Range = (1.0, 1.0)
     haze_range: Range | None = None  # None: out_of_focus_fraction for every image
     illumination_gradient_range: Range = (0.0, 0.0)
+    hr_images: tuple[str, ...] = ()  # the user's HR images as specimens (srlab.data.user_specimens)
+    hr_image_digests: tuple[str, ...] = ()  # their contents' fingerprints (in the cache key)
+    hr_image_share: float = 0.5
 
     @property
     def hr_size_px(self) -> int:
@@ -225,6 +229,11 @@ class SimulationSpec:
                 del out[key]
             else:
                 out[key] = list(out[key])
+        if self.hr_images:
+            out["hr_images"], out["hr_image_digests"] = list(self.hr_images), list(self.hr_image_digests)
+        else:  # datasets without them keep the keys they had before the option existed
+            for key in ("hr_images", "hr_image_digests", "hr_image_share"):
+                del out[key]
         out["simulator_version"] = SIMULATOR_VERSION
         return out
 
@@ -258,6 +267,10 @@ class SimulationSpec:
         chosen = set(self.structures_of(index))
         return simulated_description([s for s in self.structures if s in chosen], self.lr.name, self.hr.name,
                                      self.hr.fwhm_nm)
+
+    def user_image_description(self) -> str:
+        """The description of a pair made from one of the user's HR images (its structures unknown)."""
+        return simulated_description([], self.lr.name, self.hr.name, self.hr.fwhm_nm)
 
     def key(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True).encode()
@@ -307,6 +320,11 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
         if not c[key] >= 0:
             raise SrlabError(f"{where}.{key}={c[key]}: must be >= 0")
     ranges = {key: _check_range(where, key, c[key]) for key in RANGES}
+    hr_images, digests = user_specimens.resolve_paths(c["hr_images"], float(c["hr_image_share"]), where)
+    if hr_images and not image_lr:
+        raise SrlabError(f"{where}.hr_images: this data kind makes its own LR images from HR ones; the "
+                         f"user's HR images are specimens of a paired simulation (data.kind: simulated)")
+    user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where)
     fine = c["specimen_pixel_size_nm"]
     finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
     if fine is None:
@@ -322,7 +340,8 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           label_size_nm=float(c["label_size_nm"]), density_scale=float(c["density_scale"]),
                           out_of_focus_fraction=float(c["out_of_focus_fraction"]),
                           defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
-                          **ranges)
+                          hr_images=hr_images, hr_image_digests=digests,
+                          hr_image_share=float(c["hr_image_share"]), **ranges)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -503,6 +522,10 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
             if progress and (i + 1) % max(1, spec.n_images // 10) == 0:
                 print(f"srlab simulate: {i + 1}/{spec.n_images} images", file=sys.stderr, flush=True)
         settings = {"name": spec.name, "key": spec.key(), **spec.as_dict()}
+        for name, lr, hr in user_specimens.pairs(spec) if spec.image_lr else ():
+            write_tiff(tmp / "hr" / f"{name}.tif", hr, pixel_size_nm=spec.hr.pixel_size_nm)
+            write_tiff(tmp / "lr" / f"{name}.tif", lr, pixel_size_nm=spec.lr.pixel_size_nm)
+            settings["hr_image_draws"] = len(lr)
         if spec.randomized:
             settings["images"] = [dataclasses.asdict(spec.variation(i)) for i in range(spec.n_images)]
         (tmp / "simulation.json").write_text(json.dumps(settings, indent=2) + "\n")

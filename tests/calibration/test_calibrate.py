@@ -289,3 +289,25 @@ def test_noise_fit_does_not_depend_on_the_order_of_the_images():
     gains = {round(fit_noise([images[i] for i in p], offset_adu=0.0).gain_adu_per_photon, 12)
              for p in itertools.permutations(range(3))}
     assert len(gains) == 1, gains
+
+
+def test_hr_specimens_puts_the_hr_images_into_the_block_on_request(real_folder: Path, tmp_path: Path, capsys):
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    lr = {"modality": "widefield", "psf_fwhm_nm": FWHM_NM, "e_per_adu": E_PER_ADU, "offset_adu": OFFSET_ADU}
+    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "sim", "e_per_adu": E_PER_ADU,
+                                                         "offset_adu": OFFSET_ADU, "signal_photons": 200.0},
+                                        "n_images": 2, "lr_size_px": 96, "seed": 8}, scale=2))
+    hr = [write_tiff(tmp_path / f"sim{i}.tif", imager.image(i)["hr"], pixel_size_nm=40.0) for i in range(2)]
+    lrs = sorted(real_folder.glob("*.tif"))
+    plain, asked = tmp_path / "plain.yaml", tmp_path / "asked.yaml"
+    assert _run(*lrs, "--hr", *hr, "--out", plain, "--offset-adu", OFFSET_ADU) == 0
+    assert "hr_images" not in yaml.safe_load(plain.read_text())["simulation"]
+    assert _run(*lrs, "--hr", *hr, "--hr-specimens", "--out", asked, "--offset-adu", OFFSET_ADU) == 0
+    assert "the prior 'sim_broad' and the 2 --hr file(s)" in capsys.readouterr().out
+    simulation = yaml.safe_load(asked.read_text())["simulation"]
+    assert simulation["hr_images"] == [str(p.resolve()) for p in hr] and simulation["hr_image_share"] == 0.5
+    assert resolve_simulation(simulation, scale=2).hr_images == tuple(str(p.resolve()) for p in hr)
+    assert _run(*lrs, "--hr-specimens", "--out", tmp_path / "none.yaml") == 2
+    assert "--hr-specimens needs --hr images" in capsys.readouterr().err
+    assert not (tmp_path / "none.yaml").exists()

@@ -110,6 +110,15 @@ def no_testing(*args, **kwargs):
     raise AssertionError("srlab test computed metrics before checking it could save them")
 
 
+def _hr_image_of_pixel_size(pixel_size_nm: float) -> Callable[[Case], list[str]]:
+    def argv(c: Case) -> list[str]:
+        c.monkeypatch.setenv("SRLAB_DATA_DIR", str(c.tmp / "data"))
+        image = (np.random.default_rng(0).poisson(20, (96, 96))).astype(np.uint16)
+        path = write_tiff(c.tmp / "sted.tif", image, pixel_size_nm=pixel_size_nm)
+        return ["train", "edsr_smoke", *c.tiny(f"data.simulation.hr_images=[{path}]")]
+    return argv
+
+
 # -- the rows ------------------------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -258,6 +267,10 @@ ROWS = [
     Row("unsafe_checkpoint", _unsafe_checkpoint, 2, "which srlab never loads", needs_run=True,
         not_in="weights_only=False"),
     # 6. data sanity
+    Row("hr_images_missing", train("data.simulation.hr_images=[/no/such/sted.tif]"), 2,
+        "data.simulation.hr_images: /no/such/sted.tif: no such file"),
+    Row("hr_images_pixel_size", _hr_image_of_pixel_size(55.0), 2,
+        "sted.tif: pixel size 55 nm, but the block's HR pixel is"),
     Row("constant_dataset", _constant_dataset, 2, "10 of 10 image(s) constant (every pixel 7"),
     Row("same_stem_two_suffixes", _ambiguous("a.tif", "a.tiff"), 2,
         "'a.tif' and 'a.tiff' have the same name up to suffix or case"),

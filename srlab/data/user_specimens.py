@@ -1,0 +1,163 @@
+"""The user's own HR images as specimens of a simulated dataset (``data.simulation.hr_images``).
+
+A synthetic specimen library, however broad, is not the user's specimen: on pySTED's fields (derived
+from real STED images) a network trained on srlab's calibrated simulation with the broad prior stayed
+below Richardson–Lucy while the same network trained on those fields' own pairs was well above it
+(BENCHMARKS.md, realcheck). A user who has a few HR images of the target modality — unpaired, other
+fields, the ``--hr`` images of ``srlab calibrate`` — has a sample of that specimen. This module turns
+each into training pairs: the HR side is the user's image as acquired, the LR side is what srlab's
+calibrated LR microscope would record of it.
+
+It follows the classical way of making training pairs from high-quality images alone — degrade them
+with a model of the low-quality acquisition (CARE, Weigert et al., Nat. Methods 2018, used it for
+isotropic restoration and for their "synthetic" pairs) — with the calibrated physics of the block's
+modalities instead of a generic degradation::
+
+    LR = camera_LR( photons_LR( area_s( G_rel ⊛ (HR photons − HR background) ) ) )
+
+* HR photons: the file's counts through the HR modality's camera inverted (offset, gain, EM gain),
+  less its ``background_photons`` — the label density blurred by the HR PSF, with the HR image's noise;
+* ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) (:func:`srlab.data.physics.relative_blur`'s
+  law: exact for Gaussian PSFs, the Gaussian of the same FWHM for an Airy or confocal one);
+* ``area_s``: the mean over s×s HR pixels, so that LR pixel ``i`` covers HR pixels ``s·i … s·i+s−1`` (the
+  simulator's pairing). For a scanning LR modality this is the blurred image at the block's centre to
+  within the blur's curvature over one HR pixel, small for a blur several pixels wide;
+* ``photons_LR``: the simulator's photon law (:func:`srlab.data.simulate.calibrate`: the 99.9th
+  percentile → ``signal_photons``, plus ``background_photons``);
+* ``camera_LR``: the LR detector (Poisson, EM multiplication, read noise, gain, offset, bit depth).
+
+What it cannot do, and why it is still worth it: the HR image's noise is in the target (as it is in the
+simulator's own targets) and, averaged over the relative blur, a small part of the LR signal; the
+out-of-focus light is the HR modality's, not the LR one's; a field is only as large as the user's
+image. Each HR image gets ``draws`` independent LR noise realizations, written as one stack so that
+its slices stay in one split, and every such stack is a *training* image: the held-out validation and
+test images stay the synthetic ones (a handful of user images is too few to hold one out, and a
+held-out score on them would only measure the LR model above).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from srlab.errors import SrlabError
+
+if TYPE_CHECKING:
+    from srlab.data.simulate import SimulationSpec
+
+#: File-name prefix of the user-specimen stacks in a simulated dataset (``hr_image_00.tif`` ...).
+PREFIX = "hr_image_"
+#: At most this many LR noise realizations per HR image (a single small image would otherwise be
+#: written hundreds of times to reach its share).
+MAX_DRAWS = 128
+
+
+def stem(index: int) -> str:
+    """The file name (without ``.tif``) of the user's HR image ``index`` in a simulated dataset."""
+    return f"{PREFIX}{index:02d}"
+
+
+def is_user_source(source: str) -> bool:
+    """Whether a simulated dataset's source (file stem) is one of the user's HR images."""
+    return source.startswith(PREFIX)
+
+
+def fingerprint(path: str | Path, where: str) -> str:
+    """SHA-256 (first 16 hex digits) of a file's bytes: part of the dataset's cache key, so an edited
+    image makes a new dataset."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError as err:
+        raise SrlabError(f"{where}: {path}: cannot read ({err.strerror or err})") from None
+
+
+def resolve_paths(paths: Sequence[str], share: float, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Absolute paths and fingerprints of ``paths`` (``data.simulation.hr_images``), checked."""
+    if not paths:
+        return (), ()
+    if not 0.0 < share < 1.0:
+        raise SrlabError(f"{where}.hr_image_share={share}: must be in (0, 1)")
+    resolved = []
+    for p in paths:
+        path = Path(str(p)).expanduser()
+        if not path.is_file():
+            raise SrlabError(f"{where}.hr_images: {p}: no such file")
+        resolved.append(str(path.resolve()))
+    if len(set(resolved)) != len(resolved):
+        raise SrlabError(f"{where}.hr_images: a file is listed twice")
+    return tuple(resolved), tuple(fingerprint(p, f"{where}.hr_images") for p in resolved)
+
+
+def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str) -> None:
+    """Each image (every slice of a stack) at the HR pixel size where the file carries one, and large
+    enough — checked when the block is resolved, before anything is written."""
+    from srlab.data.io import load_images
+
+    for path in paths:
+        for im in load_images(path):
+            if im.pixel_size_nm and not math.isclose(im.pixel_size_nm, hr_pixel_size_nm, rel_tol=0.03):
+                raise SrlabError(f"{where}.hr_images: {path}: pixel size {im.pixel_size_nm:g} nm, but the "
+                                 f"block's HR pixel is {hr_pixel_size_nm:g} nm")
+            if min(im.image.shape[-2:]) < 8 * scale:
+                raise SrlabError(f"{where}.hr_images: {path}: {im.image.shape[-2]}×{im.image.shape[-1]} px is "
+                                 f"too small (needs >= {8 * scale} px)")
+
+
+def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The user's HR images (every slice of a stack its own image), cropped to a multiple of the scale,
+    as ``(as acquired, photons above the HR background)``."""
+    from srlab.data.io import load_images
+
+    hr, s = spec.hr, spec.scale
+    out = []
+    for path in spec.hr_images:
+        for im in load_images(path):
+            h, w = im.image.shape[-2:]
+            acquired = im.image[0, :h - h % s, :w - w % s]
+            out.append((acquired, hr.camera.backward(acquired) - np.float32(hr.background_photons)))
+    return out
+
+
+def draws_per_image(spec: SimulationSpec, images: list[tuple[np.ndarray, np.ndarray]]) -> int:
+    """LR noise realizations per HR image so that the user's images hold ``hr_image_share`` of the
+    dataset's HR pixels (at least 1, at most :data:`MAX_DRAWS`)."""
+    synthetic = spec.n_images * spec.hr_size_px**2
+    user = sum(a.size for a, _ in images)
+    share = spec.hr_image_share
+    return int(min(MAX_DRAWS, max(1, round(share / (1.0 - share) * synthetic / user))))
+
+
+def lr_expected(spec: SimulationSpec, hr_photons: np.ndarray) -> np.ndarray:
+    """Expected LR photons per pixel of an HR image in photons above its background (the model above)."""
+    from srlab.data.simulate import calibrate
+    from srlab.optics.kernels import downsample, gaussian_blur
+    from srlab.optics.psf import FWHM_PER_SIGMA
+
+    lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
+    if not lr_f > hr_f:
+        raise SrlabError(f"data.simulation.hr_images: the LR PSF ({lr_f:.0f} nm) is not wider than the HR PSF "
+                         f"({hr_f:.0f} nm), so the LR image cannot be made from the HR one")
+    sigma_px = math.sqrt(lr_f**2 - hr_f**2) / FWHM_PER_SIGMA / spec.hr.pixel_size_nm
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(hr_photons, np.float32))[None, None]
+        low = downsample(gaussian_blur(x, sigma_px), spec.scale, "area")[0, 0].numpy()
+    return calibrate(low, spec.lr)
+
+
+def pairs(spec: SimulationSpec) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(stem, lr_stack, hr_stack)`` per user HR image: ``draws`` LR camera images of independent noise,
+    and the HR image as acquired repeated alongside (the paired loader matches slices)."""
+    images = load_hr(spec)
+    if not images:
+        return
+    draws = draws_per_image(spec, images)
+    for k, (acquired, photons) in enumerate(images):
+        expected = lr_expected(spec, photons)
+        rng = np.random.default_rng([spec.seed, k, 5])  # streams 0-4 are the synthetic images'
+        lr = np.stack([spec.lr.camera.forward(expected, rng) for _ in range(draws)])
+        yield stem(k), lr, np.ascontiguousarray(np.broadcast_to(acquired, (draws, *acquired.shape)), np.float32)

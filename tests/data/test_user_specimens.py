@@ -1,0 +1,106 @@
+"""The user's HR images as specimens of a simulated dataset (srlab.data.user_specimens)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from srlab.data import build_datamodule, user_specimens
+from srlab.data import simulate as sim
+from srlab.data.io import read_tiff, write_tiff
+from srlab.errors import SrlabError
+from tests.data.conftest import TINY_SIMULATION
+
+# Gaussian PSFs on both sides and no out-of-focus layer: then the relative blur is exact, and the LR image
+# made from the HR one must be the simulator's own LR image of the same specimen.
+GAUSSIAN = {**TINY_SIMULATION, "lr": {"modality": "confocal", "psf_fwhm_nm": 220.0},
+            "hr": {"modality": "sted", "psf_fwhm_nm": 60.0}, "out_of_focus_fraction": 0.0, "lr_size_px": 48}
+
+
+def _hr_files(tmp_path, n=2, pixel_size_nm=20.0):
+    """Acquired HR images of the simulator's own (a Gaussian STED of GAUSSIAN's specimens 3, 4, ...)."""
+    imager = sim.Imager(sim.resolve_simulation(GAUSSIAN, scale=2))
+    return [str(write_tiff(tmp_path / f"sted{i}.tif", imager.image(3 + i)["hr"], pixel_size_nm=pixel_size_nm))
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("index", [1, 2, 3])
+def test_lr_made_from_an_hr_image_is_the_simulators_lr_of_that_specimen(index):
+    spec = sim.resolve_simulation(GAUSSIAN, scale=2)
+    images = sim.Imager(spec).image(index)
+    made = user_specimens.lr_expected(spec, images["hr_expected"] - spec.hr.background_photons)
+    truth = images["lr_expected"]
+    assert made.shape == truth.shape
+    assert np.percentile(made - spec.lr.background_photons, 99.9) == pytest.approx(spec.lr.signal_photons, rel=1e-3)
+    # Away from the border (the simulator images the field beyond it, an HR image holds nothing there) and
+    # up to the photon scale (set by the 99.9th percentile of each whole image), the two are one image.
+    inner = (slice(8, -8),) * 2
+    a, b = made[inner] - spec.lr.background_photons, truth[inner] - spec.lr.background_photons
+    scale = float((a * b).sum() / (a * a).sum())
+    err = np.sqrt(np.mean((scale * a - b) ** 2)) / spec.lr.signal_photons
+    assert err < 0.002 and 0.8 < scale < 1.25, (err, scale)  # the LR FWHM itself as the blur: 0.003-0.008
+    # without the relative blur (the LR taken as the HR image binned) the same check fails
+    binned = images["hr_expected"].reshape(48, 2, 48, 2).mean((1, 3))[inner] - spec.hr.background_photons
+    k = float((binned * b).sum() / (binned * binned).sum())
+    assert np.sqrt(np.mean((k * binned - b) ** 2)) / spec.lr.signal_photons > 5 * err
+
+
+def test_dataset_holds_the_hr_images_with_independent_lr_draws(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    files = _hr_files(tmp_path)
+    root, spec = sim.simulated_dataset({**GAUSSIAN, "hr_images": files}, scale=2)
+    plain, _ = sim.simulated_dataset(GAUSSIAN, scale=2)
+    assert root != plain and spec.hr_images == tuple(files)
+    # share 0.5 of the HR pixels: 6 synthetic images of 96² against 2 of 96² -> 3 draws each
+    assert user_specimens.draws_per_image(spec, user_specimens.load_hr(spec)) == 3
+    lr, _, lr_px = read_tiff(root / "lr" / "hr_image_01.tif")
+    hr, _, hr_px = read_tiff(root / "hr" / "hr_image_01.tif")
+    source, _, _ = read_tiff(files[1])
+    assert lr.shape == (3, 48, 48) and hr.shape == (3, 96, 96) and (lr_px, hr_px) == (40.0, 20.0)
+    np.testing.assert_array_equal(hr[2], source)  # the target is the image as acquired
+    assert not np.array_equal(lr[0], lr[1])  # independent camera noise
+    expected = user_specimens.lr_expected(spec, spec.hr.camera.backward(source) - spec.hr.background_photons)
+    residual = (lr.astype(np.float64) - expected) / np.sqrt(expected)  # counting detector: Poisson
+    assert abs(residual.mean()) < 0.05 and residual.std() == pytest.approx(1.0, abs=0.1)
+    # an edited image makes another dataset
+    write_tiff(files[0], source[::-1].copy(), pixel_size_nm=20.0)
+    assert sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2).key() != spec.key()
+
+
+def test_hr_images_train_only_and_are_described(tmp_path, monkeypatch, cfg_factory):
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    files = _hr_files(tmp_path, n=3)
+    dm = build_datamodule(cfg_factory(kind="simulated", simulation={**GAUSSIAN, "hr_images": files}), seed=0)
+    dm.prepare_data()
+    dm.setup()
+    splits = dm.describe()["splits"]
+    assert {"hr_image_00", "hr_image_01", "hr_image_02"} <= set(splits["train"])
+    for held in ("val", "test"):
+        assert splits[held] and all(s.startswith("sim_") for s in splits[held])
+    assert len(splits["train"]) + len(splits["val"]) + len(splits["test"]) == 6 + 3
+    plain = build_datamodule(cfg_factory(kind="simulated", simulation=GAUSSIAN), seed=0)
+    plain.prepare_data()
+    plain.setup()
+    assert {k: plain.describe()["splits"][k] for k in ("val", "test")} == {k: splits[k] for k in ("val", "test")}
+    tokens = [p.tokens for p in dm.data["train"] if p.source.startswith("hr_image_")]
+    assert tokens and all(t is not None for t in tokens)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hr_images": ["/no/such/sted.tif"]}, "hr_images: /no/such/sted.tif: no such file"),
+    ({"hr_image_share": 1.0}, "hr_image_share=1.0: must be in (0, 1)"),
+])
+def test_bad_hr_images_are_one_line_errors(tmp_path, change, message):
+    values = {**GAUSSIAN, "hr_images": _hr_files(tmp_path, n=1), **change}
+    with pytest.raises(SrlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        sim.resolve_simulation(values, scale=2)
+
+
+def test_hr_images_of_another_pixel_size_or_for_an_lr_making_kind_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    wrong = _hr_files(tmp_path, n=1, pixel_size_nm=30.0)
+    with pytest.raises(SrlabError, match="pixel size 30 nm, but the block's HR pixel is 20 nm"):
+        sim.simulated_dataset({**GAUSSIAN, "hr_images": wrong}, scale=2)
+    assert not (tmp_path / "cache").exists()  # refused when the block is resolved, before anything is written
+    files = _hr_files(tmp_path, n=1)
+    with pytest.raises(SrlabError, match="makes its own LR images"):
+        sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2, image_lr=False)
