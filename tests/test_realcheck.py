@@ -60,8 +60,16 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
                    "srlab rl_edsr_smoke (Richardson–Lucy + EDSR 8×32 residual)",
                    "oracle: edsr_smoke trained on these test pairs (noise-free HR)",
                    "oracle: rl_edsr_smoke trained on these test pairs (noise-free HR)"}
-        methods |= {f"{m} +adapt to the test LR images (unlabelled)" for m in methods if m.startswith("srlab")}
+        learned = [m for m in methods if m.startswith("srlab")]
+        methods |= {f"{m} +adapt to the test LR images (unlabelled)" for m in learned}
+        methods |= {f"{m} with the --hr images as specimens too" for m in learned}
         assert set(entry["results"]["noise_free"]) == methods
+        # the --hr images show no test field (STED: other pySTED datamaps), and the block leaves them out
+        # unless asked (--hr-specimens: the rows above)
+        shown = {p.stem for p, _ in entry["task"].pairs}
+        assert not shown & {p.stem for p in entry["task"].hr_calibration}
+        block = (tmp_path / "work" / "experiments" / "data" / f"realcheck_{name}.yaml").read_text()
+        assert "hr_images" not in block
         assert all("oracle" not in verdict for _, verdict in entry["tables"])  # never the verdict
         # the verdict is given without and with the adapted runs
         assert all("simulation only" in verdict and "with `srlab adapt`" in verdict for _, verdict in entry["tables"])
