@@ -35,6 +35,11 @@ def _plain(node: Any) -> Any:
 PSF_KEYS = frozenset({"psf_fwhm_nm", "psf_fwhm_px", "pixel_size_nm"})
 
 
+def _takes_psf(accepted: Any) -> bool:
+    """Whether a network's constructor (its accepted parameters) models the blur with a PSF in nm."""
+    return {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted)
+
+
 def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, where: str) -> dict[str, Any]:
     """``kwargs`` plus in/out channels and scale from the data block, for the ones the constructor takes;
     an explicit scale must agree with ``data.scale``. Multi-frame data (``data.frames``) feed T frames
@@ -54,7 +59,7 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
     missing = sorted(set(implied.get("scales", ())) - set(kwargs.get("scales", ())))
     if "scales" in accepted and missing:
         raise SrlabError(f"{where}.scales={list(kwargs['scales'])} has no head for data.scales {missing}")
-    if {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted) and not PSF_KEYS & set(kwargs):
+    if _takes_psf(accepted) and not PSF_KEYS & set(kwargs):
         # A network that models the blur gets the data's own (a calibrated block's measured PSFs),
         # unless the experiment fixes one
         from srlab.data.physics import relative_blur
@@ -69,7 +74,7 @@ def default_psf_note(cfg: DictConfig) -> str | None:
     """One line for a network that deconvolves but was given no PSF and whose data imply none (your own
     pairs): it then uses its own default, which the user should know about; ``None`` otherwise."""
     accepted = models.NETWORKS.parameters(cfg.model.name)
-    if not {"psf_fwhm_nm", "pixel_size_nm"} <= set(accepted) or PSF_KEYS & set(network_kwargs(cfg)):
+    if not _takes_psf(accepted) or PSF_KEYS & set(network_kwargs(cfg)):
         return None
     from srlab.models.classical import DEFAULT_PSF_FWHM_PX
 

@@ -36,6 +36,7 @@ held-out score on them would only measure the LR model above).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
@@ -67,11 +68,29 @@ def is_user_source(source: str) -> bool:
     return source.startswith(PREFIX)
 
 
+def _file_key(path: str) -> tuple[str, int, int, int]:
+    """What identifies a file's contents for this process's memos: path, size, inode, modification time."""
+    st = Path(path).stat()
+    return path, st.st_size, st.st_ino, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(key: tuple[str, int, int, int]) -> str:
+    return hashlib.sha256(Path(key[0]).read_bytes()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry(key: tuple[str, int, int, int]) -> tuple[tuple[float | None, int, int], ...]:
+    from srlab.data.io import load_images
+
+    return tuple((im.pixel_size_nm, *im.image.shape[-2:]) for im in load_images(key[0]))
+
+
 def fingerprint(path: str | Path, where: str) -> str:
     """SHA-256 (first 16 hex digits) of a file's bytes: part of the dataset's cache key, so an edited
-    image makes a new dataset."""
+    image makes a new dataset. Memoized per file state: a block is resolved several times per run."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        return _digest(_file_key(str(path)))
     except OSError as err:
         raise SrlabError(f"{where}: {path}: cannot read ({err.strerror or err})") from None
 
@@ -95,17 +114,14 @@ def resolve_paths(paths: Sequence[str], share: float, where: str) -> tuple[tuple
 
 def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str) -> None:
     """Each image (every slice of a stack) at the HR pixel size where the file carries one, and large
-    enough — checked when the block is resolved, before anything is written."""
-    from srlab.data.io import load_images
-
+    enough — checked when the block is resolved, before anything is written (memoized per file state)."""
     for path in paths:
-        for im in load_images(path):
-            if im.pixel_size_nm and not math.isclose(im.pixel_size_nm, hr_pixel_size_nm, rel_tol=0.03):
-                raise SrlabError(f"{where}.hr_images: {path}: pixel size {im.pixel_size_nm:g} nm, but the "
+        for pixel_nm, h, w in _geometry(_file_key(path)):
+            if pixel_nm and not math.isclose(pixel_nm, hr_pixel_size_nm, rel_tol=0.03):
+                raise SrlabError(f"{where}.hr_images: {path}: pixel size {pixel_nm:g} nm, but the "
                                  f"block's HR pixel is {hr_pixel_size_nm:g} nm")
-            if min(im.image.shape[-2:]) < 8 * scale:
-                raise SrlabError(f"{where}.hr_images: {path}: {im.image.shape[-2]}×{im.image.shape[-1]} px is "
-                                 f"too small (needs >= {8 * scale} px)")
+            if min(h, w) < 8 * scale:
+                raise SrlabError(f"{where}.hr_images: {path}: {h}×{w} px is too small (needs >= {8 * scale} px)")
 
 
 def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
