@@ -35,7 +35,7 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
-from srlab.calibration.noise import NoiseFit, fit_noise
+from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.errors import SrlabError, unknown_choice
@@ -52,6 +52,8 @@ DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "st
 MIN_SIDE_PX = 64
 #: Fraction of pixels at the top grey level above which an image counts as saturated.
 SATURATED_FRACTION = 1e-3
+#: Note the darkest-level background when smoothed shot noise alone would read it this share low.
+BACKGROUND_DEPTH_NOTE = 0.15
 
 
 @dataclass(frozen=True)
@@ -269,15 +271,23 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         e["read_noise_adu"] = Estimate(dark.read_noise_adu, dark.read_noise_se, "ADU", dark.method)
     bgs = [background(im) for im in images]
     level, level_err = combine([b.level_adu for b in bgs])
-    spread = float(np.median([b.high_adu - b.low_adu for b in bgs]))
+    spread, spread_err = combine([b.high_adu - b.low_adu for b in bgs])
     # The block's uniform background is the darkest level above the offset; the simulator adds the
     # out-of-focus haze above it itself (the median tile level and the spread are reported).
     bg_photons = max(noise.dark_level_adu - noise.offset_adu, 0.0) / g
-    e["background_photons"] = Estimate(bg_photons, noise.offset_se / g if noise.offset_given else 0.0,
-                                       "photons/px", "darkest level above the offset")
+    e["background_photons"] = Estimate(bg_photons, _darkest_level_se(noise) / g, "photons/px",
+                                       "darkest level above the offset")
+    # The darkest level is a low percentile of the smoothed image, so shot noise alone puts it below a
+    # uniform background; how far, at this level and camera (reported, not applied: haze and blur push
+    # it the other way, see darkest_level_depth_adu).
+    depth = darkest_level_depth_adu(float(noise.variance(noise.dark_level_adu))) / g
+    e["background_noise_depth_photons"] = Estimate(depth, depth * noise.gain_se / g, "photons/px",
+                                                   "how far smoothed shot noise alone puts the darkest level below "
+                                                   "a uniform background")
     e["background_median_photons"] = Estimate(max(level - noise.offset_adu, 0.0) / g, level_err / g,
                                               "photons/px", "median of 8×8 tiles' 5th percentile")
-    e["background_variation_photons"] = Estimate(spread / g, 0.0, "photons/px", "tiles' 10th–90th pct spread")
+    e["background_variation_photons"] = Estimate(spread / g, spread_err / g, "photons/px",
+                                                 "tiles' 10th–90th pct spread")
     # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
     dark = max(noise.offset_adu, 0.0)
     peaks = [(float(np.percentile(im, 99.9)) - dark) / g - bg_photons for im in images]
@@ -336,6 +346,14 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")
+    for side in (lr, hr):
+        if side is None:
+            continue
+        bg, low = side.estimates["background_photons"].value, side.estimates["background_noise_depth_photons"].value
+        if bg > 0 and low > BACKGROUND_DEPTH_NOTE * bg:
+            cal.notes.append(f"{side.role.upper()} background {bg:.3g} photons/px is the darkest level of photon-poor "
+                             f"images: smoothed shot noise alone would read a uniform background {low:.2g} "
+                             f"photons/px ({low / bg:.0%}) low; haze or blur would read it high")
     if depth <= 8:
         cal.notes.append("8-bit images: quantization has removed information; noise below 1 ADU is not fitted")
     if lr.noise.gain_adu_per_photon < 0.2:
@@ -353,6 +371,15 @@ def _check_dark(dark: DarkFrames | None, images: list[np.ndarray], flag: str) ->
         raise SrlabError(f"{flag}: mean level {dark.offset_adu:.4g} ADU is not below the images' median "
                          f"({median:.4g} ADU); these are not dark frames of this detector (shutter closed, "
                          f"same exposure and gain)")
+
+
+def _darkest_level_se(noise: NoiseFit) -> float:
+    """Standard uncertainty (ADU) of the darkest level above the offset: the images' scatter
+    (:func:`combine`; none from one image), the offset's and the gain's, combined."""
+    _, scatter = combine(list(noise.dark_levels_adu))
+    offset_se = noise.offset_se if noise.offset_given else 0.0  # else the offset *is* the darkest level
+    level = max(noise.dark_level_adu - noise.offset_adu, 0.0)
+    return math.sqrt(scatter**2 + offset_se**2 + (level * noise.gain_se / noise.gain_adu_per_photon) ** 2)
 
 
 def pixel_photons_ok(value: float) -> float:
