@@ -255,8 +255,11 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     else:
         e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", f"power spectrum ({spots.used} isolated spots "
                                                           f"< {MIN_SPOTS})")
-    e["decorrelation_resolution_nm"] = Estimate(*combine([d.resolution_px * px for d in decorr]), "nm",
-                                                "image decorrelation analysis (Descloux 2019)")
+    peaked = [d for d in decorr if math.isfinite(d.resolution_px)]
+    e["decorrelation_resolution_nm"] = Estimate(
+        *combine([d.resolution_px * px for d in peaked], [d.resolution_se_px * px for d in peaked]), "nm",
+        "image decorrelation analysis (Descloux 2019)" + ("" if len(peaked) == len(decorr) else
+                                                          f"; {len(peaked)} of {len(decorr)} images have a peak"))
     e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)")
     g = noise.gain_adu_per_photon
     e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "Poisson-Gaussian fit (Foi 2008)")

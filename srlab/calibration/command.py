@@ -42,8 +42,10 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{psf_check} [block: {e['psf_fwhm_nm'].method}]"))
         lines.append(_line("  from the spectrum", e["psf_fwhm_spectrum_nm"]))
         lines.append(_line("  from isolated spots", e["psf_fwhm_spots_nm"]))
-        lines.append(_line("decorrelation res.", e["decorrelation_resolution_nm"],
-                           sv("decorrelation_resolution_nm")))
+        decorr = e["decorrelation_resolution_nm"]
+        partial = decorr.method.partition("; ")[2]  # "k of n images have a peak": the rest are noise-dominated
+        lines.append(_line("decorrelation res.", decorr,
+                           sv("decorrelation_resolution_nm") + (f" [{partial}]" if partial else "")))
         lines.append(_line("single-image FRC", e["frc_resolution_nm"], sv("frc_resolution_nm")))
         lines.append(_line("gain", e["gain_adu_per_photon"], sv("gain_adu_per_photon")))
         lines.append(_line("offset", e["offset_adu"], f"({e['offset_adu'].method})"))

@@ -237,6 +237,13 @@ class Decorrelation:
     curve: np.ndarray
     peaks: list[tuple[float, float]]
 
+    @property
+    def resolution_se_px(self) -> float:
+        """The resolution's uncertainty from the radius grid alone (half a step in ``k_c``, uniform):
+        the method's floor, what one image can state."""
+        step = float(self.radius[1] - self.radius[0])
+        return self.resolution_px * (0.5 * step / math.sqrt(3.0)) / self.k_c
+
 
 def decorrelation(image: np.ndarray, *, n_filters: int = 10, n_points: int = 200) -> Decorrelation:
     """Image decorrelation analysis (see the module doc). NaN when no curve has an inner peak."""
