@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from srlab.calibration import Calibration, Side, pixel_photons_ok
+from srlab.data.config import HR_IMAGE_SHARE
 from srlab.errors import SrlabError
 
 
@@ -95,7 +96,7 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         # the user's own HR images are a sample of their specimen: also specimens of the simulation
         # (srlab.data.user_specimens), as training images beside the prior's
         specimens["hr_images"] = [str(Path(p).resolve()) for p in cal.hr.paths]
-        specimens["hr_image_share"] = 0.5
+        specimens["hr_image_share"] = HR_IMAGE_SHARE
     top = {k: v for k, v in prior.items() if k != "simulation"}
     return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
             "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}

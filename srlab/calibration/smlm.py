@@ -504,7 +504,7 @@ def run_calibrate_smlm(args) -> int:
         raise SrlabError(f"--smlm takes one stack, got {len(args.images)} paths")
     ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target),
                                         ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"),
-                                        ("--hr-specimens", getattr(args, "hr_specimens", False)))
+                                        ("--hr-specimens", args.hr_specimens))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")

@@ -27,6 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The share of a simulated dataset's HR pixels that the user's HR images hold by default
+#: (``simulation.hr_image_share``; ``srlab calibrate --hr-specimens`` writes it).
+HR_IMAGE_SHARE = 0.5
+
 
 @dataclass
 class ModalityConfig:
@@ -101,7 +105,7 @@ class SimulationConfig:
     # the LR side imaged from them by the LR modality), holding ``hr_image_share`` of the HR pixels;
     # training images only. ``srlab calibrate --hr`` writes its HR images here.
     hr_images: list[str] = field(default_factory=list)
-    hr_image_share: float = 0.5
+    hr_image_share: float = HR_IMAGE_SHARE
 
 
 @dataclass

@@ -675,9 +675,10 @@ class PairedDataModule(SRDataModule):
         self._attach_descriptions(root, pairs)
 
     def _attach_descriptions(self, root: Path, pairs: list[ImagePair]) -> None:
-        spec = self.simulation if self.path is None else None
-        simulated = {image_stem(i): spec.description(i) for i in range(spec.n_images)} if spec else None
-        if spec is not None and simulated is not None:  # (both or neither; the check is for the type checker)
+        simulated = None
+        spec = self.simulation  # set exactly when there is no data.path
+        if spec is not None:
+            simulated = {image_stem(i): spec.description(i) for i in range(spec.n_images)}
             simulated.update({p.source: spec.user_image_description() for p in pairs
                               if user_specimens.is_user_source(p.source)})
         csv_path = root / self.descriptions if self.descriptions else None

@@ -48,6 +48,16 @@ def degradation_middle(data: DictConfig, key: str) -> float:
     return 0.5 * (lo + hi)
 
 
+def pair_blur(spec: SimulationSpec) -> RelativeBlur:
+    """The Gaussian blur from a simulation's HR to its LR modality: ``sqrt(FWHM_LR² − FWHM_HR²)`` (0 when
+    the LR PSF is not the wider one); an Airy or confocal PSF counts as the Gaussian of the same FWHM."""
+    lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
+    rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
+    return RelativeBlur(rel, spec.hr.pixel_size_nm, spec.lr.pixel_size_nm,
+                        f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm from data.simulation.lr/hr "
+                        f"({spec.lr.name} → {spec.hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
+
+
 def relative_blur(data: DictConfig) -> RelativeBlur | None:
     """The blur from the HR to the LR image that ``data`` (a data block) implies, or ``None``.
 
@@ -64,11 +74,7 @@ def relative_blur(data: DictConfig) -> RelativeBlur | None:
 
     spec = simulated_pairs(data)
     if spec is not None:
-        lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
-        rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
-        return RelativeBlur(rel, spec.hr.pixel_size_nm, spec.lr.pixel_size_nm,
-                            f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm from data.simulation.lr/hr "
-                            f"({spec.lr.name} → {spec.hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
+        return pair_blur(spec)
     kind, scale = str(data.kind), int(data.scale)
     if kind in DATAMODULES and DATAMODULES.entry(kind).family == "degradation":
         hr_px = data.get("hr_pixel_size_nm")

@@ -52,7 +52,7 @@ from omegaconf.errors import OmegaConfBaseException
 from scipy import fft as sfft
 
 from srlab.data import user_specimens
-from srlab.data.config import ModalityConfig, SimulationConfig
+from srlab.data.config import HR_IMAGE_SHARE, ModalityConfig, SimulationConfig
 from srlab.data.io import write_tiff
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.descriptions import simulated_description
@@ -202,7 +202,7 @@ class SimulationSpec:
     illumination_gradient_range: Range = (0.0, 0.0)
     hr_images: tuple[str, ...] = ()  # the user's HR images as specimens (srlab.data.user_specimens)
     hr_image_digests: tuple[str, ...] = ()  # their contents' fingerprints (in the cache key)
-    hr_image_share: float = 0.5
+    hr_image_share: float = HR_IMAGE_SHARE
 
     @property
     def hr_size_px(self) -> int:

@@ -17,8 +17,9 @@ modalities instead of a generic degradation::
 
 * HR photons: the file's counts through the HR modality's camera inverted (offset, gain, EM gain),
   less its ``background_photons`` — the label density blurred by the HR PSF, with the HR image's noise;
-* ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) (:func:`srlab.data.physics.relative_blur`'s
-  law: exact for Gaussian PSFs, the Gaussian of the same FWHM for an Airy or confocal one);
+* ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) (:func:`srlab.data.physics.pair_blur`, the
+  law every consumer of a block's relative blur uses: exact for Gaussian PSFs, the Gaussian of the same
+  FWHM for an Airy or confocal one);
 * ``area_s``: the mean over s×s HR pixels, so that LR pixel ``i`` covers HR pixels ``s·i … s·i+s−1`` (the
   simulator's pairing). For a scanning LR modality this is the blurred image at the block's centre to
   within the blur's curvature over one HR pixel, small for a blur several pixels wide;
@@ -150,15 +151,16 @@ def draws_per_image(spec: SimulationSpec, images: list[tuple[np.ndarray, np.ndar
 
 def lr_expected(spec: SimulationSpec, hr_photons: np.ndarray) -> np.ndarray:
     """Expected LR photons per pixel of an HR image in photons above its background (the model above)."""
+    from srlab.data.physics import pair_blur
     from srlab.data.simulate import calibrate
     from srlab.optics.kernels import downsample, gaussian_blur
     from srlab.optics.psf import FWHM_PER_SIGMA
 
-    lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
-    if not lr_f > hr_f:
-        raise SrlabError(f"data.simulation.hr_images: the LR PSF ({lr_f:.0f} nm) is not wider than the HR PSF "
-                         f"({hr_f:.0f} nm), so the LR image cannot be made from the HR one")
-    sigma_px = math.sqrt(lr_f**2 - hr_f**2) / FWHM_PER_SIGMA / spec.hr.pixel_size_nm
+    if not spec.lr.fwhm_nm > spec.hr.fwhm_nm:
+        raise SrlabError(f"data.simulation.hr_images: the LR PSF ({spec.lr.fwhm_nm:.0f} nm) is not wider than the "
+                         f"HR PSF ({spec.hr.fwhm_nm:.0f} nm), so the LR image cannot be made from the HR one")
+    blur = pair_blur(spec)
+    sigma_px = blur.fwhm_nm / FWHM_PER_SIGMA / blur.hr_pixel_size_nm
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(hr_photons, np.float32))[None, None]
         low = downsample(gaussian_blur(x, sigma_px), spec.scale, "area")[0, 0].numpy()
