@@ -396,6 +396,11 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixel-size-nm", type=float, default=None,
                         help="LR pixel size when the files have none (overrides the files' metadata)")
     parser.add_argument("--hr-pixel-size-nm", type=float, default=None, help="the same for --hr images")
+    parser.add_argument("--channel", type=int, default=None,
+                        help="the channel (0-based) to calibrate in multi-channel LR files (and LR dark frames); "
+                             "the block records it for data.real_lr and srlab adapt")
+    parser.add_argument("--hr-channel", type=int, default=None,
+                        help="the same for the --hr files (and --hr-dark frames)")
     parser.add_argument("--scale", type=int, default=None,
                         help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
     parser.add_argument("--offset-adu", type=float, default=None,

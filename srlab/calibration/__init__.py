@@ -129,23 +129,39 @@ class Calibration:
     prior: str = "sim_broad"
     # --hr-specimens: the HR images are also specimens of the block's simulation (srlab.data.user_specimens)
     hr_specimens: bool = False
+    # the channel measured in multi-channel LR / HR files (--channel, --hr-channel); None: one-channel files
+    channel: int | None = None
+    hr_channel: int | None = None
     simulated: dict[str, Any] = field(default_factory=dict)  # filled by the check simulation
 
 
 # ------------------------------------------------------------------------------------------------
 # Loading and refusing bad input
 # ------------------------------------------------------------------------------------------------
-def read_frames(path: Path, flag: str = "") -> tuple[np.ndarray, np.ndarray, float | None]:
-    """One calibration file: its array as stored, its 2D frames (stacks unrolled) as float64 and its pixel
-    size; one :class:`SrlabError` line (prefixed by ``flag``) for a multi-channel file, a pixel type that
-    is not numbers, NaN or infinite pixels."""
+def read_frames(path: Path, flag: str = "", *, channel: int | None = None, channel_flag: str = "--channel",
+                any_channel_if_one: bool = False) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """One calibration file: its array as stored (``channel`` of a multi-channel file), its 2D frames
+    (stacks unrolled) as float64 and its pixel size; one :class:`SrlabError` line (prefixed by ``flag``)
+    for a multi-channel file without ``channel`` (the option is ``channel_flag``), a channel the file does
+    not have (a one-channel file is read whatever ``channel`` says when ``any_channel_if_one``: a dark
+    frame of the detector), a pixel type that is not numbers, NaN or infinite pixels."""
     from srlab.data.io import CHANNEL_AXES, read_tiff
 
     where = f"{flag} {path}".lstrip()
     array, axes, size = read_tiff(path)
-    if any(a in CHANNEL_AXES and array.shape[axes.index(a)] > 1 for a in axes):
-        raise SrlabError(f"{where}: a multi-channel image (axes '{axes}'); calibrate one channel: split the "
-                         f"channels into separate files")
+    chan = [i for i, a in enumerate(axes) if a in CHANNEL_AXES and array.shape[i] > 1]
+    n = array.shape[chan[0]] if chan else 1
+    if len(chan) > 1:
+        raise SrlabError(f"{where}: has both channel (C) and RGB sample (S) axes ('{axes}'); split the channels "
+                         f"into separate files")
+    if chan and channel is None:
+        raise SrlabError(f"{where}: a {n}-channel image (axes '{axes}'); pass {channel_flag} 0..{n - 1} to "
+                         f"calibrate one of its channels")
+    if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
+        raise SrlabError(f"{where}: {channel_flag} {channel}, but the file has {n} channel(s) (axes '{axes}'; "
+                         f"valid: 0..{n - 1})")
+    if chan:
+        array = np.take(array, channel, axis=chan[0])
     if array.dtype.kind not in "uif" or array.dtype == bool:
         raise SrlabError(f"{where}: unsupported pixel type {array.dtype}")
     frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
@@ -154,18 +170,22 @@ def read_frames(path: Path, flag: str = "") -> tuple[np.ndarray, np.ndarray, flo
     return array, frames, size
 
 
-def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str) -> tuple[list[np.ndarray], float, int]:
-    """The 2D images of ``paths`` (stacks unrolled) as float64, the common pixel size and bit depth.
+def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
+             channel: int | None = None) -> tuple[list[np.ndarray], float, int]:
+    """The 2D images of ``paths`` (stacks unrolled; ``channel`` of multi-channel files) as float64, the
+    common pixel size and bit depth.
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
-    multi-channel files, images smaller than 64 px, constant (empty) and saturated images."""
+    multi-channel files without ``channel``, images smaller than 64 px, constant (empty) and saturated
+    images."""
     if not paths:
         raise SrlabError(f"no {what} images given")
     images: list[np.ndarray] = []
     sizes: dict[Path, float | None] = {}
     depth = 8
     for path in paths:
-        array, frames, size = read_frames(path)
+        array, frames, size = read_frames(path, channel=channel,
+                                          channel_flag="--channel" if what == "LR" else "--hr-channel")
         sizes[path] = size
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
@@ -303,12 +323,14 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
               offset_adu: float | None = None, prior: str = "sim_broad", dark_paths: list[str | Path] = (),
-              hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False) -> Calibration:
+              hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False, channel: int | None = None,
+              hr_channel: int | None = None) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
     calibrated block simulates; ``dark_paths``/``hr_dark_paths``: dark frames of the LR/HR detector
     (offset and read noise, :mod:`~srlab.calibration.dark`); ``hr_specimens``: the block's simulation takes
-    the HR images as specimens too. Bad input is one :class:`SrlabError` line."""
+    the HR images as specimens too; ``channel``/``hr_channel``: the channel measured in multi-channel LR/HR
+    files (and in multi-channel dark frames of that detector). Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
     from srlab.calibration.dark import load_dark, measure_dark
 
@@ -319,21 +341,27 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         raise SrlabError("--hr-dark needs --hr images (dark frames of the HR detector)")
     if hr_specimens and not hr_paths:
         raise SrlabError("--hr-specimens needs --hr images (they are the specimens)")
-    dark = measure_dark(load_dark([Path(p) for p in dark_paths])) if dark_paths else None
-    hr_dark = measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark")) if hr_dark_paths else None
+    for flag, value in (("--channel", channel), ("--hr-channel", hr_channel)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise SrlabError(f"{flag} {value}: a channel index >= 0")
+    if hr_channel is not None and not hr_paths:
+        raise SrlabError("--hr-channel needs --hr images (the channel of the HR files)")
+    dark = measure_dark(load_dark([Path(p) for p in dark_paths], channel=channel)) if dark_paths else None
+    hr_dark = (measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark", channel=hr_channel))
+               if hr_dark_paths else None)
     if modality not in PRESETS:
         raise unknown_choice("--modality", modality, PRESETS)
     target = target or DEFAULT_TARGET.get(modality, "sted")
     if target not in PRESETS:
         raise unknown_choice("--target", target, PRESETS)
     lr_paths = [Path(p) for p in lr_paths]
-    images, px, depth = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR")
+    images, px, depth = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
     _check_dark(dark, images, "--dark")
     lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark)
     hr = None
     if hr_paths:
         hr_paths = [Path(p) for p in hr_paths]
-        hr_images, hr_px, hr_depth = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR")
+        hr_images, hr_px, hr_depth = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR", channel=hr_channel)
         ratio = px / hr_px
         if scale is None:
             if ratio < 0.999 or abs(ratio - round(ratio)) > 0.02 * ratio:
@@ -345,7 +373,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")
-    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens)
+    cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
+                      channel=channel, hr_channel=hr_channel)
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

@@ -97,7 +97,13 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         # (srlab.data.user_specimens), as training images beside the prior's
         specimens["hr_images"] = [str(Path(p).resolve()) for p in cal.hr.paths]
         specimens["hr_image_share"] = HR_IMAGE_SHARE
+        if cal.hr_channel is not None:
+            specimens["hr_image_channel"] = cal.hr_channel
     top = {k: v for k, v in prior.items() if k != "simulation"}
+    if cal.channel is not None:
+        # the channel of the user's LR files, for what reads them later (data.real_lr, srlab adapt);
+        # the simulated images have one channel
+        top["channel"] = cal.channel
     return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
             "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}
 
@@ -111,8 +117,9 @@ def header(cal: Calibration) -> list[str]:
             continue
         names = ", ".join(str(p) for p in side.paths[:6]) + (f" (+{len(side.paths) - 6} more)"
                                                             if len(side.paths) > 6 else "")
+        channel = cal.channel if side is cal.lr else cal.hr_channel
         lines.append(f"{side.role.upper()} ({side.modality}, {side.pixel_size_nm:g} nm/px, {len(side.images)} "
-                     f"image(s)): {names}")
+                     f"image(s){'' if channel is None else f', channel {channel}'}): {names}")
         for key, est in side.estimates.items():
             lines.append(f"  {key:30s} {est.text():28s} [{est.method}]")
     if cal.hr is None:

@@ -65,6 +65,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if cal.hr_specimens:
         lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
                      f"half of the training pixels; docs/calibration.md)")
+    if cal.channel is not None:
+        lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr and srlab adapt "
+                     f"read that channel of your files; srlab predict --channel {cal.channel})")
     lines += [f"  note: {n}" for n in cal.notes]
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
@@ -93,7 +96,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
                     offset_adu=args.offset_adu, prior=args.prior, hr_specimens=args.hr_specimens,
-                    dark_paths=args.dark, hr_dark_paths=args.hr_dark)
+                    dark_paths=args.dark, hr_dark_paths=args.hr_dark, channel=args.channel,
+                    hr_channel=args.hr_channel)
     check = {} if args.no_check else simulate_check(cal)
     write_block(cal, out, overwrite=args.overwrite)
     draw(cal, check, figure)

@@ -43,15 +43,17 @@ class DarkFrames:
         return f"{self.n_frames} dark frame(s), {how}"
 
 
-def load_dark(paths: list[Path], *, what: str = "--dark") -> list[np.ndarray]:
-    """The 2D frames of ``paths`` (stacks unrolled) as float64; one :class:`SrlabError` line for an
-    unreadable pixel type, non-finite pixels or a multi-channel file. A constant frame is fine (a photon
+def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = None) -> list[np.ndarray]:
+    """The 2D frames of ``paths`` (stacks unrolled; ``channel`` of a multi-channel file, a one-channel
+    file whatever it says) as float64; one :class:`SrlabError` line for an unreadable pixel type,
+    non-finite pixels or a multi-channel file without ``channel``. A constant frame is fine (a photon
     counter's dark frame is all zeros)."""
     from srlab.calibration import read_frames
 
     frames: list[np.ndarray] = []
     for path in paths:
-        _, stack, _ = read_frames(path, what)
+        _, stack, _ = read_frames(path, what, channel=channel, any_channel_if_one=True,
+                                  channel_flag="--channel" if what == "--dark" else "--hr-channel")
         if min(stack.shape[-2:]) < 3:
             raise SrlabError(f"{what} {path}: {stack.shape[-2]}×{stack.shape[-1]} px is too small")
         frames.extend(stack)

@@ -106,6 +106,7 @@ class SimulationConfig:
     # training images only. ``srlab calibrate --hr`` writes its HR images here.
     hr_images: list[str] = field(default_factory=list)
     hr_image_share: float = HR_IMAGE_SHARE
+    hr_image_channel: int | None = None  # which channel of multi-channel hr_images files (0-based)
 
 
 @dataclass
@@ -157,7 +158,9 @@ class DataConfig(DataBlock):
     """
 
     path: str | None = None
-    channel: int | None = None  # which channel of multi-channel files (0-based)
+    # which channel of the user's multi-channel files (0-based: data.path, data.real_lr); srlab's own
+    # simulated images have one channel and are read whatever it says
+    channel: int | None = None
     augment: bool = True  # dihedral group (flips, 90° rotations), same on LR and HR
     intensity_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])  # same gain on LR, HR
     patches_per_epoch: int = 1024

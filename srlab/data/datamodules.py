@@ -85,10 +85,11 @@ def _check_size(image: LoadedImage, min_px: int, what: str) -> None:
                          f"(data.patch_size in LR px × scale for HR); use a smaller data.patch_size")
 
 
-def _pair_images(lr_path: Path, hr_path: Path, cfg: Any) -> list[tuple[LoadedImage, LoadedImage]]:
-    """Load an LR file and its HR partner, checking slice counts, shapes and pixel sizes."""
-    lrs = load_images(lr_path, channel=cfg.channel, channels=cfg.channels)
-    hrs = load_images(hr_path, channel=cfg.channel, channels=cfg.channels)
+def _pair_images(lr_path: Path, hr_path: Path, cfg: Any, channel: int | None) -> list[tuple[LoadedImage, LoadedImage]]:
+    """Load an LR file and its HR partner (``channel`` of multi-channel files), checking slice counts,
+    shapes and pixel sizes."""
+    lrs = load_images(lr_path, channel=channel, channels=cfg.channels)
+    hrs = load_images(hr_path, channel=channel, channels=cfg.channels)
     s = cfg.scale
     if len(lrs) != len(hrs):
         raise SrlabError(f"{lr_path}: {len(lrs)} image(s) in the stack but its partner {hr_path} "
@@ -543,6 +544,13 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         root, _ = simulated_dataset(self.cfg.simulation, scale=self.scale, image_lr=self.simulation.image_lr)
         return root
 
+    @property
+    def file_channel(self) -> int | None:
+        """The channel to read from this module's image files: ``data.channel`` names a channel of the
+        user's files (``data.path``, ``data.real_lr``); srlab's simulated images have one channel, so a
+        calibrated block that records the user's channel still reads them."""
+        return None if self.simulation is not None else self.cfg.channel
+
     # -- loading ---------------------------------------------------------------------------------
     def _load(self) -> None:
         raise NotImplementedError
@@ -647,7 +655,7 @@ class PairedDataModule(SRDataModule):
         pairs, given = [], {}
         loaded: list[tuple[LoadedImage, LoadedImage]] = []
         for lr_path, hr_path, split in files:
-            for lr, hr in _pair_images(lr_path, hr_path, self.cfg):
+            for lr, hr in _pair_images(lr_path, hr_path, self.cfg, self.file_channel):
                 loaded.append((lr, hr))
                 pairs.append(ImagePair(lr.name, lr_path.stem, _normalize(lr.image, self.cfg),
                                        _normalize(hr.image, self.cfg)))
@@ -737,7 +745,7 @@ class DegradeDataModule(SRDataModule):
         self._root = root
         images: list[LoadedImage] = []
         for f in list_tiffs(root, what="HR images"):
-            for im in load_images(f, channel=self.cfg.channel, channels=self.cfg.channels):
+            for im in load_images(f, channel=self.file_channel, channels=self.cfg.channels):
                 _check_size(im, self.cfg.patch_size * self.scale, "HR")
                 h, w = im.image.shape[-2:]
                 if h % self.scale or w % self.scale:
@@ -834,7 +842,7 @@ class UnpairedDataModule(SRDataModule):
             root = self._simulated_root()
             self._root = root
             pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr")
-                     for pair in _pair_images(a, b, self.cfg)]
+                     for pair in _pair_images(a, b, self.cfg, None)]
             check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
             held = _split_simulated(sources, self.cfg, str(root))
@@ -861,7 +869,7 @@ class UnpairedDataModule(SRDataModule):
             lrs = [] if self.cfg.real_lr else self._singles(root / self.lr_dir, "lr", p)
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
             pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
-                     for lr, hr in _pair_images(a, b, self.cfg)]
+                     for lr, hr in _pair_images(a, b, self.cfg, self.cfg.channel)]
             check_not_blank([im for pair in pairs for im in pair], "paired image")
             sources = sorted({lr.path.stem for lr, _ in pairs})
             if len(sources) < 2:

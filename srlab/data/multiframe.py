@@ -342,8 +342,9 @@ class MultiFrameDataModule(SRDataModule):
             self.shift_source = f"{SHIFTS_FILE}" if given is not None else "estimated by phase correlation"
         sets, loaded = [], []
         for lr_path, hr_path, _ in _match_folders(root, "lr", "hr"):
-            frames = load_images(lr_path, channel=self.cfg.channel, channels=1)
-            hrs = load_images(hr_path, channel=self.cfg.channel, channels=1)
+            channel = None if self.spec is not None else self.cfg.channel  # simulated stacks: one channel
+            frames = load_images(lr_path, channel=channel, channels=1)
+            hrs = load_images(hr_path, channel=channel, channels=1)
             if len(frames) != self.frames:
                 raise SrlabError(f"{lr_path}: {len(frames)} frame(s) but data.frames={self.frames}")
             if len(hrs) != 1:

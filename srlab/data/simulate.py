@@ -203,6 +203,7 @@ class SimulationSpec:
     hr_images: tuple[str, ...] = ()  # the user's HR images as specimens (srlab.data.user_specimens)
     hr_image_digests: tuple[str, ...] = ()  # their contents' fingerprints (in the cache key)
     hr_image_share: float = HR_IMAGE_SHARE
+    hr_image_channel: int | None = None  # the channel of multi-channel hr_images files
 
     @property
     def hr_size_px(self) -> int:
@@ -231,8 +232,10 @@ class SimulationSpec:
                 out[key] = list(out[key])
         if self.hr_images:
             out["hr_images"], out["hr_image_digests"] = list(self.hr_images), list(self.hr_image_digests)
+            if self.hr_image_channel is None:  # keys that did not exist keep old datasets' keys
+                del out["hr_image_channel"]
         else:  # datasets without them keep the keys they had before the option existed
-            for key in ("hr_images", "hr_image_digests", "hr_image_share"):
+            for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel"):
                 del out[key]
         out["simulator_version"] = SIMULATOR_VERSION
         return out
@@ -324,7 +327,10 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     if hr_images and not image_lr:
         raise SrlabError(f"{where}.hr_images: this data kind makes its own LR images from HR ones; the "
                          f"user's HR images are specimens of a paired simulation (data.kind: simulated)")
-    user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where)
+    channel = c.get("hr_image_channel")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
+        raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
+    user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where, channel)
     fine = c["specimen_pixel_size_nm"]
     finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
     if fine is None:
@@ -341,7 +347,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           out_of_focus_fraction=float(c["out_of_focus_fraction"]),
                           defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
                           hr_images=hr_images, hr_image_digests=digests,
-                          hr_image_share=float(c["hr_image_share"]), **ranges)
+                          hr_image_share=float(c["hr_image_share"]), hr_image_channel=channel, **ranges)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -81,10 +81,16 @@ def _digest(key: tuple[str, int, int, int]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(key: tuple[str, int, int, int]) -> tuple[tuple[float | None, int, int], ...]:
-    from srlab.data.io import load_images
+def _geometry(key: tuple[str, int, int, int]) -> tuple[int, tuple[tuple[float | None, int, int], ...]]:
+    """A file's channel count and, per slice, its pixel size and shape (from the metadata and a memory map)."""
+    from srlab.data.io import CHANNEL_AXES, read_tiff
 
-    return tuple((im.pixel_size_nm, *im.image.shape[-2:]) for im in load_images(key[0]))
+    array, axes, pixel_nm = read_tiff(key[0], memmap=True)
+    if "Y" not in axes or "X" not in axes:
+        raise SrlabError(f"{key[0]}: image has axes '{axes}', expected Y and X")
+    channels = max([array.shape[i] for i, a in enumerate(axes) if a in CHANNEL_AXES] or [1])
+    h, w = array.shape[axes.index("Y")], array.shape[axes.index("X")]
+    return channels, ((pixel_nm, h, w),) * (array.size // (h * w * channels))
 
 
 def fingerprint(path: str | Path, where: str) -> str:
@@ -113,11 +119,20 @@ def resolve_paths(paths: Sequence[str], share: float, where: str) -> tuple[tuple
     return tuple(resolved), tuple(fingerprint(p, f"{where}.hr_images") for p in resolved)
 
 
-def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str) -> None:
-    """Each image (every slice of a stack) at the HR pixel size where the file carries one, and large
-    enough — checked when the block is resolved, before anything is written (memoized per file state)."""
+def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str,
+                 channel: int | None = None) -> None:
+    """Each image (every slice of a stack) at the HR pixel size where the file carries one, large
+    enough, and with the channel ``channel`` (``hr_image_channel``) where it has several — checked when
+    the block is resolved, before anything is written (memoized per file state)."""
     for path in paths:
-        for pixel_nm, h, w in _geometry(_file_key(path)):
+        channels, slices = _geometry(_file_key(path))
+        if channels > 1 and channel is None:
+            raise SrlabError(f"{where}.hr_images: {path}: a {channels}-channel image; set "
+                             f"{where}.hr_image_channel=0..{channels - 1} (srlab calibrate --hr-channel)")
+        if channel is not None and not 0 <= channel < channels:
+            raise SrlabError(f"{where}.hr_image_channel={channel}: {path} has {channels} channel(s) "
+                             f"(valid: 0..{channels - 1})")
+        for pixel_nm, h, w in slices:
             if pixel_nm and not math.isclose(pixel_nm, hr_pixel_size_nm, rel_tol=0.03):
                 raise SrlabError(f"{where}.hr_images: {path}: pixel size {pixel_nm:g} nm, but the "
                                  f"block's HR pixel is {hr_pixel_size_nm:g} nm")
@@ -133,7 +148,7 @@ def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     hr, s = spec.hr, spec.scale
     out = []
     for path in spec.hr_images:
-        for im in load_images(path):
+        for im in load_images(path, channel=spec.hr_image_channel):
             h, w = im.image.shape[-2:]
             acquired = im.image[0, :h - h % s, :w - w % s]
             out.append((acquired, hr.camera.backward(acquired) - np.float32(hr.background_photons)))

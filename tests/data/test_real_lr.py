@@ -139,3 +139,32 @@ def test_adapt_kind_splits_the_real_photons_into_input_and_target(sim_cache, cfg
         with pytest.raises(SrlabError, match="photon_split"):
             build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(real),
                                          params={"photon_split": bad}), seed=0)
+
+
+@pytest.mark.parametrize("kind", ["unpaired", "simulated", "degrade", "adapt"])
+def test_data_channel_reads_the_users_files_not_the_simulated_ones(sim_cache, cfg_factory, tmp_path, kind):
+    """``data.channel`` names a channel of the user's files (here: the second of two-channel real LR
+    images); the simulated images beside them have one channel and are read as they are. A calibrated
+    block of multi-channel images records the channel so (``srlab calibrate --channel``)."""
+    rng = np.random.default_rng(2)
+    real = tmp_path / "real"
+    channels = []
+    for k in range(3):
+        two = np.stack([rng.poisson(100 + 0.5 * smooth_image(rng, (40, 40), sigma=1.5)) for _ in range(2)])
+        channels.append(two[1].astype(np.float32))
+        write_tiff(real / f"cell_{k}.tif", two.astype(np.uint16), pixel_size_nm=None, axes="CYX")
+    values = {"kind": kind, "simulation": TINY_SIMULATION, "channel": 1}
+    if kind in ("unpaired", "adapt"):
+        values["real_lr"] = str(real)
+    dm = build_datamodule(cfg_factory(**values), seed=0)
+    dm.prepare_data()
+    dm.setup()
+    val = dm.val_dataloader()
+    assert next(iter(val[0] if isinstance(val, list) else val))["hr"].shape[1] == 1
+    if kind in ("unpaired", "adapt"):
+        from srlab.data.normalize import percentile_normalize
+
+        splits = ("train_lr",) if kind == "unpaired" else ("train", "val", "test")
+        got = [p.lr for k in splits for p in dm.data[k]]
+        want = [percentile_normalize(c[None])[0] for c in channels]
+        assert len(got) == 3 and all(any(np.allclose(g, w) for w in want) for g in got)

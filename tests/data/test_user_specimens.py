@@ -104,3 +104,25 @@ def test_hr_images_of_another_pixel_size_or_for_an_lr_making_kind_are_refused(tm
     files = _hr_files(tmp_path, n=1)
     with pytest.raises(SrlabError, match="makes its own LR images"):
         sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2, image_lr=False)
+
+
+def test_multi_channel_hr_images_need_their_channel(tmp_path, monkeypatch):
+    """A two-channel HR file (the STED channel beside another one) is refused without
+    ``hr_image_channel``, and read at that channel with it."""
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    imager = sim.Imager(sim.resolve_simulation(GAUSSIAN, scale=2))
+    other, sted = imager.image(3)["hr"], imager.image(4)["hr"]
+    both = str(write_tiff(tmp_path / "two.tif", np.stack([other, sted]), pixel_size_nm=20.0, axes="CYX"))
+    with pytest.raises(SrlabError, match=r"2-channel image; set data.simulation.hr_image_channel=0..1"):
+        sim.resolve_simulation({**GAUSSIAN, "hr_images": [both]}, scale=2, where="data.simulation")
+    with pytest.raises(SrlabError, match=r"hr_image_channel=2: .* has 2 channel\(s\)"):
+        sim.resolve_simulation({**GAUSSIAN, "hr_images": [both], "hr_image_channel": 2}, scale=2)
+    spec = sim.resolve_simulation({**GAUSSIAN, "hr_images": [both], "hr_image_channel": 1}, scale=2)
+    (acquired, _), = user_specimens.load_hr(spec)
+    np.testing.assert_array_equal(acquired, sted)
+    first = sim.resolve_simulation({**GAUSSIAN, "hr_images": [both], "hr_image_channel": 0}, scale=2)
+    assert first.key() != spec.key()  # another channel, another dataset
+    # a one-channel file needs no channel, and the key of a block without one is unchanged by the option
+    plain = _hr_files(tmp_path, n=1)
+    spec = sim.resolve_simulation({**GAUSSIAN, "hr_images": plain}, scale=2)
+    assert "hr_image_channel" not in spec.as_dict()
