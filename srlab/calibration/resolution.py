@@ -26,9 +26,11 @@ estimation based on decorrelation analysis", Nat. Methods 16:918 (2019). Followe
 correlation ``d(r)`` between the spectrum ``F`` and the phase-only spectrum ``F/|F|`` restricted to
 the disk of radius ``r`` (``r`` = 1 at Nyquist), its local maximum ``r₀``; the same after Gaussian
 high-pass filters of decreasing width, and the highest peak position ``k_c`` among them;
-resolution = 2·pixel/``k_c``. Adapted: ``d(r)`` is evaluated at every distinct radius from cumulative
-sums (no 50-point grid and refinement pass), peaks at the border (r ≥ 0.98) or below amplitude 0.05
-are ignored, and the image is Hann-windowed rather than edge-apodized.
+resolution = 2·pixel/``k_c``. Adapted: ``d(r)`` is evaluated on a 200-point grid from cumulative sums
+(no 50-point grid and refinement pass), a curve's peak is its global maximum (the authors' code,
+``getDcorrLocalMax`` in ImDecorr, takes the highest-frequency local maximum of its 50-point curve, and
+scans high-pass widths from the unfiltered peak's), peaks at the border (r ≥ 0.98) or below amplitude
+0.05 are ignored, and the image is Hann-windowed rather than edge-apodized.
 
 **Single-image FRC** — Koho et al., Nat. Commun. 10:3103 (2019), via
 :func:`srlab.metrics.frc.checkerboard_frc_resolution_nm` (1/7 threshold; it cannot report below
