@@ -76,10 +76,10 @@ def load_folder(folder: Path, scale: int, channels: int = 1) -> tuple[list[Paire
 
     if not folder.is_dir():
         raise SrlabError(f"{folder}: --pairs is not a folder (expected FOLDER/lr/*.tif and FOLDER/hr/*.tif)")
-    cfg = SimpleNamespace(channel=None, channels=channels, scale=scale, patch_size=1)
+    cfg = SimpleNamespace(channels=channels, scale=scale, patch_size=1)
     images, loaded = [], []
     for lr_path, hr_path, _ in _match_folders(folder, "lr", "hr"):
-        for lr, hr in _pair_images(lr_path, hr_path, cfg):
+        for lr, hr in _pair_images(lr_path, hr_path, cfg, None):
             loaded.append(lr)
             images.append(PairedImage(lr.name, lr.image, hr.image))
     return images, _consensus_pixel_size(loaded, None)
