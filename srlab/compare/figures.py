@@ -30,14 +30,14 @@ def _errorbar(row: Row, metric: str) -> tuple[float, float]:
 
 
 def plot_scatter(members: list[Row], x_of: Callable[[Row], float], xlabel: str, title: str, path: Path,
-                 log_x: bool) -> None:
+                 log_x: bool, metric: str = "psnr", ylabel: str = "PSNR (dB), mean ± 95 % CI") -> None:
     fig = _figure(6.4, 4.4)
     ax = fig.subplots()
     for row in members:
         x = x_of(row)
-        if not math.isfinite(x):
+        mean, half = _errorbar(row, metric)
+        if not (math.isfinite(x) and math.isfinite(mean)):
             continue
-        mean, half = _errorbar(row, "psnr")
         ax.errorbar([max(x, 1e-3)], [mean], yerr=[half], fmt="o", capsize=3,
                     color="0.4" if not row.learned else None, label=row.label)
         ax.annotate(row.label, (max(x, 1e-3), mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
@@ -46,20 +46,25 @@ def plot_scatter(members: list[Row], x_of: Callable[[Row], float], xlabel: str, 
     else:  # parameter counts: 0 for classical methods, which a log axis cannot show
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("PSNR (dB), mean ± 95 % CI")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
 
 
-def plot_metric_bars(members: list[Row], title: str, path: Path) -> None:
-    metrics = [(k, h) for k, h, _ in MAIN_COLUMNS + EXTRA_COLUMNS[-1:]]
+def plot_metric_bars(members: list[Row], title: str, path: Path,
+                     metrics: Sequence[tuple[str, str, bool]] | None = None) -> None:
+    """One panel of horizontal bars (mean ± 95 % CI) per metric ``(key, heading, higher is better)``;
+    default: the image leaderboard's main columns and its last extra one."""
+    if metrics is None:
+        metrics = [(k, h, HIGHER_IS_BETTER.get(k.split("_plain")[0], True))
+                   for k, h, _ in MAIN_COLUMNS + EXTRA_COLUMNS[-1:]]
     fig = _figure(3.1 * len(metrics), 0.45 * len(members) + 1.8)
     axes = fig.subplots(1, len(metrics), sharey=True)
     labels = [r.label for r in members]
     ypos = np.arange(len(members))
-    for ax, (key, heading) in zip(np.atleast_1d(axes), metrics):
+    for ax, (key, heading, higher) in zip(np.atleast_1d(axes), metrics):
         means = [_errorbar(r, key)[0] for r in members]
         halves = [_errorbar(r, key)[1] for r in members]
         colors = ["0.6" if not r.learned else "C0" for r in members]
@@ -70,7 +75,7 @@ def plot_metric_bars(members: list[Row], title: str, path: Path) -> None:
         finite = [m - h for m, h in zip(means, halves) if math.isfinite(m)]
         if finite and key in ("psnr", "psnr_plain"):
             ax.set_xlim(left=max(0.0, min(finite) - 2))
-        arrow = "↑" if HIGHER_IS_BETTER.get(key.split("_plain")[0], True) else "↓"
+        arrow = "↑" if higher else "↓"
         ax.set_title(f"{heading} {arrow}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     np.atleast_1d(axes)[0].set_yticks(ypos, labels, fontsize=8)

@@ -273,8 +273,34 @@ def per_run_records(rows: list[Row], records: dict[str, list[dict[str, Any]]]) -
     return out
 
 
+def write_figures(rows: list[Row], folder: Path) -> dict[str, str]:
+    """The report's PNG figures (paths relative to ``folder``): per tolerance, every score's mean ± 95 % CI
+    over seeds as bars; Jaccard at the largest tolerance against the time per frame."""
+    from srlab.compare.figures import plot_metric_bars, plot_scatter
+
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    names: dict[str, str] = {}
+    for tolerance in TOLERANCES_NM:
+        members = ranked(rows, tolerance)
+        if not members:
+            continue
+        names[f"bars_{tolerance}nm"] = f"figures/scores_{tolerance}nm.png"
+        plot_metric_bars(members, f"matching tolerance {tolerance} nm: mean ± 95 % CI over seeds",
+                         folder / names[f"bars_{tolerance}nm"],
+                         metrics=[(f"{key}_{tolerance}nm", heading, key != "rmse_nm") for key, heading, _ in SCORES])
+    tolerance = TOLERANCES_NM[-1]
+    members = ranked(rows, tolerance)
+    if members:
+        names["jaccard_vs_time"] = "figures/jaccard_vs_time.png"
+        plot_scatter(members, lambda r: r.cpu_ms, "ms per frame (density map + localization; fitter: fit)",
+                     f"Jaccard at {tolerance} nm vs time per frame", folder / names["jaccard_vs_time"], log_x=True,
+                     metric=f"jaccard_{tolerance}nm", ylabel=f"Jaccard at {tolerance} nm, mean ± 95 % CI")
+    return names
+
+
 def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dict[str, Any],
-             failures: list[str]) -> str:
+             failures: list[str], figures: dict[str, str] | None = None) -> str:
+    figures = figures or {}
     lines = [f"# Localization leaderboard `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
@@ -316,6 +342,10 @@ def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dic
                      str(row.values[METRICS[0]].shape[0])]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if f"bars_{tolerance}nm" in figures:
+            lines += [f"![scores at {tolerance} nm with 95 % CIs]({figures[f'bars_{tolerance}nm']})", ""]
+    if "jaccard_vs_time" in figures:
+        lines += ["## Accuracy against time", "", f"![Jaccard vs time per frame]({figures['jaccard_vs_time']})", ""]
     lines += ["## Runs", ""]
     for row in rows:
         runs = ", ".join(f"seed {r.seed}: `{r.run_dir}`" + (" (trained now)" if r.trained else "")
@@ -328,15 +358,16 @@ def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dic
 
 def write_report(suite: Suite, rows: list[Row], test: LocalizationTestSet, records: dict[str, list[dict[str, Any]]],
                  folder: Path, meta: dict[str, Any], failures: list[str]) -> None:
-    """``leaderboard.md``, ``leaderboard.csv``, ``per_run.csv`` and ``report.json`` into ``folder``."""
+    """``leaderboard.md``, ``leaderboard.csv``, ``per_run.csv``, ``report.json`` and ``figures/`` into ``folder``."""
     board = leaderboard_records(rows)
+    figures = write_figures(rows, folder)
     (folder / "leaderboard.csv").write_text(csv_text(board, csv_columns()))
     (folder / "per_run.csv").write_text(csv_text(per_run_records(rows, records), PER_RUN_COLUMNS))
-    (folder / "leaderboard.md").write_text(markdown(suite, rows, test, meta, failures))
+    (folder / "leaderboard.md").write_text(markdown(suite, rows, test, meta, failures, figures))
     write_json(folder / "report.json", {
         "kind": "localization", "suite": suite.name, "suite_file": str(suite.path), "description": suite.description,
         "seeds": list(suite.seeds), "overrides": list(suite.overrides), "profile": suite.profile, **meta,
-        "failures": failures, "statistics": STATISTICS, "tolerances_nm": list(TOLERANCES_NM),
+        "failures": failures, "statistics": STATISTICS, "tolerances_nm": list(TOLERANCES_NM), "figures": figures,
         "test_set": {"label": test.label, "data": test.data, "identity": test.identity,
                      "frames_sha256": test.frames_sha256, "split_seed": test.split_seed,
                      "frames": int(test.photons.shape[0]), "ground_truth_molecules": len(test.ground_truth),

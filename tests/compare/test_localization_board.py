@@ -126,6 +126,12 @@ def test_localization_leaderboard_end_to_end(tmp_path, monkeypatch):
     for text in ("## Matching tolerance 100 nm", "## Matching tolerance 250 nm", "over **seeds**", shared[:16],
                  "| Jaccard | recall | precision | RMSE (nm) | p vs best |", "4 consecutive frames of 16×16"):
         assert text in md, text
+    # Figures: every score's bars per tolerance and accuracy against time, linked from the report.
+    assert report["figures"] == {"bars_100nm": "figures/scores_100nm.png", "bars_250nm": "figures/scores_250nm.png",
+                                 "jaccard_vs_time": "figures/jaccard_vs_time.png"}
+    for name in report["figures"].values():
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 5000
+        assert f"]({name})" in md
 
     # Rerun: nothing trains, nothing is localized again.
     def refuse(*args, **kwargs):
