@@ -30,7 +30,8 @@ def _errorbar(row: Row, metric: str) -> tuple[float, float]:
 
 
 def plot_scatter(members: list[Row], x_of: Callable[[Row], float], xlabel: str, title: str, path: Path,
-                 log_x: bool, metric: str = "psnr", ylabel: str = "PSNR (dB), mean ± 95 % CI") -> None:
+                 log_x: bool, metric: str = "psnr", ylabel: str = "PSNR (dB), mean ± 95 % CI",
+                 y_range: tuple[float, float] | None = None) -> None:
     fig = _figure(6.4, 4.4)
     ax = fig.subplots()
     for row in members:
@@ -47,6 +48,8 @@ def plot_scatter(members: list[Row], x_of: Callable[[Row], float], xlabel: str, 
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if y_range is not None:
+        ax.set_ylim(*y_range)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -54,9 +57,10 @@ def plot_scatter(members: list[Row], x_of: Callable[[Row], float], xlabel: str, 
 
 
 def plot_metric_bars(members: list[Row], title: str, path: Path,
-                     metrics: Sequence[tuple[str, str, bool]] | None = None) -> None:
+                     metrics: Sequence[tuple[str, str, bool]] | None = None, unit_range: Sequence[str] = ()) -> None:
     """One panel of horizontal bars (mean ± 95 % CI) per metric ``(key, heading, higher is better)``;
-    default: the image leaderboard's main columns and its last extra one."""
+    default: the image leaderboard's main columns and its last extra one. Metrics in ``unit_range`` are
+    fractions: their axis is [0, 1] (a t-interval over two seeds can reach far beyond)."""
     if metrics is None:
         metrics = [(k, h, HIGHER_IS_BETTER.get(k.split("_plain")[0], True))
                    for k, h, _ in MAIN_COLUMNS + EXTRA_COLUMNS[-1:]]
@@ -75,6 +79,8 @@ def plot_metric_bars(members: list[Row], title: str, path: Path,
         finite = [m - h for m, h in zip(means, halves) if math.isfinite(m)]
         if finite and key in ("psnr", "psnr_plain"):
             ax.set_xlim(left=max(0.0, min(finite) - 2))
+        if key in unit_range:
+            ax.set_xlim(0.0, 1.0)
         arrow = "↑" if higher else "↓"
         ax.set_title(f"{heading} {arrow}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)

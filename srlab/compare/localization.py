@@ -287,14 +287,16 @@ def write_figures(rows: list[Row], folder: Path) -> dict[str, str]:
         names[f"bars_{tolerance}nm"] = f"figures/scores_{tolerance}nm.png"
         plot_metric_bars(members, f"matching tolerance {tolerance} nm: mean ± 95 % CI over seeds",
                          folder / names[f"bars_{tolerance}nm"],
-                         metrics=[(f"{key}_{tolerance}nm", heading, key != "rmse_nm") for key, heading, _ in SCORES])
+                         metrics=[(f"{key}_{tolerance}nm", heading, key != "rmse_nm") for key, heading, _ in SCORES],
+                         unit_range=[f"{key}_{tolerance}nm" for key, _, _ in SCORES if key != "rmse_nm"])
     tolerance = TOLERANCES_NM[-1]
     members = ranked(rows, tolerance)
     if members:
         names["jaccard_vs_time"] = "figures/jaccard_vs_time.png"
         plot_scatter(members, lambda r: r.cpu_ms, "ms per frame (density map + localization; fitter: fit)",
                      f"Jaccard at {tolerance} nm vs time per frame", folder / names["jaccard_vs_time"], log_x=True,
-                     metric=f"jaccard_{tolerance}nm", ylabel=f"Jaccard at {tolerance} nm, mean ± 95 % CI")
+                     metric=f"jaccard_{tolerance}nm", ylabel=f"Jaccard at {tolerance} nm, mean ± 95 % CI",
+                     y_range=(0.0, 1.0))
     return names
 
 
