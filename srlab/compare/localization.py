@@ -359,10 +359,10 @@ def markdown(suite: Suite, rows: list[Row], test: LocalizationTestSet, meta: dic
 
 
 def write_report(suite: Suite, rows: list[Row], test: LocalizationTestSet, records: dict[str, list[dict[str, Any]]],
-                 folder: Path, meta: dict[str, Any], failures: list[str]) -> None:
-    """``leaderboard.md``, ``leaderboard.csv``, ``per_run.csv``, ``report.json`` and ``figures/`` into ``folder``."""
+                 folder: Path, meta: dict[str, Any], failures: list[str], figures: dict[str, str]) -> None:
+    """``leaderboard.md``, ``leaderboard.csv``, ``per_run.csv`` and ``report.json`` into ``folder``, which
+    holds ``figures`` (:func:`write_figures`)."""
     board = leaderboard_records(rows)
-    figures = write_figures(rows, folder)
     (folder / "leaderboard.csv").write_text(csv_text(board, csv_columns()))
     (folder / "per_run.csv").write_text(csv_text(per_run_records(rows, records), PER_RUN_COLUMNS))
     (folder / "leaderboard.md").write_text(markdown(suite, rows, test, meta, failures, figures))

@@ -32,7 +32,7 @@ from srlab.compare.report import (
     summarize,
 )
 from srlab.compare.suite import load_suite
-from srlab.compare.wandb_run import log_wandb
+from srlab.compare.wandb_run import log_wandb, log_wandb_localization
 from srlab.metrics import stats
 
 
@@ -78,12 +78,17 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
         test = localization.load_test_set(suite, rows, log)
         records = localization.evaluate_rows(rows, test, device=device, reevaluate=reevaluate, log=log)
         localization.summarize(rows)
-        if use_wandb:
-            log("srlab compare: no W&B comparison run for a localization leaderboard (the report folder holds it all)")
         meta = {"created": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                 "cli_overrides": cli}
         with _report_folder(reports_dir, suite.name) as tmp:
-            localization.write_report(suite, rows, test, records, tmp, meta, failures)
+            figures = localization.write_figures(rows, tmp)
+            if use_wandb:
+                log("srlab compare: logging the comparison to W&B")
+                wandb_dir = log_wandb_localization(suite, rows, localization.leaderboard_records(rows),
+                                                   localization.csv_columns(), figures, tmp,
+                                                   next(r.runs[0].cfg for r in rows))
+                meta["wandb"] = str(reports_dir / suite.name / Path(wandb_dir).relative_to(tmp))
+            localization.write_report(suite, rows, test, records, tmp, meta, failures, figures)
         localization.print_summary(rows, reports_dir / suite.name, log)
         return reports_dir / suite.name
     groups = build_groups(suite, rows, cli, log)

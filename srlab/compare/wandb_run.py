@@ -1,4 +1,5 @@
-"""The W&B comparison run: the leaderboard as a ``wandb.Table`` and the figures as images."""
+"""The W&B comparison run: the leaderboard as a ``wandb.Table`` and the figures as images (image and
+localization leaderboards alike)."""
 from __future__ import annotations
 
 import os
@@ -20,9 +21,6 @@ def log_wandb(suite: Suite, rows: list[Row], groups: list[EvalGroup], records: l
     each table row names its runs' W&B ids (the run folder names). Returns the run's folder."""
     import wandb  # here, not at the top: wandb takes seconds to import and --no-wandb never needs it
 
-    wcfg = cfg.logger.wandb
-    if not _WANDB_MODE_FROM_USER:
-        os.environ["WANDB_MODE"] = wcfg.mode
     columns = ["group", "rank", "label", "model", "family", "parameters", "macs_per_256px", "cpu_ms_per_256px",
                "gpu_ms_per_256px", *[f"{m}_{s}" for m in ("psnr", "ssim", "nrmse", "frc_nm")
                                      for s in ("mean", "ci_low", "ci_high")], "p_vs_best", "n_seeds", "n_images",
@@ -30,11 +28,7 @@ def log_wandb(suite: Suite, rows: list[Row], groups: list[EvalGroup], records: l
     table = wandb.Table(columns=columns,
                         data=[[json_ready(r[c]) if not isinstance(r[c], str) else r[c] for c in columns]
                               for r in records])
-    run = wandb.init(project=wcfg.project, entity=wcfg.entity, name=f"compare/{suite.name}", job_type="compare",
-                     group=f"compare/{suite.name}", tags=[f"suite:{suite.name}"], dir=str(folder),
-                     config={"suite": suite.name, "seeds": list(suite.seeds), "overrides": list(suite.overrides),
-                             "runs": {r.label: [x.run_dir.name for x in r.evaluated] for r in rows if r.experiment}},
-                     reinit="finish_previous")
+    run = _init(suite, rows, folder, cfg)
     try:
         payload: dict[str, Any] = {"leaderboard": table}
         for group in groups:
@@ -47,6 +41,46 @@ def log_wandb(suite: Suite, rows: list[Row], groups: list[EvalGroup], records: l
             if members:
                 run.summary[f"{group.slug}/best"] = members[0].label
                 run.summary[f"{group.slug}/best_psnr"] = members[0].summary["psnr"]["mean"]
+        location = str(Path(run.dir).parent)
+    finally:
+        run.finish()
+    return location
+
+
+def _init(suite: Suite, rows: list[Row], folder: Path, cfg: DictConfig):
+    """The comparison's W&B run (offline unless the user chose otherwise), its files under ``folder``."""
+    import wandb
+
+    wcfg = cfg.logger.wandb
+    if not _WANDB_MODE_FROM_USER:
+        os.environ["WANDB_MODE"] = wcfg.mode
+    return wandb.init(project=wcfg.project, entity=wcfg.entity, name=f"compare/{suite.name}", job_type="compare",
+                      group=f"compare/{suite.name}", tags=[f"suite:{suite.name}"], dir=str(folder),
+                      config={"suite": suite.name, "seeds": list(suite.seeds), "overrides": list(suite.overrides),
+                              "runs": {r.label: [x.run_dir.name for x in r.evaluated] for r in rows if r.experiment}},
+                      reinit="finish_previous")
+
+
+def log_wandb_localization(suite: Suite, rows: list[Row], records: list[dict[str, Any]], columns: list[str],
+                           figures: dict[str, str], folder: Path, cfg: DictConfig) -> str:
+    """The localization leaderboard's W&B run: its CSV rows (``records`` with ``columns``) as a table and
+    its figures; the summary names the best method per tolerance. Returns the run's folder."""
+    import wandb
+
+    from srlab.compare.localization import TOLERANCES_NM, ranked
+
+    table = wandb.Table(columns=columns, data=[[json_ready(r[c]) if not isinstance(r[c], str) else r[c]
+                                                for c in columns] for r in records])
+    run = _init(suite, rows, folder, cfg)
+    try:
+        payload: dict[str, Any] = {"leaderboard": table}
+        payload.update({key: wandb.Image(str(folder / rel), caption=key) for key, rel in figures.items()})
+        run.log(payload)
+        for tolerance in TOLERANCES_NM:
+            members = ranked(rows, tolerance)
+            if members:
+                run.summary[f"{tolerance}nm/best"] = members[0].label
+                run.summary[f"{tolerance}nm/best_jaccard"] = members[0].summary[f"jaccard_{tolerance}nm"]["mean"]
         location = str(Path(run.dir).parent)
     finally:
         run.finish()

@@ -83,7 +83,8 @@ def test_localization_leaderboard_end_to_end(tmp_path, monkeypatch):
         "description": "a tiny Deep-STORM and the Gaussian fitter",
         "experiments": [DEEPSTORM_TINY, "gaussfit_tubes"], "seeds": [0, 1], "overrides": TINY_DATA + TINY_TRAINER})
     runs_dir, reports = tmp_path / "runs", tmp_path / "reports"
-    out = cmp.compare(path, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the experiments' logger block: offline
+    out = cmp.compare(path, [f"runs_dir={runs_dir}"], reports_dir=reports, log=lambda m: None)
     assert out == reports / "tinyloc"
 
     rows = {r["label"]: r for r in _csv(out / "leaderboard.csv")}
@@ -132,6 +133,14 @@ def test_localization_leaderboard_end_to_end(tmp_path, monkeypatch):
     for name in report["figures"].values():
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 5000
         assert f"]({name})" in md
+    # The W&B comparison run (offline): the leaderboard table, the figures, the best method per tolerance.
+    import wandb
+
+    (offline,) = list((out / "wandb").glob("offline-run-*"))
+    assert report["wandb"] == str(offline)
+    wandb.teardown()  # flushes the offline event log, as the command's exit does
+    log = next(offline.glob("*.wandb")).read_bytes()
+    assert b"leaderboard" in log and b"jaccard_vs_time" in log and b"250nm/best" in log
 
     # Rerun: nothing trains, nothing is localized again.
     def refuse(*args, **kwargs):
