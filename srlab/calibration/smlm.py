@@ -28,7 +28,7 @@ Estimates, each with a standard uncertainty (statistical only):
   ``photons_mean`` is a mean), and the coefficient of variation left after removing the fit's shot noise.
   In a crowded stack (the spot mask covers ≥ :data:`CROWDED_MASK_FRACTION` of the pixels) the fitted spots
   have neighbours (+33 % on that stack) and the photons come from the light itself: (stack mean −
-  background) / (density × pixel area), updated with the background in the same iteration (−3 %). The
+  background) / (density × pixel area), updated with the background in the same iteration (−4 %). The
   coefficient of variation stays the fits' (read high in crowded stacks: 0.48 for a true 0.29).
 * **Density** — localizations per frame (the wavelet + MLE fitter with multi-emitter fitting, as
   ``srlab localize --method gaussfit`` runs it) per µm², divided by the detection efficiency that the
@@ -289,14 +289,19 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
     return cal
 
 
+def _spot_free_mean(photons: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean of a stack's samples outside its spot mask (:func:`_emitter_mask`), and each frame's."""
+    free = ~mask
+    per_frame = (photons * free).sum((1, 2)) / np.maximum(free.sum((1, 2)), 1)
+    return float((photons * free).sum() / max(free.sum(), 1)), per_frame
+
+
 def _crowded_measures(photons: np.ndarray, mask: np.ndarray, sigma_px: float, threshold: float,
                       excess: float) -> tuple[float, np.ndarray, SpotSigma]:
-    """The two measurements that crowding biases, on a stack in photons and its spot mask
-    (:func:`_emitter_mask`): the mean of the spot-free samples (and each frame's), and the spot fits of
-    the sparser half of the frames (photons per emitter, and the PSF σ)."""
-    free = ~mask
-    background = float((photons * free).sum() / max(free.sum(), 1))
-    per_frame = (photons * free).sum((1, 2)) / np.maximum(free.sum((1, 2)), 1)
+    """The two readings that crowding biases, on a stack in photons and its spot mask: the spot-free
+    mean (:func:`_spot_free_mean`), and the spot fits of the sparser half of the frames (photons per
+    emitter, and the PSF σ)."""
+    background, per_frame = _spot_free_mean(photons, mask)
     counts = np.array([np.count_nonzero(m) for m in mask])
     sparse = _sample(photons[counts <= np.median(counts)], MAX_SPOT_FRAMES)
     spots = spot_sigma(sparse, sigma_guess_px=sigma_px, threshold=threshold, excess_noise=excess)
@@ -323,9 +328,7 @@ def _crowding(cal: SMLMCalibration, *, mask_radius_px: int, threshold: float, ex
         sim = {**cal.simulation, "background_photons": max(b, 0.0), "photons_mean": n, "height_px": h, "width_px": w}
         cfg = SMLMConfig.from_mapping(sim, where="calibrated block")
         stack = cfg.adu_to_photons(simulate_smlm(cfg, frames=CROWDING_FRAMES, seed=seed).stack).astype(np.float64)
-        free = ~_emitter_mask(stack, mask_radius_px, threshold)
-        per_frame = (stack * free).sum((1, 2)) / np.maximum(free.sum((1, 2)), 1)
-        sb = float((stack * free).sum() / max(free.sum(), 1))
+        sb, per_frame = _spot_free_mean(stack, _emitter_mask(stack, mask_radius_px, threshold))
         b_mc = float(np.std(per_frame, ddof=1)) / math.sqrt(len(per_frame))
         new_b = max(read_b.value - (sb - b), 0.0)
         new_n = (mean_photons - new_b) / (float(cal.simulation["density_per_um2"]) * pixel_um2) if crowded else n

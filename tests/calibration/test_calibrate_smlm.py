@@ -83,7 +83,7 @@ def test_dense_stack_background_and_photons_are_corrected_for_crowding(tmp_path:
     ``background_spot_free_photons`` and ``photons_fitted``). The background corrected on the block's own
     simulation and the photons from the stack's mean come back. Measured: readings +59 % / +11 %,
     corrected −15 % / −8 % (the foreign ThunderSTORM-style stack of ``make smlmcheck``, 5/µm²: +87 % /
-    +33 % read, −8 % / −3 % corrected)."""
+    +33 % read, −8 % / −4 % corrected)."""
     from srlab.calibration.smlm import calibrate_smlm
 
     config = SMLMConfig(**{**_config("scmos").__dict__, "structure": "uniform", "density_per_um2": 4.0})
