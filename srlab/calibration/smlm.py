@@ -557,7 +557,7 @@ def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> st
             f"in {seconds:.1f} s")
     lines = [head]
     for key, est in cal.estimates.items():
-        lines.append(f"    {key:24s} {est.text():30s} ({est.method})")
+        lines.append(f"    {key:28s} {est.text():30s} ({est.method})")
     lines += [f"  note: {n}" for n in cal.notes]
     found = find_config(f"data/{out.stem}.yaml")
     in_search = found is not None and found.resolve() == out.resolve()
