@@ -237,6 +237,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                        device=device, amp_dtype=amp, progress=not args.quiet,
                                        low_percentile=card.low_percentile, high_percentile=card.high_percentile,
                                        channels=card.channels, nan_policy=args.nan_policy, channel=args.channel,
+                                       trained_channel=card.channel,
                                        train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
                                        pixel_policy=policy, provenance={**provenance, "input": str(source)})
             except SrlabError as err:

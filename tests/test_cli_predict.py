@@ -3,6 +3,7 @@ inputs in one process, OME-TIFF out with per-channel prediction, provenance in t
 from __future__ import annotations
 
 import json
+import shutil
 from xml.etree import ElementTree
 
 import numpy as np
@@ -158,6 +159,27 @@ def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path)
     proc = run_cli("predict", str(run_dir), str(source), "-o", str(tmp_path / "x.tif"), "--channel", "2",
                    cwd=tmp_path)
     assert proc.returncode == 2 and "0..1" in proc.stderr and "Traceback" not in proc.stderr
+
+    # A run trained on channel 1 of the user's files (data.channel, as srlab calibrate --channel 1 writes
+    # it) predicts that channel of a multi-channel input by default, and says so.
+    assert json.loads((run_dir / "network.json").read_text())["channel"] is None
+    run_ch = tmp_path / "run_channel_1"
+    shutil.copytree(run_dir, run_ch)
+    card = json.loads((run_ch / "network.json").read_text())
+    (run_ch / "network.json").write_text(json.dumps({**card, "channel": 1}))
+    default = tmp_path / "default.tif"
+    proc = run_cli("predict", str(run_ch), str(source), "-o", str(default), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "channel 1 of its 2 predicted" in proc.stderr
+    np.testing.assert_allclose(tifffile.imread(default), both[1], rtol=1e-5, atol=1e-3)
+
+
+def test_the_card_records_the_runs_data_channel():
+    from srlab.inference.artifact import make_card
+
+    cfg = load_experiment("edsr_smoke", ["data.channel=1"])
+    assert make_card(cfg, checkpoint=None, ema=False).channel == 1
+    assert make_card(load_experiment("edsr_smoke"), checkpoint=None, ema=False).channel is None
 
 
 def test_srlab_test_refuses_data_on_another_pixel_grid(trained, tmp_path):

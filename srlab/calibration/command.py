@@ -66,8 +66,8 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
                      f"half of the training pixels; docs/calibration.md)")
     if cal.channel is not None:
-        lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr and srlab adapt "
-                     f"read that channel of your files; srlab predict --channel {cal.channel})")
+        lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
+                     f"and srlab predict read that channel of your files)")
     lines += [f"  note: {n}" for n in cal.notes]
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")

@@ -60,6 +60,9 @@ class NetworkCard:
     srlab_version: str = __version__
     localization: dict[str, float] | None = None  # threshold, emitter_mass, scale (density networks)
     frames: int = 1  # > 1: the network takes T frames of one field as channels (data.kind: multiframe)
+    # the run's data.channel: the channel of the user's multi-channel files it was trained or calibrated
+    # on (srlab calibrate --channel); srlab predict reads that channel of a multi-channel input by default
+    channel: int | None = None
     format: int = CARD_FORMAT
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,7 +129,8 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
         high_percentile=float(cfg.data.high_percentile), lr_pixel_size_nm=lr_px, hr_pixel_size_nm=hr_px,
         paradigm=str(cfg.paradigm.name), checkpoint=checkpoint, ema=ema, config_hash=config_hash(cfg),
         localization={k: float(v) for k, v in localization.items()} if localization else None,
-        frames=int(cfg.data.get("frames", 1)))
+        frames=int(cfg.data.get("frames", 1)),
+        channel=int(cfg.data.channel) if cfg.data.get("channel") is not None else None)
 
 
 def from_checkpoint(cfg: DictConfig, ckpt: Path | None, network: torch.nn.Module,

@@ -317,6 +317,7 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
                  progress: bool = True, low_percentile: float = DEFAULT_LOW_PERCENTILE,
                  high_percentile: float = DEFAULT_HIGH_PERCENTILE, size_multiple: int = 1,
                  channels: int | None = None, nan_policy: str = "error", channel: int | None = None,
+                 trained_channel: int | None = None,
                  train_pixel_size_nm: float | None = None, pixel_size_nm: float | None = None,
                  pixel_policy: str = "refuse", provenance: dict | None = None) -> Path:
     """Predict a TIFF (2D image or stack) into a float32 TIFF; returns the output path.
@@ -337,7 +338,9 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
 
     ``channels``: the number of channels the network takes (a run's ``data.channels``). A multi-channel
     input (a C axis) for a one-channel network has each channel predicted on its own (the output keeps
-    the C axis); ``channel`` predicts only that channel; any other mismatch (an RGB file for a one-channel
+    the C axis); ``channel`` predicts only that channel; without it, ``trained_channel`` (the run's
+    ``data.channel``: the channel of the user's files it was trained on) is the one predicted when the
+    input has it, with a :class:`PredictNote`; any other mismatch (an RGB file for a one-channel
     network without ``channel``) is refused before any computation. ``nan_policy``: see the module docstring.
     """
     input_path = Path(input_path)
@@ -368,6 +371,11 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     n_in = frames.shape[1]
     names = names if names is not None and len(names) == n_in else None
     per_channel = False
+    if (channel is None and trained_channel is not None and channel_at is not None and n_in > 1
+            and 0 <= trained_channel < n_in):
+        channel = trained_channel
+        warnings.warn(f"'{input_path}': channel {channel} of its {n_in} predicted, the channel the run was trained on "
+                      f"(its data.channel); --channel N for another", PredictNote, stacklevel=2)
     if channel is not None:
         if not 0 <= channel < n_in:
             raise SrlabError(f"{input_path}: --channel {channel} but the image has {n_in} channel(s) (axes "

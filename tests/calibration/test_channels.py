@@ -41,7 +41,7 @@ def test_a_channel_of_multi_channel_files_is_measured_as_its_own_files(real_fold
     out = tmp_path / "cal.yaml"
     assert main(["calibrate", *map(str, files), "--channel", "1", "--offset-adu", str(OFFSET_ADU),
                  "--no-check", "--out", str(out)]) == 0
-    assert "srlab predict --channel 1" in capsys.readouterr().out
+    assert "srlab adapt and srlab predict read that channel" in capsys.readouterr().out
     text = out.read_text()
     assert yaml.safe_load(text)["channel"] == 1 and "image(s), channel 1)" in text
 
