@@ -25,9 +25,7 @@ def log_wandb(suite: Suite, rows: list[Row], groups: list[EvalGroup], records: l
                "gpu_ms_per_256px", *[f"{m}_{s}" for m in ("psnr", "ssim", "nrmse", "frc_nm")
                                      for s in ("mean", "ci_low", "ci_high")], "p_vs_best", "n_seeds", "n_images",
                "run_ids"]
-    table = wandb.Table(columns=columns,
-                        data=[[json_ready(r[c]) if not isinstance(r[c], str) else r[c] for c in columns]
-                              for r in records])
+    table = _table(records, columns)
     run = _init(suite, rows, folder, cfg)
     try:
         payload: dict[str, Any] = {"leaderboard": table}
@@ -45,6 +43,14 @@ def log_wandb(suite: Suite, rows: list[Row], groups: list[EvalGroup], records: l
     finally:
         run.finish()
     return location
+
+
+def _table(records: list[dict[str, Any]], columns: list[str]):
+    """The leaderboard's records as a ``wandb.Table`` of ``columns`` (numbers made JSON-safe)."""
+    import wandb
+
+    return wandb.Table(columns=columns, data=[[r[c] if isinstance(r[c], str) else json_ready(r[c]) for c in columns]
+                                              for r in records])
 
 
 def _init(suite: Suite, rows: list[Row], folder: Path, cfg: DictConfig):
@@ -69,8 +75,7 @@ def log_wandb_localization(suite: Suite, rows: list[Row], records: list[dict[str
 
     from srlab.compare.localization import TOLERANCES_NM, ranked
 
-    table = wandb.Table(columns=columns, data=[[json_ready(r[c]) if not isinstance(r[c], str) else r[c]
-                                                for c in columns] for r in records])
+    table = _table(records, columns)
     run = _init(suite, rows, folder, cfg)
     try:
         payload: dict[str, Any] = {"leaderboard": table}

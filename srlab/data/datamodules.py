@@ -827,7 +827,7 @@ class UnpairedDataModule(SRDataModule):
     def _singles(self, folder: Path, key: str, min_px: int) -> list[ImagePair]:
         out = []
         for f in list_tiffs(folder, what=f"{key.upper()} images"):
-            images = load_images(f, channel=self.cfg.channel, channels=self.cfg.channels)
+            images = load_images(f, channel=self.file_channel, channels=self.cfg.channels)
             check_not_blank(images, f"{key.upper()} image")
             for im in images:
                 _check_size(im, min_px, key.upper())
@@ -842,7 +842,7 @@ class UnpairedDataModule(SRDataModule):
             root = self._simulated_root()
             self._root = root
             pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr")
-                     for pair in _pair_images(a, b, self.cfg, None)]
+                     for pair in _pair_images(a, b, self.cfg, self.file_channel)]
             check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
             held = _split_simulated(sources, self.cfg, str(root))
@@ -869,7 +869,7 @@ class UnpairedDataModule(SRDataModule):
             lrs = [] if self.cfg.real_lr else self._singles(root / self.lr_dir, "lr", p)
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
             pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
-                     for lr, hr in _pair_images(a, b, self.cfg, self.cfg.channel)]
+                     for lr, hr in _pair_images(a, b, self.cfg, self.file_channel)]
             check_not_blank([im for pair in pairs for im in pair], "paired image")
             sources = sorted({lr.path.stem for lr, _ in pairs})
             if len(sources) < 2:

@@ -331,6 +331,11 @@ class MultiFrameDataModule(SRDataModule):
         if self.spec is not None:
             multiframe_dataset(self.spec)
 
+    @property
+    def file_channel(self) -> int | None:
+        """As for every image module: ``data.channel`` is the user's files' channel; simulated stacks have one."""
+        return None if self.spec is not None else self.cfg.channel
+
     def _load(self) -> None:
         root = multiframe_dataset(self.spec) if self.spec is not None else self.path
         assert root is not None
@@ -342,9 +347,8 @@ class MultiFrameDataModule(SRDataModule):
             self.shift_source = f"{SHIFTS_FILE}" if given is not None else "estimated by phase correlation"
         sets, loaded = [], []
         for lr_path, hr_path, _ in _match_folders(root, "lr", "hr"):
-            channel = None if self.spec is not None else self.cfg.channel  # simulated stacks: one channel
-            frames = load_images(lr_path, channel=channel, channels=1)
-            hrs = load_images(hr_path, channel=channel, channels=1)
+            frames = load_images(lr_path, channel=self.file_channel, channels=1)
+            hrs = load_images(hr_path, channel=self.file_channel, channels=1)
             if len(frames) != self.frames:
                 raise SrlabError(f"{lr_path}: {len(frames)} frame(s) but data.frames={self.frames}")
             if len(hrs) != 1:
