@@ -10,7 +10,7 @@ from srlab import experiment
 from srlab.config import load_experiment
 from srlab.smlm.localizations import read_localizations_csv
 from srlab.smlm.simulate import SMLMConfig, write_smlm_dataset
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process
 from tests.paradigms.test_paradigms_localization_experiment import TINY_SMLM
 
 
@@ -22,7 +22,7 @@ def test_localize_a_stack_then_score_it(tmp_path):
     assert card["kind"] == "localization" and card["localization"]["scale"] == 8
     assert card["localization"]["threshold"] > 0
 
-    proc = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out), "--threshold", "0.01")
+    proc = cli_in_process("localize", str(run_dir), str(paths.stack), "-o", str(out), "--threshold", "0.01")
     assert proc.returncode == 0, proc.stderr
     locs = read_localizations_csv(out / "localizations.csv")
     assert len(locs) == int(proc.stdout.split("srlab: ")[1].split()[0])
@@ -35,19 +35,19 @@ def test_localize_a_stack_then_score_it(tmp_path):
         assert float(tif.asarray().sum()) == pytest.approx(len(locs), rel=0.05, abs=0.5)
     assert "frames/s" in proc.stdout and "not a rendering" in proc.stdout
 
-    again = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(out))
+    again = cli_in_process("localize", str(run_dir), str(paths.stack), "-o", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
-    perfect = run_cli("score", str(paths.ground_truth), str(paths.ground_truth), "--json")
+    perfect = cli_in_process("score", str(paths.ground_truth), str(paths.ground_truth), "--json")
     assert perfect.returncode == 0, perfect.stderr
     scores = json.loads(perfect.stdout)
     assert scores["jaccard"] == 1.0 and scores["rmse_nm"] == 0.0
-    scored = run_cli("score", str(paths.ground_truth), str(out / "localizations.csv"), "--json")
+    scored = cli_in_process("score", str(paths.ground_truth), str(out / "localizations.csv"), "--json")
     assert scored.returncode == 0 and 0.0 <= json.loads(scored.stdout)["jaccard"] <= 1.0
 
-    not_a_folder = run_cli("localize", str(run_dir), str(paths.stack), "-o", str(paths.ground_truth))
+    not_a_folder = cli_in_process("localize", str(run_dir), str(paths.stack), "-o", str(paths.ground_truth))
     assert not_a_folder.returncode == 2 and "not a folder" in not_a_folder.stderr
     assert "Traceback" not in not_a_folder.stderr
 
-    missing = run_cli("score", str(paths.ground_truth), str(tmp_path / "none.csv"))
+    missing = cli_in_process("score", str(paths.ground_truth), str(tmp_path / "none.csv"))
     assert missing.returncode == 2 and "none.csv" in missing.stderr

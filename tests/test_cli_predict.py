@@ -13,7 +13,7 @@ import tifffile
 from srlab import experiment
 from srlab.config import load_experiment
 from srlab.data.io import pixel_size_nm
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_predict_writes_imagej_tiff_with_provenance_and_refuses_to_overwrite(tra
     write_imagej(source, camera((75, 90)), lr_nm)
     out = tmp_path / "cells_sr.tif"
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with tifffile.TiffFile(out) as tif:
         assert tif.is_imagej
@@ -67,7 +67,7 @@ def test_predict_writes_imagej_tiff_with_provenance_and_refuses_to_overwrite(tra
     assert provenance["checkpoint"] == card["checkpoint"] and provenance["input"] == str(source)
     before = out.read_bytes()
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
     assert proc.returncode == 2
     assert "overwrite" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert out.read_bytes() == before
@@ -79,26 +79,26 @@ def test_pixel_size_guard_refuses_rescales_or_forces(trained, tmp_path):
     write_imagej(source, camera((40, 48), seed=1), 77.0)
     out = tmp_path / "coarse_sr.tif"
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "77 nm" in lines[0] and f"{lr_nm:g} nm" in lines[0] and "--rescale" in lines[0]
     assert not out.exists()
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", "--rescale", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", "--rescale", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resampled" in proc.stderr
     with tifffile.TiffFile(out) as tif:  # back on the input's grid, x2
         assert tif.asarray().shape == (80, 96) and abs(pixel_size_nm(tif) - 38.5) < 1e-3
         assert np.isfinite(tif.asarray()).all()
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", "--force", "--overwrite",
-                   cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", "--force", "--overwrite",
+                          cwd=tmp_path)
     assert proc.returncode == 0 and "--force" in proc.stderr, proc.stderr[-2000:]
 
     bare = tmp_path / "bare.tif"
     write_imagej(bare, camera((40, 48), seed=2), None)
-    proc = run_cli("predict", str(run_dir), str(bare), "-o", str(tmp_path / "bare_sr.tif"), "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(bare), "-o", str(tmp_path / "bare_sr.tif"), "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"assuming the run's training LR pixel size, {lr_nm:g} nm" in proc.stderr
 
@@ -110,8 +110,8 @@ def test_several_inputs_folders_and_globs_in_one_process(trained, tmp_path):
     for i, where in enumerate([tmp_path / "a.tif", tmp_path / "b.tif", folder / "c.tif", folder / "d.tif"]):
         write_imagej(where, camera((32, 40), seed=i), lr_nm)
     outdir = tmp_path / "sr"
-    proc = run_cli("predict", str(run_dir), str(tmp_path / "a.tif"), str(tmp_path / "b*.tif"), str(folder),
-                   "-o", f"{outdir}/", "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(tmp_path / "a.tif"), str(tmp_path / "b*.tif"), str(folder),
+                          "-o", f"{outdir}/", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in outdir.iterdir()) == ["a_sr.tif", "b_sr.tif", "c_sr.tif", "d_sr.tif"]
     assert len([line for line in proc.stdout.splitlines() if " -> " in line]) == 4
@@ -119,14 +119,14 @@ def test_several_inputs_folders_and_globs_in_one_process(trained, tmp_path):
         assert tif.asarray().shape == (64, 80)
     stamp = (outdir / "a_sr.tif").stat().st_mtime_ns
 
-    proc = run_cli("predict", str(run_dir), str(folder), str(tmp_path / "a.tif"), "-o", str(outdir), "--quiet",
-                   cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(folder), str(tmp_path / "a.tif"), "-o", str(outdir), "--quiet",
+                          cwd=tmp_path)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (outdir / "a_sr.tif").stat().st_mtime_ns == stamp
 
     both = tmp_path / "both.tif"
-    proc = run_cli("predict", str(run_dir), str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(both),
-                   cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(both),
+                          cwd=tmp_path)
     assert proc.returncode == 2 and "names an output folder" in proc.stderr and not both.exists()
 
 
@@ -138,7 +138,7 @@ def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path)
         "axes": "CYX", "PhysicalSizeX": lr_nm / 1e3, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": lr_nm / 1e3,
         "PhysicalSizeYUnit": "µm", "Channel": {"Name": ["DAPI", "GFP"]}})
     out = tmp_path / "out.ome.tif"
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with tifffile.TiffFile(out) as tif:
         assert tif.series[0].axes == "CYX" and tif.series[0].shape == (2, 72, 88)
@@ -151,13 +151,13 @@ def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path)
 
     # Each channel went through the one-channel network on its own: the same as asking for it alone.
     second = tmp_path / "gfp.tif"
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(second), "--channel", "1", "--quiet",
-                   cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(second), "--channel", "1", "--quiet",
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(tifffile.imread(second), both[1], rtol=1e-5, atol=1e-3)
 
-    proc = run_cli("predict", str(run_dir), str(source), "-o", str(tmp_path / "x.tif"), "--channel", "2",
-                   cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(tmp_path / "x.tif"), "--channel", "2",
+                          cwd=tmp_path)
     assert proc.returncode == 2 and "0..1" in proc.stderr and "Traceback" not in proc.stderr
 
     # A run trained on channel 1 of the user's files (data.channel, as srlab calibrate --channel 1 writes
@@ -168,7 +168,7 @@ def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path)
     card = json.loads((run_ch / "network.json").read_text())
     (run_ch / "network.json").write_text(json.dumps({**card, "channel": 1}))
     default = tmp_path / "default.tif"
-    proc = run_cli("predict", str(run_ch), str(source), "-o", str(default), cwd=tmp_path)
+    proc = cli_in_process("predict", str(run_ch), str(source), "-o", str(default), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "channel 1 of its 2 predicted" in proc.stderr
     np.testing.assert_allclose(tifffile.imread(default), both[1], rtol=1e-5, atol=1e-3)
@@ -191,12 +191,12 @@ def test_srlab_test_refuses_data_on_another_pixel_grid(trained, tmp_path):
         write_tiff(tmp_path / "pairs" / "hr" / f"img_{k}.tif", hr, pixel_size_nm=38.5)
         write_tiff(tmp_path / "pairs" / "lr" / f"img_{k}.tif", hr[::2, ::2].copy(), pixel_size_nm=77.0)
     data = ["data.kind=paired", f"data.path={tmp_path / 'pairs'}"]
-    proc = run_cli("test", str(run_dir), *data, cwd=tmp_path)
+    proc = cli_in_process("test", str(run_dir), *data, cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "77 nm" in lines[0] and f"{lr_nm:g} nm" in lines[0] and "--force" in lines[0]
     assert not (run_dir / "evaluations").exists()
 
-    proc = run_cli("test", str(run_dir), *data, "--force", cwd=tmp_path)
+    proc = cli_in_process("test", str(run_dir), *data, "--force", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "used as it is (--force)" in proc.stderr and "psnr" in proc.stdout

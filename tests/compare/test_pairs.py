@@ -15,13 +15,13 @@ from srlab.compare.pairs import evaluate_pairs
 from srlab.config import load_experiment
 from srlab.data.io import read_tiff, write_tiff
 from srlab.errors import SrlabError
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process
 
 
 def _simulate(tmp_path: Path, n: int = 6, size: int = 48) -> Path:
     out = tmp_path / "pairs"
-    proc = run_cli("simulate", "--pair", "confocal:sted", "--n", str(n), "--size", str(size), "--out", str(out),
-                   cwd=tmp_path)
+    proc = cli_in_process("simulate", "--pair", "confocal:sted", "--n", str(n), "--size", str(size), "--out", str(out),
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -35,8 +35,8 @@ def test_evaluate_a_run_scores_every_image_whole(tiny, tmp_path):
     run_dir = experiment.train(load_experiment("edsr_smoke", tiny))
     pairs = _simulate(tmp_path)
     out = tmp_path / "report"
-    proc = run_cli("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), "--device", "cpu",
-                   cwd=tmp_path)
+    proc = cli_in_process("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), "--device", "cpu",
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(out / "per_image.csv")
     methods = {r["method"] for r in rows}
@@ -51,9 +51,9 @@ def test_evaluate_a_run_scores_every_image_whole(tiny, tmp_path):
     assert "CARE convention" in (out / "summary.md").read_text()
     assert sorted(p.name for p in (out / "montages").iterdir()) == [f"sim_{i:04d}.png" for i in range(6)]
 
-    again = run_cli("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), cwd=tmp_path)
+    again = cli_in_process("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    wrong = run_cli("evaluate", "not_a_run", "--pairs", str(pairs), "--out", str(tmp_path / "x"), cwd=tmp_path)
+    wrong = cli_in_process("evaluate", "not_a_run", "--pairs", str(pairs), "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert wrong.returncode == 2 and "neither a run directory" in wrong.stderr
 
 

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from srlab.config import config_hash, list_experiments, load_experiment
 from srlab.errors import SrlabError
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process, run_cli
 
 
 def test_defaults_are_composed_and_overridden():
@@ -57,11 +57,11 @@ def test_misspelt_key_exits_2_with_one_line():
 
 
 def test_show_and_list():
-    proc = run_cli("show", "edsr_smoke", "trainer.max_epochs=7")
+    proc = cli_in_process("show", "edsr_smoke", "trainer.max_epochs=7")
     assert proc.returncode == 0, proc.stderr
     shown = OmegaConf.create(proc.stdout)
     assert shown.trainer.max_epochs == 7 and shown.model.name == "edsr"
-    proc = run_cli("list")
+    proc = cli_in_process("list")
     assert proc.returncode == 0, proc.stderr
     for name in list_experiments():
         assert name in proc.stdout

@@ -222,10 +222,10 @@ def test_psf_sigma_overrides_wavelength_and_na():
 
 
 def test_simulate_cli_honours_size(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import cli_in_process
 
-    proc = run_cli("simulate", "--smlm", "--size", "20", "--frames", "3", "--out", str(tmp_path / "s"),
-                   "psf_sigma_nm=150")
+    proc = cli_in_process("simulate", "--smlm", "--size", "20", "--frames", "3", "--out", str(tmp_path / "s"),
+                          "psf_sigma_nm=150")
     assert proc.returncode == 0, proc.stderr
     stack, _ = read_smlm_stack(tmp_path / "s" / "stack.tif")
     assert stack.shape == (3, 20, 20)
