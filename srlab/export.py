@@ -290,6 +290,22 @@ def _cover(image: np.ndarray, prediction: np.ndarray, path: Path) -> None:
     mpl_image.imsave(path, np.concatenate(scaled, axis=1), cmap="magma", vmin=0, vmax=1)
 
 
+def _trained_channel(cfg: Any) -> str:
+    """The README's sentence on which channel of multi-channel files the network was trained on, or ''."""
+    channel = cfg.data.get("channel")
+    if channel is None:
+        return ""
+    return (f" The network was trained on channel {int(channel)} (0-based) of the user's multi-channel files "
+            f"(`data.channel`, as `srlab calibrate --channel` wrote it): give it that channel.")
+
+
+def _input_description(cfg: Any) -> str:
+    channel = cfg.data.get("channel")
+    return f"LR image, {int(cfg.data.channels)} channel(s), raw intensities" + (
+        f"; channel {int(channel)} of the multi-channel files the network was trained on" if channel is not None
+        else "")
+
+
 def _readme(cfg: Any, paper: str, pixel_um: float | None, run: str | Path) -> str:
     s = int(cfg.data.scale)
     px = (f"{pixel_um * 1e3:g} nm LR pixels -> {pixel_um * 1e3 / s:g} nm output pixels" if pixel_um
@@ -299,7 +315,8 @@ def _readme(cfg: Any, paper: str, pixel_um: float | None, run: str | Path) -> st
             f"Super-resolution network ({paper}) trained with srlab (run `{Path(run).name}`), "
             f"{cfg.paradigm.name} paradigm; {px}.\n\n"
             f"## Input and output\n\n"
-            f"Input: `(batch, {cfg.data.channels} channel(s), y, x)`, any size. Each channel is normalized by "
+            f"Input: `(batch, {cfg.data.channels} channel(s), y, x)`, any size.{_trained_channel(cfg)} "
+            f"Each channel is normalized by "
             f"its own {cfg.data.low_percentile:g} / {cfg.data.high_percentile:g} percentiles (`scale_range`), "
             f"as srlab does in training and prediction.\n\n"
             f"Output: `{s}·y × {s}·x` in *normalized* units (background near 0, bright structure near 1). "
@@ -371,7 +388,7 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
     out_channels = prediction.shape[1]
     inputs = [spec.InputTensorDescr(
         id=input_id,
-        description=f"LR image, {channels} channel(s), raw intensities",
+        description=_input_description(cfg),
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names),
               spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=16, step=1),
                                   scale=in_scale, unit=unit),
@@ -422,6 +439,7 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
             inputs=inputs, outputs=outputs, weights=weights,
             config={"srlab": {"experiment": cfg.name, "model": name, "scale": s,
                               "percentiles": [low, high], "lr_pixel_size_nm": lr_nm,
+                              "channel": int(cfg.data.channel) if cfg.data.get("channel") is not None else None,
                               "srlab_version": srlab.__version__, "metrics": metrics}},
         )
     if output.suffix == ".zip":

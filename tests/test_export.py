@@ -188,6 +188,7 @@ def test_bioimageio_package_passes_bioimageio_test(trained_run: Path, data_dir: 
     assert scale_range["kwargs"]["min_percentile"] == 0.1 and scale_range["kwargs"]["max_percentile"] == 99.9
     assert any("1707.02921" in c.get("url", "") for c in rdf["cite"])
     assert rdf["authors"] == [{"name": "Ada Lovelace"}] and rdf["license"] == "CC-BY-4.0"
+    assert rdf["config"]["srlab"]["channel"] is None  # simulated data: no channel of the user's files
 
     summary = core.test_model(out, devices=["cpu"])
     assert summary.status == "passed", summary.format()
@@ -225,3 +226,16 @@ def test_cli_torchscript_export_of_a_run_matches_its_network(trained_run: Path, 
     with torch.no_grad():
         assert (torch.jit.load(str(out))(images) - net(images)).abs().max() <= TOLERANCE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edsr.pt"]  # nothing staged is left behind
+
+
+def test_bioimageio_texts_name_the_channel_a_run_was_trained_on() -> None:
+    """A run on one channel of the user's multi-channel files (data.channel, from calibrate --channel)
+    says so where a Fiji/napari user reads it: the input's description and the README."""
+    from srlab.export import _input_description, _readme
+
+    plain = load_experiment("edsr_smoke", [])
+    one = load_experiment("edsr_smoke", ["data.channel=1"])
+    assert "trained on channel" not in _readme(plain, "paper", None, "run")
+    assert "trained on channel 1 (0-based)" in _readme(one, "paper", None, "run")
+    assert _input_description(one).endswith("; channel 1 of the multi-channel files the network was trained on")
+    assert _input_description(plain) == "LR image, 1 channel(s), raw intensities"
