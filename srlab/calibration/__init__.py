@@ -145,15 +145,13 @@ def read_frames(path: Path, flag: str = "", *, channel: int | None = None, chann
     for a multi-channel file without ``channel`` (the option is ``channel_flag``), a channel the file does
     not have (a one-channel file is read whatever ``channel`` says when ``any_channel_if_one``: a dark
     frame of the detector), a pixel type that is not numbers, NaN or infinite pixels."""
-    from srlab.data.io import CHANNEL_AXES, read_tiff
+    from srlab.data.io import channel_axis, read_tiff
 
     where = f"{flag} {path}".lstrip()
     array, axes, size = read_tiff(path)
-    chan = [i for i, a in enumerate(axes) if a in CHANNEL_AXES and array.shape[i] > 1]
-    n = array.shape[chan[0]] if chan else 1
-    if len(chan) > 1:
-        raise SrlabError(f"{where}: has both channel (C) and RGB sample (S) axes ('{axes}'); split the channels "
-                         f"into separate files")
+    found = channel_axis(array, axes, where)
+    chan = [found] if found is not None else []
+    n = array.shape[found] if found is not None else 1
     if chan and channel is None:
         raise SrlabError(f"{where}: a {n}-channel image (axes '{axes}'); pass {channel_flag} 0..{n - 1} to "
                          f"calibrate one of its channels")

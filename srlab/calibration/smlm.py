@@ -96,14 +96,15 @@ class SMLMCalibration:
     simulation: dict[str, Any] = field(default_factory=dict)
     simulated_frame: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    channel: int | None = None  # the channel of a multi-channel stack that was measured (--channel)
 
 
-def _load(path: Path, pixel_size_nm: float | None) -> tuple[np.ndarray, float]:
+def _load(path: Path, pixel_size_nm: float | None, channel: int | None = None) -> tuple[np.ndarray, float]:
     from srlab.smlm.localizations import read_smlm_stack
 
     if not path.is_file():
         raise SrlabError(f"{path}: no such file")
-    stack, file_px = read_smlm_stack(path)
+    stack, file_px = read_smlm_stack(path, channel=channel)
     if stack.shape[0] < 10:
         raise SrlabError(f"{path}: {stack.shape[0]} frames; an SMLM calibration needs a stack of >= 10 frames "
                          f"(the noise is measured across frames)")
@@ -171,8 +172,9 @@ def _sample(stack: np.ndarray, limit: int) -> np.ndarray:
 
 def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offset_adu: float | None = None,
                    camera: str = "scmos", em_gain: float | None = None, threshold: float = 1.0,
-                   seed: int = 0) -> SMLMCalibration:
-    """Measure the SMLM stack at ``path`` (raw camera ADU); see the module doc. Bad input: one line."""
+                   seed: int = 0, channel: int | None = None) -> SMLMCalibration:
+    """Measure the SMLM stack at ``path`` (raw camera ADU; ``channel`` of a multi-channel stack); see the
+    module doc. Bad input: one line."""
     from srlab.calibration.noise import fit_line, mean_variance_points
     from srlab.optics.camera import CAMERA_PRESETS
 
@@ -181,7 +183,7 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
     if em_gain is not None and camera != "emccd":
         raise SrlabError("--em-gain is for --camera emccd")
     path = Path(path)
-    stack, pixel = _load(path, pixel_size_nm)
+    stack, pixel = _load(path, pixel_size_nm, channel)
     frames = _sample(stack, MAX_FRAMES).astype(np.float64)
     excess = 2.0 if camera == "emccd" else 1.0
     notes: list[str] = []
@@ -272,7 +274,7 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
     cal = SMLMCalibration(path, pixel, tuple(stack.shape), camera, e, spots,
                           {"mean": mu, "var": var, "se": se, "used": used, "kind": kind}, g_var, b,
                           frames[int(np.argmin(mask.sum((1, 2))))],
-                          notes=notes)
+                          notes=notes, channel=channel)
     cal.simulation = simulation_block(cal, em_gain=em, e_per_adu=e_per_adu, read_adu=read_adu, density=1.0)
     # The stack's own localizations, once: the density counts them, the specimen choice pools them.
     subset = _sample(photons, MAX_SPOT_FRAMES)
@@ -496,11 +498,16 @@ def smlm_data_block(cal: SMLMCalibration) -> dict[str, Any]:
             "val_frames": 32, "test_frames": 64, "simulation": dict(cal.simulation)}
 
 
+def _channel_text(cal: SMLMCalibration) -> str:
+    return f", channel {cal.channel}" if cal.channel is not None else ""
+
+
 def header(cal: SMLMCalibration) -> list[str]:
     t, h, w = cal.shape
     lines = ["Written by `srlab calibrate --smlm` (srlab.calibration.smlm): an SMLM simulator block whose frames",
              "have the statistics measured on the stack below. Estimates ± standard uncertainty (statistical only).",
-             f"Stack: {cal.path} ({t} frames of {h}×{w} px, {cal.pixel_size_nm:g} nm/px, camera {cal.camera})"]
+             (f"Stack: {cal.path}{_channel_text(cal)} ({t} frames of {h}×{w} px, {cal.pixel_size_nm:g} nm/px, "
+              f"camera {cal.camera})")]
     lines += [f"  {key:24s} {est.text():30s} [{est.method}]" for key, est in cal.estimates.items()]
     lines += [f"Note: {n}" for n in cal.notes]
     return lines
@@ -553,7 +560,8 @@ def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> st
     from srlab.config import EXPERIMENTS_ENV, find_config
 
     t, h, w = cal.shape
-    head = (f"srlab calibrate --smlm: {t} frames of {h}×{w} px, {cal.pixel_size_nm:g} nm/px, {cal.camera}, "
+    head = (f"srlab calibrate --smlm: {t} frames of {h}×{w} px{_channel_text(cal)}, {cal.pixel_size_nm:g} nm/px, "
+            f"{cal.camera}, "
             f"in {seconds:.1f} s")
     lines = [head]
     for key, est in cal.estimates.items():
@@ -561,10 +569,11 @@ def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> st
     lines += [f"  note: {n}" for n in cal.notes]
     found = find_config(f"data/{out.stem}.yaml")
     in_search = found is not None and found.resolve() == out.resolve()
+    pick = f" --channel {cal.channel}" if cal.channel is not None else ""
     use = (f"srlab train deepstorm_tubes data={out.stem}   (e.g. srlab show deepstorm_tubes data={out.stem}); "
-           f"srlab localize --method gaussfit STACK -o DIR --data {out.stem}" if in_search
+           f"srlab localize --method gaussfit STACK -o DIR --data {out.stem}{pick}" if in_search
            else f"move it to ./experiments/data/ (or a folder in ${EXPERIMENTS_ENV}/data/) to use it as "
-                f"data={out.stem}; srlab localize --method gaussfit STACK -o DIR --data {out}")
+                f"data={out.stem}; srlab localize --method gaussfit STACK -o DIR --data {out}{pick}")
     return "\n".join([*lines, f"wrote {out} and {figure}", f"next: {use}"])
 
 
@@ -581,7 +590,6 @@ def run_calibrate_smlm(args) -> int:
     ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target),
                                         ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"),
                                         ("--hr-specimens", args.hr_specimens),
-                                        ("--channel", args.channel is not None),
                                         ("--hr-channel", args.hr_channel is not None))
                if value]
     if ignored:
@@ -592,9 +600,9 @@ def run_calibrate_smlm(args) -> int:
 
         if offset is not None:
             raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
-        offset = measure_dark(load_dark([Path(p) for p in args.dark])).offset_adu
+        offset = measure_dark(load_dark([Path(p) for p in args.dark], channel=args.channel)).offset_adu
     cal = calibrate_smlm(args.images[0], pixel_size_nm=args.pixel_size_nm, offset_adu=offset,
-                         camera=args.camera or "scmos", em_gain=args.em_gain)
+                         camera=args.camera or "scmos", em_gain=args.em_gain, channel=args.channel)
     write_text(yaml_text(header(cal), smlm_data_block(cal)), out, overwrite=args.overwrite)
     draw(cal, figure)
     print(summary(cal, time.perf_counter() - start, out, figure))

@@ -162,6 +162,16 @@ def _to_float32(array: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
+def channel_axis(array: np.ndarray, axes: str, where: str | Path) -> int | None:
+    """The index of ``array``'s channel axis (C, or S for RGB samples) when it holds more than one
+    channel, else ``None``; a file with both is one :class:`SrlabError` line naming ``where``."""
+    found = [i for i, a in enumerate(axes) if a in CHANNEL_AXES and array.shape[i] > 1]
+    if len(found) > 1:
+        raise SrlabError(f"{where}: has both channel (C) and RGB sample (S) axes ('{axes}'); "
+                         f"split the channels into separate files")
+    return found[0] if found else None
+
+
 def load_images(path: str | Path, *, channel: int | None = None, channels: int = 1) -> list[LoadedImage]:
     """Every 2D image in a TIFF as ``(channels, H, W)`` float32 arrays.
 
@@ -173,10 +183,8 @@ def load_images(path: str | Path, *, channel: int | None = None, channels: int =
     array, axes, size = read_tiff(path)
     if "Y" not in axes or "X" not in axes:
         raise SrlabError(f"{path}: image has axes '{axes}', expected Y and X")
-    chan_axes = [a for a in axes if a in CHANNEL_AXES and array.shape[axes.index(a)] > 1]
-    if len(chan_axes) > 1:
-        raise SrlabError(f"{path}: has both channel (C) and RGB sample (S) axes ('{axes}'); "
-                         f"split the channels into separate files")
+    found = channel_axis(array, axes, path)
+    chan_axes = [axes[found]] if found is not None else []
     # Bring the array to (stack..., C, Y, X) with C possibly of length 1.
     stack_idx = [i for i, a in enumerate(axes) if a not in "YX" and a not in chan_axes]
     stack_letters = [axes[i] for i in stack_idx]

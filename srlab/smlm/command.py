@@ -150,7 +150,7 @@ def run_localize(args: argparse.Namespace) -> int:
         raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
     if not args.render_pixel_nm > 0 or not args.render_sigma_nm > 0:
         raise SrlabError("--render-pixel-nm and --render-sigma-nm must be > 0")
-    stack, file_pixel_nm = read_smlm_stack(stack_path)
+    stack, file_pixel_nm = read_smlm_stack(stack_path, channel=args.channel)
     start = time.perf_counter()
     extra: dict[str, np.ndarray] = {}
     if run is None:
@@ -227,6 +227,8 @@ def add_localize_arguments(p: argparse.ArgumentParser, checkpoint_help: str) -> 
                    help="network: detection threshold in emitters (default: the one tuned on validation); "
                         "gaussfit: multiple of the wavelet noise std (default 1)")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="camera pixel size if the file has none")
+    p.add_argument("--channel", type=int, default=None,
+                   help="the channel (0-based) to localize in a multi-channel stack (a C axis)")
     p.add_argument("--psf-sigma-nm", type=float, default=None, help="gaussfit: PSF σ in nm")
     p.add_argument("--offset-adu", type=float, default=None, help="gaussfit: camera offset (ADU)")
     p.add_argument("--e-per-adu", type=float, default=None, help="gaussfit: photoelectrons per ADU")

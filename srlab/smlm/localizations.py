@@ -228,14 +228,31 @@ def write_imagej_tiff(path: str | Path, array: np.ndarray, *, pixel_size_nm: flo
     return write_tiff(path, array, pixel_size_nm=pixel_size_nm, axes="TYX" if array.ndim == 3 else "YX")
 
 
-def read_smlm_stack(path: str | Path) -> tuple[np.ndarray, float | None]:
+def read_smlm_stack(path: str | Path, *, channel: int | None = None,
+                    channel_flag: str = "--channel") -> tuple[np.ndarray, float | None]:
     """A ``(T, H, W)`` float32 camera stack and its pixel size in nm (``None`` if uncalibrated).
 
     Localization needs a time series of single-channel frames: one frame, RGB, complex or boolean
-    data is a one-line :class:`SrlabError`.
+    data is a one-line :class:`SrlabError`. Of a multi-channel stack (a C axis: two dyes, or an
+    activation and a readout channel, in one file) ``channel`` picks one; without it, or with a channel
+    the file does not have, one line naming ``channel_flag``.
     """
+    from srlab.data.io import channel_axis
+
     stack, axes, pixel_size_nm = read_tiff(path)
-    return check_smlm_stack(stack, where=str(path), axes=axes), pixel_size_nm
+    where = str(path)
+    axis = channel_axis(stack, axes, where)
+    n = stack.shape[axis] if axis is not None and axes[axis] == "C" else 1
+    if n > 1 and channel is None:
+        raise SrlabError(f"{where}: a {n}-channel stack (axes '{axes}'); pass {channel_flag} 0..{n - 1} to "
+                         f"take one of its channels")
+    if channel is not None and not 0 <= channel < n:
+        raise SrlabError(f"{where}: {channel_flag} {channel}, but the stack has {n} channel(s) (axes '{axes}'; "
+                         f"valid: 0..{n - 1})")
+    if n > 1:
+        stack = np.take(stack, channel, axis=axis)
+        axes = axes[:axis] + axes[axis + 1:]
+    return check_smlm_stack(stack, where=where, axes=axes), pixel_size_nm
 
 
 def check_smlm_stack(stack: np.ndarray, *, where: str, axes: str = "") -> np.ndarray:

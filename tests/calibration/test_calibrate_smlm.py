@@ -138,3 +138,45 @@ def test_bad_stacks_are_one_line_exit_2(case: str, tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
     assert not (tmp_path / "cal.yaml").exists()
+
+
+def test_a_channel_of_a_multi_channel_stack_is_measured_and_localized_as_its_own_stack(stacks, tmp_path: Path,
+                                                                                       capsys):
+    """Two dyes (or activation and readout) in one file: ``--channel`` measures and localizes one
+    channel exactly as its own single-channel file; without it, or with one the file lacks, one line."""
+    from srlab.calibration.smlm import calibrate_smlm
+    from srlab.data.io import read_tiff
+    from srlab.smlm.localizations import read_localizations_csv
+
+    single, _, pixel_nm = read_tiff(stacks["scmos"])
+    other = np.flip(single, axis=-1) // 2 + 7  # another channel: the same frames mirrored, dimmer
+    two = write_tiff(tmp_path / "two.tif", np.stack([other, single], axis=1), pixel_size_nm=pixel_nm, axes="TCYX")
+
+    out = tmp_path / "two.yaml"
+    assert main(["calibrate", "--smlm", str(two), "--channel", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "channel 1" in printed and "--channel 1" in printed.split("next:")[1]
+    assert f"Stack: {two}, channel 1" in out.read_text()
+    alone = calibrate_smlm(stacks["scmos"])  # the same measurement, to the last digit, on the channel's own file
+    assert yaml.safe_load(out.read_text())["simulation"] == yaml.safe_load(yaml.safe_dump(alone.simulation))
+
+    fit = ["--method", "gaussfit", "--psf-sigma-nm", str(SIGMA_NM), "--offset-adu", str(OFFSET), "--e-per-adu", "0.5"]
+    assert main(["localize", *fit, str(stacks["scmos"]), "-o", str(tmp_path / "alone")]) == 0
+    assert main(["localize", *fit, str(two), "--channel", "1", "-o", str(tmp_path / "picked")]) == 0
+    capsys.readouterr()
+    a = read_localizations_csv(tmp_path / "alone" / "localizations.csv")
+    b = read_localizations_csv(tmp_path / "picked" / "localizations.csv")
+    assert len(a) > 50 and len(a) == len(b)
+    np.testing.assert_array_equal(a.x_nm, b.x_nm)
+
+    for argv, expect in ((["calibrate", "--smlm", str(two), "--out", str(tmp_path / "x.yaml")],
+                          "a 2-channel stack (axes 'TCYX'); pass --channel 0..1"),
+                         (["calibrate", "--smlm", str(two), "--channel", "2", "--out", str(tmp_path / "x.yaml")],
+                          "--channel 2, but the stack has 2 channel(s)"),
+                         (["localize", *fit, str(two), "-o", str(tmp_path / "x")], "pass --channel 0..1"),
+                         (["localize", *fit, str(stacks["scmos"]), "--channel", "1", "-o", str(tmp_path / "x")],
+                          "--channel 1, but the stack has 1 channel(s)")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expect in err, err
+    assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "x").exists()

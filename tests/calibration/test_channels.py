@@ -101,7 +101,7 @@ def test_channel_mistakes_are_one_line_exit_2(real_folder: Path, tmp_path: Path,
     assert not out.exists() and not out.with_suffix(".png").exists()
 
 
-def test_smlm_refuses_the_channel_options(tmp_path: Path, capsys):
+def test_smlm_refuses_the_hr_channel_option(tmp_path: Path, capsys):
     stack = write_tiff(tmp_path / "s.tif", np.ones((2, 64, 64), np.uint16), pixel_size_nm=100.0)
-    assert main(["calibrate", str(stack), "--smlm", "--channel", "0", "--out", str(tmp_path / "s.yaml")]) == 2
-    assert "--channel is for image calibration, not --smlm" in capsys.readouterr().err
+    assert main(["calibrate", str(stack), "--smlm", "--hr-channel", "0", "--out", str(tmp_path / "s.yaml")]) == 2
+    assert "--hr-channel is for image calibration, not --smlm" in capsys.readouterr().err
