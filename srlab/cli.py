@@ -351,8 +351,13 @@ def _cmd_rate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from srlab.compare.check import run_check
+    return run_check(args)
+
+
 COMMANDS.update({"simulate": _cmd_simulate, "compare": _cmd_compare, "calibrate": _cmd_calibrate,
-                 "evaluate": _cmd_evaluate, "adapt": _cmd_adapt, "rate": _cmd_rate})
+                 "evaluate": _cmd_evaluate, "adapt": _cmd_adapt, "rate": _cmd_rate, "check": _cmd_check})
 
 
 CHECKPOINT_HELP = ("which checkpoint of a run directory: best (default; the one the run's own test used, "
@@ -555,6 +560,18 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
                                                 "default: the run's own)")
     p.add_argument("overrides", nargs="*", help="key=value overrides (trainer.max_epochs=..., paradigm.params."
                                                 "anchor_weight=..., ...), resume=ADAPT_RUN")
+    p = sub.add_parser("check", help="reference-free check of SR outputs against their inputs: SQUIRREL error "
+                                     "map (RSE/RSP) and single-image FRC -> error maps, figures, check.csv")
+    p.add_argument("input", help="the input image (TIFF) or a folder of them")
+    p.add_argument("sr", help="the SR output made from it, or the folder of outputs (x.tif <-> x_sr.tif, as "
+                              "srlab predict names them, or x.tif)")
+    p.add_argument("-o", "--output", required=True, help="folder for the error maps, figures and check.csv")
+    p.add_argument("--channel", type=int, default=None, help="the channel to check in multi-channel files")
+    p.add_argument("--pixel-size-nm", type=float, default=None, help="the input's pixel size if its file has none")
+    p.add_argument("--psf-fwhm-nm", type=float, default=None,
+                   help="FWHM of the Gaussian that takes the output's resolution to the input's (e.g. "
+                        "sqrt(FWHM_LR^2 - FWHM_HR^2) of a calibrated block); default: fitted for the lowest RSE")
+    p.add_argument("--overwrite", action="store_true", help="replace existing check files in the folder")
     return parser
 
 

@@ -1,0 +1,248 @@
+"""Reference-free check of super-resolved images against the images they were made from.
+
+``srlab check INPUT SR -o DIR``: the last step of the "your microscope" loop (calibrate → train →
+adapt → predict → check), for real images that have no ground truth. For each (input, output) pair,
+each 2D plane (stack slices; one channel of multi-channel files with ``--channel``):
+
+* **SQUIRREL error map** (NanoJ-SQUIRREL, Culley et al., Nat. Methods 15:263, 2018; the metric is
+  :func:`srlab.metrics.consistency.squirrel_consistency`): the output blurred by a Gaussian
+  resolution-scaling function and area-binned back to the input grid, fitted to the input by a gain
+  and offset; the map is ``|input − fit|`` on the input grid, RSE its RMS (input units) and RSP the
+  Pearson correlation. What is followed: the RSF is optimized for the lowest RSE unless given
+  (``--psf-fwhm-nm``, the relative PSF that takes the output's resolution to the input's, e.g.
+  ``√(FWHM_LR² − FWHM_HR²)`` of a calibrated block). What is adapted: a Gaussian RSF only, and area
+  binning for the camera pixel. Read it as "the output explains what was measured": structure the
+  network invented shows up as error where the input has none; structure that the PSF hides cannot
+  (interpolation scores almost perfectly by construction).
+* **Single-image FRC resolution** (Koho et al., Nat. Commun. 10:3103, 2019;
+  :func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`) of the input and of the output, in nm:
+  the input's is a measurement (camera noise is independent from pixel to pixel); the output's noise
+  is not (a network or deconvolution correlates neighbouring pixels), so its value is a cross-check
+  and may be missing or optimistic. The method cannot report less than 4 pixels.
+
+Outputs: ``DIR/<output stem>.errormap.tif`` (one plane per checked plane, input grid, the input's pixel
+size), ``DIR/<output stem>.check.png`` (input | output | error map of the first plane) and
+``DIR/check.csv`` (one row per plane). Existing files are refused unless ``--overwrite``; a user's
+mistake (missing partner, shapes that are not an integer scale apart, a multi-channel file without
+``--channel``) is one line and nothing is written.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from srlab.errors import SrlabError
+from srlab.optics.psf import FWHM_PER_SIGMA
+
+CSV_COLUMNS = ("input", "output", "plane", "scale", "rse", "rsp", "rsf_fwhm_nm", "rsf_sigma_lr_px",
+               "frc_input_nm", "frc_output_nm")
+
+
+@dataclass(frozen=True)
+class PlaneCheck:
+    """The check of one 2D plane of an (input, output) pair."""
+
+    input: Path
+    output: Path
+    plane: str  # "" for a 2D file, "[z=3]" etc. for a slice
+    scale: int
+    input_pixel_size_nm: float | None
+    rse: float  # input units
+    rsp: float
+    rsf_sigma_lr_px: float
+    rsf_fwhm_nm: float  # NaN without a pixel size
+    frc_input_nm: float  # NaN: no crossing, or no pixel size
+    frc_output_nm: float
+    error_map: np.ndarray
+    lr: np.ndarray
+    sr: np.ndarray
+
+
+def _planes(path: Path, channel: int | None) -> tuple[list[tuple[str, np.ndarray]], float | None]:
+    """The 2D planes of ``path`` (its ``channel`` of a multi-channel file) and its pixel size."""
+    from srlab.data.io import channel_axis, load_images, read_tiff
+
+    array, axes, _ = read_tiff(path, memmap=True)
+    axis = channel_axis(array, axes, path)
+    n = array.shape[axis] if axis is not None else 1
+    del array
+    if axis is not None and channel is None:
+        raise SrlabError(f"{path}: a {n}-channel image (axes '{axes}'); pass --channel 0..{n - 1} to check one "
+                         f"of its channels")
+    if channel is not None and not 0 <= channel < n:
+        raise SrlabError(f"{path}: --channel {channel}, but the file has {n} channel(s) (valid: 0..{n - 1})")
+    images = load_images(path, channel=channel if axis is not None else None, channels=1)
+    return [(im.name[len(path.stem):], im.image[0]) for im in images], images[0].pixel_size_nm
+
+
+def _scale(lr: np.ndarray, sr: np.ndarray, lr_path: Path, sr_path: Path) -> int:
+    (h, w), (sh, sw) = lr.shape, sr.shape
+    if sh % h or sw % w or sh // h != sw // w or sh // h < 1:
+        raise SrlabError(f"{sr_path}: {sh}×{sw} px is not an integer scale of its input {lr_path} ({h}×{w} px)")
+    return sh // h
+
+
+def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None = None,
+               pixel_size_nm: float | None = None, psf_fwhm_nm: float | None = None) -> list[PlaneCheck]:
+    """Check every plane of ``sr_path`` against the same plane of ``lr_path`` (see the module doc).
+
+    ``pixel_size_nm``: the input's pixel size when its file has none; ``psf_fwhm_nm``: the RSF's FWHM
+    (fitted when ``None``; needs a pixel size)."""
+    from srlab.metrics.consistency import squirrel_consistency
+    from srlab.metrics.frc import checkerboard_frc_resolution_nm
+
+    lr_path, sr_path = Path(lr_path), Path(sr_path)
+    lr_planes, lr_px = _planes(lr_path, channel)
+    sr_planes, _ = _planes(sr_path, channel)
+    if len(lr_planes) != len(sr_planes):
+        raise SrlabError(f"{sr_path}: {len(sr_planes)} plane(s), but its input {lr_path} has {len(lr_planes)}")
+    px = pixel_size_nm if pixel_size_nm is not None else lr_px
+    if psf_fwhm_nm is not None and px is None:
+        raise SrlabError(f"{lr_path}: no pixel size in the file; --psf-fwhm-nm needs --pixel-size-nm")
+    checks = []
+    for (name, lr), (_, sr) in zip(lr_planes, sr_planes):
+        scale = _scale(lr, sr, lr_path, sr_path)
+        sigma = psf_fwhm_nm / FWHM_PER_SIGMA / px if psf_fwhm_nm is not None else None
+        result = squirrel_consistency(sr, lr, scale=scale, psf_sigma_lr_px=sigma)
+        frc_in = frc_out = math.nan
+        if px is not None:
+            frc_in = checkerboard_frc_resolution_nm(lr, px) if min(lr.shape) >= 64 else math.nan
+            frc_out = checkerboard_frc_resolution_nm(sr, px / scale) if min(sr.shape) >= 64 else math.nan
+        checks.append(PlaneCheck(
+            input=lr_path, output=sr_path, plane=name, scale=scale, input_pixel_size_nm=px, rse=result.rse,
+            rsp=result.rsp,
+            rsf_sigma_lr_px=result.psf_sigma_lr_px,
+            rsf_fwhm_nm=result.psf_sigma_lr_px * FWHM_PER_SIGMA * px if px is not None else math.nan,
+            frc_input_nm=frc_in, frc_output_nm=frc_out, error_map=result.error_map, lr=lr, sr=sr))
+    return checks
+
+
+def _output_stem(path: Path) -> str:
+    name = path.name
+    return name[:name.lower().rindex(".ome.")] if ".ome." in name.lower() else path.stem
+
+
+def partner(lr_path: Path, outputs: Path) -> Path:
+    """The output in folder ``outputs`` made from ``lr_path``: ``x_sr.tif`` / ``x_sr.ome.tif`` (srlab
+    predict's names) or ``x.tif``; one line if none or several."""
+    stem = _output_stem(lr_path)
+    found = [p for p in (outputs / f"{stem}_sr.tif", outputs / f"{stem}_sr.ome.tif", outputs / f"{stem}.tif",
+                         outputs / f"{stem}.ome.tif", outputs / f"{stem}_sr.tiff", outputs / f"{stem}.tiff")
+             if p.is_file()]
+    if not found:
+        raise SrlabError(f"{lr_path}: no output for it in {outputs} (looked for {stem}_sr.tif, {stem}.tif and their "
+                         f".ome.tif forms)")
+    if len(found) > 1:
+        raise SrlabError(f"{lr_path}: several outputs for it in {outputs} ({', '.join(p.name for p in found)}); "
+                         f"give the pair as files")
+    return found[0]
+
+
+def pairs(inputs: str | Path, outputs: str | Path) -> list[tuple[Path, Path]]:
+    """(input, output) file pairs: two files, or two folders matched by name (:func:`partner`)."""
+    from srlab.data.io import list_tiffs
+
+    inputs, outputs = Path(inputs), Path(outputs)
+    for p in (inputs, outputs):
+        if not p.exists():
+            raise SrlabError(f"{p}: no such file or folder")
+    if inputs.is_dir() != outputs.is_dir():
+        raise SrlabError(f"give two files or two folders, not {inputs} and {outputs}")
+    if inputs.is_file():
+        return [(inputs, outputs)]
+    return [(lr, partner(lr, outputs)) for lr in list_tiffs(inputs, what="input images")]
+
+
+def _figure(check: PlaneCheck, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    frc = (lambda v: f"{v:.0f} nm" if math.isfinite(v) else "n/a")
+    panels = ((check.lr, f"input {check.input.name}{check.plane} (FRC {frc(check.frc_input_nm)})", "gray"),
+              (check.sr, f"output ×{check.scale} (FRC {frc(check.frc_output_nm)}, a cross-check)", "gray"),
+              (check.error_map, f"SQUIRREL error map: RSE {check.rse:.4g}, RSP {check.rsp:.3f}", "magma"))
+    for ax, (image, title, cmap) in zip(axes, panels):
+        lo, hi = np.percentile(image, [0.1, 99.9])
+        shown = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1)
+        ax.set(title=title, xticks=[], yticks=[])
+        ax.title.set_fontsize(9)
+    fig.colorbar(shown, ax=axes[2], shrink=0.8, label="|input − fitted, re-imaged output| (input units)")
+    fig.suptitle(f"srlab check: {check.output.name} against {check.input.name}")
+    fig.savefig(path, dpi=90)
+
+
+def write(checks: list[PlaneCheck], out_dir: Path) -> list[Path]:
+    """The error maps, figures and ``check.csv`` of ``checks`` in ``out_dir``; returns the files."""
+    from srlab.data.io import write_tiff
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    by_output: dict[Path, list[PlaneCheck]] = {}
+    for c in checks:
+        by_output.setdefault(c.output, []).append(c)
+    for output, group in by_output.items():
+        stem = _output_stem(output)
+        maps = np.stack([c.error_map for c in group])
+        written.append(write_tiff(out_dir / f"{stem}.errormap.tif", maps[0] if len(maps) == 1 else maps,
+                                  pixel_size_nm=group[0].input_pixel_size_nm))
+        _figure(group[0], out_dir / f"{stem}.check.png")
+        written.append(out_dir / f"{stem}.check.png")
+    table = out_dir / "check.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for c in checks:
+            writer.writerow([str(c.input), str(c.output), c.plane, c.scale, f"{c.rse:.6g}", f"{c.rsp:.6g}",
+                             f"{c.rsf_fwhm_nm:.4g}", f"{c.rsf_sigma_lr_px:.4g}", f"{c.frc_input_nm:.4g}",
+                             f"{c.frc_output_nm:.4g}"])
+    written.append(table)
+    return written
+
+
+def planned_files(file_pairs: list[tuple[Path, Path]], out_dir: Path) -> list[Path]:
+    stems = [_output_stem(sr) for _, sr in file_pairs]
+    return [out_dir / "check.csv", *(out_dir / f"{s}{suffix}" for s in stems
+                                     for suffix in (".errormap.tif", ".check.png"))]
+
+
+def summary(checks: list[PlaneCheck]) -> str:
+    def nm(v: float) -> str:
+        return f"{v:.0f}" if math.isfinite(v) else "n/a"
+
+    lines = [(f"{'output':32s} {'plane':10s} {'RSE':>10s} {'RSP':>6s} {'RSF FWHM nm':>11s} "
+             f"{'FRC in nm':>9s} {'FRC out nm':>10s}")]
+    for c in checks:
+        lines.append(f"{c.output.name[:32]:32s} {c.plane[:10]:10s} {c.rse:10.4g} {c.rsp:6.3f} "
+                     f"{nm(c.rsf_fwhm_nm):>11s} {nm(c.frc_input_nm):>9s} {nm(c.frc_output_nm):>10s}")
+    lines.append("RSE/RSP: NanoJ-SQUIRREL consistency of the re-imaged output with its input (RSE in input units; "
+                 "RSP 1 = perfect); FRC: single-image, the output's a cross-check only")
+    return "\n".join(lines)
+
+
+def run_check(args) -> int:
+    """``srlab check INPUT OUTPUT -o DIR`` (arguments in :mod:`srlab.cli`)."""
+    if args.pixel_size_nm is not None and not args.pixel_size_nm > 0:
+        raise SrlabError(f"--pixel-size-nm {args.pixel_size_nm}: must be > 0")
+    if args.psf_fwhm_nm is not None and not args.psf_fwhm_nm >= 0:
+        raise SrlabError(f"--psf-fwhm-nm {args.psf_fwhm_nm}: must be >= 0")
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SrlabError(f"{out_dir}: exists and is not a folder; -o names the output folder")
+    file_pairs = pairs(args.input, args.sr)
+    existing = [p for p in planned_files(file_pairs, out_dir) if p.exists()]
+    if existing and not args.overwrite:
+        raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    checks = [c for lr, sr in file_pairs for c in check_pair(lr, sr, channel=args.channel,
+                                                            pixel_size_nm=args.pixel_size_nm,
+                                                            psf_fwhm_nm=args.psf_fwhm_nm)]
+    write(checks, out_dir)
+    print(summary(checks))
+    print(f"wrote {out_dir}/check.csv and an error map (.errormap.tif) and figure (.check.png) per output")
+    return 0
