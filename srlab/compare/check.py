@@ -2,7 +2,8 @@
 
 ``srlab check INPUT SR -o DIR``: the last step of the "your microscope" loop (calibrate → train →
 adapt → predict → check), for real images that have no ground truth. For each (input, output) pair,
-each 2D plane (stack slices; one channel of multi-channel files with ``--channel``):
+each 2D plane (stack slices; one channel of multi-channel files with ``--channel``, against a
+one-channel output as ``srlab predict --channel`` writes it or the same channel of a multi-channel one):
 
 * **SQUIRREL error map** (NanoJ-SQUIRREL, Culley et al., Nat. Methods 15:263, 2018; the metric is
   :func:`srlab.metrics.consistency.squirrel_consistency`): the output blurred by a Gaussian
@@ -62,8 +63,10 @@ class PlaneCheck:
     sr: np.ndarray
 
 
-def _planes(path: Path, channel: int | None) -> tuple[list[tuple[str, np.ndarray]], float | None]:
-    """The 2D planes of ``path`` (its ``channel`` of a multi-channel file) and its pixel size."""
+def _planes(path: Path, channel: int | None, *,
+            any_channel_if_one: bool = False) -> tuple[list[tuple[str, np.ndarray]], float | None]:
+    """The 2D planes of ``path`` (its ``channel`` of a multi-channel file; a one-channel file whatever
+    ``channel`` says when ``any_channel_if_one``: an output predicted with ``--channel``) and its pixel size."""
     from srlab.data.io import channel_axis, load_images, read_tiff
 
     array, axes, _ = read_tiff(path, memmap=True)
@@ -73,7 +76,7 @@ def _planes(path: Path, channel: int | None) -> tuple[list[tuple[str, np.ndarray
     if axis is not None and channel is None:
         raise SrlabError(f"{path}: a {n}-channel image (axes '{axes}'); pass --channel 0..{n - 1} to check one "
                          f"of its channels")
-    if channel is not None and not 0 <= channel < n:
+    if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
         raise SrlabError(f"{path}: --channel {channel}, but the file has {n} channel(s) (valid: 0..{n - 1})")
     images = load_images(path, channel=channel if axis is not None else None, channels=1)
     return [(im.name[len(path.stem):], im.image[0]) for im in images], images[0].pixel_size_nm
@@ -97,7 +100,7 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
 
     lr_path, sr_path = Path(lr_path), Path(sr_path)
     lr_planes, lr_px = _planes(lr_path, channel)
-    sr_planes, _ = _planes(sr_path, channel)
+    sr_planes, _ = _planes(sr_path, channel, any_channel_if_one=True)
     if len(lr_planes) != len(sr_planes):
         raise SrlabError(f"{sr_path}: {len(sr_planes)} plane(s), but its input {lr_path} has {len(lr_planes)}")
     px = pixel_size_nm if pixel_size_nm is not None else lr_px

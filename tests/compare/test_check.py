@@ -100,6 +100,8 @@ def test_mistakes_are_one_line_and_write_nothing(case: str, pairs: Path, tmp_pat
         image = read_tiff(lr)[0]
         lr = write_tiff(tmp_path / "two.tif", np.stack([image, image]), pixel_size_nm=40.0, axes="CYX")
         expect = "a 2-channel image (axes 'CYX'); pass --channel 0..1"
+        # With --channel, the one-channel output that srlab predict --channel writes is checked against it.
+        assert cli_in_process("check", str(lr), str(sr), "--channel", "1", "-o", str(tmp_path / "ok")).returncode == 0
     elif case == "file_and_folder":
         sr, expect = pairs / "hr", "give two files or two folders"
     else:
