@@ -51,3 +51,24 @@ def test_ddp_two_cpu_processes(tmp_path):
     single = json.loads(next((run_dir / "evaluations").glob("*.json")).read_text())
     assert single["test/psnr"] == pytest.approx(ddp_metrics["test/psnr"], abs=1e-3)
     assert single["test/ssim"] == pytest.approx(ddp_metrics["test/ssim"], abs=1e-4)
+
+
+@pytest.mark.parametrize(("env", "from_user"), [
+    ({}, False),                                                              # nothing set: srlab's default
+    ({"WANDB_MODE": "online"}, True),                                         # the user's choice
+    ({"WANDB_MODE": "offline"}, True),
+    ({"WANDB_MODE": "offline", "SRLAB_WANDB_MODE_DEFAULT": "offline"}, False),  # inherited from srlab
+    ({"WANDB_MODE": "online", "SRLAB_WANDB_MODE_DEFAULT": "offline"}, True),    # changed after srlab set it
+])
+def test_a_child_process_tells_srlabs_wandb_default_from_the_users(env: dict, from_user: bool):
+    """A process started by one that imported srlab (a test worker, a launcher) inherits WANDB_MODE=offline;
+    that is srlab's default, not the user's choice, so logger.wandb.mode still decides there."""
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "SRLAB_WANDB_MODE_DEFAULT")}
+    code = "import os, srlab; print(srlab._WANDB_MODE_FROM_USER, os.environ['WANDB_MODE'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(from_user), env.get("WANDB_MODE", "offline")]
