@@ -38,8 +38,11 @@ install: $(STAMP)
 exp: $(STAMP)
 	$(VENV)/bin/srlab train $(NAME) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)
 
+# Two pytest-xdist workers (the CI machine's two cores), each test file whole in one worker (its module
+# fixtures built once); PYTEST_WORKERS= runs in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 compare: $(STAMP)
 	$(VENV)/bin/srlab compare $(SUITE) $(ARGS)

@@ -12,6 +12,11 @@ import pytest
 
 import srlab  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE and offline W&B before anything else)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch/OpenMP thread per pytest-xdist worker (make test runs one worker per core): set before
+    # torch is imported, and inherited by the subprocesses tests start.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 
 # A few seconds of training on CPU: EDSR with one narrow block, a handful of batches.
