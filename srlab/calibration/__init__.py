@@ -145,21 +145,12 @@ def read_frames(path: Path, flag: str = "", *, channel: int | None = None, chann
     for a multi-channel file without ``channel`` (the option is ``channel_flag``), a channel the file does
     not have (a one-channel file is read whatever ``channel`` says when ``any_channel_if_one``: a dark
     frame of the detector), a pixel type that is not numbers, NaN or infinite pixels."""
-    from srlab.data.io import channel_axis, read_tiff
+    from srlab.data.io import read_tiff, take_channel
 
     where = f"{flag} {path}".lstrip()
     array, axes, size = read_tiff(path)
-    found = channel_axis(array, axes, where)
-    chan = [found] if found is not None else []
-    n = array.shape[found] if found is not None else 1
-    if chan and channel is None:
-        raise SrlabError(f"{where}: a {n}-channel image (axes '{axes}'); pass {channel_flag} 0..{n - 1} to "
-                         f"calibrate one of its channels")
-    if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
-        raise SrlabError(f"{where}: {channel_flag} {channel}, but the file has {n} channel(s) (axes '{axes}'; "
-                         f"valid: 0..{n - 1})")
-    if chan:
-        array = np.take(array, channel, axis=chan[0])
+    array, _ = take_channel(array, axes, channel, where=where, flag=channel_flag, purpose="calibrate",
+                            any_channel_if_one=any_channel_if_one)
     if array.dtype.kind not in "uif" or array.dtype == bool:
         raise SrlabError(f"{where}: unsupported pixel type {array.dtype}")
     frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)

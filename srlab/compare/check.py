@@ -67,18 +67,13 @@ def _planes(path: Path, channel: int | None, *,
             any_channel_if_one: bool = False) -> tuple[list[tuple[str, np.ndarray]], float | None]:
     """The 2D planes of ``path`` (its ``channel`` of a multi-channel file; a one-channel file whatever
     ``channel`` says when ``any_channel_if_one``: an output predicted with ``--channel``) and its pixel size."""
-    from srlab.data.io import channel_axis, load_images, read_tiff
+    from srlab.data.io import channel_axis, load_images, read_tiff, take_channel
 
     array, axes, _ = read_tiff(path, memmap=True)
-    axis = channel_axis(array, axes, path)
-    n = array.shape[axis] if axis is not None else 1
+    take_channel(array, axes, channel, where=path, purpose="check", any_channel_if_one=any_channel_if_one)
+    multi = channel_axis(array, axes, path) is not None
     del array
-    if axis is not None and channel is None:
-        raise SrlabError(f"{path}: a {n}-channel image (axes '{axes}'); pass --channel 0..{n - 1} to check one "
-                         f"of its channels")
-    if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
-        raise SrlabError(f"{path}: --channel {channel}, but the file has {n} channel(s) (valid: 0..{n - 1})")
-    images = load_images(path, channel=channel if axis is not None else None, channels=1)
+    images = load_images(path, channel=channel if multi else None, channels=1)
     return [(im.name[len(path.stem):], im.image[0]) for im in images], images[0].pixel_size_nm
 
 

@@ -172,6 +172,29 @@ def channel_axis(array: np.ndarray, axes: str, where: str | Path) -> int | None:
     return found[0] if found else None
 
 
+def take_channel(array: np.ndarray, axes: str, channel: int | None, *, where: str | Path, flag: str = "--channel",
+                 purpose: str = "use", what: str = "image", any_channel_if_one: bool = False,
+                 sample_axis: bool = True) -> tuple[np.ndarray, str]:
+    """``array`` reduced to its channel ``channel`` (and ``axes`` without that letter): the command-line
+    form of channel selection (``flag`` names the option in the one-line errors: a multi-channel file
+    without it, a channel the file lacks). A one-channel file is returned as it is (whatever ``channel``
+    says when ``any_channel_if_one``: a detector's dark frame); ``sample_axis=False`` leaves an RGB (S)
+    axis alone for the caller to refuse."""
+    axis = channel_axis(array, axes, where)
+    if axis is not None and not sample_axis and axes[axis] != "C":
+        axis = None
+    n = array.shape[axis] if axis is not None else 1
+    if axis is not None and channel is None:
+        raise SrlabError(f"{where}: a {n}-channel {what} (axes '{axes}'); pass {flag} 0..{n - 1} to {purpose} one "
+                         f"of its channels")
+    if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
+        raise SrlabError(f"{where}: {flag} {channel}, but the {what} has {n} channel(s) (axes '{axes}'; "
+                         f"valid: 0..{n - 1})")
+    if axis is None:
+        return array, axes
+    return np.take(array, channel, axis=axis), axes[:axis] + axes[axis + 1:]
+
+
 def load_images(path: str | Path, *, channel: int | None = None, channels: int = 1) -> list[LoadedImage]:
     """Every 2D image in a TIFF as ``(channels, H, W)`` float32 arrays.
 

@@ -237,22 +237,12 @@ def read_smlm_stack(path: str | Path, *, channel: int | None = None,
     activation and a readout channel, in one file) ``channel`` picks one; without it, or with a channel
     the file does not have, one line naming ``channel_flag``.
     """
-    from srlab.data.io import channel_axis
+    from srlab.data.io import take_channel
 
     stack, axes, pixel_size_nm = read_tiff(path)
-    where = str(path)
-    axis = channel_axis(stack, axes, where)
-    n = stack.shape[axis] if axis is not None and axes[axis] == "C" else 1
-    if n > 1 and channel is None:
-        raise SrlabError(f"{where}: a {n}-channel stack (axes '{axes}'); pass {channel_flag} 0..{n - 1} to "
-                         f"take one of its channels")
-    if channel is not None and not 0 <= channel < n:
-        raise SrlabError(f"{where}: {channel_flag} {channel}, but the stack has {n} channel(s) (axes '{axes}'; "
-                         f"valid: 0..{n - 1})")
-    if n > 1:
-        stack = np.take(stack, channel, axis=axis)
-        axes = axes[:axis] + axes[axis + 1:]
-    return check_smlm_stack(stack, where=where, axes=axes), pixel_size_nm
+    stack, axes = take_channel(stack, axes, channel, where=path, flag=channel_flag, purpose="localize",
+                               what="stack", sample_axis=False)
+    return check_smlm_stack(stack, where=str(path), axes=axes), pixel_size_nm
 
 
 def check_smlm_stack(stack: np.ndarray, *, where: str, axes: str = "") -> np.ndarray:

@@ -80,8 +80,8 @@ def test_dark_frames_take_the_same_channel(real_folder: Path, tmp_path: Path):  
 
 @pytest.mark.parametrize("case, expect", [
     ("no_channel", "a 2-channel image (axes 'CYX'); pass --channel 0..1"),
-    ("channel_too_high", "--channel 2, but the file has 2 channel(s)"),
-    ("channel_of_one_channel_files", "--channel 1, but the file has 1 channel(s)"),
+    ("channel_too_high", "--channel 2, but the image has 2 channel(s)"),
+    ("channel_of_one_channel_files", "--channel 1, but the image has 1 channel(s)"),
     ("hr_channel_without_hr", "--hr-channel needs --hr images"),
     ("negative", "--channel -1: a channel index >= 0"),
     ("hr_no_channel", "a 2-channel image (axes 'CYX'); pass --hr-channel 0..1"),
