@@ -571,6 +571,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--psf-fwhm-nm", type=float, default=None,
                    help="FWHM of the Gaussian that takes the output's resolution to the input's (e.g. "
                         "sqrt(FWHM_LR^2 - FWHM_HR^2) of a calibrated block); default: fitted for the lowest RSE")
+    p.add_argument("--run", default=None, help="the run that made the outputs: its relative PSF (data block, or an "
+                                               "adapted run's forward model) instead of a fitted one")
     p.add_argument("--overwrite", action="store_true", help="replace existing check files in the folder")
     return parser
 

@@ -14,7 +14,9 @@ one-channel output as ``srlab predict --channel`` writes it or the same channel 
   ``√(FWHM_LR² − FWHM_HR²)`` of a calibrated block). What is adapted: a Gaussian RSF only, and area
   binning for the camera pixel. Read it as "the output explains what was measured": structure the
   network invented shows up as error where the input has none; structure that the PSF hides cannot
-  (interpolation scores almost perfectly by construction).
+  (interpolation scores almost perfectly by construction). ``--run RUN`` takes the RSF from the run
+  that made the outputs (:func:`relative_psf_of_run`: for a run on a calibrated block, the PSFs that
+  ``srlab calibrate`` measured).
 * **Single-image FRC resolution** (Koho et al., Nat. Commun. 10:3103, 2019;
   :func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`) of the input and of the output, in nm:
   the input's is a measurement (camera noise is independent from pixel to pixel); the output's noise
@@ -117,6 +119,31 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
             rsf_fwhm_nm=result.psf_sigma_lr_px * FWHM_PER_SIGMA * px if px is not None else math.nan,
             frc_input_nm=frc_in, frc_output_nm=frc_out, error_map=result.error_map, lr=lr, sr=sr))
     return checks
+
+
+def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
+    """FWHM (nm) of the Gaussian that takes a run's output to its input's resolution, and where it came
+    from: an adapted run's forward model (``paradigm.params.blur_fwhm_hr_px`` in the card's HR pixels), else
+    ``√(FWHM_LR² − FWHM_HR²)`` of its data block (:func:`srlab.data.physics.relative_blur`; a calibrated
+    block's measured PSFs). One line where the run does not know it (trained on your own pairs)."""
+    import json
+
+    from srlab.config import load_resolved
+    from srlab.data.physics import relative_blur
+    from srlab.runs import resolve_run_dir
+
+    run_dir = resolve_run_dir(run)
+    cfg = load_resolved(run_dir / "config.yaml")
+    params = cfg.paradigm.get("params") or {}
+    card_path = run_dir / "network.json"
+    hr_px = json.loads(card_path.read_text()).get("hr_pixel_size_nm") if card_path.is_file() else None
+    if params.get("blur_fwhm_hr_px") is not None and hr_px:
+        fwhm = float(params.blur_fwhm_hr_px) * float(hr_px)
+        return fwhm, f"the run's forward model, paradigm.params.blur_fwhm_hr_px × {float(hr_px):g} nm"
+    blur = relative_blur(cfg.data)
+    if blur is None:
+        raise SrlabError(f"--run {run}: its data block gives no PSF (a run on your own pairs); pass --psf-fwhm-nm")
+    return blur.fwhm_nm, blur.source
 
 
 def _output_stem(path: Path) -> str:
@@ -230,6 +257,8 @@ def run_check(args) -> int:
         raise SrlabError(f"--pixel-size-nm {args.pixel_size_nm}: must be > 0")
     if args.psf_fwhm_nm is not None and not args.psf_fwhm_nm >= 0:
         raise SrlabError(f"--psf-fwhm-nm {args.psf_fwhm_nm}: must be >= 0")
+    if args.run is not None and args.psf_fwhm_nm is not None:
+        raise SrlabError("give --run or --psf-fwhm-nm, not both (--run takes the run's relative PSF)")
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise SrlabError(f"{out_dir}: exists and is not a folder; -o names the output folder")
@@ -237,9 +266,13 @@ def run_check(args) -> int:
     existing = [p for p in planned_files(file_pairs, out_dir) if p.exists()]
     if existing and not args.overwrite:
         raise SrlabError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    psf_fwhm_nm = args.psf_fwhm_nm
+    if args.run is not None:
+        psf_fwhm_nm, source = relative_psf_of_run(args.run)
+        print(f"resolution-scaling function: Gaussian FWHM {psf_fwhm_nm:.0f} nm ({source})")
     checks = [c for lr, sr in file_pairs for c in check_pair(lr, sr, channel=args.channel,
                                                             pixel_size_nm=args.pixel_size_nm,
-                                                            psf_fwhm_nm=args.psf_fwhm_nm)]
+                                                            psf_fwhm_nm=psf_fwhm_nm)]
     write(checks, out_dir)
     print(summary(checks))
     print(f"wrote {out_dir}/check.csv and an error map (.errormap.tif) and figure (.check.png) per output")

@@ -112,3 +112,27 @@ def test_mistakes_are_one_line_and_write_nothing(case: str, pairs: Path, tmp_pat
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and expect in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_run_gives_the_relative_psf_of_its_data_block(pairs: Path, tmp_path: Path):
+    """``--run``: the resolution-scaling function is the one the run's data block implies, not a fitted one."""
+    from srlab import experiment
+    from srlab.compare.check import relative_psf_of_run
+    from srlab.config import load_experiment
+    from srlab.data.physics import relative_blur
+    from tests.conftest import TINY
+
+    cfg = load_experiment("edsr_smoke", [*TINY, f"runs_dir={tmp_path / 'runs'}"])
+    run = experiment.train(cfg)
+    fwhm, source = relative_psf_of_run(run)
+    assert fwhm == pytest.approx(relative_blur(cfg.data).fwhm_nm) and source
+    proc = cli_in_process("check", str(pairs / "lr" / "sim_0000.tif"), str(pairs / "hr" / "sim_0000.tif"),
+                          "--run", str(run), "-o", str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"Gaussian FWHM {fwhm:.0f} nm" in proc.stdout
+    with (tmp_path / "report" / "check.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert float(row["rsf_fwhm_nm"]) == pytest.approx(fwhm, rel=1e-3)
+    both = cli_in_process("check", str(pairs / "lr"), str(pairs / "hr"), "--run", str(run), "--psf-fwhm-nm", "100",
+                          "-o", str(tmp_path / "x"))
+    assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "x").exists()

@@ -157,6 +157,11 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     source = json.loads((run / "metrics.json").read_text())
     assert m["test/before_psnr"] == pytest.approx(source["test/psnr"], abs=1e-4)
     assert "consistency PSNR" in capsys.readouterr().out
+    # srlab check --run: the adapted run's forward model is its source run's relative PSF.
+    from srlab.compare.check import relative_psf_of_run
+
+    fwhm, how = relative_psf_of_run(adapted)
+    assert fwhm == pytest.approx(relative_psf_of_run(run)[0], rel=1e-3) and "forward model" in how
     # srlab predict takes the new run like any other.
     out = tmp_path / "sr.tif"
     assert main(["predict", str(adapted), str(real / "cell_0.tif"), "-o", str(out), "--device", "cpu",
