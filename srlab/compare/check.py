@@ -69,13 +69,12 @@ def _planes(path: Path, channel: int | None, *,
             any_channel_if_one: bool = False) -> tuple[list[tuple[str, np.ndarray]], float | None]:
     """The 2D planes of ``path`` (its ``channel`` of a multi-channel file; a one-channel file whatever
     ``channel`` says when ``any_channel_if_one``: an output predicted with ``--channel``) and its pixel size."""
-    from srlab.data.io import channel_axis, load_images, read_tiff, take_channel
+    from srlab.data.io import channel_to_take, load_images, read_tiff
 
     array, axes, _ = read_tiff(path, memmap=True)
-    take_channel(array, axes, channel, where=path, purpose="check", any_channel_if_one=any_channel_if_one)
-    multi = channel_axis(array, axes, path) is not None
+    axis = channel_to_take(array, axes, channel, where=path, purpose="check", any_channel_if_one=any_channel_if_one)
     del array
-    images = load_images(path, channel=channel if multi else None, channels=1)
+    images = load_images(path, channel=channel if axis is not None else None, channels=1)
     return [(im.name[len(path.stem):], im.image[0]) for im in images], images[0].pixel_size_nm
 
 

@@ -29,6 +29,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -172,14 +173,14 @@ def channel_axis(array: np.ndarray, axes: str, where: str | Path) -> int | None:
     return found[0] if found else None
 
 
-def take_channel(array: np.ndarray, axes: str, channel: int | None, *, where: str | Path, flag: str = "--channel",
-                 purpose: str = "use", what: str = "image", any_channel_if_one: bool = False,
-                 sample_axis: bool = True) -> tuple[np.ndarray, str]:
-    """``array`` reduced to its channel ``channel`` (and ``axes`` without that letter): the command-line
-    form of channel selection (``flag`` names the option in the one-line errors: a multi-channel file
-    without it, a channel the file lacks). A one-channel file is returned as it is (whatever ``channel``
-    says when ``any_channel_if_one``: a detector's dark frame); ``sample_axis=False`` leaves an RGB (S)
-    axis alone for the caller to refuse."""
+def channel_to_take(array: np.ndarray, axes: str, channel: int | None, *, where: str | Path, flag: str = "--channel",
+                    purpose: str = "use", what: str = "image", any_channel_if_one: bool = False,
+                    sample_axis: bool = True) -> int | None:
+    """The axis of ``array`` to take ``channel`` from (``None``: a one-channel file, nothing to take),
+    checked as the command line selects a channel: ``flag`` names the option in the one-line errors (a
+    multi-channel file without it, a channel the file lacks; a one-channel file passes whatever
+    ``channel`` says when ``any_channel_if_one``: a detector's dark frame). ``sample_axis=False`` leaves an
+    RGB (S) axis alone for the caller to refuse. Reads no pixels."""
     axis = channel_axis(array, axes, where)
     if axis is not None and not sample_axis and axes[axis] != "C":
         axis = None
@@ -190,6 +191,13 @@ def take_channel(array: np.ndarray, axes: str, channel: int | None, *, where: st
     if channel is not None and not 0 <= channel < n and not (n == 1 and any_channel_if_one):
         raise SrlabError(f"{where}: {flag} {channel}, but the {what} has {n} channel(s) (axes '{axes}'; "
                          f"valid: 0..{n - 1})")
+    return axis
+
+
+def take_channel(array: np.ndarray, axes: str, channel: int | None, **check: Any) -> tuple[np.ndarray, str]:
+    """``array`` reduced to its channel ``channel`` and ``axes`` without that letter, after
+    :func:`channel_to_take` (its keyword arguments in ``check``)."""
+    axis = channel_to_take(array, axes, channel, **check)
     if axis is None:
         return array, axes
     return np.take(array, channel, axis=axis), axes[:axis] + axes[axis + 1:]

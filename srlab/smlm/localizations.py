@@ -228,19 +228,18 @@ def write_imagej_tiff(path: str | Path, array: np.ndarray, *, pixel_size_nm: flo
     return write_tiff(path, array, pixel_size_nm=pixel_size_nm, axes="TYX" if array.ndim == 3 else "YX")
 
 
-def read_smlm_stack(path: str | Path, *, channel: int | None = None,
-                    channel_flag: str = "--channel") -> tuple[np.ndarray, float | None]:
+def read_smlm_stack(path: str | Path, *, channel: int | None = None) -> tuple[np.ndarray, float | None]:
     """A ``(T, H, W)`` float32 camera stack and its pixel size in nm (``None`` if uncalibrated).
 
     Localization needs a time series of single-channel frames: one frame, RGB, complex or boolean
     data is a one-line :class:`SrlabError`. Of a multi-channel stack (a C axis: two dyes, or an
     activation and a readout channel, in one file) ``channel`` picks one; without it, or with a channel
-    the file does not have, one line naming ``channel_flag``.
+    the file does not have, one line naming ``--channel``.
     """
     from srlab.data.io import take_channel
 
     stack, axes, pixel_size_nm = read_tiff(path)
-    stack, axes = take_channel(stack, axes, channel, where=path, flag=channel_flag, purpose="localize",
+    stack, axes = take_channel(stack, axes, channel, where=path, purpose="localize",
                                what="stack", sample_axis=False)
     return check_smlm_stack(stack, where=str(path), axes=axes), pixel_size_nm
 
