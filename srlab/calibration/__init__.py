@@ -35,11 +35,18 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
+from srlab.calibration.defects import (
+    Fill,
+    clipped_floor,
+    fill_region,
+    hot_pixels,
+    replace_by_neighbour_median,
+)
 from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.errors import SrlabError, unknown_choice
-from srlab.optics.modality import PRESETS, SCANNING
+from srlab.optics.modality import PRESETS, SCANNING, Modality
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 #: The method of a side's ``psf_fwhm_nm`` when isolated spots give it (else the power spectrum's)
@@ -52,6 +59,9 @@ DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "st
 MIN_SIDE_PX = 64
 #: Fraction of pixels at the top grey level above which an image counts as saturated.
 SATURATED_FRACTION = 1e-3
+#: Hot pixels are judged against a PSF this share of the modality preset's FWHM (a lower bound: a real
+#: PSF is rarely sharper than the textbook's, a calibrated STED's depletion can be stronger).
+HOT_PIXEL_FWHM_FRACTION = 0.7
 #: Note the darkest-level background when smoothed shot noise alone would read it this share low.
 BACKGROUND_DEPTH_NOTE = 0.15
 
@@ -108,6 +118,10 @@ class Side:
     decorrelations: list[Decorrelation]
     estimates: dict[str, Estimate] = field(default_factory=dict)
     histogram: dict[str, float] = field(default_factory=dict)
+    # per image: hot pixels replaced before measuring, the share of pixels on a clipped floor (0: none)
+    # (srlab.calibration.defects)
+    hot_pixels: tuple[int, ...] = ()
+    clipped: tuple[float, ...] = ()
 
     @property
     def scanning(self) -> bool:
@@ -160,17 +174,21 @@ def read_frames(path: Path, flag: str = "", *, channel: int | None = None, chann
 
 
 def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
-             channel: int | None = None) -> tuple[list[np.ndarray], float, int]:
+             channel: int | None = None) -> tuple[list[np.ndarray], float, int, list[tuple[str, Fill]]]:
     """The 2D images of ``paths`` (stacks unrolled; ``channel`` of multi-channel files) as float64, the
-    common pixel size and bit depth.
+    common pixel size, the bit depth, and the images (file, ``[plane]``) measured without their fill
+    region (:func:`srlab.calibration.defects.fill_region`: such an image is cropped to the largest
+    rectangle without it).
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
-    multi-channel files without ``channel``, images smaller than 64 px, constant (empty) and saturated
-    images."""
+    multi-channel files without ``channel``, floating-point pixels that are not whole counts, values
+    beyond 16 bits, images smaller than 64 px (also once a fill region is left out), constant (empty)
+    and saturated images."""
     if not paths:
         raise SrlabError(f"no {what} images given")
     images: list[np.ndarray] = []
     sizes: dict[Path, float | None] = {}
+    fills: list[tuple[str, Fill]] = []
     depth = 8
     for path in paths:
         array, frames, size = read_frames(path, channel=channel,
@@ -178,6 +196,13 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         sizes[path] = size
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
+        elif not np.array_equal(frames, np.round(frames)):
+            # the noise model is the camera's, in its grey levels; rescaled or processed values have lost them
+            raise SrlabError(f"{path}: floating-point pixels that are not whole counts (rescaled, background-"
+                             f"subtracted or processed images?); calibrate measures the camera from the raw "
+                             f"acquisitions as the microscope wrote them (integer TIFFs)")
+        else:
+            depth = max(depth, 16)  # whole counts stored as floats: the container says nothing of the bits
         if min(frames.shape[-2:]) < MIN_SIDE_PX:
             raise SrlabError(f"{path}: {frames.shape[-2]}×{frames.shape[-1]} px is too small to calibrate "
                              f"(at least {MIN_SIDE_PX}×{MIN_SIDE_PX})")
@@ -186,16 +211,31 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
             lo, hi = float(frame.min()), float(frame.max())
             if lo == hi:
                 raise SrlabError(f"{label}: every pixel is {lo:g} (an empty image); remove it")
-            if array.dtype.kind in "ui" and _saturated(frame, hi):
+            fill = fill_region(frame)
+            if fill is not None:
+                top, bottom, left, right = fill.rectangle
+                if min(fill.shape) < MIN_SIDE_PX:
+                    raise SrlabError(f"{label}: {fill.fraction:.0%} of it is a fill of value {fill.value:g} (padding "
+                                     f"or a mask, not camera counts); the largest rectangle without it, "
+                                     f"{fill.shape[0]}×{fill.shape[1]} px, is too small to calibrate (at least "
+                                     f"{MIN_SIDE_PX}×{MIN_SIDE_PX})")
+                frame = frame[top:bottom, left:right]
+                fills.append((label, fill))
+            if _saturated(frame, float(frame.max())):  # integer counts by now
+                hi = float(frame.max())
                 frac = float(np.mean(frame == hi))
                 raise SrlabError(f"{label}: saturated ({frac:.2%} of the pixels at the top grey level {hi:g}); "
                                  f"the noise and photon estimates need unclipped images: remove it or "
                                  f"acquire with less gain/exposure")
             images.append(frame)
+    top = max(float(im.max()) for im in images)
+    if top > 2**16 - 1:
+        raise SrlabError(f"{what} images: values up to {top:g} ADU, beyond 16 bits; srlab's simulated detectors "
+                         f"write 16-bit images, so calibrate takes images of at most 16 bits")
     if pixel_size_nm is not None:
         if not pixel_size_nm > 0:
             raise SrlabError(f"pixel size {pixel_size_nm}: must be > 0 nm")
-        return images, float(pixel_size_nm), depth
+        return images, float(pixel_size_nm), _bits(depth, top), fills
     missing = [p for p, s in sizes.items() if s is None]
     if missing:
         flag = "--pixel-size-nm" if what == "LR" else "--hr-pixel-size-nm"
@@ -207,11 +247,14 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         b = next(p for p, s in sizes.items() if round(s, 6) == values[-1])  # type: ignore[arg-type]
         raise SrlabError(f"{what} images have mixed pixel sizes ({a}: {values[0]:g} nm, {b}: {values[-1]:g} nm); "
                          f"calibrate one acquisition setting at a time")
-    bit = depth
-    top = max(float(im.max()) for im in images)
-    if depth == 16 and top < 4096:
-        bit = 12
-    return images, float(np.median(list(sizes.values()))), bit  # type: ignore[arg-type]
+    return images, float(np.median(list(sizes.values()))), _bits(depth, top), fills  # type: ignore[arg-type]
+
+
+def _bits(depth: int, top: float) -> int:
+    """The bit depth the block's detector writes: the files' (at most 16), 12 for 16-bit files whose
+    values stay below 4096 (a 12-bit camera's range)."""
+    depth = min(depth, 16)
+    return 12 if depth == 16 and top < 4096 else depth
 
 
 def _saturated(frame: np.ndarray, top: float) -> bool:
@@ -234,15 +277,24 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         offset_adu = dark.offset_adu
     scanning = PRESETS[modality]["modality"] in SCANNING
     noise = fit_noise(images, offset_adu=offset_adu)
-    if not noise.gain_adu_per_photon > 0:
-        raise SrlabError(f"{role.upper()} images: the noise does not grow with the intensity (fitted gain "
-                         f"{noise.gain_adu_per_photon:.3g} ADU/photon); these are not raw counts (processed, "
-                         f"denoised or rescaled images?) — calibrate the raw acquisitions")
+    _check_gain(role, noise)
+    # Hot pixels: found with the first fit (its robust bins stop below the top 0.5 %, which hot pixels are
+    # in), repaired, and the line fitted again on the repaired images. Not on a clipped floor: there every
+    # lone count above the floor stands out from neighbours at the floor, and the fit is biased anyway.
+    min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * Modality(name=modality, **PRESETS[modality]).fwhm_nm / pixel_size_nm
+    clipped = tuple(clipped_floor(im) for im in images)
+    hot = [hot_pixels(im, noise.variance, min_fwhm_px=min_fwhm_px) if not c else np.zeros(im.shape, bool)
+           for im, c in zip(images, clipped)]
+    if any(m.any() for m in hot):
+        images = [replace_by_neighbour_median(im, m) for im, m in zip(images, hot)]
+        noise = fit_noise(images, offset_adu=offset_adu)
+        _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
     decorr = [decorrelation(im) for im in images]
     frc = [checkerboard_frc_resolution_nm(im, pixel_size_nm) for im in images]
     px = pixel_size_nm
-    side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr)
+    side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
+                hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped)
     fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
     if not math.isfinite(fwhm):
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
@@ -308,6 +360,13 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     return side
 
 
+def _check_gain(role: str, noise: NoiseFit) -> None:
+    if not noise.gain_adu_per_photon > 0:
+        raise SrlabError(f"{role.upper()} images: the noise does not grow with the intensity (fitted gain "
+                         f"{noise.gain_adu_per_photon:.3g} ADU/photon); these are not raw counts (processed, "
+                         f"denoised or rescaled images?) — calibrate the raw acquisitions")
+
+
 def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target: str | None = None,
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
@@ -344,13 +403,15 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     if target not in PRESETS:
         raise unknown_choice("--target", target, PRESETS)
     lr_paths = [Path(p) for p in lr_paths]
-    images, px, depth = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
+    images, px, depth, fills = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
     _check_dark(dark, images, "--dark")
     lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark)
     hr = None
     if hr_paths:
         hr_paths = [Path(p) for p in hr_paths]
-        hr_images, hr_px, hr_depth = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR", channel=hr_channel)
+        hr_images, hr_px, hr_depth, hr_fills = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR",
+                                                        channel=hr_channel)
+
         ratio = px / hr_px
         if scale is None:
             if ratio < 0.999 or abs(ratio - round(ratio)) > 0.02 * ratio:
@@ -364,6 +425,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         raise SrlabError(f"--scale {scale}: must be >= 1")
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
+    cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")
@@ -381,6 +444,40 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         cal.notes.append("gain < 0.2 ADU/photon: the noise is barely above quantization; the photon "
                          "counts are uncertain")
     return cal
+
+
+def _fill_notes(role: str, fills: list[tuple[str, Fill]]) -> list[str]:
+    """The summary's line on a side's images measured without their fill region (:func:`load_raw`)."""
+    if not fills:
+        return []
+    label, fill = fills[0]
+    shares = [f.fraction for _, f in fills]
+    share = f"{min(shares):.0%}" + (f"–{max(shares):.0%}" if max(shares) - min(shares) >= 0.005 else "")
+    values = ", ".join(f"{v:g}" for v in sorted({f.value for _, f in fills}))
+    top, _, left, _ = fill.rectangle
+    note = (f"{role}: {len(fills)} image(s) hold a fill of value {values} ({share} of the image: padding or a mask, "
+            f"not camera counts), each measured on its largest rectangle without it ({label}: "
+            f"{fill.shape[0]}×{fill.shape[1]} px at row {top}, column {left})")
+    return [note]
+
+
+def _defect_notes(side: Side) -> list[str]:
+    """The summary's lines on a side's hot pixels and clipped floors (:mod:`~srlab.calibration.defects`)."""
+    notes = []
+    n = len(side.images)
+    hot = [k for k in side.hot_pixels if k]
+    if hot:
+        share = sum(hot) / sum(im.size for im in side.images)
+        notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) ({share:.2%} of "
+                     f"the pixels: far above their neighbours, narrower than any PSF) replaced by their neighbours' "
+                     f"median before measuring")
+    clipped = [c for c in side.clipped if c]
+    if clipped:
+        notes.append(f"{side.role.upper()}: {len(clipped)} of {n} image(s) clipped at their lowest value "
+                     f"({min(clipped):.0%}–{max(clipped):.0%} of the pixels there, with a flat histogram above): "
+                     f"background-subtracted or offset removed? Gain, read noise, background and photon counts "
+                     f"are biased on clipped images — calibrate the raw acquisitions")
+    return notes
 
 
 def _check_dark(dark: DarkFrames | None, images: list[np.ndarray], flag: str) -> None:

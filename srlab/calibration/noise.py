@@ -179,11 +179,14 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray
     dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
     covariance and the mask of points used; errors are scaled up by √χ² when the points scatter more
     than their own errors."""
-    used = np.ones(mu.size, bool)
+    # a bin whose MAD is 0 (most of its detail values equal: a clipped floor, a fill) has no usable
+    # variance estimate, and a zero standard error would give it all the weight
+    valid = se > 0
+    used = valid.copy()
     for _ in range(4):
         p, cov, chi2 = _wls(mu[used], var[used], se[used])
-        resid = (var - (p[0] * mu + p[1])) / se
-        new = resid < 3.0 * max(1.0, math.sqrt(chi2))
+        resid = (var - (p[0] * mu + p[1])) / np.where(valid, se, 1.0)
+        new = valid & (resid < 3.0 * max(1.0, math.sqrt(chi2)))
         new &= used | (np.abs(resid) < 3.0)
         if new.sum() < 4 or np.array_equal(new, used):
             break

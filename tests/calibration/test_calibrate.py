@@ -124,7 +124,8 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
-                                  "dark_is_bright", "dark_and_offset"])
+                                  "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
+                                  "beyond_16_bits"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -149,6 +150,17 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--dark",
                   write_tiff(tmp_path / "d.tif", _noisy(1) + 500, pixel_size_nm=None)]
         expect = "not dark frames"
+    elif case == "float_not_counts":  # rescaled to 0..1: not the camera's grey levels any more
+        files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.float32) / 65535, pixel_size_nm=80.0))
+        expect = "not whole counts"
+    elif case == "mostly_fill":  # padding leaves a strip narrower than 64 px
+        image = _noisy()
+        image[:, 40:] = 0
+        files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
+        expect = "fill of value 0"
+    elif case == "beyond_16_bits":
+        files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.uint32) * 1000, pixel_size_nm=80.0))
+        expect = "beyond 16 bits"
     else:
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--offset-adu", "100", "--dark",
                   write_tiff(tmp_path / "d.tif", np.full((64, 64), 100, np.uint16), pixel_size_nm=None)]
