@@ -246,9 +246,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"srlab: error: {err}", file=sys.stderr)
                 continue
-        for w in caught:
-            if issubclass(w.category, PredictNote):
-                print(f"srlab: note: {w.message}", file=sys.stderr)
+        # one line per distinct note (a stack's frames repeat theirs)
+        for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PredictNote)):
+            print(f"srlab: note: {message}", file=sys.stderr)
         print(f"srlab: {source} -> {out} (x{card.scale}, intensities in the input's units)")
     if failed:
         raise SrlabError(f"{failed} of {len(pairs)} input(s) not predicted (see above); the others were written")

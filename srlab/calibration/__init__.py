@@ -35,16 +35,16 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
-from srlab.calibration.defects import (
+from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
+from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
+from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
+from srlab.data.defects import (
     Fill,
     clipped_floor,
     fill_region,
     hot_pixels,
     replace_by_neighbour_median,
 )
-from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
-from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
-from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import PRESETS, SCANNING, Modality
 from srlab.optics.psf import FWHM_PER_SIGMA
@@ -119,7 +119,7 @@ class Side:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     histogram: dict[str, float] = field(default_factory=dict)
     # per image: hot pixels replaced before measuring, the share of pixels on a clipped floor (0: none)
-    # (srlab.calibration.defects)
+    # (srlab.data.defects)
     hot_pixels: tuple[int, ...] = ()
     clipped: tuple[float, ...] = ()
 
@@ -177,7 +177,7 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
              channel: int | None = None) -> tuple[list[np.ndarray], float, int, list[tuple[str, Fill]]]:
     """The 2D images of ``paths`` (stacks unrolled; ``channel`` of multi-channel files) as float64, the
     common pixel size, the bit depth, and the images (file, ``[plane]``) measured without their fill
-    region (:func:`srlab.calibration.defects.fill_region`: such an image is cropped to the largest
+    region (:func:`srlab.data.defects.fill_region`: such an image is cropped to the largest
     rectangle without it).
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
@@ -462,7 +462,7 @@ def _fill_notes(role: str, fills: list[tuple[str, Fill]]) -> list[str]:
 
 
 def _defect_notes(side: Side) -> list[str]:
-    """The summary's lines on a side's hot pixels and clipped floors (:mod:`~srlab.calibration.defects`)."""
+    """The summary's lines on a side's hot pixels and clipped floors (:mod:`~srlab.data.defects`)."""
     notes = []
     n = len(side.images)
     hot = [k for k in side.hot_pixels if k]

@@ -18,6 +18,16 @@ a whole input frame (beyond the file's pages) nor a whole SR frame is ever held 
 8/16-bit frames are exact; those of float frames above 4 megapixels come from a regular 4-million-pixel
 subsample (:func:`srlab.data.normalize.percentile_scale`).
 
+Pixels that are not signal (:mod:`srlab.data.defects`; frames up to 64 megapixels per channel). A
+*fill region* — the frame's lowest value held over a whole 16×16 block and never taken elsewhere: the
+zero padding of registration, drift correction or stitching — is left out of the percentiles (a zero
+border on a third of a confocal frame moved the normalized background from 0 to 0.4 and changed the SR
+output far from the border by half its range), given the background level on the way in, and written
+back at its own value. *Hot pixels* — above the high percentile and above all but one neighbour by
+more than three times the normalization's range, steeper than a PSF of 1 px FWHM allows — are replaced by their
+neighbours' median (a 65535 spike on a 240-ADU frame is 270× the range the network saw in training;
+its receptive field spreads it over dozens of pixels). Both are named in a note.
+
 Non-finite pixels. One NaN would make a frame's percentiles, and so its whole prediction, NaN. With
 ``nan_policy="error"`` (the default) an input holding NaN or infinite pixels is refused, naming how many,
 before anything is computed; with ``nan_policy="fill"`` each non-finite pixel is replaced by the median
@@ -123,15 +133,80 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
     """The SR prediction of one ``(C, H, W)`` frame as finished row bands ``(y0, (C_out, rows, s·W))``, in
     the frame's intensity units: each channel is normalized by its own percentiles tile by tile on the
     way in (no normalized copy of the frame), and mapped back on the way out."""
-    scales = [percentile_scale(channel, low_percentile, high_percentile) for channel in frame]
+    fills = _fills(frame)
+    scales = []
+    copied = False
+    for c, fill in enumerate(fills):
+        mask = None if fill is None else fill[1]
+        scale = percentile_scale(frame[c] if mask is None else frame[c][~mask], low_percentile, high_percentile)
+        hot = _hot_pixels(frame[c], scale)
+        if (mask is not None or hot.any()) and not copied:
+            frame, copied = np.array(frame, dtype=np.float32), True  # a copy, repaired
+        if hot.any():
+            from srlab.data.defects import replace_by_neighbour_median
+
+            frame[c] = replace_by_neighbour_median(frame[c], hot)
+            scale = percentile_scale(frame[c] if mask is None else frame[c][~mask], low_percentile, high_percentile)
+            warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
+                          "frame's range, steeper than any PSF): replaced by their neighbours' median before "
+                          "prediction", PredictNote, stacklevel=2)
+        if mask is not None:
+            frame[c][mask] = scale.low
+            warnings.warn(f"frames with a fill of value {fill[0]:g} (padding or a mask: a constant over a whole "
+                          f"block at the frame's lowest value, which the rest of it never takes): left out of the "
+                          f"normalization and kept as they are in the output", PredictNote, stacklevel=2)
+        scales.append(scale)
     drop_mapped_pages(frame)
+    scale_up = int(options["scale"])
     for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales], **options):
         drop_mapped_pages(frame)
         for c in range(band.shape[0]):
             s = _output_scale(scales, band.shape[0], c)
             band[c] *= np.float32(s.span)
             band[c] += np.float32(s.low)
+            fill = _output_fill(fills, band.shape[0], c)
+            if fill is not None:  # the input's padding stays padding, at its own value
+                rows = np.arange(y0, y0 + band.shape[1]) // scale_up
+                cols = np.arange(band.shape[2]) // scale_up
+                band[c][fill[1][np.ix_(rows, cols)]] = np.float32(fill[0])
         yield y0, band
+
+
+#: Frames above this many pixels per channel are not searched for a fill region or hot pixels (that needs
+#: masks of the whole frame in memory; the percentiles of such frames then include the fill).
+DEFECT_CHECK_MAX_PIXELS = 64_000_000
+
+
+def _fills(frame: np.ndarray) -> list[tuple[float, np.ndarray] | None]:
+    """Per channel of ``frame`` ``(C, H, W)``, its fill region (:func:`srlab.data.defects.fill_mask`)."""
+    from srlab.data.defects import fill_mask  # scipy.ndimage: not on the start-up path of every command
+
+    if frame.shape[-2] * frame.shape[-1] > DEFECT_CHECK_MAX_PIXELS:
+        return [None] * frame.shape[0]
+    return [fill_mask(channel) for channel in frame]
+
+
+def _hot_pixels(channel: np.ndarray, scale: IntensityScale) -> np.ndarray:
+    """Hot pixels of one channel (:func:`srlab.data.defects.spikes`: above the high percentile by more
+    than 3× the normalization's range over their neighbours); none looked for in frames above
+    :data:`DEFECT_CHECK_MAX_PIXELS`."""
+    if channel.size > DEFECT_CHECK_MAX_PIXELS:
+        return np.zeros(0, bool)
+    from srlab.data.defects import spikes
+
+    return spikes(channel, above=scale.high, span=scale.span)
+
+
+def _output_fill(fills: list[tuple[float, np.ndarray] | None], n_out: int,
+                 c: int) -> tuple[float, np.ndarray] | None:
+    """The fill an output channel keeps: its input channel's when the network keeps the number of
+    channels, else the first input channel's (its value) over the union of the channels' fills."""
+    if len(fills) == n_out:
+        return fills[c]
+    present = [f for f in fills if f is not None]
+    if not present:
+        return None
+    return present[0][0], np.logical_or.reduce([f[1] for f in present])
 
 
 def iter_predicted_frames(network: nn.Module, frames: np.ndarray, *, scale: int, tile_size: int = 256,

@@ -1,5 +1,5 @@
 """``srlab calibrate`` on images as other labs hand them over: hot pixels, padded borders, clipped floors,
-floats (:mod:`srlab.calibration.defects`). Without the defect handling, 20 hot pixels per image made the
+floats (:mod:`srlab.data.defects`). Without the defect handling, 20 hot pixels per image made the
 PSF read 8 nm and a zero border 13 nm; here the same images must give what the clean ones give."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from srlab.calibration import calibrate
-from srlab.calibration.defects import clipped_floor, fill_region, hot_pixels, largest_rectangle
 from srlab.calibration.noise import fit_noise
+from srlab.data.defects import clipped_floor, fill_region, hot_pixels, largest_rectangle
 from srlab.data.io import write_tiff
 
 # widefield on an sCMOS camera, 80 nm pixels (as tests/calibration/test_calibrate.py)

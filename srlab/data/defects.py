@@ -28,8 +28,10 @@ each image (registered, rotated or stitched images are padded so) gave a FWHM of
   :data:`FILL_BLOCK_PX`-square block, and never reached by the rest of the image (fewer than
   :data:`FILL_OUTSIDE_FRACTION` of its other pixels): a constant the detector's noise cannot write,
   the padding of registration, rotation or stitching, or a mask applied afterwards. A photon counter's
-  genuinely dark areas are also exactly zero, but there the rest of the image reaches zero too, so
-  they stay (and cost a photon-transfer fit nothing: variance 0 at mean 0 is on its line). The image
+  empty areas are also exactly zero, but so is, at a few photons of background, the space between its
+  structures: they stay (and cost a photon-transfer fit nothing: variance 0 at mean 0 is on its line).
+  Where the rest of such an image never reads zero (a bright background everywhere else), its empty
+  area is taken for a fill — measured around, and kept at zero by a prediction, which loses nothing. The image
   is measured on the largest axis-aligned rectangle free of them (grown by :data:`FILL_MARGIN_PX` to
   leave out interpolated edges): a spectrum needs a rectangle.
 * **A clipped floor** — integer images with many pixels exactly at their lowest value and a flat
@@ -111,18 +113,60 @@ def hot_pixels(image: np.ndarray, noise_variance, *, min_fwhm_px: float) -> np.n
     return candidate & (x - local > ratios * (second - local))
 
 
+#: The FWHM (px) :func:`spikes` assumes: about the steepest a microscope image is sampled at (a 10×
+#: objective on a 6.5 µm camera pixel).
+SPIKE_FWHM_PX = 1.0
+#: :func:`spikes` wants the excess over the second-brightest neighbour above this many times the range:
+#: with no noise model, a photon-poor image's lone count (6 photons among zeros, a normalization range
+#: of 5) must not pass for a defect.
+SPIKE_RANGES = 3.0
+
+
+def spikes(image: np.ndarray, *, above: float, span: float, min_fwhm_px: float = SPIKE_FWHM_PX) -> np.ndarray:
+    """Hot pixels of ``image`` without a noise model, as :func:`hot_pixels` judges them with the excess
+    over the second-brightest neighbour required to be more than :data:`SPIKE_RANGES` × ``span`` (a
+    prediction's normalization range: a jump no image in training had) instead of noise σ, among the
+    pixels above ``above`` (its
+    high percentile: only those are looked at, so a frame costs little). ``min_fwhm_px``: as in
+    :func:`hot_pixels`, by default :data:`SPIKE_FWHM_PX` (no modality known)."""
+    x = np.asarray(image)
+    mask = np.zeros(x.shape, bool)
+    rows, cols = np.nonzero(x > above)
+    if rows.size == 0:
+        return mask
+    neighbours = np.sort(_neighbour_values(x, rows, cols), axis=0)
+    second, local = neighbours[-2], neighbours[0]
+    value = x[rows, cols].astype(np.float64)
+    ratio = max(HOT_RATIO, HOT_MARGIN * peak_to_neighbour(min_fwhm_px))
+    border = (rows == 0) | (cols == 0) | (rows == x.shape[0] - 1) | (cols == x.shape[1] - 1)
+    ratios = np.where(border, HOT_BORDER_FACTOR * ratio, ratio)
+    flag = (value - second > SPIKE_RANGES * span) & (value - local > ratios * (second - local))
+    mask[rows[flag], cols[flag]] = True
+    return mask
+
+
 def replace_by_neighbour_median(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``image`` with the pixels of ``mask`` replaced by the median of their 8 neighbours (the lower of
     the two middle values: a value of the image, so integer counts stay integers)."""
     x = np.asarray(image, np.float64)
     if not mask.any():
         return x
-    padded = np.pad(x, 1, mode="reflect")
     rows, cols = np.nonzero(mask)
-    values = np.stack([padded[rows + 1 + dy, cols + 1 + dx] for dy, dx in _NEIGHBOURS])
     out = x.copy()
-    out[rows, cols] = np.sort(values, axis=0)[3]
+    out[rows, cols] = np.sort(_neighbour_values(x, rows, cols), axis=0)[3]
     return out
+
+
+def _neighbour_values(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(8, n)`` float64 values of the 8 neighbours of the pixels ``(rows, cols)`` of ``x``, mirrored at
+    the border as ``np.pad(mode="reflect")`` does — gathered, so a memory-mapped frame is not copied."""
+    def mirror(index: np.ndarray, n: int) -> np.ndarray:
+        index = np.abs(index)
+        return np.where(index > n - 1, 2 * (n - 1) - index, index)
+
+    h, w = x.shape
+    return np.stack([np.asarray(x[mirror(rows + dy, h), mirror(cols + dx, w)], np.float64)
+                     for dy, dx in _NEIGHBOURS])
 
 
 @dataclass(frozen=True)
@@ -140,23 +184,62 @@ class Fill:
         return bottom - top, right - left
 
 
-def fill_region(image: np.ndarray) -> Fill | None:
-    """The fill region of ``image`` (see the module doc), or ``None`` when it has none."""
+def fill_mask(image: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """The value and the mask of ``image``'s fill region (see the module doc; without the margin), or
+    ``None`` when it has none. Cheap when there is none: row bands are searched for a whole block at
+    the lowest value (a memory-mapped frame being predicted is never held whole as numbers or masks)."""
     x = np.asarray(image)
-    value = x.min()
-    at_value = x == value
-    block = np.ones((FILL_BLOCK_PX, FILL_BLOCK_PX), bool)
-    cores = ndimage.binary_erosion(at_value, block)
-    if not cores.any():
+    if min(x.shape) < FILL_BLOCK_PX:
         return None
+    value = x.min()
+    corners: list[tuple[np.ndarray, np.ndarray]] = []
+    band = 256
+    for y0 in range(0, x.shape[0] - FILL_BLOCK_PX + 1, band):
+        at_value = x[y0:y0 + band + FILL_BLOCK_PX - 1] == value
+        if int(np.count_nonzero(at_value)) < FILL_BLOCK_PX**2:
+            continue
+        rows, cols = np.nonzero(_runs(_runs(at_value, 1), 0))  # top-left corners of whole blocks
+        corners.append((rows + y0, cols))
+    if not any(r.size for r, _ in corners):
+        return None
+    at_value = x == value
     # the connected pieces of that value that hold a whole block: the fill with its jagged edges
     labels, _ = ndimage.label(at_value, structure=np.ones((3, 3), bool))
-    fill = np.isin(labels, np.unique(labels[cores]))
+    rows = np.concatenate([r for r, _ in corners])
+    cols = np.concatenate([c for _, c in corners])
+    fill = np.isin(labels, np.unique(labels[rows, cols]))
     outside = ~fill
     if outside.any() and float(np.mean(at_value[outside])) >= FILL_OUTSIDE_FRACTION:
         return None  # the detector writes this value too (a photon counter's dark areas)
+    return float(value), fill
+
+
+def _runs(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Where ``mask`` starts a run of :data:`FILL_BLOCK_PX` true pixels along ``axis``: runs of 2, 4, 8,
+    16 by doubling, each a boolean AND of two shifted views."""
+    length = 1
+    out = mask
+    while length < FILL_BLOCK_PX:
+        step = min(length, FILL_BLOCK_PX - length)
+        n = out.shape[axis] - step
+        if n <= 0:
+            return np.zeros((0, 0), bool)
+        head = (slice(None),) * axis + (slice(0, n),)
+        tail = (slice(None),) * axis + (slice(step, step + n),)
+        out = out[head] & out[tail]
+        length += step
+    return out
+
+
+def fill_region(image: np.ndarray) -> Fill | None:
+    """The fill region of ``image`` (see the module doc) and the rectangle to measure instead, or
+    ``None`` when it has none."""
+    found = fill_mask(image)
+    if found is None:
+        return None
+    value, fill = found
     mask = ndimage.binary_dilation(fill, iterations=FILL_MARGIN_PX)
-    return Fill(float(value), float(mask.mean()), largest_rectangle(~mask))
+    return Fill(value, float(mask.mean()), largest_rectangle(~mask))
 
 
 def largest_rectangle(valid: np.ndarray) -> tuple[int, int, int, int]:
