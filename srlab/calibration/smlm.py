@@ -183,10 +183,13 @@ def calibrate_smlm(path: str | Path, *, pixel_size_nm: float | None = None, offs
     if em_gain is not None and camera != "emccd":
         raise SrlabError("--em-gain is for --camera emccd")
     path = Path(path)
+    from srlab.smlm.localizations import hot_pixel_note, repair_hot_pixels
+
     stack, pixel = _load(path, pixel_size_nm, channel)
+    stack, hot = repair_hot_pixels(stack)
     frames = _sample(stack, MAX_FRAMES).astype(np.float64)
     excess = 2.0 if camera == "emccd" else 1.0
-    notes: list[str] = []
+    notes: list[str] = [hot_pixel_note(hot)] if hot else []
 
     # 1. A first σ, on a rough photon scale (ADU above the darkest level): it sizes the spot-free masks.
     some = _sample(frames, MAX_SPOT_FRAMES // 2)

@@ -145,6 +145,33 @@ def spikes(image: np.ndarray, *, above: float, span: float, min_fwhm_px: float =
     return mask
 
 
+#: Frames of a stack whose per-pixel median :func:`persistent_hot_pixels` judges (evenly spaced).
+PERSISTENT_FRAMES = 200
+
+
+def persistent_hot_pixels(stack: np.ndarray) -> np.ndarray:
+    """``(H, W)`` mask of the pixels hot in a ``(T, H, W)`` stack of a blinking specimen (SMLM): the
+    per-pixel median over up to :data:`PERSISTENT_FRAMES` frames holds the background and the structures'
+    blurred density, no single emitter (they blink), but a defect that is there in every frame. Judged
+    by :func:`hot_pixels` on that median image with a 1-px-FWHM bound (an SMLM PSF is wider) and a
+    constant noise σ from the MAD of its 3×3-median residuals."""
+    frames = np.asarray(stack)
+    step = max(1, frames.shape[0] // PERSISTENT_FRAMES)
+    reference = np.median(np.asarray(frames[::step][:PERSISTENT_FRAMES], np.float64), axis=0)
+    residual = reference - ndimage.median_filter(reference, size=3, mode="reflect")
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return hot_pixels(reference, lambda level: np.full(np.shape(level), max(sigma, 1e-6) ** 2), min_fwhm_px=1.0)
+
+
+def replace_in_frames(stack: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``stack`` ``(T, H, W)`` (float, changed in place) with the pixels of ``mask`` ``(H, W)`` replaced in
+    every frame by that frame's lower median of their 8 neighbours (as :func:`replace_by_neighbour_median`)."""
+    rows, cols = np.nonzero(mask)
+    for t in range(stack.shape[0]):
+        stack[t, rows, cols] = np.sort(_neighbour_values(stack[t], rows, cols), axis=0)[3]
+    return stack
+
+
 def replace_by_neighbour_median(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``image`` with the pixels of ``mask`` replaced by the median of their 8 neighbours (the lower of
     the two middle values: a value of the image, so integer counts stay integers)."""

@@ -21,6 +21,7 @@ Kept apart from :mod:`srlab.cli` so that building the parser imports nothing hea
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,13 @@ def render_super_resolved(locs, *, field_nm: tuple[float, float], pixel_size_nm:
 
 
 def run_localize(args: argparse.Namespace) -> int:
-    from srlab.smlm.localizations import read_smlm_stack, write_imagej_tiff, write_localizations_csv
+    from srlab.smlm.localizations import (
+        hot_pixel_note,
+        read_smlm_stack,
+        repair_hot_pixels,
+        write_imagej_tiff,
+        write_localizations_csv,
+    )
 
     paths = list(args.paths)
     if args.method == "gaussfit":
@@ -151,6 +158,9 @@ def run_localize(args: argparse.Namespace) -> int:
     if not args.render_pixel_nm > 0 or not args.render_sigma_nm > 0:
         raise SrlabError("--render-pixel-nm and --render-sigma-nm must be > 0")
     stack, file_pixel_nm = read_smlm_stack(stack_path, channel=args.channel)
+    stack, hot = repair_hot_pixels(stack)
+    if hot:
+        print(f"srlab: note: {hot_pixel_note(hot)}", file=sys.stderr)
     start = time.perf_counter()
     extra: dict[str, np.ndarray] = {}
     if run is None:

@@ -35,6 +35,7 @@ from srlab.optics.psf import render_gaussians
 from srlab.smlm.localizations import (
     Localizations,
     read_smlm_stack,
+    repair_hot_pixels,
     write_imagej_tiff,
     write_localizations_csv,
 )
@@ -632,6 +633,7 @@ def localize_file(network: nn.Module, stack_path: str | Path, out_dir: str | Pat
     The pixel size comes from the file's calibration unless ``pixel_size_nm`` is given; a file without
     one and no ``pixel_size_nm`` is a one-line error (positions in nm need it)."""
     stack, file_pixel_nm = read_smlm_stack(stack_path)
+    stack, _ = repair_hot_pixels(stack)
     pixel = pixel_size_nm if pixel_size_nm is not None else file_pixel_nm
     if pixel is None or not pixel > 0:
         raise SrlabError(f"{stack_path}: no pixel size in the file; give it (e.g. pixel_size_nm=100)")
