@@ -40,7 +40,7 @@ from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.descriptions import pair_descriptions
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
-from srlab.data.normalize import IntensityScale, percentile_normalize
+from srlab.data.normalize import IntensityScale, percentile_normalize, percentile_scale
 from srlab.data.sampling import ResumableData, item_rng
 from srlab.data.simulate import SimulationSpec, image_stem, resolve_simulation, simulated_dataset
 from srlab.data.transforms import PairAugment, PatchRandom
@@ -216,9 +216,29 @@ def load_real_lr(folder: str | Path, cfg: Any) -> tuple[list[ImagePair], float |
         _check_size(im, cfg.patch_size, "LR")
     pairs = []
     for im in images:
-        normalized, scale = percentile_normalize(im.image, cfg.low_percentile, cfg.high_percentile)
+        image, inside = _without_defects(im.image, cfg)
+        scale = percentile_scale(image[inside] if inside is not None else image, cfg.low_percentile,
+                                 cfg.high_percentile)
+        normalized = scale.apply(image)
+        if inside is not None:
+            normalized[~inside] = 0.0  # a fill reads as the background, as srlab predict feeds it
         pairs.append(ImagePair(im.name, f"real_lr/{im.path.stem}", normalized, None, lr_scale=scale))
     return pairs, _consensus_pixel_size(images, None)
+
+
+def _without_defects(image: np.ndarray, cfg: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A real ``(C, H, W)`` image with each channel's extreme hot pixels repaired, and the mask of the
+    pixels outside every channel's fill region (``None``: no fill) — what srlab predict does to its
+    input (:func:`srlab.data.defects.clean_channel`), so that training on a padded or defective real
+    image sees what prediction will."""
+    from srlab.data.defects import clean_channel
+
+    cleaned = [clean_channel(channel, cfg.low_percentile, cfg.high_percentile) for channel in image]
+    if not any(cl.fill is not None or cl.hot_pixels for cl in cleaned):
+        return image, None
+    fills = [cl.fill[1] for cl in cleaned if cl.fill is not None]
+    inside = None if not fills else np.broadcast_to(~np.logical_or.reduce(fills), image.shape)
+    return np.stack([np.asarray(cl.image, np.float32) for cl in cleaned]), inside
 
 
 def check_real_lr_pixel_size(real_px: float | None, lr_px: float | None, folder: str) -> None:

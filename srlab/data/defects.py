@@ -46,11 +46,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from srlab.optics.psf import FWHM_PER_SIGMA
+
+if TYPE_CHECKING:  # srlab.data.normalize imports torch: calibrate does not need it to start
+    from srlab.data.normalize import IntensityScale
 
 #: The least ratio of a hot pixel's signal above the local background to its second-brightest
 #: neighbour's ...
@@ -170,6 +174,49 @@ def replace_in_frames(stack: np.ndarray, mask: np.ndarray) -> np.ndarray:
     for t in range(stack.shape[0]):
         stack[t, rows, cols] = np.sort(_neighbour_values(stack[t], rows, cols), axis=0)[3]
     return stack
+
+
+#: Images above this many pixels (per channel) are not searched for a fill region or hot pixels by
+#: :func:`clean_channel` (that needs masks of the whole image in memory).
+DEFECT_CHECK_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class CleanChannel:
+    """One channel ready for percentile normalization (:func:`clean_channel`): ``image`` (the input
+    itself when nothing was found, else a float32 copy with its hot pixels repaired and its fill at the
+    low level), the scale (percentiles of the pixels outside the fill), the fill (value, mask) or
+    ``None``, and how many hot pixels were repaired."""
+
+    image: np.ndarray
+    scale: IntensityScale
+    fill: tuple[float, np.ndarray] | None
+    hot_pixels: int
+
+
+def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
+    """A 2D image of a user's (prediction input, ``data.real_lr``) prepared for normalization by its
+    ``low``/``high`` percentiles: its fill region (:func:`fill_mask`) left out of the percentiles and set
+    to the low level, its extreme hot pixels (:func:`spikes`) replaced by their neighbours' median —
+    so that what a network sees of a padded or defective image is what it sees of a clean one. Images
+    above :data:`DEFECT_CHECK_MAX_PIXELS` are only normalized."""
+    from srlab.data.normalize import percentile_scale
+
+    if channel.size > DEFECT_CHECK_MAX_PIXELS:
+        return CleanChannel(channel, percentile_scale(channel, low, high), None, 0)
+    fill = fill_mask(channel)
+    inside = None if fill is None else ~fill[1]
+    scale = percentile_scale(channel if inside is None else channel[inside], low, high)
+    hot = spikes(channel, above=scale.high, span=scale.span)
+    count = int(hot.sum())
+    if fill is None and not count:
+        return CleanChannel(channel, scale, None, 0)
+    image = replace_by_neighbour_median(channel, hot).astype(np.float32) if count else np.array(channel, np.float32)
+    if count:
+        scale = percentile_scale(image if inside is None else image[inside], low, high)
+    if fill is not None:
+        image[fill[1]] = scale.low
+    return CleanChannel(image, scale, fill, count)
 
 
 def replace_by_neighbour_median(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

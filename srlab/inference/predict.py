@@ -54,7 +54,6 @@ from srlab.data.normalize import (
     DEFAULT_HIGH_PERCENTILE,
     DEFAULT_LOW_PERCENTILE,
     IntensityScale,
-    percentile_scale,
 )
 from srlab.errors import SrlabError
 from srlab.inference.tiling import iter_tiled_bands
@@ -133,29 +132,22 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
     """The SR prediction of one ``(C, H, W)`` frame as finished row bands ``(y0, (C_out, rows, s·W))``, in
     the frame's intensity units: each channel is normalized by its own percentiles tile by tile on the
     way in (no normalized copy of the frame), and mapped back on the way out."""
-    fills = _fills(frame)
-    scales = []
-    copied = False
-    for c, fill in enumerate(fills):
-        mask = None if fill is None else fill[1]
-        scale = percentile_scale(frame[c] if mask is None else frame[c][~mask], low_percentile, high_percentile)
-        hot = _hot_pixels(frame[c], scale)
-        if (mask is not None or hot.any()) and not copied:
-            frame, copied = np.array(frame, dtype=np.float32), True  # a copy, repaired
-        if hot.any():
-            from srlab.data.defects import replace_by_neighbour_median
+    from srlab.data.defects import clean_channel
 
-            frame[c] = replace_by_neighbour_median(frame[c], hot)
-            scale = percentile_scale(frame[c] if mask is None else frame[c][~mask], low_percentile, high_percentile)
-            warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
-                          "frame's range, steeper than any PSF): replaced by their neighbours' median before "
-                          "prediction", PredictNote, stacklevel=2)
-        if mask is not None:
-            frame[c][mask] = scale.low
+    cleaned = [clean_channel(channel, low_percentile, high_percentile) for channel in frame]
+    if any(cl.fill is not None or cl.hot_pixels for cl in cleaned):
+        frame = np.stack([np.asarray(cl.image, np.float32) for cl in cleaned])  # a copy, repaired
+    scales = [cl.scale for cl in cleaned]
+    fills = [cl.fill for cl in cleaned]
+    if any(cl.hot_pixels for cl in cleaned):
+        warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
+                      "frame's range, steeper than any PSF): replaced by their neighbours' median before "
+                      "prediction", PredictNote, stacklevel=2)
+    for fill in fills:
+        if fill is not None:
             warnings.warn(f"frames with a fill of value {fill[0]:g} (padding or a mask: a constant over a whole "
                           f"block at the frame's lowest value, which the rest of it never takes): left out of the "
                           f"normalization and kept as they are in the output", PredictNote, stacklevel=2)
-        scales.append(scale)
     drop_mapped_pages(frame)
     scale_up = int(options["scale"])
     for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales], **options):
@@ -170,31 +162,6 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
                 cols = np.arange(band.shape[2]) // scale_up
                 band[c][fill[1][np.ix_(rows, cols)]] = np.float32(fill[0])
         yield y0, band
-
-
-#: Frames above this many pixels per channel are not searched for a fill region or hot pixels (that needs
-#: masks of the whole frame in memory; the percentiles of such frames then include the fill).
-DEFECT_CHECK_MAX_PIXELS = 64_000_000
-
-
-def _fills(frame: np.ndarray) -> list[tuple[float, np.ndarray] | None]:
-    """Per channel of ``frame`` ``(C, H, W)``, its fill region (:func:`srlab.data.defects.fill_mask`)."""
-    from srlab.data.defects import fill_mask  # scipy.ndimage: not on the start-up path of every command
-
-    if frame.shape[-2] * frame.shape[-1] > DEFECT_CHECK_MAX_PIXELS:
-        return [None] * frame.shape[0]
-    return [fill_mask(channel) for channel in frame]
-
-
-def _hot_pixels(channel: np.ndarray, scale: IntensityScale) -> np.ndarray:
-    """Hot pixels of one channel (:func:`srlab.data.defects.spikes`: above the high percentile by more
-    than 3× the normalization's range over their neighbours); none looked for in frames above
-    :data:`DEFECT_CHECK_MAX_PIXELS`."""
-    if channel.size > DEFECT_CHECK_MAX_PIXELS:
-        return np.zeros(0, bool)
-    from srlab.data.defects import spikes
-
-    return spikes(channel, above=scale.high, span=scale.span)
 
 
 def _output_fill(fills: list[tuple[float, np.ndarray] | None], n_out: int,

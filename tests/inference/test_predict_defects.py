@@ -104,3 +104,28 @@ def test_predict_names_each_note_once_for_a_stack(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr
     assert sum("fill of value 0" in line for line in done.stderr.splitlines()) == 1, done.stderr
     assert tifffile.imread(tmp_path / "sr.tif").shape == (3, 200, 240)
+
+
+def test_training_on_real_lr_sees_a_padded_image_as_prediction_does(tmp_path):
+    """data.real_lr (srlab adapt, the degradation-learning experiment) normalizes the user's images the
+    way srlab predict does: the padding is left out of the percentiles and reads as background (0)."""
+    from types import SimpleNamespace
+
+    from srlab.data.datamodules import load_real_lr
+    from srlab.data.io import write_tiff
+
+    image = _camera((80, 90))
+    padded = np.zeros((100, 120), np.uint16)
+    padded[20:, :90] = image
+    padded[60, 45] = 65535  # and a hot pixel
+    for name, array in (("alone", image), ("padded", padded)):
+        (tmp_path / name).mkdir()
+        write_tiff(tmp_path / name / "a.tif", array, pixel_size_nm=80.0)
+    cfg = SimpleNamespace(low_percentile=0.1, high_percentile=99.9, channel=None, channels=1, patch_size=32)
+    (alone,), _ = load_real_lr(tmp_path / "alone", cfg)
+    (pair,), _ = load_real_lr(tmp_path / "padded", cfg)
+    inner = pair.lr[0, 20:, :90]
+    away = np.ones(inner.shape, bool)
+    away[39:42, 44:47] = False  # the repaired pixel and its neighbours' median
+    np.testing.assert_allclose(inner[away], alone.lr[0][away], rtol=1e-5, atol=1e-6)
+    assert inner.max() < 1.5 and (pair.lr[0, :20] == 0).all() and (pair.lr[0, :, 90:] == 0).all()
