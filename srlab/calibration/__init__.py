@@ -468,7 +468,7 @@ def _defect_notes(side: Side) -> list[str]:
     hot = [k for k in side.hot_pixels if k]
     if hot:
         share = sum(hot) / sum(im.size for im in side.images)
-        notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) ({share:.2%} of "
+        notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) ({100 * share:.2g} % of "
                      f"the pixels: far above their neighbours, narrower than any PSF) replaced by their neighbours' "
                      f"median before measuring")
     clipped = [c for c in side.clipped if c]
