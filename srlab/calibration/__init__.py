@@ -215,8 +215,8 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
             if fill is not None:
                 top, bottom, left, right = fill.rectangle
                 if min(fill.shape) < MIN_SIDE_PX:
-                    raise SrlabError(f"{label}: {fill.fraction:.0%} of it is a fill of value {fill.value:g} (padding "
-                                     f"or a mask, not camera counts); the largest rectangle without it, "
+                    raise SrlabError(f"{label}: {fill.fraction:.0%} of it is a fill of value {fill.value:g} "
+                                     f"(padding or a mask, not camera counts); the largest rectangle without it, "
                                      f"{fill.shape[0]}×{fill.shape[1]} px, is too small to calibrate (at least "
                                      f"{MIN_SIDE_PX}×{MIN_SIDE_PX})")
                 frame = frame[top:bottom, left:right]
@@ -468,9 +468,9 @@ def _defect_notes(side: Side) -> list[str]:
     hot = [k for k in side.hot_pixels if k]
     if hot:
         share = sum(hot) / sum(im.size for im in side.images)
-        notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) ({100 * share:.2g} % of "
-                     f"the pixels: far above their neighbours, narrower than any PSF) replaced by their neighbours' "
-                     f"median before measuring")
+        notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) "
+                     f"({100 * share:.2g} % of the pixels: far above their neighbours, narrower than any PSF) "
+                     f"replaced by their neighbours' median before measuring")
     clipped = [c for c in side.clipped if c]
     if clipped:
         notes.append(f"{side.role.upper()}: {len(clipped)} of {n} image(s) clipped at their lowest value "

@@ -6,7 +6,9 @@ images, FWHM 214 nm, gain 1.97 ADU/photon): 20 hot pixels per 256² image made c
 PSF FWHM of 8 nm (single-pixel "spots") and left no decorrelation peak; a zero border on a fifth of
 each image (registered, rotated or stitched images are padded so) gave a FWHM of 13 nm and a gain of
 0.97. This module finds them so that :func:`srlab.calibration.load_raw` and
-:func:`srlab.calibration.measure` can measure the rest:
+:func:`srlab.calibration.measure` can measure the rest, and so that a prediction (and training on the
+user's own LR images) sees a padded or defective image as a clean one (:func:`clean_channel`; a zero
+border moved a network's normalized background from 0 to 0.4):
 
 * **Hot pixels** — a pixel that stands far above all but at most one of its 8 neighbours. A PSF
   cannot do that: centred on a pixel, a pixel-integrated Gaussian of FWHM ``w`` px puts its peak
@@ -21,9 +23,11 @@ each image (registered, rotated or stitched images are padded so) gave a FWHM of
   of adjacent hot pixels are found too; the local background is the darkest neighbour (a textured,
   undersampled field has no background nearby: the darkest neighbour is the level the pixel stands
   out from); the image's outermost pixels need :data:`HOT_BORDER_FACTOR` times the ratio (half their
-  neighbours are missing: a structure cut by the border can look as sharp as a defect). Hot pixels are replaced by the median of
-  their 8 neighbours — what a camera's defect correction and Fiji's *Remove Outliers* do — before
-  anything is measured (a spectrum needs every pixel).
+  neighbours are missing: a structure cut by the border can look as sharp as a defect). Hot pixels are
+  replaced by the (lower) median of their 8 neighbours — what a camera's defect correction and Fiji's
+  *Remove Outliers* do — before anything is measured (a spectrum needs every pixel). Without a noise
+  model (a prediction's input) :func:`spikes` asks for an excess of three normalization ranges instead;
+  in an SMLM stack :func:`persistent_hot_pixels` judges the per-pixel median frame.
 * **Fill regions** — the image's lowest value held exactly over at least a
   :data:`FILL_BLOCK_PX`-square block, and never reached by the rest of the image (fewer than
   :data:`FILL_OUTSIDE_FRACTION` of its other pixels): a constant the detector's noise cannot write,

@@ -24,8 +24,8 @@ zero padding of registration, drift correction or stitching — is left out of t
 border on a third of a confocal frame moved the normalized background from 0 to 0.4 and changed the SR
 output far from the border by half its range), given the background level on the way in, and written
 back at its own value. *Hot pixels* — above the high percentile and above all but one neighbour by
-more than three times the normalization's range, steeper than a PSF of 1 px FWHM allows — are replaced by their
-neighbours' median (a 65535 spike on a 240-ADU frame is 270× the range the network saw in training;
+more than three times the normalization's range, steeper than a PSF of 1 px FWHM allows — are
+replaced by their neighbours' median (a 65535 spike on a 240-ADU frame is 270× the range the network saw in training;
 its receptive field spreads it over dozens of pixels). Both are named in a note.
 
 Non-finite pixels. One NaN would make a frame's percentiles, and so its whole prediction, NaN. With
@@ -131,7 +131,8 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
                           options: dict) -> Iterator[tuple[int, np.ndarray]]:
     """The SR prediction of one ``(C, H, W)`` frame as finished row bands ``(y0, (C_out, rows, s·W))``, in
     the frame's intensity units: each channel is normalized by its own percentiles tile by tile on the
-    way in (no normalized copy of the frame), and mapped back on the way out."""
+    way in (no normalized copy of the frame; a repaired copy in input units only when a fill or hot
+    pixels are found: :func:`srlab.data.defects.clean_channel`), and mapped back on the way out."""
     from srlab.data.defects import clean_channel
 
     cleaned = [clean_channel(channel, low_percentile, high_percentile) for channel in frame]

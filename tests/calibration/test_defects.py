@@ -52,7 +52,8 @@ def _assert_recovered(e) -> None:
     assert e["read_noise_adu"].value == pytest.approx(READ_NOISE_E * GAIN, rel=0.20)
 
 
-def _with_hot_pixels(images: list[np.ndarray], rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _with_hot_pixels(images: list[np.ndarray], rng: np.random.Generator
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """20 hot pixels per image anywhere (borders included), 4 of them as adjacent pairs; from 300 to
     60000 ADU above the offset, as a camera's defect map spans."""
     out, masks = [], []
