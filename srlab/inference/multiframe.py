@@ -2,7 +2,8 @@
 
 For single-image networks :func:`srlab.inference.predict.predict_file` treats a stack's leading axis as
 independent frames; for a multi-frame run (``network.json`` ``frames`` = T > 1) that axis *is* the
-input. Each frame is percentile-normalized by its own percentiles (as in training), the frames' shifts
+input. Each frame is percentile-normalized by its own percentiles (as in training; padding left out
+and extreme hot pixels repaired as :func:`srlab.inference.predict.predict_file` does), the frames' shifts
 relative to frame ``T // 2`` are estimated once on the whole frames by phase correlation
 (:func:`srlab.data.multiframe.estimate_stack_shifts`) — a translation is the same in every tile — and
 the stack is tiled with those shifts handed to the network. The output is on the reference frame's grid
@@ -23,11 +24,11 @@ import tifffile
 import torch
 from torch import Tensor, nn
 
+from srlab.data.defects import clean_channel
 from srlab.data.io import read_tiff
 from srlab.data.multiframe import estimate_stack_shifts, reference_frame
-from srlab.data.normalize import percentile_scale
 from srlab.errors import SrlabError
-from srlab.inference.predict import pixel_size_zoom
+from srlab.inference.predict import note_defects, pixel_size_zoom
 from srlab.inference.tiling import iter_tiled_bands
 
 
@@ -82,8 +83,12 @@ def predict_frames_file(network: nn.Module, card: Any, input_path: str | os.Path
     pixel_size_zoom(pixel_size_nm, card.lr_pixel_size_nm, str(input_path), pixel_policy)
     if not np.isfinite(stack).all():
         raise SrlabError(f"{input_path}: has NaN or infinite pixels; fix the stack first")
-    scales = [percentile_scale(frame, card.low_percentile, card.high_percentile) for frame in stack]
-    normalized = np.stack([(f.astype(np.float32) - s.low) / s.span for f, s in zip(stack, scales)])
+    # each frame prepared as srlab predict prepares one (padding of the registration left out of the
+    # percentiles and fed as background, extreme hot pixels repaired: srlab.data.defects.clean_channel)
+    cleaned = [clean_channel(frame, card.low_percentile, card.high_percentile) for frame in stack]
+    note_defects(cleaned)
+    scales = [cl.scale for cl in cleaned]
+    normalized = np.stack([(np.asarray(cl.image, np.float32) - cl.scale.low) / cl.scale.span for cl in cleaned])
     shifts = torch.from_numpy(estimate_stack_shifts(normalized))
     wrapped = WithShifts(network, shifts).to(device)
     scale = int(card.scale)
@@ -93,6 +98,9 @@ def predict_frames_file(network: nn.Module, card: Any, input_path: str | os.Path
         out[y0:y0 + band.shape[1]] = band[0]
     ref = scales[reference_frame(len(stack))]
     out = out * ref.span + ref.low
+    fill = cleaned[reference_frame(len(stack))].fill
+    if fill is not None:  # the reference frame's padding stays padding in the output, at its value
+        out[np.repeat(np.repeat(fill[1], scale, 0), scale, 1)] = np.float32(fill[0])
     info = {**(provenance or {}), "frames": len(stack), "reference_frame": reference_frame(len(stack)),
             "shifts_lr_px": shifts.round(decimals=4).tolist()}
     kwargs: dict[str, Any] = {"metadata": {"axes": "YX", "Info": json.dumps(info, sort_keys=True)}}

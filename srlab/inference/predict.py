@@ -140,15 +140,7 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
         frame = np.stack([np.asarray(cl.image, np.float32) for cl in cleaned])  # a copy, repaired
     scales = [cl.scale for cl in cleaned]
     fills = [cl.fill for cl in cleaned]
-    if any(cl.hot_pixels for cl in cleaned):
-        warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
-                      "frame's range, steeper than any PSF): replaced by their neighbours' median before "
-                      "prediction", PredictNote, stacklevel=2)
-    for fill in fills:
-        if fill is not None:
-            warnings.warn(f"frames with a fill of value {fill[0]:g} (padding or a mask: a constant over a whole "
-                          f"block at the frame's lowest value, which the rest of it never takes): left out of the "
-                          f"normalization and kept as they are in the output", PredictNote, stacklevel=2)
+    note_defects(cleaned)
     drop_mapped_pages(frame)
     scale_up = int(options["scale"])
     for y0, band in iter_tiled_bands(network, frame, channel_scales=[(s.low, s.span) for s in scales], **options):
@@ -163,6 +155,19 @@ def _bands_in_input_units(network: nn.Module, frame: np.ndarray, low_percentile:
                 cols = np.arange(band.shape[2]) // scale_up
                 band[c][fill[1][np.ix_(rows, cols)]] = np.float32(fill[0])
         yield y0, band
+
+
+def note_defects(cleaned: list) -> None:
+    """A :class:`PredictNote` for each kind of defect :func:`srlab.data.defects.clean_channel` found in
+    a frame's channels (the same text for every frame: ``srlab predict`` prints it once per file)."""
+    if any(cl.hot_pixels for cl in cleaned):
+        warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
+                      "frame's range, steeper than any PSF): replaced by their neighbours' median before "
+                      "prediction", PredictNote, stacklevel=3)
+    for value in dict.fromkeys(cl.fill[0] for cl in cleaned if cl.fill is not None):
+        warnings.warn(f"frames with a fill of value {value:g} (padding or a mask: a constant over a whole block at "
+                      f"the frame's lowest value, which the rest of it never takes): left out of the normalization "
+                      f"and kept as they are in the output", PredictNote, stacklevel=3)
 
 
 def _output_fill(fills: list[tuple[float, np.ndarray] | None], n_out: int,

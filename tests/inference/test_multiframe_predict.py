@@ -23,6 +23,19 @@ def test_multiframe_run_predicts_one_image_from_a_stack(tmp_path: Path, capsys) 
     out = tmp_path / "sr.tif"
     assert main(["predict", str(run), str(stack), "-o", str(out), "--quiet"]) == 0
     assert tifffile.imread(out).shape == (48, 48)  # one HR image of the 24 x 24 px field, x2
+    # a stack padded with zeros (as drift correction leaves it): a note, the padding kept in the output
+    with tifffile.TiffFile(stack) as tif:
+        frames, resolution = tif.asarray(), tif.pages[0].tags["XResolution"].value
+    padded = np.zeros((frames.shape[0], 44, 44), frames.dtype)
+    padded[:, 20:, :24] = frames
+    tifffile.imwrite(tmp_path / "padded.tif", padded, imagej=True, metadata={"axes": "TYX", "unit": "um"},
+                     resolution=(resolution[0] / resolution[1],) * 2)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "padded.tif"), "-o", str(tmp_path / "padded_sr.tif"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.count("fill of value 0") == 1
+    sr = tifffile.imread(tmp_path / "padded_sr.tif")
+    assert (sr[:40] == 0).all() and (sr[:, 48:] == 0).all() and np.isfinite(sr).all() and sr[40:, :48].min() > 0
     # one image for a multi-frame run: one line, exit 2, nothing written
     single = next(tmp_path.glob("data/sim-*-t4-*/hr/sim_0000.tif"))
     capsys.readouterr()
