@@ -224,8 +224,11 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
             if _saturated(frame, float(frame.max())):  # integer counts by now
                 hi = float(frame.max())
                 frac = float(np.mean(frame == hi))
+                # an 8-bit file clipped at 255 is more often a 16-bit acquisition converted with a display range
+                cause = ("converted to 8 bits with a display range that clips? give the raw 16-bit file, or "
+                         if hi == 255 else "")
                 raise SrlabError(f"{label}: saturated ({frac:.2%} of the pixels at the top grey level {hi:g}); "
-                                 f"the noise and photon estimates need unclipped images: remove it or "
+                                 f"the noise and photon estimates need unclipped images: {cause}remove it or "
                                  f"acquire with less gain/exposure")
             images.append(frame)
     top = max(float(im.max()) for im in images)

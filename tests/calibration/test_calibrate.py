@@ -125,7 +125,7 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
                                   "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
-                                  "beyond_16_bits"])
+                                  "beyond_16_bits", "saturated_8_bit"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -136,6 +136,11 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         image[30:60, 30:60] = 65535
         files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
         expect = "saturated"
+    elif case == "saturated_8_bit":  # a 16-bit acquisition converted with a display range that clips
+        image = np.clip((_noisy().astype(np.float64) - 100) / 1.5, 0, 255).astype(np.uint8)
+        assert (image == 255).mean() > 1e-3
+        files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
+        expect = "converted to 8 bits"
     elif case == "empty":
         files.append(write_tiff(tmp_path / "a.tif", np.full((96, 96), 100, np.uint16), pixel_size_nm=80.0))
         expect = "empty"
