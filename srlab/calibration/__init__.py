@@ -46,7 +46,7 @@ from srlab.data.defects import (
     replace_by_neighbour_median,
 )
 from srlab.errors import SrlabError, unknown_choice
-from srlab.optics.modality import PRESETS, SCANNING, Modality
+from srlab.optics.modality import PRESETS, SCANNING
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 #: The method of a side's ``psf_fwhm_nm`` when isolated spots give it (else the power spectrum's)
@@ -284,7 +284,9 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     # Hot pixels: found with the first fit (its robust bins stop below the top 0.5 %, which hot pixels are
     # in), repaired, and the line fitted again on the repaired images. Not on a clipped floor: there every
     # lone count above the floor stands out from neighbours at the floor, and the fit is biased anyway.
-    min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * Modality(name=modality, **PRESETS[modality]).fwhm_nm / pixel_size_nm
+    from srlab.data.simulate import resolve_modality
+
+    min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * resolve_modality(modality).fwhm_nm / pixel_size_nm
     clipped = tuple(clipped_floor(im) for im in images)
     hot = [hot_pixels(im, noise.variance, min_fwhm_px=min_fwhm_px) if not c else np.zeros(im.shape, bool)
            for im, c in zip(images, clipped)]

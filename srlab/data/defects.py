@@ -109,16 +109,23 @@ def hot_pixels(image: np.ndarray, noise_variance, *, min_fwhm_px: float) -> np.n
     noise variance at a level (:meth:`srlab.calibration.noise.NoiseFit.variance`), ``min_fwhm_px`` a
     lower bound on the PSF's FWHM in pixels. See the module doc."""
     x = np.asarray(image, np.float64)
-    ratio = max(HOT_RATIO, HOT_MARGIN * peak_to_neighbour(min_fwhm_px))
     padded = np.pad(x, 1, mode="reflect")
     neighbours = np.sort(_shifted(padded, x.shape, _NEIGHBOURS, 1), axis=0)
-    second = neighbours[-2]
     sigma = np.sqrt(np.maximum(np.asarray(noise_variance(x), np.float64), 1e-12))
-    candidate = x - second > HOT_Z * sigma
-    ratios = np.full(x.shape, ratio)
-    ratios[[0, -1], :] = ratios[:, [0, -1]] = HOT_BORDER_FACTOR * ratio
-    local = neighbours[0]
-    return candidate & (x - local > ratios * (second - local))
+    border = np.zeros(x.shape, bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    return _stands_out(x, neighbours, border, HOT_Z * sigma, min_fwhm_px)
+
+
+def _stands_out(value: np.ndarray, neighbours: np.ndarray, border: np.ndarray, min_excess: np.ndarray | float,
+                min_fwhm_px: float) -> np.ndarray:
+    """The hot-pixel rule (module doc) for pixels of ``value`` with their 8 ``neighbours`` sorted along
+    axis 0: above the second-brightest by more than ``min_excess``, and above the darkest by more than the
+    PSF ratio (:data:`HOT_BORDER_FACTOR` times it on the ``border``) times the second-brightest's excess."""
+    second, local = neighbours[-2], neighbours[0]
+    ratio = max(HOT_RATIO, HOT_MARGIN * peak_to_neighbour(min_fwhm_px))
+    ratios = np.where(border, HOT_BORDER_FACTOR * ratio, ratio)
+    return (value - second > min_excess) & (value - local > ratios * (second - local))
 
 
 #: The FWHM (px) :func:`spikes` assumes: about the steepest a microscope image is sampled at (a 10×
@@ -134,21 +141,16 @@ def spikes(image: np.ndarray, *, above: float, span: float, min_fwhm_px: float =
     """Hot pixels of ``image`` without a noise model, as :func:`hot_pixels` judges them with the excess
     over the second-brightest neighbour required to be more than :data:`SPIKE_RANGES` × ``span`` (a
     prediction's normalization range: a jump no image in training had) instead of noise σ, among the
-    pixels above ``above`` (its
-    high percentile: only those are looked at, so a frame costs little). ``min_fwhm_px``: as in
+    pixels above ``above`` (its high percentile: only those are looked at, so a frame costs little). ``min_fwhm_px``: as in
     :func:`hot_pixels`, by default :data:`SPIKE_FWHM_PX` (no modality known)."""
     x = np.asarray(image)
     mask = np.zeros(x.shape, bool)
     rows, cols = np.nonzero(x > above)
     if rows.size == 0:
         return mask
-    neighbours = np.sort(_neighbour_values(x, rows, cols), axis=0)
-    second, local = neighbours[-2], neighbours[0]
-    value = x[rows, cols].astype(np.float64)
-    ratio = max(HOT_RATIO, HOT_MARGIN * peak_to_neighbour(min_fwhm_px))
     border = (rows == 0) | (cols == 0) | (rows == x.shape[0] - 1) | (cols == x.shape[1] - 1)
-    ratios = np.where(border, HOT_BORDER_FACTOR * ratio, ratio)
-    flag = (value - second > SPIKE_RANGES * span) & (value - local > ratios * (second - local))
+    flag = _stands_out(x[rows, cols].astype(np.float64), np.sort(_neighbour_values(x, rows, cols), axis=0),
+                       border, SPIKE_RANGES * span, min_fwhm_px)
     mask[rows[flag], cols[flag]] = True
     return mask
 

@@ -95,10 +95,10 @@ def test_no_pixel_of_a_clean_image_is_taken_for_a_hot_one(lr: dict, hr: str):
     """Bright puncta and the steep spots of an undersampled 10× image are not defects (with the factor
     calibrate uses: 0.7 × the preset's FWHM)."""
     from srlab.calibration import HOT_PIXEL_FWHM_FRACTION
-    from srlab.optics.modality import PRESETS, Modality
+    from srlab.data.simulate import resolve_modality
 
     images = [im.astype(np.float64) for im in _simulate({**lr}, n=2, size=128, seed=5, hr=hr)]
-    preset = Modality(name=lr["modality"], **PRESETS[lr["modality"]])
+    preset = resolve_modality(lr["modality"])
     noise = fit_noise(images)
     for im in images:
         assert not hot_pixels(im, noise.variance,
