@@ -38,6 +38,7 @@ from srlab.calibration.dark import DarkFrames
 from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
+from srlab.calibration.threads import per_image
 from srlab.data.defects import (
     Fill,
     clipped_floor,
@@ -287,16 +288,16 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     from srlab.data.simulate import resolve_modality
 
     min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * resolve_modality(modality).fwhm_nm / pixel_size_nm
-    clipped = tuple(clipped_floor(im) for im in images)
-    hot = [hot_pixels(im, noise.variance, min_fwhm_px=min_fwhm_px) if not c else np.zeros(im.shape, bool)
-           for im, c in zip(images, clipped)]
+    clipped = tuple(per_image(clipped_floor, images))
+    hot = per_image(lambda ic: hot_pixels(ic[0], noise.variance, min_fwhm_px=min_fwhm_px) if not ic[1]
+                    else np.zeros(ic[0].shape, bool), zip(images, clipped))
     if any(m.any() for m in hot):
-        images = [replace_by_neighbour_median(im, m) for im, m in zip(images, hot)]
+        images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
         noise = fit_noise(images, offset_adu=offset_adu)
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
-    decorr = [decorrelation(im) for im in images]
-    frc = [checkerboard_frc_resolution_nm(im, pixel_size_nm) for im in images]
+    decorr = per_image(decorrelation, images)
+    frc = per_image(lambda im: checkerboard_frc_resolution_nm(im, pixel_size_nm), images)
     px = pixel_size_nm
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
                 hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped)
@@ -338,7 +339,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         e["offset_adu"] = Estimate(dark.offset_adu, dark.offset_se, "ADU", f"mean of {dark.method.split(',')[0]}")
         e["read_noise_line_adu"] = e["read_noise_adu"]  # the line's intercept, a cross-check
         e["read_noise_adu"] = Estimate(dark.read_noise_adu, dark.read_noise_se, "ADU", dark.method)
-    bgs = [background(im) for im in images]
+    bgs = per_image(background, images)
     level, level_err = combine([b.level_adu for b in bgs])
     spread, spread_err = combine([b.high_adu - b.low_adu for b in bgs])
     # The block's uniform background is the darkest level above the offset; the simulator adds the
@@ -359,7 +360,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
                                                  "tiles' 10th–90th pct spread")
     # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
     dark = max(noise.offset_adu, 0.0)
-    peaks = [(float(np.percentile(im, 99.9)) - dark) / g - bg_photons for im in images]
+    peaks = [(p - dark) / g - bg_photons for p in per_image(lambda im: float(np.percentile(im, 99.9)), images)]
     e["signal_photons"] = Estimate(*combine(peaks), "photons", "99.9th percentile above background")
     side.histogram = histogram_summary(images)
     return side

@@ -40,11 +40,19 @@ def background(image: np.ndarray, *, tiles: int = 8) -> Background:
 def histogram_summary(images: list[np.ndarray], low: float = 0.1, high: float = 99.9) -> dict[str, float]:
     """Pooled percentiles (ADU) and, after per-image percentile normalization to ``[low, high]`` as the
     DataModules do, the fraction of pixels below 0.05 (near-zero: background) and above 0.5."""
+    from srlab.calibration.threads import per_image
+
     pooled = np.concatenate([np.asarray(im, np.float64).ravel() for im in images])
-    out = {f"p{p:g}": float(np.percentile(pooled, p)) for p in HISTOGRAM_PERCENTILES}
-    normalized = np.concatenate([normalize(im, low, high).ravel() for im in images])
-    out["fraction_below_0.05"] = float(np.mean(normalized < 0.05))
-    out["fraction_above_0.5"] = float(np.mean(normalized > 0.5))
+    out = {f"p{p:g}": float(v) for p, v in zip(HISTOGRAM_PERCENTILES, np.percentile(pooled, HISTOGRAM_PERCENTILES))}
+    def count(im: np.ndarray) -> tuple[int, int, int]:
+        x = normalize(im, low, high)
+        return int(np.count_nonzero(x < 0.05)), int(np.count_nonzero(x > 0.5)), x.size
+
+    # counted per image, then pooled: the pooled fractions without a pooled normalized copy
+    counts = per_image(count, images)
+    total = sum(c[2] for c in counts)
+    out["fraction_below_0.05"] = sum(c[0] for c in counts) / total
+    out["fraction_above_0.5"] = sum(c[1] for c in counts) / total
     return out
 
 

@@ -130,35 +130,39 @@ def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_leve
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool every image's (local mean, detail) pairs; per bin of equal count: median mean, robust
     variance, its standard error."""
-    means, details = [], []
-    for img in images:
-        means.append(local_mean(img).ravel())
-        details.append(detail(img)[1:-1, 1:-1].ravel())
-    mu = np.concatenate(means)
-    d = np.concatenate(details)
+    from srlab.calibration.threads import per_image
+
+    pairs = per_image(lambda img: (local_mean(img).ravel(), detail(img)[1:-1, 1:-1].ravel()), images)
+    mu = np.concatenate([m for m, _ in pairs])
+    d = np.concatenate([dv for _, dv in pairs])
     top = np.percentile(mu, 99.5)
     if max_level is not None:
         top = min(top, max_level)
     keep = mu <= top
     mu, d = mu[keep], d[keep]
-    order = np.argsort(mu, kind="stable")
-    mu, d = mu[order], d[order]
+    # Bins of equal count, without sorting all the pixels (a sort of ten 1024² images took seconds):
+    # the bin edges are order statistics (one partition), and each pixel's bin follows from them.
     # Photon-poor images have many pixels of equal local mean; a bin edge inside such a tie would make
-    # the bins' contents depend on the order of the images, so each edge moves to the end of its tie.
-    edges = np.searchsorted(mu, mu[np.linspace(0, mu.size - 1, n_bins + 1).astype(np.int64)], side="right")
-    edges[0] = 0
-    edges = np.unique(edges)
-    bm, bv, bse = [], [], []
-    for lo, hi in itertools.pairwise(edges):
-        if hi - lo < 50:
-            continue
+    # the bins' contents depend on the order of the images, so each bin ends at the end of its tie:
+    # bin k holds the means in (q[k-1], q[k]].
+    ranks = np.unique(np.linspace(0, mu.size - 1, n_bins + 1).astype(np.int64))
+    q = np.partition(mu, ranks)[ranks]
+    q = np.unique(q[1:]) if q.size > 1 else q
+    which = np.searchsorted(q, mu, side="left")
+    order = np.argsort(which.astype(np.int16), kind="stable")  # a counting sort of small integers
+    counts = np.bincount(which, minlength=q.size)
+    mu, d = mu[order], d[order]
+
+    def point(lo_hi: tuple[int, int]) -> tuple[float, float, float]:
+        lo, hi = lo_hi
         seg = d[lo:hi]
         mad = np.median(np.abs(seg - np.median(seg)))
         var = (_MAD_TO_SIGMA * mad) ** 2
-        bm.append(float(np.median(mu[lo:hi])))
-        bv.append(var)
-        bse.append(_MAD_VARIANCE_SE * var / math.sqrt(hi - lo))
-    return np.array(bm), np.array(bv), np.array(bse)
+        return float(np.median(mu[lo:hi])), var, _MAD_VARIANCE_SE * var / math.sqrt(hi - lo)
+
+    bins = [(lo, hi) for lo, hi in itertools.pairwise(np.concatenate([[0], np.cumsum(counts)])) if hi - lo >= 50]
+    points = per_image(point, bins)
+    return tuple(np.array([p[k] for p in points]) for k in range(3))
 
 
 def _wls(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -203,13 +207,15 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
 
     Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
     their own errors (structure left in the detail band)."""
+    from srlab.calibration.threads import per_image
+
     images = [np.asarray(im, np.float64) for im in images]
-    integer = all(np.array_equal(im, np.round(im)) for im in images)
+    integer = all(per_image(lambda im: bool(np.array_equal(im, np.round(im))), images))
     mu, var, se = mean_variance_points(images, n_bins=n_bins, max_level=max_level)
     if integer:
         var = var - 1.0 / 12.0
     gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se)
-    darkest = [darkest_level_adu(im) for im in images]
+    darkest = per_image(darkest_level_adu, images)
     dark = float(np.median(darkest))
     if offset_adu is not None:
         offset, offset_se, given = float(offset_adu), 0.0, True

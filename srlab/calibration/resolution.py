@@ -203,7 +203,9 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     constant. Images without 6 rings of signal above the noise take no part (their fit is NaN); NaN σ
     when none has. The uncertainty is the larger of the Fisher error and the spread of the images'
     separate fits (1.25·sd/√n), as the object model is only approximate."""
-    rings = [_rings(im, v, camera) for im, v in zip(images, variances)]
+    from srlab.calibration.threads import per_image
+
+    rings = per_image(lambda iv: _rings(iv[0], iv[1], camera), zip(images, variances))
     used = [i for i, r in enumerate(rings) if _has_signal(r)]
     nan_fit = [SpectrumFit(math.nan, math.nan, math.nan, r.freq, r.power, r.noise, np.full(r.freq.shape, np.nan),
                            (math.nan, math.nan)) for r in rings]
@@ -214,7 +216,7 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     n = len(used)
     sigma = math.exp(x[-1] / 2)
     if n > 1:
-        alone = [math.exp(_whittle([rings[i]], sigma_max)[0][-1] / 2) for i in used]
+        alone = per_image(lambda i: math.exp(_whittle([rings[i]], sigma_max)[0][-1] / 2), used)
         se = max(se, 1.2533 * float(np.std(alone, ddof=1)) / math.sqrt(n))
     fits = list(nan_fit)
     for k, i in enumerate(used):

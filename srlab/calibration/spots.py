@@ -100,14 +100,19 @@ def spot_sigma(frames: np.ndarray, *, sigma_guess_px: float = 1.5, threshold: fl
 
     Only isolated detections are fitted (the others would be rejected anyway); ``max_fits``: at most that
     many, a random subset (fixed seed)."""
+    from srlab.calibration.threads import per_image
     from srlab.smlm.localize import detect_candidates, fit_spots
 
     frames = np.asarray(frames, np.float64)
     sigma = float(sigma_guess_px)
     result = None
+    # The wavelet detector (ThunderSTORM's) does not use σ, so every pass fits among the same detections.
+    parts = per_image(lambda t: detect_candidates(frames[t:t + 1], sigma_px=sigma, threshold=threshold,
+                                                  detector="wavelet"), range(len(frames)))
+    frame = np.concatenate([t + f for t, (f, _, _) in enumerate(parts)])
+    row, col = (np.concatenate([p[k] for p in parts]) for k in (1, 2))
     for _ in range(passes):
         radius = max(2, math.ceil(3 * sigma))
-        frame, row, col = detect_candidates(frames, sigma_px=sigma, threshold=threshold)
         chosen = np.nonzero(isolated_mask(frame, row, col, 2 * radius))[0]
         if max_fits is not None and chosen.size > max_fits:
             chosen = np.sort(np.random.default_rng(0).choice(chosen, max_fits, replace=False))

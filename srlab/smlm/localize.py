@@ -58,21 +58,38 @@ def _local_maxima(image: np.ndarray, radius_px: int, threshold: float) -> tuple[
     plateaus keep one pixel (the first in raster order)."""
     size = 2 * radius_px + 1
     peak = (image == ndimage.maximum_filter(image, size=size, mode="constant", cval=-np.inf)) & (image > threshold)
-    rows, cols = np.nonzero(peak)
+    rows, cols = np.nonzero(peak)  # raster order
     if len(rows) > 1:
-        # Break exact ties on plateaus: keep a peak only if no earlier kept peak is within the window.
-        order = np.lexsort((cols, rows))
-        rows, cols = rows[order], cols[order]
-        keep = np.ones(len(rows), bool)
-        values = image[rows, cols]
-        for i in range(len(rows)):
-            if not keep[i]:
-                continue
-            near = (np.abs(rows[i + 1:] - rows[i]) <= radius_px) & (np.abs(cols[i + 1:] - cols[i]) <= radius_px)
-            near &= values[i + 1:] == values[i]
-            keep[i + 1:][near] = False
-        rows, cols = rows[keep], cols[keep]
+        # Exact ties on plateaus: a peak goes when an earlier kept peak of the same value is within the
+        # window. Only peaks with an equal-valued peak in their window take part: on a float image that
+        # is almost none, and the greedy pass below costs a pass over the others per peak.
+        tied = _tied_peaks(np.where(peak, image, np.nan), rows, cols, radius_px)
+        if tied.any():
+            keep = np.ones(len(rows), bool)
+            idx = np.nonzero(tied)[0]
+            tr, tc = rows[idx], cols[idx]
+            values = image[tr, tc]
+            for j in range(len(idx)):
+                if not keep[idx[j]]:
+                    continue
+                near = (np.abs(tr[j + 1:] - tr[j]) <= radius_px) & (np.abs(tc[j + 1:] - tc[j]) <= radius_px)
+                near &= values[j + 1:] == values[j]
+                keep[idx[j + 1:][near]] = False
+            rows, cols = rows[keep], cols[keep]
     return rows, cols
+
+
+def _tied_peaks(peak_values: np.ndarray, rows: np.ndarray, cols: np.ndarray, radius_px: int) -> np.ndarray:
+    """Per peak (``rows``, ``cols``): whether another peak of exactly its value lies in its window;
+    ``peak_values`` holds the peaks' values and NaN elsewhere (NaN equals nothing)."""
+    padded = np.pad(peak_values, radius_px, constant_values=np.nan)
+    mine = peak_values[rows, cols]
+    tied = np.zeros(len(rows), bool)
+    for dy in range(-radius_px, radius_px + 1):
+        for dx in range(-radius_px, radius_px + 1):
+            if dy or dx:
+                tied |= padded[rows + radius_px + dy, cols + radius_px + dx] == mine
+    return tied
 
 
 def localize_density(density: np.ndarray, *, pixel_size_nm: float, frame: int = 0, emitter_mass: float = 100.0,
