@@ -40,6 +40,7 @@ from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelati
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.calibration.threads import per_image
 from srlab.data.defects import (
+    HOT_PIXEL_FWHM_FRACTION,
     Fill,
     clipped_floor,
     fill_region,
@@ -60,9 +61,6 @@ DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "st
 MIN_SIDE_PX = 64
 #: Fraction of pixels at the top grey level above which an image counts as saturated.
 SATURATED_FRACTION = 1e-3
-#: Hot pixels are judged against a PSF this share of the modality preset's FWHM (a lower bound: a real
-#: PSF is rarely sharper than the textbook's, a calibrated STED's depletion can be stronger).
-HOT_PIXEL_FWHM_FRACTION = 0.7
 #: Note the darkest-level background when smoothed shot noise alone would read it this share low.
 BACKGROUND_DEPTH_NOTE = 0.15
 

@@ -67,6 +67,9 @@ HOT_RATIO = 4.0
 HOT_MARGIN = 1.5
 #: ... and the pixel exceeds that neighbour by this many noise standard deviations at its own level.
 HOT_Z = 6.0
+#: Hot pixels are judged against a PSF this share of the modality's FWHM (a lower bound: a real PSF is
+#: rarely sharper than the textbook's, a calibrated STED's depletion can be stronger).
+HOT_PIXEL_FWHM_FRACTION = 0.7
 #: The outermost pixels have half their neighbours outside the image (mirrored here): a structure cut
 #: by the border can look as sharp as a defect there, so they need this many times the ratio.
 HOT_BORDER_FACTOR = 4.0

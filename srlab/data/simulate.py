@@ -232,6 +232,7 @@ class SimulationSpec:
                 out[key] = list(out[key])
         if self.hr_images:
             out["hr_images"], out["hr_image_digests"] = list(self.hr_images), list(self.hr_image_digests)
+            out["hr_image_version"] = user_specimens.VERSION  # datasets made before the defect repair are remade
             if self.hr_image_channel is None:  # keys that did not exist keep old datasets' keys
                 del out["hr_image_channel"]
         else:  # datasets without them keep the keys they had before the option existed

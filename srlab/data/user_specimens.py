@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 #: File-name prefix of the user-specimen stacks in a simulated dataset (``hr_image_00.tif`` ...).
 PREFIX = "hr_image_"
+#: Version of what this module makes of a user's image (in the dataset's cache key): 2 = without its
+#: fill region and hot pixels (:func:`without_defects`).
+VERSION = 2
 #: At most this many LR noise realizations per HR image (a single small image would otherwise be
 #: written hundreds of times to reach its share).
 MAX_DRAWS = 128
@@ -122,8 +125,9 @@ def resolve_paths(paths: Sequence[str], share: float, where: str) -> tuple[tuple
 def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str,
                  channel: int | None = None) -> None:
     """Each image (every slice of a stack) at the HR pixel size where the file carries one, large
-    enough, and with the channel ``channel`` (``hr_image_channel``) where it has several — checked when
-    the block is resolved, before anything is written (memoized per file state)."""
+    enough (also without its fill region), and with the channel ``channel`` (``hr_image_channel``) where
+    it has several — checked when the block is resolved, before anything is written (memoized per file
+    state)."""
     for path in paths:
         channels, slices = _geometry(_file_key(path))
         if channels > 1 and channel is None:
@@ -138,19 +142,63 @@ def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, wher
                                  f"block's HR pixel is {hr_pixel_size_nm:g} nm")
             if min(h, w) < 8 * scale:
                 raise SrlabError(f"{where}.hr_images: {path}: {h}×{w} px is too small (needs >= {8 * scale} px)")
+        for k, rect in enumerate(_fill_rectangles(_file_key(path), channel)):
+            if rect is not None and min(rect[1] - rect[0], rect[3] - rect[2]) < 8 * scale:
+                plane = f"[{k}]" if len(slices) > 1 else ""
+                raise SrlabError(f"{where}.hr_images: {path}{plane}: the largest rectangle without its fill "
+                                 f"region (padding or a mask) is {rect[1] - rect[0]}×{rect[3] - rect[2]} px, too "
+                                 f"small (needs >= {8 * scale} px)")
+
+
+def _slices(path: str, channel: int | None) -> list[np.ndarray]:
+    from srlab.data.io import load_images
+
+    return [im.image[0] for im in load_images(path, channel=channel)]
+
+
+@functools.lru_cache(maxsize=256)
+def _fill_rectangles(key: tuple[str, int, int, int], channel: int | None) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """Per slice of a file: the largest rectangle without its fill region (padding or a mask,
+    :func:`srlab.data.defects.fill_region`), or ``None`` when it has none."""
+    from srlab.data.defects import fill_region
+
+    fills = (fill_region(image) for image in _slices(key[0], channel))
+    return tuple(None if f is None else f.rectangle for f in fills)
+
+
+def without_defects(acquired: np.ndarray, rectangle: tuple[int, int, int, int] | None,
+                    spec: SimulationSpec) -> np.ndarray:
+    """An HR image as ``srlab calibrate`` measured it: cropped to ``rectangle`` (the largest one without
+    its fill region, when it has one), its hot pixels replaced by their neighbours' median — judged with
+    the block's HR camera and PSF (:func:`srlab.data.defects.hot_pixels`; not on a clipped floor, where
+    every lone count stands out) — so that a defect is not a specimen."""
+    from srlab.data.defects import (
+        HOT_PIXEL_FWHM_FRACTION,
+        clipped_floor,
+        hot_pixels,
+        replace_by_neighbour_median,
+    )
+
+    image = acquired if rectangle is None else acquired[rectangle[0]:rectangle[1], rectangle[2]:rectangle[3]]
+    if clipped_floor(image):
+        return image
+    hot = hot_pixels(image, spec.hr.camera.variance_adu2,
+                     min_fwhm_px=HOT_PIXEL_FWHM_FRACTION * spec.hr.fwhm_nm / spec.hr.pixel_size_nm)
+    return replace_by_neighbour_median(image, hot).astype(image.dtype) if hot.any() else image
 
 
 def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The user's HR images (every slice of a stack its own image), cropped to a multiple of the scale,
-    as ``(as acquired, photons above the HR background)``."""
-    from srlab.data.io import load_images
-
+    """The user's HR images (every slice of a stack its own image) without their defects
+    (:func:`without_defects`), cropped to a multiple of the scale, as ``(image, photons above the HR
+    background)``."""
     hr, s = spec.hr, spec.scale
     out = []
     for path in spec.hr_images:
-        for im in load_images(path, channel=spec.hr_image_channel):
-            h, w = im.image.shape[-2:]
-            acquired = im.image[0, :h - h % s, :w - w % s]
+        rectangles = _fill_rectangles(_file_key(path), spec.hr_image_channel)
+        for image, rectangle in zip(_slices(path, spec.hr_image_channel), rectangles):
+            image = without_defects(image, rectangle, spec)
+            h, w = image.shape
+            acquired = image[:h - h % s, :w - w % s]
             out.append((acquired, hr.camera.backward(acquired) - np.float32(hr.background_photons)))
     return out
 

@@ -68,6 +68,17 @@ class Camera:
         gain = self.em_gain if self.multiplies else 1.0
         return self.quantum_efficiency * gain / self.e_per_adu
 
+    def variance_adu2(self, level_adu: np.ndarray | float) -> np.ndarray:
+        """Noise variance (ADU²) of a pixel whose mean is ``level_adu``: shot noise of the photoelectrons
+        above the offset (twice it behind an EM register, Hirsch et al. 2013), read noise and the
+        rounding to whole counts (of a continuous signal: with read noise or EM multiplication; a photon
+        counter's counts are whole already) — the photon-transfer line ``srlab calibrate`` fits, here
+        from the camera's own settings."""
+        excess = 2.0 * self.em_gain if self.multiplies else 1.0
+        electrons = np.maximum((np.asarray(level_adu, np.float64) - self.offset_adu) * self.e_per_adu, 0.0)
+        rounding = 1.0 / 12.0 if self.read_noise_e > 0 or self.multiplies else 0.0
+        return (excess * electrons + self.read_noise_e**2) / self.e_per_adu**2 + rounding
+
     def forward(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Expected photons per pixel -> camera counts (uint8 up to 8 bits, else uint16).
 

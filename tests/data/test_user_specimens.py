@@ -126,3 +126,66 @@ def test_multi_channel_hr_images_need_their_channel(tmp_path, monkeypatch):
     plain = _hr_files(tmp_path, n=1)
     spec = sim.resolve_simulation({**GAUSSIAN, "hr_images": plain}, scale=2)
     assert "hr_image_channel" not in spec.as_dict()
+
+
+# an HR detector with an offset (a SIM camera): a zero fill is below every count it writes
+SIM_CAMERA = {**TINY_SIMULATION, "lr": {"modality": "widefield"},
+              "hr": {"modality": "sim", "offset_adu": 100.0, "e_per_adu": 0.5, "read_noise_e": 2.0,
+                     "signal_photons": 300.0, "background_photons": 5.0},
+              "out_of_focus_fraction": 0.0, "lr_size_px": 48}
+
+
+def test_hr_images_enter_without_their_padding_and_hot_pixels(tmp_path, monkeypatch):
+    """An HR image padded with zeros (a registered or stitched field) and with hot pixels is the specimen
+    its clean part is: cropped to the largest rectangle without the fill, its hot pixels replaced by their
+    neighbours' median — as ``srlab calibrate`` measured it. Before, the padding's edge and the hot pixels
+    were structures that the LR camera then imaged."""
+    from srlab.data.defects import FILL_MARGIN_PX
+
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    spec = sim.resolve_simulation(SIM_CAMERA, scale=2)
+    clean = sim.Imager(spec).image(3)["hr"]
+    px = spec.hr.pixel_size_nm
+    clean_file = str(write_tiff(tmp_path / "clean.tif", clean, pixel_size_nm=px))
+    (as_is, _), = user_specimens.load_hr(sim.resolve_simulation({**SIM_CAMERA, "hr_images": [clean_file]}, scale=2))
+    np.testing.assert_array_equal(as_is, clean)  # nothing taken for a defect in a clean image
+
+    defective = clean.copy()
+    defective[:, 70:] = 0
+    hot = (np.array([5, 40, 41, 90]), np.array([7, 30, 60, 0]))  # one on the border
+    defective[hot] = [60000, 9000, 65535, 30000]
+    path = str(write_tiff(tmp_path / "padded.tif", defective, pixel_size_nm=px))
+    root, spec = sim.simulated_dataset({**SIM_CAMERA, "hr_images": [path]}, scale=2)
+    (acquired, photons), = user_specimens.load_hr(spec)
+    width = (70 - FILL_MARGIN_PX) // 2 * 2
+    assert acquired.shape == (96, width)
+    repaired = np.zeros(acquired.shape, bool)
+    repaired[hot] = True
+    np.testing.assert_array_equal(acquired[~repaired], clean[:, :width][~repaired])
+    for r, c in zip(*hot):  # within the range of the clean image's neighbours
+        around = clean[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+        assert around.min() <= acquired[r, c] <= around.max()
+    hr_written, _, _ = read_tiff(root / "hr" / "hr_image_00.tif")
+    np.testing.assert_array_equal(hr_written[0], acquired)  # the training target is the repaired crop
+    np.testing.assert_allclose(photons, spec.hr.camera.backward(acquired) - spec.hr.background_photons)
+
+
+def test_hr_images_whose_fill_leaves_too_little_are_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    spec = sim.resolve_simulation(SIM_CAMERA, scale=2)
+    image = sim.Imager(spec).image(3)["hr"]
+    image[:, 16:] = 0
+    path = str(write_tiff(tmp_path / "mostly_padding.tif", image, pixel_size_nm=spec.hr.pixel_size_nm))
+    with pytest.raises(SrlabError, match=r"mostly_padding.tif: the largest rectangle without its fill region "
+                                         r"\(padding or a mask\) is 96×14 px, too small \(needs >= 16 px\)"):
+        sim.simulated_dataset({**SIM_CAMERA, "hr_images": [path]}, scale=2)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_datasets_made_before_the_defect_repair_are_remade(tmp_path, monkeypatch):
+    files = _hr_files(tmp_path, n=1)
+    repaired = sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2).key()
+    plain = sim.resolve_simulation(GAUSSIAN, scale=2).key()
+    monkeypatch.setattr(user_specimens, "VERSION", user_specimens.VERSION - 1)
+    assert sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2).key() != repaired
+    assert sim.resolve_simulation(GAUSSIAN, scale=2).key() == plain  # datasets without user images keep theirs

@@ -82,3 +82,21 @@ def test_emccd_split_counts_in_units_of_its_excess_noise():
         assert 1.0 <= sa.var() / (signal.var() / fraction) < 1.05
         assert 1.0 <= sb.var() / (signal.var() / (1 - fraction)) < 1.05
         np.testing.assert_allclose(fraction * sa + (1 - fraction) * sb, signal, atol=5.001)  # to half a count of 10 ADU
+
+
+@pytest.mark.parametrize("camera", [
+    Camera(kind="scmos", quantum_efficiency=0.8, read_noise_e=1.6, e_per_adu=0.5, offset_adu=100.0),
+    Camera(kind="emccd", quantum_efficiency=0.9, em_gain=50.0, read_noise_e=40.0, e_per_adu=10.0, offset_adu=500.0),
+    Camera(kind="counting"),
+], ids=["scmos", "emccd", "counting"])
+def test_noise_variance_at_a_level_is_what_the_camera_draws(camera):
+    """``variance_adu2`` (the photon-transfer line from the camera's settings, used to judge the user's HR
+    images for hot pixels) against the variance of the counts the camera writes, at four levels."""
+    rng = np.random.default_rng(5)
+    for photons in (2.0, 20.0, 200.0, 2000.0):
+        adu = camera.forward(np.full(200_000, photons), rng).astype(np.float64)
+        assert camera.variance_adu2(adu.mean()) == pytest.approx(adu.var(), rel=0.03), photons
+    # below the offset: read noise and rounding only
+    rounding = 1 / 12 if camera.read_noise_e > 0 else 0.0
+    assert camera.variance_adu2(camera.offset_adu - 10.0) == pytest.approx(
+        (camera.read_noise_e / camera.e_per_adu) ** 2 + rounding)
