@@ -202,12 +202,13 @@ class CleanChannel:
     """One channel ready for percentile normalization (:func:`clean_channel`): ``image`` (the input
     itself when nothing was found, else a float32 copy with its hot pixels repaired and its fill at the
     low level), the scale (percentiles of the pixels outside the fill), the fill (value, mask) or
-    ``None``, and how many hot pixels were repaired."""
+    ``None``, how many hot pixels were repaired, and their mask (``None`` when there are none)."""
 
     image: np.ndarray
     scale: IntensityScale
     fill: tuple[float, np.ndarray] | None
     hot_pixels: int
+    hot: np.ndarray | None = None
 
 
 def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
@@ -232,7 +233,7 @@ def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
         scale = percentile_scale(image if inside is None else image[inside], low, high)
     if fill is not None:
         image[fill[1]] = scale.low
-    return CleanChannel(image, scale, fill, count)
+    return CleanChannel(image, scale, fill, count, hot if count else None)
 
 
 def replace_by_neighbour_median(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

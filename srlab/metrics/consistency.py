@@ -36,6 +36,8 @@ from srlab.optics.kernels import downsample as _downsample
 from srlab.optics.kernels import gaussian_blur
 
 DOWNSAMPLING_MODES = ("area", "bicubic")
+#: The widest RSF (σ, LR pixels) the fit searches by default.
+MAX_SIGMA_LR_PX = 4.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class ConsistencyResult:
     alpha: float
     beta: float
     error_map: np.ndarray
-    """``|lr - (alpha·degraded + beta)|``, float32, the LR image's shape."""
+    """``|lr - (alpha·degraded + beta)|``, float32, the LR image's shape (NaN where ``valid`` is False)."""
 
 
 def _as_2d(image: np.ndarray, what: str) -> np.ndarray:
@@ -77,8 +79,15 @@ def degrade_to_lr(sr: np.ndarray, *, scale: int, psf_sigma_lr_px: float, downsam
     return low[0, 0].numpy().astype(np.float32, copy=False)
 
 
-def _fit(lr: np.ndarray, degraded: np.ndarray) -> tuple[float, float, float, float, np.ndarray]:
-    """Least-squares ``lr ≈ alpha·degraded + beta``; returns (rse, rsp, alpha, beta, error_map)."""
+def _fit(lr: np.ndarray, degraded: np.ndarray, valid: np.ndarray | None = None
+         ) -> tuple[float, float, float, float, np.ndarray]:
+    """Least-squares ``lr ≈ alpha·degraded + beta`` over the ``valid`` pixels (all when ``None``); returns
+    (rse, rsp, alpha, beta, error_map), the map NaN outside ``valid``."""
+    if valid is not None:
+        rse, rsp, alpha, beta, _ = _fit(lr[valid], degraded[valid])
+        error_map = np.full(lr.shape, np.nan, np.float32)
+        error_map[valid] = np.abs(lr[valid] - (alpha * degraded[valid].astype(np.float64) + beta))
+        return rse, rsp, alpha, beta, error_map
     x = degraded.astype(np.float64).ravel()
     y = lr.astype(np.float64).ravel()
     xc = x - x.mean()
@@ -95,21 +104,26 @@ def _fit(lr: np.ndarray, degraded: np.ndarray) -> tuple[float, float, float, flo
 
 
 def squirrel_consistency(sr: np.ndarray, lr: np.ndarray, *, scale: int, psf_sigma_lr_px: float | None = None,
-                         downsample: str = "area", max_sigma_lr_px: float = 4.0) -> ConsistencyResult:
+                         downsample: str = "area", max_sigma_lr_px: float = MAX_SIGMA_LR_PX,
+                         valid: np.ndarray | None = None) -> ConsistencyResult:
     """RSE, RSP and error map of ``sr`` (``s·h × s·w``) against its input ``lr`` (``h × w``).
 
     ``psf_sigma_lr_px``: the known PSF σ in LR pixels (for srlab's degradation with a FWHM in HR
     pixels: ``fwhm_hr_px / 2.3548 / scale``); ``None`` fits it in ``[0, max_sigma_lr_px]`` by minimizing RSE.
+    ``valid``: the input pixels that count (an ``h × w`` mask; the others — a padding, hot pixels — are
+    left out of the fit, RSE and RSP, and are NaN in the map).
     """
     lr_image = _as_2d(lr, "lr")
     sr_image = _as_2d(sr, "sr")
     if sr_image.shape != (lr_image.shape[0] * scale, lr_image.shape[1] * scale):
         raise SrlabError(f"the SR image's shape {sr_image.shape} is not scale={scale} times the LR image's "
                          f"{lr_image.shape}")
+    if valid is not None and (valid.shape != lr_image.shape or valid.sum() < 2):
+        raise ValueError(f"valid must be a mask of the LR image's shape {lr_image.shape} with >= 2 pixels")
     if psf_sigma_lr_px is None:
         def rse_at(sigma: float) -> float:
             return _fit(lr_image, degrade_to_lr(sr_image, scale=scale, psf_sigma_lr_px=sigma,
-                                                downsample=downsample))[0]
+                                                downsample=downsample), valid)[0]
 
         found = minimize_scalar(rse_at, bounds=(0.0, max_sigma_lr_px), method="bounded",
                                 options={"xatol": 1e-3})
@@ -117,8 +131,8 @@ def squirrel_consistency(sr: np.ndarray, lr: np.ndarray, *, scale: int, psf_sigm
     else:
         sigma = float(psf_sigma_lr_px)
     degraded = degrade_to_lr(sr_image, scale=scale, psf_sigma_lr_px=sigma, downsample=downsample)
-    rse, rsp, alpha, beta, error_map = _fit(lr_image, degraded)
+    rse, rsp, alpha, beta, error_map = _fit(lr_image, degraded, valid)
     return ConsistencyResult(rse=rse, rsp=rsp, psf_sigma_lr_px=sigma, alpha=alpha, beta=beta, error_map=error_map)
 
 
-__all__ = ["DOWNSAMPLING_MODES", "ConsistencyResult", "degrade_to_lr", "squirrel_consistency"]
+__all__ = ["DOWNSAMPLING_MODES", "MAX_SIGMA_LR_PX", "ConsistencyResult", "degrade_to_lr", "squirrel_consistency"]
