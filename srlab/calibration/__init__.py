@@ -180,7 +180,8 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
     rectangle without it).
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
-    multi-channel files without ``channel``, floating-point pixels that are not whole counts, values
+    multi-channel files without ``channel``, NaN or infinite pixels, floating-point pixels that are not
+    whole counts, values
     beyond 16 bits, images smaller than 64 px (also once a fill region is left out), constant (empty)
     and saturated images."""
     if not paths:
@@ -195,6 +196,11 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         sizes[path] = size
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
+        elif not np.isfinite(frames).all():
+            # a camera writes no NaN: a mask or the padding of a registration or other processing did
+            raise SrlabError(f"{path}: NaN or infinite pixels (a mask, or the padding of a registered or "
+                             f"processed image?); calibrate measures the camera from the raw acquisitions as "
+                             f"the microscope wrote them (integer TIFFs)")
         elif not np.array_equal(frames, np.round(frames)):
             # the noise model is the camera's, in its grey levels; rescaled or processed values have lost them
             raise SrlabError(f"{path}: floating-point pixels that are not whole counts (rescaled, background-"

@@ -125,7 +125,7 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
                                   "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
-                                  "beyond_16_bits", "saturated_8_bit"])
+                                  "beyond_16_bits", "saturated_8_bit", "nan_padding"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -163,6 +163,11 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         image[:, 40:] = 0
         files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
         expect = "fill of value 0"
+    elif case == "nan_padding":  # whole counts as floats, NaN where a registration left no data
+        image = _noisy().astype(np.float32)
+        image[:, 80:] = np.nan
+        files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
+        expect = "NaN or infinite pixels"
     elif case == "beyond_16_bits":
         files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.uint32) * 1000, pixel_size_nm=80.0))
         expect = "beyond 16 bits"
