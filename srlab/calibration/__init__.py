@@ -181,9 +181,8 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
     multi-channel files without ``channel``, NaN or infinite pixels, floating-point pixels that are not
-    whole counts, values
-    beyond 16 bits, images smaller than 64 px (also once a fill region is left out), constant (empty)
-    and saturated images."""
+    whole counts, values beyond 16 bits, images smaller than 64 px (also once a fill region is left
+    out), constant (empty) and saturated images."""
     if not paths:
         raise SrlabError(f"no {what} images given")
     images: list[np.ndarray] = []
