@@ -278,7 +278,11 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
             bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None) -> Side:
     """Noise, resolution, background and histogram of one set of images (see the module doc); with
     ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs."""
-    from srlab.metrics.frc import checkerboard_frc_resolution_nm
+    from srlab.metrics.frc import (
+        CHECKERBOARD_FLOOR_PX,
+        checkerboard_frc_finer_than_floor,
+        checkerboard_frc_resolution_nm,
+    )
 
     if dark is not None:
         offset_adu = dark.offset_adu
@@ -330,7 +334,11 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         *combine([d.resolution_px * px for d in peaked], [d.resolution_se_px * px for d in peaked]), "nm",
         "image decorrelation analysis (Descloux 2019)" + ("" if len(peaked) == len(decorr) else
                                                           f"; {len(peaked)} of {len(decorr)} images have a peak"))
-    e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)")
+    # a curve that never falls below 1/7 is a bound, not a failure: say so, rather than a bare n/a
+    finer = sum(per_image(checkerboard_frc_finer_than_floor, [im for im, v in zip(images, frc) if not math.isfinite(v)]))
+    e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)" + (
+        f"; {finer} of {len(images)} image(s) finer than its floor, {CHECKERBOARD_FLOOR_PX * px:.0f} nm "
+        f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))
     g = noise.gain_adu_per_photon
     e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "Poisson-Gaussian fit (Foi 2008)")
     e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU",

@@ -68,6 +68,7 @@ class PlaneCheck:
     sr: np.ndarray
     left_out: tuple[str, ...] = ()  # what of the input was left out and why (srlab.data.defects)
     pixels_left_out: int = 0
+    frc_input_finer_than_nm: float = math.nan  # the method's floor, when the input's resolution is finer
 
 
 def _planes(path: Path, channel: int | None, *,
@@ -97,7 +98,11 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
     ``pixel_size_nm``: the input's pixel size when its file has none; ``psf_fwhm_nm``: the RSF's FWHM
     (fitted when ``None``; needs a pixel size)."""
     from srlab.metrics.consistency import squirrel_consistency
-    from srlab.metrics.frc import checkerboard_frc_resolution_nm
+    from srlab.metrics.frc import (
+        CHECKERBOARD_FLOOR_PX,
+        checkerboard_frc_finer_than_floor,
+        checkerboard_frc_resolution_nm,
+    )
 
     lr_path, sr_path = Path(lr_path), Path(sr_path)
     lr_planes, lr_px = _planes(lr_path, channel)
@@ -116,7 +121,7 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
             raise SrlabError(f"{lr_path}{name}: only {int(defects.valid.sum())} pixels are left to check once its "
                              f"{' and '.join(defects.notes)} are left out (needs >= {MIN_CHECKED_PX})")
         result = squirrel_consistency(sr, lr, scale=scale, psf_sigma_lr_px=sigma, valid=defects.valid)
-        frc_in = frc_out = math.nan
+        frc_in = frc_out = finer_than = math.nan
         if px is not None:
             # on the largest rectangle without the fill, hot pixels repaired (as srlab predict saw the input)
             top, bottom, left, right = defects.rectangle
@@ -124,13 +129,15 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
             sr_part = sr[top * scale:bottom * scale, left * scale:right * scale]
             frc_in = checkerboard_frc_resolution_nm(lr_part, px) if min(lr_part.shape) >= 64 else math.nan
             frc_out = checkerboard_frc_resolution_nm(sr_part, px / scale) if min(sr_part.shape) >= 64 else math.nan
+            if math.isnan(frc_in) and min(lr_part.shape) >= 64 and checkerboard_frc_finer_than_floor(lr_part):
+                finer_than = CHECKERBOARD_FLOOR_PX * px
         checks.append(PlaneCheck(
             input=lr_path, output=sr_path, plane=name, scale=scale, input_pixel_size_nm=px, rse=result.rse,
             rsp=result.rsp,
             rsf_sigma_lr_px=result.psf_sigma_lr_px,
             rsf_fwhm_nm=result.psf_sigma_lr_px * FWHM_PER_SIGMA * px if px is not None else math.nan,
             frc_input_nm=frc_in, frc_output_nm=frc_out, error_map=result.error_map, lr=lr, sr=sr,
-            left_out=defects.notes,
+            left_out=defects.notes, frc_input_finer_than_nm=finer_than,
             pixels_left_out=0 if defects.valid is None else int(defects.valid.size - defects.valid.sum())))
     return checks
 
@@ -247,8 +254,11 @@ def _figure(check: PlaneCheck, path: Path) -> None:
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    frc = (lambda v: f"{v:.0f} nm" if math.isfinite(v) else "n/a")
-    panels = ((check.lr, f"input {check.input.name}{check.plane} (FRC {frc(check.frc_input_nm)})", "gray"),
+    def frc(v: float, finer_than: float = math.nan) -> str:
+        return f"{v:.0f} nm" if math.isfinite(v) else f"< {finer_than:.0f} nm" if math.isfinite(finer_than) else "n/a"
+
+    panels = ((check.lr, f"input {check.input.name}{check.plane} "
+                         f"(FRC {frc(check.frc_input_nm, check.frc_input_finer_than_nm)})", "gray"),
               (check.sr, f"output ×{check.scale} (FRC {frc(check.frc_output_nm)}, a cross-check)", "gray"),
               (check.error_map, f"SQUIRREL error map: RSE {check.rse:.4g}, RSP {check.rsp:.3f}", "magma"))
     for ax, (image, title, cmap) in zip(axes, panels):
@@ -296,16 +306,18 @@ def planned_files(file_pairs: list[tuple[Path, Path]], out_dir: Path) -> list[Pa
 
 
 def summary(checks: list[PlaneCheck]) -> str:
-    def nm(v: float) -> str:
-        return f"{v:.0f}" if math.isfinite(v) else "n/a"
+    def nm(v: float, finer_than: float = math.nan) -> str:
+        return f"{v:.0f}" if math.isfinite(v) else f"<{finer_than:.0f}" if math.isfinite(finer_than) else "n/a"
 
     lines = [(f"{'output':32s} {'plane':10s} {'RSE':>10s} {'RSP':>6s} {'RSF FWHM nm':>11s} "
              f"{'FRC in nm':>9s} {'FRC out nm':>10s}")]
     for c in checks:
         lines.append(f"{c.output.name[:32]:32s} {c.plane[:10]:10s} {c.rse:10.4g} {c.rsp:6.3f} "
-                     f"{nm(c.rsf_fwhm_nm):>11s} {nm(c.frc_input_nm):>9s} {nm(c.frc_output_nm):>10s}")
+                     f"{nm(c.rsf_fwhm_nm):>11s} {nm(c.frc_input_nm, c.frc_input_finer_than_nm):>9s} "
+                     f"{nm(c.frc_output_nm):>10s}")
     lines.append("RSE/RSP: NanoJ-SQUIRREL consistency of the re-imaged output with its input (RSE in input units; "
-                 "RSP 1 = perfect); FRC: single-image, the output's a cross-check only")
+                 "RSP 1 = perfect); FRC: single-image, the output's a cross-check only; <N: finer than the "
+                 "method's floor of 4 input pixels")
     for c in checks:
         if c.left_out:
             lines.append(f"note: {c.input.name}{c.plane}: left out of the check (NaN in its error map): "

@@ -196,3 +196,20 @@ def test_an_input_that_is_almost_all_padding_is_one_line(tmp_path: Path):
     write_tiff(tmp_path / "out.tif", np.zeros((192, 192), np.float32), pixel_size_nm=40.0)
     with pytest.raises(Exception, match=r"in.tif: only \d+ pixels are left to check once its fill of value 0"):
         check_pair(tmp_path / "in.tif", tmp_path / "out.tif")
+
+
+def test_an_input_resolved_finer_than_the_frc_floor_says_so(tmp_path: Path):
+    """A bright widefield image at 80 nm pixels (FWHM ~260 nm, the single-image FRC's floor 320 nm) has no
+    FRC crossing: the check says "<320" rather than "n/a"."""
+    from srlab.compare.check import summary
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    spec = resolve_simulation({"lr": {"modality": "widefield", "offset_adu": 100.0, "e_per_adu": 0.5,
+                                      "read_noise_e": 2.0, "signal_photons": 3000.0, "background_photons": 5.0},
+                               "hr": {"modality": "sim"}, "n_images": 1, "lr_size_px": 128, "seed": 3}, scale=2)
+    pair = Imager(spec).image(0)
+    write_tiff(tmp_path / "in.tif", pair["lr"], pixel_size_nm=spec.lr.pixel_size_nm)
+    write_tiff(tmp_path / "out.tif", pair["hr_expected"].astype(np.float32), pixel_size_nm=spec.hr.pixel_size_nm)
+    c, = check_pair(tmp_path / "in.tif", tmp_path / "out.tif")
+    assert math.isnan(c.frc_input_nm) and c.frc_input_finer_than_nm == pytest.approx(4 * spec.lr.pixel_size_nm)
+    assert " <320 " in summary([c])

@@ -105,3 +105,19 @@ def test_user_errors_are_one_line():
         frc_curve(np.zeros((2, 32, 32)), np.zeros((2, 32, 32)))
     with pytest.raises(SrlabError, match="pixel_size_nm"):
         frc_resolution_nm(np.zeros((32, 32)), np.zeros((32, 32)), 0.0)
+
+
+def test_a_resolution_finer_than_the_single_image_floor_is_told_from_no_correlation():
+    """The single-image FRC cannot report less than 4 px (NaN there); a bright field band-limited at the
+    sub-images' Nyquist limit (cut-off 0.25/px, a 4 px period) stays above 1/7 up to that
+    floor, while shot noise on a flat field never rises above it, and a field resolved at 8 px crosses."""
+    from srlab.metrics.frc import CHECKERBOARD_FLOOR_PX, checkerboard_frc_finer_than_floor
+
+    rng = np.random.default_rng(4)
+    fine = poisson(band_limited_field(256, 0.25, rng, crop=40), 5000.0, rng)
+    assert math.isnan(checkerboard_frc_resolution_nm(fine, PIXEL_NM)) and checkerboard_frc_finer_than_floor(fine)
+    flat = rng.poisson(100.0, (256, 256)).astype(np.float32)
+    assert math.isnan(checkerboard_frc_resolution_nm(flat, PIXEL_NM)) and not checkerboard_frc_finer_than_floor(flat)
+    coarse = poisson(band_limited_field(256, 0.125, rng, crop=40), 100.0, rng)
+    assert checkerboard_frc_resolution_nm(coarse, PIXEL_NM) > CHECKERBOARD_FLOOR_PX * PIXEL_NM
+    assert not checkerboard_frc_finer_than_floor(coarse)
