@@ -4,7 +4,9 @@ Most of calibrate's time is per-image array work (filters, FFTs, percentiles) in
 which release the GIL while they run, so threads share it out without copying the images into other
 processes: on 2 cores, ten 1024² images' decorrelation analyses take 0.58× the time of a loop. Each
 call works on one image and returns its own result, in the images' order, so the estimates are the
-loop's, bit for bit.
+loop's, bit for bit. SciPy documents its functions (minimizers included) as safe to call from threads
+("Thread Safety in SciPy", audited for free-threaded Python from 1.15; srlab requires 1.17); its k-d
+trees are not, and none is built or shared inside these calls.
 """
 from __future__ import annotations
 
