@@ -257,8 +257,9 @@ def _figure(check: PlaneCheck, path: Path) -> None:
     def frc(v: float, finer_than: float = math.nan) -> str:
         return f"{v:.0f} nm" if math.isfinite(v) else f"< {finer_than:.0f} nm" if math.isfinite(finer_than) else "n/a"
 
-    panels = ((check.lr, f"input {check.input.name}{check.plane} "
-                         f"(FRC {frc(check.frc_input_nm, check.frc_input_finer_than_nm)})", "gray"),
+    input_title = (f"input {check.input.name}{check.plane} "
+                   f"(FRC {frc(check.frc_input_nm, check.frc_input_finer_than_nm)})")
+    panels = ((check.lr, input_title, "gray"),
               (check.sr, f"output ×{check.scale} (FRC {frc(check.frc_output_nm)}, a cross-check)", "gray"),
               (check.error_map, f"SQUIRREL error map: RSE {check.rse:.4g}, RSP {check.rsp:.3f}", "magma"))
     for ax, (image, title, cmap) in zip(axes, panels):
