@@ -164,7 +164,7 @@ def _input_defects(lr: np.ndarray, sigma_lr_px: float | None) -> _Defects:
     (RSP 0.97 → 0.75, the fitted RSF at the search's bound), 8 hot pixels more RSE 330× (RSP 0.03)."""
     from scipy import ndimage
 
-    from srlab.data.defects import FILL_MARGIN_PX, clean_channel, largest_rectangle
+    from srlab.data.defects import FILL_MARGIN_PX, clean_channel, fill_of
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE
     from srlab.metrics.consistency import MAX_SIGMA_LR_PX
 
@@ -177,7 +177,7 @@ def _input_defects(lr: np.ndarray, sigma_lr_px: float | None) -> _Defects:
         value, fill = cleaned.fill
         band = FILL_MARGIN_PX + math.ceil(FILL_BAND_SIGMAS * (MAX_SIGMA_LR_PX if sigma_lr_px is None else sigma_lr_px))
         left_out |= ndimage.binary_dilation(fill, structure=np.ones((3, 3), bool), iterations=band)
-        rectangle = largest_rectangle(~ndimage.binary_dilation(fill, iterations=FILL_MARGIN_PX))
+        rectangle = fill_of(value, fill).rectangle
         notes.append(f"fill of value {value:g} (padding or a mask) with a {band}-pixel band")
     if cleaned.hot is not None:
         left_out |= cleaned.hot

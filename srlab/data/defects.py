@@ -107,7 +107,6 @@ def hot_pixels(image: np.ndarray, noise_variance, *, min_fwhm_px: float) -> np.n
     noise variance at a level (:meth:`srlab.calibration.noise.NoiseFit.variance`), ``min_fwhm_px`` a
     lower bound on the PSF's FWHM in pixels. See the module doc."""
     x = np.asarray(image, np.float64)
-    mask = np.zeros(x.shape, bool)
     padded = np.pad(x, 1, mode="reflect")
     # Sorting the 8 neighbours of every pixel cost most of the time; only pixels above a lower bound of
     # their second-brightest neighbour by the noise margin can pass, so the rule is judged on those. The
@@ -118,11 +117,18 @@ def hot_pixels(image: np.ndarray, noise_variance, *, min_fwhm_px: float) -> np.n
     corners = np.maximum.reduce([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _NEIGHBOURS if dy * dx])
     sigma = np.sqrt(np.maximum(np.asarray(noise_variance(x), np.float64), 1e-12))
     rows, cols = np.nonzero(x - np.minimum(edges, corners) > HOT_Z * sigma)
+    return _judged(x, rows, cols, HOT_Z * sigma[rows, cols], min_fwhm_px)
+
+
+def _judged(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, min_excess: np.ndarray | float,
+            min_fwhm_px: float) -> np.ndarray:
+    """The mask of the candidate pixels ``(rows, cols)`` of ``x`` that :func:`_stands_out` flags."""
+    mask = np.zeros(x.shape, bool)
     if rows.size == 0:
         return mask
-    border = (rows == 0) | (cols == 0) | (rows == h - 1) | (cols == w - 1)
-    flag = _stands_out(x[rows, cols], np.sort(_neighbour_values(x, rows, cols), axis=0), border,
-                       HOT_Z * sigma[rows, cols], min_fwhm_px)
+    border = (rows == 0) | (cols == 0) | (rows == x.shape[0] - 1) | (cols == x.shape[1] - 1)
+    flag = _stands_out(np.asarray(x[rows, cols], np.float64), np.sort(_neighbour_values(x, rows, cols), axis=0),
+                       border, min_excess, min_fwhm_px)
     mask[rows[flag], cols[flag]] = True
     return mask
 
@@ -154,15 +160,8 @@ def spikes(image: np.ndarray, *, above: float, span: float, min_fwhm_px: float =
     pixels above ``above`` (its high percentile: only those are looked at, so a frame costs little). ``min_fwhm_px``: as in
     :func:`hot_pixels`, by default :data:`SPIKE_FWHM_PX` (no modality known)."""
     x = np.asarray(image)
-    mask = np.zeros(x.shape, bool)
     rows, cols = np.nonzero(x > above)
-    if rows.size == 0:
-        return mask
-    border = (rows == 0) | (cols == 0) | (rows == x.shape[0] - 1) | (cols == x.shape[1] - 1)
-    flag = _stands_out(x[rows, cols].astype(np.float64), np.sort(_neighbour_values(x, rows, cols), axis=0),
-                       border, SPIKE_RANGES * span, min_fwhm_px)
-    mask[rows[flag], cols[flag]] = True
-    return mask
+    return _judged(x, rows, cols, SPIKE_RANGES * span, min_fwhm_px)
 
 
 #: Frames of a stack whose per-pixel median :func:`persistent_hot_pixels` judges (evenly spaced).
@@ -326,9 +325,11 @@ def fill_region(image: np.ndarray) -> Fill | None:
     """The fill region of ``image`` (see the module doc) and the rectangle to measure instead, or
     ``None`` when it has none."""
     found = fill_mask(image)
-    if found is None:
-        return None
-    value, fill = found
+    return None if found is None else fill_of(*found)
+
+
+def fill_of(value: float, fill: np.ndarray) -> Fill:
+    """The :class:`Fill` of a fill mask (:func:`fill_mask`): with its margin of :data:`FILL_MARGIN_PX`."""
     mask = ndimage.binary_dilation(fill, iterations=FILL_MARGIN_PX)
     return Fill(value, float(mask.mean()), largest_rectangle(~mask))
 
