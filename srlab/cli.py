@@ -369,7 +369,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     other commands', so that building the parser imports no simulator (a fast ``--help``)."""
     parser.add_argument("--pair", default="confocal:sted",
                         help="LR:HR modality presets (widefield, confocal, sted, resolft, sim, tirf, tirfsim, "
-                             "widefield10x, widefield20x; docs/simulation.md); default confocal:sted")
+                             "widefield10x, widefield20x, storm; docs/simulation.md); default confocal:sted")
     parser.add_argument("--structures", default=None,
                         help="comma-separated structure names (docs/simulation.md), or 'all' "
                              "(default: microtubules, actin, ccps, er)")
@@ -394,11 +394,13 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="data block to write, e.g. experiments/data/mycal.yaml "
                                                      "(the figure goes beside it as .png)")
     parser.add_argument("--hr", nargs="+", default=[], metavar="IMAGE",
-                        help="a few real HR images of the target modality (unpaired is fine)")
+                        help="a few real HR images of the target modality (unpaired is fine); with --target storm, "
+                             "localization tables (ThunderSTORM CSV) or histogram renderings")
     parser.add_argument("--modality", default="widefield",
                         help="preset of the LR images (widefield, tirf, confocal, ...; default widefield)")
     parser.add_argument("--target", default=None,
-                        help="HR preset (default: sim for widefield, tirfsim for tirf, sted for confocal)")
+                        help="HR preset (default: sim for widefield, tirfsim for tirf, sted for confocal; storm: "
+                             "SMLM renderings, docs/calibration.md)")
     parser.add_argument("--pixel-size-nm", type=float, default=None,
                         help="LR pixel size when the files have none (overrides the files' metadata)")
     parser.add_argument("--hr-pixel-size-nm", type=float, default=None, help="the same for --hr images")

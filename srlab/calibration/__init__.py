@@ -48,7 +48,7 @@ from srlab.data.defects import (
     replace_by_neighbour_median,
 )
 from srlab.errors import SrlabError, unknown_choice
-from srlab.optics.modality import PRESETS, SCANNING
+from srlab.optics.modality import PRESETS, RENDERINGS, SCANNING, STORM_PRECISION_NM
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 #: The method of a side's ``psf_fwhm_nm`` when isolated spots give it (else the power spectrum's)
@@ -173,7 +173,8 @@ def read_frames(path: Path, flag: str = "", *, channel: int | None = None, chann
 
 
 def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
-             channel: int | None = None) -> tuple[list[np.ndarray], float, int, list[tuple[str, Fill]]]:
+             channel: int | None = None, float_hint: str = "", find_fills: bool = True
+             ) -> tuple[list[np.ndarray], float, int, list[tuple[str, Fill]]]:
     """The 2D images of ``paths`` (stacks unrolled; ``channel`` of multi-channel files) as float64, the
     common pixel size, the bit depth, and the images (file, ``[plane]``) measured without their fill
     region (:func:`srlab.data.defects.fill_region`: such an image is cropped to the largest
@@ -181,8 +182,9 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
 
     One line (:class:`SrlabError`) for: no pixel size in a file and none given, mixed pixel sizes,
     multi-channel files without ``channel``, NaN or infinite pixels, floating-point pixels that are not
-    whole counts, values beyond 16 bits, images smaller than 64 px (also once a fill region is left
-    out), constant (empty) and saturated images."""
+    whole counts (``float_hint`` ends that line), values beyond 16 bits, images smaller than 64 px (also
+    once a fill region is left out), constant (empty) and saturated images. ``find_fills=False``: images
+    whose empty areas are true zeros (SMLM renderings) are measured whole."""
     if not paths:
         raise SrlabError(f"no {what} images given")
     images: list[np.ndarray] = []
@@ -203,8 +205,9 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         elif not np.array_equal(frames, np.round(frames)):
             # the noise model is the camera's, in its grey levels; rescaled or processed values have lost them
             raise SrlabError(f"{path}: floating-point pixels that are not whole counts (rescaled, background-"
-                             f"subtracted or processed images?); calibrate measures the camera from the raw "
-                             f"acquisitions as the microscope wrote them (integer TIFFs)")
+                             f"subtracted or processed images?); " + (float_hint or
+                             "calibrate measures the camera from the raw acquisitions as the microscope wrote "
+                             "them (integer TIFFs)"))
         else:
             depth = max(depth, 16)  # whole counts stored as floats: the container says nothing of the bits
         if min(frames.shape[-2:]) < MIN_SIDE_PX:
@@ -215,7 +218,7 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
             lo, hi = float(frame.min()), float(frame.max())
             if lo == hi:
                 raise SrlabError(f"{label}: every pixel is {lo:g} (an empty image); remove it")
-            fill = fill_region(frame)
+            fill = fill_region(frame) if find_fills else None
             if fill is not None:
                 top, bottom, left, right = fill.rectangle
                 if min(fill.shape) < MIN_SIDE_PX:
@@ -257,6 +260,56 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
     return images, float(np.median(list(sizes.values()))), _bits(depth, top), fills  # type: ignore[arg-type]
 
 
+#: The uncertainty of the ``storm`` preset's precision when no table measures it: common dyes and setups
+#: localize to σ 10–20 nm.
+STORM_PRECISION_RANGE_NM = 5.0
+#: Suffixes of localization tables (ThunderSTORM CSV or its columns in a spreadsheet) given as ``--hr``.
+TABLE_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm")
+#: What ``--target storm`` asks of floating-point renderings.
+RENDERING_HINT = ("an SMLM rendering with each localization drawn as a Gaussian has no counts left to measure: "
+                  "give the localization tables (ThunderSTORM CSV) as --hr, or a histogram rendering "
+                  "(localizations per pixel)")
+
+
+def is_table(path: Path) -> bool:
+    """A localization table rather than an image (by its suffix)."""
+    return path.suffix.lower() in TABLE_SUFFIXES
+
+
+def load_localization_tables(paths: list[Path], *, pixel_size_nm: float | None) -> tuple[list[np.ndarray], float,
+                                                                                        Estimate | None]:
+    """The ``storm`` target's HR from localization tables: each table's histogram rendering at
+    ``pixel_size_nm`` (:func:`srlab.smlm.precision.histogram_image`), the pixel size, and the precision
+    as a FWHM (2.355 σ, combined over tables as every estimate is): NeNA where every table has adjacent-
+    frame pairs, else the RMS of the fitter's uncertainties where every table has them, else ``None`` (the
+    preset's precision is then assumed). One line for a missing pixel size or a table too small to render."""
+    from srlab.smlm.localizations import read_localizations_csv
+    from srlab.smlm.precision import histogram_image, nena_precision, table_precision
+
+    if pixel_size_nm is None:
+        raise SrlabError("localization tables as --hr: give the rendering's pixel size, --hr-pixel-size-nm "
+                         "(e.g. the LR pixel / 8), or --scale")
+    if not pixel_size_nm > 0:
+        raise SrlabError(f"--hr-pixel-size-nm {pixel_size_nm}: must be > 0 nm")
+    images, nena, rms = [], [], []
+    for path in paths:
+        locs = read_localizations_csv(path)
+        image = histogram_image(locs, pixel_size_nm)
+        if min(image.shape) < MIN_SIDE_PX or not image.any():
+            raise SrlabError(f"{path}: {len(locs)} localizations span {image.shape[0]}×{image.shape[1]} px at "
+                             f"{pixel_size_nm:g} nm; calibrate needs at least {MIN_SIDE_PX}×{MIN_SIDE_PX}")
+        images.append(image)
+        nena.append(nena_precision(locs))
+        rms.append(table_precision(locs))
+    for found, label in ((nena, "NeNA, Endesfelder 2014"), (rms, "RMS of the fitter's uncertainties")):
+        if all(p is not None for p in found):
+            sigma, se = combine([p.sigma_nm for p in found], [p.se_nm for p in found])
+            return images, float(pixel_size_nm), Estimate(
+                FWHM_PER_SIGMA * sigma, FWHM_PER_SIGMA * se, "nm",
+                f"localization precision ({label}; σ {sigma:.3g} nm, {len(found)} table(s))")
+    return images, float(pixel_size_nm), None
+
+
 def _bits(depth: int, top: float) -> int:
     """The bit depth the block's detector writes: the files' (at most 16), 12 for 16-bit files whose
     values stay below 4096 (a 12-bit camera's range)."""
@@ -275,9 +328,16 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
 # Measuring one side
 # ------------------------------------------------------------------------------------------------
 def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
-            bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None) -> Side:
+            bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None,
+            precision: Estimate | None = None) -> Side:
     """Noise, resolution, background and histogram of one set of images (see the module doc); with
-    ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs."""
+    ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs.
+
+    SMLM renderings (``modality`` ``storm``): the "PSF" is the localization precision, ``precision`` (a
+    FWHM measured from the localization tables, :func:`load_localization_tables`) when given, else the
+    preset's, stated as assumed (the spectrum of a rendering is reported, not used); isolated spots are not fitted (a rendering's spots are labelled structures — pits,
+    vesicles, filament pieces — tens of nm wide, or single counts, not the precision), and no floor is
+    judged clipped (a pixel without localizations is a true zero)."""
     from srlab.metrics.frc import (
         CHECKERBOARD_FLOOR_PX,
         checkerboard_frc_finer_than_floor,
@@ -295,7 +355,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     from srlab.data.simulate import resolve_modality
 
     min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * resolve_modality(modality).fwhm_nm / pixel_size_nm
-    clipped = tuple(per_image(clipped_floor, images))
+    rendering = PRESETS[modality]["modality"] in RENDERINGS
+    clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     hot = per_image(lambda ic: hot_pixels(ic[0], noise.variance, min_fwhm_px=min_fwhm_px) if not ic[1]
                     else np.zeros(ic[0].shape, bool), zip(images, clipped))
     if any(m.any() for m in hot):
@@ -309,7 +370,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
                 hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped)
     fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
-    if not math.isfinite(fwhm):
+    if not math.isfinite(fwhm) and not rendering:
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
                          f"or pure-noise images?); give images with labelled structures")
     e = side.estimates
@@ -317,18 +378,28 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     # Beside it, the width of isolated bright spots (srlab.calibration.spots), where there are enough: a
     # direct measurement on point-like objects, free of the spectrum fit's power-law object model, so the
     # block takes it then (both are effective PSFs: the objects' own size widens either).
-    spots = spot_fwhm_images(images, offset_adu=noise.offset_adu, gain_adu_per_photon=noise.gain_adu_per_photon,
-                             sigma_guess_px=fwhm / px / FWHM_PER_SIGMA)
-    spot_fwhm = Estimate(spots.sigma_px * FWHM_PER_SIGMA * px, spots.sigma_se_px * FWHM_PER_SIGMA * px, "nm",
-                         f"mode FWHM of {spots.used} isolated spots (Poisson MLE Gaussian fits)")
     e["psf_fwhm_spectrum_nm"] = spectrum
-    e["psf_fwhm_spots_nm"] = spot_fwhm
-    if spots.enough:
-        e["psf_fwhm_nm"] = Estimate(spot_fwhm.value, spot_fwhm.uncertainty, "nm",
-                                    f"{SPOT_FIT_METHOD} ({spots.used} spots >= {MIN_SPOTS})")
+    if rendering:
+        e["psf_fwhm_spots_nm"] = Estimate(math.nan, math.nan, "nm", "not used on SMLM renderings")
+        # Without the tables, the preset's precision: the spectrum of a rendering sparse in counts is
+        # unreliable (srlab's own renderings of σ 12 nm read 5–22 nm), so it is only reported.
+        e["psf_fwhm_nm"] = precision if precision is not None else Estimate(
+            PRESETS["storm"]["psf_fwhm_nm"], FWHM_PER_SIGMA * STORM_PRECISION_RANGE_NM, "nm",
+            f"assumed: the storm preset's precision, σ {STORM_PRECISION_NM:g} ± {STORM_PRECISION_RANGE_NM:g} nm "
+            f"(no localization tables to measure it)")
     else:
-        e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", f"power spectrum ({spots.used} isolated spots "
-                                                          f"< {MIN_SPOTS})")
+        spots = spot_fwhm_images(images, offset_adu=noise.offset_adu,
+                                 gain_adu_per_photon=noise.gain_adu_per_photon,
+                                 sigma_guess_px=fwhm / px / FWHM_PER_SIGMA)
+        spot_fwhm = Estimate(spots.sigma_px * FWHM_PER_SIGMA * px, spots.sigma_se_px * FWHM_PER_SIGMA * px, "nm",
+                             f"mode FWHM of {spots.used} isolated spots (Poisson MLE Gaussian fits)")
+        e["psf_fwhm_spots_nm"] = spot_fwhm
+        if spots.enough:
+            e["psf_fwhm_nm"] = Estimate(spot_fwhm.value, spot_fwhm.uncertainty, "nm",
+                                        f"{SPOT_FIT_METHOD} ({spots.used} spots >= {MIN_SPOTS})")
+        else:
+            e["psf_fwhm_nm"] = Estimate(fwhm, fwhm_err, "nm", f"power spectrum ({spots.used} isolated spots "
+                                                              f"< {MIN_SPOTS})")
     peaked = [d for d in decorr if math.isfinite(d.resolution_px)]
     e["decorrelation_resolution_nm"] = Estimate(
         *combine([d.resolution_px * px for d in peaked], [d.resolution_se_px * px for d in peaked]), "nm",
@@ -426,8 +497,26 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     hr = None
     if hr_paths:
         hr_paths = [Path(p) for p in hr_paths]
-        hr_images, hr_px, hr_depth, hr_fills = load_raw(hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR",
-                                                        channel=hr_channel)
+        tables = [is_table(p) for p in hr_paths]
+        precision = None
+        if any(tables):
+            if target != "storm":
+                raise SrlabError(f"{hr_paths[tables.index(True)]}: a localization table as --hr needs --target "
+                                 f"storm (the HR is then its histogram rendering)")
+            if not all(tables):
+                raise SrlabError(f"{hr_paths[tables.index(False)]}: give --hr as localization tables or as "
+                                 f"images, not both")
+            if hr_specimens:
+                raise SrlabError("--hr-specimens takes HR images: give the histogram renderings of the tables "
+                                 "as --hr instead")
+            if hr_pixel_size_nm is None and scale is not None:
+                hr_pixel_size_nm = px / scale
+            hr_images, hr_px, precision = load_localization_tables(hr_paths, pixel_size_nm=hr_pixel_size_nm)
+            hr_depth, hr_fills = _bits(16, max(float(im.max()) for im in hr_images)), []
+        else:
+            hr_images, hr_px, hr_depth, hr_fills = load_raw(
+                hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR", channel=hr_channel,
+                float_hint=RENDERING_HINT if target == "storm" else "", find_fills=PRESETS[target]["modality"] not in RENDERINGS)
 
         ratio = px / hr_px
         if scale is None:
@@ -436,7 +525,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
                                  f"scale; resample the HR images or pass --scale (the HR pixel becomes LR / scale)")
             scale = round(ratio)
         _check_dark(hr_dark, hr_images, "--hr-dark")
-        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, dark=hr_dark)
+        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, dark=hr_dark, precision=precision)
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")

@@ -21,6 +21,7 @@ import yaml
 from srlab.calibration import Calibration, Side, pixel_photons_ok
 from srlab.data.config import HR_IMAGE_SHARE
 from srlab.errors import SrlabError
+from srlab.optics.modality import PRESETS
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -40,7 +41,7 @@ def modality_block(side: Side) -> dict[str, Any]:
         "psf_fwhm_nm": _r(e["psf_fwhm_nm"].value),
         "signal_photons": _r(pixel_photons_ok(e["signal_photons"].value)),
         "background_photons": _r(pixel_photons_ok(e["background_photons"].value)),
-        "detector": "counting" if side.scanning else "scmos",
+        "detector": "counting" if PRESETS[side.modality]["detector"] == "counting" else "scmos",
         "e_per_adu": _r(1.0 / gain),
         "read_noise_e": _r(max(e["read_noise_adu"].value, 0.0) / gain),
         "offset_adu": _r(max(e["offset_adu"].value, 0.0)),

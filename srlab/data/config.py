@@ -37,7 +37,7 @@ class ModalityConfig:
     """One imaging modality of the simulator (:mod:`srlab.data.simulate`).
 
     ``modality`` names a preset (``srlab.data.simulate.PRESETS``: widefield, confocal, sted, resolft,
-    sim, tirf, tirfsim, widefield10x, widefield20x); every field left ``null`` takes the preset's value.
+    sim, tirf, tirfsim, widefield10x, widefield20x, storm); every field left ``null`` takes the preset's value.
     Wavelengths are vacuum wavelengths in nm; photon counts are *detected* photons (photo-electrons).
     """
 

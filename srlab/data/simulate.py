@@ -331,7 +331,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     channel = c.get("hr_image_channel")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
-    user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where, channel)
+    user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where, channel, rendering=hr.rendering)
     fine = c["specimen_pixel_size_nm"]
     finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
     if fine is None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -123,11 +124,11 @@ def resolve_paths(paths: Sequence[str], share: float, where: str) -> tuple[tuple
 
 
 def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, where: str,
-                 channel: int | None = None) -> None:
+                 channel: int | None = None, *, rendering: bool = False) -> None:
     """Each image (every slice of a stack) at the HR pixel size where the file carries one, large
-    enough (also without its fill region), and with the channel ``channel`` (``hr_image_channel``) where
-    it has several — checked when the block is resolved, before anything is written (memoized per file
-    state)."""
+    enough (also without its fill region, unless the HR is a ``rendering`` of localizations, whose empty
+    areas are true zeros), and with the channel ``channel`` (``hr_image_channel``) where it has several —
+    checked when the block is resolved, before anything is written (memoized per file state)."""
     for path in paths:
         channels, slices = _geometry(_file_key(path))
         if channels > 1 and channel is None:
@@ -142,7 +143,7 @@ def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, wher
                                  f"block's HR pixel is {hr_pixel_size_nm:g} nm")
             if min(h, w) < 8 * scale:
                 raise SrlabError(f"{where}.hr_images: {path}: {h}×{w} px is too small (needs >= {8 * scale} px)")
-        for k, rect in enumerate(_fill_rectangles(_file_key(path), channel)):
+        for k, rect in enumerate(() if rendering else _fill_rectangles(_file_key(path), channel)):
             if rect is not None and min(rect[1] - rect[0], rect[3] - rect[2]) < 8 * scale:
                 plane = f"[{k}]" if len(slices) > 1 else ""
                 raise SrlabError(f"{where}.hr_images: {path}{plane}: the largest rectangle without its fill "
@@ -194,8 +195,10 @@ def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     hr, s = spec.hr, spec.scale
     out = []
     for path in spec.hr_images:
-        rectangles = _fill_rectangles(_file_key(path), spec.hr_image_channel)
-        for image, rectangle in zip(_slices(path, spec.hr_image_channel), rectangles):
+        slices = _slices(path, spec.hr_image_channel)
+        rectangles = (itertools.repeat(None) if hr.rendering  # its empty areas are true zeros, not padding
+                      else _fill_rectangles(_file_key(path), spec.hr_image_channel))
+        for image, rectangle in zip(slices, rectangles):
             image = without_defects(image, rectangle, spec)
             h, w = image.shape
             acquired = image[:h - h % s, :w - w % s]

@@ -30,6 +30,8 @@ VOCABULARY: tuple[str, ...] = (
     "widefield", "confocal", "sted", "resolft", "sim", "tirf", "tirfsim", "widefield10x", "widefield20x",
     # resolution buckets: HR PSF FWHM
     "20nm", "40nm", "80nm", "160nm", "320nm", "640nm",
+    # words added later (append-only)
+    "storm",
 )
 WORD_IDS: dict[str, int] = {w: i for i, w in enumerate(VOCABULARY)}
 RESOLUTION_BUCKETS_NM: tuple[int, ...] = (20, 40, 80, 160, 320, 640)

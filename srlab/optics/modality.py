@@ -13,6 +13,18 @@ and the table of presets the simulator and the documentation share.
 * linear SIM and TIRF-SIM (Gustafsson, J. Microsc. 2000): frequency support doubled, i.e. the
   widefield PSF with NA × ``sim_resolution_gain`` (2 by default: FWHM ≈ widefield / 2, power spectrum
   band-limited at twice the widefield cut-off 2·NA/λ).
+* STORM (and PALM, PAINT): the *histogram rendering* of single-molecule localizations, as SMLM software
+  writes it (ThunderSTORM's "Histograms", Ovesný et al., Bioinformatics 2014; Picasso's render without
+  blur, Schnitzbauer et al., Nat. Protoc. 2017). Each label is localized a random number of times, each
+  localization displaced by a Gaussian of the localization precision σ (Thompson et al., Biophys. J.
+  2002; Mortensen et al., Nat. Methods 2010), and counted in the pixel it falls in: a pixel's count is
+  Poisson with the mean of the label density blurred by that Gaussian and integrated over the pixel —
+  exactly a photon-counting image through a Gaussian "PSF" of FWHM 2.355 σ, area-sampled, with one count
+  per localization (``psf_fwhm_nm`` of the preset: σ = 15 nm). Repeated localizations of one label
+  (blinking) make the counts over-dispersed, which ``srlab calibrate`` reads as a gain above 1 count per
+  event. Only emitters near focus are localized (a 2D fit rejects the widened spots of the others):
+  the defocused layer is weighted by a Gaussian of :data:`SMLM_DEPTH_OF_FIELD_NM` FWHM. A rendering with
+  each localization drawn as a Gaussian (smoothed after counting) is not this model: give the histogram.
 
 Scanning modalities (confocal, STED, RESOLFT) sample the image at pixel centres; cameras integrate it
 over the pixel.
@@ -39,9 +51,19 @@ from srlab.optics.psf import (
     sted_fwhm_nm,
 )
 
-MODALITIES = ("widefield", "confocal", "sted", "resolft", "sim", "tirf", "tirfsim")
+MODALITIES = ("widefield", "confocal", "sted", "resolft", "sim", "tirf", "tirfsim", "storm")
 SCANNING = ("confocal", "sted", "resolft")
+#: Renderings of localizations, not detector images: an empty pixel is a true zero (no localization),
+#: never padding or a clipped floor.
+RENDERINGS = ("storm",)
 DETECTORS = ("counting", "scmos", "emccd")
+#: Axial range over which a 2D SMLM fit localizes emitters (FWHM of the weight of a defocused layer):
+#: beyond about ±300 nm the spot of a high-NA objective widens past the fit's σ bounds (ThunderSTORM's
+#: and DECODE's 2D defaults; astigmatic 3D SMLM reaches further, and is not this preset).
+SMLM_DEPTH_OF_FIELD_NM = 600.0
+#: Localization precision σ of the ``storm`` preset (a few thousand photons per localization of a
+#: bright dye, e.g. Alexa Fluor 647, on a TIRF/HILO setup: 10–20 nm).
+STORM_PRECISION_NM = 15.0
 
 _OIL = {"immersion_index": 1.518}
 _COUNTING = {"detector": "counting", **CAMERA_PRESETS["counting"], "em_gain": 1.0, "bit_depth": 16}
@@ -81,6 +103,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "excitation_wavelength_nm": 488.0, "na": 0.8, "immersion_index": 1.0,
                      "pixel_size_nm": 325.0, "psf": "airy", "signal_photons": 1500.0,
                      "background_photons": 100.0},
+    # a histogram rendering: one count per localization (gain 1, no read noise, no offset); photons here
+    # are localizations, the "PSF" the localization precision (see the module doc)
+    "storm": {**_OIL, **_COUNTING, **_NONE, "modality": "storm", "wavelength_nm": 670.0,
+              "excitation_wavelength_nm": 640.0, "na": 1.49, "pixel_size_nm": 20.0, "psf": "gaussian",
+              "psf_fwhm_nm": round(FWHM_PER_SIGMA * STORM_PRECISION_NM, 2), "signal_photons": 10.0,
+              "background_photons": 0.05},
 }
 
 
@@ -108,14 +136,20 @@ class Modality:
     offset_adu: float
     em_gain: float
     bit_depth: int
-    #: Measured resolution (``srlab calibrate``): when set, the PSF is a Gaussian of this FWHM, whatever
-    #: the wavelength, NA and modality law say (sampling, sectioning and photons are unchanged).
+    #: Measured resolution (``srlab calibrate``; the ``storm`` preset's localization precision): when set,
+    #: the PSF is a Gaussian of this FWHM, whatever the wavelength, NA and modality law say (sampling,
+    #: sectioning and photons are unchanged).
     psf_fwhm_nm: float | None = None
 
     @property
     def scanning(self) -> bool:
         """Point-scanning (samples at pixel centres) rather than a camera (integrates over pixels)."""
         return self.modality in SCANNING
+
+    @property
+    def rendering(self) -> bool:
+        """A rendering of localizations (:data:`RENDERINGS`) rather than a detector image."""
+        return self.modality in RENDERINGS
 
     @property
     def camera(self) -> Camera:
@@ -174,6 +208,8 @@ class Modality:
     def axial_weight(self, dz_nm: float) -> float:
         """Relative brightness of a layer ``dz_nm`` from focus (optical sectioning / evanescent field)."""
         m, n = self.modality, self.immersion_index
+        if m == "storm":
+            return math.exp(-4.0 * math.log(2.0) * (dz_nm / SMLM_DEPTH_OF_FIELD_NM) ** 2)
         if m in ("tirf", "tirfsim"):
             return math.exp(-dz_nm / max(self.penetration_depth_nm, 1e-9))
         if m == "widefield":

@@ -1,0 +1,163 @@
+"""``srlab calibrate --target storm``: widefield LR images and the localization tables (or histogram
+renderings) of an SMLM experiment; the ``storm`` modality the block then simulates
+(:mod:`srlab.optics.modality`, :mod:`srlab.smlm.precision`)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from srlab.calibration import calibrate
+from srlab.cli import main
+from srlab.data.io import write_tiff
+from srlab.optics.psf import FWHM_PER_SIGMA
+from srlab.smlm.localizations import write_localizations_csv
+from srlab.smlm.precision import histogram_image
+from tests.smlm.test_precision import blinking_table
+
+REPO = Path(__file__).resolve().parents[2]
+SIGMA_NM, LR_PIXEL_NM, HR_PIXEL_NM = 12.0, 80.0, 20.0
+
+
+@pytest.fixture(scope="module")
+def acquisition(tmp_path_factory) -> Path:
+    """Two widefield TIFFs (srlab-simulated, 80 nm) in lr/, and two blinking localization tables
+    (σ = 12 nm, fields of 6.4 µm) in tables/, unpaired as a user has them."""
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    folder = tmp_path_factory.mktemp("storm")
+    spec = resolve_simulation({"lr": {"modality": "widefield", "pixel_size_nm": LR_PIXEL_NM},
+                               "hr": {"modality": "storm"}, "n_images": 2, "lr_size_px": 96, "seed": 1}, scale=4)
+    imager = Imager(spec)
+    (folder / "lr").mkdir()
+    for i in range(2):
+        write_tiff(folder / "lr" / f"wf{i}.tif", imager.image(i)["lr"], pixel_size_nm=LR_PIXEL_NM)
+    (folder / "tables").mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        locs = blinking_table(rng, sigma_nm=SIGMA_NM, molecules=6000, frames=3000, field_nm=6400.0)
+        inside = (locs.x_nm >= 0) & (locs.y_nm >= 0) & (locs.x_nm < 6400) & (locs.y_nm < 6400)
+        write_localizations_csv(folder / "tables" / f"storm{i}.csv", locs.select(inside))
+    return folder
+
+
+def test_the_storm_modality_is_a_histogram_rendering():
+    from srlab.data.simulate import Imager, resolve_modality, resolve_simulation
+
+    m = resolve_modality("storm")
+    assert m.fwhm_nm == pytest.approx(FWHM_PER_SIGMA * 15.0, abs=0.01) and not m.scanning
+    assert m.detector == "counting" and m.e_per_adu == 1.0 and m.read_noise_e == 0.0
+    assert m.axial_weight(0.0) == 1.0 and m.axial_weight(1000.0) < 0.01  # only the focal layer is localized
+    spec = resolve_simulation({"lr": {"modality": "widefield"}, "hr": {"modality": "storm"}, "n_images": 1,
+                               "lr_size_px": 64, "seed": 0, "out_of_focus_fraction": 1.0}, scale=4)
+    hr = Imager(spec).image(0)
+    # one count per localization: whole numbers, Poisson about the expected counts, mostly empty pixels
+    assert np.array_equal(hr["hr"], np.round(hr["hr"])) and hr["hr"].min() == 0
+    assert abs(float(hr["hr"].mean()) - float(hr["hr_expected"].mean())) < 0.05 * float(hr["hr_expected"].mean())
+    assert np.mean(hr["hr"] == 0) > 0.3
+
+
+def test_calibrate_reads_the_precision_from_the_tables(acquisition: Path, tmp_path: Path, capsys):
+    from srlab import build
+    from srlab.config import load_experiment
+
+    root = tmp_path / "experiments"
+    shutil.copytree(REPO / "experiments", root)
+    out = root / "data" / "mystorm.yaml"
+    assert main(["calibrate", *map(str, sorted((acquisition / "lr").glob("*.tif"))), "--hr",
+                 *map(str, sorted((acquisition / "tables").glob("*.csv"))), "--target", "storm",
+                 "--hr-pixel-size-nm", str(HR_PIXEL_NM), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "x4 widefield -> storm" in printed and "NeNA" in printed
+    assert "clipped" not in printed  # an empty pixel of a rendering is a true zero
+    hr = yaml.safe_load(out.read_text())["simulation"]["hr"]
+    assert hr["modality"] == "storm" and hr["detector"] == "counting" and hr["pixel_size_nm"] == HR_PIXEL_NM
+    assert hr["psf_fwhm_nm"] == pytest.approx(FWHM_PER_SIGMA * SIGMA_NM, rel=0.05)
+    assert hr["read_noise_e"] == 0 and hr["offset_adu"] == 0
+    cfg = load_experiment("edsr_sted", ["data=mystorm"], root=root)
+    build.validate(cfg)
+    assert cfg.data.scale == 4
+
+
+def test_the_blocks_renderings_read_as_the_users(acquisition: Path):
+    """The count noise of a rendering is not a camera's (blinking over-disperses the counts, a molecule's
+    localizations spread over neighbouring pixels correlate them): the block sets the simulated counts so
+    that calibrate reads the same gain and signal on them as on the user's renderings."""
+    from srlab.calibration.block import simulate_check
+
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm",
+                    hr_paths=sorted((acquisition / "tables").glob("*.csv")), hr_pixel_size_nm=HR_PIXEL_NM)
+    check = simulate_check(cal)
+    real, simulated = cal.hr.estimates, check["hr"].estimates
+    assert simulated["gain_adu_per_photon"].value == pytest.approx(real["gain_adu_per_photon"].value, rel=0.25)
+    assert simulated["signal_photons"].value == pytest.approx(real["signal_photons"].value, rel=0.4)
+
+
+def test_without_frames_to_pair_the_fitters_uncertainties_give_the_precision(acquisition: Path, tmp_path: Path):
+    from srlab.smlm.localizations import read_localizations_csv
+
+    table = read_localizations_csv(acquisition / "tables" / "storm0.csv")
+    table.frame = np.arange(len(table)) * 2  # no localization has a neighbour in the next frame
+    table.uncertainty_nm = np.full(len(table), 9.0)
+    path = write_localizations_csv(tmp_path / "fitted.csv", table)
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm", hr_paths=[path],
+                    hr_pixel_size_nm=HR_PIXEL_NM)
+    psf = cal.hr.estimates["psf_fwhm_nm"]
+    assert psf.value == pytest.approx(FWHM_PER_SIGMA * 9.0, rel=1e-6) and "uncertainties" in psf.method
+
+
+def test_a_histogram_rendering_is_measured_as_counts(acquisition: Path, tmp_path: Path):
+    from srlab.smlm.localizations import read_localizations_csv
+
+    paths = []
+    for i, csv in enumerate(sorted((acquisition / "tables").glob("*.csv"))):
+        image = histogram_image(read_localizations_csv(csv), HR_PIXEL_NM).astype(np.uint16)
+        paths.append(write_tiff(tmp_path / f"render{i}.tif", image, pixel_size_nm=HR_PIXEL_NM))
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm", hr_paths=paths)
+    e = cal.hr.estimates
+    assert cal.scale == 4 and e["psf_fwhm_nm"].method.startswith("assumed")  # no tables: the preset's precision
+    assert not np.isfinite(e["psf_fwhm_spots_nm"].value)  # a rendering's spots are structures
+    assert e["gain_adu_per_photon"].value == pytest.approx(1.0, rel=0.3)
+    assert not any("clipped" in note for note in cal.notes)
+
+
+def test_renderings_as_specimens_are_used_whole(acquisition: Path, tmp_path: Path):
+    """--hr-specimens with histogram renderings: their empty areas (most of a sparse field) are true
+    zeros, not padding to crop away."""
+    from srlab.calibration.block import data_block
+    from srlab.data import user_specimens
+    from srlab.data.simulate import resolve_simulation
+    from srlab.smlm.localizations import read_localizations_csv
+
+    csv = min((acquisition / "tables").glob("*.csv"))
+    image = histogram_image(read_localizations_csv(csv), HR_PIXEL_NM).astype(np.uint16)
+    assert np.mean(image == 0) > 0.5
+    render = write_tiff(tmp_path / "render.tif", image, pixel_size_nm=HR_PIXEL_NM)
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm", hr_paths=[render],
+                    hr_specimens=True)
+    block = data_block(cal)
+    spec = resolve_simulation(block["simulation"], scale=block["scale"])
+    (acquired, photons), = user_specimens.load_hr(spec)
+    h, w = image.shape
+    assert acquired.shape == (h - h % 4, w - w % 4) and photons.shape == acquired.shape
+
+
+@pytest.mark.parametrize("case", ["gaussian_render", "table_for_sted", "no_pixel_size", "mixed"])
+def test_storm_input_mistakes_are_one_line_exit_2(case: str, acquisition: Path, tmp_path: Path, capsys):
+    lr = [str(p) for p in sorted((acquisition / "lr").glob("*.tif"))]
+    table = str(min((acquisition / "tables").glob("*.csv")))
+    render = np.random.default_rng(0).gamma(0.3, 1.0, (128, 128)).astype(np.float32)  # Gaussian-drawn
+    gaussian = str(write_tiff(tmp_path / "gauss.tif", render, pixel_size_nm=HR_PIXEL_NM))
+    hr, expected = {"gaussian_render": (["--hr", gaussian, "--target", "storm"], "localization tables"),
+                    "table_for_sted": (["--hr", table, "--hr-pixel-size-nm", "20"], "--target storm"),
+                    "no_pixel_size": (["--hr", table, "--target", "storm"], "--hr-pixel-size-nm"),
+                    "mixed": (["--hr", table, gaussian, "--target", "storm", "--hr-pixel-size-nm", "20"],
+                              "not both")}[case]
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", *lr, *hr, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+    assert not out.exists()
