@@ -531,6 +531,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         raise SrlabError(f"--scale {scale}: must be >= 1")
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
+    cal.notes += _scale_notes(scale, px, hr="none" if not hr_paths else "tables" if all(map(is_table, hr_paths))
+                              else "images")
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     if not lr.noise.offset_given:
@@ -550,6 +552,21 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         cal.notes.append("gain < 0.2 ADU/photon: the noise is barely above quantization; the photon "
                          "counts are uncertain")
     return cal
+
+
+def _scale_notes(scale: int, lr_pixel_nm: float, *, hr: str) -> list[str]:
+    """A note when no network takes the block's scale (the block is still written: bicubic and the
+    classical baselines take any), naming what gives one that they do; ``hr``: what ``--hr`` was
+    (``none``, ``tables``, ``images``)."""
+    from srlab.models.blocks import SCALES
+
+    if scale in SCALES:
+        return []
+    usable = [s for s in SCALES if s > 1]
+    fix = {"none": f"pass --scale {' or '.join(map(str, usable))}",
+           "tables": f"render the tables at --hr-pixel-size-nm {' or '.join(f'{lr_pixel_nm / s:.4g}' for s in usable)}",
+           "images": f"resample the HR images to the LR pixel / {' or '.join(map(str, usable))}"}[hr]
+    return [f"x{scale}: srlab's networks take scales {', '.join(map(str, SCALES))}; {fix}"]
 
 
 def _fill_notes(role: str, fills: list[tuple[str, Fill]]) -> list[str]:

@@ -124,6 +124,16 @@ def test_a_histogram_rendering_is_measured_as_counts(acquisition: Path, tmp_path
     assert not any("clipped" in note for note in cal.notes)
 
 
+def test_a_scale_no_network_takes_is_noted_with_the_pixel_sizes_that_work(acquisition: Path):
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm",
+                    hr_paths=[min((acquisition / "tables").glob("*.csv"))], hr_pixel_size_nm=16.0)
+    assert cal.scale == 5
+    lr_only = calibrate(sorted((acquisition / "lr").glob("*.tif")), scale=6)
+    assert any(note.startswith("x6: ") and "pass --scale 2 or 3 or 4 or 8" in note for note in lr_only.notes)
+    assert any(note.startswith("x5: srlab's networks take scales 1, 2, 3, 4, 8") and "--hr-pixel-size-nm 40 or "
+               "26.67 or 20 or 10" in note for note in cal.notes)
+
+
 def test_renderings_as_specimens_are_used_whole(acquisition: Path, tmp_path: Path):
     """--hr-specimens with histogram renderings: their empty areas (most of a sparse field) are true
     zeros, not padding to crop away."""
