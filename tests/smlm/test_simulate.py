@@ -121,6 +121,34 @@ def test_csv_roundtrip_and_thunderstorm_variants(tmp_path):
     assert np.isnan(got.photons[0]) and got.x_nm[0] == 5.0
 
 
+def test_csv_fast_path_reads_what_the_row_parser_reads(tmp_path, monkeypatch):
+    """A regular table is parsed by numpy in one pass (srlab.smlm.localizations._numeric_body); an
+    irregular one (quoted cells, a blank line, empty cells) by the row parser; both give the same table."""
+    from srlab.smlm import localizations as module
+
+    rng = np.random.default_rng(0)
+    n = 500
+    locs = Localizations(rng.integers(0, 50, n), rng.uniform(0, 5e3, n), rng.uniform(0, 5e3, n),
+                         rng.uniform(500, 3000, n), uncertainty_nm=rng.uniform(5, 20, n))
+    path = write_localizations_csv(tmp_path / "t.csv", locs)
+    fast = read_localizations_csv(path)
+    monkeypatch.setattr(module, "_numeric_body", lambda *args: None)
+    slow = read_localizations_csv(path)
+    monkeypatch.undo()
+    for key in ("frame", "x_nm", "y_nm", "photons", "uncertainty_nm", "sigma_nm"):
+        np.testing.assert_array_equal(getattr(fast, key), getattr(slow, key))
+    assert module._numeric_body(path, {"frame": 0}, ("frame",), 5) is not None  # the fast path was taken
+    lines = path.read_text().splitlines()
+    irregular = tmp_path / "irregular.csv"
+    irregular.write_text("\n".join([lines[0], '"' + lines[1].replace(",", '","') + '"', "", *lines[2:]]) + "\n")
+    assert module._numeric_body(irregular, {"frame": 0}, ("frame",), 5) is None
+    again = read_localizations_csv(irregular)
+    np.testing.assert_array_equal(again.x_nm, fast.x_nm)
+    empty = tmp_path / "empty.csv"
+    empty.write_text(lines[0] + "\n")
+    assert len(read_localizations_csv(empty)) == 0
+
+
 def test_csv_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text('"frame","x [px]","y [nm]"\n1,2,3\n')
