@@ -50,6 +50,7 @@ from srlab.data.defects import (
 from srlab.errors import SrlabError, unknown_choice
 from srlab.optics.modality import PRESETS, RENDERINGS, SCANNING, STORM_PRECISION_NM
 from srlab.optics.psf import FWHM_PER_SIGMA
+from srlab.smlm.localizations import is_table
 
 #: The method of a side's ``psf_fwhm_nm`` when isolated spots give it (else the power spectrum's)
 SPOT_FIT_METHOD = "isolated-spot fits"
@@ -263,17 +264,10 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
 #: The uncertainty of the ``storm`` preset's precision when no table measures it: common dyes and setups
 #: localize to σ 10–20 nm.
 STORM_PRECISION_RANGE_NM = 5.0
-#: Suffixes of localization tables (ThunderSTORM CSV or its columns in a spreadsheet) given as ``--hr``.
-TABLE_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm")
 #: What ``--target storm`` asks of floating-point renderings.
 RENDERING_HINT = ("an SMLM rendering with each localization drawn as a Gaussian has no counts left to measure: "
                   "give the localization tables (ThunderSTORM CSV) as --hr, or a histogram rendering "
                   "(localizations per pixel)")
-
-
-def is_table(path: Path) -> bool:
-    """A localization table rather than an image (by its suffix)."""
-    return path.suffix.lower() in TABLE_SUFFIXES
 
 
 def load_localization_tables(paths: list[Path], *, pixel_size_nm: float | None) -> tuple[list[np.ndarray], float,
@@ -506,9 +500,6 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             if not all(tables):
                 raise SrlabError(f"{hr_paths[tables.index(False)]}: give --hr as localization tables or as "
                                  f"images, not both")
-            if hr_specimens:
-                raise SrlabError("--hr-specimens takes HR images: give the histogram renderings of the tables "
-                                 "as --hr instead")
             if hr_pixel_size_nm is None and scale is not None:
                 hr_pixel_size_nm = px / scale
             hr_images, hr_px, precision = load_localization_tables(hr_paths, pixel_size_nm=hr_pixel_size_nm)

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from srlab.errors import SrlabError
+from srlab.smlm.localizations import is_table
 
 if TYPE_CHECKING:
     from srlab.data.simulate import SimulationSpec
@@ -130,6 +131,9 @@ def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, wher
     areas are true zeros), and with the channel ``channel`` (``hr_image_channel``) where it has several —
     checked when the block is resolved, before anything is written (memoized per file state)."""
     for path in paths:
+        if is_table(path):
+            _check_table(path, hr_pixel_size_nm, scale, where, channel, rendering)
+            continue
         channels, slices = _geometry(_file_key(path))
         if channels > 1 and channel is None:
             raise SrlabError(f"{where}.hr_images: {path}: a {channels}-channel image; set "
@@ -151,9 +155,40 @@ def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, wher
                                  f"small (needs >= {8 * scale} px)")
 
 
-def _slices(path: str, channel: int | None) -> list[np.ndarray]:
+def _check_table(path: str, hr_pixel_size_nm: float, scale: int, where: str, channel: int | None,
+                 rendering: bool) -> None:
+    """A localization table as a specimen: only of a rendering HR modality (its histogram at the HR
+    pixel is the HR image), without a channel, and large enough once rendered."""
+    if not rendering:
+        raise SrlabError(f"{where}.hr_images: {path}: a localization table is a specimen of an SMLM rendering "
+                         f"only (hr.modality: storm); give images for this HR modality")
+    if channel is not None:
+        raise SrlabError(f"{where}.hr_image_channel={channel}: {path} is a localization table, which has no "
+                         f"channels")
+    h, w = _table_rendering(_file_key(path), hr_pixel_size_nm).shape
+    if min(h, w) < 8 * scale:
+        raise SrlabError(f"{where}.hr_images: {path}: its localizations span {h}×{w} px at {hr_pixel_size_nm:g} nm, "
+                         f"too small (needs >= {8 * scale} px)")
+
+
+@functools.lru_cache(maxsize=16)
+def _table_rendering(key: tuple[str, int, int, int], pixel_size_nm: float) -> np.ndarray:
+    """The histogram rendering of a localization table at ``pixel_size_nm`` (float32 counts;
+    :func:`srlab.smlm.precision.histogram_image`)."""
+    from srlab.smlm.localizations import read_localizations_csv
+    from srlab.smlm.precision import histogram_image
+
+    return histogram_image(read_localizations_csv(key[0]), pixel_size_nm).astype(np.float32)
+
+
+def _slices(path: str, channel: int | None, pixel_size_nm: float | None = None) -> list[np.ndarray]:
+    """A file's 2D images: each slice of an image (``channel`` of a multi-channel one), or a localization
+    table's rendering at ``pixel_size_nm`` (which a table needs)."""
     from srlab.data.io import load_images
 
+    if is_table(path):
+        assert pixel_size_nm is not None, "a localization table is rendered at the HR pixel size"
+        return [_table_rendering(_file_key(path), pixel_size_nm)]
     return [im.image[0] for im in load_images(path, channel=channel)]
 
 
@@ -195,7 +230,7 @@ def load_hr(spec: SimulationSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     hr, s = spec.hr, spec.scale
     out = []
     for path in spec.hr_images:
-        slices = _slices(path, spec.hr_image_channel)
+        slices = _slices(path, spec.hr_image_channel, hr.pixel_size_nm)
         rectangles = (itertools.repeat(None) if hr.rendering  # its empty areas are true zeros, not padding
                       else _fill_rectangles(_file_key(path), spec.hr_image_channel))
         for image, rectangle in zip(slices, rectangles):

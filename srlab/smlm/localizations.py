@@ -34,6 +34,14 @@ FIT_CSV_COLUMNS = ("sigma [nm]", "offset [photon]", "uncertainty [nm]")
 #: Other names ThunderSTORM versions use for the same columns.
 CSV_ALIASES = {"uncertainty_xy [nm]": "uncertainty [nm]"}
 COLUMN_FIELDS = ("frame", "x_nm", "y_nm", "photons", "sigma_nm", "background", "uncertainty_nm")
+#: Suffixes of localization tables (ThunderSTORM CSV, or its columns in a spreadsheet) where a file may
+#: also be an image (``srlab calibrate --target storm --hr``, ``data.simulation.hr_images``).
+TABLE_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm")
+
+
+def is_table(path: str | Path) -> bool:
+    """A localization table rather than an image (by its suffix)."""
+    return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 # ------------------------------------------------------------------------------------------------

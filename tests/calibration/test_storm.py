@@ -155,6 +155,29 @@ def test_renderings_as_specimens_are_used_whole(acquisition: Path, tmp_path: Pat
     assert acquired.shape == (h - h % 4, w - w % 4) and photons.shape == acquired.shape
 
 
+def test_tables_as_specimens_are_rendered_at_the_hr_pixel(acquisition: Path):
+    from srlab.calibration.block import data_block
+    from srlab.data import user_specimens
+    from srlab.data.simulate import resolve_simulation
+    from srlab.errors import SrlabError
+    from srlab.smlm.localizations import read_localizations_csv
+
+    tables = sorted((acquisition / "tables").glob("*.csv"))
+    cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm", hr_paths=tables,
+                    hr_pixel_size_nm=HR_PIXEL_NM, hr_specimens=True)
+    block = data_block(cal)
+    assert block["simulation"]["hr_images"] == [str(t.resolve()) for t in tables]
+    spec = resolve_simulation(block["simulation"], scale=block["scale"])
+    loaded = user_specimens.load_hr(spec)
+    expected = histogram_image(read_localizations_csv(tables[0]), HR_PIXEL_NM)
+    h, w = expected.shape
+    np.testing.assert_array_equal(loaded[0][0], expected[:h - h % 4, :w - w % 4])
+    # a table is a specimen of a rendering only
+    sted = dict(block["simulation"], hr={"modality": "sted", "pixel_size_nm": HR_PIXEL_NM})
+    with pytest.raises(SrlabError, match="a localization table is a specimen of an SMLM rendering only"):
+        resolve_simulation(sted, scale=block["scale"])
+
+
 @pytest.mark.parametrize("case", ["gaussian_render", "table_for_sted", "no_pixel_size", "mixed"])
 def test_storm_input_mistakes_are_one_line_exit_2(case: str, acquisition: Path, tmp_path: Path, capsys):
     lr = [str(p) for p in sorted((acquisition / "lr").glob("*.tif"))]
