@@ -127,6 +127,11 @@ class Side:
     def scanning(self) -> bool:
         return PRESETS[self.modality]["modality"] in SCANNING
 
+    @property
+    def rendering(self) -> bool:
+        """An SMLM rendering (:data:`srlab.optics.modality.RENDERINGS`), not a detector's image."""
+        return PRESETS[self.modality]["modality"] in RENDERINGS
+
 
 @dataclass
 class Calibration:

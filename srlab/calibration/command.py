@@ -35,7 +35,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
                      f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
         psf_check = sv("psf_fwhm_nm")
-        if sim is not None and side.modality == "storm":
+        if sim is not None and side.rendering:
             psf_check = "(not measured on the simulated renderings: they have no localization tables)"
         elif sim is not None and _psf_method(sim.estimates["psf_fwhm_nm"]) != _psf_method(e["psf_fwhm_nm"]):
             # dense simulated fields can lack isolated spots where the real images have them, or the other way

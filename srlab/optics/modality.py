@@ -21,8 +21,9 @@ and the table of presets the simulator and the documentation share.
   Poisson with the mean of the label density blurred by that Gaussian and integrated over the pixel —
   exactly a photon-counting image through a Gaussian "PSF" of FWHM 2.355 σ, area-sampled, with one count
   per localization (``psf_fwhm_nm`` of the preset: σ = 15 nm). Repeated localizations of one label
-  (blinking) make the counts over-dispersed, which ``srlab calibrate`` reads as a gain above 1 count per
-  event. Only emitters near focus are localized (a 2D fit rejects the widened spots of the others):
+  (blinking) over-disperse the counts and spread over neighbouring pixels, correlating them: the
+  simulator's independent counts take the gain ``srlab calibrate`` reads on the user's renderings
+  (docs/calibration.md), not the true dispersion. Only emitters near focus are localized (a 2D fit rejects the widened spots of the others):
   the defocused layer is weighted by a Gaussian of :data:`SMLM_DEPTH_OF_FIELD_NM` FWHM. A rendering with
   each localization drawn as a Gaussian (smoothed after counting) is not this model: give the histogram.
 
@@ -58,8 +59,8 @@ SCANNING = ("confocal", "sted", "resolft")
 RENDERINGS = ("storm",)
 DETECTORS = ("counting", "scmos", "emccd")
 #: Axial range over which a 2D SMLM fit localizes emitters (FWHM of the weight of a defocused layer):
-#: beyond about ±300 nm the spot of a high-NA objective widens past the fit's σ bounds (ThunderSTORM's
-#: and DECODE's 2D defaults; astigmatic 3D SMLM reaches further, and is not this preset).
+#: beyond about ±300 nm the spot of a high-NA objective is too wide and dim for a 2D Gaussian fit to
+#: accept (a rule of thumb, not a measured value; astigmatic 3D SMLM reaches further, and is not this preset).
 SMLM_DEPTH_OF_FIELD_NM = 600.0
 #: Localization precision σ of the ``storm`` preset (a few thousand photons per localization of a
 #: bright dye, e.g. Alexa Fluor 647, on a TIRF/HILO setup: 10–20 nm).
