@@ -129,6 +129,8 @@ def test_a_scale_no_network_takes_is_noted_with_the_pixel_sizes_that_work(acquis
     cal = calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm",
                     hr_paths=[min((acquisition / "tables").glob("*.csv"))], hr_pixel_size_nm=16.0)
     assert cal.scale == 5
+    # without --hr or --scale, a rendering's scale is the one nearest its preset pixel (20 nm): x4 at 80 nm
+    assert calibrate(sorted((acquisition / "lr").glob("*.tif")), target="storm").scale == 4
     lr_only = calibrate(sorted((acquisition / "lr").glob("*.tif")), scale=6)
     assert any(note.startswith("x6: ") and "pass --scale 2 or 3 or 4 or 8" in note for note in lr_only.notes)
     assert any(note.startswith("x5: srlab's networks take scales 1, 2, 3, 4, 8") and "--hr-pixel-size-nm 40 or "
