@@ -49,7 +49,6 @@ import numpy as np
 import torch
 
 from srlab.errors import SrlabError
-from srlab.smlm.localizations import is_table
 
 if TYPE_CHECKING:
     from srlab.data.simulate import SimulationSpec
@@ -130,6 +129,8 @@ def check_images(paths: Sequence[str], hr_pixel_size_nm: float, scale: int, wher
     enough (also without its fill region, unless the HR is a ``rendering`` of localizations, whose empty
     areas are true zeros), and with the channel ``channel`` (``hr_image_channel``) where it has several —
     checked when the block is resolved, before anything is written (memoized per file state)."""
+    from srlab.smlm.localizations import is_table  # lazily: srlab.smlm reads files through srlab.data
+
     for path in paths:
         if is_table(path):
             _check_table(path, hr_pixel_size_nm, scale, where, channel, rendering)
@@ -185,6 +186,7 @@ def _slices(path: str, channel: int | None, pixel_size_nm: float | None = None) 
     """A file's 2D images: each slice of an image (``channel`` of a multi-channel one), or a localization
     table's rendering at ``pixel_size_nm`` (which a table needs)."""
     from srlab.data.io import load_images
+    from srlab.smlm.localizations import is_table
 
     if is_table(path):
         assert pixel_size_nm is not None, "a localization table is rendered at the HR pixel size"
