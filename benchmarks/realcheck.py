@@ -538,11 +538,16 @@ def write_section(path: Path, body: str) -> None:
 
 
 def _machine() -> str:
+    """The machine and the numerical libraries: the same commit reads differently where floating-point
+    paths differ (a different CPU, another NumPy/SciPy), so both go into the header."""
+    import scipy
     import torch
 
+    from benchmarks.bench_common import cpu_model
+
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs (shared), load average "
-            f"{load}; Python {platform.python_version()}, torch {torch.__version__}")
+    return (f"{cpu_model()}, {os.cpu_count()} logical CPUs (shared), load average {load}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, NumPy {np.__version__}, SciPy {scipy.__version__}")
 
 
 def _versions() -> str:
