@@ -13,7 +13,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.srlab-installed
 CONSTRAINTS ?= .ci/constraints.txt
 
-.PHONY: install exp test compare bench bench-data bench-smlm smlmcheck realcheck lint clean-venv help
+.PHONY: install exp test compare bench bench-data bench-smlm smlmcheck stormcheck realcheck lint clean-venv help
 
 help:
 	@echo "make exp NAME=<experiment> [PROFILE=quick] [ARGS='key=value ...']   train + test one experiment"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench                                                         performance benchmarks -> BENCHMARKS.md"
 	@echo "make bench-smlm                                                    Deep-STORM vs Gaussian fit by density -> BENCHMARKS.md"
 	@echo "make smlmcheck [ARGS='--steps 768']                                calibrate/train/localize on a foreign SMLM stack -> BENCHMARKS.md"
+	@echo "make stormcheck                                                    widefield -> STORM: calibrate on tables, train, evaluate -> BENCHMARKS.md"
 	@echo "make realcheck [ARGS=--quick]                                      srlab vs baselines on foreign-simulator pairs -> BENCHMARKS.md"
 
 # The stamp depends on pyproject.toml: re-running a target does not reinstall unless dependencies changed.
@@ -58,6 +59,9 @@ bench-smlm: $(STAMP)
 
 smlmcheck: $(STAMP)
 	$(PY) benchmarks/smlm_foreign.py $(ARGS)
+
+stormcheck: $(STAMP)
+	$(PY) benchmarks/stormcheck.py $(ARGS)
 
 # Installs the optional extra srlab[realcheck] (pySTED, psfmodels) into the venv first.
 realcheck: $(STAMP)
