@@ -334,9 +334,10 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
 
     SMLM renderings (``modality`` ``storm``): the "PSF" is the localization precision, ``precision`` (a
     FWHM measured from the localization tables, :func:`load_localization_tables`) when given, else the
-    preset's, stated as assumed (the spectrum of a rendering is reported, not used); isolated spots are not fitted (a rendering's spots are labelled structures — pits,
-    vesicles, filament pieces — tens of nm wide, or single counts, not the precision), and no floor is
-    judged clipped (a pixel without localizations is a true zero)."""
+    preset's, stated as assumed (the spectrum of a rendering is reported, not used); isolated spots are
+    not fitted (a rendering's spots are labelled structures — pits, vesicles, filament pieces — tens of
+    nm wide, or single counts, not the precision), and no floor is judged clipped (a pixel without
+    localizations is a true zero)."""
     from srlab.metrics.frc import (
         CHECKERBOARD_FLOOR_PX,
         checkerboard_frc_finer_than_floor,
@@ -383,8 +384,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         # Without the tables, the preset's precision: the spectrum of a rendering sparse in counts is
         # unreliable (srlab's own renderings of σ 12 nm read 5–22 nm), so it is only reported.
         e["psf_fwhm_nm"] = precision if precision is not None else Estimate(
-            PRESETS["storm"]["psf_fwhm_nm"], FWHM_PER_SIGMA * STORM_PRECISION_RANGE_NM, "nm",
-            f"assumed: the storm preset's precision, σ {STORM_PRECISION_NM:g} ± {STORM_PRECISION_RANGE_NM:g} nm "
+            PRESETS[modality]["psf_fwhm_nm"], FWHM_PER_SIGMA * STORM_PRECISION_RANGE_NM, "nm",
+            f"assumed: the {modality} preset's precision, σ {STORM_PRECISION_NM:g} ± {STORM_PRECISION_RANGE_NM:g} nm "
             f"(no localization tables to measure it)")
     else:
         spots = spot_fwhm_images(images, offset_adu=noise.offset_adu,
@@ -493,13 +494,15 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     images, px, depth, fills = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
     _check_dark(dark, images, "--dark")
     lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark)
-    hr = None
+    rendering = PRESETS[target]["modality"] in RENDERINGS  # the HR is a rendering of localizations
+    hr, hr_kind = None, "none"
     if hr_paths:
         hr_paths = [Path(p) for p in hr_paths]
         tables = [is_table(p) for p in hr_paths]
+        hr_kind = "tables" if all(tables) else "images"
         precision = None
         if any(tables):
-            if target != "storm":
+            if not rendering:
                 raise SrlabError(f"{hr_paths[tables.index(True)]}: a localization table as --hr needs --target "
                                  f"storm (the HR is then its histogram rendering)")
             if not all(tables):
@@ -512,7 +515,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         else:
             hr_images, hr_px, hr_depth, hr_fills = load_raw(
                 hr_paths, pixel_size_nm=hr_pixel_size_nm, what="HR", channel=hr_channel,
-                float_hint=RENDERING_HINT if target == "storm" else "", find_fills=PRESETS[target]["modality"] not in RENDERINGS)
+                float_hint=RENDERING_HINT if rendering else "", find_fills=not rendering)
 
         ratio = px / hr_px
         if scale is None:
@@ -522,19 +525,19 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             scale = round(ratio)
         _check_dark(hr_dark, hr_images, "--hr-dark")
         hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, dark=hr_dark, precision=precision)
-    if scale is None and PRESETS[target]["modality"] in RENDERINGS:
+    if scale is None and rendering:
         # a rendering's pixel is chosen, not an objective's: without --hr or --scale, the scale that comes
         # nearest (in log) to the preset's pixel, 20 nm (x4 from an 80 nm widefield pixel, x8 from 160 nm)
         from srlab.models.blocks import SCALES
 
-        scale = min((s for s in SCALES if s > 1), key=lambda s: abs(math.log(px / s / PRESETS[target]["pixel_size_nm"])))
+        preset_px = PRESETS[target]["pixel_size_nm"]
+        scale = min((s for s in SCALES if s > 1), key=lambda s: abs(math.log(px / s / preset_px)))
     scale = scale or 2
     if scale < 1:
         raise SrlabError(f"--scale {scale}: must be >= 1")
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
-    cal.notes += _scale_notes(scale, px, hr="none" if not hr_paths else "tables" if all(map(is_table, hr_paths))
-                              else "images")
+    cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     if not lr.noise.offset_given:

@@ -209,7 +209,7 @@ class Modality:
     def axial_weight(self, dz_nm: float) -> float:
         """Relative brightness of a layer ``dz_nm`` from focus (optical sectioning / evanescent field)."""
         m, n = self.modality, self.immersion_index
-        if m == "storm":
+        if self.rendering:  # only emitters near focus are localized
             return math.exp(-4.0 * math.log(2.0) * (dz_nm / SMLM_DEPTH_OF_FIELD_NM) ** 2)
         if m in ("tirf", "tirfsim"):
             return math.exp(-dz_nm / max(self.penetration_depth_nm, 1e-9))
