@@ -1,5 +1,7 @@
 """The calibration figure (matplotlib, Agg, no pyplot state): variance–mean fit, power spectrum fit,
-decorrelation curve, real vs simulated patches, and histograms after percentile normalization."""
+decorrelation curve, real vs simulated patches, and histograms after percentile normalization — for the
+LR side, and, where ``--hr`` images (or localization tables) were given, the HR side's patches and
+histograms, so that a user sees whether the simulated targets look like their STED/SIM/STORM images."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,20 +14,42 @@ from srlab.calibration.background import normalize
 
 
 def _patch(image: np.ndarray, size: int = 128) -> np.ndarray:
+    """The central ``size``² pixels (or less), normalized at 0.1–99.9 %."""
     h, w = image.shape
     s = min(size, h, w)
     y, x = (h - s) // 2, (w - s) // 2
     return normalize(image[y:y + s, x:x + s], 0.1, 99.9)
 
 
+def _histograms(ax: Any, real: list[np.ndarray], simulated: list[np.ndarray], title: str) -> None:
+    bins = np.linspace(-0.1, 1.1, 61)
+    ax.hist(np.concatenate([normalize(im).ravel() for im in real]), bins=bins, density=True, histtype="step",
+            label="real")
+    if simulated:
+        ax.hist(np.concatenate([normalize(im).ravel() for im in simulated]), bins=bins, density=True,
+                histtype="step", label="simulated")
+    ax.set(yscale="log", xlabel="intensity after 0.1–99.9 % normalization", ylabel="density", title=title)
+    ax.legend(fontsize=7)
+
+
 def draw(cal: Calibration, check: dict[str, Any], out: str | Path) -> Path:
+    """Save :func:`figure` to ``out`` (PNG, 90 dpi)."""
+    out = Path(out)
+    figure(cal, check).savefig(out, dpi=90)
+    return out
+
+
+def figure(cal: Calibration, check: dict[str, Any]) -> Any:
+    """The calibration figure of ``cal`` beside ``check`` (:func:`srlab.calibration.block.simulate_check`):
+    a 2×3 grid for the LR side, a third row for the HR side where ``cal.hr`` is measured."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     lr, sim = cal.lr, check.get("lr")
-    fig = Figure(figsize=(15, 9), layout="constrained")
+    rows = 2 if cal.hr is None else 3
+    fig = Figure(figsize=(15, 4.5 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots(2, 3)
+    ax = fig.subplots(rows, 3)
     e = lr.estimates
 
     # (a) variance vs mean, real and simulated, with the fitted line
@@ -81,18 +105,26 @@ def draw(cal: Calibration, check: dict[str, Any], out: str | Path) -> Path:
         a2.set_yticks([])
 
     # (f) histograms after percentile normalization
-    f = ax[1, 2]
-    bins = np.linspace(-0.1, 1.1, 61)
-    f.hist(np.concatenate([normalize(im).ravel() for im in lr.images]), bins=bins, density=True, histtype="step",
-           label="real")
-    if sims:
-        f.hist(np.concatenate([normalize(im).ravel() for im in sims]), bins=bins, density=True, histtype="step",
-               label="simulated")
-    f.set(yscale="log", xlabel="intensity after 0.1–99.9 % normalization", ylabel="density",
-          title="Histogram")
-    f.legend(fontsize=7)
-    fig.suptitle(f"srlab calibrate: {len(lr.images)} {lr.modality} image(s) → data block "
+    _histograms(ax[1, 2], lr.images, sims, "Histogram")
+
+    # (g, h, i) the HR side: the same field of view (in nm) as the LR patches, real vs simulated targets
+    if cal.hr is not None:
+        hr, hr_px = cal.hr, cal.hr.pixel_size_nm
+        size = round(128 * px / hr_px)
+        hr_sims = check.get("hr_images") or []
+        fwhm = hr.estimates["psf_fwhm_nm"].text()
+        measured = check.get("hr")
+        sim_fwhm = measured.estimates["psf_fwhm_nm"].text() if measured is not None else "not measured"
+        ax[2, 0].imshow(_patch(hr.images[0], size), cmap="magma", vmin=0, vmax=1)
+        ax[2, 0].set_title(f"real HR, {hr.modality} ({hr_px:g} nm/px; FWHM {fwhm})")
+        if hr_sims:
+            ax[2, 1].imshow(_patch(hr_sims[0], size), cmap="magma", vmin=0, vmax=1)
+        ax[2, 1].set_title(f"simulated HR with the block (FWHM re-measured {sim_fwhm})")
+        for a2 in (ax[2, 0], ax[2, 1]):
+            a2.set_xticks([])
+            a2.set_yticks([])
+        _histograms(ax[2, 2], hr.images, hr_sims, "HR histogram")
+    hr_text = "" if cal.hr is None else f" and {len(cal.hr.images)} {cal.hr.modality}"
+    fig.suptitle(f"srlab calibrate: {len(lr.images)} {lr.modality}{hr_text} image(s) → data block "
                  f"(x{cal.scale}, target {cal.target})")
-    out = Path(out)
-    fig.savefig(out, dpi=90)
-    return out
+    return fig

@@ -333,3 +333,53 @@ def test_hr_specimens_puts_the_hr_images_into_the_block_on_request(real_folder: 
     assert _run(*lrs, "--hr-specimens", "--out", tmp_path / "none.yaml") == 2
     assert "--hr-specimens needs --hr images" in capsys.readouterr().err
     assert not (tmp_path / "none.yaml").exists()
+
+
+def test_figure_shows_the_hr_side_when_hr_images_are_given(real_folder: Path, tmp_path: Path):
+    """With ``--hr`` the figure gains a row: real and simulated HR patches of the LR patches' field of
+    view (in nm) and their histograms; without, it is the LR side's 2×3 grid."""
+    from srlab.calibration import calibrate
+    from srlab.calibration.block import simulate_check
+    from srlab.calibration.figure import figure
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    lr = {"modality": "widefield", "psf_fwhm_nm": FWHM_NM, "e_per_adu": E_PER_ADU, "offset_adu": OFFSET_ADU}
+    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "sim", "e_per_adu": E_PER_ADU,
+                                                         "offset_adu": OFFSET_ADU, "signal_photons": 200.0},
+                                        "n_images": 2, "lr_size_px": 96, "seed": 8}, scale=2))
+    hr = [write_tiff(tmp_path / f"sim{i}.tif", imager.image(i)["hr"], pixel_size_nm=40.0) for i in range(2)]
+    lrs = sorted(real_folder.glob("*.tif"))
+
+    lr_only = calibrate(lrs, offset_adu=OFFSET_ADU)
+    assert len(figure(lr_only, simulate_check(lr_only)).axes) == 6
+    cal = calibrate(lrs, target="sim", hr_paths=hr, offset_adu=OFFSET_ADU)
+    check = simulate_check(cal)
+    axes = figure(cal, check).axes
+    assert len(axes) == 9
+    real, simulated, histogram = axes[6:]
+    assert real.get_title().startswith("real HR, sim (40 nm/px")
+    assert simulated.get_title().startswith("simulated HR with the block")
+    # The same field of view as the LR patch: 128 LR pixels of 80 nm are 256 HR pixels of 40 nm — all of a
+    # simulated 384² HR image's centre, and the whole of a real 192² one.
+    assert check["hr_images"][0].shape == (384, 384)
+    assert simulated.images[0].get_array().shape == (256, 256)
+    assert real.images[0].get_array().shape == (192, 192)
+    assert [t.get_text() for t in histogram.get_legend().get_texts()] == ["real", "simulated"]
+
+
+def test_spot_search_does_not_start_below_half_a_pixel():
+    """A spectrum fit that reads a PSF narrower than the pixels (noise, or sparse labelling at few photons)
+    must not start the spot search there: its σ bounds would admit single-photon events as spots of
+    σ ≈ 0.1 px, and their mode would be the PSF (a photon-poor STED check image read 6 nm for 47 nm)."""
+    from srlab.calibration.spots import spot_fwhm_images
+
+    rng = np.random.default_rng(1)
+    size, sigma = 256, 1.2
+    yy, xx = np.mgrid[:size, :size]
+    expected = np.full((size, size), 0.05)  # a dark field: isolated single photons everywhere
+    for y, x in rng.uniform(12, size - 12, (60, 2)):
+        expected += 150 / (2 * np.pi * sigma ** 2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
+    images = [rng.poisson(expected).astype(np.float64) for _ in range(2)]
+    spots = spot_fwhm_images(images, offset_adu=0.0, gain_adu_per_photon=1.0, sigma_guess_px=0.05)
+    assert spots.sigma_px == pytest.approx(sigma, rel=0.10)
+    assert spots.enough
