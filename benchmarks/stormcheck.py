@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="working folder (kept); default: a new temporary one")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--hr-specimens", action="store_true",
+                    help="calibrate with --hr-specimens: the three fields' tables are also the block's specimens")
     args = ap.parse_args(argv)
     started, t0 = _dt.datetime.now(_dt.timezone.utc), time.perf_counter()
     work = Path(args.work or tempfile.mkdtemp(prefix="srlab-stormcheck-")).resolve()
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     block = work / "experiments" / "data" / "stormcheck.yaml"
     calibration = srlab("calibrate", *sorted(str(p) for p in (work / "lr").glob("*.tif")), "--target", "storm",
                         "--hr", *sorted(str(p) for p in (work / "tables").glob("*.csv")), "--hr-pixel-size-nm",
-                        str(HR_PIXEL_NM), "--out", str(block), "--overwrite", cwd=work)
+                        str(HR_PIXEL_NM), "--out", str(block), "--overwrite",
+                        *(["--hr-specimens"] if args.hr_specimens else []), cwd=work)
     sim = yaml.safe_load(block.read_text())["simulation"]
     relative_nm = math.sqrt(sim["lr"]["psf_fwhm_nm"] ** 2 - sim["hr"]["psf_fwhm_nm"] ** 2)
     runs = []
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Widefield → STORM on renderings srlab did not simulate (`make stormcheck`)",
         "",
         (f"Measured {started:%Y-%m-%d %H:%M} UTC · `make stormcheck` (= `benchmarks/stormcheck.py`, seed "
-         f"{args.seed}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · commit {git_commit()} · "
+         f"{args.seed}{', --hr-specimens' if args.hr_specimens else ''}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · commit {git_commit()} · "
          f"{minutes:.0f} min in all"),
         "",
         ("Data made by the script, not by srlab's image simulator (its docstring: srlab's specimen generator, "
