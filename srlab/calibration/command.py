@@ -18,6 +18,18 @@ def _psf_method(est) -> str:
     return "spot fits" if est.method.startswith(SPOT_FIT_METHOD) else "power spectrum"
 
 
+def simulated_psf(side, sim) -> str:
+    """What the check says of the simulated images' PSF beside the real ``side``'s (``sim``: the same
+    measurement on images simulated with the block)."""
+    if side.rendering:
+        return "not measured on the simulated renderings: they have no localization tables"
+    if _psf_method(sim.estimates["psf_fwhm_nm"]) != _psf_method(side.estimates["psf_fwhm_nm"]):
+        # dense simulated fields can lack isolated spots where the real images have them, or the other way
+        return (f"simulated: {sim.estimates['psf_fwhm_nm'].text()} from the "
+                f"{_psf_method(sim.estimates['psf_fwhm_nm'])}, not comparable")
+    return f"simulated: {sim.estimates['psf_fwhm_nm'].text()}"
+
+
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.config import EXPERIMENTS_ENV, find_config
@@ -34,13 +46,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         g = e["gain_adu_per_photon"].value
         lines.append(f"  {side.role.upper()}: {len(side.images)} {side.modality} image(s), "
                      f"{side.pixel_size_nm:g} nm/px, {side.bit_depth}-bit")
-        psf_check = sv("psf_fwhm_nm")
-        if sim is not None and side.rendering:
-            psf_check = "(not measured on the simulated renderings: they have no localization tables)"
-        elif sim is not None and _psf_method(sim.estimates["psf_fwhm_nm"]) != _psf_method(e["psf_fwhm_nm"]):
-            # dense simulated fields can lack isolated spots where the real images have them, or the other way
-            psf_check = (f"(simulated: {sim.estimates['psf_fwhm_nm'].text()} from the "
-                         f"{_psf_method(sim.estimates['psf_fwhm_nm'])}, not comparable)")
+        psf_check = f"({simulated_psf(side, sim)})" if sim is not None else ""
         lines.append(_line("PSF FWHM", e["psf_fwhm_nm"], f"{psf_check} [block: {e['psf_fwhm_nm'].method}]"))
         lines.append(_line("  from the spectrum", e["psf_fwhm_spectrum_nm"]))
         lines.append(_line("  from isolated spots", e["psf_fwhm_spots_nm"]))

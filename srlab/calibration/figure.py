@@ -11,6 +11,7 @@ import numpy as np
 
 from srlab.calibration import Calibration
 from srlab.calibration.background import normalize
+from srlab.calibration.command import simulated_psf
 
 
 def _patch(image: np.ndarray, size: int = 128) -> np.ndarray:
@@ -112,14 +113,14 @@ def figure(cal: Calibration, check: dict[str, Any]) -> Any:
         hr, hr_px = cal.hr, cal.hr.pixel_size_nm
         size = round(128 * px / hr_px)
         hr_sims = check.get("hr_images") or []
-        fwhm = hr.estimates["psf_fwhm_nm"].text()
         measured = check.get("hr")
-        sim_fwhm = measured.estimates["psf_fwhm_nm"].text() if measured is not None else "not measured"
         ax[2, 0].imshow(_patch(hr.images[0], size), cmap="magma", vmin=0, vmax=1)
-        ax[2, 0].set_title(f"real HR, {hr.modality} ({hr_px:g} nm/px; FWHM {fwhm})")
+        ax[2, 0].set_title(f"real HR, {hr.modality} ({hr_px:g} nm/px)\nFWHM {hr.estimates['psf_fwhm_nm'].text()}",
+                           fontsize=10)
         if hr_sims:
             ax[2, 1].imshow(_patch(hr_sims[0], size), cmap="magma", vmin=0, vmax=1)
-        ax[2, 1].set_title(f"simulated HR with the block (FWHM re-measured {sim_fwhm})")
+        ax[2, 1].set_title("simulated HR with the block\n"
+                           + (simulated_psf(hr, measured) if measured is not None else "not measured"), fontsize=10)
         for a2 in (ax[2, 0], ax[2, 1]):
             a2.set_xticks([])
             a2.set_yticks([])

@@ -357,8 +357,8 @@ def test_figure_shows_the_hr_side_when_hr_images_are_given(real_folder: Path, tm
     axes = figure(cal, check).axes
     assert len(axes) == 9
     real, simulated, histogram = axes[6:]
-    assert real.get_title().startswith("real HR, sim (40 nm/px")
-    assert simulated.get_title().startswith("simulated HR with the block")
+    assert real.get_title().startswith("real HR, sim (40 nm/px)\nFWHM ")
+    assert simulated.get_title().startswith("simulated HR with the block\nsimulated: ")
     # The same field of view as the LR patch: 128 LR pixels of 80 nm are 256 HR pixels of 40 nm — all of a
     # simulated 384² HR image's centre, and the whole of a real 192² one.
     assert check["hr_images"][0].shape == (384, 384)
