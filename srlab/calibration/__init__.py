@@ -35,7 +35,7 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
-from srlab.calibration.noise import NoiseFit, darkest_level_depth_adu, fit_noise
+from srlab.calibration.noise import ZERO_BASED_OFFSET, NoiseFit, darkest_level_depth_adu, fit_noise
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.calibration.threads import per_image
@@ -412,8 +412,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))
     g = noise.gain_adu_per_photon
     e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "Poisson-Gaussian fit (Foi 2008)")
-    e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU",
-                               "given" if noise.offset_given else "darkest level (upper bound)")
+    e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU", noise.offset_method)
     e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
                                    "line intercept at the offset" + ("" if noise.offset_given else
                                                                      " (upper bound: includes background shot noise)"))
@@ -540,6 +539,12 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
+    for side in (lr, hr):
+        if side is not None and side.noise.offset_method == ZERO_BASED_OFFSET and not side.rendering:
+            cal.notes.append(f"{side.role.upper()}: integer counts from zero (darkest level "
+                             f"{side.noise.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter (the "
+                             f"darkest level is background); pass "
+                             f"{'--offset-adu' if side is lr else '--hr-dark'} if the detector has an offset")
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

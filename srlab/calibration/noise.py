@@ -22,7 +22,13 @@ the image's top 0.5 %. Rounding to integers adds 1/12 ADU² (removed when the da
 
 The line fixes ``g`` and ``b = σ² − g·offset``; one image cannot tell the offset from a uniform
 background (both are a constant level). Given ``offset_adu`` (spec sheet or dark frame) the read noise
-follows exactly; otherwise the darkest level of the images is taken as the offset (zero background
+follows exactly. Integer images whose darkest level is below :data:`ZERO_BASED_DARK_ADU` count from
+zero — a photon counter (HyD, APD, SPAD in counting mode: pySTED's detector, most STED and many confocal
+set-ups), or a detector clipped at zero — and their offset is 0, not the darkest level: the darkest level
+of a photon counter is background photons, and taking it for an offset wrote that background into the
+block as an offset plus Gaussian read noise (the shot noise of that background), which a counter does
+not have and which, clipped at zero, bends the simulated images' photon-transfer curve (the gain read on
+them 13 % low). Otherwise the darkest level of the images is taken as the offset (zero background
 photons there) and the read noise is then an upper bound: it includes the shot noise of that background.
 The data block reproduces the images' mean–variance curve either way.
 """
@@ -48,6 +54,12 @@ _MAD_VARIANCE_SE = math.sqrt(2.0 / 0.3675)
 #: that single noisy pixels do not decide it.
 DARKEST_PERCENTILE = 0.5
 DARKEST_SMOOTHING_PX = 2.0
+#: Integer images whose darkest level is below this (ADU) count from zero (module doc): offset 0. A
+#: camera's offset keeps its dark pixels hundreds of ADU above zero; a counter's darkest level is its
+#: background photons, below 1 only where the specimen leaves dark areas.
+ZERO_BASED_DARK_ADU = 1.0
+#: What :class:`NoiseFit` says of an offset taken as 0 for counts from zero.
+ZERO_BASED_OFFSET = "counts from zero: integer, darkest level < 1 ADU"
 
 
 def darkest_level_adu(image: np.ndarray) -> float:
@@ -111,7 +123,8 @@ class NoiseFit:
     intercept_se: float
     offset_adu: float
     offset_se: float
-    offset_given: bool
+    offset_given: bool  # known (given, dark frames, or counts from zero), so the read noise is not a bound
+    offset_method: str
     read_noise_adu: float
     read_noise_se: float
     dark_level_adu: float  # median over the images of darkest_level_adu
@@ -218,15 +231,19 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     darkest = per_image(darkest_level_adu, images)
     dark = float(np.median(darkest))
     if offset_adu is not None:
-        offset, offset_se, given = float(offset_adu), 0.0, True
+        offset, offset_se, given, method = float(offset_adu), 0.0, True, "given"
+    elif integer and dark < ZERO_BASED_DARK_ADU:
+        offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
     else:
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False
+        method = "darkest level (upper bound)"
     r2 = b + gain * offset
     r2_var = b_se**2 + offset**2 * gain_se**2 + 2 * offset * cov_gb + gain**2 * offset_se**2
     read = math.sqrt(max(r2, 0.0))
     read_se = math.sqrt(max(r2_var, 0.0)) / (2.0 * max(read, math.sqrt(max(r2_var, 0.0)) ** 0.5, 1e-6))
     return NoiseFit(gain_adu_per_photon=gain, gain_se=gain_se, intercept_adu2=b, intercept_se=b_se,
-                    offset_adu=offset, offset_se=offset_se, offset_given=given, read_noise_adu=read,
+                    offset_adu=offset, offset_se=offset_se, offset_given=given, offset_method=method,
+                    read_noise_adu=read,
                     read_noise_se=read_se, dark_level_adu=dark, dark_levels_adu=tuple(darkest),
                     integer_data=integer,
                     bin_mean=mu, bin_var=var, bin_se=se, bin_used=used)

@@ -383,3 +383,33 @@ def test_spot_search_does_not_start_below_half_a_pixel():
     spots = spot_fwhm_images(images, offset_adu=0.0, gain_adu_per_photon=1.0, sigma_guess_px=0.05)
     assert spots.sigma_px == pytest.approx(sigma, rel=0.10)
     assert spots.enough
+
+
+def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(tmp_path: Path):
+    """Confocal and STED through photon counters (srlab's presets: gain 1, no offset, no read noise;
+    backgrounds 1.0 and 0.5 photons/px). The darkest level is background, not an offset: taking it for one
+    wrote that background into the block as an offset plus read noise, and the block's simulated STED then
+    read a gain 0.65–0.70 for the real 0.94."""
+    from srlab.calibration import calibrate
+    from srlab.calibration.block import simulate_check
+    from srlab.calibration.noise import ZERO_BASED_OFFSET
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    imager = Imager(resolve_simulation({"lr": {"modality": "confocal"}, "hr": {"modality": "sted"},
+                                        "n_images": 2, "lr_size_px": 256, "seed": 0}, scale=2))
+    pairs = [imager.image(i) for i in range(2)]
+    lr = [write_tiff(tmp_path / f"lr{i}.tif", p["lr"], pixel_size_nm=40.0) for i, p in enumerate(pairs)]
+    hr = [write_tiff(tmp_path / f"hr{i}.tif", p["hr"], pixel_size_nm=20.0) for i, p in enumerate(pairs)]
+    cal = calibrate(lr, modality="confocal", target="sted", hr_paths=hr)
+    for side, background in ((cal.lr, 1.0), (cal.hr, 0.5)):
+        e = side.estimates
+        assert e["offset_adu"].value == 0.0 and e["offset_adu"].method == ZERO_BASED_OFFSET
+        assert e["read_noise_adu"].value < 0.2
+        assert e["gain_adu_per_photon"].value == pytest.approx(1.0, rel=0.10)
+        # the darkest level of photon-poor images reads low (calibrate notes by how much); not 0 any more
+        assert 0.5 * background < e["background_photons"].value <= 1.1 * background
+    assert sum("integer counts from zero" in note for note in cal.notes) == 2
+    check = simulate_check(cal)
+    for role in ("lr", "hr"):
+        real = getattr(cal, role).estimates["gain_adu_per_photon"].value
+        assert check[role].estimates["gain_adu_per_photon"].value == pytest.approx(real, rel=0.10)
