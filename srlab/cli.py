@@ -413,6 +413,8 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HR pixel = LR pixel / scale (default: from the HR images, else 2)")
     parser.add_argument("--offset-adu", type=float, default=None,
                         help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
+    parser.add_argument("--hr-offset-adu", type=float, default=None,
+                        help="the same for the --hr detector (0 for a photon counter)")
     parser.add_argument("--dark", nargs="+", default=[], metavar="FILE",
                         help="dark frames of the LR camera (shutter closed, same exposure/gain): offset and read "
                              "noise measured, not bounded")

@@ -457,7 +457,8 @@ def _check_gain(role: str, noise: NoiseFit) -> None:
 def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target: str | None = None,
               hr_paths: list[str | Path] = (), pixel_size_nm: float | None = None,
               hr_pixel_size_nm: float | None = None, scale: int | None = None,
-              offset_adu: float | None = None, prior: str = "sim_broad", dark_paths: list[str | Path] = (),
+              offset_adu: float | None = None, hr_offset_adu: float | None = None, prior: str = "sim_broad",
+              dark_paths: list[str | Path] = (),
               hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False, channel: int | None = None,
               hr_channel: int | None = None) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
@@ -472,8 +473,11 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     specimen_prior(prior)  # a wrong name is refused before any image is read
     if dark_paths and offset_adu is not None:
         raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
-    if hr_dark_paths and not hr_paths:
-        raise SrlabError("--hr-dark needs --hr images (dark frames of the HR detector)")
+    if hr_dark_paths and hr_offset_adu is not None:
+        raise SrlabError("give --hr-offset-adu or --hr-dark, not both (the dark frames measure the offset)")
+    for flag, given in (("--hr-dark", bool(hr_dark_paths)), ("--hr-offset-adu", hr_offset_adu is not None)):
+        if given and not hr_paths:
+            raise SrlabError(f"{flag} needs --hr images (it is the HR detector's)")
     if hr_specimens and not hr_paths:
         raise SrlabError("--hr-specimens needs --hr images (they are the specimens)")
     for flag, value in (("--channel", channel), ("--hr-channel", hr_channel)):
@@ -523,7 +527,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
                                  f"scale; resample the HR images or pass --scale (the HR pixel becomes LR / scale)")
             scale = round(ratio)
         _check_dark(hr_dark, hr_images, "--hr-dark")
-        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, dark=hr_dark, precision=precision)
+        hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, offset_adu=hr_offset_adu, dark=hr_dark,
+                     precision=precision)
     if scale is None and rendering:
         # a rendering's pixel is chosen, not an objective's: without --hr or --scale, the scale that comes
         # nearest (in log) to the preset's pixel, 20 nm (x4 from an 80 nm widefield pixel, x8 from 160 nm)
@@ -544,7 +549,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             cal.notes.append(f"{side.role.upper()}: integer counts from zero (darkest level "
                              f"{side.noise.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter (the "
                              f"darkest level is background); pass "
-                             f"{'--offset-adu' if side is lr else '--hr-dark'} if the detector has an offset")
+                             f"{'--offset-adu' if side is lr else '--hr-offset-adu'} if the detector has an offset")
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

@@ -103,7 +103,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
     cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
-                    offset_adu=args.offset_adu, prior=args.prior, hr_specimens=args.hr_specimens,
+                    offset_adu=args.offset_adu, hr_offset_adu=args.hr_offset_adu, prior=args.prior,
+                    hr_specimens=args.hr_specimens,
                     dark_paths=args.dark, hr_dark_paths=args.hr_dark, channel=args.channel,
                     hr_channel=args.hr_channel)
     check = {} if args.no_check else simulate_check(cal)

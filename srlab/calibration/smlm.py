@@ -593,7 +593,8 @@ def run_calibrate_smlm(args) -> int:
     ignored = [flag for flag, value in (("--hr", args.hr), ("--scale", args.scale), ("--target", args.target),
                                         ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"),
                                         ("--hr-specimens", args.hr_specimens),
-                                        ("--hr-channel", args.hr_channel is not None))
+                                        ("--hr-channel", args.hr_channel is not None),
+                                        ("--hr-offset-adu", args.hr_offset_adu is not None))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")

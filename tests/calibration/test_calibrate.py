@@ -125,7 +125,8 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
                                   "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
-                                  "beyond_16_bits", "saturated_8_bit", "nan_padding"])
+                                  "beyond_16_bits", "saturated_8_bit", "nan_padding", "hr_offset_without_hr",
+                                  "hr_offset_and_hr_dark"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -168,6 +169,14 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         image[:, 80:] = np.nan
         files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
         expect = "NaN or infinite pixels"
+    elif case == "hr_offset_without_hr":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--hr-offset-adu", "0"]
+        expect = "--hr-offset-adu needs --hr images"
+    elif case == "hr_offset_and_hr_dark":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--hr",
+                  write_tiff(tmp_path / "h.tif", _noisy(1), pixel_size_nm=40.0), "--hr-offset-adu", "100",
+                  "--hr-dark", write_tiff(tmp_path / "d.tif", np.full((64, 64), 100, np.uint16), pixel_size_nm=None)]
+        expect = "give --hr-offset-adu or --hr-dark, not both"
     elif case == "beyond_16_bits":
         files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.uint32) * 1000, pixel_size_nm=80.0))
         expect = "beyond 16 bits"
@@ -409,6 +418,9 @@ def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(
         # the darkest level of photon-poor images reads low (calibrate notes by how much); not 0 any more
         assert 0.5 * background < e["background_photons"].value <= 1.1 * background
     assert sum("integer counts from zero" in note for note in cal.notes) == 2
+    # a detector that does have an offset says so: the given value is used, and the rule does not apply
+    given = calibrate(lr, modality="confocal", target="sted", hr_paths=hr, hr_offset_adu=0.25).hr.estimates
+    assert given["offset_adu"].value == 0.25 and given["offset_adu"].method == "given"
     check = simulate_check(cal)
     for role in ("lr", "hr"):
         real = getattr(cal, role).estimates["gain_adu_per_photon"].value
