@@ -463,8 +463,9 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
               hr_channel: int | None = None) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
-    calibrated block simulates; ``dark_paths``/``hr_dark_paths``: dark frames of the LR/HR detector
-    (offset and read noise, :mod:`~srlab.calibration.dark`); ``hr_specimens``: the block's simulation takes
+    calibrated block simulates; ``offset_adu``/``hr_offset_adu``: the LR/HR detector's known offset
+    (else :func:`~srlab.calibration.noise.fit_noise` decides); ``dark_paths``/``hr_dark_paths``: dark
+    frames of the LR/HR detector (offset and read noise, :mod:`~srlab.calibration.dark`); ``hr_specimens``: the block's simulation takes
     the HR images as specimens too; ``channel``/``hr_channel``: the channel measured in multi-channel LR/HR
     files (and in multi-channel dark frames of that detector). Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
