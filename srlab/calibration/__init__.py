@@ -547,9 +547,9 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method == ZERO_BASED_OFFSET and not side.rendering:
-            cal.notes.append(f"{side.role.upper()}: integer counts from zero (darkest level "
-                             f"{side.noise.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter (the "
-                             f"darkest level is background); pass "
+            cal.notes.append(f"{side.role.upper()}: integer counts from zero (>= 1 % of the pixels at 0; darkest "
+                             f"level {side.noise.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter "
+                             f"(the darkest level is background); pass "
                              f"{'--offset-adu' if side is lr else '--hr-offset-adu'} if the detector has an offset")
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "

@@ -22,8 +22,8 @@ the image's top 0.5 %. Rounding to integers adds 1/12 ADU² (removed when the da
 
 The line fixes ``g`` and ``b = σ² − g·offset``; one image cannot tell the offset from a uniform
 background (both are a constant level). Given ``offset_adu`` (spec sheet or dark frame) the read noise
-follows exactly. Integer images whose darkest level is below :data:`ZERO_BASED_DARK_ADU` count from
-zero — a photon counter (HyD, APD, SPAD in counting mode: pySTED's detector, most STED and many confocal
+follows exactly. Integer images with at least :data:`ZERO_BASED_SHARE` of their pixels at exactly 0
+count from zero — a photon counter (HyD, APD, SPAD in counting mode: pySTED's detector, most STED and many confocal
 set-ups), or a detector clipped at zero — and their offset is 0, not the darkest level: the darkest level
 of a photon counter is background photons, and taking it for an offset wrote that background into the
 block as an offset plus Gaussian read noise (the shot noise of that background), which a counter does
@@ -54,12 +54,14 @@ _MAD_VARIANCE_SE = math.sqrt(2.0 / 0.3675)
 #: that single noisy pixels do not decide it.
 DARKEST_PERCENTILE = 0.5
 DARKEST_SMOOTHING_PX = 2.0
-#: Integer images whose darkest level is below this (ADU) count from zero (module doc): offset 0. A
-#: camera's offset keeps its dark pixels hundreds of ADU above zero; a counter's darkest level is its
-#: background photons, below 1 only where the specimen leaves dark areas.
-ZERO_BASED_DARK_ADU = 1.0
+#: Integer images with at least this share of pixels at exactly 0 count from zero (module doc): offset 0.
+#: A camera's offset keeps its dark pixels far above zero (fill regions, the other source of zeros, are
+#: cut away before the fit); a counter reads 0 in a share e^(−background) of its dark pixels (20 % at
+#: pySTED's 1.6 photons/px, whose darkest level, 1.7 ADU, had been taken for an offset). A dead row of a
+#: 256-px camera is 0.4 %.
+ZERO_BASED_SHARE = 0.01
 #: What :class:`NoiseFit` says of an offset taken as 0 for counts from zero.
-ZERO_BASED_OFFSET = "counts from zero: integer, darkest level < 1 ADU"
+ZERO_BASED_OFFSET = "counts from zero: integer, >= 1 % of pixels at 0"
 
 
 def darkest_level_adu(image: np.ndarray) -> float:
@@ -232,7 +234,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     dark = float(np.median(darkest))
     if offset_adu is not None:
         offset, offset_se, given, method = float(offset_adu), 0.0, True, "given"
-    elif integer and dark < ZERO_BASED_DARK_ADU:
+    elif integer and sum(per_image(lambda im: int(np.count_nonzero(im == 0)), images)) >= \
+            ZERO_BASED_SHARE * sum(im.size for im in images):
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
     else:
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False
