@@ -418,6 +418,14 @@ def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(
         # the darkest level of photon-poor images reads low (calibrate notes by how much); not 0 any more
         assert 0.5 * background < e["background_photons"].value <= 1.1 * background
     assert sum("integer counts from zero" in note for note in cal.notes) == 2
+    # a counter's darkest level can exceed 1 count (pySTED's: 1.7) — its zeros tell it from a camera
+    bright = Imager(resolve_simulation({"lr": {"modality": "confocal", "background_photons": 3.0},
+                                        "hr": {"modality": "sted"}, "n_images": 2, "lr_size_px": 256, "seed": 0},
+                                       scale=2))
+    bright_lr = [write_tiff(tmp_path / f"b{i}.tif", bright.image(i)["lr"], pixel_size_nm=40.0) for i in range(2)]
+    e = calibrate(bright_lr, modality="confocal", target="sted").lr.estimates
+    assert e["offset_adu"].value == 0.0 and e["offset_adu"].method == ZERO_BASED_OFFSET
+    assert e["background_photons"].value == pytest.approx(3.0, rel=0.35)
     # a detector that does have an offset says so: the given value is used, and the rule does not apply
     given = calibrate(lr, modality="confocal", target="sted", hr_paths=hr, hr_offset_adu=0.25).hr.estimates
     assert given["offset_adu"].value == 0.25 and given["offset_adu"].method == "given"
