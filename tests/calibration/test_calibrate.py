@@ -322,14 +322,21 @@ def test_noise_fit_does_not_depend_on_the_order_of_the_images():
     assert len(gains) == 1, gains
 
 
-def test_hr_specimens_puts_the_hr_images_into_the_block_on_request(real_folder: Path, tmp_path: Path, capsys):
+def _sim_hr_images(folder: Path) -> list[Path]:
+    """Two 192² SIM images (40 nm pixels) of a camera with the fixture's gain and offset."""
     from srlab.data.simulate import Imager, resolve_simulation
 
     lr = {"modality": "widefield", "psf_fwhm_nm": FWHM_NM, "e_per_adu": E_PER_ADU, "offset_adu": OFFSET_ADU}
     imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "sim", "e_per_adu": E_PER_ADU,
                                                          "offset_adu": OFFSET_ADU, "signal_photons": 200.0},
                                         "n_images": 2, "lr_size_px": 96, "seed": 8}, scale=2))
-    hr = [write_tiff(tmp_path / f"sim{i}.tif", imager.image(i)["hr"], pixel_size_nm=40.0) for i in range(2)]
+    return [write_tiff(folder / f"sim{i}.tif", imager.image(i)["hr"], pixel_size_nm=40.0) for i in range(2)]
+
+
+def test_hr_specimens_puts_the_hr_images_into_the_block_on_request(real_folder: Path, tmp_path: Path, capsys):
+    from srlab.data.simulate import resolve_simulation
+
+    hr = _sim_hr_images(tmp_path)
     lrs = sorted(real_folder.glob("*.tif"))
     plain, asked = tmp_path / "plain.yaml", tmp_path / "asked.yaml"
     assert _run(*lrs, "--hr", *hr, "--out", plain, "--offset-adu", OFFSET_ADU) == 0
@@ -350,13 +357,8 @@ def test_figure_shows_the_hr_side_when_hr_images_are_given(real_folder: Path, tm
     from srlab.calibration import calibrate
     from srlab.calibration.block import simulate_check
     from srlab.calibration.figure import figure
-    from srlab.data.simulate import Imager, resolve_simulation
 
-    lr = {"modality": "widefield", "psf_fwhm_nm": FWHM_NM, "e_per_adu": E_PER_ADU, "offset_adu": OFFSET_ADU}
-    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "sim", "e_per_adu": E_PER_ADU,
-                                                         "offset_adu": OFFSET_ADU, "signal_photons": 200.0},
-                                        "n_images": 2, "lr_size_px": 96, "seed": 8}, scale=2))
-    hr = [write_tiff(tmp_path / f"sim{i}.tif", imager.image(i)["hr"], pixel_size_nm=40.0) for i in range(2)]
+    hr = _sim_hr_images(tmp_path)
     lrs = sorted(real_folder.glob("*.tif"))
 
     lr_only = calibrate(lrs, offset_adu=OFFSET_ADU)
