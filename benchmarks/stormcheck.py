@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--hr-specimens", action="store_true",
                     help="calibrate with --hr-specimens: the three fields' tables are also the block's specimens")
+    ap.add_argument("--patches-per-epoch", type=int, default=None,
+                    help="training budget (data.patches_per_epoch); default: the experiments' own (256), "
+                         "realcheck trains with 1024")
     args = ap.parse_args(argv)
     started, t0 = _dt.datetime.now(_dt.timezone.utc), time.perf_counter()
     work = Path(args.work or tempfile.mkdtemp(prefix="srlab-stormcheck-")).resolve()
@@ -136,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     relative_nm = math.sqrt(sim["lr"]["psf_fwhm_nm"] ** 2 - sim["hr"]["psf_fwhm_nm"] ** 2)
     runs = []
     for method in METHODS:
+        budget = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
         srlab("train", method, "data=stormcheck", "logger.wandb.enabled=false", f"runs_dir={work / 'runs'}",
-              cwd=work)
+              *budget, cwd=work)
         runs.append(str(max((work / "runs" / f"{method}@stormcheck").iterdir())))
     tables = {}
     for folder in ("pairs", "pairs_histogram"):
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Widefield → STORM on renderings srlab did not simulate (`make stormcheck`)",
         "",
         (f"Measured {started:%Y-%m-%d %H:%M} UTC · `make stormcheck` (= `benchmarks/stormcheck.py`, seed "
-         f"{args.seed}{', --hr-specimens' if args.hr_specimens else ''}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · commit {git_commit()} · "
+         f"{args.seed}{', --hr-specimens' if args.hr_specimens else ''}{f', --patches-per-epoch {args.patches_per_epoch}' if args.patches_per_epoch else ''}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · commit {git_commit()} · "
          f"{minutes:.0f} min in all"),
         "",
         ("Data made by the script, not by srlab's image simulator (its docstring: srlab's specimen generator, "
