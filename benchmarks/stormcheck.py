@@ -131,17 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     (work / "experiments" / "data").mkdir(parents=True, exist_ok=True)
     make_fields(work, args.seed)
     block = work / "experiments" / "data" / "stormcheck.yaml"
+    # the options, once: what calibrate and train are given, and what the BENCHMARKS header says was run
+    calibrate_options = ["--hr-specimens"] if args.hr_specimens else []
+    train_options = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
+    options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else [])]
     calibration = srlab("calibrate", *sorted(str(p) for p in (work / "lr").glob("*.tif")), "--target", "storm",
                         "--hr", *sorted(str(p) for p in (work / "tables").glob("*.csv")), "--hr-pixel-size-nm",
                         str(HR_PIXEL_NM), "--out", str(block), "--overwrite",
-                        *(["--hr-specimens"] if args.hr_specimens else []), cwd=work)
+                        *calibrate_options, cwd=work)
     sim = yaml.safe_load(block.read_text())["simulation"]
     relative_nm = math.sqrt(sim["lr"]["psf_fwhm_nm"] ** 2 - sim["hr"]["psf_fwhm_nm"] ** 2)
     runs = []
     for method in METHODS:
-        budget = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
         srlab("train", method, "data=stormcheck", "logger.wandb.enabled=false", f"runs_dir={work / 'runs'}",
-              *budget, cwd=work)
+              *train_options, cwd=work)
         runs.append(str(max((work / "runs" / f"{method}@stormcheck").iterdir())))
     tables = {}
     for folder in ("pairs", "pairs_histogram"):
@@ -155,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Widefield → STORM on renderings srlab did not simulate (`make stormcheck`)",
         "",
         (f"Measured {started:%Y-%m-%d %H:%M} UTC · `make stormcheck` (= `benchmarks/stormcheck.py`, seed "
-         f"{args.seed}{', --hr-specimens' if args.hr_specimens else ''}{f', --patches-per-epoch {args.patches_per_epoch}' if args.patches_per_epoch else ''}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · commit {git_commit()} · "
+         f"{', '.join([str(args.seed), *options])}) · {cpu_model()}, {os.cpu_count()} logical CPUs (shared) · "
+         f"commit {git_commit()} · "
          f"{minutes:.0f} min in all"),
         "",
         ("Data made by the script, not by srlab's image simulator (its docstring: srlab's specimen generator, "
