@@ -386,15 +386,21 @@ def _normalized(path: Path) -> np.ndarray:
 #: The references the methods are scored against: the pairs' HR without noise (the headline: what the
 #: microscope resolves) and as acquired (photon and camera noise in the reference caps every method's
 #: score: the "noise-free HR itself" row is that ceiling).
+#: Rows predicted with the ×8 dihedral self-ensemble (``--tta``; Lim et al. 2017's "EDSR+"), an option of
+#: ``srlab predict`` any user has; the network is the same run (added after the first results).
+TTA_SUFFIX = ", ×8 self-ensemble at prediction (--tta)"
 REFERENCES = {"noise_free": "noise-free HR (expected counts)", "acquired": "HR as acquired (noisy)"}
 CEILING = "noise-free HR itself (ceiling)"
 
 
-def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
+def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
+                  tta: bool = False) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per-image affine-fitted PSNR/SSIM of every method (the baselines and the trained runs ``run_dirs``,
     experiment -> run) on the foreign pairs, against each reference (:data:`REFERENCES`):
     ``results[reference][method][metric]``. Richardson–Lucy is ``rl_sted`` on the calibrated block
-    (``exp_root``): its PSF is the block's relative blur, as a user's ``srlab train rl_sted data=<block>``."""
+    (``exp_root``): its PSF is the block's relative blur, as a user's ``srlab train rl_sted data=<block>``.
+    With ``tta`` every srlab run (not the oracles) also predicts with the ×8 self-ensemble of
+    ``srlab predict --tta``, a row of its own beside the plain prediction."""
     import torch
 
     from srlab.build import build_network
@@ -424,6 +430,10 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) ->
                     f"images (unlabelled)"] = network
         else:
             methods[f"srlab {name} ({EXPERIMENTS[name]})"] = network
+    ensembled = [m for m in methods if m.startswith("srlab")] if tta else []
+    # each self-ensemble row right under its plain row, so the pair reads side by side
+    methods = {row: network for m, network in methods.items()
+               for row in ([m, m + TTA_SUFFIX] if m in ensembled else [m])}
     results = {ref: {m: {"psnr": [], "ssim": []} for m in methods} for ref in REFERENCES}
     results["acquired"][CEILING] = {"psnr": [], "ssim": []}
 
@@ -439,7 +449,7 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path) ->
         for name, module in methods.items():
             with torch.no_grad():
                 if name.startswith(("srlab", ORACLE_PREFIX)):
-                    pred = predict_stack(module, lr, scale=scale)
+                    pred = predict_stack(module, lr, scale=scale, tta=name.endswith(TTA_SUFFIX))
                 else:
                     pred = module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
             for ref, target in targets.items():
@@ -508,7 +518,9 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     ds = float(np.mean(r["ssim"]) - np.mean(base["ssim"]))
     beats_rl = np.mean(r["psnr"]) > np.mean(rl["psnr"]) and np.mean(r["ssim"]) > np.mean(rl["ssim"])
     met = dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl
-    model = best.split()[1] + (f" {ADAPT_SUFFIX}" if ADAPT_SUFFIX in best else "")
+    model = best.split()[1] + "".join(label for marker, label in (
+        ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
+        (TTA_SUFFIX, " with --tta")) if marker in best)
     # The target compares means; whether the margin over RL is more than the fields' scatter is said beside it.
     mean, lo, hi, above, n = _paired(r["psnr"], rl["psnr"])
     sure = ("" if not math.isfinite(lo) else ", significant" if lo > 0 or hi < 0 else ", within the fields' scatter")
@@ -573,6 +585,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--oracle", action="store_true",
                    help="also train each experiment on the foreign test pairs themselves (noise-free HR): the "
                         "upper bound of the network and budget on these data, labelled as such, never the verdict")
+    p.add_argument("--tta", action="store_true",
+                   help="also score every srlab run predicted with the x8 self-ensemble of `srlab predict --tta`")
     p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
                    choices=["confocal_sted", "widefield_sim"])
     p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
@@ -650,7 +664,7 @@ def main(argv: list[str] | None = None) -> dict:
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
                     task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name, data=oracle_data(task))
-            results = evaluate_task(task, cal, run_dirs, exp_root)
+            results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta)
             tables = [results_table(task, results[ref], ref) for ref in REFERENCES]
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
@@ -677,7 +691,7 @@ def _missing(module: str) -> bool:
 def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
-        ["--no-adapt"] if args.no_adapt else []) + (
+        ["--no-adapt"] if args.no_adapt else []) + (["--tta"] if args.tta else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
@@ -716,6 +730,11 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "pySTED, which bundles 6 datamaps per structure, 3 of the 18, so 15 test fields (until this "
                    "option they were transposed copies of 3 test fields, harmless for measuring the PSF, not for "
                    "training)."), ""]
+    if args.tta and not args.no_train:
+        lines += [("Rows *×8 self-ensemble at prediction* (`--tta`) are the same trained runs predicted as "
+                   "`srlab predict --tta` does: the mean of the 8 rotations and flips of the input, each output "
+                   "turned back (Lim et al. 2017, \"EDSR+\"; added after the first results). The networks are "
+                   "unchanged; Richardson–Lucy and bicubic are symmetric already."), ""]
     if args.oracle:
         lines += [("Rows *oracle:* (`--oracle`) train the same experiments, same budget, on the foreign test pairs "
                    "themselves, the noise-free HR as targets (a paired block over them, split by srlab: training "

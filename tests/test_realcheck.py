@@ -53,7 +53,7 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
     pytest.importorskip("pysted")
     pytest.importorskip("psfmodels")
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
-    report = realcheck.main(["--quick", "--oracle", "--no-write", "--work", str(tmp_path / "work")])
+    report = realcheck.main(["--quick", "--oracle", "--tta", "--no-write", "--work", str(tmp_path / "work")])
     out = capsys.readouterr().out
     for name, entry in report["tasks"].items():
         methods = {"bicubic", "Richardson–Lucy", "srlab edsr_smoke (EDSR 8×32)",
@@ -63,6 +63,8 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         learned = [m for m in methods if m.startswith("srlab")]
         methods |= {f"{m} +adapt to the test LR images (unlabelled)" for m in learned}
         methods |= {f"{m} with the --hr images as specimens too" for m in learned}
+        # every srlab run also predicted with the self-ensemble; the oracles are not
+        methods |= {m + realcheck.TTA_SUFFIX for m in methods if m.startswith("srlab")}
         assert set(entry["results"]["noise_free"]) == methods
         # the --hr images show no test field (STED: other pySTED datamaps), and the block leaves them out
         # unless asked (--hr-specimens: the rows above)
@@ -104,3 +106,15 @@ def test_verdict_states_the_paired_margin_over_richardson_lucy(realcheck):
     row = next(line for line in lines if line.startswith("| srlab win"))
     assert row.endswith("| +0.53 (+0.49 to +0.57); 4/4 |")
     assert next(line for line in lines if line.startswith("| Richardson–Lucy")).endswith("|  |")
+
+
+def test_verdict_names_how_the_best_row_was_made(realcheck):
+    """The verdict's "best srlab model" says which variant won: specimens, adapt, self-ensemble."""
+    results = {"bicubic": {"psnr": [18.0, 19.0], "ssim": [0.3, 0.3]},
+               "Richardson–Lucy": {"psnr": [20.0, 21.0], "ssim": [0.4, 0.4]},
+               "srlab a (x)": {"psnr": [20.1, 21.0], "ssim": [0.5, 0.5]},
+               "srlab b (x) with the --hr images as specimens too" + realcheck.TTA_SUFFIX:
+                   {"psnr": [20.6, 21.5], "ssim": [0.5, 0.5]}}
+    verdict = realcheck._verdict(results, list(results)[2:], "alone")
+    assert "best srlab model by PSNR: b with the --hr images as specimens with --tta," in verdict
+    assert "best srlab model by PSNR: a," in realcheck._verdict(results, ["srlab a (x)"], "alone")
