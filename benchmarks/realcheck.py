@@ -36,6 +36,7 @@ Every foreign setting below was fixed before any result was seen; nothing is tun
 ``--oracle`` adds rows that are not results: the same experiments trained, same budget, on the foreign test
 pairs themselves with the noise-free HR as targets — the upper bound of the network and budget on these
 data, to read the srlab rows against (how much of the gap is the simulation, how much the network).
+``--tta`` adds, under each srlab row, the same run predicted with ``srlab predict --tta`` (the ×8 self-ensemble).
 
 Every method is scored against two references of the same fields (the noise-free one added after the
 first results, when the acquired STED reference was found to cap every score): the HR *without noise* (pySTED's
@@ -383,12 +384,12 @@ def _normalized(path: Path) -> np.ndarray:
     return percentile_normalize(np.asarray(array, np.float32))[0]
 
 
-#: The references the methods are scored against: the pairs' HR without noise (the headline: what the
-#: microscope resolves) and as acquired (photon and camera noise in the reference caps every method's
-#: score: the "noise-free HR itself" row is that ceiling).
 #: Rows predicted with the ×8 dihedral self-ensemble (``--tta``; Lim et al. 2017's "EDSR+"), an option of
 #: ``srlab predict`` any user has; the network is the same run (added after the first results).
 TTA_SUFFIX = ", ×8 self-ensemble at prediction (--tta)"
+#: The references the methods are scored against: the pairs' HR without noise (the headline: what the
+#: microscope resolves) and as acquired (photon and camera noise in the reference caps every method's
+#: score: the "noise-free HR itself" row is that ceiling).
 REFERENCES = {"noise_free": "noise-free HR (expected counts)", "acquired": "HR as acquired (noisy)"}
 CEILING = "noise-free HR itself (ceiling)"
 
