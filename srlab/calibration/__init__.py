@@ -35,7 +35,13 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
-from srlab.calibration.noise import ZERO_BASED_OFFSET, NoiseFit, darkest_level_depth_adu, fit_noise
+from srlab.calibration.noise import (
+    COUNTS_FROM_ZERO,
+    ZERO_BASED_OFFSET,
+    NoiseFit,
+    darkest_level_depth_adu,
+    fit_noise,
+)
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
 from srlab.calibration.threads import per_image
@@ -546,9 +552,15 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     for side in (lr, hr):
-        if side is not None and side.noise.offset_method == ZERO_BASED_OFFSET and not side.rendering:
-            cal.notes.append(f"{side.role.upper()}: integer counts from zero (>= 1 % of the pixels at 0; darkest "
-                             f"level {side.noise.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter "
+        if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
+            n = side.noise
+            if n.offset_method == ZERO_BASED_OFFSET:
+                why = ">= 1 % of the pixels at 0"
+            else:
+                why = (f"the noise line reaches zero variance at {n.zero_variance_level_adu:.2g} ± "
+                       f"{n.zero_variance_level_se:.2g} ADU")
+            cal.notes.append(f"{side.role.upper()}: integer counts from zero ({why}; darkest "
+                             f"level {n.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter "
                              f"(the darkest level is background); pass "
                              f"{'--offset-adu' if side is lr else '--hr-offset-adu'} if the detector has an offset")
     if not lr.noise.offset_given:

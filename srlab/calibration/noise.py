@@ -28,7 +28,13 @@ set-ups), or a detector clipped at zero — and their offset is 0, not the darke
 of a photon counter is background photons, and taking it for an offset wrote that background into the
 block as an offset plus Gaussian read noise (the shot noise of that background), which a counter does
 not have and which, clipped at zero, bends the simulated images' photon-transfer curve (the gain read on
-them 13 % low). Otherwise the darkest level of the images is taken as the offset (zero background
+them 13 % low). A counter over more than ~5 photons/px of background leaves under 1 % zeros; its
+integer images are still told from a camera's by where the line reaches zero variance,
+``−b/g = offset − read²/g``: at 0 ADU for a counter, near the offset for a camera (sCMOS, EMCCD: 90–200
+ADU). Within :func:`zero_crossing_tolerance_adu` of 0 (standard errors and the quantized MAD's step),
+and the darkest level more than that above it, the offset is 0 as well. A camera whose offset happens
+to equal ``read²/g`` passes too; its block then has the same mean–variance line (its read noise as
+background shot noise), and the note names ``--offset-adu``. Otherwise the darkest level of the images is taken as the offset (zero background
 photons there) and the read noise is then an upper bound: it includes the shot noise of that background.
 The data block reproduces the images' mean–variance curve either way.
 """
@@ -62,6 +68,13 @@ DARKEST_SMOOTHING_PX = 2.0
 ZERO_BASED_SHARE = 0.01
 #: What :class:`NoiseFit` says of an offset taken as 0 for counts from zero.
 ZERO_BASED_OFFSET = "counts from zero: integer, >= 1 % of pixels at 0"
+#: What :class:`NoiseFit` says of an offset taken as 0 because the noise line vanishes at 0 ADU.
+ZERO_CROSSING_OFFSET = "counts from zero: integer, noise line's zero-variance level at 0 ADU"
+#: Both ways of telling integer counts from zero (offset 0, the darkest level is background).
+COUNTS_FROM_ZERO = (ZERO_BASED_OFFSET, ZERO_CROSSING_OFFSET)
+#: Standard errors in :func:`zero_crossing_tolerance_adu`: how near 0 ADU the line's zero-variance
+#: level must be (and the darkest level how far above it) for counts from zero without zeros.
+ZERO_CROSSING_SE = 3.0
 
 
 def darkest_level_adu(image: np.ndarray) -> float:
@@ -132,6 +145,8 @@ class NoiseFit:
     dark_level_adu: float  # median over the images of darkest_level_adu
     dark_levels_adu: tuple[float, ...]  # each image's
     integer_data: bool
+    zero_variance_level_adu: float  # −b/gain: offset − read²/gain (0 for a photon counter)
+    zero_variance_level_se: float
     bin_mean: np.ndarray  # the (mean, variance, standard error) points, used ones marked
     bin_var: np.ndarray
     bin_se: np.ndarray
@@ -216,6 +231,34 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray
             float(cov[0, 1]) * inflate**2, used)
 
 
+def zero_variance_level_adu(gain: float, intercept: float, gain_se: float, intercept_se: float,
+                            cov_gain_intercept: float) -> tuple[float, float]:
+    """Where the line ``var = gain·mean + intercept`` reaches zero variance, ``−intercept/gain`` (ADU),
+    and its standard error (first-order propagation). ``offset − read²/gain`` for a camera, ``0`` for a
+    photon counter (no offset, no read noise)."""
+    if not gain > 0:
+        return math.nan, math.inf
+    level = -intercept / gain
+    grad = np.array([intercept / gain**2, -1.0 / gain])  # d level / d (gain, intercept)
+    cov = np.array([[gain_se**2, cov_gain_intercept], [cov_gain_intercept, intercept_se**2]])
+    return float(level), math.sqrt(max(float(grad @ cov @ grad), 0.0))
+
+
+#: The detail band of integer images comes in steps of 1/6 ADU (``h`` is an integer kernel over 6),
+#: and so does its MAD: the bins' variances are quantized.
+_DETAIL_STEP_ADU = 1.0 / 6.0
+
+
+def zero_crossing_tolerance_adu(gain: float, intercept: float, dark_adu: float, crossing_se: float) -> float:
+    """How far from 0 ADU the zero-variance level of integer counts from zero may read:
+    :data:`ZERO_CROSSING_SE` standard errors, plus one step of the quantized MAD variance at the darkest
+    level in ADU of mean (``2·1.4826·σ·(1/6) / gain``) — a bias the standard error does not contain (on a
+    counter over 10 photons/px the level reads +0.9 ± 0.2 ADU, the step is 1.5)."""
+    sigma_dark = math.sqrt(max(gain * dark_adu + intercept, 0.0))
+    step = 2.0 * _MAD_TO_SIGMA * sigma_dark * _DETAIL_STEP_ADU / gain if gain > 0 else math.inf
+    return ZERO_CROSSING_SE * crossing_se + step
+
+
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
               max_level: float | None = None) -> NoiseFit:
     """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
@@ -232,11 +275,16 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se)
     darkest = per_image(darkest_level_adu, images)
     dark = float(np.median(darkest))
+    crossing, crossing_se = zero_variance_level_adu(gain, b, gain_se, b_se, cov_gb)
     if offset_adu is not None:
         offset, offset_se, given, method = float(offset_adu), 0.0, True, "given"
     elif integer and sum(per_image(lambda im: int(np.count_nonzero(im == 0)), images)) >= \
             ZERO_BASED_SHARE * sum(im.size for im in images):
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
+    elif integer and abs(crossing) <= (tolerance := zero_crossing_tolerance_adu(gain, b, dark, crossing_se)) \
+            and dark - crossing > tolerance:
+        # a counter over more background than leaves 1 % zeros (e^-4.6): the line still vanishes at 0
+        offset, offset_se, given, method = 0.0, 0.0, True, ZERO_CROSSING_OFFSET
     else:
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False
         method = "darkest level (upper bound)"
@@ -248,5 +296,5 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                     offset_adu=offset, offset_se=offset_se, offset_given=given, offset_method=method,
                     read_noise_adu=read,
                     read_noise_se=read_se, dark_level_adu=dark, dark_levels_adu=tuple(darkest),
-                    integer_data=integer,
+                    integer_data=integer, zero_variance_level_adu=crossing, zero_variance_level_se=crossing_se,
                     bin_mean=mu, bin_var=var, bin_se=se, bin_used=used)

@@ -396,6 +396,38 @@ def test_spot_search_does_not_start_below_half_a_pixel():
     assert spots.enough
 
 
+def test_photon_counter_over_bright_background_is_told_by_its_noise_line(tmp_path: Path):
+    """A photon counter over 10 photons/px of background has almost no zeros (e^-10), so the 1 % rule
+    does not see it; the noise line does: it reaches zero variance at 0 ADU, not near an offset. Before,
+    the darkest level (~9 counts) was taken for an offset and the background read 0 photons. A camera
+    (the sCMOS preset: offset 100 ADU) keeps the darkest level as its offset."""
+    from srlab.calibration import calibrate
+    from srlab.calibration.block import simulate_check
+    from srlab.calibration.noise import ZERO_CROSSING_OFFSET
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    bright = Imager(resolve_simulation({"lr": {"modality": "confocal", "background_photons": 10.0},
+                                        "hr": {"modality": "sted"}, "n_images": 2, "lr_size_px": 256, "seed": 0},
+                                       scale=2))
+    images = [bright.image(i)["lr"] for i in range(2)]
+    assert np.mean([np.mean(im == 0) for im in images]) < 0.01  # the zeros rule cannot apply
+    lr = [write_tiff(tmp_path / f"b{i}.tif", im, pixel_size_nm=40.0) for i, im in enumerate(images)]
+    cal = calibrate(lr, modality="confocal", target="sted")
+    e = cal.lr.estimates
+    assert e["offset_adu"].value == 0.0 and e["offset_adu"].method == ZERO_CROSSING_OFFSET
+    assert e["read_noise_adu"].value < 1.0  # not the background's shot noise (sqrt(10) = 3.2)
+    assert e["background_photons"].value == pytest.approx(10.0, rel=0.25)
+    assert any("noise line reaches zero variance" in note for note in cal.notes)
+    # the block's detector gives back the counter's gain (1) on its own simulated images
+    assert e["gain_adu_per_photon"].value == pytest.approx(1.0, rel=0.10)
+    assert simulate_check(cal)["lr"].estimates["gain_adu_per_photon"].value == pytest.approx(1.0, rel=0.10)
+    camera = Imager(resolve_simulation({"lr": {"modality": "widefield"}, "hr": {"modality": "sim"},
+                                        "n_images": 2, "lr_size_px": 256, "seed": 0}, scale=2))
+    wf = [write_tiff(tmp_path / f"w{i}.tif", camera.image(i)["lr"], pixel_size_nm=80.0) for i in range(2)]
+    e = calibrate(wf, modality="widefield", target="sim").lr.estimates
+    assert e["offset_adu"].method == "darkest level (upper bound)" and e["offset_adu"].value > 90.0
+
+
 def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(tmp_path: Path):
     """Confocal and STED through photon counters (srlab's presets: gain 1, no offset, no read noise;
     backgrounds 1.0 and 0.5 photons/px). The darkest level is background, not an offset: taking it for one
