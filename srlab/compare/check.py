@@ -98,11 +98,7 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
     ``pixel_size_nm``: the input's pixel size when its file has none; ``psf_fwhm_nm``: the RSF's FWHM
     (fitted when ``None``; needs a pixel size)."""
     from srlab.metrics.consistency import squirrel_consistency
-    from srlab.metrics.frc import (
-        CHECKERBOARD_FLOOR_PX,
-        checkerboard_frc_finer_than_floor,
-        checkerboard_frc_resolution_nm,
-    )
+    from srlab.metrics.frc import checkerboard_frc_reading_nm, checkerboard_frc_resolution_nm
 
     lr_path, sr_path = Path(lr_path), Path(sr_path)
     lr_planes, lr_px = _planes(lr_path, channel)
@@ -127,10 +123,9 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
             top, bottom, left, right = defects.rectangle
             lr_part = defects.repaired[top:bottom, left:right]
             sr_part = sr[top * scale:bottom * scale, left * scale:right * scale]
-            frc_in = checkerboard_frc_resolution_nm(lr_part, px) if min(lr_part.shape) >= 64 else math.nan
+            if min(lr_part.shape) >= 64:
+                frc_in, finer_than = checkerboard_frc_reading_nm(lr_part, px)
             frc_out = checkerboard_frc_resolution_nm(sr_part, px / scale) if min(sr_part.shape) >= 64 else math.nan
-            if math.isnan(frc_in) and min(lr_part.shape) >= 64 and checkerboard_frc_finer_than_floor(lr_part):
-                finer_than = CHECKERBOARD_FLOOR_PX * px
         checks.append(PlaneCheck(
             input=lr_path, output=sr_path, plane=name, scale=scale, input_pixel_size_nm=px, rse=result.rse,
             rsp=result.rsp,

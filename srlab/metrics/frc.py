@@ -203,6 +203,10 @@ def checkerboard_frc_finer_than_floor(img: np.ndarray, threshold: float = FRC_TH
     no correlation at all. A well-sampled, bright image of a diffraction-limited microscope reads so
     (FWHM 266 nm at 80 nm pixels: the curve is still at 0.29 at the floor)."""
     _, frc = checkerboard_frc_curve(img)
+    return _stays_above(frc, threshold)
+
+
+def _stays_above(frc: np.ndarray, threshold: float) -> bool:
     return bool(np.all(smooth_curve(frc)[_SKIPPED_RINGS:] >= threshold))
 
 
@@ -210,12 +214,22 @@ def checkerboard_frc_resolution_nm(img: np.ndarray, pixel_size_nm: float,
                                    threshold: float = FRC_THRESHOLD) -> float:
     """Single-image FRC resolution in nm (NaN if the curve never crosses ``threshold``, which includes
     every resolution finer than 4 pixels and noise-free images)."""
+    return checkerboard_frc_reading_nm(img, pixel_size_nm, threshold)[0]
+
+
+def checkerboard_frc_reading_nm(img: np.ndarray, pixel_size_nm: float,
+                                threshold: float = FRC_THRESHOLD) -> tuple[float, float]:
+    """:func:`checkerboard_frc_resolution_nm` and, where it is NaN because the resolution is finer than
+    the floor (:func:`checkerboard_frc_finer_than_floor`), that floor in nm (else NaN), from one curve."""
     if not pixel_size_nm > 0:
         raise SrlabError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
     freq, frc = checkerboard_frc_curve(img)
     f = crossing_frequency(freq, frc, threshold)
-    return pixel_size_nm / f if f > 0 else math.nan
+    if f > 0:
+        return pixel_size_nm / f, math.nan
+    return math.nan, CHECKERBOARD_FLOOR_PX * pixel_size_nm if _stays_above(frc, threshold) else math.nan
 
 
-__all__ = ["CHECKERBOARD_FLOOR_PX", "FRC_THRESHOLD", "checkerboard_frc_curve", "checkerboard_frc_finer_than_floor", "checkerboard_frc_resolution_nm", "crossing_frequency",
+__all__ = ["CHECKERBOARD_FLOOR_PX", "FRC_THRESHOLD", "checkerboard_frc_curve", "checkerboard_frc_finer_than_floor",
+           "checkerboard_frc_reading_nm", "checkerboard_frc_resolution_nm", "crossing_frequency",
            "frc_curve", "frc_resolution_nm", "smooth_curve"]

@@ -121,3 +121,11 @@ def test_a_resolution_finer_than_the_single_image_floor_is_told_from_no_correlat
     coarse = poisson(band_limited_field(256, 0.125, rng, crop=40), 100.0, rng)
     assert checkerboard_frc_resolution_nm(coarse, PIXEL_NM) > CHECKERBOARD_FLOOR_PX * PIXEL_NM
     assert not checkerboard_frc_finer_than_floor(coarse)
+    # srlab check's reading: both answers from one curve
+    from srlab.metrics.frc import checkerboard_frc_reading_nm
+
+    assert checkerboard_frc_reading_nm(fine, PIXEL_NM)[1] == CHECKERBOARD_FLOOR_PX * PIXEL_NM
+    assert math.isnan(checkerboard_frc_reading_nm(fine, PIXEL_NM)[0])
+    assert all(math.isnan(v) for v in checkerboard_frc_reading_nm(flat, PIXEL_NM))
+    resolution, floor = checkerboard_frc_reading_nm(coarse, PIXEL_NM)
+    assert resolution == checkerboard_frc_resolution_nm(coarse, PIXEL_NM) and math.isnan(floor)
