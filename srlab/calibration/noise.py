@@ -31,10 +31,10 @@ not have and which, clipped at zero, bends the simulated images' photon-transfer
 them 13 % low). A counter over more than ~5 photons/px of background leaves under 1 % zeros; its
 integer images are still told from a camera's by where the line reaches zero variance,
 ``−b/g = offset − read²/g``: at 0 ADU for a counter, near the offset for a camera (sCMOS, EMCCD: 90–200
-ADU). Within :func:`zero_crossing_tolerance_adu` of 0 (standard errors and the quantized MAD's step),
-and the darkest level more than that above it, the offset is 0 as well. A camera whose offset happens
-to equal ``read²/g`` passes too; its block then has the same mean–variance line (its read noise as
-background shot noise), and the note names ``--offset-adu``. Otherwise the darkest level of the images is taken as the offset (zero background
+ADU). Within :func:`zero_crossing_tolerance_adu` of 0 (3 standard errors, and at most a misfit of 10 %
+of the variance at the darkest level), and the darkest level resolved above it, the offset is 0 as
+well. A camera whose offset happens to equal ``read²/g`` passes too; its block then has the same
+mean–variance line (its read noise as background shot noise), and the note names ``--offset-adu``. Otherwise the darkest level of the images is taken as the offset (zero background
 photons there) and the read noise is then an upper bound: it includes the shot noise of that background.
 The data block reproduces the images' mean–variance curve either way.
 """
@@ -75,6 +75,8 @@ COUNTS_FROM_ZERO = (ZERO_BASED_OFFSET, ZERO_CROSSING_OFFSET)
 #: Standard errors in :func:`zero_crossing_tolerance_adu`: how near 0 ADU the line's zero-variance
 #: level must be (and the darkest level how far above it) for counts from zero without zeros.
 ZERO_CROSSING_SE = 3.0
+#: The largest share of the variance at the darkest level that taking the offset as 0 may misstate.
+ZERO_CROSSING_MISFIT = 0.1
 
 
 def darkest_level_adu(image: np.ndarray) -> float:
@@ -250,13 +252,22 @@ _DETAIL_STEP_ADU = 1.0 / 6.0
 
 
 def zero_crossing_tolerance_adu(gain: float, intercept: float, dark_adu: float, crossing_se: float) -> float:
-    """How far from 0 ADU the zero-variance level of integer counts from zero may read:
-    :data:`ZERO_CROSSING_SE` standard errors, plus one step of the quantized MAD variance at the darkest
-    level in ADU of mean (``2·1.4826·σ·(1/6) / gain``) — a bias the standard error does not contain (on a
-    counter over 10 photons/px the level reads +0.9 ± 0.2 ADU, the step is 1.5)."""
+    """How far from 0 ADU the zero-variance level of integer counts from zero may read. The smaller of
+
+    * :data:`ZERO_CROSSING_SE` standard errors: the line is consistent with a counter;
+    * :data:`ZERO_CROSSING_MISFIT` of the darkest level above the line's zero: taking the offset as 0
+      changes the block's variance at the darkest level by ``gain·level``, at most that share (a camera
+      misread as a counter keeps nearly its noise);
+
+    each plus one step of the quantized MAD variance at the darkest level, in ADU of mean
+    (``2·1.4826·σ·(1/6) / gain``): a bias neither contains (on a counter over 10 photons/px the level
+    reads +0.9 ± 0.2 ADU, the step is 1.5)."""
+    if not gain > 0:
+        return 0.0
+    level = -intercept / gain
     sigma_dark = math.sqrt(max(gain * dark_adu + intercept, 0.0))
-    step = 2.0 * _MAD_TO_SIGMA * sigma_dark * _DETAIL_STEP_ADU / gain if gain > 0 else math.inf
-    return ZERO_CROSSING_SE * crossing_se + step
+    step = 2.0 * _MAD_TO_SIGMA * sigma_dark * _DETAIL_STEP_ADU / gain
+    return min(ZERO_CROSSING_SE * crossing_se, ZERO_CROSSING_MISFIT * max(dark_adu - level, 0.0)) + step
 
 
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
@@ -281,8 +292,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     elif integer and sum(per_image(lambda im: int(np.count_nonzero(im == 0)), images)) >= \
             ZERO_BASED_SHARE * sum(im.size for im in images):
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
-    elif integer and abs(crossing) <= (tolerance := zero_crossing_tolerance_adu(gain, b, dark, crossing_se)) \
-            and dark - crossing > tolerance:
+    elif integer and abs(crossing) <= zero_crossing_tolerance_adu(gain, b, dark, crossing_se) and \
+            dark - crossing > ZERO_CROSSING_SE * crossing_se:
         # a counter over more background than leaves 1 % zeros (e^-4.6): the line still vanishes at 0
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_CROSSING_OFFSET
     else:

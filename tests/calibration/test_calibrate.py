@@ -428,6 +428,22 @@ def test_photon_counter_over_bright_background_is_told_by_its_noise_line(tmp_pat
     assert e["offset_adu"].method == "darkest level (upper bound)" and e["offset_adu"].value > 90.0
 
 
+def test_zero_crossing_tolerance_bounds_what_offset_zero_would_misstate():
+    """An sCMOS (offset 100 ADU, gain 2) under 200 photons/px of background, as fitted on srlab's
+    widefield preset: the line's zero reads 69 ± 20 ADU (the truth is 99), only 3.5 standard errors
+    from 0. Taking its offset as 0 would misstate the variance at the darkest level (516 ADU) by
+    2·69 ADU² of ~900; the 10 % misfit bound, not the standard errors, keeps it a camera with a margin.
+    A counter over 10 photons/px (its zero read +0.87 ± 0.23 ADU, 3.8 standard errors: the MAD's
+    quantization) passes by the step."""
+    from srlab.calibration.noise import ZERO_CROSSING_SE, zero_crossing_tolerance_adu, zero_variance_level_adu
+
+    level, se = zero_variance_level_adu(2.0, -138.6, 0.02, 40.0, 0.0)
+    assert level == pytest.approx(69.3) and se == pytest.approx(20.0, rel=0.01)
+    tolerance = zero_crossing_tolerance_adu(2.0, -138.6, 516.6, se)
+    assert tolerance < ZERO_CROSSING_SE * se and tolerance < 0.8 * level
+    assert zero_crossing_tolerance_adu(1.0616, -0.9234, 9.345, 0.2283) > 0.87
+
+
 def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(tmp_path: Path):
     """Confocal and STED through photon counters (srlab's presets: gain 1, no offset, no read noise;
     backgrounds 1.0 and 0.5 photons/px). The darkest level is background, not an offset: taking it for one
