@@ -35,7 +35,12 @@ border moved a network's normalized background from 0 to 0.4):
   empty areas are also exactly zero, but so is, at a few photons of background, the space between its
   structures: they stay (and cost a photon-transfer fit nothing: variance 0 at mean 0 is on its line).
   Where the rest of such an image never reads zero (a bright background everywhere else), its empty
-  area is taken for a fill — measured around, and kept at zero by a prediction, which loses nothing. The image
+  area is taken for a fill — measured around, and kept at zero by a prediction, which loses nothing.
+  Where it does read zero, the whole blocks of zeros alone are a fill if a counter would not write one
+  by chance (:data:`FILL_CHANCE`) at the share of zeros of the densest window next to them: a
+  registration's zero border next to ~1 photon/px of background (37 % zeros) is; a cell-free area at
+  almost no background (the windows next to its chance blocks nearly all zeros too) is not. (Before, such a border was never a fill: its zeros became the
+  darkest level, and the background read 0.) The image
   is measured on the largest axis-aligned rectangle free of them (grown by :data:`FILL_MARGIN_PX` to
   leave out interpolated edges): a spectrum needs a rectangle.
 * **A clipped floor** — integer images with many pixels exactly at their lowest value and a flat
@@ -80,6 +85,10 @@ FILL_BLOCK_PX = 16
 FILL_OUTSIDE_FRACTION = 1e-3
 #: Pixels next to a fill region left out as well (interpolation blends the fill into them).
 FILL_MARGIN_PX = 2
+#: Where the detector writes the fill value too (a photon counter's zeros), whole blocks of it are a
+#: fill when the detector would write one by chance less often than this, per image, at the share of
+#: that value right around them (:func:`fill_mask`).
+FILL_CHANCE = 1e-3
 #: A floor counts as clipped when at least this share of the pixels sit at the lowest value, more than
 #: :data:`CLIPPED_SPIKE` times as many as at any of the next three grey levels, which hold counts within
 #: a factor :data:`CLIPPED_FLAT` of each other.
@@ -300,8 +309,47 @@ def fill_mask(image: np.ndarray) -> tuple[float, np.ndarray] | None:
     fill = np.isin(labels, np.unique(labels[rows, cols]))
     outside = ~fill
     if outside.any() and float(np.mean(at_value[outside])) >= FILL_OUTSIDE_FRACTION:
-        return None  # the detector writes this value too (a photon counter's dark areas)
+        # the detector writes this value too (a photon counter's dark areas), and its zeros may join the
+        # fill into one piece: the fill is then the whole blocks alone, if the detector would not write
+        # one by chance at the share of that value around them
+        return _counter_fill(at_value, rows, cols, float(value))
     return float(value), fill
+
+
+def _counter_fill(at_value: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  value: float) -> tuple[float, np.ndarray] | None:
+    """The union of the whole :data:`FILL_BLOCK_PX` blocks at ``value`` (top-left corners ``rows``,
+    ``cols``) as a fill, when a detector writing that value independently per pixel, as often as it does
+    in the densest block-sized window just outside them, would write such a block less often than
+    :data:`FILL_CHANCE` per image; else ``None``. The densest window, not the mean around them: an
+    empty area of a photon counter at almost no background holds whole blocks by chance, and next to
+    them the same near-zero background (which a mean over the band, reaching brighter content, hides)."""
+    shape = at_value.shape
+    # judged on the blocks' bounding box and the band around it (a border's fill is a thin strip)
+    reach = 2 * FILL_BLOCK_PX
+    top, left = max(int(rows.min()) - reach, 0), max(int(cols.min()) - reach, 0)
+    bottom = min(int(rows.max()) + FILL_BLOCK_PX + reach, at_value.shape[0])
+    right = min(int(cols.max()) + FILL_BLOCK_PX + reach, at_value.shape[1])
+    window_of = (slice(top, bottom), slice(left, right))
+    corners = np.zeros((bottom - top, right - left), bool)
+    corners[rows - top, cols - left] = True
+    # a pixel is covered when a block's top-left corner lies up to FILL_BLOCK_PX - 1 above and left of it
+    cover = ndimage.maximum_filter(corners, size=FILL_BLOCK_PX, origin=FILL_BLOCK_PX // 2 - 1, mode="constant")
+    at_value = at_value[window_of]
+    free = ~cover
+    band = ndimage.maximum_filter(cover, size=2 * FILL_BLOCK_PX + 1, mode="constant") & free
+    free_share = ndimage.uniform_filter(free.astype(np.float32), FILL_BLOCK_PX, mode="constant")
+    value_share = ndimage.uniform_filter((at_value & free).astype(np.float32), FILL_BLOCK_PX, mode="constant")
+    windows = band & (free_share >= 0.5)  # windows mostly outside the blocks
+    if not windows.any():
+        return None  # nothing around them to judge by: the whole image
+    share = float(np.max(value_share[windows] / free_share[windows]))
+    positions = (shape[0] - FILL_BLOCK_PX + 1) * (shape[1] - FILL_BLOCK_PX + 1)
+    if share > 0 and FILL_BLOCK_PX**2 * math.log(min(share, 1.0)) + math.log(positions) >= math.log(FILL_CHANCE):
+        return None
+    fill = np.zeros(shape, bool)
+    fill[window_of] = cover
+    return value, fill
 
 
 def _runs(mask: np.ndarray, axis: int) -> np.ndarray:

@@ -143,6 +143,34 @@ def test_a_photon_counters_dark_zeros_are_not_a_fill():
     assert not (padded[top:bottom, left:right] == 0).any()
 
 
+def test_a_photon_counters_padded_border_is_a_fill(tmp_path: Path):
+    """A registration's zero border on a photon counter's images (srlab's confocal preset, ~1 photon/px
+    of background: 10 % zeros elsewhere). Before, zeros elsewhere meant "the detector writes 0": the
+    border stayed, became the darkest level, and the background read 0 photons/px (0.87 without it)."""
+    images = _simulate({"modality": "confocal"}, n=4, size=160, seed=5, hr="sted")
+    assert all(0.01 < (im == 0).mean() < 0.3 for im in images)
+    padded = [im.copy() for im in images]
+    for im in padded:
+        im[:, :30] = 0
+        im[:24, :] = 0
+    fill = fill_region(padded[0])
+    assert fill is not None and fill.value == 0
+    top, bottom, left, right = fill.rectangle
+    assert (top, left) == (24 + 2, 30 + 2) and (bottom, right) == (160, 160)  # the border and its margin
+    assert fill_region(images[0]) is None  # its own zeros are not one
+
+    def background(folder: str, ims: list[np.ndarray]) -> tuple[float, list[str]]:
+        paths = [write_tiff(tmp_path / folder / f"c{i}.tif", im, pixel_size_nm=40.0)
+                 for i, im in enumerate(ims) if (tmp_path / folder).mkdir(exist_ok=True) or True]
+        cal = calibrate(paths, modality="confocal", target="sted")
+        return cal.lr.estimates["background_photons"].value, cal.notes
+
+    clean_bg, _ = background("clean", images)
+    padded_bg, notes = background("padded", padded)
+    assert padded_bg == pytest.approx(clean_bg, rel=0.10) and clean_bg > 0.5
+    assert any(n.startswith("LR: 4 image(s) hold a fill of value 0") for n in notes)
+
+
 def test_largest_rectangle_matches_brute_force():
     rng = np.random.default_rng(4)
     for _ in range(20):
