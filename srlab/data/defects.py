@@ -39,10 +39,10 @@ border moved a network's normalized background from 0 to 0.4):
   Where it does read zero, the whole blocks of zeros alone are a fill if a counter would not write one
   by chance (:data:`FILL_CHANCE`) at the share of zeros of the densest window next to them: a
   registration's zero border next to ~1 photon/px of background (37 % zeros) is; a cell-free area at
-  almost no background (the windows next to its chance blocks nearly all zeros too) is not. (Before, such a border was never a fill: its zeros became the
-  darkest level, and the background read 0.) The image
-  is measured on the largest axis-aligned rectangle free of them (grown by :data:`FILL_MARGIN_PX` to
-  leave out interpolated edges): a spectrum needs a rectangle.
+  almost no background (the windows next to its chance blocks nearly all zeros too) is not. (Before,
+  such a border was never a fill: its zeros became the darkest level, and the background read 0.)
+  The image is measured on the largest axis-aligned rectangle free of them (grown by
+  :data:`FILL_MARGIN_PX` to leave out interpolated edges): a spectrum needs a rectangle.
 * **A clipped floor** — integer images with many pixels exactly at their lowest value and a flat
   histogram just above it: the lower part of the noise was cut off (background subtraction, an offset
   removed, a camera offset set to 0). A photon counter's dark pixels also pile up at zero, but above
@@ -87,7 +87,7 @@ FILL_OUTSIDE_FRACTION = 1e-3
 FILL_MARGIN_PX = 2
 #: Where the detector writes the fill value too (a photon counter's zeros), whole blocks of it are a
 #: fill when the detector would write one by chance less often than this, per image, at the share of
-#: that value right around them (:func:`fill_mask`).
+#: that value in the densest block-sized window next to them (:func:`fill_mask`).
 FILL_CHANCE = 1e-3
 #: A floor counts as clipped when at least this share of the pixels sit at the lowest value, more than
 #: :data:`CLIPPED_SPIKE` times as many as at any of the next three grey levels, which hold counts within
