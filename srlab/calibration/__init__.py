@@ -344,11 +344,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     not fitted (a rendering's spots are labelled structures — pits, vesicles, filament pieces — tens of
     nm wide, or single counts, not the precision), and no floor is judged clipped (a pixel without
     localizations is a true zero)."""
-    from srlab.metrics.frc import (
-        CHECKERBOARD_FLOOR_PX,
-        checkerboard_frc_finer_than_floor,
-        checkerboard_frc_resolution_nm,
-    )
+    from srlab.metrics.frc import CHECKERBOARD_FLOOR_PX, checkerboard_frc_reading_nm
 
     if dark is not None:
         offset_adu = dark.offset_adu
@@ -371,7 +367,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
     decorr = per_image(decorrelation, images)
-    frc = per_image(lambda im: checkerboard_frc_resolution_nm(im, pixel_size_nm), images)
+    frc_readings = per_image(lambda im: checkerboard_frc_reading_nm(im, pixel_size_nm), images)
+    frc = [resolution for resolution, _ in frc_readings]
     px = pixel_size_nm
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
                 hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped)
@@ -412,7 +409,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         "image decorrelation analysis (Descloux 2019)" + ("" if len(peaked) == len(decorr) else
                                                           f"; {len(peaked)} of {len(decorr)} images have a peak"))
     # a curve that never falls below 1/7 is a bound, not a failure: say so, rather than a bare n/a
-    finer = sum(per_image(checkerboard_frc_finer_than_floor, [im for im, v in zip(images, frc) if not math.isfinite(v)]))
+    finer = sum(math.isfinite(floor) for _, floor in frc_readings)
     e["frc_resolution_nm"] = Estimate(*combine(frc), "nm", "single-image FRC, 1/7 (Koho 2019)" + (
         f"; {finer} of {len(images)} image(s) finer than its floor, {CHECKERBOARD_FLOOR_PX * px:.0f} nm "
         f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))

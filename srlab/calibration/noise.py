@@ -251,8 +251,9 @@ def zero_variance_level_adu(gain: float, intercept: float, gain_se: float, inter
 _DETAIL_STEP_ADU = 1.0 / 6.0
 
 
-def zero_crossing_tolerance_adu(gain: float, intercept: float, dark_adu: float, crossing_se: float) -> float:
-    """How far from 0 ADU the zero-variance level of integer counts from zero may read. The smaller of
+def zero_crossing_tolerance_adu(gain: float, level_adu: float, level_se: float, dark_adu: float) -> float:
+    """How far from 0 ADU the zero-variance level (``level_adu ± level_se``, :func:`zero_variance_level_adu`)
+    of integer counts from zero may read. The smaller of
 
     * :data:`ZERO_CROSSING_SE` standard errors: the line is consistent with a counter;
     * :data:`ZERO_CROSSING_MISFIT` of the darkest level above the line's zero: taking the offset as 0
@@ -264,10 +265,9 @@ def zero_crossing_tolerance_adu(gain: float, intercept: float, dark_adu: float, 
     reads +0.9 ± 0.2 ADU, the step is 1.5)."""
     if not gain > 0:
         return 0.0
-    level = -intercept / gain
-    sigma_dark = math.sqrt(max(gain * dark_adu + intercept, 0.0))
-    step = 2.0 * _MAD_TO_SIGMA * sigma_dark * _DETAIL_STEP_ADU / gain
-    return min(ZERO_CROSSING_SE * crossing_se, ZERO_CROSSING_MISFIT * max(dark_adu - level, 0.0)) + step
+    above = max(dark_adu - level_adu, 0.0)  # the variance at the darkest level is gain times this
+    step = 2.0 * _MAD_TO_SIGMA * math.sqrt(gain * above) * _DETAIL_STEP_ADU / gain
+    return min(ZERO_CROSSING_SE * level_se, ZERO_CROSSING_MISFIT * above) + step
 
 
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
@@ -292,7 +292,7 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     elif integer and sum(per_image(lambda im: int(np.count_nonzero(im == 0)), images)) >= \
             ZERO_BASED_SHARE * sum(im.size for im in images):
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
-    elif integer and abs(crossing) <= zero_crossing_tolerance_adu(gain, b, dark, crossing_se) and \
+    elif integer and abs(crossing) <= zero_crossing_tolerance_adu(gain, crossing, crossing_se, dark) and \
             dark - crossing > ZERO_CROSSING_SE * crossing_se:
         # a counter over more background than leaves 1 % zeros (e^-4.6): the line still vanishes at 0
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_CROSSING_OFFSET

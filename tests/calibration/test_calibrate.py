@@ -439,9 +439,10 @@ def test_zero_crossing_tolerance_bounds_what_offset_zero_would_misstate():
 
     level, se = zero_variance_level_adu(2.0, -138.6, 0.02, 40.0, 0.0)
     assert level == pytest.approx(69.3) and se == pytest.approx(20.0, rel=0.01)
-    tolerance = zero_crossing_tolerance_adu(2.0, -138.6, 516.6, se)
+    tolerance = zero_crossing_tolerance_adu(2.0, level, se, 516.6)
     assert tolerance < ZERO_CROSSING_SE * se and tolerance < 0.8 * level
-    assert zero_crossing_tolerance_adu(1.0616, -0.9234, 9.345, 0.2283) > 0.87
+    counter_level, _ = zero_variance_level_adu(1.0616, -0.9234, 0.0195, 0.2579, 0.0)
+    assert zero_crossing_tolerance_adu(1.0616, counter_level, 0.2283, 9.345) > counter_level
 
 
 def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(tmp_path: Path):
