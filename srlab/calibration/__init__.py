@@ -36,6 +36,7 @@ import numpy as np
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
 from srlab.calibration.noise import (
+    CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
     ZERO_BASED_OFFSET,
     NoiseFit,
@@ -349,21 +350,23 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     if dark is not None:
         offset_adu = dark.offset_adu
     scanning = PRESETS[modality]["modality"] in SCANNING
-    noise = fit_noise(images, offset_adu=offset_adu)
+    rendering = PRESETS[modality]["modality"] in RENDERINGS
+    # a clipped floor's pixels and their neighbours are left out of the noise fit (srlab.calibration.noise)
+    clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
+    floors = [float(np.min(im)) if c else None for im, c in zip(images, clipped)]
+    noise = fit_noise(images, offset_adu=offset_adu, floors=floors)
     _check_gain(role, noise)
     # Hot pixels: found with the first fit (its robust bins stop below the top 0.5 %, which hot pixels are
     # in), repaired, and the line fitted again on the repaired images. Not on a clipped floor: there every
-    # lone count above the floor stands out from neighbours at the floor, and the fit is biased anyway.
+    # lone count above the floor stands out from neighbours at the floor.
     from srlab.data.simulate import resolve_modality
 
     min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * resolve_modality(modality).fwhm_nm / pixel_size_nm
-    rendering = PRESETS[modality]["modality"] in RENDERINGS
-    clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     hot = per_image(lambda ic: hot_pixels(ic[0], noise.variance, min_fwhm_px=min_fwhm_px) if not ic[1]
                     else np.zeros(ic[0].shape, bool), zip(images, clipped))
     if any(m.any() for m in hot):
         images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
-        noise = fit_noise(images, offset_adu=offset_adu)
+        noise = fit_noise(images, offset_adu=offset_adu, floors=floors)
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
     decorr = per_image(decorrelation, images)
@@ -443,7 +446,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     e["background_variation_photons"] = Estimate(spread / g, spread_err / g, "photons/px",
                                                  "tiles' 10th–90th pct spread")
     # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
-    dark = max(noise.offset_adu, 0.0)
+    # (below 0 only under a clipped floor, where the pixels' own level is)
+    dark = noise.offset_adu if noise.offset_method == CLIPPED_FLOOR_OFFSET else max(noise.offset_adu, 0.0)
     peaks = [(p - dark) / g - bg_photons for p in per_image(lambda im: float(np.percentile(im, 99.9)), images)]
     e["signal_photons"] = Estimate(*combine(peaks), "photons", "99.9th percentile above background")
     side.histogram = histogram_summary(images)
@@ -619,12 +623,21 @@ def _defect_notes(side: Side) -> list[str]:
         notes.append(f"{side.role.upper()}: {sum(hot)} hot pixel(s) in {len(hot)} of {n} image(s) "
                      f"({100 * share:.2g} % of the pixels: far above their neighbours, narrower than any PSF) "
                      f"replaced by their neighbours' median before measuring")
-    clipped = [c for c in side.clipped if c]
+    clipped = [(c, float(np.min(im))) for c, im in zip(side.clipped, side.images) if c]
     if clipped:
-        notes.append(f"{side.role.upper()}: {len(clipped)} of {n} image(s) clipped at their lowest value "
-                     f"({min(clipped):.0%}–{max(clipped):.0%} of the pixels there, with a flat histogram above): "
-                     f"background-subtracted or offset removed? Gain, read noise, background and photon counts "
-                     f"are biased on clipped images — calibrate the raw acquisitions")
+        shares = [c for c, _ in clipped]
+        head = (f"{side.role.upper()}: {len(clipped)} of {n} image(s) clipped at their lowest value "
+                f"({min(shares):.0%}–{max(shares):.0%} of the pixels there, with a flat histogram above: "
+                f"background subtracted or offset removed?); the noise line is fitted without the pixels "
+                f"next to the floor")
+        if side.noise.offset_method == CLIPPED_FLOOR_OFFSET:
+            head += (f", and the level under the floor, {side.noise.offset_adu:.3g} ADU, is the block's offset, "
+                     f"so that its camera clips at 0 as well")
+        else:
+            floor = ", ".join(sorted({f"{f:g}" for _, f in clipped}))
+            head += f"; the block's camera clips at 0, not at {floor} ADU as they do"
+        notes.append(f"{head}. One level subtracted from every image is modelled, a level per image or a rolling "
+                     f"ball is not: the raw acquisitions calibrate best")
     return notes
 
 

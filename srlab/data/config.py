@@ -57,7 +57,7 @@ class ModalityConfig:
     detector: str | None = None  # "counting" (PMT/HyD), "scmos" or "emccd"
     read_noise_e: float | None = None  # camera read noise, electrons rms
     e_per_adu: float | None = None  # electrons per grey level (camera conversion factor)
-    offset_adu: float | None = None  # camera baseline
+    offset_adu: float | None = None  # camera baseline; below 0: more subtracted before writing, dark pixels clip at 0
     em_gain: float | None = None  # EMCCD multiplication gain
     bit_depth: int | None = None  # files are uint8 (<= 8 bits) or uint16, clipped to 2**bit_depth - 1
     # A measured resolution (written by `srlab calibrate`): the PSF becomes a Gaussian of this FWHM,

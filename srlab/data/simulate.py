@@ -114,10 +114,14 @@ def resolve_modality(cfg: ModalityConfig | Mapping[str, Any] | str, *, where: st
     for key in positive:
         if not float(resolved[key]) > 0:
             raise SrlabError(f"{where}.{key}={resolved[key]}: must be > 0")
-    for key in ("signal_photons", "background_photons", "read_noise_e", "offset_adu", "saturation_factor",
+    for key in ("signal_photons", "background_photons", "read_noise_e", "saturation_factor",
                 "penetration_depth_nm", "pinhole_au"):
         if not float(resolved[key]) >= 0:
             raise SrlabError(f"{where}.{key}={resolved[key]}: must be >= 0")
+    # below 0: more than the detector's offset subtracted before writing, so the dark pixels clip at 0 (a
+    # clipped floor, as srlab calibrate writes for background-subtracted images)
+    if not math.isfinite(float(resolved["offset_adu"])):
+        raise SrlabError(f"{where}.offset_adu={resolved['offset_adu']}: must be a finite number")
     if resolved["modality"] in ("tirf", "tirfsim") and not resolved["penetration_depth_nm"] > 0:
         raise SrlabError(f"{where}.penetration_depth_nm must be > 0 for TIRF")
     if not 1 <= int(resolved["bit_depth"]) <= 16:

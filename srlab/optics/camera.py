@@ -7,7 +7,9 @@ PLoS ONE 8(1):e53671, 2013):
 2. an EMCCD's multiplication register turns n electrons into ~Gamma(n, gain): excess noise factor √2;
 3. Gaussian read noise of ``read_noise_e`` electrons rms;
 4. conversion to grey levels (``e_per_adu`` electrons per ADU) plus ``offset_adu``, rounding to the
-   nearest integer and clipping to ``bit_depth`` bits (uint8 up to 8 bits, uint16 above).
+   nearest integer and clipping to ``bit_depth`` bits (uint8 up to 8 bits, uint16 above). A negative
+   ``offset_adu`` is a camera whose software subtracted more than its offset before writing: its dark
+   pixels clip at 0 (a clipped floor, as ``srlab calibrate`` measures on background-subtracted images).
 
 :class:`Camera` is that model as one object: :meth:`Camera.forward` (photons -> ADU, random) and
 :meth:`Camera.backward` (ADU -> photons, the inverse of the mean response), as DECODE's camera.

@@ -195,8 +195,45 @@ def test_a_clipped_floor_is_reported(clean, tmp_path: Path):
     cal = calibrate(_write(tmp_path / "sub", subtracted), modality="widefield")
     (note,) = [n for n in cal.notes if "clipped" in n]
     assert note.startswith("LR: 4 of 4 image(s) clipped at their lowest value") and "raw" in note
+    assert "a level per image" in note  # what these images are: one pooled line does not fit them
     # a lone count on a clipped floor stands out from its neighbours like a defect: not judged there
     assert cal.lr.hot_pixels == (0, 0, 0, 0) and not any("hot pixel" in n for n in cal.notes)
+
+
+def test_one_level_subtracted_and_clipped_keeps_the_gain_and_the_floor(clean, tmp_path: Path):
+    """One level subtracted from every image (the acquisition's background or offset subtraction) and
+    negatives written as 0: the noise line is fitted without the floor's neighbourhood, so the gain is
+    the raw images' (it read 0.03 for 2 with a fifth of the pixels clipped), and the block's offset is
+    the level under the floor, below 0, so that the simulation clips as the images do."""
+    from srlab.calibration.block import simulate_check
+
+    level = 125  # the darkest areas of three of the four images sit 0–15 ADU below it
+    subtracted = [np.clip(im.astype(np.int64) - level, 0, None).astype(np.uint16) for im in clean]
+    assert sum(clipped_floor(im) > 0.02 for im in subtracted) == 3
+    cal = calibrate(_write(tmp_path / "sub", subtracted), modality="widefield")
+    e = cal.lr.estimates
+    assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
+    assert e["offset_adu"].method.startswith("darkest level under a clipped floor")
+    # the raw images' darkest levels less the level subtracted: -15, -12, -1 and +42 ADU (median -6)
+    assert -15 < e["offset_adu"].value < 0
+    (note,) = [n for n in cal.notes if "clipped" in n]
+    assert "the block's offset" in note
+    # the block reproduces the floor: its simulated images are clipped at 0 too, with the same gain
+    check = simulate_check(cal, n=4, size_px=192)
+    assert np.mean([(im == 0).mean() for im in check["lr_images"]]) > 0.02
+    assert check["lr"].estimates["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
+
+
+def test_the_level_under_a_floor_at_zero_is_recovered():
+    """:func:`unclipped_level_adu` inverts the clipped normal's mean: samples of ``max(0, N(D, v(D)))``
+    on the line ``v = 2·D + 60`` give back ``D``; an empty floor (mean 0) leaves nothing to read."""
+    from srlab.calibration.noise import unclipped_level_adu
+
+    rng = np.random.default_rng(0)
+    for level in (-12.0, -4.0, 0.0, 6.0, 30.0):
+        x = np.maximum(rng.normal(level, np.sqrt(2.0 * level + 60.0), 400_000), 0.0)
+        assert unclipped_level_adu(float(x.mean()), 2.0, 60.0) == pytest.approx(level, abs=0.1)
+    assert unclipped_level_adu(0.0, 2.0, 60.0) == 0.0
 
 
 def test_whole_counts_stored_as_floats_are_counts(clean, tmp_path: Path):
