@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from srlab.errors import SrlabError, unknown_choice
+from srlab.inference.artifact import trained_channel
 
 FORMATS: tuple[str, ...] = ("bioimageio", "onnx", "torchscript")
 ONNX_OPSET = 18
@@ -292,17 +293,17 @@ def _cover(image: np.ndarray, prediction: np.ndarray, path: Path) -> None:
 
 def _trained_channel(cfg: Any) -> str:
     """The README's sentence on which channel of multi-channel files the network was trained on, or ''."""
-    channel = cfg.data.get("channel")
+    channel = trained_channel(cfg)
     if channel is None:
         return ""
-    return (f" The network was trained on channel {int(channel)} (0-based) of the user's multi-channel files "
+    return (f" The network was trained on channel {channel} (0-based) of the user's multi-channel files "
             f"(`data.channel`, as `srlab calibrate --channel` wrote it): give it that channel.")
 
 
 def _input_description(cfg: Any) -> str:
-    channel = cfg.data.get("channel")
+    channel = trained_channel(cfg)
     return f"LR image, {int(cfg.data.channels)} channel(s), raw intensities" + (
-        f"; channel {int(channel)} of the multi-channel files the network was trained on" if channel is not None
+        f"; channel {channel} of the multi-channel files the network was trained on" if channel is not None
         else "")
 
 
@@ -439,7 +440,7 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
             inputs=inputs, outputs=outputs, weights=weights,
             config={"srlab": {"experiment": cfg.name, "model": name, "scale": s,
                               "percentiles": [low, high], "lr_pixel_size_nm": lr_nm,
-                              "channel": int(cfg.data.channel) if cfg.data.get("channel") is not None else None,
+                              "channel": trained_channel(cfg),
                               "srlab_version": srlab.__version__, "metrics": metrics}},
         )
     if output.suffix == ".zip":

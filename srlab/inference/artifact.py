@@ -130,7 +130,14 @@ def make_card(cfg: DictConfig, *, checkpoint: str | None, ema: bool, description
         paradigm=str(cfg.paradigm.name), checkpoint=checkpoint, ema=ema, config_hash=config_hash(cfg),
         localization={k: float(v) for k, v in localization.items()} if localization else None,
         frames=int(cfg.data.get("frames", 1)),
-        channel=int(cfg.data.channel) if cfg.data.get("channel") is not None else None)
+        channel=trained_channel(cfg))
+
+
+def trained_channel(cfg: DictConfig) -> int | None:
+    """The run's ``data.channel`` — the channel of the user's multi-channel files it was trained or
+    calibrated on — as an integer, or ``None`` (one-channel files, or srlab's own simulation)."""
+    channel = cfg.data.get("channel")
+    return None if channel is None else int(channel)
 
 
 def from_checkpoint(cfg: DictConfig, ckpt: Path | None, network: torch.nn.Module,
