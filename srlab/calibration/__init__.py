@@ -631,8 +631,10 @@ def _defect_notes(side: Side) -> list[str]:
                 f"background subtracted or offset removed?); the noise line is fitted without the pixels "
                 f"next to the floor")
         if side.noise.offset_method == CLIPPED_FLOOR_OFFSET:
-            head += (f", and the level under the floor, {side.noise.offset_adu:.3g} ADU, is the block's offset, "
-                     f"so that its camera clips at 0 as well")
+            head += f", and their darkest level unclipped with it, {side.noise.offset_adu:.3g} ADU, is the block's offset"
+            if side.noise.offset_adu < 0:
+                head += " (below 0: the floor covers the darkest areas, and the block's camera clips at 0 as well)"
+
         else:
             floor = ", ".join(sorted({f"{f:g}" for _, f in clipped}))
             head += f"; the block's camera clips at 0, not at {floor} ADU as they do"

@@ -28,10 +28,10 @@ images 1.97) with one level subtracted and clipped: gain 2.05, 2.07, 2.17, 2.21 
 pixels on the floor; left in, the floor's shrunken variances bent the line (0.03 at 20 %). Leaving out
 more (a 9×9 window, or levels within 3–4 σ of the floor as well) changed it by < 0.05. Images with
 *different* levels subtracted (each its own percentile) have lines of different intercepts, which one
-pooled line does not fit (2.5 at 20 %). The level under a floor
-at 0 is found from the line, as the mean ``D`` whose clipped normal ``max(0, N(D, v(D)))`` has the
-darkest level's mean (:func:`unclipped_level_adu`); it is negative, and it is the offset of such images
-(below), so that the block's camera clips at 0 as theirs did.
+pooled line does not fit (2.5 at 20 %). On a floor at 0 the darkest level is unclipped with the
+line: the mean ``D`` whose clipped normal ``max(0, N(D, v(D)))`` has the darkest level's mean
+(:func:`unclipped_level_adu`). It is the offset of such images (below); negative where the floor covers
+the darkest areas, so that the block's camera clips at 0 as theirs did.
 
 The line fixes ``g`` and ``b = σ² − g·offset``; one image cannot tell the offset from a uniform
 background (both are a constant level). Given ``offset_adu`` (spec sheet or dark frame) the read noise
@@ -94,8 +94,8 @@ COUNTS_FROM_ZERO = (ZERO_BASED_OFFSET, ZERO_CROSSING_OFFSET)
 ZERO_CROSSING_SE = 3.0
 #: The largest share of the variance at the darkest level that taking the offset as 0 may misstate.
 ZERO_CROSSING_MISFIT = 0.1
-#: What :class:`NoiseFit` says of an offset found under a clipped floor at 0 (module doc).
-CLIPPED_FLOOR_OFFSET = "darkest level under a clipped floor at 0, unclipped with the noise line (upper bound)"
+#: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
+CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
 
 
 def darkest_level_adu(image: np.ndarray) -> float:

@@ -213,11 +213,11 @@ def test_one_level_subtracted_and_clipped_keeps_the_gain_and_the_floor(clean, tm
     cal = calibrate(_write(tmp_path / "sub", subtracted), modality="widefield")
     e = cal.lr.estimates
     assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
-    assert e["offset_adu"].method.startswith("darkest level under a clipped floor")
+    assert e["offset_adu"].method.startswith("darkest level of images clipped at 0")
     # the raw images' darkest levels less the level subtracted: -15, -12, -1 and +42 ADU (median -6)
     assert -15 < e["offset_adu"].value < 0
     (note,) = [n for n in cal.notes if "clipped" in n]
-    assert "the block's offset" in note
+    assert "the block's offset (below 0" in note
     # the block reproduces the floor: its simulated images are clipped at 0 too, with the same gain
     check = simulate_check(cal, n=4, size_px=192)
     assert np.mean([(im == 0).mean() for im in check["lr_images"]]) > 0.02
