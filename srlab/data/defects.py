@@ -27,7 +27,10 @@ border moved a network's normalized background from 0 to 0.4):
   replaced by the (lower) median of their 8 neighbours — what a camera's defect correction and Fiji's
   *Remove Outliers* do — before anything is measured (a spectrum needs every pixel). Without a noise
   model (a prediction's input) :func:`spikes` asks for an excess of three normalization ranges instead;
-  in an SMLM stack :func:`persistent_hot_pixels` judges the per-pixel median frame.
+  where more than 0.1 % of the pixels are hot they set that range themselves (the 99.9th percentile is
+  one of them) and none is found, so :func:`clean_channel` then judges the image with the noise line
+  fitted to the image itself (:func:`self_judged_hot_pixels`); in an SMLM stack
+  :func:`persistent_hot_pixels` judges the per-pixel median frame.
 * **Fill regions** — the image's lowest value held exactly over at least a
   :data:`FILL_BLOCK_PX`-square block, and never reached by the rest of the image (fewer than
   :data:`FILL_OUTSIDE_FRACTION` of its other pixels): a constant the detector's noise cannot write,
@@ -203,6 +206,58 @@ def replace_in_frames(stack: np.ndarray, mask: np.ndarray) -> np.ndarray:
 #: Images above this many pixels (per channel) are not searched for a fill region or hot pixels by
 #: :func:`clean_channel` (that needs masks of the whole image in memory).
 DEFECT_CHECK_MAX_PIXELS = 64_000_000
+#: :func:`clean_channel` also judges an image with its own noise line when more than this share of its
+#: pixels above the high percentile stand alone (above their second-brightest neighbour by over half
+#: their height above the low percentile) and :func:`spikes` left them: the percentile is set by
+#: defects. (Hot pixels at 0.2–3 % of a camera image: all of the top; photon-poor counter images,
+#: whose top is lone counts: up to 0.6, and the noise line finds nothing there.)
+ISOLATED_TOP_SHARE = 0.5
+#: The noise line of :func:`self_judged_hot_pixels` is fitted on at most this many pixels (a central
+#: crop: one camera, one line).
+SELF_NOISE_MAX_PIXELS = 2048 * 2048
+#: :func:`self_judged_hot_pixels` judges the image in bands of this many rows (with a row of context on
+#: each side: exactly the whole-image result), so that its masks stay small on large frames.
+SELF_JUDGED_BAND_ROWS = 1024
+
+
+def _isolated_top_left(x: np.ndarray, scale: IntensityScale, hot: np.ndarray) -> bool:
+    """Whether more than :data:`ISOLATED_TOP_SHARE` of the pixels of ``x`` above ``scale.high`` stand
+    alone and are not in ``hot`` (see :data:`ISOLATED_TOP_SHARE`)."""
+    rows, cols = np.nonzero(x > scale.high)
+    if rows.size == 0:
+        return False
+    value = np.asarray(x[rows, cols], np.float64)
+    second = np.sort(_neighbour_values(x, rows, cols), axis=0)[-2]
+    alone = (value - second > 0.5 * (value - scale.low)) & ~hot[rows, cols]
+    return bool(alone.sum() > ISOLATED_TOP_SHARE * rows.size)
+
+
+def self_judged_hot_pixels(image: np.ndarray) -> np.ndarray:
+    """Hot pixels of a raw image by :func:`hot_pixels`, with the Poisson–Gaussian line fitted to the image
+    itself (:func:`srlab.calibration.noise.fit_noise`, on a central crop of at most
+    :data:`SELF_NOISE_MAX_PIXELS`) and the steepest PSF a microscope samples (:data:`SPIKE_FWHM_PX`).
+    Nothing where the line cannot be fitted (too few pixels, or noise that does not grow with the
+    signal: not raw counts)."""
+    from srlab.calibration.noise import fit_noise  # the camera's noise line, measured as calibrate does
+    from srlab.errors import SrlabError
+
+    x = np.asarray(image)
+    h, w = x.shape
+    side = math.isqrt(SELF_NOISE_MAX_PIXELS)
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    try:
+        noise = fit_noise([x[top:top + side, left:left + side]])
+    except (SrlabError, np.linalg.LinAlgError):
+        return np.zeros(x.shape, bool)
+    if not noise.gain_adu_per_photon > 0:
+        return np.zeros(x.shape, bool)
+    mask = np.zeros(x.shape, bool)
+    for r0 in range(0, h, SELF_JUDGED_BAND_ROWS):
+        r1 = min(h, r0 + SELF_JUDGED_BAND_ROWS)
+        lo, hi = max(0, r0 - 1), min(h, r1 + 1)  # a row of context: the band's pixels keep their neighbours
+        band = hot_pixels(x[lo:hi], noise.variance, min_fwhm_px=SPIKE_FWHM_PX)
+        mask[r0:r1] = band[r0 - lo:r0 - lo + (r1 - r0)]
+    return mask
 
 
 @dataclass(frozen=True)
@@ -222,9 +277,10 @@ class CleanChannel:
 def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
     """A 2D image of a user's (prediction input, ``data.real_lr``) prepared for normalization by its
     ``low``/``high`` percentiles: its fill region (:func:`fill_mask`) left out of the percentiles and set
-    to the low level, its extreme hot pixels (:func:`spikes`) replaced by their neighbours' median —
-    so that what a network sees of a padded or defective image is what it sees of a clean one. Images
-    above :data:`DEFECT_CHECK_MAX_PIXELS` are only normalized."""
+    to the low level, its extreme hot pixels (:func:`spikes`; where they are too many for that, more than
+    0.1 %, those :func:`self_judged_hot_pixels` finds) replaced by their neighbours' median — so that what
+    a network sees of a padded or defective image is what it sees of a clean one. Images above
+    :data:`DEFECT_CHECK_MAX_PIXELS` are only normalized."""
     from srlab.data.normalize import percentile_scale
 
     if channel.size > DEFECT_CHECK_MAX_PIXELS:
@@ -233,6 +289,8 @@ def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
     inside = None if fill is None else ~fill[1]
     scale = percentile_scale(channel if inside is None else channel[inside], low, high)
     hot = spikes(channel, above=scale.high, span=scale.span)
+    if _isolated_top_left(channel, scale, hot):
+        hot |= self_judged_hot_pixels(channel)
     count = int(hot.sum())
     if fill is None and not count:
         return CleanChannel(channel, scale, None, 0)

@@ -161,9 +161,10 @@ def note_defects(cleaned: list) -> None:
     """A :class:`PredictNote` for each kind of defect :func:`srlab.data.defects.clean_channel` found in
     a frame's channels (the same text for every frame: ``srlab predict`` prints it once per file)."""
     if any(cl.hot_pixels for cl in cleaned):
-        warnings.warn("frames with hot pixels (single pixels above all but one neighbour by more than 3× the "
-                      "frame's range, steeper than any PSF): replaced by their neighbours' median before "
-                      "prediction", PredictNote, stacklevel=3)
+        warnings.warn("frames with hot pixels (single pixels above all but one neighbour, steeper than any PSF, "
+                      "by more than 3× the frame's range or, where they are over 0.1 % of the frame, by more than "
+                      "its own noise allows): replaced by their neighbours' median before prediction",
+                      PredictNote, stacklevel=3)
     for value in dict.fromkeys(cl.fill[0] for cl in cleaned if cl.fill is not None):
         warnings.warn(f"frames with a fill of value {value:g} (padding or a mask: a constant over a whole block at "
                       f"the frame's lowest value, which the rest of it never takes): left out of the normalization "

@@ -105,6 +105,42 @@ def test_no_pixel_of_a_clean_image_is_taken_for_a_hot_one(lr: dict, hr: str):
                               min_fwhm_px=HOT_PIXEL_FWHM_FRACTION * preset.fwhm_nm / preset.pixel_size_nm).any()
 
 
+@pytest.mark.parametrize("lr, hr", [
+    ({"modality": "confocal", "signal_photons": 3.0}, "sted"),  # its top is lone counts: judged by its own line
+    ({"modality": "confocal", "signal_photons": 3000.0}, "sted"),
+    ({"modality": "widefield", "signal_photons": 30.0}, "sim"),
+    ({"modality": "widefield10x", "signal_photons": 5000.0}, "widefield20x"),
+])
+def test_prediction_takes_no_pixel_of_a_clean_image_for_a_hot_one(lr: dict, hr: str):
+    """:func:`clean_channel` (a prediction's input, ``data.real_lr``) repairs nothing on clean LR and HR
+    images, also where the top of the range is lone pixels and the image's own noise line judges it."""
+    from srlab.data.defects import _isolated_top_left, clean_channel, self_judged_hot_pixels
+    from srlab.data.normalize import percentile_scale
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    spec = resolve_simulation({"lr": lr, "hr": {"modality": hr}, "n_images": 2, "lr_size_px": 128, "seed": 6},
+                              scale=2)
+    pairs = [Imager(spec).image(i) for i in range(2)]
+    images = [p[role] for p in pairs for role in ("lr", "hr")]
+    assert all(clean_channel(im, 0.1, 99.9).hot_pixels == 0 for im in images)
+    assert not any(self_judged_hot_pixels(im).any() for im in images)
+    if lr["signal_photons"] == 3.0:  # the case the second judgement exists for, without defects
+        assert any(_isolated_top_left(im, percentile_scale(im, 0.1, 99.9), np.zeros(im.shape, bool))
+                   for im in images)
+
+
+def test_self_judged_hot_pixels_in_bands_are_the_whole_images(clean, monkeypatch):
+    """Judged in bands of rows (large frames), the mask is the one the whole image gives."""
+    from srlab.data import defects
+
+    rng = np.random.default_rng(1)
+    image, _ = _with_hot_pixels(clean[:1], rng)
+    whole = defects.self_judged_hot_pixels(image[0])
+    assert whole.sum() >= 16
+    monkeypatch.setattr(defects, "SELF_JUDGED_BAND_ROWS", 7)
+    np.testing.assert_array_equal(defects.self_judged_hot_pixels(image[0]), whole)
+
+
 def test_a_padded_border_is_left_out(clean, tmp_path: Path, capsys):
     """Registration shifts pad with zeros; a rotation pads the corners (jagged, interpolated edges)."""
     shifted = [im.copy() for im in clean]
