@@ -415,6 +415,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera offset if known (spec sheet, dark frame); makes the read noise definite")
     parser.add_argument("--hr-offset-adu", type=float, default=None,
                         help="the same for the --hr detector (0 for a photon counter)")
+    parser.add_argument("--e-per-adu", type=float, default=None,
+                        help="the LR camera's conversion factor (electrons per ADU, data sheet; sCMOS/CCD): the gain "
+                             "is 1/it instead of fitted — for undersampled images, where the fit reads high")
+    parser.add_argument("--hr-e-per-adu", type=float, default=None, help="the same for the --hr camera")
     parser.add_argument("--dark", nargs="+", default=[], metavar="FILE",
                         help="dark frames of the LR camera (shutter closed, same exposure/gain): offset and read "
                              "noise measured, not bounded")

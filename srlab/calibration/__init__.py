@@ -38,6 +38,7 @@ from srlab.calibration.dark import DarkFrames
 from srlab.calibration.noise import (
     CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
+    LEAK_RATIO,
     ZERO_BASED_OFFSET,
     NoiseFit,
     darkest_level_depth_adu,
@@ -335,7 +336,7 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
 # ------------------------------------------------------------------------------------------------
 def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
             bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None,
-            precision: Estimate | None = None) -> Side:
+            precision: Estimate | None = None, gain_adu_per_photon: float | None = None) -> Side:
     """Noise, resolution, background and histogram of one set of images (see the module doc); with
     ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs.
 
@@ -354,7 +355,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     # a clipped floor's pixels and their neighbours are left out of the noise fit (srlab.calibration.noise)
     clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     floors = [float(np.min(im)) if c else None for im, c in zip(images, clipped)]
-    noise = fit_noise(images, offset_adu=offset_adu, floors=floors)
+    noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon)
     _check_gain(role, noise)
     # Hot pixels: found with the first fit (its robust bins stop below the top 0.5 %, which hot pixels are
     # in), repaired, and the line fitted again on the repaired images. Not on a clipped floor: there every
@@ -366,7 +367,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
                     else np.zeros(ic[0].shape, bool), zip(images, clipped))
     if any(m.any() for m in hot):
         images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
-        noise = fit_noise(images, offset_adu=offset_adu, floors=floors)
+        noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon)
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
     decorr = per_image(decorrelation, images)
@@ -417,7 +418,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         f"; {finer} of {len(images)} image(s) finer than its floor, {CHECKERBOARD_FLOOR_PX * px:.0f} nm "
         f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))
     g = noise.gain_adu_per_photon
-    e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "Poisson-Gaussian fit (Foi 2008)")
+    e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "given: 1 / e- per ADU" if noise.gain_given
+                                        else "Poisson-Gaussian fit (Foi 2008)")
     e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU", noise.offset_method)
     e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
                                    "line intercept at the offset" + ("" if noise.offset_given else
@@ -467,14 +469,17 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
               offset_adu: float | None = None, hr_offset_adu: float | None = None, prior: str = "sim_broad",
               dark_paths: list[str | Path] = (),
               hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False, channel: int | None = None,
-              hr_channel: int | None = None) -> Calibration:
+              hr_channel: int | None = None, e_per_adu: float | None = None,
+              hr_e_per_adu: float | None = None) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
     calibrated block simulates; ``offset_adu``/``hr_offset_adu``: the LR/HR detector's known offset
     (else :func:`~srlab.calibration.noise.fit_noise` decides); ``dark_paths``/``hr_dark_paths``: dark
     frames of the LR/HR detector (offset and read noise, :mod:`~srlab.calibration.dark`); ``hr_specimens``: the block's simulation takes
     the HR images as specimens too; ``channel``/``hr_channel``: the channel measured in multi-channel LR/HR
-    files (and in multi-channel dark frames of that detector). Bad input is one :class:`SrlabError` line."""
+    files (and in multi-channel dark frames of that detector); ``e_per_adu``/``hr_e_per_adu``: the LR/HR
+    camera's conversion factor from its data sheet (electrons per ADU: the gain is then 1/it, not fitted;
+    see :data:`~srlab.calibration.noise.LEAK_RATIO`). Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
     from srlab.calibration.dark import load_dark, measure_dark
 
@@ -486,6 +491,11 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     for flag, given in (("--hr-dark", bool(hr_dark_paths)), ("--hr-offset-adu", hr_offset_adu is not None)):
         if given and not hr_paths:
             raise SrlabError(f"{flag} needs --hr images (it is the HR detector's)")
+    for flag, value in (("--e-per-adu", e_per_adu), ("--hr-e-per-adu", hr_e_per_adu)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SrlabError(f"{flag} {value:g}: must be > 0 (electrons per ADU, from the camera's data sheet)")
+    if hr_e_per_adu is not None and not hr_paths:
+        raise SrlabError("--hr-e-per-adu needs --hr images (it is the HR camera's)")
     if hr_specimens and not hr_paths:
         raise SrlabError("--hr-specimens needs --hr images (they are the specimens)")
     for flag, value in (("--channel", channel), ("--hr-channel", hr_channel)):
@@ -504,7 +514,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     lr_paths = [Path(p) for p in lr_paths]
     images, px, depth, fills = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
     _check_dark(dark, images, "--dark")
-    lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark)
+    lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark,
+                 gain_adu_per_photon=None if e_per_adu is None else 1.0 / e_per_adu)
     rendering = PRESETS[target]["modality"] in RENDERINGS  # the HR is a rendering of localizations
     hr, hr_kind = None, "none"
     if hr_paths:
@@ -536,7 +547,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             scale = round(ratio)
         _check_dark(hr_dark, hr_images, "--hr-dark")
         hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, offset_adu=hr_offset_adu, dark=hr_dark,
-                     precision=precision)
+                     precision=precision, gain_adu_per_photon=None if hr_e_per_adu is None else 1.0 / hr_e_per_adu)
     if scale is None and rendering:
         # a rendering's pixel is chosen, not an objective's: without --hr or --scale, the scale that comes
         # nearest (in log) to the preset's pixel, 20 nm (x4 from an 80 nm widefield pixel, x8 from 160 nm)
@@ -552,6 +563,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
             n = side.noise
@@ -641,6 +653,22 @@ def _defect_notes(side: Side) -> list[str]:
         notes.append(f"{head}. One level subtracted from every image is modelled, a level per image or a rolling "
                      f"ball is not: the raw acquisitions calibrate best")
     return notes
+
+
+def _leak_notes(side: Side) -> list[str]:
+    """The summary's line on a side whose fitted gain depends on the noise filter: structure leaks into
+    the noise estimate and the gain reads high (:data:`~srlab.calibration.noise.LEAK_RATIO`)."""
+    n = side.noise
+    if side.rendering or n.gain_given or not n.gain_adu_per_photon > LEAK_RATIO * n.gain_4th_adu_per_photon:
+        return []
+    flag = "--e-per-adu" if side.role == "lr" else "--hr-e-per-adu"
+    note = (f"{side.role.upper()}: structure leaks into the noise estimate: the gain reads "
+            f"{n.gain_adu_per_photon:.3g} ADU/photon through the 3×3 noise filter and {n.gain_4th_adu_per_photon:.3g} "
+            f"through a 5×5 one (white noise reads the same through both). The 3×3 one is used; it reads high on "
+            f"undersampled or bright sharp structure (srlab's 10× widefield: 3× at 300 photons, 20× at 3000), and "
+            f"the block's photons then read low: pass {flag} from the camera's data sheet (sCMOS/CCD: electrons "
+            f"per ADU)")
+    return [note]
 
 
 def _check_dark(dark: DarkFrames | None, images: list[np.ndarray], flag: str) -> None:

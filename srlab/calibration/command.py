@@ -106,7 +106,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     offset_adu=args.offset_adu, hr_offset_adu=args.hr_offset_adu, prior=args.prior,
                     hr_specimens=args.hr_specimens,
                     dark_paths=args.dark, hr_dark_paths=args.hr_dark, channel=args.channel,
-                    hr_channel=args.hr_channel)
+                    hr_channel=args.hr_channel, e_per_adu=args.e_per_adu, hr_e_per_adu=args.hr_e_per_adu)
     check = {} if args.no_check else simulate_check(cal)
     write_block(cal, out, overwrite=args.overwrite)
     draw(cal, check, figure)

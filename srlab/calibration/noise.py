@@ -94,6 +94,19 @@ COUNTS_FROM_ZERO = (ZERO_BASED_OFFSET, ZERO_CROSSING_OFFSET)
 ZERO_CROSSING_SE = 3.0
 #: The largest share of the variance at the darkest level that taking the offset as 0 may misstate.
 ZERO_CROSSING_MISFIT = 0.1
+#: Structure that varies within the detail filter's 3×3 (undersampled, or bright and sharp) leaks into
+#: every bin's variance, in proportion to the signal, so the line's slope (the gain) reads high with no
+#: sign of it in the line itself: on srlab's 10× widefield (PSF FWHM 1.0 px, gain 2) 5.7–6.3 at 300
+#: photons, 44–46 at 3000; on widefield (2.8 px) 2.0–2.1 at 300 photons, 2.3–2.4 at 3000. White noise
+#: has the same variance through any unit-norm high-pass filter, structure does not: the slope read
+#: through the 5 × 5 filter of 4th differences (``_H4``, on every other row and column) is lower where
+#: structure leaks — the ratio of the two slopes 1.46–1.78 on 10×, 1.22–1.28 on widefield at 3000
+#: photons — and 0.81–1.12 elsewhere (confocal at 20 and 3000 photons, SIM, TIRF, widefield at 30–300;
+#: two seeds of four 192² images each). Above this ratio calibrate says so and names ``--e-per-adu`` (a
+#: given gain). (Tried here, not adopted: the 4th-difference slope as the estimate — 6–8 % low on SIM and TIRF,
+#: still 2× high on 10×; a quadratic term — the leak is not quadratic; weak-texture pixel selection
+#: after Liu et al. 2014 — collapsed in a naive iteration.)
+LEAK_RATIO = 1.15
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
 
@@ -121,6 +134,13 @@ def darkest_level_depth_adu(variance_adu2: float) -> float:
     return z * math.sqrt(max(variance_adu2, 0.0)) * kernel_norm
 
 
+def _separable_valid(x: np.ndarray, h1: np.ndarray) -> np.ndarray:
+    """``x ⊛ (h1 ⊗ h1)`` on the valid region (shape − (len(h1) − 1))."""
+    n = len(h1)
+    d = sum(x[:, k:x.shape[1] - n + 1 + k] * h1[k] for k in range(n))
+    return sum(d[k:d.shape[0] - n + 1 + k] * h1[k] for k in range(n))
+
+
 def detail(image: np.ndarray) -> np.ndarray:
     """``image ⊛ h`` on the valid region (shape − 2): zero mean, variance = the local noise variance."""
     x = np.asarray(image, np.float64)
@@ -128,18 +148,25 @@ def detail(image: np.ndarray) -> np.ndarray:
     return d[:-2] * _H1[0] + d[1:-1] * _H1[1] + d[2:] * _H1[2]
 
 
-def _mean_filter() -> np.ndarray:
-    """The 5×5 filter of :func:`local_mean`: fit a quadratic surface to the 5×5 window (least squares),
-    take its ``h²``-weighted mean over the central 3×3 — the mean the variance of ``h`` responds to."""
-    yy, xx = (g.ravel() for g in np.mgrid[-2:3, -2:3].astype(np.float64))
+def _mean_filter(h1: np.ndarray = _H1) -> np.ndarray:
+    """The filter of :func:`local_mean` for the detail filter ``h1 ⊗ h1`` (n × n): fit a quadratic surface
+    to the (n+2) × (n+2) window (least squares), take its ``h²``-weighted mean over the central n × n — the
+    mean the variance of ``h`` responds to."""
+    n = len(h1)
+    r = n // 2 + 1
+    yy, xx = (g.ravel() for g in np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64))
     x = np.stack([np.ones_like(xx), xx, yy, xx**2, xx * yy, yy**2], 1)
-    project = x @ np.linalg.solve(x.T @ x, x.T)  # 25×25: window -> fitted surface
-    h2 = np.zeros((5, 5))
-    h2[1:4, 1:4] = np.outer(_H1**2, _H1**2)
-    return (h2.ravel() @ project).reshape(5, 5)
+    project = x @ np.linalg.solve(x.T @ x, x.T)  # window -> fitted surface
+    h2 = np.zeros((2 * r + 1, 2 * r + 1))
+    h2[1:-1, 1:-1] = np.outer(h1**2, h1**2)
+    return (h2.ravel() @ project).reshape(2 * r + 1, 2 * r + 1)
 
 
 _MEAN = _mean_filter()
+#: A second detail filter, of 4th differences (5 × 5, unit norm): white noise has the same variance
+#: through both; structure does not (:data:`LEAK_RATIO`).
+_H4 = np.array([1.0, -4.0, 6.0, -4.0, 1.0]) / math.sqrt(70.0)
+_MEAN4 = _mean_filter(_H4)
 
 
 def local_mean(image: np.ndarray) -> np.ndarray:
@@ -147,6 +174,21 @@ def local_mean(image: np.ndarray) -> np.ndarray:
     (shape − 4; :func:`detail` is cropped alike by the callers). Exact for locally quadratic signals and
     uncorrelated with ``h`` under uniform white noise (``h`` is orthogonal to quadratics)."""
     return ndimage.correlate(np.asarray(image, np.float64), _MEAN, mode="reflect")[2:-2, 2:-2]
+
+
+def _pairs(image: np.ndarray, fourth: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(local mean, detail) of every pixel with a whole window, for the 3 × 3 detail filter or, with
+    ``fourth``, the 5 × 5 one at every other row and column (it only checks the first: a quarter of the
+    pixels is plenty, at a quarter of the cost)."""
+    if not fourth:
+        return local_mean(image), detail(image)[1:-1, 1:-1]
+    x = np.asarray(image, np.float64)
+    h, w = x.shape[0] - 6, x.shape[1] - 6  # the pixels with a whole 7 × 7 window
+    if h <= 0 or w <= 0:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    mean = sum(_MEAN4[i, j] * x[i:i + h:2, j:j + w:2] for i in range(7) for j in range(7))
+    det = sum(_H4[i] * _H4[j] * x[1 + i:1 + i + h:2, 1 + j:1 + j + w:2] for i in range(5) for j in range(5))
+    return mean, det
 
 
 @dataclass(frozen=True)
@@ -172,27 +214,34 @@ class NoiseFit:
     bin_var: np.ndarray
     bin_se: np.ndarray
     bin_used: np.ndarray
+    gain_given: bool = False  # the gain was given (the camera's data sheet), not fitted
+    # the slope through the 4th-difference filter (LEAK_RATIO; nan when the gain was given)
+    gain_4th_adu_per_photon: float = math.nan
 
     def variance(self, mean_adu: np.ndarray) -> np.ndarray:
         return self.gain_adu_per_photon * np.asarray(mean_adu) + self.intercept_adu2
 
 
 def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_level: float | None = None,
-                         floors: list[float | None] | None = None,
+                         floors: list[float | None] | None = None, fourth: bool = False,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool every image's (local mean, detail) pairs; per bin of equal count: median mean, robust
     variance, its standard error. ``floors``: per image, the value of its clipped floor or ``None``;
-    the pixels whose 5×5 window (the local mean's support, which holds the detail's 3×3) holds a floor
-    pixel are left out."""
+    the pixels whose local-mean window (5×5, which holds the detail's 3×3) holds a floor pixel are left
+    out. ``fourth``: the 5 × 5 detail filter of 4th differences (and its 7 × 7 mean) instead, at every
+    other row and column."""
     from srlab.calibration.threads import per_image
 
     floors = floors if floors is not None else [None] * len(images)
+    window = 7 if fourth else 5
 
     def pairs_of(image_floor: tuple[np.ndarray, float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         img, floor = image_floor
-        touches = None if floor is None else \
-            ndimage.maximum_filter(np.asarray(img) == floor, size=5, mode="nearest")[2:-2, 2:-2].ravel()
-        return local_mean(img).ravel(), detail(img)[1:-1, 1:-1].ravel(), touches
+        crop, step = window // 2, 2 if fourth else 1
+        touches = None if floor is None else ndimage.maximum_filter(
+            np.asarray(img) == floor, size=window, mode="nearest")[crop:-crop:step, crop:-crop:step].ravel()
+        mean, det = _pairs(img, fourth)
+        return mean.ravel(), det.ravel(), touches
 
     pairs = per_image(pairs_of, list(zip(images, floors)))
     mu = np.concatenate([m for m, _, _ in pairs])
@@ -256,7 +305,7 @@ def unclipped_level_adu(clipped_level_adu: float, gain: float, intercept: float)
     return float(brentq(lambda level: clipped_mean(level) - clipped_level_adu, low, clipped_level_adu, xtol=1e-6))
 
 
-def _wls(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _wls_free(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Weighted least-squares line: (slope, intercept), their covariance, reduced χ²."""
     w = 1.0 / np.maximum(se, 1e-12) ** 2
     a = np.stack([x, np.ones_like(x)], 1)
@@ -267,13 +316,27 @@ def _wls(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.n
     return p, cov, chi2
 
 
-def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray
+def _wls_intercept(x: np.ndarray, y: np.ndarray, se: np.ndarray, slope: float
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`_wls` with the slope given: the weighted mean intercept (the slope's variance 0)."""
+    w = 1.0 / np.maximum(se, 1e-12) ** 2
+    b = float(np.sum(w * (y - slope * x)) / np.sum(w))
+    dof = max(len(x) - 1, 1)
+    chi2 = float(np.sum(w * (y - slope * x - b) ** 2) / dof)
+    return np.array([slope, b]), np.array([[0.0, 0.0], [0.0, 1.0 / float(np.sum(w))]]), chi2
+
+
+def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | None = None
              ) -> tuple[float, float, float, float, float, np.ndarray]:
     """The trimmed weighted line ``var = gain·mu + b`` through (mean, variance, standard error) points:
     bins more than 3 standard errors above the line (structure leaking into the noise estimate) are
     dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
     covariance and the mask of points used; errors are scaled up by √χ² when the points scatter more
-    than their own errors."""
+    than their own errors. ``slope``: the gain, when known (only ``b`` is fitted; its error 0)."""
+
+    def _wls(x: np.ndarray, y: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        return _wls_free(x, y, e) if slope is None else _wls_intercept(x, y, e, slope)
+
     # a bin whose MAD is 0 (most of its detail values equal: a clipped floor, a fill) has no usable
     # variance estimate, and a zero standard error would give it all the weight
     valid = se > 0
@@ -330,10 +393,12 @@ def zero_crossing_tolerance_adu(gain: float, level_adu: float, level_se: float, 
 
 
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
-              max_level: float | None = None, floors: list[float | None] | None = None) -> NoiseFit:
+              max_level: float | None = None, floors: list[float | None] | None = None,
+              gain_adu_per_photon: float | None = None) -> NoiseFit:
     """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
     ``floors``: per image, the value of its clipped floor (:func:`srlab.data.defects.clipped_floor`) or
-    ``None``.
+    ``None``; ``gain_adu_per_photon``: the slope when known (a camera's data sheet: 1/(e⁻ per ADU)), so
+    that only the intercept is fitted — where the fitted slope is biased (:data:`LEAK_RATIO`).
 
     Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
     their own errors (structure left in the detail band)."""
@@ -348,7 +413,12 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                          "floor (background subtracted?) — calibrate the raw acquisitions")
     if integer:
         var = var - 1.0 / 12.0
-    gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se)
+    gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se, slope=gain_adu_per_photon)
+    gain_4th = math.nan
+    if gain_adu_per_photon is None:
+        mu4, var4, se4 = mean_variance_points(images, n_bins=n_bins, max_level=max_level, floors=floors, fourth=True)
+        if mu4.size >= 4:
+            gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it
     darkest = [unclipped_level_adu(level, gain, b) if floor == 0 else level for level, floor in zip(darkest, floors)]
@@ -378,4 +448,5 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                     read_noise_adu=read,
                     read_noise_se=read_se, dark_level_adu=dark, dark_levels_adu=tuple(darkest),
                     integer_data=integer, zero_variance_level_adu=crossing, zero_variance_level_se=crossing_se,
-                    bin_mean=mu, bin_var=var, bin_se=se, bin_used=used)
+                    bin_mean=mu, bin_var=var, bin_se=se, bin_used=used, gain_given=gain_adu_per_photon is not None,
+                    gain_4th_adu_per_photon=gain_4th)

@@ -594,7 +594,9 @@ def run_calibrate_smlm(args) -> int:
                                         ("--hr-dark", args.hr_dark), ("--prior", args.prior != "sim_broad"),
                                         ("--hr-specimens", args.hr_specimens),
                                         ("--hr-channel", args.hr_channel is not None),
-                                        ("--hr-offset-adu", args.hr_offset_adu is not None))
+                                        ("--hr-offset-adu", args.hr_offset_adu is not None),
+                                        ("--e-per-adu", args.e_per_adu is not None),
+                                        ("--hr-e-per-adu", args.hr_e_per_adu is not None))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")

@@ -126,7 +126,7 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
                                   "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
                                   "beyond_16_bits", "saturated_8_bit", "nan_padding", "hr_offset_without_hr",
-                                  "hr_offset_and_hr_dark"])
+                                  "hr_offset_and_hr_dark", "e_per_adu_zero", "hr_e_per_adu_without_hr"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -177,6 +177,12 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
                   write_tiff(tmp_path / "h.tif", _noisy(1), pixel_size_nm=40.0), "--hr-offset-adu", "100",
                   "--hr-dark", write_tiff(tmp_path / "d.tif", np.full((64, 64), 100, np.uint16), pixel_size_nm=None)]
         expect = "give --hr-offset-adu or --hr-dark, not both"
+    elif case == "e_per_adu_zero":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--e-per-adu", "0"]
+        expect = "--e-per-adu 0: must be > 0"
+    elif case == "hr_e_per_adu_without_hr":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--hr-e-per-adu", "0.5"]
+        expect = "--hr-e-per-adu needs --hr images"
     elif case == "beyond_16_bits":
         files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.uint32) * 1000, pixel_size_nm=80.0))
         expect = "beyond 16 bits"

@@ -260,6 +260,29 @@ def test_one_level_subtracted_and_clipped_keeps_the_gain_and_the_floor(clean, tm
     assert check["lr"].estimates["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
 
 
+def test_a_leaking_noise_estimate_is_named_and_a_given_gain_is_used(clean, tmp_path: Path):
+    """On undersampled images (srlab's 10× widefield, PSF FWHM 1 px) structure leaks into the noise
+    estimate and the gain reads 3× high: the slope through the 4th-difference filter differs, the note
+    says so and names --e-per-adu; with it the gain is the data sheet's and the photons are right. The
+    well-sampled images get no such note."""
+    from srlab.data.simulate import resolve_modality
+
+    images = _simulate({"modality": "widefield10x", "signal_photons": 300.0}, n=4, size=192, seed=3,
+                       hr="widefield20x")
+    pixel_nm = resolve_modality("widefield10x").pixel_size_nm
+    paths = [write_tiff(tmp_path / f"u{i}.tif", im, pixel_size_nm=pixel_nm) for i, im in enumerate(images)]
+    fitted = calibrate(paths, modality="widefield10x", target="widefield20x")
+    assert fitted.lr.estimates["gain_adu_per_photon"].value > 2.5 * GAIN  # the bias the note is for
+    (note,) = [n for n in fitted.notes if "leaks into the noise estimate" in n]
+    assert note.startswith("LR:") and "--e-per-adu" in note
+    given = calibrate(paths, modality="widefield10x", target="widefield20x", e_per_adu=E_PER_ADU)
+    e = given.lr.estimates
+    assert e["gain_adu_per_photon"].value == GAIN and e["gain_adu_per_photon"].method.startswith("given")
+    assert e["signal_photons"].value == pytest.approx(300.0, rel=0.2)  # 78 with the fitted gain
+    assert not any("leaks" in n for n in given.notes)
+    assert not any("leaks" in n for n in calibrate(_write(tmp_path / "clean", clean), modality="widefield").notes)
+
+
 def test_the_level_under_a_floor_at_zero_is_recovered():
     """:func:`unclipped_level_adu` inverts the clipped normal's mean: samples of ``max(0, N(D, v(D)))``
     on the line ``v = 2·D + 60`` give back ``D``; an empty floor (mean 0) leaves nothing to read."""
