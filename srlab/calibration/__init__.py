@@ -646,7 +646,6 @@ def _defect_notes(side: Side) -> list[str]:
             head += f", and their darkest level unclipped with it, {side.noise.offset_adu:.3g} ADU, is the block's offset"
             if side.noise.offset_adu < 0:
                 head += " (below 0: the floor covers the darkest areas, and the block's camera clips at 0 as well)"
-
         else:
             floor = ", ".join(sorted({f"{f:g}" for _, f in clipped}))
             head += f"; the block's camera clips at 0, not at {floor} ADU as they do"

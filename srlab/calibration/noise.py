@@ -103,8 +103,8 @@ ZERO_CROSSING_MISFIT = 0.1
 #: structure leaks — the ratio of the two slopes 1.46–1.78 on 10×, 1.22–1.28 on widefield at 3000
 #: photons — and 0.81–1.12 elsewhere (confocal at 20 and 3000 photons, SIM, TIRF, widefield at 30–300;
 #: two seeds of four 192² images each). Above this ratio calibrate says so and names ``--e-per-adu`` (a
-#: given gain). (Tried here, not adopted: the 4th-difference slope as the estimate — 6–8 % low on SIM and TIRF,
-#: still 2× high on 10×; a quadratic term — the leak is not quadratic; weak-texture pixel selection
+#: given gain). (Tried here, not adopted: the 4th-difference slope as the estimate — 6–15 % low on SIM and
+#: TIRF, still 2× high on 10×; a quadratic term — the leak is not quadratic; weak-texture pixel selection
 #: after Liu et al. 2014 — collapsed in a naive iteration.)
 LEAK_RATIO = 1.15
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
@@ -318,7 +318,7 @@ def _wls_free(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray,
 
 def _wls_intercept(x: np.ndarray, y: np.ndarray, se: np.ndarray, slope: float
                    ) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`_wls` with the slope given: the weighted mean intercept (the slope's variance 0)."""
+    """:func:`_wls_free` with the slope given: the weighted mean intercept (the slope's variance 0)."""
     w = 1.0 / np.maximum(se, 1e-12) ** 2
     b = float(np.sum(w * (y - slope * x)) / np.sum(w))
     dof = max(len(x) - 1, 1)
