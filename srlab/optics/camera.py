@@ -123,7 +123,11 @@ class Camera:
         Hirsch et al. 2013), in ADU ``2·G/e_per_adu`` times the mean. Counted in units of that many ADU
         they have variance = mean, like photoelectrons, so they are split as a camera without EM gain of
         ``e_per_adu / 2G`` electrons per ADU and read noise ``read_noise_e / 2G`` — independent to second
-        order, not exactly (the counts are Gamma-distributed, not Poisson)."""
+        order, not exactly (the counts are Gamma-distributed, not Poisson).
+
+        A camera with a negative offset clips its dark pixels at 0 (a clipped floor, module doc): a
+        pixel on the floor holds no count to share out and stays 0 in both halves, and the halves are
+        clipped at 0 as the camera would have written them (there they no longer add up to the image)."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         if self.multiplies:
@@ -140,8 +144,13 @@ class Camera:
         b = electrons - a
 
         def grey(e: np.ndarray, f: float) -> np.ndarray:
-            return (e / f / self.e_per_adu + self.offset_adu).astype(np.float32)
+            g = (e / f / self.e_per_adu + self.offset_adu).astype(np.float32)
+            if self.offset_adu < 0:  # the floor and what a half would have written below it
+                g[floor] = 0.0
+                np.maximum(g, 0.0, out=g)
+            return g
 
+        floor = np.asarray(adu) <= 0 if self.offset_adu < 0 else None
         return grey(a, fraction), grey(b, 1.0 - fraction)
 
     def as_dict(self) -> dict[str, Any]:

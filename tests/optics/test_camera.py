@@ -1,6 +1,8 @@
 """The camera model: shot, excess and read noise, quantization, the inverse of the mean response."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,24 @@ def test_binomial_split_gives_independent_poisson_halves_that_add_up_to_the_imag
         np.testing.assert_allclose(0.5 * ea + 0.5 * eb, np.rint(electrons), atol=1e-3)  # below the offset too
     with pytest.raises(ValueError, match="fraction"):
         camera.split(adu, 1.0, np.random.default_rng(0))
+
+
+def test_split_of_a_camera_clipped_at_zero_keeps_the_floor():
+    """A negative offset (background subtracted before writing: dark pixels clipped at 0, as srlab
+    calibrate writes such images' blocks): the floor stays 0 in both halves and no half goes below it;
+    above the floor the halves are the unclipped split's."""
+    camera = Camera(kind="scmos", read_noise_e=1.5, e_per_adu=0.5, offset_adu=-6.0)
+    photons = np.tile(np.linspace(0.0, 40.0, 256), (256, 1))
+    adu = camera.forward(photons, np.random.default_rng(0)).astype(np.float64)
+    floor = adu == 0
+    assert 0.05 < floor.mean() < 0.5
+    a, b = camera.split(adu, 0.5, np.random.default_rng(1))
+    for half in (a, b):
+        assert (half[floor] == 0).all() and half.min() >= 0
+    # off the floor: the split of the same camera with its offset above 0, clipped at 0
+    plain = replace(camera, offset_adu=100.0).split(adu + 106.0, 0.5, np.random.default_rng(1))
+    np.testing.assert_allclose(a[~floor], np.maximum(plain[0][~floor] - 106.0, 0.0), atol=1e-3)
+    assert (plain[0][floor] - 106.0 != 0).mean() > 0.5  # unclipped, the floor would have split into noise
 
 
 def test_emccd_split_counts_in_units_of_its_excess_noise():
