@@ -563,7 +563,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
-    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side)]
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side) + _gain_spread_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
             n = side.noise
@@ -667,6 +667,20 @@ def _leak_notes(side: Side) -> list[str]:
             f"undersampled or bright sharp structure (srlab's 10× widefield: 3× at 300 photons, 20× at 3000), and "
             f"the block's photons then read low: pass {flag} from the camera's data sheet (sCMOS/CCD: electrons "
             f"per ADU)")
+    return [note]
+
+
+def _gain_spread_notes(side: Side) -> list[str]:
+    """The summary's line on a side whose images' own noise lines disagree
+    (:data:`~srlab.calibration.noise.GAIN_SPREAD`), unless structure leaking explains it (:func:`_leak_notes`)."""
+    n = side.noise
+    if side.rendering or not n.gains_disagree or _leak_notes(side):
+        return []
+    gains = [g for g, _ in n.image_gains if math.isfinite(g)]
+    note = (f"{side.role.upper()}: the images' noise lines disagree: their own gains read {min(gains):.3g}–"
+            f"{max(gains):.3g} ADU/photon, beyond their errors (one camera setting has one). Rescaled image by image "
+            f"(Fiji's 'scale when converting'), processed, or taken at different gain settings? The block takes "
+            f"the pooled line; calibrate raw images of one setting")
     return [note]
 
 

@@ -107,6 +107,15 @@ ZERO_CROSSING_MISFIT = 0.1
 #: TIRF, still 2× high on 10×; a quadratic term — the leak is not quadratic; weak-texture pixel selection
 #: after Liu et al. 2014 — collapsed in a naive iteration.)
 LEAK_RATIO = 1.15
+#: Calibrate's images are one camera setting, so their noise lines share one slope. Each image's own
+#: slope (:func:`image_gains`) is compared: more than :data:`GAIN_SPREAD` between the extremes and a
+#: reduced χ² above :data:`GAIN_CHI2` about their weighted mean, and the images are not one setting of
+#: raw counts — rescaled image by image (Fiji's "scale when converting" stretches each to 0–65535), or
+#: taken at different gains. srlab's widefield test images stretched so: slopes 136–203 (1.49×), χ² 30;
+#: raw images of srlab's presets and of realcheck's foreign simulators: ≤ 1.33×, χ² ≤ 6.5 (four 192²
+#: images; ten 1024²: 1.04×, χ² 1.3).
+GAIN_SPREAD = 1.3
+GAIN_CHI2 = 10.0
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
 
@@ -217,6 +226,20 @@ class NoiseFit:
     gain_given: bool = False  # the gain was given (the camera's data sheet), not fitted
     # the slope through the 4th-difference filter (LEAK_RATIO; nan when the gain was given)
     gain_4th_adu_per_photon: float = math.nan
+    # each image's own slope and its standard error (GAIN_SPREAD; empty for one image or a given gain)
+    image_gains: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def gains_disagree(self) -> bool:
+        """Whether the images' own slopes disagree beyond :data:`GAIN_SPREAD` and :data:`GAIN_CHI2`."""
+        ok = [(g, se) for g, se in self.image_gains if g > 0 and se > 0 and math.isfinite(g) and math.isfinite(se)]
+        if len(ok) < 2:
+            return False
+        g, se = np.array(ok).T
+        w = 1.0 / se**2
+        mean = float(np.sum(w * g) / np.sum(w))
+        chi2 = float(np.sum(w * (g - mean) ** 2) / (len(g) - 1))
+        return bool(g.max() > GAIN_SPREAD * g.min() and chi2 > GAIN_CHI2)
 
     def variance(self, mean_adu: np.ndarray) -> np.ndarray:
         return self.gain_adu_per_photon * np.asarray(mean_adu) + self.intercept_adu2
@@ -279,6 +302,24 @@ def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_leve
     bins = [(lo, hi) for lo, hi in itertools.pairwise(np.concatenate([[0], np.cumsum(counts)])) if hi - lo >= 50]
     points = per_image(point, bins)
     return tuple(np.array([p[k] for p in points]) for k in range(3))
+
+
+def image_gains(images: list[np.ndarray], *, floors: list[float | None] | None = None, integer: bool = True,
+                n_bins: int = 20) -> tuple[tuple[float, float], ...]:
+    """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its own
+    ``n_bins`` bins; ``nan`` where it has too few), less the rounding variance for ``integer`` data."""
+    from srlab.calibration.threads import per_image
+
+    floors = floors if floors is not None else [None] * len(images)
+
+    def one(image_floor: tuple[np.ndarray, float | None]) -> tuple[float, float]:
+        mu, var, se = mean_variance_points([image_floor[0]], n_bins=n_bins, floors=[image_floor[1]])
+        if mu.size < 4:
+            return math.nan, math.nan
+        gain, gain_se, *_ = fit_line(mu, var - (1.0 / 12.0 if integer else 0.0), se)
+        return gain, gain_se
+
+    return tuple(per_image(one, list(zip(images, floors))))
 
 
 def unclipped_level_adu(clipped_level_adu: float, gain: float, intercept: float) -> float:
@@ -419,6 +460,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         mu4, var4, se4 = mean_variance_points(images, n_bins=n_bins, max_level=max_level, floors=floors, fourth=True)
         if mu4.size >= 4:
             gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
+    gains = (image_gains(images, floors=floors, integer=integer)
+             if gain_adu_per_photon is None and len(images) > 1 else ())
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it
     darkest = [unclipped_level_adu(level, gain, b) if floor == 0 else level for level, floor in zip(darkest, floors)]
@@ -449,4 +492,4 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                     read_noise_se=read_se, dark_level_adu=dark, dark_levels_adu=tuple(darkest),
                     integer_data=integer, zero_variance_level_adu=crossing, zero_variance_level_se=crossing_se,
                     bin_mean=mu, bin_var=var, bin_se=se, bin_used=used, gain_given=gain_adu_per_photon is not None,
-                    gain_4th_adu_per_photon=gain_4th)
+                    gain_4th_adu_per_photon=gain_4th, image_gains=gains)

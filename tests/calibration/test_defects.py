@@ -283,6 +283,20 @@ def test_a_leaking_noise_estimate_is_named_and_a_given_gain_is_used(clean, tmp_p
     assert not any("leaks" in n for n in calibrate(_write(tmp_path / "clean", clean), modality="widefield").notes)
 
 
+def test_images_rescaled_one_by_one_are_named(clean, tmp_path: Path):
+    """Each image stretched to 0–65535 (Fiji's "scale when converting"): one pooled noise line means
+    nothing there, as each image has its own gain (136–203 ADU/photon); the note names it. The raw images,
+    one camera setting, agree."""
+    stretched = [np.round((im.astype(np.float64) - im.min()) * 65535.0 / (im.max() - im.min())).astype(np.uint16)
+                 for im in clean]
+    cal = calibrate(_write(tmp_path / "stretched", stretched), modality="widefield")
+    (note,) = [n for n in cal.notes if "noise lines disagree" in n]
+    assert note.startswith("LR:") and "scale when converting" in note
+    raw = calibrate(_write(tmp_path / "raw", clean), modality="widefield")
+    assert len(raw.lr.noise.image_gains) == 4 and not raw.lr.noise.gains_disagree
+    assert not any("disagree" in n for n in raw.notes)
+
+
 def test_the_level_under_a_floor_at_zero_is_recovered():
     """:func:`unclipped_level_adu` inverts the clipped normal's mean: samples of ``max(0, N(D, v(D)))``
     on the line ``v = 2·D + 60`` give back ``D``; an empty floor (mean 0) leaves nothing to read."""
