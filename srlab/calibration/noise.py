@@ -245,20 +245,23 @@ class NoiseFit:
         return self.gain_adu_per_photon * np.asarray(mean_adu) + self.intercept_adu2
 
 
-def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_level: float | None = None,
-                         floors: list[float | None] | None = None, fourth: bool = False,
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pool every image's (local mean, detail) pairs; per bin of equal count: median mean, robust
-    variance, its standard error. ``floors``: per image, the value of its clipped floor or ``None``;
-    the pixels whose local-mean window (5×5, which holds the detail's 3×3) holds a floor pixel are left
-    out. ``fourth``: the 5 × 5 detail filter of 4th differences (and its 7 × 7 mean) instead, at every
-    other row and column."""
+#: One image's pixels for the noise fit: local means, detail values, and which touch a clipped floor
+#: (``None``: no floor).
+Pairs = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def pixel_pairs(images: list[np.ndarray], *, floors: list[float | None] | None = None,
+                fourth: bool = False) -> list[Pairs]:
+    """Each image's (local mean, detail) pairs and, where it has a clipped floor (``floors``: per image,
+    its value or ``None``), which pixels' local-mean window (5×5, which holds the detail's 3×3) holds a
+    floor pixel. ``fourth``: the 5 × 5 detail filter of 4th differences (and its 7 × 7 mean) instead, at
+    every other row and column."""
     from srlab.calibration.threads import per_image
 
     floors = floors if floors is not None else [None] * len(images)
     window = 7 if fourth else 5
 
-    def pairs_of(image_floor: tuple[np.ndarray, float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def pairs_of(image_floor: tuple[np.ndarray, float | None]) -> Pairs:
         img, floor = image_floor
         crop, step = window // 2, 2 if fourth else 1
         touches = None if floor is None else ndimage.maximum_filter(
@@ -266,7 +269,22 @@ def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_leve
         mean, det = _pairs(img, fourth)
         return mean.ravel(), det.ravel(), touches
 
-    pairs = per_image(pairs_of, list(zip(images, floors)))
+    return per_image(pairs_of, list(zip(images, floors)))
+
+
+def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_level: float | None = None,
+                         floors: list[float | None] | None = None, fourth: bool = False,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool every image's (local mean, detail) pairs (:func:`pixel_pairs`; the pixels next to a clipped
+    floor left out); per bin of equal count: median mean, robust variance, its standard error."""
+    return binned_points(pixel_pairs(images, floors=floors, fourth=fourth), n_bins=n_bins, max_level=max_level)
+
+
+def binned_points(pairs: list[Pairs], *, n_bins: int = 40, max_level: float | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mean_variance_points` of pairs already computed (one image's alone, or several pooled)."""
+    from srlab.calibration.threads import per_image
+
     mu = np.concatenate([m for m, _, _ in pairs])
     d = np.concatenate([dv for _, dv, _ in pairs])
     top = np.percentile(mu, 99.5)
@@ -304,22 +322,20 @@ def mean_variance_points(images: list[np.ndarray], *, n_bins: int = 40, max_leve
     return tuple(np.array([p[k] for p in points]) for k in range(3))
 
 
-def image_gains(images: list[np.ndarray], *, floors: list[float | None] | None = None, integer: bool = True,
-                n_bins: int = 20) -> tuple[tuple[float, float], ...]:
+def image_gains(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20) -> tuple[tuple[float, float], ...]:
     """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its own
-    ``n_bins`` bins; ``nan`` where it has too few), less the rounding variance for ``integer`` data."""
+    ``n_bins`` bins of its :func:`pixel_pairs`, those the pooled fit uses; ``nan`` where it has too few),
+    less the rounding variance for ``integer`` data."""
     from srlab.calibration.threads import per_image
 
-    floors = floors if floors is not None else [None] * len(images)
-
-    def one(image_floor: tuple[np.ndarray, float | None]) -> tuple[float, float]:
-        mu, var, se = mean_variance_points([image_floor[0]], n_bins=n_bins, floors=[image_floor[1]])
+    def one(image_pairs: Pairs) -> tuple[float, float]:
+        mu, var, se = binned_points([image_pairs], n_bins=n_bins)
         if mu.size < 4:
             return math.nan, math.nan
         gain, gain_se, *_ = fit_line(mu, var - (1.0 / 12.0 if integer else 0.0), se)
         return gain, gain_se
 
-    return tuple(per_image(one, list(zip(images, floors))))
+    return tuple(per_image(one, pairs))
 
 
 def unclipped_level_adu(clipped_level_adu: float, gain: float, intercept: float) -> float:
@@ -448,20 +464,22 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     images = [np.asarray(im, np.float64) for im in images]
     floors = list(floors) if floors is not None else [None] * len(images)
     integer = all(per_image(lambda im: bool(np.array_equal(im, np.round(im))), images))
-    mu, var, se = mean_variance_points(images, n_bins=n_bins, max_level=max_level, floors=floors)
+    pairs = pixel_pairs(images, floors=floors)
+    mu, var, se = binned_points(pairs, n_bins=n_bins, max_level=max_level)
     if mu.size < 4:
         raise SrlabError("the images' noise cannot be measured: nearly every pixel is at or next to their clipped "
                          "floor (background subtracted?) — calibrate the raw acquisitions")
     if integer:
         var = var - 1.0 / 12.0
     gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se, slope=gain_adu_per_photon)
+    # each image's own line from the same pixels (GAIN_SPREAD), then the pixels are let go
+    gains = image_gains(pairs, integer=integer) if gain_adu_per_photon is None and len(images) > 1 else ()
+    del pairs
     gain_4th = math.nan
     if gain_adu_per_photon is None:
         mu4, var4, se4 = mean_variance_points(images, n_bins=n_bins, max_level=max_level, floors=floors, fourth=True)
         if mu4.size >= 4:
             gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
-    gains = (image_gains(images, floors=floors, integer=integer)
-             if gain_adu_per_photon is None and len(images) > 1 else ())
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it
     darkest = [unclipped_level_adu(level, gain, b) if floor == 0 else level for level, floor in zip(darkest, floors)]
