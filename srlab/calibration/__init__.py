@@ -39,6 +39,8 @@ from srlab.calibration.noise import (
     CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
     LEAK_RATIO,
+    LEVEL_CHI2,
+    LEVEL_NOTE_SHIFT,
     ZERO_BASED_OFFSET,
     NoiseFit,
     darkest_level_depth_adu,
@@ -363,13 +365,15 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     from srlab.data.simulate import resolve_modality
 
     min_fwhm_px = HOT_PIXEL_FWHM_FRACTION * resolve_modality(modality).fwhm_nm / pixel_size_nm
-    hot = per_image(lambda ic: hot_pixels(ic[0], noise.variance, min_fwhm_px=min_fwhm_px) if not ic[1]
-                    else np.zeros(ic[0].shape, bool), zip(images, clipped))
+    hot = per_image(lambda ic: hot_pixels(ic[0], lambda level: noise.image_variance(ic[2], level),
+                                          min_fwhm_px=min_fwhm_px) if not ic[1]
+                    else np.zeros(ic[0].shape, bool), zip(images, clipped, range(len(images))))
     if any(m.any() for m in hot):
         images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
         noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon)
         _check_gain(role, noise)
-    spectra = fit_psf_spectra(images, [noise.variance(im) for im in images], camera=not scanning)
+    spectra = fit_psf_spectra(images, [noise.image_variance(i, im) for i, im in enumerate(images)],
+                              camera=not scanning)
     decorr = per_image(decorrelation, images)
     frc_readings = per_image(lambda im: checkerboard_frc_reading_nm(im, pixel_size_nm), images)
     frc = [resolution for resolution, _ in frc_readings]
@@ -450,7 +454,11 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
     # (below 0 only under a clipped floor, where the pixels' own level is)
     dark = noise.offset_adu if noise.offset_method == CLIPPED_FLOOR_OFFSET else max(noise.offset_adu, 0.0)
-    peaks = [(p - dark) / g - bg_photons for p in per_image(lambda im: float(np.percentile(im, 99.9)), images)]
+    # images of a level each (noise.LEVEL_CHI2) are each measured from their own darkest level, the offset
+    # they were given (the block's offset is the median one)
+    darks = noise.dark_levels_adu if noise.levels_differ and not noise.offset_given else [dark] * len(images)
+    peaks = [(p - d) / g - bg_photons
+             for p, d in zip(per_image(lambda im: float(np.percentile(im, 99.9)), images), darks)]
     e["signal_photons"] = Estimate(*combine(peaks), "photons", "99.9th percentile above background")
     side.histogram = histogram_summary(images)
     return side
@@ -563,7 +571,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
-    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side) + _gain_spread_notes(side)]
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
             n = side.noise
@@ -649,8 +657,8 @@ def _defect_notes(side: Side) -> list[str]:
         else:
             floor = ", ".join(sorted({f"{f:g}" for _, f in clipped}))
             head += f"; the block's camera clips at 0, not at {floor} ADU as they do"
-        notes.append(f"{head}. One level subtracted from every image is modelled, a level per image or a rolling "
-                     f"ball is not: the raw acquisitions calibrate best")
+        notes.append(f"{head}. One level subtracted from every image, or a level per image, is modelled; a "
+                     f"rolling ball is not: the raw acquisitions calibrate best")
     return notes
 
 
@@ -681,6 +689,25 @@ def _gain_spread_notes(side: Side) -> list[str]:
             f"{max(gains):.3g} ADU/photon, beyond their errors (one camera setting has one). Rescaled image by image "
             f"(Fiji's 'scale when converting'), processed, or taken at different gain settings? The block takes "
             f"the pooled line; calibrate raw images of one setting")
+    return [note]
+
+
+def _level_notes(side: Side) -> list[str]:
+    """The summary's line on a side whose images' noise lines share a slope but not a level, fitted with a
+    level per image (:data:`~srlab.calibration.noise.LEVEL_CHI2`) that moved the gain
+    (:data:`~srlab.calibration.noise.LEVEL_NOTE_SHIFT`), unless structure leaking explains it
+    (:func:`_leak_notes`)."""
+    n = side.noise
+    if side.rendering or not n.levels_differ or _leak_notes(side) or \
+            abs(n.pooled_gain_adu_per_photon / n.gain_adu_per_photon - 1.0) <= LEVEL_NOTE_SHIFT:
+        return []
+    levels = n.dark_levels_adu
+    note = (f"{side.role.upper()}: the images' noise lines have one slope but not one level (their intercepts "
+            f"disagree beyond their errors, reduced chi2 {n.level_chi2:.3g} > {LEVEL_CHI2:g}): a background "
+            f"subtracted image by image, or an offset that drifted? The gain is fitted with a level per image, "
+            f"{n.gain_adu_per_photon:.3g} ADU/photon (one pooled line: {n.pooled_gain_adu_per_photon:.3g}); the "
+            f"images' darkest levels read {min(levels):.4g} to {max(levels):.4g} ADU and the block takes their "
+            f"median as its offset")
     return [note]
 
 

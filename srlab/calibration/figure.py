@@ -57,7 +57,7 @@ def figure(cal: Calibration, check: dict[str, Any]) -> Any:
     a = ax[0, 0]
     n = lr.noise
     a.errorbar(n.bin_mean[n.bin_used], n.bin_var[n.bin_used], yerr=n.bin_se[n.bin_used], fmt="o", ms=3,
-               label="real (bins used)")
+               label="real (each image's bins, moved to the mean level)" if n.levels_differ else "real (bins used)")
     if (~n.bin_used).any():
         a.plot(n.bin_mean[~n.bin_used], n.bin_var[~n.bin_used], "x", color="grey", label="real (trimmed)")
     xs = np.linspace(min(n.bin_mean.min(), n.offset_adu), n.bin_mean.max(), 50)

@@ -27,8 +27,9 @@ is the same straight line. Measured on srlab's widefield images (gain 2 ADU/phot
 images 1.97) with one level subtracted and clipped: gain 2.05, 2.07, 2.17, 2.21 at 3, 15, 26, 38 % of the
 pixels on the floor; left in, the floor's shrunken variances bent the line (0.03 at 20 %). Leaving out
 more (a 9×9 window, or levels within 3–4 σ of the floor as well) changed it by < 0.05. Images with
-*different* levels subtracted (each its own percentile) have lines of different intercepts, which one
-pooled line does not fit (2.5 at 20 %). On a floor at 0 the darkest level is unclipped with the
+*different* levels subtracted (each its own percentile) have lines of one slope and different
+intercepts, which one pooled line does not fit; they are fitted with a level per image
+(:data:`LEVEL_CHI2`). On a floor at 0 the darkest level is unclipped with the
 line: the mean ``D`` whose clipped normal ``max(0, N(D, v(D)))`` has the darkest level's mean
 (:func:`unclipped_level_adu`). It is the offset of such images (below); negative where the floor covers
 the darkest areas, so that the block's camera clips at 0 as theirs did.
@@ -116,6 +117,27 @@ LEAK_RATIO = 1.15
 #: images; ten 1024²: 1.04×, χ² 1.3).
 GAIN_SPREAD = 1.3
 GAIN_CHI2 = 10.0
+#: One camera setting has one offset, so its images' noise lines share their intercept as well as their
+#: slope. Images with a level subtracted each (background subtracted image by image: each its own
+#: percentile or background-ROI mean), or whose offset drifted between acquisitions, have lines of one
+#: slope and different intercepts; pooled, the images' pixels sort into the bins by their level as well as
+#: by their signal, and the line's slope reads high — srlab's widefield images (gain 2 ADU/photon) each less
+#: its own 5th, 20th, 50th percentile, clipped at 0: 2.40, 2.55, 2.78 on four 192² images, 2.65 on ten
+#: 1024² (20th). :func:`common_slope_fit` gives each image its own intercept and all one slope: 2.12,
+#: 2.06, 2.07 and 2.15 there. It is used when its intercepts scatter about their weighted mean with a
+#: reduced χ² above this; otherwise the pooled line (the same physics, more pixels per bin). Raw images of
+#: srlab's presets read below it: four 192² images, seeds 3–6, confocal at 5–3000 photons ≤ 4.2, STED at 20
+#: ≤ 6.6, widefield at 30–1000 ≤ 2.1, SIM and TIRF ≤ 0.8; six 512², counters ≤ 3.3, widefield at 1000
+#: photons ≤ 5.0; ten 1024² widefield at 300, 2.4; realcheck's foreign images ≤ 1.7; one level subtracted
+#: from all, 0.5. Structure leaking into the noise estimate makes the intercepts disagree as well
+#: (widefield at 3000 photons: 4.6–7.5 on 192², 14–17 on 512²; 10× at 3000: 27); the common slope is then
+#: used, within 1.2 % of the pooled one on the widefield images, and the leak note (:data:`LEAK_RATIO`)
+#: says that neither is to be trusted.
+LEVEL_CHI2 = 10.0
+#: Calibrate names a level per image only where it moved the gain by more than this share from the pooled
+#: line's: structure that differs between large images also makes the intercepts disagree (srlab's
+#: widefield at 3000 photons, six 512² images: χ² 14–17), with the two slopes within 1.2 % of each other.
+LEVEL_NOTE_SHIFT = 0.05
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
 
@@ -228,6 +250,24 @@ class NoiseFit:
     gain_4th_adu_per_photon: float = math.nan
     # each image's own slope and its standard error (GAIN_SPREAD; empty for one image or a given gain)
     image_gains: tuple[tuple[float, float], ...] = ()
+    # the reduced χ² of the images' intercepts under one slope (LEVEL_CHI2; nan for one image or a given gain)
+    level_chi2: float = math.nan
+    # each image's own intercept (ADU²) where they differ (LEVEL_CHI2: the gain is the common-slope fit's, the
+    # bins are each image's, moved to the mean intercept); empty where one pooled line is fitted
+    image_intercepts_adu2: tuple[float, ...] = ()
+    pooled_gain_adu_per_photon: float = math.nan  # the one pooled line's slope, where not used
+
+    @property
+    def levels_differ(self) -> bool:
+        """Whether the images' lines were fitted with an intercept each (:data:`LEVEL_CHI2`)."""
+        return bool(self.image_intercepts_adu2)
+
+    def image_variance(self, index: int, mean_adu: np.ndarray) -> np.ndarray:
+        """The noise variance (ADU²) at ``mean_adu`` in image ``index`` of the fit: its own intercept where
+        the images' levels differ, else :meth:`variance`."""
+        if not self.image_intercepts_adu2:
+            return self.variance(mean_adu)
+        return self.gain_adu_per_photon * np.asarray(mean_adu) + self.image_intercepts_adu2[index]
 
     @property
     def gains_disagree(self) -> bool:
@@ -322,20 +362,84 @@ def binned_points(pairs: list[Pairs], *, n_bins: int = 40, max_level: float | No
     return tuple(np.array([p[k] for p in points]) for k in range(3))
 
 
-def image_gains(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20) -> tuple[tuple[float, float], ...]:
-    """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its own
-    ``n_bins`` bins of its :func:`pixel_pairs`, those the pooled fit uses; ``nan`` where it has too few),
-    less the rounding variance for ``integer`` data."""
+def image_points(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20, max_level: float | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each image's own ``n_bins`` (mean, variance, standard error) points (:func:`binned_points` of its
+    :func:`pixel_pairs`, those the pooled fit uses), less the rounding variance for ``integer`` data."""
     from srlab.calibration.threads import per_image
 
-    def one(image_pairs: Pairs) -> tuple[float, float]:
-        mu, var, se = binned_points([image_pairs], n_bins=n_bins)
-        if mu.size < 4:
-            return math.nan, math.nan
-        gain, gain_se, *_ = fit_line(mu, var - (1.0 / 12.0 if integer else 0.0), se)
-        return gain, gain_se
+    def one(image_pairs: Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mu, var, se = binned_points([image_pairs], n_bins=n_bins, max_level=max_level)
+        return mu, var - (1.0 / 12.0 if integer else 0.0), se
 
-    return tuple(per_image(one, pairs))
+    return per_image(one, pairs)
+
+
+def image_gains(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[tuple[float, float], ...]:
+    """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its
+    :func:`image_points`; ``nan`` where it has too few)."""
+    return tuple((fit_line(*p)[:2] if p[0].size >= 4 else (math.nan, math.nan)) for p in points)
+
+
+@dataclass(frozen=True)
+class CommonSlope:
+    """:func:`common_slope_fit`: one slope, an intercept per image."""
+
+    gain: float
+    gain_se: float
+    intercepts: np.ndarray  # per image (nan where it has no usable point)
+    intercept_ses: np.ndarray
+    level_chi2: float  # reduced χ² of the intercepts about their weighted mean
+    used: list[np.ndarray]  # per image, its points used (trimmed as in fit_line)
+    gain_intercept_cov: np.ndarray  # per image, the covariance of the slope with its intercept
+
+
+def common_slope_fit(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> CommonSlope:
+    """The weighted least-squares lines ``var = gain·mu + b_i`` through each image's (mean, variance,
+    standard error) points (:func:`image_points`), with one ``gain`` and an intercept ``b_i`` per image,
+    trimmed as :func:`fit_line` trims (points more than 3 standard errors above the fit dropped and the
+    fit repeated; errors scaled up by √χ²). ``level_chi2`` (:data:`LEVEL_CHI2`): how far the intercepts
+    disagree beyond their errors."""
+    k = len(points)
+    mu, var, se = (np.concatenate([p[i] for p in points]) for i in range(3))
+    which = np.concatenate([np.full(p[0].size, i) for i, p in enumerate(points)])
+    design = np.zeros((mu.size, k + 1))
+    design[:, 0] = mu
+    design[np.arange(mu.size), 1 + which] = 1.0
+    valid = se > 0  # a bin whose MAD is 0 has no usable variance estimate (fit_line)
+
+    def wls(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        w = 1.0 / se[m] ** 2
+        a = design[m]
+        # an image without a used point has no intercept: pinv leaves its column at 0
+        cov = np.linalg.pinv(a.T @ (a * w[:, None]))
+        p = cov @ (a.T @ (w * var[m]))
+        fitted = len(np.unique(which[m])) + 1
+        chi2 = float(np.sum(w * (var[m] - a @ p) ** 2) / max(int(m.sum()) - fitted, 1))
+        return p, cov, chi2
+
+    used = valid.copy()
+    for _ in range(4):
+        p, cov, chi2 = wls(used)
+        resid = (var - design @ p) / np.where(valid, se, 1.0)
+        new = valid & (resid < 3.0 * max(1.0, math.sqrt(chi2)))
+        new &= used | (np.abs(resid) < 3.0)
+        if new.sum() < k + 3 or np.array_equal(new, used):
+            break
+        used = new
+    p, cov, chi2 = wls(used)
+    inflate = math.sqrt(max(chi2, 1.0))
+    has = np.array([bool(used[which == i].any()) for i in range(k)])
+    b = np.where(has, p[1:], math.nan)
+    b_se = np.where(has, np.sqrt(np.maximum(np.diag(cov)[1:], 0.0)) * inflate, math.nan)
+    ok = has & (b_se > 0)
+    level_chi2 = math.nan
+    if ok.sum() >= 2:
+        w = 1.0 / b_se[ok] ** 2
+        mean = float(np.sum(w * b[ok]) / np.sum(w))
+        level_chi2 = float(np.sum(w * (b[ok] - mean) ** 2) / (ok.sum() - 1))
+    return CommonSlope(float(p[0]), math.sqrt(max(cov[0, 0], 0.0)) * inflate, b, b_se, level_chi2,
+                       [used[which == i] for i in range(k)], cov[0, 1:] * inflate**2)
 
 
 def unclipped_level_adu(clipped_level_adu: float, gain: float, intercept: float) -> float:
@@ -472,17 +576,44 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     if integer:
         var = var - 1.0 / 12.0
     gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se, slope=gain_adu_per_photon)
-    # each image's own line from the same pixels (GAIN_SPREAD), then the pixels are let go
-    gains = image_gains(pairs, integer=integer) if gain_adu_per_photon is None and len(images) > 1 else ()
+    # each image's own points from the same pixels: its own line (GAIN_SPREAD) and a level of its own under
+    # one slope (LEVEL_CHI2); then the pixels are let go
+    gains, level_chi2, intercepts, pooled_gain = (), math.nan, (), math.nan
+    if gain_adu_per_photon is None and len(images) > 1:
+        points = image_points(pairs, integer=integer, max_level=max_level)
+        gains = image_gains(points)
+        common = common_slope_fit(points)
+        level_chi2 = common.level_chi2
+        if level_chi2 > LEVEL_CHI2 and bool(np.isfinite(common.intercepts).all()):
+            pooled_gain, gain, gain_se = gain, common.gain, common.gain_se
+            w = 1.0 / common.intercept_ses**2
+            b, b_se = float(np.sum(w * common.intercepts) / np.sum(w)), float(1.0 / math.sqrt(np.sum(w)))
+            cov_gb = float(np.sum(w * common.gain_intercept_cov) / np.sum(w))
+            intercepts = tuple(float(x) for x in common.intercepts)
+            # the points shown with the line: each image's, moved to the mean intercept
+            mu = np.concatenate([m for m, _, _ in points])
+            var = np.concatenate([v - (bi - b) for (_, v, _), bi in zip(points, intercepts)])
+            se = np.concatenate([e for _, _, e in points])
+            used = np.concatenate(common.used)
     del pairs
     gain_4th = math.nan
     if gain_adu_per_photon is None:
-        mu4, var4, se4 = mean_variance_points(images, n_bins=n_bins, max_level=max_level, floors=floors, fourth=True)
-        if mu4.size >= 4:
-            gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
+        pairs4 = pixel_pairs(images, floors=floors, fourth=True)
+        if intercepts:
+            # the same fit as the gain's (a level per image), through the other filter (LEAK_RATIO)
+            points4 = image_points(pairs4, integer=integer, max_level=max_level)
+            if all(m.size >= 4 for m, _, _ in points4):
+                gain_4th = common_slope_fit(points4).gain
+        else:
+            mu4, var4, se4 = binned_points(pairs4, n_bins=n_bins, max_level=max_level)
+            if mu4.size >= 4:
+                gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
+        del pairs4
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it
-    darkest = [unclipped_level_adu(level, gain, b) if floor == 0 else level for level, floor in zip(darkest, floors)]
+    own_b = intercepts or (b,) * len(images)
+    darkest = [unclipped_level_adu(level, gain, bi) if floor == 0 else level
+               for level, floor, bi in zip(darkest, floors, own_b)]
     dark = float(np.median(darkest))
     crossing, crossing_se = zero_variance_level_adu(gain, b, gain_se, b_se, cov_gb)
     if offset_adu is not None:
@@ -501,6 +632,9 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False
         method = "darkest level (upper bound)"
     r2 = b + gain * offset
+    if intercepts and not given:
+        # each image's own level is its offset (its darkest level): the read noise of each line there
+        r2 = float(np.median([bi + gain * level for bi, level in zip(intercepts, darkest)]))
     r2_var = b_se**2 + offset**2 * gain_se**2 + 2 * offset * cov_gb + gain**2 * offset_se**2
     read = math.sqrt(max(r2, 0.0))
     read_se = math.sqrt(max(r2_var, 0.0)) / (2.0 * max(read, math.sqrt(max(r2_var, 0.0)) ** 0.5, 1e-6))
@@ -510,4 +644,5 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                     read_noise_se=read_se, dark_level_adu=dark, dark_levels_adu=tuple(darkest),
                     integer_data=integer, zero_variance_level_adu=crossing, zero_variance_level_se=crossing_se,
                     bin_mean=mu, bin_var=var, bin_se=se, bin_used=used, gain_given=gain_adu_per_photon is not None,
-                    gain_4th_adu_per_photon=gain_4th, image_gains=gains)
+                    gain_4th_adu_per_photon=gain_4th, image_gains=gains, level_chi2=level_chi2,
+                    image_intercepts_adu2=intercepts, pooled_gain_adu_per_photon=pooled_gain)

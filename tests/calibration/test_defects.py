@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from srlab.calibration import calibrate
-from srlab.calibration.noise import fit_noise
+from srlab.calibration.noise import LEVEL_CHI2, fit_noise
 from srlab.data.defects import clipped_floor, fill_region, hot_pixels, largest_rectangle
 from srlab.data.io import write_tiff
 
@@ -231,7 +231,7 @@ def test_a_clipped_floor_is_reported(clean, tmp_path: Path):
     cal = calibrate(_write(tmp_path / "sub", subtracted), modality="widefield")
     (note,) = [n for n in cal.notes if "clipped" in n]
     assert note.startswith("LR: 4 of 4 image(s) clipped at their lowest value") and "raw" in note
-    assert "a level per image" in note  # what these images are: one pooled line does not fit them
+    assert "a level per image" in note  # what these images are (the next test)
     # a lone count on a clipped floor stands out from its neighbours like a defect: not judged there
     assert cal.lr.hot_pixels == (0, 0, 0, 0) and not any("hot pixel" in n for n in cal.notes)
 
@@ -295,6 +295,50 @@ def test_images_rescaled_one_by_one_are_named(clean, tmp_path: Path):
     raw = calibrate(_write(tmp_path / "raw", clean), modality="widefield")
     assert len(raw.lr.noise.image_gains) == 4 and not raw.lr.noise.gains_disagree
     assert not any("disagree" in n for n in raw.notes)
+
+
+def test_a_level_subtracted_per_image_is_fitted_with_a_level_each(clean, tmp_path: Path):
+    """Each image less its own 20th percentile (161, 120, 121, 206 ADU) and clipped at 0: one pooled noise
+    line read the gain 2.55 for 2; one slope with a level per image reads it within 15 %, the note names
+    what was done, and the signal is each image's own above its own level. Raw images share one level and
+    keep the pooled line."""
+    subtracted = [np.clip(im.astype(np.int64) - int(np.percentile(im, 20)), 0, None).astype(np.uint16)
+                  for im in clean]
+    cal = calibrate(_write(tmp_path / "sub", subtracted), modality="widefield")
+    n, e = cal.lr.noise, cal.lr.estimates
+    assert n.levels_differ and n.pooled_gain_adu_per_photon > 1.2 * GAIN  # the bias the level per image removes
+    assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
+    assert e["signal_photons"].value == pytest.approx(300.0, rel=0.15)
+    (note,) = [m for m in cal.notes if "not one level" in m]
+    assert note.startswith("LR:") and "image by image" in note
+    raw = calibrate(_write(tmp_path / "raw", clean), modality="widefield")
+    assert not raw.lr.noise.levels_differ and raw.lr.noise.level_chi2 < LEVEL_CHI2
+    assert not any("not one level" in m for m in raw.notes)
+
+
+def test_the_common_slope_fit_recovers_one_slope_and_each_level():
+    """:func:`common_slope_fit` on points of three lines of slope 2 and intercepts −100, 40, 300 ADU²
+    (with noise at their standard errors): the slope and each intercept within 3 standard errors, and the
+    intercepts' χ² far above :data:`LEVEL_CHI2`; on three lines of one intercept, χ² near 1."""
+    from srlab.calibration.noise import common_slope_fit
+
+    rng = np.random.default_rng(0)
+
+    def points(intercepts):
+        out = []
+        for b in intercepts:
+            mu = np.linspace(100.0, 2000.0, 20)
+            var = 2.0 * mu + b
+            se = 0.02 * var
+            out.append((mu, var + rng.normal(0.0, se), se))
+        return out
+
+    fit = common_slope_fit(points([-100.0, 40.0, 300.0]))
+    assert abs(fit.gain - 2.0) < 3 * fit.gain_se and fit.gain_se < 0.05
+    assert np.all(np.abs(fit.intercepts - [-100.0, 40.0, 300.0]) < 3 * fit.intercept_ses)
+    assert fit.level_chi2 > 10 * LEVEL_CHI2
+    same = common_slope_fit(points([40.0, 40.0, 40.0]))
+    assert same.level_chi2 < 4.0 and abs(same.gain - 2.0) < 3 * same.gain_se
 
 
 def test_the_level_under_a_floor_at_zero_is_recovered():
