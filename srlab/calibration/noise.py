@@ -132,7 +132,8 @@ GAIN_CHI2 = 10.0
 #: from all, 0.5. Structure leaking into the noise estimate makes the intercepts disagree as well
 #: (widefield at 3000 photons: 4.6–7.5 on 192², 14–17 on 512²; 10× at 3000: 27); the common slope is then
 #: used, within 1.2 % of the pooled one on the widefield images, and the leak note (:data:`LEAK_RATIO`)
-#: says that neither is to be trusted.
+#: says that neither is to be trusted. Not where the images' own slopes disagree (:data:`GAIN_SPREAD`:
+#: rescaled one by one, their intercepts differ too, χ² 43): they have no common slope either.
 LEVEL_CHI2 = 10.0
 #: Calibrate names a level per image only where it moved the gain by more than this share from the pooled
 #: line's: structure that differs between large images also makes the intercepts disagree (srlab's
@@ -272,17 +273,23 @@ class NoiseFit:
     @property
     def gains_disagree(self) -> bool:
         """Whether the images' own slopes disagree beyond :data:`GAIN_SPREAD` and :data:`GAIN_CHI2`."""
-        ok = [(g, se) for g, se in self.image_gains if g > 0 and se > 0 and math.isfinite(g) and math.isfinite(se)]
-        if len(ok) < 2:
-            return False
-        g, se = np.array(ok).T
-        w = 1.0 / se**2
-        mean = float(np.sum(w * g) / np.sum(w))
-        chi2 = float(np.sum(w * (g - mean) ** 2) / (len(g) - 1))
-        return bool(g.max() > GAIN_SPREAD * g.min() and chi2 > GAIN_CHI2)
+        return slopes_disagree(self.image_gains)
 
     def variance(self, mean_adu: np.ndarray) -> np.ndarray:
         return self.gain_adu_per_photon * np.asarray(mean_adu) + self.intercept_adu2
+
+
+def slopes_disagree(image_gains: tuple[tuple[float, float], ...]) -> bool:
+    """Whether images' own slopes and their errors (:func:`image_gains`) disagree beyond
+    :data:`GAIN_SPREAD` and :data:`GAIN_CHI2`: not one setting of raw counts."""
+    ok = [(g, se) for g, se in image_gains if g > 0 and se > 0 and math.isfinite(g) and math.isfinite(se)]
+    if len(ok) < 2:
+        return False
+    g, se = np.array(ok).T
+    w = 1.0 / se**2
+    mean = float(np.sum(w * g) / np.sum(w))
+    chi2 = float(np.sum(w * (g - mean) ** 2) / (len(g) - 1))
+    return bool(g.max() > GAIN_SPREAD * g.min() and chi2 > GAIN_CHI2)
 
 
 #: One image's pixels for the noise fit: local means, detail values, and which touch a clipped floor
@@ -584,7 +591,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         gains = image_gains(points)
         common = common_slope_fit(points)
         level_chi2 = common.level_chi2
-        if level_chi2 > LEVEL_CHI2 and bool(np.isfinite(common.intercepts).all()):
+        # images of different slopes (rescaled one by one: GAIN_SPREAD) have no common one either
+        if level_chi2 > LEVEL_CHI2 and bool(np.isfinite(common.intercepts).all()) and not slopes_disagree(gains):
             pooled_gain, gain, gain_se = gain, common.gain, common.gain_se
             w = 1.0 / common.intercept_ses**2
             b, b_se = float(np.sum(w * common.intercepts) / np.sum(w)), float(1.0 / math.sqrt(np.sum(w)))

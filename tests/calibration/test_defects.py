@@ -292,6 +292,9 @@ def test_images_rescaled_one_by_one_are_named(clean, tmp_path: Path):
     cal = calibrate(_write(tmp_path / "stretched", stretched), modality="widefield")
     (note,) = [n for n in cal.notes if "noise lines disagree" in n]
     assert note.startswith("LR:") and "scale when converting" in note
+    # their intercepts differ too, but without a common slope there is no level per image to fit
+    assert cal.lr.noise.level_chi2 > LEVEL_CHI2 and not cal.lr.noise.levels_differ
+    assert not any("not one level" in n for n in cal.notes)
     raw = calibrate(_write(tmp_path / "raw", clean), modality="widefield")
     assert len(raw.lr.noise.image_gains) == 4 and not raw.lr.noise.gains_disagree
     assert not any("disagree" in n for n in raw.notes)
