@@ -663,18 +663,20 @@ def _defect_notes(side: Side) -> list[str]:
 
 
 def _leak_notes(side: Side) -> list[str]:
-    """The summary's line on a side whose fitted gain depends on the noise filter: structure leaks into
-    the noise estimate and the gain reads high (:data:`~srlab.calibration.noise.LEAK_RATIO`)."""
+    """The summary's line on a side whose fitted gain depends on the noise filter
+    (:data:`~srlab.calibration.noise.LEAK_RATIO`): structure leaks into the noise estimate and the gain
+    reads high, or the noise is not white (processed images) and it reads low; one ratio cannot tell which."""
     n = side.noise
     if side.rendering or n.gain_given or not n.gain_adu_per_photon > LEAK_RATIO * n.gain_4th_adu_per_photon:
         return []
     flag = "--e-per-adu" if side.role == "lr" else "--hr-e-per-adu"
-    note = (f"{side.role.upper()}: structure leaks into the noise estimate: the gain reads "
-            f"{n.gain_adu_per_photon:.3g} ADU/photon through the 3×3 noise filter and {n.gain_4th_adu_per_photon:.3g} "
-            f"through a 5×5 one (white noise reads the same through both). The 3×3 one is used; it reads high on "
-            f"undersampled or bright sharp structure (srlab's 10× widefield: 3× at 300 photons, 20× at 3000), and "
-            f"the block's photons then read low: pass {flag} from the camera's data sheet (sCMOS/CCD: electrons "
-            f"per ADU)")
+    note = (f"{side.role.upper()}: the gain reads {n.gain_adu_per_photon:.3g} ADU/photon through the 3×3 noise "
+            f"filter and {n.gain_4th_adu_per_photon:.3g} through a 5×5 one (white noise reads the same through "
+            f"both; the 3×3 one is used). Either structure leaks into the noise estimate — undersampled or bright "
+            f"sharp structure: the gain reads high and the block's photons low (srlab's 10× widefield: 3× at 300 "
+            f"photons, 20× at 3000); pass {flag} from the camera's data sheet (sCMOS/CCD: electrons per ADU) — or "
+            f"the noise is not white — images smoothed, denoised, deconvolved or resampled: the gain reads low "
+            f"and the photons high (a Gaussian blur of σ 0.5 px: 5×); calibrate the raw acquisitions")
     return [note]
 
 

@@ -106,7 +106,11 @@ ZERO_CROSSING_MISFIT = 0.1
 #: two seeds of four 192² images each). Above this ratio calibrate says so and names ``--e-per-adu`` (a
 #: given gain). (Tried here, not adopted: the 4th-difference slope as the estimate — 6–15 % low on SIM and
 #: TIRF, still 2× high on 10×; a quadratic term — the leak is not quadratic; weak-texture pixel selection
-#: after Liu et al. 2014 — collapsed in a naive iteration.)
+#: after Liu et al. 2014 — collapsed in a naive iteration.) Noise that is not white (processed images:
+#: smoothed, denoised, resampled) reads lower through the 5×5 filter too, and there the gain reads *low*:
+#: srlab's widefield test images (gain 2) blurred by a Gaussian of σ 0.5 px, 0.364 (5×5: 0.272); of σ 1 px,
+#: 0.0034; interpolated ×2 (bilinear), 0.0026 — one ratio cannot tell the two apart, so the note names
+#: both. (A 3×3 median filter reads 0.215 with the two filters agreeing: not caught.)
 LEAK_RATIO = 1.15
 #: Calibrate's images are one camera setting, so their noise lines share one slope. Each image's own
 #: slope (:func:`image_gains`) is compared: more than :data:`GAIN_SPREAD` between the extremes and a

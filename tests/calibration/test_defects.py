@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from srlab.calibration import calibrate
 from srlab.calibration.noise import LEVEL_CHI2, fit_noise
@@ -264,7 +265,8 @@ def test_a_leaking_noise_estimate_is_named_and_a_given_gain_is_used(clean, tmp_p
     """On undersampled images (srlab's 10× widefield, PSF FWHM 1 px) structure leaks into the noise
     estimate and the gain reads 3× high: the slope through the 4th-difference filter differs, the note
     says so and names --e-per-adu; with it the gain is the data sheet's and the photons are right. The
-    well-sampled images get no such note."""
+    well-sampled images get no such note. Smoothed images (noise not white) make the filters disagree too,
+    with the gain 5× low: the note names that case as well."""
     from srlab.data.simulate import resolve_modality
 
     images = _simulate({"modality": "widefield10x", "signal_photons": 300.0}, n=4, size=192, seed=3,
@@ -275,6 +277,12 @@ def test_a_leaking_noise_estimate_is_named_and_a_given_gain_is_used(clean, tmp_p
     assert fitted.lr.estimates["gain_adu_per_photon"].value > 2.5 * GAIN  # the bias the note is for
     (note,) = [n for n in fitted.notes if "leaks into the noise estimate" in n]
     assert note.startswith("LR:") and "--e-per-adu" in note
+    # the same disagreement of the two filters on smoothed images, where the gain reads low: named too
+    smoothed = [np.round(ndimage.gaussian_filter(im.astype(np.float64), 0.5)).astype(np.uint16) for im in clean]
+    blurred = calibrate(_write(tmp_path / "smoothed", smoothed), modality="widefield")
+    assert blurred.lr.estimates["gain_adu_per_photon"].value < 0.3 * GAIN  # the bias the note names
+    (note,) = [n for n in blurred.notes if "leaks into the noise estimate" in n]
+    assert "smoothed" in note and "the gain reads low" in note and "raw acquisitions" in note
     given = calibrate(paths, modality="widefield10x", target="widefield20x", e_per_adu=E_PER_ADU)
     e = given.lr.estimates
     assert e["gain_adu_per_photon"].value == GAIN and e["gain_adu_per_photon"].method.startswith("given")
