@@ -399,7 +399,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
             f"assumed: the {modality} preset's precision, σ {STORM_PRECISION_NM:g} ± {STORM_PRECISION_RANGE_NM:g} nm "
             f"(no localization tables to measure it)")
     else:
-        spots = spot_fwhm_images(images, offset_adu=noise.offset_adu,
+        spots = spot_fwhm_images(images, offset_adu=noise.image_offsets_adu,
                                  gain_adu_per_photon=noise.gain_adu_per_photon,
                                  sigma_guess_px=fwhm / px / FWHM_PER_SIGMA)
         spot_fwhm = Estimate(spots.sigma_px * FWHM_PER_SIGMA * px, spots.sigma_se_px * FWHM_PER_SIGMA * px, "nm",
@@ -456,7 +456,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     dark = noise.offset_adu if noise.offset_method == CLIPPED_FLOOR_OFFSET else max(noise.offset_adu, 0.0)
     # images of a level each (noise.LEVEL_CHI2) are each measured from their own darkest level, the offset
     # they were given (the block's offset is the median one)
-    darks = noise.dark_levels_adu if noise.levels_differ and not noise.offset_given else [dark] * len(images)
+    darks = noise.image_offsets_adu if noise.levels_differ else [dark] * len(images)
     peaks = [(p - d) / g - bg_photons
              for p, d in zip(per_image(lambda im: float(np.percentile(im, 99.9)), images), darks)]
     e["signal_photons"] = Estimate(*combine(peaks), "photons", "99.9th percentile above background")

@@ -267,6 +267,14 @@ class NoiseFit:
         """Whether the images' lines were fitted with an intercept each (:data:`LEVEL_CHI2`)."""
         return bool(self.image_intercepts_adu2)
 
+    @property
+    def image_offsets_adu(self) -> tuple[float, ...]:
+        """Each image's offset (ADU): where the images' levels differ (:data:`LEVEL_CHI2`) and the offset was
+        not given, each image's own darkest level — the level it was left at —, else the offset."""
+        if self.levels_differ and not self.offset_given:
+            return self.dark_levels_adu
+        return (self.offset_adu,) * len(self.dark_levels_adu)
+
     def image_variance(self, index: int, mean_adu: np.ndarray) -> np.ndarray:
         """The noise variance (ADU²) at ``mean_adu`` in image ``index`` of the fit: its own intercept where
         the images' levels differ, else :meth:`variance`."""

@@ -27,6 +27,7 @@ bootstrap standard uncertainty. Detection and the ROI size need a σ before ther
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,17 +164,19 @@ MIN_SIGMA_GUESS_PX = 0.5
 BOOTSTRAP = 200
 
 
-def spot_fwhm_images(images: list[np.ndarray], *, offset_adu: float, gain_adu_per_photon: float,
+def spot_fwhm_images(images: list[np.ndarray], *, offset_adu: float | Sequence[float], gain_adu_per_photon: float,
                      sigma_guess_px: float, threshold: float = 1.0) -> SpotSigma:
     """:func:`spot_sigma` over single images of any sizes (grouped by shape), on the photon scale of the
     noise fit; the accepted spots of all images are pooled and their σ's mode is the estimate (module doc).
     The deviance test is relative here: spots on real structures (pits, puncta) over haze are never
     exactly Gaussian-plus-constant, so an absolute test rejects them all; the worst-fitting ones (over
-    twice the median) still go. ``sigma_guess_px`` is raised to :data:`MIN_SIGMA_GUESS_PX`."""
+    twice the median) still go. ``sigma_guess_px`` is raised to :data:`MIN_SIGMA_GUESS_PX`; ``offset_adu``: one
+    for all images, or each image's (:attr:`srlab.calibration.noise.NoiseFit.image_offsets_adu`)."""
     sigma_guess_px = max(float(sigma_guess_px), MIN_SIGMA_GUESS_PX)
+    offsets = [float(offset_adu)] * len(images) if np.isscalar(offset_adu) else list(offset_adu)
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
-    for im in images:
-        groups.setdefault(np.shape(im), []).append((np.asarray(im, np.float64) - offset_adu) / gain_adu_per_photon)
+    for im, offset in zip(images, offsets, strict=True):
+        groups.setdefault(np.shape(im), []).append((np.asarray(im, np.float64) - offset) / gain_adu_per_photon)
     parts = [spot_sigma(np.stack(g), sigma_guess_px=sigma_guess_px, threshold=threshold, absolute=False,
                         max_fits=MAX_SPOT_FITS) for g in groups.values()]
     sig = np.concatenate([p.accepted_sigmas_px for p in parts])

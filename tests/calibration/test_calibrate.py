@@ -402,6 +402,29 @@ def test_spot_search_does_not_start_below_half_a_pixel():
     assert spots.enough
 
 
+def test_spot_fits_take_each_images_own_offset():
+    """Images left at a level each (:attr:`NoiseFit.image_offsets_adu`): spot fits given each image's own
+    offset read what the same images at one level read with one offset; given one offset for all, the
+    photon scale of the shifted images is off and so are the fits."""
+    from srlab.calibration.spots import spot_fwhm_images
+
+    rng = np.random.default_rng(2)
+    size, sigma = 128, 1.5
+    yy, xx = np.mgrid[:size, :size]
+    expected = np.full((size, size), 2.0)
+    for y, x in rng.uniform(10, size - 10, (40, 2)):
+        expected += 300 / (2 * np.pi * sigma ** 2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
+    images = [2.0 * rng.poisson(expected) + 100.0 for _ in range(3)]  # gain 2, offset 100
+    levels = [0.0, -60.0, 90.0]  # each image less its own background estimate, say
+    shifted = [im + level for im, level in zip(images, levels)]
+    same = spot_fwhm_images(images, offset_adu=100.0, gain_adu_per_photon=2.0, sigma_guess_px=sigma)
+    own = spot_fwhm_images(shifted, offset_adu=[100.0 + level for level in levels], gain_adu_per_photon=2.0,
+                           sigma_guess_px=sigma)
+    assert own.sigma_px == same.sigma_px and np.array_equal(own.photons, same.photons)
+    one = spot_fwhm_images(shifted, offset_adu=100.0, gain_adu_per_photon=2.0, sigma_guess_px=sigma)
+    assert not np.array_equal(one.backgrounds, same.backgrounds)
+
+
 def test_photon_counter_over_bright_background_is_told_by_its_noise_line(tmp_path: Path):
     """A photon counter over 10 photons/px of background has almost no zeros (e^-10), so the 1 % rule
     does not see it; the noise line does: it reaches zero variance at 0 ADU, not near an offset. Before,
