@@ -423,7 +423,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))
     g = noise.gain_adu_per_photon
     e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "given: 1 / e- per ADU" if noise.gain_given
-                                        else "Poisson-Gaussian fit (Foi 2008)")
+                                        else "Poisson-Gaussian fit (Foi 2008)" + (
+                                            "; one slope, a level per image" if noise.levels_differ else ""))
     e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU", noise.offset_method)
     e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
                                    "line intercept at the offset" + ("" if noise.offset_given else

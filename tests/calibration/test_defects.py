@@ -319,6 +319,7 @@ def test_a_level_subtracted_per_image_is_fitted_with_a_level_each(clean, tmp_pat
     n, e = cal.lr.noise, cal.lr.estimates
     assert n.levels_differ and n.pooled_gain_adu_per_photon > 1.2 * GAIN  # the bias the level per image removes
     assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
+    assert e["gain_adu_per_photon"].method.endswith("a level per image")
     assert e["signal_photons"].value == pytest.approx(300.0, rel=0.15)
     (note,) = [m for m in cal.notes if "not one level" in m]
     assert note.startswith("LR:") and "image by image" in note
