@@ -655,11 +655,13 @@ def _defect_notes(side: Side) -> list[str]:
             head += f", and their darkest level unclipped with it, {side.noise.offset_adu:.3g} ADU, is the block's offset"
             if side.noise.offset_adu < 0:
                 head += " (below 0: the floor covers the darkest areas, and the block's camera clips at 0 as well)"
-        else:
+        elif any(f != 0 for _, f in clipped):
             floor = ", ".join(sorted({f"{f:g}" for _, f in clipped}))
             head += f"; the block's camera clips at 0, not at {floor} ADU as they do"
-        notes.append(f"{head}. One level subtracted from every image, or a level per image, is modelled; a "
-                     f"rolling ball is not: the raw acquisitions calibrate best")
+        else:  # a floor at 0 with the offset given (or counts from zero): the camera clips there too
+            head += "; the block's camera clips at 0 as they do"
+        notes.append(f"{head}. One level subtracted from every image is modelled, and a level per image is fitted "
+                     f"(the block takes the median one); a rolling ball is not: the raw acquisitions calibrate best")
     return notes
 
 
@@ -709,8 +711,9 @@ def _level_notes(side: Side) -> list[str]:
             f"disagree beyond their errors, reduced chi2 {n.level_chi2:.3g} > {LEVEL_CHI2:g}): a background "
             f"subtracted image by image, or an offset that drifted? The gain is fitted with a level per image, "
             f"{n.gain_adu_per_photon:.3g} ADU/photon (one pooled line: {n.pooled_gain_adu_per_photon:.3g}); the "
-            f"images' darkest levels read {min(levels):.4g} to {max(levels):.4g} ADU and the block takes their "
-            f"median as its offset")
+            f"images' darkest levels read {min(levels):.4g} to {max(levels):.4g} ADU and the block takes " + (
+                f"the offset {n.offset_method}, {n.offset_adu:.4g} ADU" if n.offset_given else
+                "their median as its offset"))
     return [note]
 
 

@@ -233,6 +233,10 @@ def test_a_clipped_floor_is_reported(clean, tmp_path: Path):
     (note,) = [n for n in cal.notes if "clipped" in n]
     assert note.startswith("LR: 4 of 4 image(s) clipped at their lowest value") and "raw" in note
     assert "a level per image" in note  # what these images are (the next test)
+    # with the offset given the floor at 0 is where the block's camera clips as well (it read "not at 0")
+    (given,) = [n for n in calibrate(_write(tmp_path / "sub", subtracted), modality="widefield",
+                                     offset_adu=0.0).notes if "clipped" in n]
+    assert "clips at 0 as they do" in given and "not at 0" not in given
     # a lone count on a clipped floor stands out from its neighbours like a defect: not judged there
     assert cal.lr.hot_pixels == (0, 0, 0, 0) and not any("hot pixel" in n for n in cal.notes)
 
