@@ -184,7 +184,10 @@ def read_frames(path: Path, flag: str = "", *, channel: int | None = None, chann
         raise SrlabError(f"{where}: unsupported pixel type {array.dtype}")
     frames = np.asarray(array).reshape((-1,) + array.shape[-2:]).astype(np.float64)
     if not np.isfinite(frames).all():
-        raise SrlabError(f"{where}: has NaN or infinite pixels")
+        # a camera writes no NaN: a mask or the padding of a registration or other processing did
+        raise SrlabError(f"{where}: NaN or infinite pixels (a mask, or the padding of a registered or processed "
+                         f"image?); calibrate measures the camera from the raw acquisitions as the microscope wrote "
+                         f"them (integer TIFFs)")
     return array, frames, size
 
 
@@ -213,11 +216,6 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         sizes[path] = size
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
-        elif not np.isfinite(frames).all():
-            # a camera writes no NaN: a mask or the padding of a registration or other processing did
-            raise SrlabError(f"{path}: NaN or infinite pixels (a mask, or the padding of a registered or "
-                             f"processed image?); calibrate measures the camera from the raw acquisitions as "
-                             f"the microscope wrote them (integer TIFFs)")
         elif not np.array_equal(frames, np.round(frames)):
             # the noise model is the camera's, in its grey levels; rescaled or processed values have lost them
             raise SrlabError(f"{path}: floating-point pixels that are not whole counts (rescaled, background-"

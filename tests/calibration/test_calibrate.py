@@ -168,7 +168,7 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         image = _noisy().astype(np.float32)
         image[:, 80:] = np.nan
         files.append(write_tiff(tmp_path / "a.tif", image, pixel_size_nm=80.0))
-        expect = "NaN or infinite pixels"
+        expect = "NaN or infinite pixels (a mask, or the padding of a registered"
     elif case == "hr_offset_without_hr":
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--hr-offset-adu", "0"]
         expect = "--hr-offset-adu needs --hr images"
