@@ -43,6 +43,7 @@ from srlab.calibration.noise import (
     LEVEL_NOTE_SHIFT,
     ZERO_BASED_OFFSET,
     NoiseFit,
+    block_offset_adu,
     darkest_level_depth_adu,
     fit_noise,
 )
@@ -451,8 +452,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     e["background_variation_photons"] = Estimate(spread / g, spread_err / g, "photons/px",
                                                  "tiles' 10th–90th pct spread")
     # The simulator's signal level: 99.9th percentile of the signal above the background, in photons.
-    # (below 0 only under a clipped floor, where the pixels' own level is)
-    dark = noise.offset_adu if noise.offset_method == CLIPPED_FLOOR_OFFSET else max(noise.offset_adu, 0.0)
+    # (from the block's offset: below 0 only under a clipped floor, where the pixels' own level is)
+    dark = block_offset_adu(noise.offset_adu, noise.offset_method)
     # images of a level each (noise.LEVEL_CHI2) are each measured from their own darkest level, the offset
     # they were given (the block's offset is the median one)
     darks = noise.image_offsets_adu if noise.levels_differ else [dark] * len(images)

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from srlab.calibration import Calibration, Side, pixel_photons_ok
-from srlab.calibration.noise import CLIPPED_FLOOR_OFFSET
+from srlab.calibration.noise import block_offset_adu
 from srlab.data.config import HR_IMAGE_SHARE
 from srlab.errors import SrlabError
 from srlab.optics.modality import PRESETS
@@ -45,9 +45,7 @@ def modality_block(side: Side) -> dict[str, Any]:
         "detector": "counting" if PRESETS[side.modality]["detector"] == "counting" else "scmos",
         "e_per_adu": _r(1.0 / gain),
         "read_noise_e": _r(max(e["read_noise_adu"].value, 0.0) / gain),
-        # below 0 only for images clipped at 0 (srlab.calibration.noise.CLIPPED_FLOOR_OFFSET): the camera clips too
-        "offset_adu": _r(e["offset_adu"].value if e["offset_adu"].method == CLIPPED_FLOOR_OFFSET
-                         else max(e["offset_adu"].value, 0.0)),
+        "offset_adu": _r(block_offset_adu(e["offset_adu"].value, e["offset_adu"].method)),
         "em_gain": 1.0,
         "bit_depth": int(side.bit_depth),
     }

@@ -147,6 +147,13 @@ LEVEL_NOTE_SHIFT = 0.05
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
 
 
+def block_offset_adu(offset_adu: float, method: str) -> float:
+    """The offset a data block's camera takes from a measured one: below 0 only for images clipped at 0
+    (:data:`CLIPPED_FLOOR_OFFSET`: the camera then clips its dark pixels at 0 as theirs did), else at
+    least 0."""
+    return float(offset_adu) if method == CLIPPED_FLOOR_OFFSET else max(float(offset_adu), 0.0)
+
+
 def darkest_level_adu(image: np.ndarray) -> float:
     """The image's darkest level (ADU): the :data:`DARKEST_PERCENTILE` of it smoothed by
     :data:`DARKEST_SMOOTHING_PX` — the offset plus the background where the specimen leaves pixels dark."""
