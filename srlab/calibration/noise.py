@@ -432,7 +432,6 @@ def common_slope_fit(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
     design = np.zeros((mu.size, k + 1))
     design[:, 0] = mu
     design[np.arange(mu.size), 1 + which] = 1.0
-    valid = se > 0  # a bin whose MAD is 0 has no usable variance estimate (fit_line)
 
     def wls(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         w = 1.0 / se[m] ** 2
@@ -444,16 +443,7 @@ def common_slope_fit(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
         chi2 = float(np.sum(w * (var[m] - a @ p) ** 2) / max(int(m.sum()) - fitted, 1))
         return p, cov, chi2
 
-    used = valid.copy()
-    for _ in range(4):
-        p, cov, chi2 = wls(used)
-        resid = (var - design @ p) / np.where(valid, se, 1.0)
-        new = valid & (resid < 3.0 * max(1.0, math.sqrt(chi2)))
-        new &= used | (np.abs(resid) < 3.0)
-        if new.sum() < k + 3 or np.array_equal(new, used):
-            break
-        used = new
-    p, cov, chi2 = wls(used)
+    p, cov, chi2, used = _trimmed(wls, lambda q: design @ q, var, se, min_used=k + 3)
     inflate = math.sqrt(max(chi2, 1.0))
     has = np.array([bool(used[which == i].any()) for i in range(k)])
     b = np.where(has, p[1:], math.nan)
@@ -513,6 +503,29 @@ def _wls_intercept(x: np.ndarray, y: np.ndarray, se: np.ndarray, slope: float
     return np.array([slope, b]), np.array([[0.0, 0.0], [0.0, 1.0 / float(np.sum(w))]]), chi2
 
 
+def _trimmed(wls, predict, var: np.ndarray, se: np.ndarray, *, min_used: int
+             ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """The trimming of :func:`fit_line` and :func:`common_slope_fit`: ``wls(mask)`` fits the points of
+    ``mask`` (parameters, covariance, reduced χ²), ``predict(parameters)`` gives every point's variance;
+    points more than 3 standard errors above the fit (structure leaking into the noise estimate) are
+    dropped and the fit repeated, up to 4 times, keeping at least ``min_used`` points. Returns the last
+    fit and the mask of points used."""
+    # a bin whose MAD is 0 (most of its detail values equal: a clipped floor, a fill) has no usable
+    # variance estimate, and a zero standard error would give it all the weight
+    valid = se > 0
+    used = valid.copy()
+    for _ in range(4):
+        p, cov, chi2 = wls(used)
+        resid = (var - predict(p)) / np.where(valid, se, 1.0)
+        new = valid & (resid < 3.0 * max(1.0, math.sqrt(chi2)))
+        new &= used | (np.abs(resid) < 3.0)
+        if new.sum() < min_used or np.array_equal(new, used):
+            break
+        used = new
+    p, cov, chi2 = wls(used)
+    return p, cov, chi2, used
+
+
 def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | None = None
              ) -> tuple[float, float, float, float, float, np.ndarray]:
     """The trimmed weighted line ``var = gain·mu + b`` through (mean, variance, standard error) points:
@@ -524,19 +537,8 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | 
     def _wls(x: np.ndarray, y: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         return _wls_free(x, y, e) if slope is None else _wls_intercept(x, y, e, slope)
 
-    # a bin whose MAD is 0 (most of its detail values equal: a clipped floor, a fill) has no usable
-    # variance estimate, and a zero standard error would give it all the weight
-    valid = se > 0
-    used = valid.copy()
-    for _ in range(4):
-        p, cov, chi2 = _wls(mu[used], var[used], se[used])
-        resid = (var - (p[0] * mu + p[1])) / np.where(valid, se, 1.0)
-        new = valid & (resid < 3.0 * max(1.0, math.sqrt(chi2)))
-        new &= used | (np.abs(resid) < 3.0)
-        if new.sum() < 4 or np.array_equal(new, used):
-            break
-        used = new
-    p, cov, chi2 = _wls(mu[used], var[used], se[used])
+    p, cov, chi2, used = _trimmed(lambda m: _wls(mu[m], var[m], se[m]), lambda q: q[0] * mu + q[1], var, se,
+                                  min_used=4)
     inflate = math.sqrt(max(chi2, 1.0))
     return (float(p[0]), math.sqrt(cov[0, 0]) * inflate, float(p[1]), math.sqrt(cov[1, 1]) * inflate,
             float(cov[0, 1]) * inflate**2, used)
