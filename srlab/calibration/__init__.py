@@ -35,6 +35,7 @@ import numpy as np
 
 from srlab.calibration.background import background, histogram_summary
 from srlab.calibration.dark import DarkFrames
+from srlab.calibration.frames import FrameGain
 from srlab.calibration.noise import (
     CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
@@ -133,6 +134,7 @@ class Side:
     # (srlab.data.defects)
     hot_pixels: tuple[int, ...] = ()
     clipped: tuple[float, ...] = ()
+    frame_gain: FrameGain | None = None  # the noise line read off repeated frames (--gain-frames), if given
 
     @property
     def scanning(self) -> bool:
@@ -337,9 +339,12 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
 # ------------------------------------------------------------------------------------------------
 def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray], pixel_size_nm: float,
             bit_depth: int, *, offset_adu: float | None = None, dark: DarkFrames | None = None,
-            precision: Estimate | None = None, gain_adu_per_photon: float | None = None) -> Side:
+            precision: Estimate | None = None, gain_adu_per_photon: float | None = None,
+            frame_gain: FrameGain | None = None) -> Side:
     """Noise, resolution, background and histogram of one set of images (see the module doc); with
-    ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs.
+    ``dark`` frames (:mod:`~srlab.calibration.dark`) the offset and the read noise are theirs; with
+    ``frame_gain`` (:mod:`~srlab.calibration.frames`) the gain is the one read off repeated frames, and
+    with ``gain_adu_per_photon`` (a data sheet's) it is that one.
 
     SMLM renderings (``modality`` ``storm``): the "PSF" is the localization precision, ``precision`` (a
     FWHM measured from the localization tables, :func:`load_localization_tables`) when given, else the
@@ -351,12 +356,18 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
 
     if dark is not None:
         offset_adu = dark.offset_adu
+    line = None
+    if frame_gain is not None:
+        f = frame_gain
+        gain_adu_per_photon = f.gain_adu_per_photon
+        line = (f.gain_adu_per_photon, f.gain_se, f.intercept_adu2, f.intercept_se, f.gain_intercept_cov)
     scanning = PRESETS[modality]["modality"] in SCANNING
     rendering = PRESETS[modality]["modality"] in RENDERINGS
     # a clipped floor's pixels and their neighbours are left out of the noise fit (srlab.calibration.noise)
     clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     floors = [float(np.min(im)) if c else None for im, c in zip(images, clipped)]
-    noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon)
+    noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon,
+                      line=line)
     _check_gain(role, noise)
     # Hot pixels: found with the first fit (its robust bins stop below the top 0.5 %, which hot pixels are
     # in), repaired, and the line fitted again on the repaired images. Not on a clipped floor: there every
@@ -369,7 +380,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
                     else np.zeros(ic[0].shape, bool), zip(images, clipped, range(len(images))))
     if any(m.any() for m in hot):
         images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
-        noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon)
+        noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon,
+                      line=line)
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.image_variance(i, im) for i, im in enumerate(images)],
                               camera=not scanning)
@@ -378,7 +390,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     frc = [resolution for resolution, _ in frc_readings]
     px = pixel_size_nm
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
-                hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped)
+                hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped, frame_gain=frame_gain)
     fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
     if not math.isfinite(fwhm) and not rendering:
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
@@ -421,9 +433,14 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         f"; {finer} of {len(images)} image(s) finer than its floor, {CHECKERBOARD_FLOOR_PX * px:.0f} nm "
         f"({CHECKERBOARD_FLOOR_PX:g} px)" if finer else ""))
     g = noise.gain_adu_per_photon
-    e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", "given: 1 / e- per ADU" if noise.gain_given
-                                        else "Poisson-Gaussian fit (Foi 2008)" + (
-                                            "; one slope, a level per image" if noise.levels_differ else ""))
+    if frame_gain is not None:
+        gain_method = frame_gain.method
+    elif noise.gain_given:
+        gain_method = "given: 1 / e- per ADU"
+    else:
+        gain_method = "Poisson-Gaussian fit (Foi 2008)" + ("; one slope, a level per image" if noise.levels_differ
+                                                           else "")
+    e["gain_adu_per_photon"] = Estimate(g, noise.gain_se, "ADU/photon", gain_method)
     e["offset_adu"] = Estimate(noise.offset_adu, noise.offset_se, "ADU", noise.offset_method)
     e["read_noise_adu"] = Estimate(noise.read_noise_adu, noise.read_noise_se, "ADU",
                                    "line intercept at the offset" + ("" if noise.offset_given else
@@ -478,7 +495,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
               dark_paths: list[str | Path] = (),
               hr_dark_paths: list[str | Path] = (), hr_specimens: bool = False, channel: int | None = None,
               hr_channel: int | None = None, e_per_adu: float | None = None,
-              hr_e_per_adu: float | None = None) -> Calibration:
+              hr_e_per_adu: float | None = None, gain_frame_paths: list[str | Path] = (),
+              hr_gain_frame_paths: list[str | Path] = ()) -> Calibration:
     """Measure ``lr_paths`` (raw TIFFs of one acquisition setting) as ``modality`` and, if given,
     ``hr_paths`` as ``target``; see the module doc. ``prior`` names the data block whose specimens the
     calibrated block simulates; ``offset_adu``/``hr_offset_adu``: the LR/HR detector's known offset
@@ -487,9 +505,12 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     the HR images as specimens too; ``channel``/``hr_channel``: the channel measured in multi-channel LR/HR
     files (and in multi-channel dark frames of that detector); ``e_per_adu``/``hr_e_per_adu``: the LR/HR
     camera's conversion factor from its data sheet (electrons per ADU: the gain is then 1/it, not fitted;
-    see :data:`~srlab.calibration.noise.LEAK_RATIO`). Bad input is one :class:`SrlabError` line."""
+    see :data:`~srlab.calibration.noise.LEAK_RATIO`); ``gain_frame_paths``/``hr_gain_frame_paths``: stacks
+    of repeated exposures of one still field with the LR/HR camera, whose differences give the gain
+    (:mod:`~srlab.calibration.frames`: undersampled images). Bad input is one :class:`SrlabError` line."""
     from srlab.calibration.block import specimen_prior
     from srlab.calibration.dark import load_dark, measure_dark
+    from srlab.calibration.frames import load_gain_frames, measure_gain
 
     specimen_prior(prior)  # a wrong name is refused before any image is read
     if dark_paths and offset_adu is not None:
@@ -504,6 +525,12 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             raise SrlabError(f"{flag} {value:g}: must be > 0 (electrons per ADU, from the camera's data sheet)")
     if hr_e_per_adu is not None and not hr_paths:
         raise SrlabError("--hr-e-per-adu needs --hr images (it is the HR camera's)")
+    for frames, sheet, flag, sheet_flag in ((gain_frame_paths, e_per_adu, "--gain-frames", "--e-per-adu"),
+                                            (hr_gain_frame_paths, hr_e_per_adu, "--hr-gain-frames", "--hr-e-per-adu")):
+        if frames and sheet is not None:
+            raise SrlabError(f"give {sheet_flag} or {flag}, not both (the frames measure the gain)")
+    if hr_gain_frame_paths and not hr_paths:
+        raise SrlabError("--hr-gain-frames needs --hr images (it is the HR camera's)")
     if hr_specimens and not hr_paths:
         raise SrlabError("--hr-specimens needs --hr images (they are the specimens)")
     for flag, value in (("--channel", channel), ("--hr-channel", hr_channel)):
@@ -514,6 +541,11 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     dark = measure_dark(load_dark([Path(p) for p in dark_paths], channel=channel)) if dark_paths else None
     hr_dark = (measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark", channel=hr_channel))
                if hr_dark_paths else None)
+    frame_gain = (measure_gain(load_gain_frames([Path(p) for p in gain_frame_paths], channel=channel))
+                  if gain_frame_paths else None)
+    hr_frame_gain = (measure_gain(load_gain_frames([Path(p) for p in hr_gain_frame_paths], flag="--hr-gain-frames",
+                                                   channel=hr_channel, channel_flag="--hr-channel"),
+                                  flag="--hr-gain-frames") if hr_gain_frame_paths else None)
     if modality not in PRESETS:
         raise unknown_choice("--modality", modality, PRESETS)
     target = target or DEFAULT_TARGET.get(modality, "sted")
@@ -523,7 +555,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     images, px, depth, fills = load_raw(lr_paths, pixel_size_nm=pixel_size_nm, what="LR", channel=channel)
     _check_dark(dark, images, "--dark")
     lr = measure("lr", modality, lr_paths, images, px, depth, offset_adu=offset_adu, dark=dark,
-                 gain_adu_per_photon=None if e_per_adu is None else 1.0 / e_per_adu)
+                 gain_adu_per_photon=None if e_per_adu is None else 1.0 / e_per_adu, frame_gain=frame_gain)
     rendering = PRESETS[target]["modality"] in RENDERINGS  # the HR is a rendering of localizations
     hr, hr_kind = None, "none"
     if hr_paths:
@@ -555,7 +587,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             scale = round(ratio)
         _check_dark(hr_dark, hr_images, "--hr-dark")
         hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, offset_adu=hr_offset_adu, dark=hr_dark,
-                     precision=precision, gain_adu_per_photon=None if hr_e_per_adu is None else 1.0 / hr_e_per_adu)
+                     precision=precision, gain_adu_per_photon=None if hr_e_per_adu is None else 1.0 / hr_e_per_adu,
+                     frame_gain=hr_frame_gain)
     if scale is None and rendering:
         # a rendering's pixel is chosen, not an objective's: without --hr or --scale, the scale that comes
         # nearest (in log) to the preset's pixel, 20 nm (x4 from an 80 nm widefield pixel, x8 from 160 nm)
@@ -672,11 +705,13 @@ def _leak_notes(side: Side) -> list[str]:
     if side.rendering or n.gain_given or not n.gain_adu_per_photon > LEAK_RATIO * n.gain_4th_adu_per_photon:
         return []
     flag = "--e-per-adu" if side.role == "lr" else "--hr-e-per-adu"
+    frames_flag = "--gain-frames" if side.role == "lr" else "--hr-gain-frames"
     note = (f"{side.role.upper()}: the gain reads {n.gain_adu_per_photon:.3g} ADU/photon through the 3×3 noise "
             f"filter and {n.gain_4th_adu_per_photon:.3g} through a 5×5 one (white noise reads the same through "
             f"both; the 3×3 one is used). Either structure leaks into the noise estimate — undersampled or bright "
             f"sharp structure: the gain reads high and the block's photons low (srlab's 10× widefield: 3× at 300 "
-            f"photons, 20× at 3000); pass {flag} from the camera's data sheet (sCMOS/CCD: electrons per ADU) — or "
+            f"photons, 20× at 3000); pass {flag} from the camera's data sheet (sCMOS/CCD: electrons per ADU), or "
+            f"measure it with {frames_flag} (a few repeated exposures of one still field) — or "
             f"the noise is not white — images smoothed, denoised, deconvolved or resampled: the gain reads low "
             f"and the photons high (a Gaussian blur of σ 0.5 px: 5×); calibrate the raw acquisitions")
     return [note]

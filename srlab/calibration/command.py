@@ -32,6 +32,7 @@ def simulated_psf(side, sim) -> str:
 
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
+    from srlab.calibration.frames import FRAME_GAIN_METHOD
     from srlab.config import EXPERIMENTS_ENV, find_config
 
     lines = []
@@ -55,7 +56,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         lines.append(_line("decorrelation res.", decorr,
                            sv("decorrelation_resolution_nm") + (f" [{partial}]" if partial else "")))
         lines.append(_line("single-image FRC", e["frc_resolution_nm"], sv("frc_resolution_nm")))
-        lines.append(_line("gain", e["gain_adu_per_photon"], sv("gain_adu_per_photon")))
+        gain_from = e["gain_adu_per_photon"].method
+        lines.append(_line("gain", e["gain_adu_per_photon"], sv("gain_adu_per_photon") + (
+            f" [{gain_from.partition(':')[0]}]" if gain_from.startswith(FRAME_GAIN_METHOD) else "")))
         lines.append(_line("offset", e["offset_adu"], f"({e['offset_adu'].method})"))
         lines.append(_line("read noise", e["read_noise_adu"],
                            f"= {e['read_noise_adu'].value / g:.3g} e-" + (" (upper bound)"
@@ -106,7 +109,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     offset_adu=args.offset_adu, hr_offset_adu=args.hr_offset_adu, prior=args.prior,
                     hr_specimens=args.hr_specimens,
                     dark_paths=args.dark, hr_dark_paths=args.hr_dark, channel=args.channel,
-                    hr_channel=args.hr_channel, e_per_adu=args.e_per_adu, hr_e_per_adu=args.hr_e_per_adu)
+                    hr_channel=args.hr_channel, e_per_adu=args.e_per_adu, hr_e_per_adu=args.hr_e_per_adu,
+                    gain_frame_paths=args.gain_frames, hr_gain_frame_paths=args.hr_gain_frames)
     check = {} if args.no_check else simulate_check(cal)
     write_block(cal, out, overwrite=args.overwrite)
     draw(cal, check, figure)

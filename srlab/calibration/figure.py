@@ -56,13 +56,21 @@ def figure(cal: Calibration, check: dict[str, Any]) -> Any:
     # (a) variance vs mean, real and simulated, with the fitted line
     a = ax[0, 0]
     n = lr.noise
-    a.errorbar(n.bin_mean[n.bin_used], n.bin_var[n.bin_used], yerr=n.bin_se[n.bin_used], fmt="o", ms=3,
-               label="real (each image's bins, moved to the mean level)" if n.levels_differ else "real (bins used)")
-    if (~n.bin_used).any():
-        a.plot(n.bin_mean[~n.bin_used], n.bin_var[~n.bin_used], "x", color="grey", label="real (trimmed)")
+    frames = lr.frame_gain
+    if frames is None:
+        a.errorbar(n.bin_mean[n.bin_used], n.bin_var[n.bin_used], yerr=n.bin_se[n.bin_used], fmt="o", ms=3,
+                   label="real (each image's bins, moved to the mean level)" if n.levels_differ else "real (bins used)")
+        if (~n.bin_used).any():
+            a.plot(n.bin_mean[~n.bin_used], n.bin_var[~n.bin_used], "x", color="grey", label="real (trimmed)")
+    else:  # the line is the frames'; the images' own bins show how far their structure leaks above it
+        a.plot(n.bin_mean, n.bin_var, "o", ms=3, mfc="none", color="grey", label="real images (not fitted)")
+        used = frames.bin_used
+        a.errorbar(frames.bin_mean[used], frames.bin_var[used], yerr=frames.bin_se[used], fmt="o", ms=3,
+                   label=f"repeated frames' differences ({frames.flag})")
     xs = np.linspace(min(n.bin_mean.min(), n.offset_adu), n.bin_mean.max(), 50)
     a.plot(xs, n.variance(xs), "-", color="C0",
-           label=f"fit: gain {e['gain_adu_per_photon'].text()}, read {e['read_noise_adu'].text()}")
+           label=f"{'fit' if frames is None else 'the frames’ line'}: gain {e['gain_adu_per_photon'].text()}, "
+                 f"read {e['read_noise_adu'].text()}")
     if sim is not None:
         a.plot(sim.noise.bin_mean, sim.noise.bin_var, "s", ms=3, mfc="none", color="C1", label="simulated")
     a.set(xlabel="local mean (ADU)", ylabel="noise variance (ADU²)", title="Photon-transfer curve")

@@ -583,11 +583,15 @@ def zero_crossing_tolerance_adu(gain: float, level_adu: float, level_se: float, 
 
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
               max_level: float | None = None, floors: list[float | None] | None = None,
-              gain_adu_per_photon: float | None = None) -> NoiseFit:
+              gain_adu_per_photon: float | None = None,
+              line: tuple[float, float, float, float, float] | None = None) -> NoiseFit:
     """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
     ``floors``: per image, the value of its clipped floor (:func:`srlab.data.defects.clipped_floor`) or
     ``None``; ``gain_adu_per_photon``: the slope when known (a camera's data sheet: 1/(e⁻ per ADU)), so
-    that only the intercept is fitted — where the fitted slope is biased (:data:`LEAK_RATIO`).
+    that only the intercept is fitted — where the fitted slope is biased (:data:`LEAK_RATIO`); ``line``:
+    the whole line measured elsewhere,
+    ``(gain, gain_se, intercept, intercept_se, their covariance)`` (:mod:`srlab.calibration.frames`:
+    repeated frames), so that nothing is fitted to the images' own variances — they are still the points.
 
     Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
     their own errors (structure left in the detail band)."""
@@ -603,7 +607,11 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                          "floor (background subtracted?) — calibrate the raw acquisitions")
     if integer:
         var = var - 1.0 / 12.0
+    if line is not None:
+        gain_adu_per_photon = line[0]
     gain, gain_se, b, b_se, cov_gb, used = fit_line(mu, var, se, slope=gain_adu_per_photon)
+    if line is not None:  # the points used are those the images' intercept would have used
+        gain, gain_se, b, b_se, cov_gb = (float(x) for x in line)
     # each image's own points from the same pixels: its own line (GAIN_SPREAD) and a level of its own under
     # one slope (LEVEL_CHI2); then the pixels are let go
     gains, level_chi2, intercepts, pooled_gain = (), math.nan, (), math.nan
@@ -653,9 +661,13 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     elif integer and sum(per_image(lambda im: int(np.count_nonzero(im == 0)), images)) >= \
             ZERO_BASED_SHARE * sum(im.size for im in images):
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_BASED_OFFSET
-    elif integer and abs(crossing) <= zero_crossing_tolerance_adu(gain, crossing, crossing_se, dark) and \
+    elif integer and line is None and \
+            abs(crossing) <= zero_crossing_tolerance_adu(gain, crossing, crossing_se, dark) and \
             dark - crossing > ZERO_CROSSING_SE * crossing_se:
-        # a counter over more background than leaves 1 % zeros (e^-4.6): the line still vanishes at 0
+        # a counter over more background than leaves 1 % zeros (e^-4.6): the line still vanishes at 0 (not
+        # on a line given: repeated frames' intercept, extrapolated from their darkest level, is too loose
+        # to tell a counter from a camera — srlab's 10× frames of 128² at 3000 photons put its zero at −25
+        # to 119 ± 64–85 ADU for 92)
         offset, offset_se, given, method = 0.0, 0.0, True, ZERO_CROSSING_OFFSET
     else:
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False

@@ -596,7 +596,8 @@ def run_calibrate_smlm(args) -> int:
                                         ("--hr-channel", args.hr_channel is not None),
                                         ("--hr-offset-adu", args.hr_offset_adu is not None),
                                         ("--e-per-adu", args.e_per_adu is not None),
-                                        ("--hr-e-per-adu", args.hr_e_per_adu is not None))
+                                        ("--hr-e-per-adu", args.hr_e_per_adu is not None),
+                                        ("--gain-frames", args.gain_frames), ("--hr-gain-frames", args.hr_gain_frames))
                if value]
     if ignored:
         raise SrlabError(f"{ignored[0]} is for image calibration, not --smlm")
