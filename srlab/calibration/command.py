@@ -57,7 +57,10 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
                            sv("decorrelation_resolution_nm") + (f" [{partial}]" if partial else "")))
         lines.append(_line("single-image FRC", e["frc_resolution_nm"], sv("frc_resolution_nm")))
         gain_from = e["gain_adu_per_photon"].method
-        lines.append(_line("gain", e["gain_adu_per_photon"], sv("gain_adu_per_photon") + (
+        # a gain not fitted on the images is the one the simulated images are measured with (simulate_check)
+        sim_gain = "(simulated: measured with it)" if sim is not None and side.noise.gain_given else sv(
+            "gain_adu_per_photon")
+        lines.append(_line("gain", e["gain_adu_per_photon"], sim_gain + (
             f" [{gain_from.partition(':')[0]}]" if gain_from.startswith(FRAME_GAIN_METHOD) else "")))
         lines.append(_line("offset", e["offset_adu"], f"({e['offset_adu'].method})"))
         lines.append(_line("read noise", e["read_noise_adu"],

@@ -181,3 +181,22 @@ def test_a_loose_frames_intercept_does_not_make_a_camera_a_photon_counter(tmp_pa
     noise = calibrate(images, modality="widefield10x", gain_frame_paths=[series]).lr.noise
     assert noise.offset_method not in COUNTS_FROM_ZERO and noise.offset_adu > OFFSET_ADU
 
+
+
+def test_the_check_measures_the_simulated_images_with_the_frames_line(undersampled, tmp_path):
+    """The check simulation (the summary's "simulated:" column, the figure) measures the block's images as
+    the real ones were measured: with the frames' line, which is the block's camera. Fitted on the
+    simulated images themselves, an undersampled block's gain reads several-fold high and its photons as
+    many times low, so the column would disagree with a block that is right."""
+    from srlab.calibration.block import simulate_check
+
+    images = [write_tiff(tmp_path / f"cell{i}.tif", _frames(e, m, 1, seed=80 + i)[0], pixel_size_nm=325.0)
+              for i, (e, m) in enumerate(undersampled)]
+    expected, modality = undersampled[0]
+    series = _stack_file(tmp_path / "frames", "series.tif", _frames(expected, modality, 4, seed=90))
+    cal = calibrate(images, modality="widefield20x", offset_adu=OFFSET_ADU, gain_frame_paths=[series])
+    simulated = simulate_check(cal, n=2, size_px=160)["lr"]
+    assert simulated.noise.gain_adu_per_photon == cal.lr.noise.gain_adu_per_photon
+    assert simulated.noise.intercept_adu2 == cal.lr.noise.intercept_adu2
+    real_signal = cal.lr.estimates["signal_photons"].value
+    assert simulated.estimates["signal_photons"].value == pytest.approx(real_signal, rel=0.2)
