@@ -88,14 +88,15 @@ class FrameGain:
 
 def load_gain_frames(paths: list[Path], *, flag: str = "--gain-frames", channel: int | None = None,
                      channel_flag: str = "--channel") -> list[tuple[str, np.ndarray]]:
-    """Each file's frames, ``(label, stack)``; one :class:`SrlabError` line for a file of one frame,
-    frames that are not whole counts, saturated or too small (the checks of the images'
-    :func:`~srlab.calibration.load_raw`)."""
+    """Each file's frames, ``(label, stack)`` (``channel`` of a multi-channel file); one
+    :class:`SrlabError` line for a file of one frame, frames that are not whole counts, saturated or too
+    small (the checks of the images' :func:`~srlab.calibration.load_raw`)."""
     from srlab.calibration import MIN_SIDE_PX, _saturated, read_frames
 
     stacks = []
     for path in paths:
-        _, frames, _ = read_frames(path, flag, channel=channel, channel_flag=channel_flag)
+        # a one-channel stack is read whatever the channel (recorded in that channel alone), as dark frames are
+        _, frames, _ = read_frames(path, flag, channel=channel, channel_flag=channel_flag, any_channel_if_one=True)
         where = f"{flag} {path}"
         if len(frames) < 2:
             raise SrlabError(f"{where}: one frame; give a stack of at least 2 repeated exposures of one still field "

@@ -200,3 +200,23 @@ def test_the_check_measures_the_simulated_images_with_the_frames_line(undersampl
     assert simulated.noise.intercept_adu2 == cal.lr.noise.intercept_adu2
     real_signal = cal.lr.estimates["signal_photons"].value
     assert simulated.estimates["signal_photons"].value == pytest.approx(real_signal, rel=0.2)
+
+
+def test_frames_take_the_images_channel(undersampled, tmp_path):
+    """With --channel, a multi-channel frame stack gives that channel's gain; a one-channel stack (frames
+    recorded in that channel alone) serves any channel, as dark frames do."""
+    images = []
+    for i, (e, m) in enumerate(undersampled):
+        image = _frames(e, m, 1, seed=100 + i)[0]
+        both = np.stack([np.clip(image.astype(np.int64) * 3, 0, 60000).astype(np.uint16), image])
+        images.append(write_tiff(tmp_path / f"cell{i}.tif", both, pixel_size_nm=325.0, axes="CYX"))
+    expected, modality = undersampled[0]
+    frames = _frames(expected, modality, 4, seed=110)
+    other = np.clip(frames.astype(np.int64) * 3, 0, 60000).astype(np.uint16)  # another camera setting
+    two = write_tiff(tmp_path / "series2.tif", np.stack([other, frames], axis=1), pixel_size_nm=325.0, axes="TCYX")
+    one = _stack_file(tmp_path, "series1.tif", frames)
+    truth = measure_gain(load_gain_frames([one])).gain_adu_per_photon
+    assert truth == pytest.approx(GAIN, rel=0.05)
+    for stack in (two, one):
+        e = calibrate(images, modality="widefield20x", channel=1, gain_frame_paths=[stack]).lr.estimates
+        assert e["gain_adu_per_photon"].value == truth
