@@ -362,10 +362,9 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
 
     if dark is not None:
         offset_adu = dark.offset_adu
-    line = None
+    line = None  # the frames' whole noise line replaces the images' (srlab.calibration.frames)
     if frame_gain is not None:
         f = frame_gain
-        gain_adu_per_photon = f.gain_adu_per_photon
         line = (f.gain_adu_per_photon, f.gain_se, f.intercept_adu2, f.intercept_se, f.gain_intercept_cov)
     scanning = PRESETS[modality]["modality"] in SCANNING
     rendering = PRESETS[modality]["modality"] in RENDERINGS
@@ -387,7 +386,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     if any(m.any() for m in hot):
         images = per_image(lambda im_m: replace_by_neighbour_median(*im_m), zip(images, hot))
         noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon,
-                      line=line)
+                          line=line)
         _check_gain(role, noise)
     spectra = fit_psf_spectra(images, [noise.image_variance(i, im) for i, im in enumerate(images)],
                               camera=not scanning)
