@@ -165,6 +165,7 @@ def test_the_frames_line_gives_the_read_noise_that_the_undersampled_images_canno
     assert frames.noise.intercept_adu2 == fit.intercept_adu2 and frames.noise.gain_se == fit.gain_se
 
 
+@pytest.mark.slow  # ~20 s: the 10× preset's fields (the case needs bright, small frames of it)
 def test_a_loose_frames_intercept_does_not_make_a_camera_a_photon_counter(tmp_path):
     """Integer images whose noise line reaches zero variance near 0 ADU are taken for a photon counter's
     (offset 0). The frames' intercept is extrapolated from their darkest level, so a camera's (offset 100
@@ -195,7 +196,7 @@ def test_the_check_measures_the_simulated_images_with_the_frames_line(undersampl
     expected, modality = undersampled[0]
     series = _stack_file(tmp_path / "frames", "series.tif", _frames(expected, modality, 4, seed=90))
     cal = calibrate(images, modality="widefield20x", offset_adu=OFFSET_ADU, gain_frame_paths=[series])
-    simulated = simulate_check(cal, n=2, size_px=160)["lr"]
+    simulated = simulate_check(cal, n=2, size_px=96)["lr"]
     assert simulated.noise.gain_adu_per_photon == cal.lr.noise.gain_adu_per_photon
     assert simulated.noise.intercept_adu2 == cal.lr.noise.intercept_adu2
     real_signal = cal.lr.estimates["signal_photons"].value
