@@ -19,9 +19,11 @@ adapted:
   proportional to the mean) and a small drift (proportional to its gradient) — is fitted over each pair
   and removed first. srlab's 20× widefield preset at 1500 photons (gain 2) reads 1.985 (sd 0.051 over
   eight noise draws, stated error 0.042); a 5 % dimmer second frame 1.93–1.97 on three presets (20 %:
-  1.85–2.00; 2.37 on the 20× without the fit); a drift of 0.1 px 1.93–2.02 on one field of each preset
-  and 2.08–2.11 on another 20× field (2.23 without the fit). A fitted drift above :data:`MAX_DRIFT_PX` is
-  refused: the gradient of an undersampled image does not predict its shifted copy well;
+  1.85–2.00); a drift of 0.1 px 1.93–2.02 on one field of each preset and 2.08–2.11 on another 20×
+  field. Without the fit, the 20× frames 20 % dimmer read 1.96 pixel by pixel and 2.42 through the 3×3
+  filter, those drifting by 0.1 px 2.53 and 2.14: both are refused as not white noise (below). A fitted
+  drift above :data:`MAX_DRIFT_PX` is refused: the gradient of an undersampled image does not predict its
+  shifted copy well;
 * the differences are also read through the noise fit's 3×3 detail filter (which removes any smooth
   change the fit missed): white noise reads the same gain through both, and a file whose two gains
   differ by more than :data:`~srlab.calibration.noise.LEAK_RATIO` is refused (the field changed, or the
