@@ -310,10 +310,7 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     fits = list(nan_fit)
     for k, i in enumerate(used):
         r = rings[i]
-        if aliased:
-            signal = _signal(x[k], x[n + k], sigma**2, *_curve(r, 0, True))[0]
-        else:
-            signal = np.exp(x[k] - x[n + k] * np.log(r.freq) - 4 * math.pi**2 * sigma**2 * r.freq**2) * r.aperture
+        signal = _signal(x[k], x[n + k], sigma**2, *_curve(r, 0, aliased))[0]
         model = signal + r.noise
         model[:_FIRST_RING] = np.nan
         above = np.flatnonzero((signal >= r.noise) & (np.arange(r.freq.size) >= _FIRST_RING))
