@@ -118,3 +118,28 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     verdict = realcheck._verdict(results, list(results)[2:], "alone")
     assert "best srlab model by PSNR: b with the --hr images as specimens with --tta," in verdict
     assert "best srlab model by PSNR: a," in realcheck._verdict(results, ["srlab a (x)"], "alone")
+
+
+def test_undersampled_pairs_share_their_fields(realcheck, tmp_path):
+    """benchmarks/undersampled_check.py --pairs: 10× and 20× images of the same fields on one camera."""
+    pytest.importorskip("psfmodels")
+    from srlab.data.io import read_tiff
+
+    spec = importlib.util.spec_from_file_location("undersampled_check", ROOT / "benchmarks" / "undersampled_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    task = check.make_pairs(tmp_path, n_fields=2, n_hr_calibration=1, lr_size_px=32, seed=3)
+    assert len(task.pairs) == 2 and len(task.hr_calibration) == 1 and task.dark and task.hr_dark
+    lr, _, lr_px = read_tiff(task.pairs[0][0])
+    clean, _, hr_px = read_tiff(task.clean_hr[0])
+    assert (lr_px, hr_px) == pytest.approx((650.0, 325.0)) and clean.shape == (64, 64) and lr.shape == (32, 32)
+    # the same field: the noise-free 20× image, binned 2×2 onto the 10× grid, follows the 10× image
+    binned = clean.reshape(32, 2, 32, 2).mean(axis=(1, 3))
+    other, _, _ = read_tiff(task.clean_hr[1])
+    same = np.corrcoef(binned.ravel(), lr.astype(float).ravel())[0, 1]
+    assert same > 0.8 and same > np.corrcoef(other.reshape(32, 2, 32, 2).mean(axis=(1, 3)).ravel(),
+                                             lr.astype(float).ravel())[0, 1] + 0.5
+    for side in ("lr", "hr"):  # the repeated exposures --gain-frames takes: four frames of one still field
+        frames, _, _ = read_tiff(tmp_path / "frames" / f"{side}_series.tif")
+        assert frames.shape[0] == 4 and frames.dtype == np.uint16
+    assert task.known["lr"]["psf_fwhm_nm"] / 650 < 1.5 and task.known["hr"]["psf_fwhm_nm"] / 325 < 1.5  # undersampled
