@@ -372,8 +372,16 @@ def hr_specimens_data(task: Task) -> tuple[str, ...]:
 ORACLE_PREFIX = "oracle:"
 
 
-def oracle_data(task: Task) -> tuple[str, ...]:
-    return ("data=paired", f"data.path={task.folder}", "data.params.hr_dir=hr_clean")
+def oracle_data(task: Task, exp_root: Path, name: str) -> tuple[str, ...]:
+    """Overrides that train experiment ``name`` on the foreign test pairs. A network that deconvolves keeps
+    the calibrated block's relative PSF: a paired block implies none, and with its own default (2 LR
+    pixels) the oracle would be another network than the rows it bounds."""
+    from srlab.build import network_kwargs
+    from srlab.config import load_experiment
+
+    kwargs = network_kwargs(load_experiment(name, [f"data=realcheck_{task.name}"], root=exp_root))
+    psf = tuple(f"model.params.{key}={kwargs[key]}" for key in ("psf_fwhm_nm", "pixel_size_nm") if key in kwargs)
+    return ("data=paired", f"data.path={task.folder}", "data.params.hr_dir=hr_clean", *psf)
 
 
 def _normalized(path: Path) -> np.ndarray:
@@ -664,7 +672,8 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
-                    task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name, data=oracle_data(task))
+                    task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,
+                    data=oracle_data(task, exp_root, experiment_name))
             results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta)
             tables = [results_table(task, results[ref], ref) for ref in REFERENCES]
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
@@ -739,7 +748,8 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     if args.oracle:
         lines += [("Rows *oracle:* (`--oracle`) train the same experiments, same budget, on the foreign test pairs "
                    "themselves, the noise-free HR as targets (a paired block over them, split by srlab: training "
-                   "holds most of the test fields): the upper bound of the network and budget on these data, not "
+                   "holds most of the test fields; `rl_edsr_smoke` deconvolves with the calibrated block's relative "
+                   "PSF, as in its other rows): the upper bound of the network and budget on these data, not "
                    "a result; the verdict ignores them."), ""]
     for entry in report["tasks"].values():
         for table, verdict in entry["tables"]:

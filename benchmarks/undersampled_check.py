@@ -231,7 +231,8 @@ def pairs_check(args: argparse.Namespace) -> str:
         run_dirs = {name: train_task(task, exp_root, work / "runs", budget, args.seed, name) for name in EXPERIMENTS}
         if args.oracle:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
-                                                              name, data=oracle_data(task)) for name in EXPERIMENTS})
+                                                              name, data=oracle_data(task, exp_root, name))
+                             for name in EXPERIMENTS})
         results = evaluate_task(task, cal, run_dirs, exp_root, tta=True)["noise_free"]
         if args.density_range:
             low, high = args.density_range
