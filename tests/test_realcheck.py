@@ -143,3 +143,25 @@ def test_undersampled_pairs_share_their_fields(realcheck, tmp_path):
         frames, _, _ = read_tiff(tmp_path / "frames" / f"{side}_series.tif")
         assert frames.shape[0] == 4 and frames.dtype == np.uint16
     assert task.known["lr"]["psf_fwhm_nm"] / 650 < 1.5 and task.known["hr"]["psf_fwhm_nm"] / 325 < 1.5  # undersampled
+
+
+def test_oracle_keeps_the_calibrated_relative_psf(realcheck, tmp_path):
+    """The oracle trains on a paired block, which implies no PSF: a network that deconvolves must keep the
+    calibrated block's relative blur, or the oracle is another network than the rows it bounds."""
+    import shutil
+
+    from srlab.build import network_kwargs
+    from srlab.config import EXPERIMENTS_DIR, load_experiment
+    from srlab.data.physics import relative_blur
+
+    exp_root = tmp_path / "experiments"
+    shutil.copytree(EXPERIMENTS_DIR, exp_root)
+    shutil.copy(exp_root / "data" / "sim_sted.yaml", exp_root / "data" / "realcheck_toy.yaml")
+    task = realcheck.Task("toy", "toy", "confocal", "sted", tmp_path / "pairs")
+    blur = relative_blur(load_experiment("rl_edsr_smoke", ["data=realcheck_toy"], root=exp_root).data)
+    overrides = realcheck.oracle_data(task, exp_root, "rl_edsr_smoke")
+    assert overrides[0] == "data=paired"
+    oracle = network_kwargs(load_experiment("rl_edsr_smoke", list(overrides), root=exp_root))
+    assert oracle["psf_fwhm_nm"] == pytest.approx(blur.fwhm_nm, abs=0.01)
+    assert oracle["pixel_size_nm"] == pytest.approx(blur.lr_pixel_size_nm)
+    assert not any(o.startswith("model.") for o in realcheck.oracle_data(task, exp_root, "edsr_smoke"))
