@@ -13,7 +13,7 @@ images: they were made after the undersampled-image changes, to check them.
     PYTHONPATH=. python benchmarks/undersampled_check.py   (needs psfmodels: pip install -e ".[realcheck]")
 
 ``--pairs`` scores what the calibration is for: **widefield 10× → 20× ×2 pairs** (the survey's cross-modality
-family, Rivenson/Wang et al.), the same fields through both objectives on the same 6.5 µm camera (10× NA
+family: Wang et al., Nat. Methods 16:103, 2019), the same fields through both objectives on the same 6.5 µm camera (10× NA
 0.3 on 650 nm pixels, 20× NA 0.75 on 325 nm; no out-of-focus layer: the check is lateral resolution).
 `srlab calibrate` measures the foreign 10× images with ``--dark`` and ``--gain-frames`` (four exposures of
 another field) and three unpaired 20× images of other fields with ``--hr-dark`` and ``--hr-gain-frames``
@@ -24,7 +24,8 @@ Richardson–Lucy (the calibrated relative PSF) are the baselines; the 20× imag
 reference. Settings fixed before any result was seen; written to BENCHMARKS.md between
 ``<!-- undersampled-pairs:start -->`` and ``<!-- undersampled-pairs:end -->`` (``--no-write``: print only).
 
-    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--quick] [--no-write]
+    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--density-range LOW HIGH] [--quick]
+                                                          [--no-write]
 """
 from __future__ import annotations
 
