@@ -479,7 +479,10 @@ def _ci(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
 
 
-def results_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str) -> tuple[list[str], str]:
+def results_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, *,
+                  groups: list[tuple[list[str], str]] | None = None) -> tuple[list[str], str]:
+    """The table's lines and the target's verdict, one per group of srlab rows ``(rows, label)``; by
+    default the rows trained on the calibrated simulation only, then those with ``srlab adapt`` too."""
     base = results["bicubic"]
     lines = [f"**{task.title}** — {len(task.pairs)} foreign test pairs, against the {REFERENCES[reference]}",
              "", ("| method | PSNR affine (dB) | SSIM affine | ΔPSNR vs bicubic | ΔSSIM vs bicubic "
@@ -490,12 +493,13 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
         ds = np.mean(np.array(r["ssim"]) - np.array(base["ssim"]))
         rl = "" if name == "Richardson–Lucy" else _paired_text(_paired(r["psnr"], results["Richardson–Lucy"]["psnr"]))
         lines.append(f"| {name} | {_ci(r['psnr'], 2)} | {_ci(r['ssim'], 3)} | {dp:+.2f} | {ds:+.3f} | {rl} |")
-    learned = [n for n in results if n.startswith("srlab")]
-    simulation_only = [n for n in learned if ADAPT_SUFFIX not in n]
-    verdicts = [_verdict(results, names, label) for names, label in (
-        (simulation_only, "trained on the calibrated simulation only"),
-        (learned if len(learned) > len(simulation_only) else [],
-         "with `srlab adapt` to the unlabelled LR images"))]
+    if groups is None:
+        learned = [n for n in results if n.startswith("srlab")]
+        simulation_only = [n for n in learned if ADAPT_SUFFIX not in n]
+        groups = [(simulation_only, "trained on the calibrated simulation only"),
+                  (learned if len(learned) > len(simulation_only) else [],
+                   "with `srlab adapt` to the unlabelled LR images")]
+    verdicts = [_verdict(results, names, label) for names, label in groups]
     verdict = "; ".join(v for v in verdicts if v)
     return lines, (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "
                    f"both): {verdict}" if verdict else "no srlab model trained")

@@ -189,10 +189,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         EXPERIMENTS,
         ORACLE_PREFIX,
         REPO,
-        TARGET_PSNR_DB,
-        TARGET_SSIM,
         _machine,
-        _verdict,
         _versions,
         evaluate_task,
         oracle_data,
@@ -241,17 +238,14 @@ def pairs_check(args: argparse.Namespace) -> str:
                                         data=(f"data.simulation.density_range=[{low:g},{high:g}]",))
                        for name in EXPERIMENTS}
             more = evaluate_task(task, cal, sparser, exp_root, tta=True)["noise_free"]
-            label = f" on the block with simulation.density_range=[{low:g}, {high:g}]"
-            results.update({row.replace(")", ")" + label, 1): r for row, r in more.items() if row.startswith("srlab")})
-    table, verdict = results_table(task, results, "noise_free")
-    if args.density_range:  # one verdict per block: as calibrate wrote it, and with its density note followed
-        rows = [row for row in results if row.startswith("srlab")]
-        moved = [row for row in rows if "density_range" in row]
-        verdict = "; ".join([
-            _verdict(results, [row for row in rows if row not in moved], "trained on the calibrated block as written"),
-            _verdict(results, moved, f"on the block with {label.split(' with ')[1]} (its density note followed)")])
-        verdict = (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "
-                   f"both): {verdict}")
+            block_rows = [row for row in results if row.startswith("srlab")]
+            moved = f"the block with simulation.density_range=[{low:g}, {high:g}]"
+            results.update({row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")})
+            # one verdict per block: as calibrate wrote it, and with its density note followed
+            groups = [(block_rows, "trained on the calibrated block as written"),
+                      ([row for row in results if row.startswith("srlab") and row not in block_rows],
+                       f"on {moved} (its density note followed)")]
+    table, verdict = results_table(task, results, "noise_free", groups=groups if args.density_range else None)
     minutes = (time.perf_counter() - started) / 60
     cmd = "PYTHONPATH=. python benchmarks/undersampled_check.py --pairs" + (" --quick" if args.quick else "") + (
         " --oracle" if args.oracle else "") + (" --density-range {:g} {:g}".format(*args.density_range)
