@@ -25,7 +25,11 @@ reference. Settings fixed before any result was seen; written to BENCHMARKS.md b
 ``<!-- undersampled-pairs:start -->`` and ``<!-- undersampled-pairs:end -->`` (``--no-write``: print only).
 
     PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--density-range LOW HIGH] [--quick]
-                                                          [--no-write]
+                                                          [--variant KEY=VALUE ...] [--no-write]
+
+``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
+its own rows and verdict): what calibrate's density note tells a user to change, or any other question
+about the block (``--variant data.simulation.haze_range=[0,0]``).
 """
 from __future__ import annotations
 
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--density-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                    help="with --pairs: also train on the block with simulation.density_range=[LOW, HIGH] (what "
                         "calibrate's density note tells a user to change)")
+    p.add_argument("--variant", nargs="+", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --pairs: also train on the block with these overrides (repeatable: one block each)")
     args = p.parse_args(argv)
     return pairs_check(args) if args.pairs else calibration_table()
 
@@ -232,24 +238,27 @@ def pairs_check(args: argparse.Namespace) -> str:
                                                               name, data=oracle_data(task, exp_root, name))
                              for name in EXPERIMENTS})
         results = evaluate_task(task, cal, run_dirs, exp_root, tta=True)["noise_free"]
+        # (overrides, how the rows name them, why)
+        variants = [(tuple(v), ", ".join(o.removeprefix("data.") for o in v), "") for v in args.variant]
         if args.density_range:
             low, high = args.density_range
-            sparser = {name: train_task(task, exp_root, work / "runs_density", budget, args.seed, name,
-                                        data=(f"data.simulation.density_range=[{low:g},{high:g}]",))
-                       for name in EXPERIMENTS}
-            more = evaluate_task(task, cal, sparser, exp_root, tta=True)["noise_free"]
-            block_rows = [row for row in results if row.startswith("srlab")]
-            moved = f"the block with simulation.density_range=[{low:g}, {high:g}]"
-            results.update({row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")})
-            # one verdict per block: as calibrate wrote it, and with its density note followed
-            groups = [(block_rows, "trained on the calibrated block as written"),
-                      ([row for row in results if row.startswith("srlab") and row not in block_rows],
-                       f"on {moved} (its density note followed)")]
-    table, verdict = results_table(task, results, "noise_free", groups=groups if args.density_range else None)
+            variants.insert(0, ((f"data.simulation.density_range=[{low:g},{high:g}]",),
+                                f"simulation.density_range=[{low:g}, {high:g}]", " (its density note followed)"))
+        groups = [([row for row in results if row.startswith("srlab")], "trained on the calibrated block as written")]
+        for i, (overrides, named, why) in enumerate(variants):
+            changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, args.seed, name,
+                                        data=overrides) for name in EXPERIMENTS}
+            more = evaluate_task(task, cal, changed, exp_root, tta=True)["noise_free"]
+            moved = f"the block with {named}"
+            rows = {row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")}
+            results.update(rows)
+            groups.append((list(rows), f"on {moved}{why}"))  # one verdict per block
+    table, verdict = results_table(task, results, "noise_free", groups=groups if len(groups) > 1 else None)
     minutes = (time.perf_counter() - started) / 60
     cmd = "PYTHONPATH=. python benchmarks/undersampled_check.py --pairs" + (" --quick" if args.quick else "") + (
         " --oracle" if args.oracle else "") + (" --density-range {:g} {:g}".format(*args.density_range)
-                                               if args.density_range else "")
+                                               if args.density_range else "") + "".join(
+        " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join([
         "### Widefield 10× → 20× on a foreign simulator (`benchmarks/undersampled_check.py --pairs`)", "",
