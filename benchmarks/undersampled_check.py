@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--variant", nargs="+", action="append", default=[], metavar="KEY=VALUE",
                    help="with --pairs: also train on the block with these overrides (repeatable: one block each)")
     args = p.parse_args(argv)
+    from benchmarks.realcheck import _missing
+    from srlab.errors import SrlabError
+
+    if _missing("psfmodels"):
+        raise SrlabError("psfmodels not installed: pip install -e '.[realcheck]' (the foreign images are its PSFs)")
     return pairs_check(args) if args.pairs else calibration_table()
 
 
@@ -281,4 +286,11 @@ def pairs_check(args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from srlab.cli import EXIT_USER_ERROR
+    from srlab.errors import SrlabError
+
+    try:
+        main()
+    except SrlabError as err:  # a missing extra: one line, as realcheck
+        print(f"undersampled_check: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

@@ -30,6 +30,22 @@ def test_missing_simulator_is_one_line(realcheck, monkeypatch, tmp_path):
         realcheck.main(["--quick", "--no-write", "--work", str(tmp_path)])
 
 
+@pytest.fixture(scope="module")
+def undersampled_check():
+    spec = importlib.util.spec_from_file_location("undersampled_check", ROOT / "benchmarks" / "undersampled_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    return check
+
+
+def test_undersampled_check_without_psfmodels_is_one_line(undersampled_check, monkeypatch):
+    import benchmarks.realcheck  # what the check imports its helpers from (its own path insert)
+
+    monkeypatch.setattr(benchmarks.realcheck, "_missing", lambda name: name == "psfmodels")
+    with pytest.raises(SrlabError, match=r"psfmodels not installed: pip install -e '\.\[realcheck\]'"):
+        undersampled_check.main(["--pairs", "--quick", "--no-write"])
+
+
 def test_widefield_pairs_are_camera_files_with_pixel_sizes(realcheck, tmp_path):
     pytest.importorskip("psfmodels")
     from srlab.data.io import read_tiff
@@ -120,15 +136,12 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     assert "best srlab model by PSNR: a," in realcheck._verdict(results, ["srlab a (x)"], "alone")
 
 
-def test_undersampled_pairs_share_their_fields(realcheck, tmp_path):
+def test_undersampled_pairs_share_their_fields(undersampled_check, tmp_path):
     """benchmarks/undersampled_check.py --pairs: 10× and 20× images of the same fields on one camera."""
     pytest.importorskip("psfmodels")
     from srlab.data.io import read_tiff
 
-    spec = importlib.util.spec_from_file_location("undersampled_check", ROOT / "benchmarks" / "undersampled_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    task = check.make_pairs(tmp_path, n_fields=2, n_hr_calibration=1, lr_size_px=32, seed=3)
+    task = undersampled_check.make_pairs(tmp_path, n_fields=2, n_hr_calibration=1, lr_size_px=32, seed=3)
     assert len(task.pairs) == 2 and len(task.hr_calibration) == 1 and task.dark and task.hr_dark
     lr, _, lr_px = read_tiff(task.pairs[0][0])
     clean, _, hr_px = read_tiff(task.clean_hr[0])
