@@ -39,6 +39,8 @@ from srlab.calibration.frames import FrameGain
 from srlab.calibration.noise import (
     CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
+    EQUAL_NEIGHBOURS_RATIO,
+    EQUAL_NEIGHBOURS_SIGMAS,
     LEAK_RATIO,
     LEVEL_CHI2,
     LEVEL_NOTE_SHIFT,
@@ -46,6 +48,7 @@ from srlab.calibration.noise import (
     NoiseFit,
     block_offset_adu,
     darkest_level_depth_adu,
+    equal_neighbours_ratio,
     fit_noise,
 )
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
@@ -141,6 +144,8 @@ class Side:
     hot_pixels: tuple[int, ...] = ()
     clipped: tuple[float, ...] = ()
     frame_gain: FrameGain | None = None  # the noise line read off repeated frames (--gain-frames), if given
+    # (ratio, standard error of its log) of exactly equal neighbours (noise.equal_neighbours_ratio), as loaded
+    equal_neighbours: tuple[float, float] | None = None
 
     @property
     def scanning(self) -> bool:
@@ -368,6 +373,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         line = (f.gain_adu_per_photon, f.gain_se, f.intercept_adu2, f.intercept_se, f.gain_intercept_cov)
     scanning = PRESETS[modality]["modality"] in SCANNING
     rendering = PRESETS[modality]["modality"] in RENDERINGS
+    # before hot pixels are repaired: a repaired pixel takes a neighbour's value
+    equal_neighbours = None if rendering else equal_neighbours_ratio(images)
     # a clipped floor's pixels and their neighbours are left out of the noise fit (srlab.calibration.noise)
     clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     floors = [float(np.min(im)) if c else None for im, c in zip(images, clipped)]
@@ -395,7 +402,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     frc = [resolution for resolution, _ in frc_readings]
     px = pixel_size_nm
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
-                hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped, frame_gain=frame_gain)
+                hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped, frame_gain=frame_gain,
+                equal_neighbours=equal_neighbours)
     fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
     if not math.isfinite(fwhm) and not rendering:
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
@@ -613,7 +621,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
-    cal.notes += [note for side in (lr, hr) if side is not None for note in _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side)]
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _filtered_notes(side) + _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
             n = side.noise
@@ -704,6 +712,23 @@ def _defect_notes(side: Side) -> list[str]:
         notes.append(f"{head}. One level subtracted from every image is modelled, and a level per image is fitted "
                      f"(the block takes the median one); a rolling ball is not: the raw acquisitions calibrate best")
     return notes
+
+
+def _filtered_notes(side: Side) -> list[str]:
+    """The summary's line on a side whose neighbouring pixels are equal far more often than independent
+    noise makes them (:data:`~srlab.calibration.noise.EQUAL_NEIGHBOURS_RATIO`): median-filtered (or
+    otherwise filtered, or resampled) images, whose noise is not the camera's."""
+    if side.equal_neighbours is None:
+        return []
+    ratio, log_se = side.equal_neighbours
+    if not (ratio > EQUAL_NEIGHBOURS_RATIO and math.log(ratio) > EQUAL_NEIGHBOURS_SIGMAS * log_se):
+        return []
+    note = (f"{side.role.upper()}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
+            f"makes them (measured against pixels three apart; raw images read 1). The images look median-filtered "
+            f"(Fiji's Despeckle, Median, Remove Outliers), or otherwise filtered or resampled: their noise is not the camera's — a "
+            f"fitted gain reads low and the block's photons high, and the block simulates raw images, which these "
+            f"are not; calibrate (and train for) the raw acquisitions")
+    return [note]
 
 
 def _leak_notes(side: Side) -> list[str]:

@@ -110,8 +110,21 @@ ZERO_CROSSING_MISFIT = 0.1
 #: smoothed, denoised, resampled) reads lower through the 5×5 filter too, and there the gain reads *low*:
 #: srlab's widefield test images (gain 2) blurred by a Gaussian of σ 0.5 px, 0.364 (5×5: 0.272); of σ 1 px,
 #: 0.0034; interpolated ×2 (bilinear), 0.0026 — one ratio cannot tell the two apart, so the note names
-#: both. (A 3×3 median filter reads 0.215 with the two filters agreeing: not caught.)
+#: both. (A 3×3 median filter reads 0.215 with the two filters agreeing: not caught here, but by
+#: :func:`equal_neighbours_ratio`.)
 LEAK_RATIO = 1.15
+#: Raw pixels have independent noise, so in integer images two neighbours are exactly equal as often —
+#: relative to differing by one ADU — as two pixels three apart (:func:`equal_neighbours_ratio`). A median
+#: filter makes neighbours share values (each output is one of the input pixels of its window, and
+#: neighbouring windows overlap): a 3×3 one, as Fiji's Despeckle, reads 2.1–3.9 on realcheck's foreign
+#: images and the 10× pairs' images, frames and dark frames, 2.7–5.4 on srlab's widefield, 1.25–1.6 on its
+#: photon-poor (20 photons) confocal and STED, where the raw ones read 0.84–1.10 (single 128–224² images;
+#: srlab's 10× preset, with few pairs one ADU apart, 0.2–1.8 within its errors). Gaussian smoothing of σ
+#: 0.7 px reads 1.0–1.1 on images of many ADU and 1.2–1.6 on photon-poor ones. Above this ratio, and
+#: :data:`EQUAL_NEIGHBOURS_SIGMAS` standard errors above 1, calibrate says that the images are filtered
+#: (a fitted gain low, the photons high).
+EQUAL_NEIGHBOURS_RATIO = 1.3
+EQUAL_NEIGHBOURS_SIGMAS = 3.0
 #: Calibrate's images are one camera setting, so their noise lines share one slope. Each image's own
 #: slope (:func:`image_gains`) is compared: more than :data:`GAIN_SPREAD` between the extremes and a
 #: reduced χ² above :data:`GAIN_CHI2` about their weighted mean, and the images are not one setting of
@@ -145,6 +158,43 @@ LEVEL_CHI2 = 10.0
 LEVEL_NOTE_SHIFT = 0.05
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
+
+
+def equal_neighbours_ratio(images: list[np.ndarray]) -> tuple[float, float] | None:
+    """How much more often neighbouring pixels are exactly equal than independent noise makes them
+    (:data:`EQUAL_NEIGHBOURS_RATIO`): ``(ratio, standard error of its log)``, pooled over ``images`` and
+    both axes, or ``None`` where it cannot be read (images that are not integer-valued, or too few pairs).
+
+    For each lag ``k`` (1 and 3 px) the share of pairs ``(x, x + k)`` that are equal is divided by the
+    mean share that differ by +1 or −1 ADU; the ratio is lag 1's over lag 3's. Dividing by the ±1
+    shares takes out the noise level (photon-poor images are full of equal zeros and ones at every lag),
+    and comparing with lag 3 takes out structure (a smooth change shifts the differences, it does not
+    make a spike at 0). Pairs with a pixel at an image's lowest or highest value (a clipped floor, fills,
+    saturation) are left out. The standard error treats the four counts as Poisson."""
+    from srlab.calibration.threads import per_image
+
+    def image_counts(image: np.ndarray) -> np.ndarray | None:  # [lag 1, lag 3] x [equal, differ by one]
+        x = np.asarray(image)
+        if not np.issubdtype(x.dtype, np.integer) and not (np.all(np.isfinite(x)) and np.array_equal(x, np.round(x))):
+            return None
+        x = x.astype(np.int64)
+        low, high = x.min(), x.max()
+        counts = np.zeros((2, 2))
+        for row, lag in enumerate((1, 3)):
+            for a, b in ((x[:, lag:], x[:, :-lag]), (x[lag:], x[:-lag])):
+                keep = (a != low) & (a != high) & (b != low) & (b != high)
+                d = (a - b)[keep]
+                counts[row] += (np.count_nonzero(d == 0), np.count_nonzero(np.abs(d) == 1))
+        return counts
+
+    each = per_image(image_counts, images)
+    if any(c is None for c in each):
+        return None
+    counts = np.sum(each, axis=0)
+    if np.any(counts == 0):
+        return None
+    shares = counts[:, 0] / (counts[:, 1] / 2.0)
+    return float(shares[0] / shares[1]), float(np.sqrt(np.sum(1.0 / counts)))
 
 
 def block_offset_adu(offset_adu: float, method: str) -> float:
