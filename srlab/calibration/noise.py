@@ -634,7 +634,7 @@ def zero_crossing_tolerance_adu(gain: float, level_adu: float, level_se: float, 
 def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bins: int = 40,
               max_level: float | None = None, floors: list[float | None] | None = None,
               gain_adu_per_photon: float | None = None,
-              line: tuple[float, float, float, float, float] | None = None) -> NoiseFit:
+              line: tuple[float, float, float, float, float] | None = None, leak_check: bool = True) -> NoiseFit:
     """Fit the Poisson–Gaussian line to ``images`` (raw ADU, one camera); see the module doc.
     ``floors``: per image, the value of its clipped floor (:func:`srlab.data.defects.clipped_floor`) or
     ``None``; ``gain_adu_per_photon``: the slope when known (a camera's data sheet: 1/(e⁻ per ADU)), so
@@ -642,6 +642,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     the whole line measured elsewhere,
     ``(gain, gain_se, intercept, intercept_se, their covariance)`` (:mod:`srlab.calibration.frames`:
     repeated frames), so that nothing is fitted to the images' own variances — they are still the points.
+    ``leak_check=False`` leaves out the slope through the 4th-difference filter (``gain_4th_adu_per_photon``
+    is then nan), which only calibrate's leak note (:data:`LEAK_RATIO`) reads.
 
     Standard errors come from the weighted fit, scaled up by √χ² when the bins scatter more than
     their own errors (structure left in the detail band)."""
@@ -684,7 +686,7 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
             used = np.concatenate(common.used)
     del pairs
     gain_4th = math.nan
-    if gain_adu_per_photon is None:
+    if gain_adu_per_photon is None and leak_check:
         pairs4 = pixel_pairs(images, floors=floors, fourth=True)
         if intercepts:
             # the same fit as the gain's (a level per image), through the other filter (LEAK_RATIO)
