@@ -39,8 +39,6 @@ from srlab.calibration.frames import FrameGain
 from srlab.calibration.noise import (
     CLIPPED_FLOOR_OFFSET,
     COUNTS_FROM_ZERO,
-    EQUAL_NEIGHBOURS_RATIO,
-    EQUAL_NEIGHBOURS_SIGMAS,
     LEAK_RATIO,
     LEVEL_CHI2,
     LEVEL_NOTE_SHIFT,
@@ -48,7 +46,7 @@ from srlab.calibration.noise import (
     NoiseFit,
     block_offset_adu,
     darkest_level_depth_adu,
-    equal_neighbours_ratio,
+    filtered,
     fit_noise,
 )
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
@@ -144,8 +142,8 @@ class Side:
     hot_pixels: tuple[int, ...] = ()
     clipped: tuple[float, ...] = ()
     frame_gain: FrameGain | None = None  # the noise line read off repeated frames (--gain-frames), if given
-    # (ratio, standard error of its log) of exactly equal neighbours (noise.equal_neighbours_ratio), as loaded
-    equal_neighbours: tuple[float, float] | None = None
+    # the images' ratio of exactly equal neighbours where it says they are filtered (noise.filtered), as loaded
+    filtered_ratio: float | None = None
 
     @property
     def scanning(self) -> bool:
@@ -374,7 +372,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     scanning = PRESETS[modality]["modality"] in SCANNING
     rendering = PRESETS[modality]["modality"] in RENDERINGS
     # before hot pixels are repaired: a repaired pixel takes a neighbour's value
-    equal_neighbours = None if rendering else equal_neighbours_ratio(images)
+    filtered_ratio = None if rendering else filtered(images)
     # a clipped floor's pixels and their neighbours are left out of the noise fit (srlab.calibration.noise)
     clipped = tuple(0.0 for _ in images) if rendering else tuple(per_image(clipped_floor, images))
     floors = [float(np.min(im)) if c else None for im, c in zip(images, clipped)]
@@ -403,7 +401,7 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     px = pixel_size_nm
     side = Side(role, modality, list(paths), images, px, bit_depth, noise, spectra.images, decorr,
                 hot_pixels=tuple(int(m.sum()) for m in hot), clipped=clipped, frame_gain=frame_gain,
-                equal_neighbours=equal_neighbours)
+                filtered_ratio=filtered_ratio)
     fwhm, fwhm_err = spectra.fwhm_px * px, spectra.sigma_se_px * FWHM_PER_SIGMA * px
     if not math.isfinite(fwhm) and not rendering:
         raise SrlabError(f"{role.upper()} images: no structure above the noise in any image's spectrum (empty "
@@ -718,10 +716,8 @@ def _filtered_notes(side: Side) -> list[str]:
     """The summary's line on a side whose neighbouring pixels are equal far more often than independent
     noise makes them (:data:`~srlab.calibration.noise.EQUAL_NEIGHBOURS_RATIO`): median-filtered (or
     otherwise filtered, or resampled) images, whose noise is not the camera's."""
-    if side.equal_neighbours is None:
-        return []
-    ratio, log_se = side.equal_neighbours
-    if not (ratio > EQUAL_NEIGHBOURS_RATIO and math.log(ratio) > EQUAL_NEIGHBOURS_SIGMAS * log_se):
+    ratio = side.filtered_ratio
+    if ratio is None:
         return []
     note = (f"{side.role.upper()}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
             f"makes them (measured against pixels three apart; raw images read 1). The images look median-filtered "

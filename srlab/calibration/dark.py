@@ -13,7 +13,10 @@ level, temporal dark noise = the rms frame-to-frame fluctuation of each pixel):
   (:func:`srlab.calibration.noise.detail`, which removes smooth fixed patterns), less the 1/12 ADU² of
   rounding to integers. Its standard uncertainty is that of a Gaussian sample variance, σ/√(2·dof).
 
-A photon counter's dark frames are zeros: offset 0, read noise 0.
+A photon counter's dark frames are zeros: offset 0, read noise 0. Filtered dark frames (a median filter
+makes neighbours share values, :func:`srlab.calibration.noise.equal_neighbours_ratio`: a 3×3 one on the
+10× pairs' dark frames of realcheck's undersampled check read the read noise 1.27 ADU for 3.02) are
+refused, as filtered gain frames are (:mod:`srlab.calibration.frames`).
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = 
     non-finite pixels or a multi-channel file without ``channel``. A constant frame is fine (a photon
     counter's dark frame is all zeros)."""
     from srlab.calibration import read_frames
+    from srlab.calibration.noise import filtered
 
     frames: list[np.ndarray] = []
     for path in paths:
@@ -56,6 +60,11 @@ def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = 
                                   channel_flag="--channel" if what == "--dark" else "--hr-channel")
         if min(stack.shape[-2:]) < 3:
             raise SrlabError(f"{what} {path}: {stack.shape[-2]}×{stack.shape[-1]} px is too small")
+        ratio = filtered(list(stack))
+        if ratio is not None:
+            raise SrlabError(f"{what} {path}: neighbouring pixels are exactly equal {ratio:.2g}× as often as "
+                             f"independent noise makes them (median-filtered or otherwise processed frames?); "
+                             f"the read noise is the raw frames': give them as the camera wrote them")
         frames.extend(stack)
     if not frames:
         raise SrlabError(f"{what}: no dark frames given")

@@ -197,6 +197,16 @@ def equal_neighbours_ratio(images: list[np.ndarray]) -> tuple[float, float] | No
     return float(shares[0] / shares[1]), float(np.sqrt(np.sum(1.0 / counts)))
 
 
+def filtered(images: list[np.ndarray]) -> float | None:
+    """The :func:`equal_neighbours_ratio` of ``images`` where it says they are filtered (above
+    :data:`EQUAL_NEIGHBOURS_RATIO` and :data:`EQUAL_NEIGHBOURS_SIGMAS` standard errors above 1), else ``None``."""
+    reading = equal_neighbours_ratio(images)
+    if reading is None:
+        return None
+    ratio, log_se = reading
+    return ratio if ratio > EQUAL_NEIGHBOURS_RATIO and math.log(ratio) > EQUAL_NEIGHBOURS_SIGMAS * log_se else None
+
+
 def block_offset_adu(offset_adu: float, method: str) -> float:
     """The offset a data block's camera takes from a measured one: below 0 only for images clipped at 0
     (:data:`CLIPPED_FLOOR_OFFSET`: the camera then clips its dark pixels at 0 as theirs did), else at

@@ -56,3 +56,22 @@ def test_calibrate_notes_median_filtered_images_and_not_raw_ones(raw, tmp_path):
     assert not any(FILTERED in n for n in calibrate(raw_paths, modality=modality, **offset).notes)
     notes = [n for n in calibrate(filtered_paths, modality=modality, **offset).notes if FILTERED in n]
     assert len(notes) == 1 and notes[0].startswith("LR:") and "raw acquisitions" in notes[0]
+
+
+def test_median_filtered_dark_frames_are_refused_in_one_line(tmp_path, capsys):
+    from srlab.calibration.dark import load_dark, measure_dark
+    from srlab.cli import main
+
+    lr, _ = PRESETS["widefield"]
+    rng = np.random.default_rng(3)
+    dark = np.round(rng.normal(lr["offset_adu"], 4.0, (10, 96, 96))).astype(np.uint16)  # read noise 4 ADU
+    raw_dark = write_tiff(tmp_path / "dark.tif", dark, pixel_size_nm=80.0)
+    filtered_dark = write_tiff(tmp_path / "dark_median.tif", ndimage.median_filter(dark, size=(1, 3, 3)),
+                               pixel_size_nm=80.0)
+    assert measure_dark(load_dark([raw_dark])).read_noise_adu == pytest.approx(4.0, rel=0.05)
+    images = [write_tiff(tmp_path / f"cell{i}.tif", im, pixel_size_nm=80.0) for i, im in enumerate(_images("widefield"))]
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", *map(str, images), "--dark", str(filtered_dark), "--out", str(out), "--no-check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dark_median.tif" in err and "exactly equal" in err
+    assert not out.exists() and not out.with_suffix(".png").exists()  # nothing written
