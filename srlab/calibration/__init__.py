@@ -734,9 +734,9 @@ def _filtered_notes(side: Side) -> list[str]:
         return []
     note = (f"{side.role.upper()}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
             f"makes them (measured against pixels three apart; raw images read 1). The images look median-filtered "
-            f"(Fiji's Despeckle, Median, Remove Outliers), or otherwise filtered or resampled: their noise is not the camera's — a "
-            f"fitted gain reads low and the block's photons high, and the block simulates raw images, which these "
-            f"are not; calibrate (and train for) the raw acquisitions")
+            f"(Fiji's Despeckle, Median, Remove Outliers), or otherwise filtered or resampled: their noise is not "
+            f"the camera's — a fitted gain reads low and the block's photons high, and the block simulates raw "
+            f"images, which these are not; calibrate (and train for) the raw acquisitions")
     return [note]
 
 
