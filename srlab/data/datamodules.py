@@ -405,6 +405,22 @@ class PhotonSplitPatches(SinglePatches):
         return {"lr": lr, "lr_target": target, "name": self.names[i]}
 
 
+def check_raw_counts(images: list[ImagePair], where: str) -> None:
+    """One line where the real images are filtered (:func:`srlab.calibration.noise.filtered`: median-filtered,
+    Despeckled, resampled): the photon split needs each pixel's own counts, and filtered neighbours share
+    them, so the two halves would not have independent noise."""
+    from srlab.calibration.noise import filtered
+
+    counts = [np.rint(im.lr_scale.invert(im.lr))[c] for im in images if im.lr_scale is not None
+              for c in range(im.lr.shape[0])]
+    ratio = filtered(counts)
+    if ratio is not None:
+        raise SrlabError(f"{where}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
+                         f"makes them (median-filtered or otherwise processed images?); srlab adapt splits each "
+                         f"image's photon counts into input and target (data.params.photon_split), which needs the "
+                         f"raw acquisitions: give them, or set data.params.photon_split=null")
+
+
 def photon_split_pairs(images: list[ImagePair], camera: Camera, fraction: float, seed: int) -> list[ImagePair]:
     """``images`` with ``lr`` replaced by one photon-split half and ``lr_target`` by the other, drawn once
     per image from ``seed`` (fixed validation/test sets)."""
@@ -1049,6 +1065,7 @@ class AdaptDataModule(SRDataModule):
             self.data, self.split_sources = split_bands(images, self.cfg, where)
             split_by = "band (fewer than 3 files: each image cut into train/val/test bands along its longer axis)"
         if self.photon_split is not None:
+            check_raw_counts(images, where)
             for k, split in enumerate(("val", "test")):
                 self.data[split] = photon_split_pairs(self.data[split], self.split_camera, self.split_fraction,
                                                       seed=int(self.cfg.split_seed) * 2 + k)

@@ -141,6 +141,30 @@ def test_adapt_kind_splits_the_real_photons_into_input_and_target(sim_cache, cfg
                                          params={"photon_split": bad}), seed=0)
 
 
+def test_adapt_kind_refuses_to_split_filtered_images(sim_cache, cfg_factory, tmp_path):
+    """The photon split needs each pixel's own counts: median-filtered real images are refused in one line
+    (their neighbours share counts), raw ones and a run without the split are not."""
+    from scipy import ndimage
+
+    raw = write_real_lr(tmp_path / "raw", n=3, size=96)
+    filtered = tmp_path / "filtered"
+    for path in sorted(raw.glob("*.tif")):
+        from srlab.data.io import read_tiff
+
+        write_tiff(filtered / path.name, ndimage.median_filter(read_tiff(path)[0], size=3), pixel_size_nm=None)
+    split = {"e_per_adu": 1.0, "offset_adu": 0.0, "fraction": 0.5}
+
+    def setup(folder: Path, params: dict) -> None:
+        build_datamodule(cfg_factory(kind="adapt", simulation=TINY_SIMULATION, real_lr=str(folder),
+                                     params={"anchor_kind": "simulated", **params}), seed=0).setup()
+
+    setup(raw, {"photon_split": split})
+    setup(filtered, {})  # no split: nothing asks for raw counts
+    with pytest.raises(SrlabError, match=r"data.real_lr=.*filtered: neighbouring pixels are exactly equal") as err:
+        setup(filtered, {"photon_split": split})
+    assert "\n" not in str(err.value) and "photon_split=null" in str(err.value)
+
+
 @pytest.mark.parametrize("kind", ["unpaired", "simulated", "degrade", "adapt"])
 def test_data_channel_reads_the_users_files_not_the_simulated_ones(sim_cache, cfg_factory, tmp_path, kind):
     """``data.channel`` names a channel of the user's files (here: the second of two-channel real LR
