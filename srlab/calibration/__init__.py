@@ -47,6 +47,7 @@ from srlab.calibration.noise import (
     block_offset_adu,
     darkest_level_depth_adu,
     filtered,
+    filtered_text,
     fit_noise,
 )
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
@@ -732,8 +733,8 @@ def _filtered_notes(side: Side) -> list[str]:
     ratio = side.filtered_ratio
     if ratio is None:
         return []
-    note = (f"{side.role.upper()}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
-            f"makes them (measured against pixels three apart; raw images read 1). The images look median-filtered "
+    note = (f"{side.role.upper()}: {filtered_text(ratio)} (measured against pixels three apart; raw images "
+            f"read 1). The images look median-filtered "
             f"(Fiji's Despeckle, Median, Remove Outliers), or otherwise filtered or resampled: their noise is not "
             f"the camera's — a fitted gain reads low and the block's photons high, and the block simulates raw "
             f"images, which these are not; calibrate (and train for) the raw acquisitions")

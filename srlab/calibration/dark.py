@@ -52,7 +52,7 @@ def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = 
     non-finite pixels or a multi-channel file without ``channel``. A constant frame is fine (a photon
     counter's dark frame is all zeros)."""
     from srlab.calibration import read_frames
-    from srlab.calibration.noise import filtered
+    from srlab.calibration.noise import filtered, filtered_text
 
     frames: list[np.ndarray] = []
     for path in paths:
@@ -62,8 +62,8 @@ def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = 
             raise SrlabError(f"{what} {path}: {stack.shape[-2]}×{stack.shape[-1]} px is too small")
         ratio = filtered(list(stack))
         if ratio is not None:
-            raise SrlabError(f"{what} {path}: neighbouring pixels are exactly equal {ratio:.2g}× as often as "
-                             f"independent noise makes them (median-filtered or otherwise processed frames?); "
+            raise SrlabError(f"{what} {path}: {filtered_text(ratio)} (median-filtered or otherwise processed "
+                             f"frames?); "
                              f"the read noise is the raw frames': give them as the camera wrote them")
         frames.extend(stack)
     if not frames:

@@ -207,6 +207,11 @@ def filtered(images: list[np.ndarray]) -> float | None:
     return ratio if ratio > EQUAL_NEIGHBOURS_RATIO and math.log(ratio) > EQUAL_NEIGHBOURS_SIGMAS * log_se else None
 
 
+def filtered_text(ratio: float) -> str:
+    """How a note or refusal states a :func:`filtered` reading."""
+    return f"neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise makes them"
+
+
 def block_offset_adu(offset_adu: float, method: str) -> float:
     """The offset a data block's camera takes from a measured one: below 0 only for images clipped at 0
     (:data:`CLIPPED_FLOOR_OFFSET`: the camera then clips its dark pixels at 0 as theirs did), else at

@@ -409,14 +409,14 @@ def check_raw_counts(images: list[ImagePair], where: str) -> None:
     """One line where the real images are filtered (:func:`srlab.calibration.noise.filtered`: median-filtered,
     Despeckled, resampled): the photon split needs each pixel's own counts, and filtered neighbours share
     them, so the two halves would not have independent noise."""
-    from srlab.calibration.noise import filtered
+    from srlab.calibration.noise import filtered, filtered_text
 
-    counts = [np.rint(im.lr_scale.invert(im.lr))[c] for im in images if im.lr_scale is not None
-              for c in range(im.lr.shape[0])]
+    # each image back to its counts once, then its channels one by one
+    counts = [channel for im in images if im.lr_scale is not None for channel in np.rint(im.lr_scale.invert(im.lr))]
     ratio = filtered(counts)
     if ratio is not None:
-        raise SrlabError(f"{where}: neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise "
-                         f"makes them (median-filtered or otherwise processed images?); srlab adapt splits each "
+        raise SrlabError(f"{where}: {filtered_text(ratio)} (median-filtered or otherwise processed images?); srlab "
+                         f"adapt splits each "
                          f"image's photon counts into input and target (data.params.photon_split), which needs the "
                          f"raw acquisitions: give them, or set data.params.photon_split=null")
 
