@@ -110,3 +110,10 @@ def test_splat_is_the_masked_per_corner_one(margin_nm):
     np.testing.assert_array_equal(fast, _splat_reference(points, shape, spacing))
     if margin_nm > 0:  # every label lands on the grid: nothing is lost
         assert fast.sum() == pytest.approx(points[2].sum())
+
+
+def test_a_structures_start_is_uniform_over_the_field():
+    fast = Specimen(np.random.default_rng(5), (3000.0, 7000.0), 5.0, 1.0)
+    reference = np.random.default_rng(5)
+    for _ in range(200):
+        np.testing.assert_array_equal(fast._start(), reference.uniform([0, 0], [7000.0, 3000.0]))
