@@ -468,8 +468,10 @@ def image_points(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20, 
 
 def image_gains(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[tuple[float, float], ...]:
     """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its
-    :func:`image_points`; ``nan`` where it has too few)."""
-    return tuple((fit_line(*p)[:2] if p[0].size >= 4 else (math.nan, math.nan)) for p in points)
+    :func:`image_points`; ``nan`` where it has too few usable ones)."""
+    # Only points with a standard error are usable (fit_line's own rule): a sparse rendering can have
+    # one bin with counts and the rest empty, which leaves no line to fit.
+    return tuple((fit_line(*p)[:2] if np.count_nonzero(p[2] > 0) >= 4 else (math.nan, math.nan)) for p in points)
 
 
 @dataclass(frozen=True)
