@@ -734,8 +734,8 @@ def _filtered_notes(side: Side) -> list[str]:
     if ratio is None:
         return []
     note = (f"{side.role.upper()}: {filtered_text(ratio)} (measured against pixels three apart; raw images "
-            f"read 1). The images look median-filtered "
-            f"(Fiji's Despeckle, Median, Remove Outliers), or otherwise filtered or resampled: their noise is not "
+            f"read 1). The images look median-filtered (Fiji's Despeckle, Median, Remove Outliers), or "
+            f"otherwise filtered or resampled: their noise is not "
             f"the camera's — a fitted gain reads low and the block's photons high, and the block simulates raw "
             f"images, which these are not; calibrate (and train for) the raw acquisitions")
     return [note]

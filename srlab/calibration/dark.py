@@ -63,8 +63,7 @@ def load_dark(paths: list[Path], *, what: str = "--dark", channel: int | None = 
         ratio = filtered(list(stack))
         if ratio is not None:
             raise SrlabError(f"{what} {path}: {filtered_text(ratio)} (median-filtered or otherwise processed "
-                             f"frames?); "
-                             f"the read noise is the raw frames': give them as the camera wrote them")
+                             f"frames?); the read noise is the raw frames': give them as the camera wrote them")
         frames.extend(stack)
     if not frames:
         raise SrlabError(f"{what}: no dark frames given")

@@ -415,10 +415,10 @@ def check_raw_counts(images: list[ImagePair], where: str) -> None:
     counts = [channel for im in images if im.lr_scale is not None for channel in np.rint(im.lr_scale.invert(im.lr))]
     ratio = filtered(counts)
     if ratio is not None:
-        raise SrlabError(f"{where}: {filtered_text(ratio)} (median-filtered or otherwise processed images?); srlab "
-                         f"adapt splits each "
-                         f"image's photon counts into input and target (data.params.photon_split), which needs the "
-                         f"raw acquisitions: give them, or set data.params.photon_split=null")
+        raise SrlabError(f"{where}: {filtered_text(ratio)} (median-filtered or otherwise processed images?); "
+                         f"srlab adapt splits each image's photon counts into input and target "
+                         f"(data.params.photon_split), which needs the raw acquisitions: give them, or set "
+                         f"data.params.photon_split=null")
 
 
 def photon_split_pairs(images: list[ImagePair], camera: Camera, fraction: float, seed: int) -> list[ImagePair]:

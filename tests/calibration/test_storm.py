@@ -120,13 +120,14 @@ def test_a_sparse_images_own_noise_line_is_nan_not_an_error():
     """A sparse rendering's own bins: one with counts, the rest empty (standard error 0). Its own line
     cannot be fitted; it is left out (nan), as an image with too few bins is, instead of failing the
     square root of a negative variance (seen on a simulated check rendering)."""
-    from srlab.calibration.noise import image_gains
+    from srlab.calibration.noise import fit_line, image_gains
 
     mu = np.array([-0.055, 0.0, 0.016, 0.016, 0.04, 0.088, 0.111, 0.95])
     var = np.array([-1 / 12] * 7 + [0.466])
     se = np.array([0.0] * 7 + [0.015])
     gains = image_gains([(mu, var, se), (np.linspace(1, 9, 8), 2 * np.linspace(1, 9, 8) + 3, np.full(8, 0.1))])
     assert all(math.isnan(v) for v in gains[0])
+    assert all(math.isnan(v) for v in fit_line(mu, var, se)[:5])  # the rule is the line fit's own
     assert gains[1][0] == pytest.approx(2.0)
 
 
