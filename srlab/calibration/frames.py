@@ -146,14 +146,14 @@ def _window_points(diff: np.ndarray, mean: np.ndarray, h1: np.ndarray) -> tuple[
 def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-frames") -> FrameGain:
     """The photon-transfer line of the frames' differences (see the module doc); one :class:`SrlabError`
     line for a drift above :data:`MAX_DRIFT_PX`, differences that are not white noise, or too few pixels."""
-    from srlab.calibration.noise import _H1, LEAK_RATIO, MIN_LINE_POINTS, binned_points, fit_line, line_points
+    from srlab.calibration.noise import _H1, LEAK_RATIO, binned_points, fit_line
     from srlab.data.defects import clipped_floor
 
     rounding = 1.0 / 12.0  # whole counts (load_gain_frames): each frame's rounding, 2/12 in a difference, halved
 
     def line(points: list) -> tuple[float, float]:
         mu, var, se = binned_points(points)
-        return fit_line(mu, var - rounding, se)[:2]
+        return fit_line(mu, var - rounding, se)[:2] if mu.size >= 4 else (math.nan, math.nan)
 
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:
@@ -189,7 +189,7 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                              f"pixel by pixel, {own_filtered:.3g} through the 3×3 detail filter): the field changed between "
                              f"frames, or they are processed (smoothed, denoised); give raw exposures of a still field")
     mu, var, se = binned_points(pairs)
-    if line_points(se) < MIN_LINE_POINTS:
+    if mu.size < 4:
         raise SrlabError(f"{flag}: too few pixels off a clipped floor to measure the gain; give larger frames")
     gain, gain_se, b, b_se, cov, used = fit_line(mu, var - rounding, se)
     return FrameGain(gain, gain_se, b, b_se, cov, line(filtered), len(drifts), len(stacks), max(drifts), max(changes),

@@ -468,8 +468,8 @@ def image_points(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20, 
 
 def image_gains(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[tuple[float, float], ...]:
     """Each image's own slope of the noise line and its standard error (:func:`fit_line` on its
-    :func:`image_points`; ``nan`` where it has too few usable ones)."""
-    return tuple(fit_line(*p)[:2] for p in points)
+    :func:`image_points`; ``nan`` where it has fewer than 4 usable ones, :func:`line_points`)."""
+    return tuple((fit_line(*p)[:2] if line_points(p[2]) >= 4 else (math.nan, math.nan)) for p in points)
 
 
 @dataclass(frozen=True)
@@ -591,10 +591,6 @@ def _trimmed(wls, predict, var: np.ndarray, se: np.ndarray, *, min_used: int
     return p, cov, chi2, used
 
 
-#: Points with a standard error that a noise line needs (:func:`fit_line`).
-MIN_LINE_POINTS = 4
-
-
 def line_points(se: np.ndarray) -> int:
     """How many (mean, variance, standard error) points a noise line can use: those with a standard error
     (a bin whose MAD is 0 — most of its values equal: a clipped floor, a fill, a sparse rendering's
@@ -609,8 +605,10 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | 
     dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
     covariance and the mask of points used; errors are scaled up by √χ² when the points scatter more
     than their own errors. ``slope``: the gain, when known (only ``b`` is fitted; its error 0). Fewer
-    than :data:`MIN_LINE_POINTS` usable points (:func:`line_points`): all ``nan``, no point used."""
-    if line_points(se) < MIN_LINE_POINTS:
+    than two usable points (:func:`line_points`; one, when ``slope`` is given) leave no line: all
+    ``nan``, no point used — the callers' checks of the gain then speak (a sparse simulated rendering
+    had one, and the fit failed on the square root of a negative variance)."""
+    if line_points(se) < (1 if slope is not None else 2):
         return math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool)
 
     def _wls(x: np.ndarray, y: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -683,7 +681,7 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     integer = all(per_image(lambda im: bool(np.array_equal(im, np.round(im))), images))
     pairs = pixel_pairs(images, floors=floors)
     mu, var, se = binned_points(pairs, n_bins=n_bins, max_level=max_level)
-    if line_points(se) < MIN_LINE_POINTS:
+    if mu.size < 4:
         raise SrlabError("the images' noise cannot be measured: nearly every pixel is at or next to their clipped "
                          "floor (background subtracted?) — calibrate the raw acquisitions")
     if integer:
@@ -720,11 +718,12 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         if intercepts:
             # the same fit as the gain's (a level per image), through the other filter (LEAK_RATIO)
             points4 = image_points(pairs4, integer=integer, max_level=max_level)
-            if all(line_points(s) >= MIN_LINE_POINTS for _, _, s in points4):
+            if all(m.size >= 4 for m, _, _ in points4):
                 gain_4th = common_slope_fit(points4).gain
         else:
             mu4, var4, se4 = binned_points(pairs4, n_bins=n_bins, max_level=max_level)
-            gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
+            if mu4.size >= 4:
+                gain_4th = fit_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4)[0]
         del pairs4
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it

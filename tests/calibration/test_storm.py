@@ -127,7 +127,10 @@ def test_a_sparse_images_own_noise_line_is_nan_not_an_error():
     se = np.array([0.0] * 7 + [0.015])
     gains = image_gains([(mu, var, se), (np.linspace(1, 9, 8), 2 * np.linspace(1, 9, 8) + 3, np.full(8, 0.1))])
     assert all(math.isnan(v) for v in gains[0])
-    assert all(math.isnan(v) for v in fit_line(mu, var, se)[:5])  # the rule is the line fit's own
+    assert all(math.isnan(v) for v in fit_line(mu, var, se)[:5])  # one usable point: no line
+    # three usable bins of a sparse rendering still make a line (the pooled fit of small renderings needs it)
+    few = fit_line(np.arange(8.0), 2 * np.arange(8.0) + 1, np.array([0.0] * 5 + [0.1] * 3))
+    assert few[0] == pytest.approx(2.0) and few[5].sum() == 3
     assert gains[1][0] == pytest.approx(2.0)
 
 
