@@ -69,6 +69,8 @@ from srlab.errors import SrlabError
 _H1 = np.array([1.0, -2.0, 1.0]) / math.sqrt(6.0)
 #: Consistency constant of the median absolute deviation for a Gaussian.
 _MAD_TO_SIGMA = 1.4826
+#: A bin's MAD at most this times its largest detail value is floating-point rounding: 0.
+_ROUNDING_MAD = 1e-12
 #: Standard error of a MAD-based variance relative to the variance, × √n (Gaussian data: the MAD has
 #: 37 % efficiency, the variance of a sample variance is 2σ⁴/n).
 _MAD_VARIANCE_SE = math.sqrt(2.0 / 0.3675)
@@ -444,7 +446,12 @@ def binned_points(pairs: list[Pairs], *, n_bins: int = 40, max_level: float | No
     def point(lo_hi: tuple[int, int]) -> tuple[float, float, float]:
         lo, hi = lo_hi
         seg = d[lo:hi]
-        mad = np.median(np.abs(seg - np.median(seg)))
+        mad = float(np.median(np.abs(seg - np.median(seg))))
+        if mad <= _ROUNDING_MAD * float(np.abs(seg).max(initial=0.0)):
+            # detail values are sums of pixels with weights: equal ones can differ in their last bits, and
+            # such a MAD (1e-17) is a tie's 0, not noise — its "standard error" of 1e-34 once outweighed
+            # every other bin and made the line's covariance negative (a sparse simulated rendering)
+            mad = 0.0
         var = (_MAD_TO_SIGMA * mad) ** 2
         return float(np.median(mu[lo:hi])), var, _MAD_VARIANCE_SE * var / math.sqrt(hi - lo)
 

@@ -234,3 +234,20 @@ def test_storm_input_mistakes_are_one_line_exit_2(case: str, acquisition: Path, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_bins_rounding_spread_is_no_noise():
+    """Detail values that are equal but for their last bits (sums of pixels with weights) give a bin no
+    standard error: its "1e-34" once outweighed every other bin and made the noise line's covariance
+    negative (math domain error in calibrate's check of a sparse simulated rendering)."""
+    from srlab.calibration.noise import binned_points, fit_line
+
+    rng = np.random.default_rng(1)
+    # 0.3 and its neighbours a few ulps away, as weighted sums of equal pixels come out
+    tie = 0.3 + rng.choice([-2, -1, 1, 2, 3], 400) * np.spacing(0.3)
+    levels = np.concatenate([np.full(400, 0.2), np.repeat(np.arange(1.0, 9.0), 400)])
+    details = np.concatenate([tie, rng.normal(0.0, np.sqrt(np.repeat(np.arange(1.0, 9.0), 400)))])
+    mu, var, se = binned_points([(levels, details, None)], n_bins=9)
+    assert se[0] == 0.0 and np.all(se[1:] > 0)
+    gain, gain_se = fit_line(mu, var, se)[:2]
+    assert math.isfinite(gain_se) and gain == pytest.approx(1.0, rel=0.2)
