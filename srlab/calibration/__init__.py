@@ -183,6 +183,9 @@ class Calibration:
     channel: int | None = None
     hr_channel: int | None = None
     simulated: dict[str, Any] = field(default_factory=dict)  # filled by the check simulation
+    # the prior's noise-free images the block's signal levels were solved on (srlab.calibration.lift), kept
+    # for the check simulation, which images the same specimens
+    lift: Any = None
 
 
 # ------------------------------------------------------------------------------------------------

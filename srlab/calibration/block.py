@@ -2,7 +2,8 @@
 with a comment header of the estimates, and the check simulation for the figure.
 
 The block maps onto :class:`srlab.data.config.ModalityConfig`: ``pixel_size_nm``, ``psf_fwhm_nm``
-(a Gaussian PSF of the measured FWHM), ``signal_photons``, ``background_photons``, and the detector as a
+(a Gaussian PSF of the measured FWHM), ``signal_photons`` (the noise-free level whose simulated images
+read the measured one, :mod:`~srlab.calibration.lift`), ``background_photons``, and the detector as a
 Poisson–Gaussian camera — ``counting`` for scanning modalities, ``scmos`` for cameras (an EMCCD's excess
 noise is already in the fitted gain, so it is written as a camera without excess noise) — with
 ``e_per_adu`` = 1/gain, ``read_noise_e`` = read noise (ADU) / gain, ``offset_adu`` and ``bit_depth``.
@@ -19,6 +20,7 @@ import numpy as np
 import yaml
 
 from srlab.calibration import Calibration, Side, pixel_photons_ok
+from srlab.calibration.lift import LIFT_IMAGES, LIFT_SIZE_PX
 from srlab.calibration.noise import block_offset_adu
 from srlab.data.config import HR_IMAGE_SHARE
 from srlab.errors import SrlabError
@@ -40,7 +42,8 @@ def modality_block(side: Side) -> dict[str, Any]:
         "modality": side.modality,
         "pixel_size_nm": _r(side.pixel_size_nm, 6),
         "psf_fwhm_nm": _r(e["psf_fwhm_nm"].value),
-        "signal_photons": _r(pixel_photons_ok(e["signal_photons"].value)),
+        # the noise-free level whose simulated images read as the user's (srlab.calibration.lift)
+        "signal_photons": _r(pixel_photons_ok(e.get("signal_expected_photons", e["signal_photons"]).value)),
         "background_photons": _r(pixel_photons_ok(e["background_photons"].value)),
         "detector": "counting" if PRESETS[side.modality]["detector"] == "counting" else "scmos",
         "e_per_adu": _r(1.0 / gain),
@@ -83,10 +86,17 @@ def specimen_prior(name: str) -> dict[str, Any]:
     return prior
 
 
-def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int | None = None) -> dict[str, Any]:
+def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int | None = None,
+               levels: bool = True) -> dict[str, Any]:
     """The data block (a mapping, as in ``experiments/data/sim_sted.yaml``): the measured modalities on
     the specimens of ``cal.prior`` (:func:`specimen_prior`); ``n_images``/``lr_size_px`` override the
-    prior's image count and size."""
+    prior's image count and size. ``levels``: the sides' signal levels solved first
+    (:func:`srlab.calibration.lift.set_expected_signal`); without, the block is at the images' readings,
+    which is what the lift simulates from."""
+    if levels:
+        from srlab.calibration.lift import set_expected_signal
+
+        set_expected_signal(cal)
     hr = modality_block(cal.hr) if cal.hr is not None else {"modality": cal.target}
     prior = specimen_prior(cal.prior)
     specimens = dict(prior["simulation"])  # keys the prior leaves out take SimulationConfig's defaults
@@ -135,7 +145,8 @@ def header(cal: Calibration) -> list[str]:
 
 
 def to_yaml(cal: Calibration, block: dict[str, Any] | None = None) -> str:
-    return yaml_text(header(cal), block or data_block(cal))
+    block = block or data_block(cal)  # first: the header lists the levels it solves
+    return yaml_text(header(cal), block)
 
 
 def yaml_text(comments: list[str], block: dict[str, Any]) -> str:
@@ -176,7 +187,13 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     return out
 
 
-def simulate_check(cal: Calibration, *, n: int = 2, size_px: int = 256) -> dict[str, Any]:
+def check_size(cal: Calibration, size_px: int) -> int:
+    """The LR size of the check's (and the lift's) simulated images: ``size_px``, or the user's images' if
+    smaller (64 at least)."""
+    return min(size_px, max(64, min(cal.lr.images[0].shape)))
+
+
+def simulate_check(cal: Calibration, *, n: int = LIFT_IMAGES, size_px: int = LIFT_SIZE_PX) -> dict[str, Any]:
     """Simulate ``n`` LR images (and HR when measured) with the block and measure them as the real ones:
     the figure and the summary put both side by side. Where a side's gain was not fitted on its images (a
     data sheet's, or repeated frames' line), the simulated images are measured with it too — it is the
@@ -185,15 +202,22 @@ def simulate_check(cal: Calibration, *, n: int = 2, size_px: int = 256) -> dict[
     from srlab.calibration import measure
     from srlab.data.simulate import Imager, resolve_simulation
 
-    block = data_block(cal, n_images=n, lr_size_px=min(size_px, max(64, min(cal.lr.images[0].shape))))
+    size = check_size(cal, size_px)
+    block = data_block(cal, n_images=n, lr_size_px=size)
     spec = resolve_simulation(block["simulation"], scale=cal.scale, where="calibrated block")
-    imager = Imager(spec)
-    pairs = [imager.image(i) for i in range(n)]
+    lift = cal.lift
+    if lift is not None and (lift.n, lift.size_px, lift.seed) == (n, size, spec.seed):
+        # the specimens the levels were solved on, at the solved levels: Imager.image's images, not drawn twice
+        images = {role: lift.camera_images(spec, role) for role in lift.expected}
+    else:
+        imager = Imager(spec)
+        pairs = [imager.image(i) for i in range(n)]
+        images = {role: [p[role] for p in pairs] for role in ("lr", "hr")}
     out: dict[str, Any] = {"spec": spec}
     for role, side in (("lr", cal.lr), ("hr", cal.hr)):
         if side is None:
             continue
-        imgs = [p[role].astype(np.float64) for p in pairs]
+        imgs = [im.astype(np.float64) for im in images[role]]
         try:
             out[role] = measure(role, side.modality, [], imgs, side.pixel_size_nm, side.bit_depth,
                                 offset_adu=side.noise.offset_adu if side.noise.offset_given else None,

@@ -94,6 +94,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
                            f"= {e['read_noise_adu'].value / g:.3g} e-" + (" (upper bound)"
                                                                           if not side.noise.offset_given else "")))
         lines.append(_line("signal (99.9th pct)", e["signal_photons"], sv("signal_photons")))
+        if "signal_expected_photons" in e:
+            lines.append(_line("  block (noise-free)", e["signal_expected_photons"],
+                               f"[{e['signal_expected_photons'].method}]"))
         lines.append(_line("background (darkest)", e["background_photons"],
                            f"(tiles: median {e['background_median_photons'].value:.3g}, 10–90 % spread "
                            f"{e['background_variation_photons'].value:.3g})"))
