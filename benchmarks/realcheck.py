@@ -293,9 +293,13 @@ def make_widefield_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, 
     gain = w["gain_adu_per_e"]
     task.known = {
         "lr": {"psf_fwhm_nm": fwhm_of(focus, w["grid_nm"]), "gain_adu_per_photon": gain,
-               "read_noise_adu": w["read_noise_e"] * gain, "background_photons": w["lr_background_photons"]},
+               "read_noise_adu": w["read_noise_e"] * gain, "background_photons": w["lr_background_photons"],
+               # each noise-free image's 99.9th percentile is set to it: the block's level (signal_photons,
+               # the noisy images' reading, beside it shows the noise lift that the level undoes)
+               "signal_photons": w["lr_signal_photons"], "signal_expected_photons": w["lr_signal_photons"]},
         "hr": {"psf_fwhm_nm": fwhm_of(sim_psf, w["grid_nm"]), "gain_adu_per_photon": gain,
-               "read_noise_adu": w["read_noise_e"] * gain, "background_photons": w["hr_background_photons"]},
+               "read_noise_adu": w["read_noise_e"] * gain, "background_photons": w["hr_background_photons"],
+               "signal_photons": w["hr_signal_photons"], "signal_expected_photons": w["hr_signal_photons"]},
     }
     # Dark frames of the camera (shutter closed), from their own random stream: the fields are unchanged
     dark_rng = np.random.default_rng([seed, 1])
@@ -763,7 +767,10 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
               "(pySTED `get_effective`, psfmodels' in-focus plane); calibrate fits a Gaussian. Offset and read "
               "noise come from ten dark frames of each foreign detector (`--dark`, `--hr-dark`: zeros for the "
               "photon counter, the camera's offset and read noise for the sCMOS), as their users would record "
-              "them; read noise of a photon counter is 0 (an absolute error is shown)."), ""]
+              "them; read noise of a photon counter is 0 (an absolute error is shown). Signal (psfmodels only: "
+              "each foreign noise-free image's 99.9th percentile above background is set to it; pySTED's "
+              "follows from its physics): `signal_photons` is calibrate's reading of the noisy images, "
+              "`signal_expected_photons` the noise-free level the block takes (`srlab.calibration.lift`)."), ""]
     for entry in report["tasks"].values():
         lines += [*entry["recovery"], ""]
     return "\n".join(lines)

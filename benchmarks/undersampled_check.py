@@ -108,20 +108,24 @@ def main(argv: list[str] | None = None) -> str:
 
 def calibration_table() -> str:
     from srlab.calibration import calibrate
+    from srlab.calibration.block import data_block
 
-    rows = ["| objective, pixel | true FWHM | `--gain-frames` | FWHM (error) [method] | gain (2) | signal (800) |",
-            "|---|---:|---|---:|---:|---:|"]
+    rows = [("| objective, pixel | true FWHM | `--gain-frames` | FWHM (error) [method] | gain (2) | signal read "
+             "| block's level (800) |"), "|---|---:|---|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for label, na, px, grid in OBJECTIVES:
             folder = Path(tmp) / label.split()[0]
             paths, series, truth = make_images(folder, na, px, grid)
             for frames in (False, True):
-                e = calibrate(paths, modality="widefield", offset_adu=OFFSET_ADU,
-                              gain_frame_paths=[series] if frames else ()).lr.estimates
+                cal = calibrate(paths, modality="widefield", offset_adu=OFFSET_ADU,
+                                gain_frame_paths=[series] if frames else ())
+                data_block(cal)  # solves the block's signal level (srlab.calibration.lift)
+                e = cal.lr.estimates
                 fwhm = e["psf_fwhm_nm"]
                 rows.append(f"| {label}, {px:g} nm | {truth:.0f} nm ({truth / px:.2f} px) | {'yes' if frames else 'no'} "
                             f"| {fwhm.text()} ({fwhm.value / truth - 1:+.0%}) [{fwhm.method.split(' (')[0]}] "
-                            f"| {e['gain_adu_per_photon'].text()} | {e['signal_photons'].text()} |")
+                            f"| {e['gain_adu_per_photon'].text()} | {e['signal_photons'].text()} "
+                            f"| {e['signal_expected_photons'].text()} |")
     table = "\n".join(rows)
     print(table)
     return table
