@@ -256,3 +256,39 @@ def test_a_bins_rounding_spread_is_no_noise():
     assert se[0] == 0.0 and np.all(se[1:] > 0)
     gain, gain_se = fit_line(mu, var, se)[:2]
     assert math.isfinite(gain_se) and gain == pytest.approx(1.0, rel=0.2)
+
+
+def test_calibrate_on_renderings_as_small_and_sparse_as_the_acceptances(tmp_path: Path, capsys, monkeypatch):
+    """The fresh-clone acceptance's widefield → STORM step, as it runs it: four 96² widefield images from
+    ``srlab simulate --pair widefield:storm`` (seed 3) and two sparse tables of 40 filaments (4000
+    molecules × 3 localizations in 7.68 µm, σ 10 nm). Its renderings are smaller and emptier than the
+    fixture's above; a noise-line rule once refused them ("the images' noise cannot be measured") while
+    every other test passed, and only the acceptance caught it."""
+    from srlab.smlm.localizations import Localizations
+
+    wf, out = tmp_path / "wf", tmp_path / "experiments" / "data" / "acc_storm.yaml"
+    out.parent.mkdir(parents=True)
+    monkeypatch.setenv("SRLAB_EXPERIMENTS", str(out.parent.parent))  # data=acc_storm, as the acceptance names it
+    assert main(["simulate", "--pair", "widefield:storm", "--n", "4", "--size", "96", "--out", str(wf),
+                 "--seed", "3"]) == 0
+    rng = np.random.default_rng(0)
+    tables = []
+    for t in range(2):
+        n = 4000
+        x0, y0, ang = rng.uniform(0, 7680, 40), rng.uniform(0, 7680, 40), rng.uniform(0, np.pi, 40)
+        k, s = rng.integers(0, 40, n), rng.uniform(-800, 800, n)
+        x, y = x0[k] + s * np.cos(ang[k]), y0[k] + s * np.sin(ang[k])
+        mol = np.repeat(np.arange(n), 3)
+        locs = Localizations(np.arange(mol.size), x[mol] + rng.normal(0, 10.0, mol.size),
+                             y[mol] + rng.normal(0, 10.0, mol.size), np.full(mol.size, 1500.0),
+                             uncertainty_nm=np.full(mol.size, 10.0))
+        tables.append(str(write_localizations_csv(tmp_path / f"t{t}.csv", locs)))
+    capsys.readouterr()
+    rc = main(["calibrate", *sorted(str(p) for p in (wf / "lr").glob("*.tif")), "--modality", "widefield",
+               "--target", "storm", "--hr", *tables, "--hr-pixel-size-nm", "20", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "nena" in printed.out.lower()
+    block = yaml.safe_load(out.read_text())
+    assert block["scale"] == 4 and block["simulation"]["hr"]["modality"] == "storm"
+    assert main(["show", "edsr_sted", "data=acc_storm"]) == 0
