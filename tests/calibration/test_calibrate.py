@@ -1,6 +1,7 @@
 """``srlab calibrate`` against images of known parameters (srlab's simulator), and its refusals."""
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -513,3 +514,28 @@ def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(
     for role in ("lr", "hr"):
         real = getattr(cal, role).estimates["gain_adu_per_photon"].value
         assert check[role].estimates["gain_adu_per_photon"].value == pytest.approx(real, rel=0.10)
+
+
+def test_the_signal_reading_of_one_image_states_an_error():
+    """The 99.9th percentile's standard error from its order statistics (:func:`percentile_error`) is the
+    scatter of that percentile over fields of independent pixels (within 25 %, 300 fields of 128²), and
+    at least the rounding of whole counts; calibrate on one image states it (it stated ± 0: the spread of
+    one value)."""
+    from srlab.calibration import percentile_error
+
+    rng = np.random.default_rng(3)
+    fields = rng.exponential(10.0, size=(300, 128, 128))
+    scatter = float(np.std([np.percentile(f, 99.9) for f in fields], ddof=1))
+    stated = float(np.median([percentile_error(f, 99.9, integer=False) for f in fields]))
+    assert stated == pytest.approx(scatter, rel=0.25)
+    flat = np.full((64, 64), 7.0)
+    assert percentile_error(flat, 99.9, integer=True) == pytest.approx(1 / math.sqrt(12))
+    assert percentile_error(flat, 99.9, integer=False) == 0.0
+
+
+def test_calibrate_on_one_image_states_the_signals_error(real_folder: Path):
+    from srlab.calibration import calibrate
+
+    one = sorted(real_folder.glob("*.tif"))[:1]
+    signal = calibrate(one, modality="widefield", offset_adu=OFFSET_ADU).lr.estimates["signal_photons"]
+    assert 0 < signal.uncertainty < 0.2 * signal.value
