@@ -57,6 +57,34 @@ def density_notes(cal, check: dict) -> list[str]:
     return [note]
 
 
+#: Beyond this relative difference between the block's PSF FWHM and calibrate's reading of it on the check's
+#: simulated images, the summary says that the reading depends on the specimens. Measured (docs/calibration.md,
+#: *The specimen moves the reading*): srlab's broad prior reads a 174 nm confocal PSF −21 % by its spectrum,
+#: single structures from −23 % (mitochondria) to +19 % (pits); realcheck's blocks read −21 % and −23 %
+#: (pySTED confocal and STED), widefield −33 % (its spectrum beside a block from spot fits).
+PSF_CHECK_GAP = 0.15
+
+
+def psf_check_notes(cal, check: dict) -> list[str]:
+    """The summary's line where calibrate reads the block's own PSF FWHM far off (:data:`PSF_CHECK_GAP`) on
+    the images simulated with it: without it a user takes the simulated-vs-real difference of the summary's
+    PSF line for an error of the block, when much of it is the estimator's dependence on the specimens."""
+    notes = []
+    for side in (cal.lr, cal.hr):
+        sim = check.get(side.role) if side is not None else None
+        if sim is None or side.rendering:
+            continue
+        block, read = side.estimates["psf_fwhm_nm"].value, sim.estimates["psf_fwhm_nm"].value
+        if not (block > 0 and read > 0) or abs(read / block - 1.0) <= PSF_CHECK_GAP:
+            continue
+        notes.append(f"{side.role.upper()}: the images simulated with the block read its own PSF FWHM "
+                     f"({block:.3g} nm) as {read:.3g} nm ({read / block - 1.0:+.0%}, "
+                     f"{_psf_method(sim.estimates['psf_fwhm_nm'])}): that estimate depends on the specimens as well as "
+                     f"the PSF (filaments read it, large objects narrower, pits wider; docs/calibration.md, "
+                     f"Spectrum-fit PSF), so the simulated and your images' readings differ partly by specimen")
+    return notes
+
+
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.calibration.frames import FRAME_GAIN_METHOD
@@ -112,7 +140,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
                      f"and srlab predict read that channel of your files)")
-    lines += [f"  note: {n}" for n in cal.notes + density_notes(cal, check)]
+    lines += [f"  note: {n}" for n in cal.notes + density_notes(cal, check) + psf_check_notes(cal, check)]
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
     head = f"srlab calibrate: x{cal.scale} {cal.lr.modality} -> {cal.target} in {seconds:.1f} s"

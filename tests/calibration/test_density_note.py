@@ -36,3 +36,25 @@ def test_sparse_specimens_get_the_density_note_and_ordinary_ones_do_not(tmp_path
         <= DENSITY_NOTE_GAP
     assert density_notes(ordinary, check) == []
     assert density_notes(ordinary, {}) == []  # --no-check: nothing to compare
+
+
+def test_a_block_psf_read_far_off_on_its_own_simulation_gets_the_specimen_note():
+    """realcheck's pySTED block: 174 nm read as 138 on its simulated images (−21 %), beyond
+    :data:`PSF_CHECK_GAP`; a reading within it, a rendering, or no check (--no-check) get no note."""
+    from types import SimpleNamespace
+
+    from srlab.calibration import Estimate
+    from srlab.calibration.command import PSF_CHECK_GAP, psf_check_notes
+
+    def side(role, fwhm, rendering=False):
+        est = Estimate(fwhm, 5.0, "nm", "power spectrum (16 isolated spots < 30)")
+        return SimpleNamespace(role=role, rendering=rendering, estimates={"psf_fwhm_nm": est})
+
+    cal = SimpleNamespace(lr=side("lr", 174.0), hr=side("hr", 49.2))
+    check = {"lr": side("lr", 138.0), "hr": side("hr", 49.2 * (1 + 0.9 * PSF_CHECK_GAP))}
+    (note,) = psf_check_notes(cal, check)
+    assert note.startswith("LR:") and "PSF FWHM (174 nm) as 138 nm (-21%, power spectrum)" in note
+    assert "depends on the specimens" in note and "power spectrum" in note
+    assert psf_check_notes(cal, {}) == []
+    rendering = SimpleNamespace(lr=side("lr", 174.0), hr=side("hr", 60.0, rendering=True))
+    assert psf_check_notes(rendering, {"lr": side("lr", 170.0), "hr": side("hr", 20.0)}) == []
