@@ -121,11 +121,11 @@ def percentile_error(image: np.ndarray, q: float, *, integer: bool) -> float:
     """Standard error of one image's ``q``-th percentile of its pixels, distribution-free: half the spread
     between the order statistics one binomial standard deviation of rank, ``√(n·p·(1−p))``, either side
     of it — what another field of the same kind would move it by, had its pixels been independent (a
-    lower bound: a blurred image's brightest pixels come in PSF-sized groups; several images' scatter
-    is taken where larger, :func:`combine`) — and
-    for ``integer`` data at least the rounding to whole ADU (1/√12: the percentile of whole counts is one
-    of them). Without it one image's reading stated no error at all (``combine`` of one value), nor did
-    several images that read the same count (a photon-poor STED's 99.9th percentile)."""
+    lower bound: a blurred image's brightest pixels come in PSF-sized groups; several images' scatter is
+    taken where larger, :func:`combine`) — and for ``integer`` data at least the rounding to whole ADU
+    (1/√12: the percentile of whole counts is one of them). Without it one image's reading stated no
+    error at all (``combine`` of one value), nor did several images that read the same count (a
+    photon-poor STED's 99.9th percentile)."""
     x = np.asarray(image, np.float64).ravel()
     n, p = x.size, q / 100.0
     if n < 2:
