@@ -117,8 +117,8 @@ def _fmt(x: float, digits: int) -> str:
     return f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
 
 
-def percentile_error(image: np.ndarray, q: float, *, integer: bool) -> float:
-    """Standard error of one image's ``q``-th percentile of its pixels, distribution-free: half the spread
+def percentile_with_error(image: np.ndarray, q: float, *, integer: bool) -> tuple[float, float]:
+    """One image's ``q``-th percentile of its pixels and its standard error, distribution-free: half the spread
     between the order statistics one binomial standard deviation of rank, ``√(n·p·(1−p))``, either side
     of it — what another field of the same kind would move it by, had its pixels been independent (a
     lower bound: a blurred image's brightest pixels come in PSF-sized groups; several images' scatter is
@@ -129,10 +129,12 @@ def percentile_error(image: np.ndarray, q: float, *, integer: bool) -> float:
     x = np.asarray(image, np.float64).ravel()
     n, p = x.size, q / 100.0
     if n < 2:
-        return math.nan
+        return float(np.percentile(x, q)), math.nan
     rank, step = p * (n - 1), math.sqrt(n * p * (1.0 - p))
-    lo, hi = np.percentile(x, [100.0 * max(rank - step, 0.0) / (n - 1), 100.0 * min(rank + step, n - 1) / (n - 1)])
-    return max(float(hi - lo) / 2.0, 1.0 / math.sqrt(12.0) if integer else 0.0)
+    # one partition for the percentile and its two neighbouring order statistics
+    lo, value, hi = np.percentile(x, [100.0 * max(rank - step, 0.0) / (n - 1), q,
+                                      100.0 * min(rank + step, n - 1) / (n - 1)])
+    return float(value), max(float(hi - lo) / 2.0, 1.0 / math.sqrt(12.0) if integer else 0.0)
 
 
 def combine(values: list[float], errors: list[float] | None = None) -> tuple[float, float]:
@@ -524,11 +526,10 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
     # images of a level each (noise.LEVEL_CHI2) are each measured from their own darkest level, the offset
     # they were given (the block's offset is the median one)
     darks = noise.image_offsets_adu if noise.levels_differ else [dark] * len(images)
-    peaks = [(p - d) / g - bg_photons
-             for p, d in zip(per_image(lambda im: float(np.percentile(im, 99.9)), images), darks)]
-    peak_errors = [err / g for err in per_image(lambda im: percentile_error(im, 99.9, integer=noise.integer_data),
-                                                images)]
-    e["signal_photons"] = Estimate(*combine(peaks, peak_errors), "photons", "99.9th percentile above background")
+    readings = per_image(lambda im: percentile_with_error(im, 99.9, integer=noise.integer_data), images)
+    peaks = [(p - d) / g - bg_photons for (p, _), d in zip(readings, darks)]
+    e["signal_photons"] = Estimate(*combine(peaks, [err / g for _, err in readings]), "photons",
+                                   "99.9th percentile above background")
     side.histogram = histogram_summary(images)
     return side
 

@@ -517,20 +517,22 @@ def test_photon_counts_from_zero_have_offset_zero_and_their_background_measured(
 
 
 def test_the_signal_reading_of_one_image_states_an_error():
-    """The 99.9th percentile's standard error from its order statistics (:func:`percentile_error`) is the
+    """The 99.9th percentile's standard error from its order statistics (:func:`percentile_with_error`) is the
     scatter of that percentile over fields of independent pixels (within 25 %, 300 fields of 128²), and
     at least the rounding of whole counts; calibrate on one image states it (it stated ± 0: the spread of
     one value)."""
-    from srlab.calibration import percentile_error
+    from srlab.calibration import percentile_with_error
 
     rng = np.random.default_rng(3)
     fields = rng.exponential(10.0, size=(300, 128, 128))
     scatter = float(np.std([np.percentile(f, 99.9) for f in fields], ddof=1))
-    stated = float(np.median([percentile_error(f, 99.9, integer=False) for f in fields]))
+    readings = [percentile_with_error(f, 99.9, integer=False) for f in fields]
+    assert all(value == np.percentile(f, 99.9) for (value, _), f in zip(readings[:5], fields))
+    stated = float(np.median([err for _, err in readings]))
     assert stated == pytest.approx(scatter, rel=0.25)
     flat = np.full((64, 64), 7.0)
-    assert percentile_error(flat, 99.9, integer=True) == pytest.approx(1 / math.sqrt(12))
-    assert percentile_error(flat, 99.9, integer=False) == 0.0
+    assert percentile_with_error(flat, 99.9, integer=True) == pytest.approx((7.0, 1 / math.sqrt(12)))
+    assert percentile_with_error(flat, 99.9, integer=False) == (7.0, 0.0)
 
 
 def test_calibrate_on_one_image_states_the_signals_error(real_folder: Path):

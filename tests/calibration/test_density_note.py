@@ -54,7 +54,7 @@ def test_a_block_psf_read_far_off_on_its_own_simulation_gets_the_specimen_note()
     check = {"lr": side("lr", 138.0), "hr": side("hr", 49.2 * (1 + 0.9 * PSF_CHECK_GAP))}
     (note,) = psf_check_notes(cal, check)
     assert note.startswith("LR:") and "PSF FWHM (174 nm) as 138 nm (-21%, power spectrum)" in note
-    assert "depends on the specimens" in note and "power spectrum" in note
+    assert "depends on the specimens" in note
     assert psf_check_notes(cal, {}) == []
     rendering = SimpleNamespace(lr=side("lr", 174.0), hr=side("hr", 60.0, rendering=True))
     assert psf_check_notes(rendering, {"lr": side("lr", 170.0), "hr": side("hr", 20.0)}) == []
