@@ -107,6 +107,10 @@ class SimulationConfig:
     hr_images: list[str] = field(default_factory=list)
     hr_image_share: float = HR_IMAGE_SHARE
     hr_image_channel: int | None = None  # which channel of multi-channel hr_images files (0-based)
+    # The HR images the networks learn: "acquired" (through the HR detector: shot noise, camera) or
+    # "noise_free" (the detector's expected photons, what the target microscope resolves; the user's own
+    # hr_images stay as acquired). See srlab.data.simulate.HR_TARGETS.
+    hr_target: str = "acquired"
 
 
 @dataclass

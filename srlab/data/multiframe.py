@@ -116,7 +116,8 @@ class MultiFrameImager(Imager):
         spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
         hr_clean = self.expected(base.hr, spectra)
         hr_photons = _photons(hr_clean, base.hr, _gain(hr_clean, base.hr))
-        hr = base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2]))
+        hr = self.target({"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
+                          "hr_expected": hr_photons})
         shifts = spec.shifts(index)
         clean = [self.expected(base.lr, tuple(self.moved(s, d * base.lr.pixel_size_nm) for s in spectra))
                  for d in shifts]

@@ -62,6 +62,16 @@ from srlab.optics.specimens import STRUCTURES, Specimen, keep_fraction, splat
 
 SIMULATOR_VERSION = 2  # part of the cache key: bump when images for the same settings change
 
+#: What a simulated dataset's ``hr/`` images hold (``data.simulation.hr_target``). ``acquired``: the HR
+#: detector's image, shot and camera noise included, as an acquisition of the target microscope would be.
+#: ``noise_free``: that detector's expected photons (:func:`calibrate`) — a network trained with an L1
+#: loss on ``acquired`` targets learns their per-pixel median, which at a photon-poor STED's few counts
+#: per pixel is below the mean (a Poisson mean of 0.5 has median 0) and so thins dim structure, and the
+#: targets' noisy 99.9th percentile sets their normalization scale apart from a noise-free image's. The
+#: noise-free target is what a simulator can give and an acquisition cannot (CARE's high-SNR targets,
+#: Weigert et al., Nat. Methods 2018, stand in for it on real pairs).
+HR_TARGETS = ("acquired", "noise_free")
+
 # Out-of-focus light below this fraction of the in-focus light is left out (TIRF's ~0.3%).
 _NEGLIGIBLE = 0.01
 # What `srlab simulate --pair a:b` draws unless --structures says otherwise.
@@ -208,6 +218,7 @@ class SimulationSpec:
     hr_image_digests: tuple[str, ...] = ()  # their contents' fingerprints (in the cache key)
     hr_image_share: float = HR_IMAGE_SHARE
     hr_image_channel: int | None = None  # the channel of multi-channel hr_images files
+    hr_target: str = "acquired"  # HR_TARGETS: what hr/ holds
 
     @property
     def hr_size_px(self) -> int:
@@ -242,6 +253,8 @@ class SimulationSpec:
         else:  # datasets without them keep the keys they had before the option existed
             for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel"):
                 del out[key]
+        if self.hr_target == "acquired":  # the datasets made before the option keep their keys
+            del out["hr_target"]
         out["simulator_version"] = SIMULATOR_VERSION
         return out
 
@@ -329,9 +342,15 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
             raise SrlabError(f"{where}.{key}={c[key]}: must be >= 0")
     ranges = {key: _check_range(where, key, c[key]) for key in RANGES}
     hr_images, digests = user_specimens.resolve_paths(c["hr_images"], float(c["hr_image_share"]), where)
+    if hr_images and c["hr_target"] == "noise_free":
+        raise SrlabError(f"{where}.hr_target=noise_free with {where}.hr_images: the user's HR images are "
+                         f"targets as acquired (their noise cannot be taken out), and one block's targets "
+                         f"must be of one kind; set hr_target: acquired or drop hr_images")
     if hr_images and not image_lr:
         raise SrlabError(f"{where}.hr_images: this data kind makes its own LR images from HR ones; the "
                          f"user's HR images are specimens of a paired simulation (data.kind: simulated)")
+    if c["hr_target"] not in HR_TARGETS:
+        raise unknown_choice(f"{where}.hr_target", c["hr_target"], HR_TARGETS)
     channel = c.get("hr_image_channel")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
@@ -352,7 +371,8 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           out_of_focus_fraction=float(c["out_of_focus_fraction"]),
                           defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
                           hr_images=hr_images, hr_image_digests=digests,
-                          hr_image_share=float(c["hr_image_share"]), hr_image_channel=channel, **ranges)
+                          hr_image_share=float(c["hr_image_share"]), hr_image_channel=channel,
+                          hr_target=str(c["hr_target"]), **ranges)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -448,7 +468,8 @@ class Imager:
         return blocks.mean(axis=(1, 3)).astype(np.float32)  # a camera pixel integrates its area
 
     def image(self, index: int) -> dict[str, np.ndarray]:
-        """Camera/detector images (``lr`` unless HR only, ``hr``) and their noise-free versions."""
+        """Camera/detector images (``lr`` unless HR only, ``hr``) and their noise-free versions
+        (``*_expected``, photons); :meth:`target` picks what a dataset's ``hr/`` holds."""
         d_in, d_out = self.specimen(index)
         spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
         out: dict[str, np.ndarray] = {}
@@ -459,6 +480,11 @@ class Imager:
             out[f"{side}_expected"] = photons
             out[side] = m.camera.forward(photons, np.random.default_rng([self.spec.seed, index, stream]))
         return out
+
+
+    def target(self, images: dict[str, np.ndarray]) -> np.ndarray:
+        """The HR image a dataset holds for :meth:`image`'s ``images`` (``spec.hr_target``)."""
+        return images["hr_expected"] if self.spec.hr_target == "noise_free" else images["hr"]
 
 
 def calibrate(clean: np.ndarray, m: Modality) -> np.ndarray:
@@ -527,7 +553,7 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
         for i in range(spec.n_images):
             images = imager.image(i)
             name = f"{image_stem(i)}.tif"
-            write_tiff(tmp / "hr" / name, images["hr"], pixel_size_nm=spec.hr.pixel_size_nm)
+            write_tiff(tmp / "hr" / name, imager.target(images), pixel_size_nm=spec.hr.pixel_size_nm)
             if spec.image_lr:
                 write_tiff(tmp / "lr" / name, images["lr"], pixel_size_nm=spec.lr.pixel_size_nm)
             if progress and (i + 1) % max(1, spec.n_images // 10) == 0:

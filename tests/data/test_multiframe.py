@@ -13,10 +13,13 @@ from srlab.data.io import write_tiff
 from srlab.data.multiframe import (
     D4_ELEMENTS,
     MultiFrameDataModule,
+    MultiFrameImager,
     dihedral,
     dihedral_matrix,
     estimate_stack_shifts,
+    resolve_multiframe,
 )
+from srlab.data.simulate import Imager
 from srlab.errors import SrlabError
 from srlab.models.classical import translate
 from tests.data.conftest import smooth_image
@@ -110,3 +113,16 @@ def test_folder_of_stacks_estimates_or_reads_shifts(tmp_path: Path) -> None:
     (root / "shifts.csv").unlink()
     with pytest.raises(SrlabError, match=r"f0.tif: 4 frame\(s\) but data.frames=3"):
         module(path=str(root), frames=3, patch_size=8, eval_crop_size=8)
+
+
+def test_noise_free_hr_target_holds_the_reference_without_noise() -> None:
+    """``simulation.hr_target: noise_free`` (srlab.data.simulate.HR_TARGETS) reaches the multi-frame kind:
+    the HR is the expected photons, the LR frames are the acquired ones of the default."""
+    specs = [resolve_multiframe(data_config(**{**TINY, "simulation": {**TINY["simulation"], "hr_target": t}}), 2)
+             for t in ("acquired", "noise_free")]
+    (acquired, clean) = (MultiFrameImager(spec).fields(1) for spec in specs)
+    np.testing.assert_array_equal(acquired["lr"], clean["lr"])
+    base = specs[1].base
+    np.testing.assert_array_equal(clean["hr"], Imager(base).image(1)["hr_expected"])
+    assert not np.array_equal(acquired["hr"], clean["hr"])
+    assert np.corrcoef(acquired["hr"].ravel(), clean["hr"].ravel())[0, 1] > 0.9

@@ -71,6 +71,28 @@ def test_write_dataset_files_and_refuses_to_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporary folder left behind
 
 
+def test_noise_free_hr_target_writes_the_expected_photons_beside_the_same_lr(tmp_path):
+    """``hr_target: noise_free``: hr/ holds the HR detector's expected photons (no shot or camera noise),
+    lr/ the same acquired LR as the default dataset; the cache key tells the two apart."""
+    acquired = sim.resolve_simulation({**TINY_SIMULATION, "n_images": 2}, scale=2)
+    spec = sim.resolve_simulation({**TINY_SIMULATION, "n_images": 2, "hr_target": "noise_free"}, scale=2)
+    assert spec.key() != acquired.key()
+    noisy, clean = sim.write_dataset(acquired, tmp_path / "a"), sim.write_dataset(spec, tmp_path / "b")
+    expected = sim.Imager(spec).image(1)
+    hr, _, pixel = read_tiff(clean / "hr" / "sim_0001.tif")
+    assert pixel == pytest.approx(20.0)
+    np.testing.assert_array_equal(hr, expected["hr_expected"])
+    assert hr.min() >= spec.hr.background_photons - 1e-4  # no noise: never below the background
+    np.testing.assert_array_equal(read_tiff(clean / "lr" / "sim_0001.tif")[0],
+                                  read_tiff(noisy / "lr" / "sim_0001.tif")[0])
+    acquired_hr = read_tiff(noisy / "hr" / "sim_0001.tif")[0].astype(np.float64)
+    assert not np.array_equal(acquired_hr, hr)
+    # the acquired image scatters about the expected one by shot noise (the STED preset counts photons)
+    assert float(np.mean(acquired_hr - hr)) == pytest.approx(0.0, abs=5 * float(np.sqrt(hr.mean() / hr.size)))
+    with pytest.raises(SrlabError, match="hr_target.*'noisefree'.*did you mean 'noise_free'"):
+        sim.resolve_simulation({**TINY_SIMULATION, "hr_target": "noisefree"}, scale=2)
+
+
 def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     spec = sim.resolve_simulation({**TINY_SIMULATION, "n_images": 3}, scale=2)
     calls = []

@@ -88,6 +88,7 @@ def test_hr_images_train_only_and_are_described(tmp_path, monkeypatch, cfg_facto
 @pytest.mark.parametrize("change, message", [
     ({"hr_images": ["/no/such/sted.tif"]}, "hr_images: /no/such/sted.tif: no such file"),
     ({"hr_image_share": 1.0}, "hr_image_share=1.0: must be in (0, 1)"),
+    ({"hr_target": "noise_free"}, "hr_target=noise_free with data.simulation.hr_images: the user's HR images"),
 ])
 def test_bad_hr_images_are_one_line_errors(tmp_path, change, message):
     values = {**GAUSSIAN, "hr_images": _hr_files(tmp_path, n=1), **change}
