@@ -345,7 +345,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     if hr_images and c["hr_target"] == "noise_free":
         raise SrlabError(f"{where}.hr_target=noise_free with {where}.hr_images: the user's HR images are "
                          f"targets as acquired (their noise cannot be taken out), and one block's targets "
-                         f"must be of one kind; set hr_target: acquired or drop hr_images")
+                         f"must be of one kind; set {where}.hr_target=acquired or drop hr_images")
     if hr_images and not image_lr:
         raise SrlabError(f"{where}.hr_images: this data kind makes its own LR images from HR ones; the "
                          f"user's HR images are specimens of a paired simulation (data.kind: simulated)")
