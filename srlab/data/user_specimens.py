@@ -27,8 +27,9 @@ modalities instead of a generic degradation::
   percentile → ``signal_photons``, plus ``background_photons``);
 * ``camera_LR``: the LR detector (Poisson, EM multiplication, read noise, gain, offset, bit depth).
 
-What it cannot do, and why it is still worth it: the HR image's noise is in the target (as it is in the
-simulator's own targets) and, averaged over the relative blur, a small part of the LR signal; the
+What it cannot do, and why it is still worth it: the HR image's noise is in the target (so the
+simulator's own targets stay acquired beside it: ``hr_target: noise_free`` is refused with
+``hr_images``) and, averaged over the relative blur, a small part of the LR signal; the
 out-of-focus light is the HR modality's, not the LR one's; a field is only as large as the user's
 image. Each HR image gets ``draws`` independent LR noise realizations, written as one stack so that
 its slices stay in one split, and every such stack is a *training* image: the held-out validation and
