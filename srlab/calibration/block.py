@@ -116,11 +116,6 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         # the channel of the user's LR files, for what reads them later (data.real_lr, srlab adapt);
         # the simulated images have one channel
         top["channel"] = cal.channel
-    if "hr_images" not in specimens:
-        # the networks learn the target microscope's noise-free image, not one noisy acquisition of it
-        # (srlab.data.simulate.HR_TARGETS); the user's own HR images can only be targets as acquired, and
-        # one block's targets are all of one kind
-        specimens["hr_target"] = "noise_free"
     return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
             "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}
 
