@@ -341,6 +341,8 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
         if not c[key] >= 0:
             raise SrlabError(f"{where}.{key}={c[key]}: must be >= 0")
     ranges = {key: _check_range(where, key, c[key]) for key in RANGES}
+    if c["hr_target"] not in HR_TARGETS:
+        raise unknown_choice(f"{where}.hr_target", c["hr_target"], HR_TARGETS)
     hr_images, digests = user_specimens.resolve_paths(c["hr_images"], float(c["hr_image_share"]), where)
     if hr_images and c["hr_target"] == "noise_free":
         raise SrlabError(f"{where}.hr_target=noise_free with {where}.hr_images: the user's HR images are "
@@ -349,8 +351,6 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     if hr_images and not image_lr:
         raise SrlabError(f"{where}.hr_images: this data kind makes its own LR images from HR ones; the "
                          f"user's HR images are specimens of a paired simulation (data.kind: simulated)")
-    if c["hr_target"] not in HR_TARGETS:
-        raise unknown_choice(f"{where}.hr_target", c["hr_target"], HR_TARGETS)
     channel = c.get("hr_image_channel")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
@@ -480,7 +480,6 @@ class Imager:
             out[f"{side}_expected"] = photons
             out[side] = m.camera.forward(photons, np.random.default_rng([self.spec.seed, index, stream]))
         return out
-
 
     def target(self, images: dict[str, np.ndarray]) -> np.ndarray:
         """The HR image a dataset holds for :meth:`image`'s ``images`` (``spec.hr_target``)."""
