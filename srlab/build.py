@@ -357,3 +357,6 @@ def validate(cfg: DictConfig) -> None:
     build_task(cfg, network)
     from srlab.data import DATAMODULES
     DATAMODULES.check_kwargs(cfg.data.kind, _plain(cfg.data.params), "data.params")
+    # the DataModule's constructor checks its settings (a simulation's included) without reading or
+    # generating any images: what `srlab train` would refuse, `srlab show` refuses too
+    build_datamodule(cfg.data, seed=cfg.seed)

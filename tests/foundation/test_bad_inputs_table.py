@@ -256,6 +256,11 @@ ROWS = [
     Row("unclosed_list", train("paradigm.optimizer.betas=[0.9,0.99"), 2,
         "override 'paradigm.optimizer.betas=[0.9,0.99': the value is not valid YAML"),
     Row("show_checks_too", lambda c: ["show", "edsr_smoke", "trainer.devices=0"], 2, "trainer.devices=0"),
+    # `srlab show` builds the DataModule as `train` does, so a simulation's settings are checked too
+    Row("show_checks_simulation", lambda c: ["show", "edsr_smoke", "data.simulation.hr_target=noisefree"], 2,
+        "did you mean 'noise_free'"),
+    Row("show_checks_structures", lambda c: ["show", "edsr_smoke", "data.simulation.structures=[microtubule]"],
+        2, "did you mean 'microtubules'"),
     Row("test_override", _test_bad_override, 2, "trainer.precision='bogus'", needs_run=True),
     # 8. security edges
     Row("name_escapes_runs_dir", train("name=../escaped"), 2, "name='../escaped': an experiment name is a plain"),
