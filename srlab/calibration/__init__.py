@@ -425,8 +425,10 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon,
                           line=line)
         _check_gain(role, noise)
+    # the noise floor's error at the images' mean level lets their spectra correct it (resolution module doc)
     spectra = fit_psf_spectra(images, [noise.image_variance(i, im) for i, im in enumerate(images)],
-                              camera=not scanning)
+                              camera=not scanning,
+                              floor_rel_se=noise.variance_rel_se(float(np.mean([im.mean() for im in images]))))
     decorr = per_image(decorrelation, images)
     frc_readings = per_image(lambda im: checkerboard_frc_reading_nm(im, pixel_size_nm), images)
     frc = [resolution for resolution, _ in frc_readings]

@@ -364,6 +364,13 @@ class NoiseFit:
     def variance(self, mean_adu: np.ndarray) -> np.ndarray:
         return self.gain_adu_per_photon * np.asarray(mean_adu) + self.intercept_adu2
 
+    def variance_rel_se(self, mean_adu: float) -> float:
+        """The relative standard error of :meth:`variance` at ``mean_adu`` (the line's slope and intercept
+        errors, their covariance left out: it only narrows the error between the points)."""
+        variance = float(self.variance(mean_adu))
+        spread = math.hypot(mean_adu * self.gain_se, self.intercept_se)
+        return spread / variance if variance > 0 else math.inf
+
 
 def slopes_disagree(image_gains: tuple[tuple[float, float], ...]) -> bool:
     """Whether images' own slopes and their errors (:func:`image_gains`) disagree beyond

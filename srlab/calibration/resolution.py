@@ -5,7 +5,13 @@ and single-image FRC.
 a Gaussian PSF of σ, integrated by camera pixels and recorded with white noise, has the radially averaged
 power spectrum ``P(f) = A(f)·|OTF(f)|²·O(f) + N`` with ``|OTF|² = exp(−4π²σ²f²)``, ``A`` the pixel
 aperture (``sinc²(fx)·sinc²(fy)`` for a camera, 1 for a scanned pixel) and ``N`` the white-noise floor,
-known from the noise fit (:mod:`srlab.calibration.noise`: Σ window² × variance(mean)). Labelled
+from the noise fit (:mod:`srlab.calibration.noise`: Σ window² × variance(mean)), scaled by a factor ``k``
+shared by the images (one detector) and fitted with them, under a normal prior on ``ln k`` as wide as
+the noise fit's relative error: where the PSF leaves no signal near Nyquist those rings are the floor
+and pin it far better than the gain does, and the width depends on it (pySTED's photon-poor STED,
+~24 photons at the peak, gain read 0.961 ± 0.051 for a true 1: held at that gain's floor the fit read
+49.2 nm for pySTED's 57.6, at the true gain's 55.4, with ``k`` free 55.2 nm, ``k`` = 1.04 pinned by the
+rings to ±0.5 %); where the signal reaches Nyquist the prior keeps ``k`` near 1. Labelled
 filaments, membranes and puncta have spectra close to a power law ``O ∝ f^−α``, so the model of image
 ``j`` is ``M_j(f) = c_j·f^−α_j·A(f)·exp(−4π²σ²f²) + N_j`` — plus the same at the aliases ``f + k``
 where the PSF is about one pixel wide (:func:`alias_table`, :data:`ALIAS_SIGMA_PX`: undersampled
@@ -113,6 +119,11 @@ _ALIAS_BINS = np.linspace(0.5, 2.2, 129)
 #: model's and only a narrower one pays for the alias sums (3–5× the plain fit's time).
 ALIAS_SIGMA_PX = 1.0
 
+#: The narrowest prior on the floor's scale ``ln k`` (module doc): a gain given or read off frames states
+#: a tiny error, but the floor also holds what the variance line leaves out (a camera's pattern,
+#: rounding), a few tenths of a percent.
+FLOOR_MIN_REL_SE = 0.003
+
 
 @functools.lru_cache(maxsize=8)
 def alias_table(shape: tuple[int, int], *, camera: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -208,10 +219,13 @@ def _has_signal(r: _Rings, min_snr: float = 1.0, min_rings: int = 6) -> bool:
     return run >= min_rings
 
 
-def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False) -> tuple[np.ndarray, float]:
+def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False,
+             floor_sd: float | None = None) -> tuple[np.ndarray, float]:
     """Maximize the Whittle likelihood of ``rings`` under a shared Gaussian PSF; return the parameters
-    ``[ln c_1..n, α_1..n, ln σ²]`` and the Fisher standard error of σ (σ itself where σ sits at a bound:
-    narrower than the pixels resolve, or wider than the image shows)."""
+    ``[ln c_1..n, α_1..n, ln k, ln σ²]`` and the Fisher standard error of σ (σ itself where σ sits at a
+    bound: narrower than the pixels resolve, or wider than the image shows). ``k`` scales every ring's
+    noise floor: 1 (held) without ``floor_sd``, else free with a normal prior on ``ln k`` of that width
+    (module doc)."""
     from scipy.optimize import minimize
 
     n = len(rings)
@@ -222,26 +236,34 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False)
 
     def parts(x: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         signal, d_alpha, d_sigma2 = _signal(x[j], x[n + j], math.exp(x[-1]), *curves[j])
-        return signal, signal + rings[j].noise, d_alpha, d_sigma2
+        return signal, signal + math.exp(x[-2]) * rings[j].noise, d_alpha, d_sigma2
 
     def nll(x: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros_like(x)
         for j in range(n):
             signal, model, d_alpha, d_sigma2 = parts(x, j)
             total += float(np.sum(m[j] * (np.log(model) + p[j] / model)))
-            d = m[j] * (1.0 - p[j] / model) * (signal / model)  # ∂nll/∂ln(signal)
+            residual = m[j] * (1.0 - p[j] / model) / model
+            d = residual * signal  # ∂nll/∂ln(signal)
             grad[j] = d.sum()
             grad[n + j] = (d * d_alpha).sum()
             grad[-1] += (d * d_sigma2).sum() * math.exp(x[-1])
+            grad[-2] += float(residual.sum()) * (model - signal)[0]
+        if floor_sd is not None:
+            total += 0.5 * (x[-2] / floor_sd) ** 2
+            grad[-2] += x[-2] / floor_sd**2
         return total, grad
 
     # σ on a log grid with each image's (c, α) fitted, then all together from the best: the likelihood
     # can have a second optimum where a steep object spectrum stands in for the PSF.
-    bounds = [(None, None)] * n + [(0.0, 4.0)] * n + [(2 * math.log(0.05), 2 * math.log(sigma_max_px))]
+    # ln k held at 0 without a prior; with one, within ±5 of its widths (a floor beyond that is no fit)
+    floor = (0.0, 0.0) if floor_sd is None else (-5.0 * floor_sd, 5.0 * floor_sd)
+    bounds = ([(None, None)] * n + [(0.0, 4.0)] * n + [floor]
+              + [(2 * math.log(0.05), 2 * math.log(sigma_max_px))])
     c0 = [math.log(max(float(pp[0]) - r.noise, r.noise)) + 1.5 * math.log(float(ff[0])) for pp, r, ff in zip(p, rings, f)]
     best = None
     for sigma in np.geomspace(0.1, sigma_max_px, 16) if not aliased else np.geomspace(0.1, 2 * ALIAS_SIGMA_PX, 8):
-        x0 = np.array(c0 + [1.5] * n + [2 * math.log(sigma)])
+        x0 = np.array(c0 + [1.5] * n + [0.0, 2 * math.log(sigma)])
         fixed = bounds[:-1] + [(x0[-1], x0[-1])]
         res = minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=fixed)
         if best is None or res.fun < best.fun:
@@ -256,6 +278,7 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False)
         g[:, j] = signal
         g[:, n + j] = d_alpha * signal
         g[:, -1] = d_sigma2 * math.exp(x[-1]) * signal
+        g[:, -2] = model - signal
         rows.append(g / model[:, None] * np.sqrt(m[j] * _HANN_EFFECTIVE)[:, None])
     jac = np.concatenate(rows)
     free = [i for i, (lo, hi) in enumerate(bounds) if not ((lo is not None and x[i] <= lo + 1e-9)
@@ -263,7 +286,10 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False)
     sigma = math.exp(x[-1] / 2)
     if x.size - 1 not in free:
         return x, sigma
-    cov = np.linalg.pinv(jac[:, free].T @ jac[:, free])
+    info = jac[:, free].T @ jac[:, free]
+    if floor_sd is not None and x.size - 2 in free:
+        info[free.index(x.size - 2), free.index(x.size - 2)] += 1.0 / floor_sd**2  # the prior's information
+    cov = np.linalg.pinv(info)
     return x, sigma / 2 * math.sqrt(max(float(cov[-1, -1]), 0.0))
 
 
@@ -274,17 +300,21 @@ class SpectraFit:
     sigma_px: float
     sigma_se_px: float
     images: list[SpectrumFit]
+    floor_scale: float = 1.0  # the fitted noise floor over the one the variances imply (module doc)
 
     @property
     def fwhm_px(self) -> float:
         return FWHM_PER_SIGMA * self.sigma_px
 
 
-def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float], *, camera: bool) -> SpectraFit:
+def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float], *, camera: bool,
+                    floor_rel_se: float | None = None) -> SpectraFit:
     """Fit one ``σ`` (pixels) of a Gaussian PSF to the power spectra of ``images`` (see the module doc).
 
     ``variances``: each image's expected noise variance per pixel (ADU², e.g. ``gain·mean + b``) or a
-    constant. Images without 6 rings of signal above the noise take no part (their fit is NaN); NaN σ
+    constant. ``floor_rel_se``: the relative standard error of those variances (the noise fit's), to let
+    the spectra correct the floor they imply (module doc); without it the floor is held as given.
+    Images without 6 rings of signal above the noise take no part (their fit is NaN); NaN σ
     when none has. The uncertainty is the larger of the Fisher error and the spread of the images'
     separate fits (1.25·sd/√n), as the object model is only approximate."""
     from srlab.calibration.threads import per_image
@@ -296,27 +326,30 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     if not used:
         return SpectraFit(math.nan, math.nan, nan_fit)
     sigma_max = min(min(images[i].shape) for i in used) / 4.0
-    x, se = _whittle([rings[i] for i in used], sigma_max)
+    floor_sd = None if floor_rel_se is None else max(float(floor_rel_se), FLOOR_MIN_REL_SE)
+    x, se = _whittle([rings[i] for i in used], sigma_max, floor_sd=floor_sd)
     # a PSF narrower than ALIAS_SIGMA_PX: refitted with its aliases (an undersampled image's spectrum is
     # flatter near Nyquist than its PSF's, so the plain model reads it narrow: srlab's 20× widefield −23 to −35 %)
     aliased = math.exp(x[-1] / 2) < ALIAS_SIGMA_PX
     if aliased:
-        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True)
+        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True, floor_sd=floor_sd)
     n = len(used)
     sigma = math.exp(x[-1] / 2)
     if n > 1:
-        alone = per_image(lambda i: math.exp(_whittle([rings[i]], sigma_max, aliased=aliased)[0][-1] / 2), used)
+        alone = per_image(lambda i: math.exp(_whittle([rings[i]], sigma_max, aliased=aliased,
+                                                      floor_sd=floor_sd)[0][-1] / 2), used)
         se = max(se, 1.2533 * float(np.std(alone, ddof=1)) / math.sqrt(n))
     fits = list(nan_fit)
     for k, i in enumerate(used):
         r = rings[i]
         signal = _signal(x[k], x[n + k], sigma**2, *_curve(r, 0, aliased))[0]
-        model = signal + r.noise
+        noise = math.exp(x[-2]) * r.noise
+        model = signal + noise
         model[:_FIRST_RING] = np.nan
-        above = np.flatnonzero((signal >= r.noise) & (np.arange(r.freq.size) >= _FIRST_RING))
+        above = np.flatnonzero((signal >= noise) & (np.arange(r.freq.size) >= _FIRST_RING))
         band = (float(r.freq[_FIRST_RING]), float(r.freq[above[-1]]) if above.size else math.nan)
-        fits[i] = SpectrumFit(sigma, se, float(x[n + k]), r.freq, r.power, r.noise, model, band)
-    return SpectraFit(sigma, se, fits)
+        fits[i] = SpectrumFit(sigma, se, float(x[n + k]), r.freq, r.power, noise, model, band)
+    return SpectraFit(sigma, se, fits, math.exp(x[-2]))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,17 @@ def test_sted_puncta_wider_than_the_psf_do_not_set_it(seed, tmp_path):
     spots, spectrum = e["psf_fwhm_spots_nm"].value, e["psf_fwhm_spectrum_nm"].value
     # these draws hold >= 30 isolated spots, which read the puncta and pits (+91 %, +108 %)...
     assert spots > 1.6 * truth and spots > SPOT_SPECTRUM_MAX_RATIO * spectrum
-    # ... so the block takes the spectrum's width, not theirs (the photon-poor spectrum: 11-18 % rms)
+    # ... so the block takes the spectrum's width, not theirs
     assert not e["psf_fwhm_nm"].method.startswith(SPOT_FIT_METHOD)
     assert "resolved objects" in e["psf_fwhm_nm"].method and "isolated spots read" in e["psf_fwhm_nm"].method
-    assert e["psf_fwhm_nm"].value == spectrum == pytest.approx(truth, rel=0.15)
+    assert e["psf_fwhm_nm"].value == spectrum
+    # The spectrum's is the effective width: these puncta and pits widen it too, less than the spots
+    # (seeds 4-7: +19 to +31 %; the spots +91 to +108 %). Until its floor was fitted (resolution module
+    # doc) it read +0 to +19 %, only because the gain read 8-9 % low and held the floor low with it: at
+    # the true gain's floor it reads +16 to +30 %, as now.
+    assert truth < spectrum < 1.35 * truth
+    from srlab.calibration.resolution import fit_psf_spectra
+
+    images = [__import__("srlab.data.io", fromlist=["read_tiff"]).read_tiff(p)[0] for p in paths]
+    true_floor = fit_psf_spectra(images, [1.0 * im.astype(float) for im in images], camera=False)
+    assert spectrum == pytest.approx(true_floor.fwhm_px * 20.0, rel=0.06)
