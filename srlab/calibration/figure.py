@@ -83,7 +83,7 @@ def figure(cal: Calibration, check: dict[str, Any]) -> Any:
     area = lr.images[0].size  # power per pixel, so that images of different sizes compare
     b.loglog(s.freq / px * 1e3, s.power / area, lw=1, label="real")
     b.loglog(s.freq / px * 1e3, s.model / area, "--", label=f"fit: FWHM {e['psf_fwhm_spectrum_nm'].text()}")
-    b.axhline(s.noise / area, color="grey", lw=0.8, label="noise floor (from the noise fit)")
+    b.axhline(s.noise / area, color="grey", lw=0.8, label="noise floor (fitted, noise fit as prior)")
     if sim is not None:
         b.loglog(sim.spectra[0].freq / px * 1e3, sim.spectra[0].power / sim.images[0].size, lw=1, alpha=0.7,
                  label="simulated")
