@@ -326,7 +326,10 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     if not used:
         return SpectraFit(math.nan, math.nan, nan_fit)
     sigma_max = min(min(images[i].shape) for i in used) / 4.0
-    floor_sd = None if floor_rel_se is None else max(float(floor_rel_se), FLOOR_MIN_REL_SE)
+    # an error without a number (no noise line) holds the floor; one past 100 % (a variance near 0 at the
+    # images' level) is no prior: then only the rings place it, up to e^±5
+    floor_sd = (None if floor_rel_se is None or math.isnan(floor_rel_se)
+                else min(max(float(floor_rel_se), FLOOR_MIN_REL_SE), 1.0))
     x, se = _whittle([rings[i] for i in used], sigma_max, floor_sd=floor_sd)
     # a PSF narrower than ALIAS_SIGMA_PX: refitted with its aliases (an undersampled image's spectrum is
     # flatter near Nyquist than its PSF's, so the plain model reads it narrow: srlab's 20× widefield −23 to −35 %)
