@@ -11,7 +11,8 @@ the noise fit's relative error: where the PSF leaves no signal near Nyquist thos
 and pin it far better than the gain does, and the width depends on it (pySTED's photon-poor STED,
 ~24 photons at the peak, gain read 0.961 ± 0.051 for a true 1: held at that gain's floor the fit read
 49.2 nm for pySTED's 57.6, at the true gain's 55.4, with ``k`` free 55.2 nm, ``k`` = 1.04 pinned by the
-rings to ±0.5 %); where the signal reaches Nyquist the prior keeps ``k`` near 1. Labelled
+rings to ±0.5 %). Where the PSF is about a pixel wide (the aliased model below) signal reaches Nyquist,
+no ring is floor alone, and the floor is held. Labelled
 filaments, membranes and puncta have spectra close to a power law ``O ∝ f^−α``, so the model of image
 ``j`` is ``M_j(f) = c_j·f^−α_j·A(f)·exp(−4π²σ²f²) + N_j`` — plus the same at the aliases ``f + k``
 where the PSF is about one pixel wide (:func:`alias_table`, :data:`ALIAS_SIGMA_PX`: undersampled
@@ -335,7 +336,10 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     # flatter near Nyquist than its PSF's, so the plain model reads it narrow: srlab's 20× widefield −23 to −35 %)
     aliased = math.exp(x[-1] / 2) < ALIAS_SIGMA_PX
     if aliased:
-        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True, floor_sd=floor_sd)
+        # ... with the floor held: the aliases keep signal up to Nyquist, so no ring is floor alone and a
+        # free floor takes aliased signal for noise (psfmodels' 10× / 20× pairs read +6 / +11 % with it)
+        floor_sd = None
+        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True)
     n = len(used)
     sigma = math.exp(x[-1] / 2)
     if n > 1:
