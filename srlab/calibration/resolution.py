@@ -11,8 +11,8 @@ the noise fit's relative error: where the PSF leaves no signal near Nyquist thos
 and pin it far better than the gain does, and the width depends on it (pySTED's photon-poor STED,
 ~24 photons at the peak, gain read 0.961 ± 0.051 for a true 1: held at that gain's floor the fit read
 49.2 nm for pySTED's 57.6, at the true gain's 55.4, with ``k`` free 55.2 nm, ``k`` = 1.04 pinned by the
-rings to ±0.5 %). Where the PSF is about a pixel wide (the aliased model below) signal reaches Nyquist,
-no ring is floor alone, and the floor is held. Labelled
+rings to ±0.5 %). Where the fitted signal reaches Nyquist in every image (undersampled images) no ring
+is floor alone, and the floor is held. Labelled
 filaments, membranes and puncta have spectra close to a power law ``O ∝ f^−α``, so the model of image
 ``j`` is ``M_j(f) = c_j·f^−α_j·A(f)·exp(−4π²σ²f²) + N_j`` — plus the same at the aliases ``f + k``
 where the PSF is about one pixel wide (:func:`alias_table`, :data:`ALIAS_SIGMA_PX`: undersampled
@@ -308,6 +308,19 @@ class SpectraFit:
         return FWHM_PER_SIGMA * self.sigma_px
 
 
+def _floor_rings(x: np.ndarray, rings: list[_Rings]) -> bool:
+    """Whether some image of the fit ``x`` (:func:`_whittle`'s plain model) has rings that are floor alone:
+    its fitted signal at Nyquist below its floor. Measured: ≤ 0.001 of the floor on photon-poor STED
+    (srlab's at σ 1.04 px, pySTED's confocal and STED), 2.8–3.9× it on psfmodels' undersampled 10× and
+    20× widefield images (σ 0.42–0.58 px)."""
+    n = len(rings)
+    for j, r in enumerate(rings):
+        signal = _signal(x[j], x[n + j], math.exp(x[-1]), *_curve(r, r.freq.size - 1, False))[0]
+        if float(signal[-1]) < math.exp(x[-2]) * r.noise:
+            return True
+    return False
+
+
 def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float], *, camera: bool,
                     floor_rel_se: float | None = None) -> SpectraFit:
     """Fit one ``σ`` (pixels) of a Gaussian PSF to the power spectra of ``images`` (see the module doc).
@@ -332,14 +345,16 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     floor_sd = (None if floor_rel_se is None or math.isnan(floor_rel_se)
                 else min(max(float(floor_rel_se), FLOOR_MIN_REL_SE), 1.0))
     x, se = _whittle([rings[i] for i in used], sigma_max, floor_sd=floor_sd)
+    if floor_sd is not None and not _floor_rings(x, [rings[i] for i in used]):
+        # the signal reaches Nyquist in every image (undersampled: its aliases), so no ring is floor alone
+        # and a free floor takes signal for noise (psfmodels' 10× / 20× pairs read +6 / +11 % with it): held
+        floor_sd = None
+        x, se = _whittle([rings[i] for i in used], sigma_max)
     # a PSF narrower than ALIAS_SIGMA_PX: refitted with its aliases (an undersampled image's spectrum is
     # flatter near Nyquist than its PSF's, so the plain model reads it narrow: srlab's 20× widefield −23 to −35 %)
     aliased = math.exp(x[-1] / 2) < ALIAS_SIGMA_PX
     if aliased:
-        # ... with the floor held: the aliases keep signal up to Nyquist, so no ring is floor alone and a
-        # free floor takes aliased signal for noise (psfmodels' 10× / 20× pairs read +6 / +11 % with it)
-        floor_sd = None
-        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True)
+        x, se = _whittle([rings[i] for i in used], sigma_max, aliased=True, floor_sd=floor_sd)
     n = len(used)
     sigma = math.exp(x[-1] / 2)
     if n > 1:
