@@ -310,9 +310,7 @@ class SpectraFit:
 
 def _floor_rings(x: np.ndarray, rings: list[_Rings]) -> bool:
     """Whether some image of the fit ``x`` (:func:`_whittle`'s plain model) has rings that are floor alone:
-    its fitted signal at Nyquist below its floor. Measured: ≤ 0.001 of the floor on photon-poor STED
-    (srlab's at σ 1.04 px, pySTED's confocal and STED), 2.8–3.9× it on psfmodels' undersampled 10× and
-    20× widefield images (σ 0.42–0.58 px)."""
+    its fitted signal at Nyquist below its floor."""
     n = len(rings)
     for j, r in enumerate(rings):
         signal = _signal(x[j], x[n + j], math.exp(x[-1]), *_curve(r, r.freq.size - 1, False))[0]
@@ -344,12 +342,15 @@ def fit_psf_spectra(images: list[np.ndarray], variances: list[np.ndarray | float
     # images' level) is no prior: then only the rings place it, up to e^±5
     floor_sd = (None if floor_rel_se is None or math.isnan(floor_rel_se)
                 else min(max(float(floor_rel_se), FLOOR_MIN_REL_SE), 1.0))
-    x, se = _whittle([rings[i] for i in used], sigma_max, floor_sd=floor_sd)
-    if floor_sd is not None and not _floor_rings(x, [rings[i] for i in used]):
+    x, se = _whittle([rings[i] for i in used], sigma_max)
+    if floor_sd is not None and _floor_rings(x, [rings[i] for i in used]):
+        x, se = _whittle([rings[i] for i in used], sigma_max, floor_sd=floor_sd)
+    else:
         # the signal reaches Nyquist in every image (undersampled: its aliases), so no ring is floor alone
-        # and a free floor takes signal for noise (psfmodels' 10× / 20× pairs read +6 / +11 % with it): held
+        # and a free floor takes signal for noise (psfmodels' 10× / 20× pairs read +6 / +11 % with it,
+        # its k up to 3.2): held, as the noise fit has it. Judged with the floor held, as a free one can
+        # rise until it is above the signal everywhere.
         floor_sd = None
-        x, se = _whittle([rings[i] for i in used], sigma_max)
     # a PSF narrower than ALIAS_SIGMA_PX: refitted with its aliases (an undersampled image's spectrum is
     # flatter near Nyquist than its PSF's, so the plain model reads it narrow: srlab's 20× widefield −23 to −35 %)
     aliased = math.exp(x[-1] / 2) < ALIAS_SIGMA_PX
