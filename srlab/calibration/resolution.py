@@ -237,7 +237,10 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False,
 
     def parts(x: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         signal, d_alpha, d_sigma2 = _signal(x[j], x[n + j], math.exp(x[-1]), *curves[j])
-        return signal, signal + math.exp(x[-2]) * rings[j].noise, d_alpha, d_sigma2
+        return signal, signal + floor(x, j), d_alpha, d_sigma2
+
+    def floor(x: np.ndarray, j: int) -> float:  # k·N_j, also ∂M/∂ln k
+        return math.exp(x[-2]) * rings[j].noise
 
     def nll(x: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros_like(x)
@@ -249,7 +252,7 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False,
             grad[j] = d.sum()
             grad[n + j] = (d * d_alpha).sum()
             grad[-1] += (d * d_sigma2).sum() * math.exp(x[-1])
-            grad[-2] += float(residual.sum()) * (model - signal)[0]
+            grad[-2] += float(residual.sum()) * floor(x, j)
         if floor_sd is not None:
             total += 0.5 * (x[-2] / floor_sd) ** 2
             grad[-2] += x[-2] / floor_sd**2
@@ -258,8 +261,8 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False,
     # σ on a log grid with each image's (c, α) fitted, then all together from the best: the likelihood
     # can have a second optimum where a steep object spectrum stands in for the PSF.
     # ln k held at 0 without a prior; with one, within ±5 of its widths (a floor beyond that is no fit)
-    floor = (0.0, 0.0) if floor_sd is None else (-5.0 * floor_sd, 5.0 * floor_sd)
-    bounds = ([(None, None)] * n + [(0.0, 4.0)] * n + [floor]
+    floor_bounds = (0.0, 0.0) if floor_sd is None else (-5.0 * floor_sd, 5.0 * floor_sd)
+    bounds = ([(None, None)] * n + [(0.0, 4.0)] * n + [floor_bounds]
               + [(2 * math.log(0.05), 2 * math.log(sigma_max_px))])
     c0 = [math.log(max(float(pp[0]) - r.noise, r.noise)) + 1.5 * math.log(float(ff[0])) for pp, r, ff in zip(p, rings, f)]
     best = None
@@ -279,7 +282,7 @@ def _whittle(rings: list[_Rings], sigma_max_px: float, *, aliased: bool = False,
         g[:, j] = signal
         g[:, n + j] = d_alpha * signal
         g[:, -1] = d_sigma2 * math.exp(x[-1]) * signal
-        g[:, -2] = model - signal
+        g[:, -2] = floor(x, j)
         rows.append(g / model[:, None] * np.sqrt(m[j] * _HANN_EFFECTIVE)[:, None])
     jac = np.concatenate(rows)
     free = [i for i, (lo, hi) in enumerate(bounds) if not ((lo is not None and x[i] <= lo + 1e-9)
