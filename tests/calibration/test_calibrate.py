@@ -352,6 +352,26 @@ def test_noise_fit_does_not_depend_on_the_order_of_the_images():
     assert len(gains) == 1, gains
 
 
+def test_noise_bins_of_integer_counts_are_not_quantized_by_their_mad():
+    """The detail values of integer images lie on a lattice of 1/6 ADU, and so did their plain MAD: on
+    flat photon counts the variance it read swung with the level (here 0.92–1.11 of the sample variance
+    between 1 and 8 photons); the grouped values' MAD follows the sample variance smoothly, short of it
+    only by the MAD's bias on a peaked distribution (first order: 1 − 0.053/photons for this filter)."""
+    from srlab.calibration.noise import _DETAIL_STEP_ADU, _MAD_TO_SIGMA, _lattice_mad, detail
+
+    rng = np.random.default_rng(1)
+    plain, grouped = [], []
+    for photons in (1.0, 2.0, 4.0, 8.0, 24.0):
+        d = detail(rng.poisson(photons, (512, 512)).astype(float)).ravel()
+        sample = float(d.var())
+        plain.append((_MAD_TO_SIGMA * np.median(np.abs(d - np.median(d)))) ** 2 / sample)
+        grouped.append(((_MAD_TO_SIGMA * _lattice_mad(d, _DETAIL_STEP_ADU)) ** 2 - _DETAIL_STEP_ADU**2 / 12) / sample)
+        assert grouped[-1] == pytest.approx(1 - 0.053 / photons, abs=0.02), (photons, grouped[-1])
+    assert max(abs(p - 1) for p in plain) > 0.07  # what the lattice did
+    # a bin of mostly one value (a floor, a fill) still has no noise to measure
+    assert _lattice_mad(np.r_[np.zeros(60), np.arange(40) / 6.0], _DETAIL_STEP_ADU) == 0.0
+
+
 def _sim_hr_images(folder: Path) -> list[Path]:
     """Two 192² SIM images (40 nm pixels) of a camera with the fixture's gain and offset."""
     from srlab.data.simulate import Imager, resolve_simulation
@@ -486,8 +506,8 @@ def test_zero_crossing_tolerance_bounds_what_offset_zero_would_misstate():
     widefield preset: the line's zero reads 69 ± 20 ADU (the truth is 99), only 3.5 standard errors
     from 0. Taking its offset as 0 would misstate the variance at the darkest level (516 ADU) by
     2·69 ADU² of ~900; the 10 % misfit bound, not the standard errors, keeps it a camera with a margin.
-    A counter over 10 photons/px (its zero read +0.87 ± 0.23 ADU, 3.8 standard errors: the MAD's
-    quantization) passes by the step."""
+    A counter over 10 photons/px (its zero read +0.87 ± 0.23 ADU, 3.8 standard errors, when the bins'
+    MAD was quantized; +0.57 ± 0.20 since) passes by the step."""
     from srlab.calibration.noise import ZERO_CROSSING_SE, zero_crossing_tolerance_adu, zero_variance_level_adu
 
     level, se = zero_variance_level_adu(2.0, -138.6, 0.02, 40.0, 0.0)
