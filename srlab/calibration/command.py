@@ -61,7 +61,8 @@ def density_notes(cal, check: dict) -> list[str]:
 #: simulated images, the summary says that the reading depends on the specimens. Measured (docs/calibration.md,
 #: *The specimen moves the reading*): srlab's broad prior reads a 174 nm confocal PSF −21 % by its spectrum,
 #: single structures from −23 % (mitochondria) to +19 % (pits); realcheck's blocks read −21 % and −23 %
-#: (pySTED confocal and STED), widefield −33 % (its spectrum beside a block from spot fits).
+#: (pySTED confocal and STED), widefield −33 % (its spectrum beside a block from spot fits); since photon
+#: counts read their gain (e5cea27), pySTED's −33 % and −23 % (the check's two small draws of the prior).
 PSF_CHECK_GAP = 0.15
 
 
