@@ -52,7 +52,16 @@ from srlab.data.datamodules import SPLITS, SRDataModule, _match_folders, _split_
 from srlab.data.io import check_not_blank, load_images, write_tiff
 from srlab.data.normalize import percentile_normalize
 from srlab.data.sampling import item_rng
-from srlab.data.simulate import Imager, SimulationSpec, atomic_output_dir, data_root, resolve_simulation
+from srlab.data.simulate import (
+    Imager,
+    SimulationSpec,
+    atomic_output_dir,
+    calibrate,
+    data_root,
+    expected_photons,
+    photons_per_unit,
+    resolve_simulation,
+)
 from srlab.data.transforms import D4_ELEMENTS, PatchRandom, dihedral
 from srlab.errors import SrlabError
 
@@ -115,29 +124,17 @@ class MultiFrameImager(Imager):
         d_in, d_out = self.specimen(index)
         spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
         hr_clean = self.expected(base.hr, spectra)
-        hr_photons = _photons(hr_clean, base.hr, _gain(hr_clean, base.hr))
+        hr_photons = calibrate(hr_clean, base.hr)
         hr = self.target({"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
                           "hr_expected": hr_photons})
         shifts = spec.shifts(index)
         clean = [self.expected(base.lr, tuple(self.moved(s, d * base.lr.pixel_size_nm) for s in spectra))
                  for d in shifts]
-        gain = _gain(clean[reference_frame(spec.frames)], base.lr)  # one illumination for all frames
-        lr = np.stack([base.lr.camera.forward(_photons(c, base.lr, gain),
+        gain = photons_per_unit(clean[reference_frame(spec.frames)], base.lr)  # one illumination for all frames
+        lr = np.stack([base.lr.camera.forward(expected_photons(c, base.lr, gain),
                                               np.random.default_rng([base.seed, index, FRAME_NOISE_STREAM + t]))
                        for t, c in enumerate(clean)])
         return {"lr": lr, "hr": hr, "shifts": shifts}
-
-
-def _gain(clean: np.ndarray, m: Any) -> float:
-    """Photons per unit of the noise-free image: its 99.9th percentile -> ``signal_photons`` (as
-    :func:`srlab.data.simulate.calibrate`)."""
-    ref = float(np.percentile(clean, 99.9))
-    ref = ref if ref > 0 else float(clean.max())
-    return m.signal_photons / ref if ref > 0 else 0.0
-
-
-def _photons(clean: np.ndarray, m: Any, gain: float) -> np.ndarray:
-    return (np.clip(clean, 0, None) * gain + m.background_photons).astype(np.float32)
 
 
 def resolve_multiframe(cfg: Any, scale: int) -> MultiFrameSpec:

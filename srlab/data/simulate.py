@@ -486,13 +486,23 @@ class Imager:
         return images["hr_expected"] if self.spec.hr_target == "noise_free" else images["hr"]
 
 
-def calibrate(clean: np.ndarray, m: Modality) -> np.ndarray:
-    """Expected detected photons: 99.9th percentile of the signal → ``signal_photons``, plus background."""
+def photons_per_unit(clean: np.ndarray, m: Modality) -> float:
+    """Photons per unit of the noise-free image ``clean``: its 99.9th percentile → ``signal_photons``
+    (the maximum where that percentile is 0; 0 for an empty image)."""
     ref = float(np.percentile(clean, 99.9))
     if ref <= 0:
         ref = float(clean.max())
-    gain = m.signal_photons / ref if ref > 0 else 0.0
-    return (np.clip(clean, 0, None) * gain + m.background_photons).astype(np.float32)
+    return m.signal_photons / ref if ref > 0 else 0.0
+
+
+def expected_photons(clean: np.ndarray, m: Modality, per_unit: float) -> np.ndarray:
+    """Expected detected photons of ``clean`` at ``per_unit`` photons per unit, plus the background."""
+    return (np.clip(clean, 0, None) * per_unit + m.background_photons).astype(np.float32)
+
+
+def calibrate(clean: np.ndarray, m: Modality) -> np.ndarray:
+    """Expected detected photons: 99.9th percentile of the signal → ``signal_photons``, plus background."""
+    return expected_photons(clean, m, photons_per_unit(clean, m))
 
 
 def isolated_emitter(m: Modality, *, size_px: int = 33,
