@@ -384,7 +384,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=50, help="SMLM frames (with --smlm)")
     parser.add_argument("settings", nargs="*", metavar="KEY=VALUE",
                         help="simulation settings, e.g. hr.saturation_factor=50 lr.signal_photons=40 "
-                             "density_range=[0.5,2]")
+                             "density_range=[0.5,2] hr_target=noise_free")
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
