@@ -367,9 +367,7 @@ HR_SPECIMENS_SUFFIX = "+hr_specimens"
 
 
 def hr_specimens_data(task: Task) -> tuple[str, ...]:
-    # targets as acquired, as `srlab calibrate --hr-specimens` writes them (srlab.data.simulate.HR_TARGETS)
-    return (f"data.simulation.hr_images=[{','.join(str(p) for p in task.hr_calibration)}]",
-            "data.simulation.hr_target=acquired")
+    return (f"data.simulation.hr_images=[{','.join(str(p) for p in task.hr_calibration)}]",)
 
 
 #: ``--oracle``: what the same experiments reach when trained on the foreign test pairs themselves (a

@@ -111,11 +111,6 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         specimens["hr_image_share"] = HR_IMAGE_SHARE
         if cal.hr_channel is not None:
             specimens["hr_image_channel"] = cal.hr_channel
-    else:
-        # the networks learn what the target microscope resolves, its detector's expected photons, not
-        # one noisy acquisition of it (srlab.data.simulate.HR_TARGETS); the user's own HR images can only
-        # be targets as acquired, and one block's targets are all of one kind
-        specimens.setdefault("hr_target", "noise_free")
     top = {k: v for k, v in prior.items() if k != "simulation"}
     if cal.channel is not None:
         # the channel of the user's LR files, for what reads them later (data.real_lr, srlab adapt);

@@ -425,13 +425,10 @@ def test_hr_specimens_puts_the_hr_images_into_the_block_on_request(real_folder: 
     plain, asked = tmp_path / "plain.yaml", tmp_path / "asked.yaml"
     assert _run(*lrs, "--hr", *hr, "--out", plain, "--offset-adu", OFFSET_ADU) == 0
     assert "hr_images" not in yaml.safe_load(plain.read_text())["simulation"]
-    # the block's networks learn the noise-free HR, except where the user's (noisy) HR images are targets too
-    assert yaml.safe_load(plain.read_text())["simulation"]["hr_target"] == "noise_free"
     assert _run(*lrs, "--hr", *hr, "--hr-specimens", "--out", asked, "--offset-adu", OFFSET_ADU) == 0
     assert "the prior 'sim_broad' and the 2 --hr file(s)" in capsys.readouterr().out
     simulation = yaml.safe_load(asked.read_text())["simulation"]
     assert simulation["hr_images"] == [str(p.resolve()) for p in hr] and simulation["hr_image_share"] == 0.5
-    assert "hr_target" not in simulation  # acquired, the default
     assert resolve_simulation(simulation, scale=2).hr_images == tuple(str(p.resolve()) for p in hr)
     assert _run(*lrs, "--hr-specimens", "--out", tmp_path / "none.yaml") == 2
     assert "--hr-specimens needs --hr images" in capsys.readouterr().err
