@@ -96,11 +96,17 @@ def main(argv: list[str] | None = None) -> str:
                    help="with --pairs: also train on the block with simulation.density_range=[LOW, HIGH] (what "
                         "calibrate's density note tells a user to change)")
     p.add_argument("--variant", nargs="+", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --pairs: also train on the block with these overrides (repeatable: one block each)")
+                   help="with --pairs: also train on the block with these data.<key>=<value> overrides (repeatable: one "
+                        "block each)")
     args = p.parse_args(argv)
     from benchmarks.realcheck import _missing
     from srlab.errors import SrlabError
 
+    # a variant changes the calibrated block: a key outside data. would fail only after the first trainings
+    outside = [o for v in args.variant for o in v if not o.startswith("data.")]
+    if outside:
+        raise SrlabError(f"--variant {outside[0]}: a variant changes the data block; give data.<key>=<value> "
+                         f"(e.g. data.simulation.haze_range=[0,0])")
     if _missing("psfmodels"):
         raise SrlabError("psfmodels not installed: pip install -e '.[realcheck]' (the foreign images are its PSFs)")
     return pairs_check(args) if args.pairs else calibration_table()

@@ -136,6 +136,13 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     assert "best srlab model by PSNR: a," in realcheck._verdict(results, ["srlab a (x)"], "alone")
 
 
+def test_undersampled_variant_outside_the_data_block_is_refused_before_anything_runs(undersampled_check):
+    """A --variant key that is not data.<key> (the block's) is one line at once, not an error after the
+    first trainings."""
+    with pytest.raises(SrlabError, match=r"--variant simulation.hr_target=acquired: .*data.<key>=<value>"):
+        undersampled_check.main(["--pairs", "--no-write", "--variant", "simulation.hr_target=acquired"])
+
+
 def test_undersampled_pairs_share_their_fields(undersampled_check, tmp_path):
     """benchmarks/undersampled_check.py --pairs: 10× and 20× images of the same fields on one camera."""
     pytest.importorskip("psfmodels")
