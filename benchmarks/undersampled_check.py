@@ -24,8 +24,11 @@ Richardson–Lucy (the calibrated relative PSF) are the baselines; the 20× imag
 reference. Settings fixed before any result was seen; written to BENCHMARKS.md between
 ``<!-- undersampled-pairs:start -->`` and ``<!-- undersampled-pairs:end -->`` (``--no-write``: print only).
 
-    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--density-range LOW HIGH] [--quick]
-                                                          [--variant KEY=VALUE ...] [--no-write]
+    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--adapt] [--density-range LOW HIGH]
+                                                          [--quick] [--variant KEY=VALUE ...] [--no-write]
+
+``--adapt`` also fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and its defaults
+(realcheck's *+adapt* rows: the unlabelled 10× images themselves, no 20× image), with its own verdict.
 
 ``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
 its own rows and verdict): what calibrate's density note tells a user to change, or any other question
@@ -92,6 +95,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--oracle", action="store_true",
                    help="with --pairs: also train on the foreign test pairs themselves (the upper bound, not a result)")
+    p.add_argument("--adapt", action="store_true",
+                   help="with --pairs: also `srlab adapt` each trained run to the unlabelled 10x test images (its "
+                        "defaults; realcheck's +adapt rows)")
     p.add_argument("--density-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                    help="with --pairs: also train on the block with simulation.density_range=[LOW, HIGH] (what "
                         "calibrate's density note tells a user to change)")
@@ -207,11 +213,13 @@ def pairs_check(args: argparse.Namespace) -> str:
 
     from benchmarks.bench_common import git_commit, write_marked_section
     from benchmarks.realcheck import (
+        ADAPT_SUFFIX,
         EXPERIMENTS,
         ORACLE_PREFIX,
         REPO,
         _machine,
         _versions,
+        adapt_task,
         evaluate_task,
         oracle_data,
         recovery_table,
@@ -229,9 +237,11 @@ def pairs_check(args: argparse.Namespace) -> str:
         sizes = {"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 64}
         budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1",
                   "data.simulation.n_images=4"]
+        adapt_budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1"]
     else:
         sizes = {"n_fields": 12, "n_hr_calibration": 3, "lr_size_px": 128}
         budget = ["data.patches_per_epoch=1024"]  # realcheck's budget: edsr_smoke's schedule, 384 steps of 16
+        adapt_budget = []  # srlab adapt's own defaults, as realcheck
     with tempfile.TemporaryDirectory(prefix="srlab-undersampled-") as tmp:
         work = Path(tmp)
         os.environ["SRLAB_DATA_DIR"] = str(work / "data_cache")
@@ -248,6 +258,9 @@ def pairs_check(args: argparse.Namespace) -> str:
         print(summary(cal, simulate_check(cal), time.perf_counter() - t0, block, block.with_suffix(".png")),
               flush=True)
         run_dirs = {name: train_task(task, exp_root, work / "runs", budget, args.seed, name) for name in EXPERIMENTS}
+        if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
+            run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
+                             for name in EXPERIMENTS})
         if args.oracle:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
                                                               name, data=oracle_data(task, exp_root, name))
@@ -259,7 +272,10 @@ def pairs_check(args: argparse.Namespace) -> str:
             low, high = args.density_range
             variants.insert(0, ((f"data.simulation.density_range=[{low:g},{high:g}]",),
                                 f"simulation.density_range=[{low:g}, {high:g}]", " (its density note followed)"))
-        groups = [([row for row in results if row.startswith("srlab")], "trained on the calibrated block as written")]
+        learned = [row for row in results if row.startswith("srlab")]
+        groups = [([row for row in learned if ADAPT_SUFFIX not in row], "trained on the calibrated block as written")]
+        if args.adapt:
+            groups.append((learned, "with `srlab adapt` to the unlabelled 10× images"))
         for i, (overrides, named, why) in enumerate(variants):
             changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, args.seed, name,
                                         data=overrides) for name in EXPERIMENTS}
@@ -268,10 +284,10 @@ def pairs_check(args: argparse.Namespace) -> str:
             rows = {row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")}
             results.update(rows)
             groups.append((list(rows), f"on {moved}{why}"))  # one verdict per block
-    table, verdict = results_table(task, results, "noise_free", groups=groups if len(groups) > 1 else None)
+    table, verdict = results_table(task, results, "noise_free", groups=groups)
     minutes = (time.perf_counter() - started) / 60
     cmd = "PYTHONPATH=. python benchmarks/undersampled_check.py --pairs" + (" --quick" if args.quick else "") + (
-        " --oracle" if args.oracle else "") + (" --density-range {:g} {:g}".format(*args.density_range)
+        " --oracle" if args.oracle else "") + (" --adapt" if args.adapt else "") + (" --density-range {:g} {:g}".format(*args.density_range)
                                                if args.density_range else "") + "".join(
         " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
