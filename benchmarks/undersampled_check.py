@@ -24,10 +24,13 @@ Richardson–Lucy (the calibrated relative PSF) are the baselines; the 20× imag
 reference. Settings fixed before any result was seen; written to BENCHMARKS.md between
 ``<!-- undersampled-pairs:start -->`` and ``<!-- undersampled-pairs:end -->`` (``--no-write``: print only).
 
-    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--adapt] [--density-range LOW HIGH]
+    PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--hr-specimens] [--adapt]
+                                                          [--density-range LOW HIGH]
                                                           [--quick] [--variant KEY=VALUE ...] [--no-write]
 
-``--adapt`` also fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and its defaults
+``--hr-specimens`` also trains on the block as ``srlab calibrate --hr-specimens`` writes it: its simulation
+holds pairs made from the three unpaired 20× images too (realcheck's rows of that name). ``--adapt`` also
+fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and its defaults
 (realcheck's *+adapt* rows: the unlabelled 10× images themselves, no 20× image), with its own verdict.
 
 ``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--adapt", action="store_true",
                    help="with --pairs: also `srlab adapt` each trained run to the unlabelled 10x test images (its "
                         "defaults; realcheck's +adapt rows)")
+    p.add_argument("--hr-specimens", action="store_true",
+                   help="with --pairs: also train on the block as `srlab calibrate --hr-specimens` writes it (the "
+                        "three unpaired 20x images as specimens too; realcheck's rows)")
     p.add_argument("--density-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                    help="with --pairs: also train on the block with simulation.density_range=[LOW, HIGH] (what "
                         "calibrate's density note tells a user to change)")
@@ -215,12 +221,14 @@ def pairs_check(args: argparse.Namespace) -> str:
     from benchmarks.realcheck import (
         ADAPT_SUFFIX,
         EXPERIMENTS,
+        HR_SPECIMENS_SUFFIX,
         ORACLE_PREFIX,
         REPO,
         _machine,
         _versions,
         adapt_task,
         evaluate_task,
+        hr_specimens_data,
         oracle_data,
         recovery_table,
         results_table,
@@ -258,6 +266,11 @@ def pairs_check(args: argparse.Namespace) -> str:
         print(summary(cal, simulate_check(cal), time.perf_counter() - t0, block, block.with_suffix(".png")),
               flush=True)
         run_dirs = {name: train_task(task, exp_root, work / "runs", budget, args.seed, name) for name in EXPERIMENTS}
+        if args.hr_specimens:
+            run_dirs.update({name + HR_SPECIMENS_SUFFIX: train_task(task, exp_root, work / "runs_hr_specimens",
+                                                                    budget, args.seed, name,
+                                                                    data=hr_specimens_data(task))
+                             for name in EXPERIMENTS})
         if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
             run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
                              for name in EXPERIMENTS})
@@ -273,7 +286,9 @@ def pairs_check(args: argparse.Namespace) -> str:
             variants.insert(0, ((f"data.simulation.density_range=[{low:g},{high:g}]",),
                                 f"simulation.density_range=[{low:g}, {high:g}]", " (its density note followed)"))
         learned = [row for row in results if row.startswith("srlab")]
-        groups = [([row for row in learned if ADAPT_SUFFIX not in row], "trained on the calibrated block as written")]
+        groups = [([row for row in learned if ADAPT_SUFFIX not in row],
+                   "trained on the calibrated block as written" + (" (and as --hr-specimens writes it)"
+                                                                   if args.hr_specimens else ""))]
         if args.adapt:
             groups.append((learned, "with `srlab adapt` to the unlabelled 10× images"))
         for i, (overrides, named, why) in enumerate(variants):
@@ -287,7 +302,8 @@ def pairs_check(args: argparse.Namespace) -> str:
     table, verdict = results_table(task, results, "noise_free", groups=groups)
     minutes = (time.perf_counter() - started) / 60
     cmd = "PYTHONPATH=. python benchmarks/undersampled_check.py --pairs" + (" --quick" if args.quick else "") + (
-        " --oracle" if args.oracle else "") + (" --adapt" if args.adapt else "") + (" --density-range {:g} {:g}".format(*args.density_range)
+        " --oracle" if args.oracle else "") + (" --hr-specimens" if args.hr_specimens else "") + (
+        " --adapt" if args.adapt else "") + (" --density-range {:g} {:g}".format(*args.density_range)
                                                if args.density_range else "") + "".join(
         " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
