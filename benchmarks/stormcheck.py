@@ -22,7 +22,9 @@ Then, as a user would: ``srlab calibrate`` on all eight LR images and the tables
 (unpaired), ``edsr_smoke`` and ``rl_edsr_smoke`` trained on the block only (their default budget), and
 ``srlab evaluate`` on the five other fields' pairs against both references, with bicubic and
 Richardson–Lucy (PSF √(FWHM_LR² − FWHM_HR²) from the block). Nothing is tuned to these data: the values
-above were fixed before the first run.
+above were fixed before the first run. ``--adapt`` also fine-tunes each trained run with ``srlab adapt RUN
+<the eight widefield images>`` and its defaults (unlabelled; realcheck's *+adapt* rows) and evaluates it
+beside the others.
 
 Writes the ``<!-- stormcheck:start -->`` … ``<!-- stormcheck:end -->`` block of BENCHMARKS.md unless
 ``--no-write``; the work folder is kept.
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--hr-specimens", action="store_true",
                     help="calibrate with --hr-specimens: the three fields' tables are also the block's specimens")
+    ap.add_argument("--adapt", action="store_true",
+                    help="also `srlab adapt` each trained run to the 8 unlabelled widefield images (its defaults; "
+                         "realcheck's +adapt rows)")
     ap.add_argument("--patches-per-epoch", type=int, default=None,
                     help="training budget (data.patches_per_epoch); default: the experiments' own (256), "
                          "realcheck trains with 1024")
@@ -134,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     # the options, once: what calibrate and train are given, and what the BENCHMARKS header says was run
     calibrate_options = ["--hr-specimens"] if args.hr_specimens else []
     train_options = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
-    options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else [])]
+    options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else []),
+               *(["--adapt"] if args.adapt else [])]
     calibration = srlab("calibrate", *sorted(str(p) for p in (work / "lr").glob("*.tif")), "--target", "storm",
                         "--hr", *sorted(str(p) for p in (work / "tables").glob("*.csv")), "--hr-pixel-size-nm",
                         str(HR_PIXEL_NM), "--out", str(block), "--overwrite",
@@ -146,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         srlab("train", method, "data=stormcheck", "logger.wandb.enabled=false", f"runs_dir={work / 'runs'}",
               *train_options, cwd=work)
         runs.append(str(max((work / "runs" / f"{method}@stormcheck").iterdir())))
+    if args.adapt:  # transductive, as a user adapts to the images they want to improve; no table used
+        for run in list(runs):
+            srlab("adapt", run, str(work / "lr"), "logger.wandb.enabled=false", cwd=work)
+            source = Path(run).parent  # <runs_dir>/<name>: the adapted run lands beside it, <name>_adapt
+            runs.append(str(max((source.parent / f"{source.name}_adapt").iterdir())))
     tables = {}
     for folder in ("pairs", "pairs_histogram"):
         srlab("evaluate", *runs, "--pairs", str(work / folder), "--out", str(work / f"evaluate_{folder}"),
@@ -165,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         ("Data made by the script, not by srlab's image simulator (its docstring: srlab's specimen generator, "
          "blinking localization tables with per-localization precision σ 12 nm, a 260 nm Gaussian widefield "
          "with Poisson and read noise). `srlab calibrate --target storm` on the 8 widefield images and the "
-         "tables of 3 fields; `edsr_smoke` and `rl_edsr_smoke` trained on the block only; `srlab evaluate` on "
+         "tables of 3 fields; `edsr_smoke` and `rl_edsr_smoke` trained on the block only"
+         + ("; with `--adapt` each also fine-tuned by `srlab adapt` on the 8 widefield images (unlabelled: "
+            "the `_adapt` rows)" if args.adapt else "") + "; `srlab evaluate` on "
          f"the 5 other fields (×4, 80 → 20 nm; Richardson–Lucy with the block's relative PSF, {relative_nm:.0f} nm)."),
         "",
         "Calibrate's reading (truth: LR FWHM 260 nm, gain 2; precision σ 12 nm = 28.3 nm FWHM):",
