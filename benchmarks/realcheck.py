@@ -337,6 +337,11 @@ def calibrate_task(task: Task, exp_root: Path):
 ADAPT_SUFFIX = "+adapt"
 
 
+#: ``--quick``'s training and ``srlab adapt`` budget (a smoke run, not a result); training also simulates
+#: only 4 images (``data.simulation.n_images=4``).
+QUICK_ADAPT_BUDGET = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1"]
+
+
 def adapt_task(task: Task, run_dir: Path, overrides: list[str]) -> Path:
     """``srlab adapt RUN <task>/lr``: the run fine-tuned on the foreign LR images, with its defaults."""
     from srlab.adapt import adapt
@@ -631,9 +636,7 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.copytree(EXPERIMENTS_DIR, exp_root)
     if args.quick:
         sizes = {"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 96}
-        budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1",
-                  "data.simulation.n_images=4"]
-        adapt_budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1"]
+        budget, adapt_budget = [*QUICK_ADAPT_BUDGET, "data.simulation.n_images=4"], QUICK_ADAPT_BUDGET
     else:
         sizes = {"n_fields": 18, "n_hr_calibration": 3, "lr_size_px": 160}
         # edsr_smoke as it is (6 epochs, lr halved every 4) with 4x its patches per epoch by default: 384

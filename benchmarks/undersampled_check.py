@@ -223,6 +223,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         EXPERIMENTS,
         HR_SPECIMENS_SUFFIX,
         ORACLE_PREFIX,
+        QUICK_ADAPT_BUDGET,
         REPO,
         _machine,
         _versions,
@@ -243,9 +244,7 @@ def pairs_check(args: argparse.Namespace) -> str:
     commit = git_commit()
     if args.quick:
         sizes = {"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 64}
-        budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1",
-                  "data.simulation.n_images=4"]
-        adapt_budget = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1"]
+        budget, adapt_budget = [*QUICK_ADAPT_BUDGET, "data.simulation.n_images=4"], QUICK_ADAPT_BUDGET
     else:
         sizes = {"n_fields": 12, "n_hr_calibration": 3, "lr_size_px": 128}
         budget = ["data.patches_per_epoch=1024"]  # realcheck's budget: edsr_smoke's schedule, 384 steps of 16
