@@ -26,7 +26,8 @@ simulation only, and again with the foreign HR images of (2) as specimens too (`
 :mod:`srlab.data.user_specimens`; the STED ones are pySTED datamaps that no test field uses, so the
 STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run to the foreign LR images themselves, unlabelled (what
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
-and camera, :mod:`srlab.paradigms.adaptation`; added after the first results); (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
+and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
+to the even-numbered fields' LR images only, judged on the odd-numbered ones in a table of their own; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
 from the calibration: ``rl_sted`` on the calibrated block, whose relative blur √(FWHM_LR² − FWHM_HR²) it deconvolves) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
@@ -342,12 +343,48 @@ ADAPT_SUFFIX = "+adapt"
 QUICK_ADAPT_BUDGET = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1"]
 
 
-def adapt_task(task: Task, run_dir: Path, overrides: list[str]) -> Path:
-    """``srlab adapt RUN <task>/lr``: the run fine-tuned on the foreign LR images, with its defaults."""
+def adapt_task(task: Task, run_dir: Path, overrides: list[str], folder: Path | None = None) -> Path:
+    """``srlab adapt RUN <task>/lr`` (or ``RUN folder``): the run fine-tuned on the foreign LR images, with
+    its defaults."""
     from srlab.adapt import adapt
 
-    return adapt(run_dir, task.folder / "lr", overrides=["logger.wandb.enabled=false",
-                                                         "trainer.enable_progress_bar=false", *overrides])
+    return adapt(run_dir, folder or task.folder / "lr", overrides=["logger.wandb.enabled=false",
+                                                                   "trainer.enable_progress_bar=false", *overrides])
+
+
+#: Rows of runs adapted (``--adapt-held-out``) on the LR images of the even-numbered test fields only,
+#: judged on the odd-numbered ones, which they never saw (:func:`held_out_table`; added after the adapt
+#: rows, to tell adaptation to a microscope from adaptation to the scored images).
+HELD_OUT_SUFFIX = "+adapt_held_out"
+#: How those rows are named in the tables (they contain ADAPT_SUFFIX: not a simulation-only row).
+HELD_OUT_ROW = f"{ADAPT_SUFFIX} to the even-numbered test fields' LR images only (unlabelled)"
+
+
+def held_out_split(task: Task) -> tuple[Path, list[int]]:
+    """A folder holding the LR images of the even-numbered test fields (what ``--adapt-held-out``
+    adapts on) and the indices of the odd-numbered fields (where it is judged)."""
+    folder = task.folder / "lr_even_fields"
+    folder.mkdir(exist_ok=True)
+    for lr_path, _ in task.pairs[::2]:
+        shutil.copy2(lr_path, folder / lr_path.name)
+    return folder, list(range(1, len(task.pairs), 2))
+
+
+def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, fields: list[int],
+                   plain: list[str]) -> tuple[list[str], str]:
+    """Every row scored on the test fields ``fields`` only (those ``--adapt-held-out`` did not adapt on),
+    with three verdicts on those fields: the ``plain`` rows (the simulation-only group), those with the
+    adapt rows (adapted on every test field: these ones too) and those with the held-out rows instead."""
+    subset = {row: {metric: [values[i] for i in fields] for metric, values in r.items()}
+              for row, r in results.items()}
+    transductive = [row for row in subset if row.startswith("srlab") and ADAPT_SUFFIX in row and HELD_OUT_ROW not in row]
+    held_out = [row for row in subset if HELD_OUT_ROW in row]
+    groups = [(plain, "trained on the calibrated simulation only"),
+              ([*plain, *transductive], "with `srlab adapt` to every test field's LR image (these ones too)"),
+              ([*plain, *held_out], "with `srlab adapt` to the other fields' LR images only (held out)")]
+    numbers = ", ".join(f"{i:02d}" for i in fields)
+    return results_table(task, subset, reference, groups=groups,
+                         fields=f"the {len(fields)} test fields that the held-out adaptation did not see ({numbers})")
 
 
 def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], seed: int, name: str, *,
@@ -442,6 +479,9 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
             experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) with the --hr images as specimens "
                     f"too"] = network
+        elif name.endswith(HELD_OUT_SUFFIX):
+            experiment_name = name.removesuffix(HELD_OUT_SUFFIX)
+            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {HELD_OUT_ROW}"] = network
         elif name.endswith(ADAPT_SUFFIX):
             experiment_name = name.removesuffix(ADAPT_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {ADAPT_SUFFIX} to the test LR "
@@ -489,11 +529,14 @@ def _ci(values: list[float], digits: int) -> str:
 
 
 def results_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, *,
-                  groups: list[tuple[list[str], str]] | None = None) -> tuple[list[str], str]:
+                  groups: list[tuple[list[str], str]] | None = None,
+                  fields: str | None = None) -> tuple[list[str], str]:
     """The table's lines and the target's verdict, one per group of srlab rows ``(rows, label)``; by
-    default the rows trained on the calibrated simulation only, then those with ``srlab adapt`` too."""
+    default the rows trained on the calibrated simulation only, then those with ``srlab adapt`` too.
+    ``fields`` says which test pairs the scores are of (default: all of them)."""
     base = results["bicubic"]
-    lines = [f"**{task.title}** — {len(task.pairs)} foreign test pairs, against the {REFERENCES[reference]}",
+    fields = fields or f"{len(task.pairs)} foreign test pairs"
+    lines = [f"**{task.title}** — {fields}, against the {REFERENCES[reference]}",
              "", ("| method | PSNR affine (dB) | SSIM affine | ΔPSNR vs bicubic | ΔSSIM vs bicubic "
                   "| ΔPSNR vs Richardson–Lucy, per image (95 % CI; fields above) |"),
              "|---|---:|---:|---:|---:|---:|"]
@@ -542,6 +585,7 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     met = dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl
     model = best.split()[1] + "".join(label for marker, label in (
         ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
+        (HELD_OUT_ROW, " on the other fields only"),
         (TTA_SUFFIX, " with --tta")) if marker in best)
     # The target compares means; whether the margin over RL is more than the fields' scatter is said beside it.
     mean, lo, hi, above, n = _paired(r["psnr"], rl["psnr"])
@@ -604,6 +648,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-train", action="store_true", help="baselines and calibration only (no network)")
     p.add_argument("--no-adapt", action="store_true",
                    help="skip the `srlab adapt` rows (each trained run fine-tuned on the unlabelled test LR images)")
+    p.add_argument("--adapt-held-out", action="store_true",
+                   help="also adapt each trained run on the even-numbered test fields' LR images only and judge "
+                        "every row on the odd-numbered fields, which that adaptation never saw (a table of its own)")
     p.add_argument("--oracle", action="store_true",
                    help="also train each experiment on the foreign test pairs themselves (noise-free HR): the "
                         "upper bound of the network and budget on these data, labelled as such, never the verdict")
@@ -635,7 +682,8 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(exp_root)
     shutil.copytree(EXPERIMENTS_DIR, exp_root)
     if args.quick:
-        sizes = {"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 96}
+        # held out: adapt needs >= 3 images of this size, the even-numbered of 6
+        sizes = {"n_fields": 6 if args.adapt_held_out else 3, "n_hr_calibration": 1, "lr_size_px": 96}
         budget, adapt_budget = [*QUICK_ADAPT_BUDGET, "data.simulation.n_images=4"], QUICK_ADAPT_BUDGET
     else:
         sizes = {"n_fields": 18, "n_hr_calibration": 3, "lr_size_px": 160}
@@ -681,12 +729,26 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
                 print(f"[realcheck] adapted {experiment_name} to the test LR images in "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
+            fields: list[int] = []
+            if args.adapt_held_out and not args.no_train:
+                even, fields = held_out_split(task)
+                for experiment_name in EXPERIMENTS:
+                    t1 = time.perf_counter()
+                    run_dirs[experiment_name + HELD_OUT_SUFFIX] = adapt_task(task, run_dirs[experiment_name],
+                                                                             adapt_budget, even)
+                    print(f"[realcheck] adapted {experiment_name} to the even-numbered fields' LR images in "
+                          f"{time.perf_counter() - t1:.0f} s", flush=True)
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
                     task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,
                     data=oracle_data(task, exp_root, experiment_name))
             results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta)
-            tables = [results_table(task, results[ref], ref) for ref in REFERENCES]
+            # the held-out rows saw half of these fields: only their own table (below) scores them
+            tables = [results_table(task, {row: r for row, r in results[ref].items() if HELD_OUT_ROW not in row}, ref)
+                      for ref in REFERENCES]
+            if fields:
+                plain = [row for row in results["noise_free"] if row.startswith("srlab") and ADAPT_SUFFIX not in row]
+                tables.append(held_out_table(task, results["noise_free"], "noise_free", fields, plain))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
             print("\n".join([line for table, verdict in tables for line in (*table, "", verdict, "")]
@@ -712,7 +774,8 @@ def _missing(module: str) -> bool:
 def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
-        ["--no-adapt"] if args.no_adapt else []) + (["--tta"] if args.tta else []) + (
+        ["--no-adapt"] if args.no_adapt else []) + (["--adapt-held-out"] if args.adapt_held_out else []) + (
+        ["--tta"] if args.tta else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
@@ -742,6 +805,12 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "of the re-imaged output with the other half of the input's photons, an anchor to the "
                    "simulated pairs, early stopping on held-out LR images). Transductive, as a user adapts to "
                    "the images they want to improve; the verdict is given with and without them."), ""]
+    if args.adapt_held_out and not args.no_train:
+        lines += [(f"`--adapt-held-out` (added after the *{ADAPT_SUFFIX}* rows): each trained run is also adapted on "
+                   "the LR images of the even-numbered test fields only, and a third table per task scores every "
+                   "row on the odd-numbered fields, which that adaptation never saw — beside the transductive "
+                   f"*{ADAPT_SUFFIX}* rows on the same fields. It tells adapting to a microscope (its PSF, camera, "
+                   "specimens) from adapting to the very images that are scored."), ""]
     if not args.no_train:
         lines += [("Rows *with the --hr images as specimens too* train the same experiments on the calibrated block "
                    "as `srlab calibrate --hr-specimens` writes it: its simulation also holds pairs made from the "

@@ -185,3 +185,35 @@ def test_oracle_keeps_the_calibrated_relative_psf(realcheck, tmp_path):
     assert oracle["psf_fwhm_nm"] == pytest.approx(blur.fwhm_nm, abs=0.01)
     assert oracle["pixel_size_nm"] == pytest.approx(blur.lr_pixel_size_nm)
     assert not any(o.startswith("model.") for o in realcheck.oracle_data(task, exp_root, "edsr_smoke"))
+
+
+def test_held_out_adaptation_is_judged_only_on_fields_it_did_not_see(realcheck, tmp_path):
+    """--adapt-held-out: adapt on the even-numbered fields' LR images, score every row on the odd-numbered
+    ones, with a verdict per group: simulation only, transductive adapt, held-out adapt."""
+    task = realcheck.Task("toy", "toy", "confocal", "sted", tmp_path / "pairs")
+    for k in range(5):
+        (tmp_path / "pairs" / "lr").mkdir(parents=True, exist_ok=True)
+        lr = tmp_path / "pairs" / "lr" / f"field{k:02d}.tif"
+        lr.write_bytes(bytes([k]))
+        task.pairs.append((lr, tmp_path / f"hr{k}.tif"))
+    folder, fields = realcheck.held_out_split(task)
+    assert sorted(p.name for p in folder.iterdir()) == ["field00.tif", "field02.tif", "field04.tif"]
+    assert fields == [1, 3] and folder.parent == task.folder  # beside lr/, not inside it
+
+    def row(psnr: list[float], ssim: float) -> dict[str, list[float]]:
+        return {"psnr": psnr, "ssim": [ssim] * len(psnr)}
+
+    held = f"srlab b (x) {realcheck.HELD_OUT_ROW}"
+    results = {"bicubic": row([10, 11, 12, 13, 14], 0.1), "Richardson–Lucy": row([11, 12, 13, 14, 15], 0.2),
+               "srlab b (x)": row([12, 13, 14, 15, 16], 0.15),  # SSIM short of the target
+               f"srlab b (x) {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)": row([20, 20, 20, 20, 20], 0.4),
+               held: row([0, 15, 0, 16, 0], 0.35)}  # poor on the fields it saw: none of them may count
+    lines, verdict = realcheck.held_out_table(task, results, "noise_free", [1, 3], ["srlab b (x)"])
+    assert lines[0].startswith("**toy** — the 2 test fields that the held-out adaptation did not see (01, 03),")
+    held_line = next(line for line in lines if line.startswith(f"| {held} |"))
+    assert held_line.split("|")[2].strip().startswith("15.50")  # the mean of fields 1 and 3 only
+    parts = verdict.split("; with `srlab adapt`")
+    assert len(parts) == 3 and "simulation only: **not met**" in parts[0]
+    assert "(these ones too): **met**" in parts[1] and "best srlab model by PSNR: b +adapt," in parts[1]
+    assert "(held out): **met**" in parts[2] and "b +adapt on the other fields only" in parts[2]
+    assert "ΔPSNR +3.50 dB" in parts[2]
