@@ -27,7 +27,8 @@ simulation only, and again with the foreign HR images of (2) as specimens too (`
 STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run to the foreign LR images themselves, unlabelled (what
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
-to the even-numbered fields' LR images only, judged on the odd-numbered ones in a table of their own; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
+to half of the fields' LR images only, twice (even- and odd-numbered fields), every field judged in a table of
+its own by the run of the other half (held out) and by the run of its own half; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
 from the calibration: ``rl_sted`` on the calibrated block, whose relative blur √(FWHM_LR² − FWHM_HR²) it deconvolves) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
@@ -352,39 +353,81 @@ def adapt_task(task: Task, run_dir: Path, overrides: list[str], folder: Path | N
                                                                    "trainer.enable_progress_bar=false", *overrides])
 
 
-#: Rows of runs adapted (``--adapt-held-out``) on the LR images of the even-numbered test fields only,
-#: judged on the odd-numbered ones, which they never saw (:func:`held_out_table`; added after the adapt
-#: rows, to tell adaptation to a microscope from adaptation to the scored images).
-HELD_OUT_SUFFIX = "+adapt_held_out"
-#: How those rows are named in the tables (they contain ADAPT_SUFFIX: not a simulation-only row).
-HELD_OUT_ROW = f"{ADAPT_SUFFIX} to the even-numbered test fields' LR images only (unlabelled)"
+#: ``--adapt-held-out`` (added after the adapt rows): each trained run is adapted twice more, on the LR
+#: images of half of the test fields each — the even-numbered, then the odd-numbered (two folds). Every field
+#: is then scored by the run adapted on the other half, which never saw it (held out), and by the run adapted
+#: on its own half (transductive, on as few images as the held-out one): the first pair tells adapting to a
+#: microscope from adapting to the scored images, and the own-half rows beside the all-field adapt rows tell
+#: what adapting on half as many images costs (:func:`cross_adapted`, :func:`held_out_table`).
+HALF_FOLDS = ("even", "odd")
+#: ``run_dirs`` keys of the half-fold runs: experiment + HELD_OUT_SUFFIX + fold.
+HELD_OUT_SUFFIX = "+adapt_half_"
+#: Every half-fold row holds this (the main tables leave them out: they saw some of the fields).
+HALF_MARKER = "half of the test fields"
+#: The composed rows (they contain ADAPT_SUFFIX: not simulation-only rows).
+HELD_OUT_ROW = f"{ADAPT_SUFFIX} to the other {HALF_MARKER}' LR images only (unlabelled; held out)"
+OWN_HALF_ROW = f"{ADAPT_SUFFIX} to its own {HALF_MARKER}' LR images only (unlabelled)"
 
 
-def held_out_split(task: Task) -> tuple[Path, list[int]]:
-    """A folder holding the LR images of the even-numbered test fields (what ``--adapt-held-out``
-    adapts on) and the indices of the odd-numbered fields (where it is judged)."""
-    folder = task.folder / "lr_even_fields"
-    folder.mkdir(exist_ok=True)
-    for lr_path, _ in task.pairs[::2]:
-        shutil.copy2(lr_path, folder / lr_path.name)
-    return folder, list(range(1, len(task.pairs), 2))
+def fold_row(fold: str) -> str:
+    """How the run adapted on one fold is named before :func:`cross_adapted` composes its rows."""
+    return f"{ADAPT_SUFFIX} to the {fold}-numbered {HALF_MARKER}' LR images only (unlabelled)"
 
 
-def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, fields: list[int],
-                   plain: list[str]) -> tuple[list[str], str]:
-    """Every row scored on the test fields ``fields`` only (those ``--adapt-held-out`` did not adapt on),
-    with three verdicts on those fields: the ``plain`` rows (the simulation-only group), those with the
-    adapt rows (adapted on every test field: these ones too) and those with the held-out rows instead."""
-    subset = {row: {metric: [values[i] for i in fields] for metric, values in r.items()}
-              for row, r in results.items()}
-    transductive = [row for row in subset if row.startswith("srlab") and ADAPT_SUFFIX in row and HELD_OUT_ROW not in row]
-    held_out = [row for row in subset if HELD_OUT_ROW in row]
-    groups = [(plain, "trained on the calibrated simulation only"),
-              ([*plain, *transductive], "with `srlab adapt` to every test field's LR image (these ones too)"),
-              ([*plain, *held_out], "with `srlab adapt` to the other fields' LR images only (held out)")]
-    numbers = ", ".join(f"{i:02d}" for i in fields)
-    return results_table(task, subset, reference, groups=groups,
-                         fields=f"the {len(fields)} test fields that the held-out adaptation did not see ({numbers})")
+def held_out_split(task: Task) -> dict[str, tuple[Path, list[int]]]:
+    """Per fold (:data:`HALF_FOLDS`), a folder holding the LR images of its test fields (what that fold's
+    adaptation sees; beside ``lr/``) and the fields' indices."""
+    folds = {}
+    for start, fold in enumerate(HALF_FOLDS):
+        folder = task.folder / f"lr_{fold}_fields"
+        folder.mkdir(exist_ok=True)
+        for lr_path, _ in task.pairs[start::2]:
+            shutil.copy2(lr_path, folder / lr_path.name)
+        folds[fold] = (folder, list(range(start, len(task.pairs), 2)))
+    return folds
+
+
+def cross_adapted(results: dict[str, dict[str, list[float]]],
+                  folds: dict[str, list[int]]) -> dict[str, dict[str, list[float]]]:
+    """``results`` with each pair of half-fold rows (one run adapted per fold, scored on every field)
+    replaced by two rows over every field: :data:`HELD_OUT_ROW`, each field's score by the run adapted on
+    the other fold, and :data:`OWN_HALF_ROW`, by the run adapted on its own fold."""
+    first, second = HALF_FOLDS
+    fold_of = {i: fold for fold, indices in folds.items() for i in indices}
+    other = {first: second, second: first}
+    out: dict[str, dict[str, list[float]]] = {}
+    for row, r in results.items():
+        if fold_row(second) in row:
+            continue  # composed with its first-fold twin
+        if fold_row(first) not in row:
+            out[row] = r
+            continue
+        runs = {first: r, second: results[row.replace(fold_row(first), fold_row(second))]}
+        for name, scorer in ((HELD_OUT_ROW, other), (OWN_HALF_ROW, {first: first, second: second})):
+            out[row.replace(fold_row(first), name)] = {
+                metric: [runs[scorer[fold_of[i]]][metric][i] for i in range(len(values))]
+                for metric, values in r.items()}
+    return out
+
+
+def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str,
+                   folds: dict[str, list[int]]) -> tuple[list[str], str]:
+    """The adapted rows on every test field (``results`` as :func:`cross_adapted` leaves them), beside
+    bicubic and Richardson–Lucy, with a verdict per way of adapting: on every field's LR image
+    (transductive), on the field's own half only, on the other half only (held out)."""
+    transductive = [row for row in results
+                    if row.startswith("srlab") and ADAPT_SUFFIX in row and HALF_MARKER not in row]
+    own = [row for row in results if OWN_HALF_ROW in row]
+    held_out = [row for row in results if HELD_OUT_ROW in row]
+    shown = {row: results[row] for row in ["bicubic", "Richardson–Lucy", *transductive, *own, *held_out]}
+    groups = [(transductive, "with `srlab adapt` to every test field's LR image (transductive)"),
+              (own, "with `srlab adapt` to its own half of the fields' LR images (transductive, half the images)"),
+              (held_out, "with `srlab adapt` to the other half's LR images only (held out)")]
+    numbers = {fold: ", ".join(f"{i:02d}" for i in indices) for fold, indices in folds.items()}
+    return results_table(task, shown, reference, groups=groups, fields=(
+        f"all {len(task.pairs)} test fields, adapted on half of them: the {HALF_FOLDS[0]}-numbered fields "
+        f"({numbers[HALF_FOLDS[0]]}) or the {HALF_FOLDS[1]}-numbered ({numbers[HALF_FOLDS[1]]}), each field "
+        "scored by the run of its own half and by the run of the other half"))
 
 
 def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], seed: int, name: str, *,
@@ -479,9 +522,9 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
             experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) with the --hr images as specimens "
                     f"too"] = network
-        elif name.endswith(HELD_OUT_SUFFIX):
-            experiment_name = name.removesuffix(HELD_OUT_SUFFIX)
-            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {HELD_OUT_ROW}"] = network
+        elif HELD_OUT_SUFFIX in name:
+            experiment_name, fold = name.split(HELD_OUT_SUFFIX)
+            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {fold_row(fold)}"] = network
         elif name.endswith(ADAPT_SUFFIX):
             experiment_name = name.removesuffix(ADAPT_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {ADAPT_SUFFIX} to the test LR "
@@ -585,7 +628,7 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     met = dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl
     model = best.split()[1] + "".join(label for marker, label in (
         ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
-        (HELD_OUT_ROW, " on the other fields only"),
+        (HELD_OUT_ROW, " on the other half only"), (OWN_HALF_ROW, " on its own half only"),
         (TTA_SUFFIX, " with --tta")) if marker in best)
     # The target compares means; whether the margin over RL is more than the fields' scatter is said beside it.
     mean, lo, hi, above, n = _paired(r["psnr"], rl["psnr"])
@@ -649,8 +692,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-adapt", action="store_true",
                    help="skip the `srlab adapt` rows (each trained run fine-tuned on the unlabelled test LR images)")
     p.add_argument("--adapt-held-out", action="store_true",
-                   help="also adapt each trained run on the even-numbered test fields' LR images only and judge "
-                        "every row on the odd-numbered fields, which that adaptation never saw (a table of its own)")
+                   help="also adapt each trained run on half of the test fields' LR images, twice (the even-, then "
+                        "the odd-numbered fields), and score every field by the run that never saw it and by the "
+                        "run of its own half (a table of its own)")
     p.add_argument("--oracle", action="store_true",
                    help="also train each experiment on the foreign test pairs themselves (noise-free HR): the "
                         "upper bound of the network and budget on these data, labelled as such, never the verdict")
@@ -729,26 +773,27 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
                 print(f"[realcheck] adapted {experiment_name} to the test LR images in "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
-            fields: list[int] = []
+            folds: dict[str, list[int]] = {}
             if args.adapt_held_out and not args.no_train:
-                even, fields = held_out_split(task)
-                for experiment_name in EXPERIMENTS:
-                    t1 = time.perf_counter()
-                    run_dirs[experiment_name + HELD_OUT_SUFFIX] = adapt_task(task, run_dirs[experiment_name],
-                                                                             adapt_budget, even)
-                    print(f"[realcheck] adapted {experiment_name} to the even-numbered fields' LR images in "
-                          f"{time.perf_counter() - t1:.0f} s", flush=True)
+                for fold, (folder, folds[fold]) in held_out_split(task).items():
+                    for experiment_name in EXPERIMENTS:
+                        t1 = time.perf_counter()
+                        run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt_task(
+                            task, run_dirs[experiment_name], adapt_budget, folder)
+                        print(f"[realcheck] adapted {experiment_name} to the {fold}-numbered fields' LR images "
+                              f"in {time.perf_counter() - t1:.0f} s", flush=True)
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
                     task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,
                     data=oracle_data(task, exp_root, experiment_name))
             results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta)
-            # the held-out rows saw half of these fields: only their own table (below) scores them
-            tables = [results_table(task, {row: r for row, r in results[ref].items() if HELD_OUT_ROW not in row}, ref)
+            if folds:
+                results = {ref: cross_adapted(r, folds) for ref, r in results.items()}
+            # the half-fold rows saw some of these fields: only their own table (below) scores them
+            tables = [results_table(task, {row: r for row, r in results[ref].items() if HALF_MARKER not in row}, ref)
                       for ref in REFERENCES]
-            if fields:
-                plain = [row for row in results["noise_free"] if row.startswith("srlab") and ADAPT_SUFFIX not in row]
-                tables.append(held_out_table(task, results["noise_free"], "noise_free", fields, plain))
+            if folds:
+                tables.append(held_out_table(task, results["noise_free"], "noise_free", folds))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
             print("\n".join([line for table, verdict in tables for line in (*table, "", verdict, "")]
@@ -806,11 +851,14 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "simulated pairs, early stopping on held-out LR images). Transductive, as a user adapts to "
                    "the images they want to improve; the verdict is given with and without them."), ""]
     if args.adapt_held_out and not args.no_train:
-        lines += [(f"`--adapt-held-out` (added after the *{ADAPT_SUFFIX}* rows): each trained run is also adapted on "
-                   "the LR images of the even-numbered test fields only, and a third table per task scores every "
-                   "row on the odd-numbered fields, which that adaptation never saw — beside the transductive "
-                   f"*{ADAPT_SUFFIX}* rows on the same fields. It tells adapting to a microscope (its PSF, camera, "
-                   "specimens) from adapting to the very images that are scored."), ""]
+        lines += [(f"`--adapt-held-out` (added after the *{ADAPT_SUFFIX}* rows): each trained run is also adapted "
+                   "twice on half of the test fields' LR images — the even-numbered fields, then the odd-numbered "
+                   "(two folds) — and a third table per task scores every field by the run adapted on the other "
+                   "half, which never saw it (*held out*), and by the run adapted on its own half (*own half*: "
+                   "transductive, on as few images as the held-out run), beside the transductive "
+                   f"*{ADAPT_SUFFIX}* rows (every field's image). Held out against own half tells adapting to a "
+                   "microscope (its PSF, camera, specimens) from adapting to the very images that are scored; own "
+                   f"half against *{ADAPT_SUFFIX}* tells what adapting on half as many images costs."), ""]
     if not args.no_train:
         lines += [("Rows *with the --hr images as specimens too* train the same experiments on the calibrated block "
                    "as `srlab calibrate --hr-specimens` writes it: its simulation also holds pairs made from the "

@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> str:
                    help="with --pairs: also `srlab adapt` each trained run to the unlabelled 10x test images (its "
                         "defaults; realcheck's +adapt rows)")
     p.add_argument("--adapt-held-out", action="store_true",
-                   help="with --pairs: also adapt each trained run on the even-numbered 10x test fields only and "
-                        "judge every row on the odd-numbered ones (realcheck's --adapt-held-out table)")
+                   help="with --pairs: also adapt each trained run on half of the 10x test fields, twice (even- "
+                        "and odd-numbered), scoring each field by the run that never saw it (realcheck's option)")
     p.add_argument("--hr-specimens", action="store_true",
                    help="with --pairs: also train on the block as `srlab calibrate --hr-specimens` writes it (the "
                         "three unpaired 20x images as specimens too; realcheck's rows)")
@@ -224,7 +224,7 @@ def pairs_check(args: argparse.Namespace) -> str:
     from benchmarks.realcheck import (
         ADAPT_SUFFIX,
         EXPERIMENTS,
-        HELD_OUT_ROW,
+        HALF_MARKER,
         HELD_OUT_SUFFIX,
         HR_SPECIMENS_SUFFIX,
         ORACLE_PREFIX,
@@ -233,6 +233,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         _machine,
         _versions,
         adapt_task,
+        cross_adapted,
         evaluate_task,
         held_out_split,
         held_out_table,
@@ -281,18 +282,20 @@ def pairs_check(args: argparse.Namespace) -> str:
         if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
             run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
                              for name in EXPERIMENTS})
-        fields: list[int] = []
+        folds: dict[str, list[int]] = {}
         if args.adapt_held_out:
-            even, fields = held_out_split(task)
-            run_dirs.update({name + HELD_OUT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget, even)
-                             for name in EXPERIMENTS})
+            for fold, (folder, folds[fold]) in held_out_split(task).items():
+                run_dirs.update({name + HELD_OUT_SUFFIX + fold: adapt_task(task, run_dirs[name], adapt_budget, folder)
+                                 for name in EXPERIMENTS})
         if args.oracle:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
                                                               name, data=oracle_data(task, exp_root, name))
                              for name in EXPERIMENTS})
         results = evaluate_task(task, cal, run_dirs, exp_root, tta=True)["noise_free"]
-        # the held-out rows saw half of the fields: only their own table (below) scores them
-        held_out = {row: results.pop(row) for row in list(results) if HELD_OUT_ROW in row}
+        if folds:
+            results = cross_adapted(results, folds)
+        # the half-fold rows saw some of the fields: only their own table (below) scores them
+        held_out = {row: results.pop(row) for row in list(results) if HALF_MARKER in row}
         # (overrides, how the rows name them, why)
         variants = [(tuple(v), ", ".join(o.removeprefix("data.") for o in v), "") for v in args.variant]
         if args.density_range:
@@ -315,8 +318,8 @@ def pairs_check(args: argparse.Namespace) -> str:
             results.update(rows)
             groups.append((list(rows), f"on {moved}{why}"))  # one verdict per block
     table, verdict = results_table(task, results, "noise_free", groups=groups)
-    if fields:
-        held_table, held_verdict = held_out_table(task, {**results, **held_out}, "noise_free", fields, plain)
+    if folds:
+        held_table, held_verdict = held_out_table(task, {**results, **held_out}, "noise_free", folds)
         table = [*table, "", f"- {verdict}", "", *held_table]
         verdict = held_verdict
     minutes = (time.perf_counter() - started) / 60
@@ -339,8 +342,9 @@ def pairs_check(args: argparse.Namespace) -> str:
          "train on the calibrated srlab simulation only (`" + " ".join(budget) + "`) and are predicted with "
          "`--tta` (both rows); scored against the 20× images without noise, affine-fitted, as realcheck does. "
          "Settings fixed before any result; nothing tuned to them.") + (
-            " `--adapt-held-out`: the second table scores every row on the odd-numbered fields only, beside runs "
-            "adapted on the even-numbered fields' 10× images alone (realcheck's option)." if fields else ""), "",
+            " `--adapt-held-out`: the second table scores every field by the run adapted on the other half of "
+            "the fields' 10× images (even- or odd-numbered; held out) and by the run adapted on its own half, "
+            "beside the runs adapted on all of them (realcheck's option)." if folds else ""), "",
         *table, "", f"- {verdict}", "", *recovery_table(task, cal), ""])
     print(body, flush=True)
     if not args.no_write:

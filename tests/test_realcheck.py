@@ -187,33 +187,47 @@ def test_oracle_keeps_the_calibrated_relative_psf(realcheck, tmp_path):
     assert not any(o.startswith("model.") for o in realcheck.oracle_data(task, exp_root, "edsr_smoke"))
 
 
-def test_held_out_adaptation_is_judged_only_on_fields_it_did_not_see(realcheck, tmp_path):
-    """--adapt-held-out: adapt on the even-numbered fields' LR images, score every row on the odd-numbered
-    ones, with a verdict per group: simulation only, transductive adapt, held-out adapt."""
+def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(realcheck, tmp_path):
+    """--adapt-held-out: runs adapted on the even- and on the odd-numbered fields' LR images; every field is
+    scored by the other half's run (held out) and by its own half's (transductive on half the images), with a
+    verdict per way of adapting."""
     task = realcheck.Task("toy", "toy", "confocal", "sted", tmp_path / "pairs")
     for k in range(5):
         (tmp_path / "pairs" / "lr").mkdir(parents=True, exist_ok=True)
         lr = tmp_path / "pairs" / "lr" / f"field{k:02d}.tif"
         lr.write_bytes(bytes([k]))
         task.pairs.append((lr, tmp_path / f"hr{k}.tif"))
-    folder, fields = realcheck.held_out_split(task)
-    assert sorted(p.name for p in folder.iterdir()) == ["field00.tif", "field02.tif", "field04.tif"]
-    assert fields == [1, 3] and folder.parent == task.folder  # beside lr/, not inside it
+    split = realcheck.held_out_split(task)
+    assert sorted(p.name for p in split["even"][0].iterdir()) == ["field00.tif", "field02.tif", "field04.tif"]
+    assert sorted(p.name for p in split["odd"][0].iterdir()) == ["field01.tif", "field03.tif"]
+    folds = {fold: indices for fold, (_, indices) in split.items()}
+    assert folds == {"even": [0, 2, 4], "odd": [1, 3]}
+    assert all(folder.parent == task.folder for folder, _ in split.values())  # beside lr/, not inside it
 
     def row(psnr: list[float], ssim: float) -> dict[str, list[float]]:
         return {"psnr": psnr, "ssim": [ssim] * len(psnr)}
 
-    held = f"srlab b (x) {realcheck.HELD_OUT_ROW}"
+    base = "srlab b (x)"
     results = {"bicubic": row([10, 11, 12, 13, 14], 0.1), "Richardson–Lucy": row([11, 12, 13, 14, 15], 0.2),
-               "srlab b (x)": row([12, 13, 14, 15, 16], 0.15),  # SSIM short of the target
-               f"srlab b (x) {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)": row([20, 20, 20, 20, 20], 0.4),
-               held: row([0, 15, 0, 16, 0], 0.35)}  # poor on the fields it saw: none of them may count
-    lines, verdict = realcheck.held_out_table(task, results, "noise_free", [1, 3], ["srlab b (x)"])
-    assert lines[0].startswith("**toy** — the 2 test fields that the held-out adaptation did not see (01, 03),")
+               base: row([12, 13, 14, 15, 16], 0.15),
+               f"{base} {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)": row([20, 20, 20, 20, 20], 0.4),
+               # each fold's run: 30 on the fields it saw, 15 on the others
+               f"{base} {realcheck.fold_row('even')}": row([30, 15, 30, 15, 30], 0.35),
+               f"{base} {realcheck.fold_row('odd')}": row([15, 30, 15, 30, 15], 0.35)}
+    crossed = realcheck.cross_adapted(results, folds)
+    held, own = f"{base} {realcheck.HELD_OUT_ROW}", f"{base} {realcheck.OWN_HALF_ROW}"
+    assert crossed[held]["psnr"] == [15] * 5 and crossed[own]["psnr"] == [30] * 5
+    assert not any("-numbered" in r for r in crossed) and list(crossed)[:4] == list(results)[:4]
+    assert realcheck.HALF_MARKER in held and realcheck.HALF_MARKER in own  # the main tables leave both out
+
+    lines, verdict = realcheck.held_out_table(task, crossed, "noise_free", folds)
+    assert lines[0].startswith("**toy** — all 5 test fields, adapted on half of them: the even-numbered fields "
+                               "(00, 02, 04) or the odd-numbered (01, 03),")
+    assert not any(line.startswith(f"| {base} |") for line in lines)  # adapted rows only, beside the baselines
     held_line = next(line for line in lines if line.startswith(f"| {held} |"))
-    assert held_line.split("|")[2].strip().startswith("15.50")  # the mean of fields 1 and 3 only
+    assert held_line.split("|")[2].strip().startswith("15.00")
     parts = verdict.split("; with `srlab adapt`")
-    assert len(parts) == 3 and "simulation only: **not met**" in parts[0]
-    assert "(these ones too): **met**" in parts[1] and "best srlab model by PSNR: b +adapt," in parts[1]
-    assert "(held out): **met**" in parts[2] and "b +adapt on the other fields only" in parts[2]
-    assert "ΔPSNR +3.50 dB" in parts[2]
+    assert len(parts) == 3 and "every test field's LR image (transductive): **met**" in parts[0]
+    assert "(transductive, half the images): **met**" in parts[1] and "b +adapt on its own half only," in parts[1]
+    assert "(held out): **met**" in parts[2] and "b +adapt on the other half only" in parts[2]
+    assert "ΔPSNR +3.00 dB" in parts[2]
