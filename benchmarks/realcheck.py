@@ -387,6 +387,21 @@ def held_out_split(task: Task) -> dict[str, tuple[Path, list[int]]]:
     return folds
 
 
+def adapt_halves(task: Task, run_dirs: dict[str, Path], overrides: list[str]) -> dict[str, list[int]]:
+    """``--adapt-held-out``: each trained run of ``run_dirs`` (:data:`EXPERIMENTS`) adapted on each half of
+    the test fields' LR images (:func:`held_out_split`), added to ``run_dirs`` as experiment +
+    :data:`HELD_OUT_SUFFIX` + fold; returns each half's field indices."""
+    folds: dict[str, list[int]] = {}
+    for fold, (folder, folds[fold]) in held_out_split(task).items():
+        for experiment_name in EXPERIMENTS:
+            t1 = time.perf_counter()
+            run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt_task(task, run_dirs[experiment_name],
+                                                                           overrides, folder)
+            print(f"[realcheck] adapted {experiment_name} to the {fold}-numbered fields' LR images in "
+                  f"{time.perf_counter() - t1:.0f} s", flush=True)
+    return folds
+
+
 def cross_adapted(results: dict[str, dict[str, list[float]]],
                   folds: dict[str, list[int]]) -> dict[str, dict[str, list[float]]]:
     """``results`` with each pair of half-fold rows (one run adapted per fold, scored on every field)
@@ -773,15 +788,7 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
                 print(f"[realcheck] adapted {experiment_name} to the test LR images in "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
-            folds: dict[str, list[int]] = {}
-            if args.adapt_held_out and not args.no_train:
-                for fold, (folder, folds[fold]) in held_out_split(task).items():
-                    for experiment_name in EXPERIMENTS:
-                        t1 = time.perf_counter()
-                        run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt_task(
-                            task, run_dirs[experiment_name], adapt_budget, folder)
-                        print(f"[realcheck] adapted {experiment_name} to the {fold}-numbered fields' LR images "
-                              f"in {time.perf_counter() - t1:.0f} s", flush=True)
+            folds = adapt_halves(task, run_dirs, adapt_budget) if args.adapt_held_out and not args.no_train else {}
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
                     task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,

@@ -225,17 +225,16 @@ def pairs_check(args: argparse.Namespace) -> str:
         ADAPT_SUFFIX,
         EXPERIMENTS,
         HALF_MARKER,
-        HELD_OUT_SUFFIX,
         HR_SPECIMENS_SUFFIX,
         ORACLE_PREFIX,
         QUICK_ADAPT_BUDGET,
         REPO,
         _machine,
         _versions,
+        adapt_halves,
         adapt_task,
         cross_adapted,
         evaluate_task,
-        held_out_split,
         held_out_table,
         hr_specimens_data,
         oracle_data,
@@ -282,11 +281,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
             run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
                              for name in EXPERIMENTS})
-        folds: dict[str, list[int]] = {}
-        if args.adapt_held_out:
-            for fold, (folder, folds[fold]) in held_out_split(task).items():
-                run_dirs.update({name + HELD_OUT_SUFFIX + fold: adapt_task(task, run_dirs[name], adapt_budget, folder)
-                                 for name in EXPERIMENTS})
+        folds = adapt_halves(task, run_dirs, adapt_budget) if args.adapt_held_out else {}
         if args.oracle:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
                                                               name, data=oracle_data(task, exp_root, name))
