@@ -58,6 +58,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,31 +375,34 @@ def fold_row(fold: str) -> str:
     return f"{ADAPT_SUFFIX} to the {fold}-numbered {HALF_MARKER}' LR images only (unlabelled)"
 
 
-def held_out_split(task: Task) -> dict[str, tuple[Path, list[int]]]:
-    """Per fold (:data:`HALF_FOLDS`), a folder holding the LR images of its test fields (what that fold's
-    adaptation sees; beside ``lr/``) and the fields' indices."""
+def held_out_split(task: Task, shared: tuple[Path, ...] = ()) -> dict[str, tuple[Path, list[int]]]:
+    """Per fold (:data:`HALF_FOLDS`: alternate test fields, from the first and from the second), a folder
+    holding the LR images of its test fields (what that fold's adaptation sees; beside ``lr/``) and the
+    fields' indices. ``shared``: LR images that are not test fields (none of them scored), put in both
+    folders — stormcheck's calibration fields, so that each fold has enough images to train and stop on."""
     folds = {}
     for start, fold in enumerate(HALF_FOLDS):
         folder = task.folder / f"lr_{fold}_fields"
         folder.mkdir(exist_ok=True)
-        for lr_path, _ in task.pairs[start::2]:
+        for lr_path in [*(lr for lr, _ in task.pairs[start::2]), *shared]:
             shutil.copy2(lr_path, folder / lr_path.name)
         folds[fold] = (folder, list(range(start, len(task.pairs), 2)))
     return folds
 
 
-def adapt_halves(task: Task, run_dirs: dict[str, Path], overrides: list[str]) -> dict[str, list[int]]:
+def adapt_halves(task: Task, run_dirs: dict[str, Path], adapt: Callable[[Path, Path, str], Path], *,
+                 shared: tuple[Path, ...] = ()) -> dict[str, list[int]]:
     """``--adapt-held-out``: each trained run of ``run_dirs`` (:data:`EXPERIMENTS`) adapted on each half of
-    the test fields' LR images (:func:`held_out_split`), added to ``run_dirs`` as experiment +
-    :data:`HELD_OUT_SUFFIX` + fold; returns each half's field indices."""
+    the test fields' LR images (:func:`held_out_split`, with ``shared``) by ``adapt(run, folder, fold)``
+    (returns the adapted run), added to ``run_dirs`` as experiment + :data:`HELD_OUT_SUFFIX` + fold; returns
+    each half's field indices."""
     folds: dict[str, list[int]] = {}
-    for fold, (folder, folds[fold]) in held_out_split(task).items():
+    for fold, (folder, folds[fold]) in held_out_split(task, shared).items():
         for experiment_name in EXPERIMENTS:
             t1 = time.perf_counter()
-            run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt_task(task, run_dirs[experiment_name],
-                                                                           overrides, folder)
-            print(f"[realcheck] adapted {experiment_name} to the {fold}-numbered fields' LR images in "
-                  f"{time.perf_counter() - t1:.0f} s", flush=True)
+            run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt(run_dirs[experiment_name], folder, fold)
+            print(f"[--adapt-held-out] adapted {experiment_name} to the {fold}-numbered fields' LR images "
+                  f"in {time.perf_counter() - t1:.0f} s", flush=True)
     return folds
 
 
@@ -438,11 +442,11 @@ def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], refer
     groups = [(transductive, "with `srlab adapt` to every test field's LR image (transductive)"),
               (own, "with `srlab adapt` to its own half of the fields' LR images (transductive, half the images)"),
               (held_out, "with `srlab adapt` to the other half's LR images only (held out)")]
-    numbers = {fold: ", ".join(f"{i:02d}" for i in indices) for fold, indices in folds.items()}
+    names = {fold: ", ".join(task.pairs[i][0].stem for i in indices) for fold, indices in folds.items()}
     return results_table(task, shown, reference, groups=groups, fields=(
-        f"all {len(task.pairs)} test fields, adapted on half of them: the {HALF_FOLDS[0]}-numbered fields "
-        f"({numbers[HALF_FOLDS[0]]}) or the {HALF_FOLDS[1]}-numbered ({numbers[HALF_FOLDS[1]]}), each field "
-        "scored by the run of its own half and by the run of the other half"))
+        f"all {len(task.pairs)} test fields, adapted on half of them (alternate fields in the pairs' order: "
+        f"{names[HALF_FOLDS[0]]}; or {names[HALF_FOLDS[1]]}), each field scored by the run of its own half and "
+        "by the run of the other half"))
 
 
 def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], seed: int, name: str, *,
@@ -788,7 +792,8 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
                 print(f"[realcheck] adapted {experiment_name} to the test LR images in "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
-            folds = adapt_halves(task, run_dirs, adapt_budget) if args.adapt_held_out and not args.no_train else {}
+            folds = (adapt_halves(task, run_dirs, lambda run, folder, _, task=task: adapt_task(task, run, adapt_budget, folder))
+                     if args.adapt_held_out and not args.no_train else {})
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
                     task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,

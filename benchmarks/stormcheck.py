@@ -24,7 +24,10 @@ Then, as a user would: ``srlab calibrate`` on all eight LR images and the tables
 Richardson–Lucy (PSF √(FWHM_LR² − FWHM_HR²) from the block). Nothing is tuned to these data: the values
 above were fixed before the first run. ``--adapt`` also fine-tunes each trained run with ``srlab adapt RUN
 <the eight widefield images>`` and its defaults (unlabelled; realcheck's *+adapt* rows) and evaluates it
-beside the others.
+beside the others. ``--adapt-held-out`` adapts each trained run twice more, on half of the five test fields'
+widefield images each (alternate fields, with the three calibration fields in both halves: enough images to
+train and stop on) and scores every test field by the run that never saw it (held out) and by the run of its
+own half (realcheck's ``--adapt-held-out``, its :func:`~benchmarks.realcheck.held_out_table`).
 
 Writes the ``<!-- stormcheck:start -->`` … ``<!-- stormcheck:end -->`` block of BENCHMARKS.md unless
 ``--no-write``; the work folder is kept.
@@ -39,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +121,75 @@ def _table(summary: Path) -> str:
     return "\n".join(line for line in lines if line.startswith("|"))
 
 
+def _storm_task(work: Path):
+    """The five test pairs as realcheck's :class:`~benchmarks.realcheck.Task` (its held-out tables)."""
+    from benchmarks.realcheck import Task
+
+    lr = sorted((work / "pairs" / "lr").glob("*.tif"))
+    return Task("widefield_storm", "widefield → STORM ×4 (stormcheck's renderings)", "widefield", "storm", work,
+                pairs=[(p, work / "pairs" / "hr" / p.name) for p in lr])
+
+
+def per_image_results(per_image_csv: Path, rows: dict[str, str], images: list[str]) -> dict[str, dict[str, list]]:
+    """``srlab evaluate``'s per_image.csv as realcheck's ``results[row][metric]`` (affine PSNR/SSIM per image
+    in the order of ``images``); ``rows`` maps evaluate's method labels to realcheck's row names, and
+    methods it leaves out are left out."""
+    import csv
+
+    values: dict[str, dict[str, dict[str, float]]] = {}
+    with per_image_csv.open(newline="") as f:
+        for record in csv.DictReader(f):
+            if record["method"] in rows:
+                values.setdefault(rows[record["method"]], {})[record["image"]] = record
+    missing = [(row, image) for row in rows.values() for image in images if image not in values.get(row, {})]
+    if missing:
+        raise RuntimeError(f"{per_image_csv}: no value for {missing[:3]}")
+    return {row: {metric: [float(values[row][image][metric]) for image in images] for metric in ("psnr", "ssim")}
+            for row in rows.values()}
+
+
+#: realcheck's smoke budget for ``--quick`` (training and ``srlab adapt``).
+QUICK_BUDGET = ("trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1")
+
+
+def held_out_lines(work: Path, trained: dict[str, Path], adapted: dict[str, Path],
+                   adapt: Callable[[Path, Path, str], Path], relative_nm: float) -> list[str]:
+    """``--adapt-held-out``: every trained run adapted on each half of the test fields (the calibration
+    fields in both), evaluated with ``srlab evaluate`` against the noise-free rendering, and realcheck's
+    held-out table of the per-image values (each field by the run of the other half and of its own)."""
+    from benchmarks.realcheck import (
+        ADAPT_SUFFIX,
+        HELD_OUT_SUFFIX,
+        adapt_halves,
+        cross_adapted,
+        fold_row,
+        held_out_table,
+    )
+
+    task = _storm_task(work)
+    calibration_lr = tuple(sorted(p for p in (work / "lr").glob("*.tif")
+                                  if p.name not in {lr.name for lr, _ in task.pairs}))
+    run_dirs = dict(trained)
+    folds = adapt_halves(task, run_dirs, adapt, shared=calibration_lr)
+    # evaluate's labels (a run's experiment name) -> realcheck's rows
+    rows = {"bicubic": "bicubic", "richardson_lucy": "Richardson–Lucy"}
+    rows.update({run.parent.name: f"srlab {method} {ADAPT_SUFFIX} to the 8 widefield images (unlabelled)"
+                 for method, run in adapted.items()})
+    rows.update({run.parent.name: f"srlab {key.split(HELD_OUT_SUFFIX)[0]} {fold_row(key.split(HELD_OUT_SUFFIX)[1])}"
+                 for key, run in run_dirs.items() if key not in trained})
+    out = work / "evaluate_held_out"
+    srlab("evaluate", *[str(adapted[m]) for m in adapted], *[str(r) for k, r in run_dirs.items() if k not in trained],
+          "--pairs", str(work / "pairs"), "--out", str(out), "--psf-fwhm-nm", f"{relative_nm:.1f}", "--overwrite",
+          cwd=work)
+    results = cross_adapted(per_image_results(out / "per_image.csv", rows, [lr.stem for lr, _ in task.pairs]),
+                            folds)
+    lines, _ = held_out_table(task, results, "noise_free", folds)  # the ×2 targets are not this task's
+    return ["", ("`--adapt-held-out`: each trained run also adapted on half of the 5 test fields' widefield images "
+                 "(alternate fields) with the 3 calibration fields' (not scored) in both halves; every test field "
+                 "scored by the run that never saw it (held out) and by its own half's (`srlab evaluate`'s "
+                 "per-image values):"), "", *lines]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="working folder (kept); default: a new temporary one")
@@ -127,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapt", action="store_true",
                     help="also `srlab adapt` each trained run to the 8 unlabelled widefield images (its defaults; "
                          "realcheck's +adapt rows)")
+    ap.add_argument("--adapt-held-out", action="store_true",
+                    help="also adapt each trained run on either half of the test fields' widefield images (the 3 "
+                         "calibration fields in both) and score every field by the run that never saw it "
+                         "(realcheck's --adapt-held-out)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run of the pipeline with a tiny budget (not a result); implies --no-write")
     ap.add_argument("--patches-per-epoch", type=int, default=None,
                     help="training budget (data.patches_per_epoch); default: the experiments' own (256), "
                          "realcheck trains with 1024")
@@ -140,28 +219,43 @@ def main(argv: list[str] | None = None) -> int:
     calibrate_options = ["--hr-specimens"] if args.hr_specimens else []
     train_options = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
     options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else []),
-               *(["--adapt"] if args.adapt else [])]
+               *(["--adapt"] if args.adapt else []), *(["--adapt-held-out"] if args.adapt_held_out else [])]
+    adapt_options = ["logger.wandb.enabled=false", *(QUICK_BUDGET if args.quick else ())]
+    if args.quick:
+        train_options = [*train_options, *QUICK_BUDGET]
+        args.no_write = True
     calibration = srlab("calibrate", *sorted(str(p) for p in (work / "lr").glob("*.tif")), "--target", "storm",
                         "--hr", *sorted(str(p) for p in (work / "tables").glob("*.csv")), "--hr-pixel-size-nm",
                         str(HR_PIXEL_NM), "--out", str(block), "--overwrite",
                         *calibrate_options, cwd=work)
     sim = yaml.safe_load(block.read_text())["simulation"]
     relative_nm = math.sqrt(sim["lr"]["psf_fwhm_nm"] ** 2 - sim["hr"]["psf_fwhm_nm"] ** 2)
-    runs = []
+    trained: dict[str, Path] = {}
     for method in METHODS:
         srlab("train", method, "data=stormcheck", "logger.wandb.enabled=false", f"runs_dir={work / 'runs'}",
               *train_options, cwd=work)
-        runs.append(str(max((work / "runs" / f"{method}@stormcheck").iterdir())))
+        trained[method] = max((work / "runs" / f"{method}@stormcheck").iterdir())
+
+    def adapt(run: Path, folder: Path, fold: str = "") -> Path:
+        """``srlab adapt RUN FOLDER``; the adapted run lands beside the source, ``<name>_adapt[_<fold>]``
+        (a name per fold, so that ``srlab evaluate`` tells the runs apart)."""
+        name = f"{run.parent.name}_adapt" + (f"_{fold}" if fold else "")
+        srlab("adapt", str(run), str(folder), *adapt_options, *([f"name={name}"] if fold else []), cwd=work)
+        return max((run.parent.parent / name).iterdir())
+
+    runs = [str(run) for run in trained.values()]
+    adapted = {}
     if args.adapt:  # transductive, as a user adapts to the images they want to improve; no table used
-        for run in list(runs):
-            srlab("adapt", run, str(work / "lr"), "logger.wandb.enabled=false", cwd=work)
-            source = Path(run).parent  # <runs_dir>/<name>: the adapted run lands beside it, <name>_adapt
-            runs.append(str(max((source.parent / f"{source.name}_adapt").iterdir())))
+        adapted = {method: adapt(run, work / "lr") for method, run in trained.items()}
+        runs += [str(run) for run in adapted.values()]
     tables = {}
     for folder in ("pairs", "pairs_histogram"):
         srlab("evaluate", *runs, "--pairs", str(work / folder), "--out", str(work / f"evaluate_{folder}"),
               "--psf-fwhm-nm", f"{relative_nm:.1f}", "--overwrite", cwd=work)
         tables[folder] = _table(work / f"evaluate_{folder}" / "summary.md")
+    held_out: list[str] = []
+    if args.adapt_held_out:
+        held_out = held_out_lines(work, trained, adapted, adapt, relative_nm)
     minutes = (time.perf_counter() - t0) / 60
     from benchmarks.bench_common import cpu_model, git_commit, write_marked_section
 
@@ -195,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "Against the histogram of the localizations (noisy):",
         "",
         tables["pairs_histogram"],
+        *held_out,
     ])
     print(body)
     if not args.no_write:

@@ -281,7 +281,8 @@ def pairs_check(args: argparse.Namespace) -> str:
         if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
             run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
                              for name in EXPERIMENTS})
-        folds = adapt_halves(task, run_dirs, adapt_budget) if args.adapt_held_out else {}
+        folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
+                 if args.adapt_held_out else {})
         if args.oracle:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
                                                               name, data=oracle_data(task, exp_root, name))

@@ -197,9 +197,12 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
         lr = tmp_path / "pairs" / "lr" / f"field{k:02d}.tif"
         lr.write_bytes(bytes([k]))
         task.pairs.append((lr, tmp_path / f"hr{k}.tif"))
-    split = realcheck.held_out_split(task)
-    assert sorted(p.name for p in split["even"][0].iterdir()) == ["field00.tif", "field02.tif", "field04.tif"]
-    assert sorted(p.name for p in split["odd"][0].iterdir()) == ["field01.tif", "field03.tif"]
+    calibration_field = tmp_path / "calibration.tif"  # not a test field: in both folds, scored in neither
+    calibration_field.write_bytes(b"c")
+    split = realcheck.held_out_split(task, shared=(calibration_field,))
+    assert sorted(p.name for p in split["even"][0].iterdir()) == ["calibration.tif", "field00.tif", "field02.tif",
+                                                                  "field04.tif"]
+    assert sorted(p.name for p in split["odd"][0].iterdir()) == ["calibration.tif", "field01.tif", "field03.tif"]
     folds = {fold: indices for fold, (_, indices) in split.items()}
     assert folds == {"even": [0, 2, 4], "odd": [1, 3]}
     assert all(folder.parent == task.folder for folder, _ in split.values())  # beside lr/, not inside it
@@ -221,8 +224,8 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
     assert realcheck.HALF_MARKER in held and realcheck.HALF_MARKER in own  # the main tables leave both out
 
     lines, verdict = realcheck.held_out_table(task, crossed, "noise_free", folds)
-    assert lines[0].startswith("**toy** — all 5 test fields, adapted on half of them: the even-numbered fields "
-                               "(00, 02, 04) or the odd-numbered (01, 03),")
+    assert lines[0].startswith("**toy** — all 5 test fields, adapted on half of them (alternate fields in the "
+                               "pairs' order: field00, field02, field04; or field01, field03),")
     assert not any(line.startswith(f"| {base} |") for line in lines)  # adapted rows only, beside the baselines
     held_line = next(line for line in lines if line.startswith(f"| {held} |"))
     assert held_line.split("|")[2].strip().startswith("15.00")
