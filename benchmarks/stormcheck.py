@@ -185,7 +185,7 @@ def held_out_lines(work: Path, trained: dict[str, Path], adapted: dict[str, Path
                             folds)
     lines, _ = held_out_table(task, results, "noise_free", folds)  # the ×2 targets are not this task's
     return ["", ("`--adapt-held-out`: each trained run also adapted on half of the 5 test fields' widefield images "
-                 "(alternate fields) with the 3 calibration fields' (not scored) in both halves; every test field "
+                 "(alternate fields) with the 3 calibration fields' images (not scored) in both halves; every test field "
                  "scored by the run that never saw it (held out) and by its own half's (`srlab evaluate`'s "
                  "per-image values):"), "", *lines]
 

@@ -1,0 +1,41 @@
+"""benchmarks/stormcheck.py's reading of ``srlab evaluate``'s per-image values (its held-out table)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def stormcheck():
+    spec = importlib.util.spec_from_file_location("stormcheck", ROOT / "benchmarks" / "stormcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _per_image_csv(path: Path, records: list[tuple[str, str, float, float]]) -> Path:
+    lines = ["image,method,excluded,psnr,ssim,psnr_plain"]
+    lines += [f"{image},{method},0,{psnr},{ssim},1.0" for image, method, psnr, ssim in records]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_per_image_values_follow_the_pairs_order_under_realcheck_row_names(stormcheck, tmp_path):
+    csv = _per_image_csv(tmp_path / "per_image.csv", [
+        ("field4", "bicubic", 11.0, 0.2), ("field3", "bicubic", 10.0, 0.1),
+        ("field3", "run_adapt_even", 30.0, 0.5), ("field4", "run_adapt_even", 15.0, 0.4),
+        ("field3", "not_asked_for", 99.0, 0.9), ("field4", "not_asked_for", 99.0, 0.9)])
+    results = stormcheck.per_image_results(csv, {"bicubic": "bicubic", "run_adapt_even": "srlab run even"},
+                                           ["field3", "field4"])
+    assert results == {"bicubic": {"psnr": [10.0, 11.0], "ssim": [0.1, 0.2]},
+                       "srlab run even": {"psnr": [30.0, 15.0], "ssim": [0.5, 0.4]}}
+
+
+def test_a_missing_per_image_value_is_an_error_not_a_shorter_row(stormcheck, tmp_path):
+    csv = _per_image_csv(tmp_path / "per_image.csv", [("field3", "bicubic", 10.0, 0.1)])
+    with pytest.raises(RuntimeError, match=r"no value for \[\('bicubic', 'field4'\)\]"):
+        stormcheck.per_image_results(csv, {"bicubic": "bicubic"}, ["field3", "field4"])
