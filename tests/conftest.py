@@ -1,6 +1,7 @@
 """Shared fixtures: tiny experiment overrides and a CLI runner."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -18,6 +19,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+
+def load_benchmark(name: str, *, register: bool = False):
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package); ``register`` puts it in
+    ``sys.modules`` under ``name``, which its dataclasses need to look their module up."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # A few seconds of training on CPU: EDSR with one narrow block, a handful of batches.
 TINY = [

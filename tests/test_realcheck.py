@@ -1,7 +1,6 @@
 """benchmarks/realcheck.py (the foreign-simulator check) at toy size; skipped without srlab[realcheck]."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -10,17 +9,14 @@ import numpy as np
 import pytest
 
 from srlab.errors import SrlabError
+from tests.conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def realcheck():
-    spec = importlib.util.spec_from_file_location("realcheck", ROOT / "benchmarks" / "realcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["realcheck"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
+    yield load_benchmark("realcheck", register=True)
     sys.modules.pop("realcheck", None)
 
 
@@ -32,10 +28,7 @@ def test_missing_simulator_is_one_line(realcheck, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def undersampled_check():
-    spec = importlib.util.spec_from_file_location("undersampled_check", ROOT / "benchmarks" / "undersampled_check.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    return check
+    return load_benchmark("undersampled_check")
 
 
 def test_undersampled_check_without_psfmodels_is_one_line(undersampled_check, monkeypatch):

@@ -1,20 +1,13 @@
 """benchmarks/stormcheck.py's reading of ``srlab evaluate``'s per-image values (its held-out table)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_benchmark
 
-
-@pytest.fixture(scope="module")
-def stormcheck():
-    spec = importlib.util.spec_from_file_location("stormcheck", ROOT / "benchmarks" / "stormcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+stormcheck = load_benchmark("stormcheck")
 
 
 def _per_image_csv(path: Path, records: list[tuple[str, str, float, float]]) -> Path:
@@ -24,7 +17,7 @@ def _per_image_csv(path: Path, records: list[tuple[str, str, float, float]]) -> 
     return path
 
 
-def test_per_image_values_follow_the_pairs_order_under_realcheck_row_names(stormcheck, tmp_path):
+def test_per_image_values_follow_the_pairs_order_under_realcheck_row_names(tmp_path):
     csv = _per_image_csv(tmp_path / "per_image.csv", [
         ("field4", "bicubic", 11.0, 0.2), ("field3", "bicubic", 10.0, 0.1),
         ("field3", "run_adapt_even", 30.0, 0.5), ("field4", "run_adapt_even", 15.0, 0.4),
@@ -35,7 +28,7 @@ def test_per_image_values_follow_the_pairs_order_under_realcheck_row_names(storm
                        "srlab run even": {"psnr": [30.0, 15.0], "ssim": [0.5, 0.4]}}
 
 
-def test_a_missing_per_image_value_is_an_error_not_a_shorter_row(stormcheck, tmp_path):
+def test_a_missing_per_image_value_is_an_error_not_a_shorter_row(tmp_path):
     csv = _per_image_csv(tmp_path / "per_image.csv", [("field3", "bicubic", 10.0, 0.1)])
     with pytest.raises(RuntimeError, match=r"no value for \[\('bicubic', 'field4'\)\]"):
         stormcheck.per_image_results(csv, {"bicubic": "bicubic"}, ["field3", "field4"])
