@@ -6,7 +6,8 @@ The developer-side stand-in for a user's widefield images and STORM experiment (
 --target storm``, docs/calibration.md). The data are made here, not by :mod:`srlab.data.simulate`; the
 one piece shared with srlab is the specimen generator (:class:`srlab.optics.specimens.Specimen`:
 microtubules, pits, actin — so the specimens are *inside* srlab's prior, which makes this a check of the
-imaging and rendering model, not of the prior):
+imaging and rendering model, not of the prior; ``--foreign-specimens`` draws them with realcheck's own
+generator instead, outside the prior, which checks both):
 
 * per field (20.48 µm), labels kept at 30 %; each molecule on for a geometric number of consecutive frames
   (mean 2.5) at a random start in 20 000 frames, localized in each with its own precision (σ = 12 nm ×
@@ -66,7 +67,22 @@ def _tiff(path: Path, image: np.ndarray, pixel_nm: float) -> None:
     tifffile.imwrite(path, image, imagej=True, resolution=(1000.0 / pixel_nm,) * 2, metadata={"unit": "um"})
 
 
-def make_fields(work: Path, seed: int) -> None:
+def foreign_labels(rng: np.random.Generator, density: float) -> tuple[np.ndarray, np.ndarray]:
+    """``--foreign-specimens``: label positions (nm) drawn from realcheck's own specimen generator
+    (:func:`benchmarks.realcheck.draw_specimen`: random-walk filaments, rings and puncta, written without
+    srlab) — outside srlab's prior. Its label density on the 20 nm grid (one unit per 10 nm of filament,
+    3–12 per punctum) is the mean label count per pixel, each label uniform within its pixel; its
+    structure counts are per 10.24 µm field, hence 4 × ``density`` on this 20.48 µm one."""
+    from benchmarks.realcheck import draw_specimen
+
+    n_hr = round(FIELD_NM / HR_PIXEL_NM)
+    counts = rng.poisson(draw_specimen(rng, n_hr, HR_PIXEL_NM, density=4.0 * density))
+    row, col = np.nonzero(counts)
+    row, col = np.repeat(row, counts[row, col]), np.repeat(col, counts[row, col])
+    return (col + rng.random(col.size)) * HR_PIXEL_NM, (row + rng.random(row.size)) * HR_PIXEL_NM
+
+
+def make_fields(work: Path, seed: int, *, foreign_specimens: bool = False) -> None:
     """The LR images, the calibration tables and the test pairs (noise-free and histogram references)."""
     from srlab.optics.specimens import Specimen, splat
     from srlab.smlm.localizations import Localizations, write_localizations_csv
@@ -76,8 +92,11 @@ def make_fields(work: Path, seed: int) -> None:
         (work / sub).mkdir(parents=True, exist_ok=True)
     n_hr = round(FIELD_NM / HR_PIXEL_NM)
     for i in range(FIELDS):
-        x, y, _ = Specimen(rng, (FIELD_NM, FIELD_NM), 8.0, density=float(rng.uniform(0.6, 1.5))).draw(
-            ("microtubules", "ccps", "actin"))
+        density = float(rng.uniform(0.6, 1.5))
+        if foreign_specimens:
+            x, y = foreign_labels(rng, density)
+        else:
+            x, y, _ = Specimen(rng, (FIELD_NM, FIELD_NM), 8.0, density=density).draw(("microtubules", "ccps", "actin"))
         kept = rng.random(x.size) < 0.3
         x, y = x[kept], y[kept]
         on = rng.geometric(1.0 / LOCALIZATIONS_PER_LABEL, x.size)
@@ -200,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapt", action="store_true",
                     help="also `srlab adapt` each trained run to the 8 unlabelled widefield images (its defaults; "
                          "realcheck's +adapt rows)")
+    ap.add_argument("--foreign-specimens", action="store_true",
+                    help="draw the fields' labels with realcheck's own specimen generator (filaments, rings, "
+                         "puncta written without srlab: outside srlab's prior) instead of srlab's")
     ap.add_argument("--adapt-held-out", action="store_true",
                     help="also adapt each trained run on either half of the test fields' widefield images (the 3 "
                          "calibration fields in both) and score every field by the run that never saw it "
@@ -213,13 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     started, t0 = _dt.datetime.now(_dt.timezone.utc), time.perf_counter()
     work = Path(args.work or tempfile.mkdtemp(prefix="srlab-stormcheck-")).resolve()
     (work / "experiments" / "data").mkdir(parents=True, exist_ok=True)
-    make_fields(work, args.seed)
+    make_fields(work, args.seed, foreign_specimens=args.foreign_specimens)
     block = work / "experiments" / "data" / "stormcheck.yaml"
     # the options, once: what calibrate and train are given, and what the BENCHMARKS header says was run
     calibrate_options = ["--hr-specimens"] if args.hr_specimens else []
     train_options = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
     options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else []),
-               *(["--adapt"] if args.adapt else []), *(["--adapt-held-out"] if args.adapt_held_out else [])]
+               *(["--adapt"] if args.adapt else []), *(["--adapt-held-out"] if args.adapt_held_out else []),
+               *(["--foreign-specimens"] if args.foreign_specimens else [])]
     adapt_options = ["logger.wandb.enabled=false", *(QUICK_BUDGET if args.quick else ())]
     if args.quick:
         train_options = [*train_options, *QUICK_BUDGET]
@@ -267,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
          f"commit {git_commit()} · "
          f"{minutes:.0f} min in all"),
         "",
-        ("Data made by the script, not by srlab's image simulator (its docstring: srlab's specimen generator, "
+        ("Data made by the script, not by srlab's image simulator (its docstring: "
+         + ("realcheck's own specimen generator, outside srlab's prior (`--foreign-specimens`), "
+            if args.foreign_specimens else "srlab's specimen generator, ") +
          "blinking localization tables with per-localization precision σ 12 nm, a 260 nm Gaussian widefield "
          "with Poisson and read noise). `srlab calibrate --target storm` on the 8 widefield images and the "
          "tables of 3 fields; `edsr_smoke` and `rl_edsr_smoke` trained on the block only"
