@@ -32,3 +32,17 @@ def test_a_missing_per_image_value_is_an_error_not_a_shorter_row(tmp_path):
     csv = _per_image_csv(tmp_path / "per_image.csv", [("field3", "bicubic", 10.0, 0.1)])
     with pytest.raises(RuntimeError, match=r"no value for \[\('bicubic', 'field4'\)\]"):
         stormcheck.per_image_results(csv, {"bicubic": "bicubic"}, ["field3", "field4"])
+
+
+def test_foreign_specimens_are_labels_inside_the_field_from_realchecks_generator():
+    import numpy as np
+
+    x, y = stormcheck.foreign_labels(np.random.default_rng(3), 1.0)
+    assert x.size == y.size > 1000
+    assert x.min() >= 0 and y.min() >= 0 and max(x.max(), y.max()) < stormcheck.FIELD_NM
+    # structures on an empty field: a small share of the 20 nm pixels hold labels
+    counts, _, _ = np.histogram2d(y, x, bins=round(stormcheck.FIELD_NM / stormcheck.HR_PIXEL_NM),
+                                  range=[[0, stormcheck.FIELD_NM]] * 2)
+    assert 0.005 < np.mean(counts > 0) < 0.2  # filaments, rings and puncta, not a fill
+    sparse, _ = stormcheck.foreign_labels(np.random.default_rng(3), 0.25)
+    assert sparse.size < 0.5 * x.size
