@@ -372,6 +372,13 @@ HELD_OUT_ROW = f"{ADAPT_SUFFIX} to the other {HALF_MARKER}' LR images only (unla
 OWN_HALF_ROW = f"{ADAPT_SUFFIX} to its own {HALF_MARKER}' LR images only (unlabelled)"
 
 
+def split_half_rows(results: dict[str, dict[str, list[float]]]) -> tuple[dict, dict]:
+    """``(others, half-fold rows)``: the half-fold rows saw some of the fields, so only the held-out table
+    (:func:`held_out_table`) scores them; every other table takes the first."""
+    half = {row: r for row, r in results.items() if HALF_MARKER in row}
+    return {row: r for row, r in results.items() if row not in half}, half
+
+
 def fold_row(fold: str) -> str:
     """How the run adapted on one fold is named before :func:`cross_adapted` composes its rows."""
     return f"{ADAPT_SUFFIX} to the {fold}-numbered {HALF_MARKER}' LR images only (unlabelled)"
@@ -803,9 +810,7 @@ def main(argv: list[str] | None = None) -> dict:
             results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta)
             if folds:
                 results = {ref: cross_adapted(r, folds) for ref, r in results.items()}
-            # the half-fold rows saw some of these fields: only their own table (below) scores them
-            tables = [results_table(task, {row: r for row, r in results[ref].items() if HALF_MARKER not in row}, ref)
-                      for ref in REFERENCES]
+            tables = [results_table(task, split_half_rows(results[ref])[0], ref) for ref in REFERENCES]
             if folds:
                 tables.append(held_out_table(task, results["noise_free"], "noise_free", folds))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,

@@ -224,7 +224,6 @@ def pairs_check(args: argparse.Namespace) -> str:
     from benchmarks.realcheck import (
         ADAPT_SUFFIX,
         EXPERIMENTS,
-        HALF_MARKER,
         HR_SPECIMENS_SUFFIX,
         ORACLE_PREFIX,
         QUICK_ADAPT_BUDGET,
@@ -240,6 +239,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         oracle_data,
         recovery_table,
         results_table,
+        split_half_rows,
         train_task,
     )
     from srlab.calibration import calibrate
@@ -290,8 +290,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         results = evaluate_task(task, cal, run_dirs, exp_root, tta=True)["noise_free"]
         if folds:
             results = cross_adapted(results, folds)
-        # the half-fold rows saw some of the fields: only their own table (below) scores them
-        held_out = {row: results.pop(row) for row in list(results) if HALF_MARKER in row}
+        results, held_out = split_half_rows(results)
         # (overrides, how the rows name them, why)
         variants = [(tuple(v), ", ".join(o.removeprefix("data.") for o in v), "") for v in args.variant]
         if args.density_range:

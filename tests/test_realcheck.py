@@ -215,6 +215,8 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
     assert crossed[held]["psnr"] == [15] * 5 and crossed[own]["psnr"] == [30] * 5
     assert not any("-numbered" in r for r in crossed) and list(crossed)[:4] == list(results)[:4]
     assert realcheck.HALF_MARKER in held and realcheck.HALF_MARKER in own  # the main tables leave both out
+    others, half = realcheck.split_half_rows(crossed)  # what the main tables take, and what they leave out
+    assert set(half) == {held, own} and list(others) == list(results)[:4]
 
     lines, verdict = realcheck.held_out_table(task, crossed, "noise_free", folds)
     assert lines[0].startswith("**toy** — all 5 test fields, adapted on half of them (alternate fields in the "
