@@ -21,7 +21,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 def load_benchmark(name: str, *, register: bool = False):
     """``benchmarks/<name>.py`` as a module (the scripts are not a package); ``register`` puts it in
     ``sys.modules`` under ``name``, which its dataclasses need to look their module up."""
