@@ -109,8 +109,9 @@ class SimulationConfig:
     hr_image_channel: int | None = None  # which channel of multi-channel hr_images files (0-based)
     # The HR images the networks learn: "acquired" (through the HR detector: shot noise, camera) or
     # "noise_free" (the detector's expected photons, what the target microscope resolves; the user's own
-    # hr_images stay as acquired). See srlab.data.simulate.HR_TARGETS.
-    hr_target: str = "acquired"
+    # hr_images stay as acquired); "auto": noise_free for a rendering of localizations (STORM) without
+    # hr_images, acquired otherwise. See srlab.data.simulate.HR_TARGETS and hr_target_for.
+    hr_target: str = "auto"
 
 
 @dataclass

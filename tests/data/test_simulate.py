@@ -93,6 +93,25 @@ def test_noise_free_hr_target_writes_the_expected_photons_beside_the_same_lr(tmp
         sim.resolve_simulation({**TINY_SIMULATION, "hr_target": "noisefree"}, scale=2)
 
 
+
+def test_auto_hr_target_is_the_expected_rendering_for_storm_only(tmp_path):
+    """The default ``hr_target: auto``: a STORM rendering's networks learn the expected rendering (its
+    pixels hold a few localizations, whose median an L1 loss would learn); camera targets, and renderings
+    beside the user's own (acquired) HR images, stay acquired — with the cache keys they had before."""
+    storm = {**TINY_SIMULATION, "lr": {"modality": "widefield", "pixel_size_nm": 80.0},
+             "hr": {"modality": "storm"}, "lr_size_px": 16, "n_images": 1}
+    spec = sim.resolve_simulation(storm, scale=4)
+    assert spec.hr_target == "noise_free"
+    assert spec.key() == sim.resolve_simulation({**storm, "hr_target": "noise_free"}, scale=4).key()
+    assert spec.key() != sim.resolve_simulation({**storm, "hr_target": "acquired"}, scale=4).key()
+    camera = sim.resolve_simulation(TINY_SIMULATION, scale=2)
+    assert camera.hr_target == "acquired" and "hr_target" not in camera.as_dict()
+    assert camera.key() == sim.resolve_simulation({**TINY_SIMULATION, "hr_target": "acquired"}, scale=2).key()
+    assert sim.hr_target_for(spec.hr, ["cell.csv"]) == "acquired"  # the user's tables as specimens
+    rendered = read_tiff(sim.write_dataset(spec, tmp_path / "s") / "hr" / "sim_0000.tif")[0]
+    np.testing.assert_array_equal(rendered, sim.Imager(spec).image(0)["hr_expected"])
+    assert not np.array_equal(rendered, np.round(rendered))  # expected counts, not a histogram's
+
 def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     spec = sim.resolve_simulation({**TINY_SIMULATION, "n_images": 3}, scale=2)
     calls = []
