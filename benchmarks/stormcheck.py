@@ -192,7 +192,7 @@ def held_out_lines(work: Path, trained: dict[str, Path], adapted: dict[str, Path
     folds = adapt_halves(task, run_dirs, adapt, shared=calibration_lr)
     # evaluate's labels (a run's experiment name) -> realcheck's rows
     rows = {"bicubic": "bicubic", "richardson_lucy": "Richardson–Lucy"}
-    rows.update({run.parent.name: f"srlab {method} {ADAPT_SUFFIX} to the 8 widefield images (unlabelled)"
+    rows.update({run.parent.name: f"srlab {method} {ADAPT_SUFFIX} to the {FIELDS} widefield images (unlabelled)"
                  for method, run in adapted.items()})
     rows.update({run.parent.name: f"srlab {key.split(HELD_OUT_SUFFIX)[0]} {fold_row(key.split(HELD_OUT_SUFFIX)[1])}"
                  for key, run in run_dirs.items() if key not in trained})
@@ -203,10 +203,10 @@ def held_out_lines(work: Path, trained: dict[str, Path], adapted: dict[str, Path
     results = cross_adapted(per_image_results(out / "per_image.csv", rows, [lr.stem for lr, _ in task.pairs]),
                             folds)
     lines, _ = held_out_table(task, results, "noise_free", folds)  # the ×2 targets are not this task's
-    return ["", ("`--adapt-held-out`: each trained run also adapted on half of the 5 test fields' widefield images "
-                 "(alternate fields) with the 3 calibration fields' images (not scored) in both halves; every test field "
-                 "scored by the run that never saw it (held out) and by its own half's (`srlab evaluate`'s "
-                 "per-image values):"), "", *lines]
+    return ["", (f"`--adapt-held-out`: each trained run also adapted on half of the {FIELDS - CALIBRATION_TABLES} "
+                 f"test fields' widefield images (alternate fields) with the {CALIBRATION_TABLES} calibration "
+                 "fields' images (not scored) in both halves; every test field scored by the run that never saw "
+                 "it (held out) and by its own half's (`srlab evaluate`'s per-image values):"), "", *lines]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
          + ("realcheck's own specimen generator, outside srlab's prior (`--foreign-specimens`), "
             if args.foreign_specimens else "srlab's specimen generator, ") +
          "blinking localization tables with per-localization precision σ 12 nm, a 260 nm Gaussian widefield "
-         "with Poisson and read noise). `srlab calibrate --target storm` on the 8 widefield images and the "
-         "tables of 3 fields; `edsr_smoke` and `rl_edsr_smoke` trained on the block only"
-         + ("; with `--adapt` each also fine-tuned by `srlab adapt` on the 8 widefield images (unlabelled: "
+         f"with Poisson and read noise). `srlab calibrate --target storm` on the {FIELDS} widefield images and the "
+         f"tables of {CALIBRATION_TABLES} fields; `edsr_smoke` and `rl_edsr_smoke` trained on the block only"
+         + (f"; with `--adapt` each also fine-tuned by `srlab adapt` on the {FIELDS} widefield images (unlabelled: "
             "the `_adapt` rows)" if args.adapt else "") + "; `srlab evaluate` on "
-         f"the 5 other fields (×4, 80 → 20 nm; Richardson–Lucy with the block's relative PSF, {relative_nm:.0f} nm)."),
+         f"the {FIELDS - CALIBRATION_TABLES} other fields (×4, 80 → 20 nm; Richardson–Lucy with the block's "
+         f"relative PSF, {relative_nm:.0f} nm)."),
         "",
         "Calibrate's reading (truth: LR FWHM 260 nm, gain 2; precision σ 12 nm = 28.3 nm FWHM):",
         "",
