@@ -90,6 +90,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.calibration.frames import FRAME_GAIN_METHOD
     from srlab.config import EXPERIMENTS_ENV, find_config
+    from srlab.optics.modality import RENDERINGS
 
     lines = []
     for side in (cal.lr, cal.hr):
@@ -138,6 +139,10 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if cal.hr_specimens:
         lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
                      f"half of the training pixels; docs/calibration.md)")
+    if cal.target in RENDERINGS:  # what the networks learn differs from a camera target's (hr_target_for)
+        lines.append("  targets: " + ("the renderings as simulated, like your tables' (acquired)" if cal.hr_specimens
+                                      else "the expected renderings (simulation.hr_target: auto)")
+                     + "; docs/calibration.md, What the networks learn")
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
                      f"and srlab predict read that channel of your files)")

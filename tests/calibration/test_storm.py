@@ -73,6 +73,7 @@ def test_calibrate_reads_the_precision_from_the_tables(acquisition: Path, tmp_pa
                  "--hr-pixel-size-nm", str(HR_PIXEL_NM), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "x4 widefield -> storm" in printed and "NeNA" in printed
+    assert "targets: the expected renderings (simulation.hr_target: auto)" in printed
     assert "not measured on the simulated renderings" in printed  # they have no tables: not compared
     assert "clipped" not in printed  # an empty pixel of a rendering is a true zero
     hr = yaml.safe_load(out.read_text())["simulation"]["hr"]
