@@ -68,8 +68,9 @@ def specimen_prior(name: str) -> dict[str, Any]:
 
     Calibration measures the microscope, not the specimen; which structures a user images, and how much
     they vary, comes from a prior. The default, ``sim_broad``, is srlab's broad one (every structure of
-    :data:`srlab.optics.specimens.STRUCTURES`, two per image, domain randomization); a narrower block of
-    one's own (``--prior``) fits a known specimen better."""
+    :data:`srlab.optics.specimens.STRUCTURES`, two per image, domain randomization); a block of one's own
+    (``--prior``) can describe a known specimen, but narrowing the structures to the named ones cost
+    0.15–0.23 dB on pySTED's STED (BENCHMARKS.md, realcheck section): breadth is worth keeping."""
     from srlab.config import _read_yaml, find_config
 
     path = Path(name) if name.endswith((".yaml", ".yml")) else find_config(f"data/{name}.yaml")
