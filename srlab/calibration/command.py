@@ -140,9 +140,10 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
         lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
                      f"half of the training pixels; docs/calibration.md)")
     if cal.target in RENDERINGS:  # what the networks learn differs from a camera target's (hr_target_for)
-        lines.append("  targets: " + ("the renderings as simulated, like your tables' (acquired)" if cal.hr_specimens
+        lines.append("  targets: " + ("the renderings as acquired, like your tables' (without --hr-specimens: the "
+                                      "expected ones, which scored better on stormcheck)" if cal.hr_specimens
                                       else "the expected renderings (simulation.hr_target: auto)")
-                     + "; docs/calibration.md, What the networks learn")
+                     + "; docs/calibration.md")
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
                      f"and srlab predict read that channel of your files)")

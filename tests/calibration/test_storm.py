@@ -73,7 +73,7 @@ def test_calibrate_reads_the_precision_from_the_tables(acquisition: Path, tmp_pa
                  "--hr-pixel-size-nm", str(HR_PIXEL_NM), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "x4 widefield -> storm" in printed and "NeNA" in printed
-    assert "targets: the expected renderings (simulation.hr_target: auto)" in printed
+    assert "targets: the expected renderings (simulation.hr_target: auto); docs/calibration.md" in printed
     assert "not measured on the simulated renderings" in printed  # they have no tables: not compared
     assert "clipped" not in printed  # an empty pixel of a rendering is a true zero
     hr = yaml.safe_load(out.read_text())["simulation"]["hr"]
@@ -196,6 +196,7 @@ def test_renderings_as_specimens_are_used_whole(acquisition: Path, tmp_path: Pat
                     hr_specimens=True)
     block = data_block(cal)
     spec = resolve_simulation(block["simulation"], scale=block["scale"])
+    assert spec.hr_target == "acquired"  # the tables' renderings are acquired targets, so all are (auto)
     (acquired, photons), = user_specimens.load_hr(spec)
     h, w = image.shape
     assert acquired.shape == (h - h % 4, w - w % 4) and photons.shape == acquired.shape
