@@ -9,6 +9,9 @@ classical baseline (``bicubic``, ``richardson_lucy``); bicubic and Richardson–
 simulate``, the blur between its LR and HR PSFs (``sqrt(FWHM_lr² - FWHM_hr²)``, from ``simulation.json``);
 without any, RL is left out and the summary says so.
 
+``--tta`` adds, after each run, the same run predicted as ``srlab predict --tta`` does (the mean of the 8
+dihedral transforms), a row of its own (:func:`with_tta`).
+
 Metrics are :func:`srlab.metrics.image.image_metrics` (headline CARE convention and plain; ``docs/metrics.md``)
 on the HR normalized with srlab's data percentiles (0.1/99.9 %). Images whose HR is empty or constant are
 excluded from every mean and counted. Statistics are over images (the independent unit): mean ± 95 %
@@ -61,6 +64,24 @@ class Method:
     high_percentile: float
     source: str
     values: dict[str, list[float]] = field(default_factory=dict)
+    tta: bool = False  # predicted as the mean of the 8 dihedral transforms (srlab predict --tta)
+
+
+#: Label suffix of a run's ``--tta`` row.
+TTA_SUFFIX = " (×8 self-ensemble, --tta)"
+
+
+def with_tta(methods: list[Method]) -> list[Method]:
+    """``methods`` with a ``--tta`` row after each run's (the ×8 dihedral self-ensemble of ``srlab predict
+    --tta``, Lim et al. 2017's "EDSR+"): the same network, so its gain is read side by side, paired by
+    image. The baselines get none: bicubic and Richardson–Lucy with a symmetric PSF are equivariant."""
+    out: list[Method] = []
+    for m in methods:
+        out.append(m)
+        if m.label not in BASELINES:
+            out.append(Method(m.label + TTA_SUFFIX, m.network, m.low_percentile, m.high_percentile,
+                              f"{m.source}, predicted with --tta", tta=True))
+    return out
 
 
 @dataclass
@@ -254,8 +275,10 @@ def _safe(name: str) -> str:
 
 def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, overwrite: bool = False,
                    psf_fwhm_nm: float | None = None, psf_fwhm_px: float | None = None, device: str = "cpu",
-                   tile_size: int = 256, overlap: int = 32, montages: bool = True, log=print) -> dict[str, Any]:
-    """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``."""
+                   tile_size: int = 256, overlap: int = 32, montages: bool = True, tta: bool = False,
+                   log=print) -> dict[str, Any]:
+    """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``.
+    ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`)."""
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
     from srlab.inference.tiling import predict_tiled
 
@@ -273,6 +296,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     notes: list[str] = []
     methods = build_methods(specs, scale=scale, channels=channels, lr_pixel_size_nm=lr_px, psf_fwhm_nm=psf_fwhm_nm,
                             psf_fwhm_px=psf_fwhm_px, folder=folder, notes=notes)
+    if tta:
+        methods = with_tta(methods)
     for method in methods:
         method.values = {key: [] for key in KEYS}
         method.network.eval()
@@ -292,7 +317,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             lr = percentile_normalize(image.lr, method.low_percentile, method.high_percentile)[0].astype(np.float32)
             with torch.inference_mode():
                 sr = predict_tiled(method.network, lr, scale=scale, tile_size=tile_size, overlap=overlap,
-                                   batch_size=1, device=device)
+                                   batch_size=1, device=device, tta=method.tta)
             sr = sr[None] if sr.ndim == 2 else sr
             if sr.shape != hr.shape:
                 raise SrlabError(f"{method.label}: output {sr.shape} does not match the ground truth {hr.shape} "

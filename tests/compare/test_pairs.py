@@ -57,6 +57,37 @@ def test_evaluate_a_run_scores_every_image_whole(tiny, tmp_path):
     assert wrong.returncode == 2 and "neither a run directory" in wrong.stderr
 
 
+def test_tta_adds_each_runs_self_ensemble_as_a_row_of_its_own(tiny, tmp_path):
+    """``--tta``: every run also scored as ``srlab predict --tta`` predicts it (the mean of the 8 dihedral
+    transforms), beside its plain row; the (equivariant) baselines get no such row."""
+    import torch
+
+    from srlab.compare.pairs import TTA_SUFFIX
+    from srlab.data.normalize import percentile_normalize
+    from srlab.inference import load_network
+    from srlab.inference.tiling import predict_tiled
+    from srlab.metrics.image import image_metrics
+
+    run_dir = experiment.train(load_experiment("edsr_smoke", tiny))
+    pairs = _simulate(tmp_path, n=2, size=32)
+    out = tmp_path / "report"
+    proc = cli_in_process("evaluate", str(run_dir), "--pairs", str(pairs), "--out", str(out), "--tta",
+                          "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["method"], r["image"]): r for r in _rows(out / "per_image.csv")}
+    ensemble = "edsr_smoke" + TTA_SUFFIX
+    assert {m for m, _ in rows} == {"edsr_smoke", ensemble, "bicubic", "richardson_lucy"}
+    network, card = load_network(run_dir)
+    lr = percentile_normalize(read_tiff(pairs / "lr" / "sim_0001.tif")[0], card.low_percentile,
+                              card.high_percentile)[0].astype(np.float32)
+    hr = percentile_normalize(read_tiff(pairs / "hr" / "sim_0001.tif")[0])[0].astype(np.float32)
+    with torch.inference_mode():
+        sr = predict_tiled(network.eval(), lr, scale=2, batch_size=1, tta=True)
+    expected = float(image_metrics(torch.from_numpy(sr)[None, None], torch.from_numpy(hr)[None, None])["psnr"][0])
+    assert float(rows[(ensemble, "sim_0001")]["psnr"]) == pytest.approx(expected, abs=1e-4)
+    assert rows[(ensemble, "sim_0001")]["psnr"] != rows[("edsr_smoke", "sim_0001")]["psnr"]
+
+
 def test_an_empty_ground_truth_is_excluded_and_counted(tmp_path):
     pairs = _simulate(tmp_path, n=3, size=32)
     clean = evaluate_pairs(["bicubic"], pairs, tmp_path / "clean", montages=False, log=lambda *_: None)
