@@ -28,7 +28,8 @@ above were fixed before the first run. ``--adapt`` also fine-tunes each trained 
 beside the others. ``--adapt-held-out`` adapts each trained run twice more, on half of the five test fields'
 widefield images each (alternate fields, with the three calibration fields in both halves: enough images to
 train and stop on) and scores every test field by the run that never saw it (held out) and by the run of its
-own half (realcheck's ``--adapt-held-out``, its :func:`~benchmarks.realcheck.held_out_table`).
+own half (realcheck's ``--adapt-held-out``, its :func:`~benchmarks.realcheck.held_out_table`). ``--tta``
+adds each run's ×8 self-ensemble to the two main tables (``srlab evaluate --tta``, realcheck's ``--tta``).
 
 Writes the ``<!-- stormcheck:start -->`` … ``<!-- stormcheck:end -->`` block of BENCHMARKS.md unless
 ``--no-write``; the work folder is kept.
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also adapt each trained run on either half of the test fields' widefield images (the 3 "
                          "calibration fields in both) and score every field by the run that never saw it "
                          "(realcheck's --adapt-held-out)")
+    ap.add_argument("--tta", action="store_true",
+                    help="also score each run as its x8 self-ensemble (srlab evaluate --tta; the main tables)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run of the pipeline with a tiny budget (not a result); implies --no-write")
     ap.add_argument("--patches-per-epoch", type=int, default=None,
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     train_options = [f"data.patches_per_epoch={args.patches_per_epoch}"] if args.patches_per_epoch else []
     options = [*calibrate_options, *([f"--patches-per-epoch {args.patches_per_epoch}"] if train_options else []),
                *(["--adapt"] if args.adapt else []), *(["--adapt-held-out"] if args.adapt_held_out else []),
-               *(["--foreign-specimens"] if args.foreign_specimens else [])]
+               *(["--foreign-specimens"] if args.foreign_specimens else []), *(["--tta"] if args.tta else [])]
     adapt_options = ["logger.wandb.enabled=false", *(QUICK_BUDGET if args.quick else ())]
     if args.quick:
         train_options = [*train_options, *QUICK_BUDGET]
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {}
     for folder in ("pairs", "pairs_histogram"):
         srlab("evaluate", *runs, "--pairs", str(work / folder), "--out", str(work / f"evaluate_{folder}"),
-              "--psf-fwhm-nm", f"{relative_nm:.1f}", "--overwrite", cwd=work)
+              "--psf-fwhm-nm", f"{relative_nm:.1f}", "--overwrite", *(["--tta"] if args.tta else []), cwd=work)
         tables[folder] = _table(work / f"evaluate_{folder}" / "summary.md")
     held_out: list[str] = []
     if args.adapt_held_out:
