@@ -90,7 +90,7 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.calibration.frames import FRAME_GAIN_METHOD
     from srlab.config import EXPERIMENTS_ENV, find_config
-    from srlab.optics.modality import RENDERINGS
+    from srlab.data.simulate import hr_target_for, resolve_modality
 
     lines = []
     for side in (cal.lr, cal.hr):
@@ -139,10 +139,12 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if cal.hr_specimens:
         lines.append(f"  specimens: the prior '{cal.prior}' and the {len(cal.hr.paths)} --hr file(s) (simulation.hr_images, "
                      f"half of the training pixels; docs/calibration.md)")
-    if cal.target in RENDERINGS:  # what the networks learn differs from a camera target's (hr_target_for)
-        lines.append("  targets: " + ("the renderings as acquired, like your tables' (without --hr-specimens: the "
-                                      "expected ones, which scored better on stormcheck)" if cal.hr_specimens
-                                      else "the expected renderings (simulation.hr_target: auto)")
+    hr_modality = resolve_modality(cal.target)
+    if hr_modality.rendering:  # what the block's networks learn, as the simulator's `auto` decides it
+        learned = hr_target_for(hr_modality, cal.hr.paths if cal.hr_specimens else ())
+        lines.append("  targets: " + ("the expected renderings (simulation.hr_target: auto)" if learned == "noise_free"
+                                      else "the renderings as acquired, like your tables' (without --hr-specimens: "
+                                      "the expected ones, which scored better on stormcheck)")
                      + "; docs/calibration.md")
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
