@@ -216,17 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--hr-specimens", action="store_true",
-                    help="calibrate with --hr-specimens: the three fields' tables are also the block's specimens")
+                    help=f"calibrate with --hr-specimens: the {CALIBRATION_TABLES} fields' tables are also the "
+                         "block's specimens")
     ap.add_argument("--adapt", action="store_true",
-                    help="also `srlab adapt` each trained run to the 8 unlabelled widefield images (its defaults; "
-                         "realcheck's +adapt rows)")
+                    help=f"also `srlab adapt` each trained run to the {FIELDS} unlabelled widefield images (its "
+                         "defaults; realcheck's +adapt rows)")
     ap.add_argument("--foreign-specimens", action="store_true",
                     help="draw the fields' labels with realcheck's own specimen generator (filaments, rings, "
                          "puncta written without srlab: outside srlab's prior) instead of srlab's")
     ap.add_argument("--adapt-held-out", action="store_true",
-                    help="also adapt each trained run on either half of the test fields' widefield images (the 3 "
-                         "calibration fields in both) and score every field by the run that never saw it "
-                         "(realcheck's --adapt-held-out)")
+                    help="also adapt each trained run on either half of the test fields' widefield images (the "
+                         f"{CALIBRATION_TABLES} calibration fields in both) and score every field by the run that "
+                         "never saw it (realcheck's --adapt-held-out)")
     ap.add_argument("--tta", action="store_true",
                     help="also score each run as its x8 self-ensemble (srlab evaluate --tta; the main tables)")
     ap.add_argument("--quick", action="store_true",
