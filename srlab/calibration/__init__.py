@@ -324,7 +324,8 @@ STORM_PRECISION_RANGE_NM = 5.0
 #: What ``--target storm`` asks of floating-point renderings.
 RENDERING_HINT = ("an SMLM rendering with each localization drawn as a Gaussian has no counts left to measure: "
                   "give the localization tables (ThunderSTORM CSV) as --hr, or a histogram rendering "
-                  "(localizations per pixel)")
+                  "(localizations per pixel), or leave out --hr and pass --scale (the HR pixel is then the LR "
+                  f"pixel / scale, the precision the storm preset's σ {STORM_PRECISION_NM:g} nm)")
 
 
 def load_localization_tables(paths: list[Path], *, pixel_size_nm: float | None) -> tuple[list[np.ndarray], float,

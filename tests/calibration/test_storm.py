@@ -231,7 +231,7 @@ def test_storm_input_mistakes_are_one_line_exit_2(case: str, acquisition: Path, 
     table = str(min((acquisition / "tables").glob("*.csv")))
     render = np.random.default_rng(0).gamma(0.3, 1.0, (128, 128)).astype(np.float32)  # Gaussian-drawn
     gaussian = str(write_tiff(tmp_path / "gauss.tif", render, pixel_size_nm=HR_PIXEL_NM))
-    hr, expected = {"gaussian_render": (["--hr", gaussian, "--target", "storm"], "localization tables"),
+    hr, expected = {"gaussian_render": (["--hr", gaussian, "--target", "storm"], "leave out --hr and pass --scale"),
                     "table_for_sted": (["--hr", table, "--hr-pixel-size-nm", "20"], "--target storm"),
                     "no_pixel_size": (["--hr", table, "--target", "storm"], "--hr-pixel-size-nm"),
                     "mixed": (["--hr", table, gaussian, "--target", "storm", "--hr-pixel-size-nm", "20"],
