@@ -321,7 +321,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     evaluate_pairs(args.methods, args.pairs, args.out, overwrite=args.overwrite, psf_fwhm_nm=args.psf_fwhm_nm,
                    psf_fwhm_px=args.psf_fwhm_px, device=device, tile_size=args.tile_size, overlap=args.overlap,
-                   tta=args.tta)
+                   tta=args.tta, register=args.register)
     return 0
 
 
@@ -555,6 +555,9 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
     p.add_argument("--tta", action="store_true",
                    help="also score each run as its x8 self-ensemble (srlab predict --tta), a row of its own")
+    p.add_argument("--register", action="store_true",
+                   help="move every prediction by its pair's measured HR-vs-LR shift (always measured and "
+                        "reported) before scoring, leaving out the border the move brings in")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p = sub.add_parser("rate", help="rate the quality of TIFF images (0-1) with a trained quality-rating run "
                                     "(srlab train quality_sted) -> one line per image and a CSV")

@@ -9,6 +9,11 @@ classical baseline (``bicubic``, ``richardson_lucy``); bicubic and Richardson–
 simulate``, the blur between its LR and HR PSFs (``sqrt(FWHM_lr² - FWHM_hr²)``, from ``simulation.json``);
 without any, RL is left out and the summary says so.
 
+Each pair's shift, HR against LR, is measured (:mod:`srlab.compare.registration`: the cross-correlation of the
+bicubic LR with the HR) and reported; a note advises ``--register`` where one reaches half an HR pixel. With
+``--register`` every prediction (baselines and runs alike) is moved by its pair's shift and the border the move
+brings in is left out of prediction and HR before scoring.
+
 ``--tta`` adds, after each run, the same run predicted as ``srlab predict --tta`` does (the mean of the 8
 dihedral transforms), a row of its own (:func:`with_tta`).
 
@@ -276,9 +281,12 @@ def _safe(name: str) -> str:
 def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, overwrite: bool = False,
                    psf_fwhm_nm: float | None = None, psf_fwhm_px: float | None = None, device: str = "cpu",
                    tile_size: int = 256, overlap: int = 32, montages: bool = True, tta: bool = False,
-                   log=print) -> dict[str, Any]:
+                   register: bool = False, log=print) -> dict[str, Any]:
     """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``.
-    ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`)."""
+    ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`). ``register``:
+    predictions moved by their pair's measured shift before scoring (:func:`pair_shift`; measured and
+    reported either way)."""
+    from srlab.compare.registration import border_px, cropped, moved
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
     from srlab.inference.tiling import predict_tiled
 
@@ -303,6 +311,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         method.network.eval()
     hr_percentiles = (DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE)
     rows, excluded = [], []
+    shifts: dict[str, tuple[float, float]] = {}
     log(f"srlab evaluate: {len(images)} image(s) of {folder} (x{scale}), {len(methods)} method(s): "
         f"{', '.join(m.label for m in methods)}")
     for image in images:
@@ -311,6 +320,11 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         empty = bool(empty_reference(hr_t)[0])
         if empty:
             excluded.append(image.name)
+        shift = (0.0, 0.0) if empty else pair_shift(image, scale, hr)
+        shifts[image.name] = shift
+        border = border_px(shift) if register else 0
+        if border:
+            hr_t = torch.from_numpy(np.ascontiguousarray(cropped(hr, border)))[None]
         shown = normalize_reference(hr_t)[0, 0].numpy()
         panels = []
         for method in methods:
@@ -322,6 +336,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             if sr.shape != hr.shape:
                 raise SrlabError(f"{method.label}: output {sr.shape} does not match the ground truth {hr.shape} "
                                  f"of '{image.name}'")
+            if register:
+                sr = cropped(moved(sr, shift), border)
             sr_t = torch.from_numpy(np.ascontiguousarray(sr, dtype=np.float32))[None]
             values = image_metrics(sr_t, hr_t)
             row = {"image": image.name, "method": method.label, "excluded": int(empty)}
@@ -335,6 +351,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         if montages:
             panels.sort(key=lambda panel: panel[0] != "LR-bicubic")  # LR-bicubic first, then the methods
             _montage(out / "montages" / f"{_safe(image.name)}.png", image.name, panels, shown)
+    notes += shift_notes(shifts, excluded, register=register)
     summary = _summaries(methods)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
@@ -346,15 +363,53 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
               "excluded": excluded, "unit": "image", "metric_definitions": METRIC_DEFINITIONS,
               "reference_percentiles": list(REFERENCE_PERCENTILES), "data_percentiles": list(hr_percentiles),
               "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain")] for k in KEYS},
+              "hr_shifts_px": {name: list(shift) for name, shift in shifts.items()}, "registered": register,
               "notes": notes, "methods": summary}
     atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
     for label in sorted(summary, key=lambda k: summary[k]["rank"]):
         s = summary[label]
         log(f"  {s['rank']:>2}. {label:28s} PSNR {fmt_ci(s['psnr'], 2):>16s} dB  SSIM {fmt_ci(s['ssim'], 4):>16s}  "
             f"{'best' if s['best'] else 'p=' + fmt_p(s['p_vs_best'])}")
+    for note in notes:
+        log(f"srlab evaluate: {note}")
     log(f"srlab evaluate: {len(excluded)} of {len(images)} image(s) excluded (empty ground truth); "
         f"report in {out}/summary.md, per_image.csv, montages/")
     return report
+
+
+def pair_shift(image: PairedImage, scale: int, hr_normalized: np.ndarray) -> tuple[float, float]:
+    """The shift ``(dy, dx)`` in HR pixels of the pair's HR against its LR
+    (:func:`srlab.compare.registration.hr_shift_px` on the channels' mean: the bicubic LR, both normalized
+    as srlab normalizes data)."""
+    from srlab.compare.registration import hr_shift_px
+    from srlab.data.normalize import percentile_normalize
+
+    lr = percentile_normalize(image.lr.mean(axis=0))[0].astype(np.float32)
+    with torch.inference_mode():
+        up = torch.nn.functional.interpolate(torch.from_numpy(lr)[None, None], scale_factor=scale, mode="bicubic",
+                                             align_corners=False)[0, 0].numpy()
+    return hr_shift_px(up, hr_normalized.mean(axis=0))
+
+
+def shift_notes(shifts: dict[str, tuple[float, float]], excluded: list[str], *, register: bool) -> list[str]:
+    """The report's lines on the pairs' measured shifts (the excluded images have none)."""
+    from srlab.compare.registration import MISALIGNED_PX
+
+    sizes = {name: math.hypot(*s) for name, s in shifts.items() if name not in excluded}
+    if not sizes:
+        return []
+    worst = max(sizes, key=sizes.__getitem__)
+    dy, dx = shifts[worst]
+    line = (f"HR against LR, measured on each pair (cross-correlation of the bicubic LR with the HR): median shift "
+            f"{float(np.median(list(sizes.values()))):.2f} HR px, largest {sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, "
+            f"dx {dx:+.2f}); hr_shifts_px in summary.json")
+    if register:
+        return [line + "; every prediction was moved by its pair's shift and the border it brings in left out of "
+                       "the scores (--register)"]
+    if sizes[worst] >= MISALIGNED_PX:
+        return [line + f"; pairs shifted by {MISALIGNED_PX:g} HR px or more penalize every method, sharp ones most "
+                       f"— if the shift is the acquisition's, not the methods', pass --register"]
+    return [line]
 
 
 def _json_ready(value: Any) -> Any:
