@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from srlab import models
 from srlab.compare.plan import Log, PlannedRun, Row
+from srlab.compare.registration import in_hr_frame
 from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
@@ -73,6 +74,9 @@ class EvalSample:
     name: str
     lr: np.ndarray  # (C, h, w) float32, normalized
     hr: np.ndarray  # (C, s·h, s·w)
+    # the HR's measured shift against the LR, in HR pixels, where predictions are scored in the HR's frame
+    # (a suite's test_pairs with register: true; srlab.compare.registration)
+    shift: tuple[float, float] | None = None
 
 
 @dataclass
@@ -114,9 +118,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "data"
 
 
-def _folder_samples(folder: Path, data_cfg: DictConfig) -> tuple[list[EvalSample], str, float | None]:
-    """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``)."""
+def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
+                    ) -> tuple[list[EvalSample], str, float | None]:
+    """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``); with
+    ``register`` each with its HR's measured shift, by which predictions are moved before scoring."""
     from srlab.compare.pairs import folder_scale, load_folder
+    from srlab.compare.registration import pair_shift
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):
@@ -124,8 +131,14 @@ def _folder_samples(folder: Path, data_cfg: DictConfig) -> tuple[list[EvalSample
     images, lr_px = load_folder(folder, scale, int(data_cfg.get("channels", 1) or 1))
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
-    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32)) for im in images]
-    return samples, f"all {len(samples)} image(s) of {folder}, whole (no split)", lr_px
+    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32),
+                          pair_shift(im.lr, im.hr, scale) if register else None) for im in images]
+    source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
+    if register:
+        sizes = [math.hypot(*s.shift) for s in samples]  # type: ignore[misc]
+        source += (f"; scored in each HR's frame (register: the HR against the LR shifted by a median "
+                   f"{float(np.median(sizes)):.2f} HR px, at most {max(sizes):.2f})")
+    return samples, source, lr_px
 
 
 def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
@@ -193,9 +206,9 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
     groups: dict[str, EvalGroup] = {}
     for row in rows:
         data_cfg = _eval_data_cfg(suite, row, cli)
-        key = hashlib.sha256(json.dumps([test_set_identity(data_cfg), suite.test_images.describe(),
-                                         int(data_cfg.eval_crop_size), int(data_cfg.eval_crops_per_image)],
-                                        sort_keys=True).encode()).hexdigest()[:12]
+        identity = [test_set_identity(data_cfg), suite.test_images.describe(), int(data_cfg.eval_crop_size),
+                    int(data_cfg.eval_crops_per_image)] + (["register"] if suite.register else [])
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         run_data = row.runs[0].cfg.data
         row.trained_on_eval_data = test_set_identity(run_data) == test_set_identity(data_cfg)
         row.train_data = _data_label(OmegaConf.to_container(run_data, resolve=True))
@@ -203,7 +216,7 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
             plain = OmegaConf.to_container(data_cfg, resolve=True)
             log(f"srlab compare: loading the test images of {_data_label(plain)}")
             if suite.test_pairs is not None:
-                samples, source, lr_px = _folder_samples(suite.test_pairs, data_cfg)
+                samples, source, lr_px = _folder_samples(suite.test_pairs, data_cfg, suite.register)
                 hr_px = lr_px / int(data_cfg.scale) if lr_px else None
             else:
                 samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
@@ -256,7 +269,9 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
         if sr.shape != sample.hr.shape:
             raise SrlabError(f"the network's output {sr.shape} does not match the ground truth {sample.hr.shape} "
                              f"of test image '{sample.name}'")
-        metrics = image_metrics(torch.from_numpy(sr)[None], torch.from_numpy(sample.hr)[None])
+        scored, reference = (sr, sample.hr) if sample.shift is None else in_hr_frame(sr, sample.hr, sample.shift)
+        metrics = image_metrics(torch.from_numpy(np.ascontiguousarray(scored))[None],
+                                torch.from_numpy(np.ascontiguousarray(reference))[None])
         for key, value in metrics.items():
             values[key].append(float(value[0]))
         values["frc_nm"].append(_frc(sr, group.hr_pixel_size_nm))

@@ -284,9 +284,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                    register: bool = False, log=print) -> dict[str, Any]:
     """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``.
     ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`). ``register``:
-    predictions moved by their pair's measured shift before scoring (:func:`pair_shift`; measured and
-    reported either way)."""
-    from srlab.compare.registration import border_px, cropped, moved
+    predictions moved by their pair's measured shift before scoring
+    (:func:`srlab.compare.registration.pair_shift`; measured and reported either way)."""
+    from srlab.compare.registration import border_px, cropped, moved, pair_shift
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
     from srlab.inference.tiling import predict_tiled
 
@@ -320,7 +320,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         empty = bool(empty_reference(hr_t)[0])
         if empty:
             excluded.append(image.name)
-        shift = (0.0, 0.0) if empty else pair_shift(image, scale, hr)
+        shift = (0.0, 0.0) if empty else pair_shift(image.lr, image.hr, scale)
         shifts[image.name] = shift
         border = border_px(shift) if register else 0
         if border:
@@ -375,20 +375,6 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     log(f"srlab evaluate: {len(excluded)} of {len(images)} image(s) excluded (empty ground truth); "
         f"report in {out}/summary.md, per_image.csv, montages/")
     return report
-
-
-def pair_shift(image: PairedImage, scale: int, hr_normalized: np.ndarray) -> tuple[float, float]:
-    """The shift ``(dy, dx)`` in HR pixels of the pair's HR against its LR
-    (:func:`srlab.compare.registration.hr_shift_px` on the channels' mean: the bicubic LR, both normalized
-    as srlab normalizes data)."""
-    from srlab.compare.registration import hr_shift_px
-    from srlab.data.normalize import percentile_normalize
-
-    lr = percentile_normalize(image.lr.mean(axis=0))[0].astype(np.float32)
-    with torch.inference_mode():
-        up = torch.nn.functional.interpolate(torch.from_numpy(lr)[None, None], scale_factor=scale, mode="bicubic",
-                                             align_corners=False)[0, 0].numpy()
-    return hr_shift_px(up, hr_normalized.mean(axis=0))
 
 
 def shift_notes(shifts: dict[str, tuple[float, float]], excluded: list[str], *, register: bool) -> list[str]:

@@ -96,4 +96,28 @@ def cropped(image: np.ndarray, border: int) -> np.ndarray:
     return image[..., border:-border, border:-border]
 
 
-__all__ = ["MISALIGNED_PX", "border_px", "cropped", "hr_shift_px", "moved"]
+def in_hr_frame(prediction: np.ndarray, reference: np.ndarray, shift: tuple[float, float]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``prediction`` moved into the reference's frame by its pair's ``shift``, and both without the border the
+    move brings in (:func:`border_px`): what a registered score compares."""
+    border = border_px(shift)
+    return cropped(moved(prediction, shift), border), cropped(reference, border)
+
+
+def pair_shift(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
+    """The shift ``(dy, dx)`` in HR pixels of a pair's HR against its LR (``(C, h, w)`` and ``(C, s·h, s·w)`` as
+    read): :func:`hr_shift_px` of the channels' means, each normalized as srlab normalizes data, the LR
+    bicubic-interpolated (as the bicubic baseline: torch's, pixel centres aligned)."""
+    import torch
+
+    from srlab.data.normalize import percentile_normalize
+
+    low = percentile_normalize(np.asarray(lr, np.float32).mean(axis=0))[0].astype(np.float32)
+    high = percentile_normalize(np.asarray(hr, np.float32).mean(axis=0))[0]
+    with torch.inference_mode():
+        up = torch.nn.functional.interpolate(torch.from_numpy(low)[None, None], scale_factor=scale, mode="bicubic",
+                                             align_corners=False)[0, 0].numpy()
+    return hr_shift_px(up, high)
+
+
+__all__ = ["MISALIGNED_PX", "border_px", "cropped", "hr_shift_px", "in_hr_frame", "moved", "pair_shift"]

@@ -150,7 +150,8 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
             "suite": suite.name, "suite_file": str(suite.path), "description": suite.description,
             "seeds": list(suite.seeds), "overrides": list(suite.overrides), "profile": suite.profile,
             "test_images": suite.test_images.describe(), "test_data": suite.test_data,
-            "test_pairs": str(suite.test_pairs) if suite.test_pairs else None, "rating_run": suite.rating_run,
+            "test_pairs": str(suite.test_pairs) if suite.test_pairs else None, "register": suite.register,
+            "rating_run": suite.rating_run,
             **meta,
             "failures": failures, "statistics": "mean ± 95% t-interval over seeds x images; p: two-sided Wilcoxon "
             "signed-rank vs the best (highest mean PSNR), paired by image on seed-averaged PSNR; Holm-adjusted too",

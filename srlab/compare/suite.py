@@ -13,6 +13,7 @@ A suite names experiments, seeds and a shared budget::
     test_data: sim_sted               # optional data block every run is evaluated on (its test split)
     test_pairs: /data/my_pairs        # or: every image of a paired folder (lr/, hr/), whole, no split —
                                       # what ``srlab evaluate --pairs`` scores
+    register: true                    # with test_pairs: score in each HR's frame (srlab evaluate --register)
     rating_run: runs/quality_sted/RUN # optional: a quality-rating run; its mean rating of each method's
                                       # outputs becomes a column (learned, no reference; srlab.inference.rate)
 """
@@ -29,7 +30,7 @@ from srlab.errors import SrlabError, did_you_mean
 
 SUITES_DIR = EXPERIMENTS_DIR / "suites"
 SUITE_KEYS = ("description", "experiments", "seeds", "overrides", "profile", "test_images", "test_data",
-              "test_pairs", "rating_run")
+              "test_pairs", "register", "rating_run")
 TEST_IMAGE_MODES = ("full", "split")
 BASELINE_LABEL = "bicubic (baseline)"
 
@@ -72,6 +73,7 @@ class Suite:
     test_data: str | None
     test_pairs: Path | None = None
     rating_run: str | None = None
+    register: bool = False  # test_pairs scored in each HR's frame (srlab.compare.registration)
 
 
 def _suite_path(suite: str | Path, root: Path) -> Path:
@@ -201,10 +203,17 @@ def load_suite(suite: str | Path, root: Path = SUITES_DIR, experiments_root: Pat
             raise SrlabError(f"{path}: test_pairs {test_pairs}: expected a folder with lr/ and hr/ subfolders")
         if test_images.mode != "full":
             raise SrlabError(f"{path}: test_pairs scores every image whole; drop test_images (or set it to full)")
+    register = body.get("register", False)
+    if not isinstance(register, bool):
+        raise SrlabError(f"{path}: 'register' must be true or false, got {register!r}")
+    if register and test_pairs is None:
+        raise SrlabError(f"{path}: register: true moves predictions into the frame of test_pairs' HR images; "
+                         f"it needs test_pairs (a data block's pairs are registered by construction)")
     rating_run = body.get("rating_run")
     if rating_run is not None and not isinstance(rating_run, str):
         raise SrlabError(f"{path}: 'rating_run' must be the path of a quality-rating run, got {rating_run!r}")
     description = body.get("description") or ""
     return Suite(name=path.stem, path=path, description=str(description), entries=tuple(entries),
                  seeds=tuple(int(s) for s in seeds), overrides=overrides, profile=profile,
-                 test_images=test_images, test_data=test_data, test_pairs=test_pairs, rating_run=rating_run)
+                 test_images=test_images, test_data=test_data, test_pairs=test_pairs, rating_run=rating_run,
+                 register=register)

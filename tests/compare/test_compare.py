@@ -58,6 +58,8 @@ def tiny_suite(folder: Path, seeds: list[int], experiments: list | None = None) 
     ({"experiments": ["edsr_smoke", "edsr_smoke"], "seeds": [0]}, "appear twice"),
     ({"experiments": ["edsr_smoke"], "seeds": [0], "test_pairs": "nowhere"}, "expected a folder with lr/ and hr/"),
     ({"experiments": ["edsr_smoke"], "seeds": [0], "test_pairs": ".", "test_data": "sim_sted"}, "not both"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "register": True}, "it needs test_pairs"),
+    ({"experiments": ["edsr_smoke"], "seeds": [0], "register": "yes"}, "'register' must be true or false"),
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, body, message):
     path = write_suite(tmp_path, "bad", body)
@@ -213,3 +215,29 @@ def test_a_suite_scores_every_image_of_a_test_pairs_folder_whole(tmp_path):
         sorted(r["image"] for r in per_image) == names
     (group,) = json.loads((out / "report.json").read_text())["groups"]
     assert "whole (no split)" in group["source"] and group["scale"] == 2
+
+
+def test_a_suite_scores_shifted_test_pairs_in_the_hr_frame_with_register(tmp_path):
+    """``register: true`` (``srlab evaluate --register``'s suite key): pairs whose HR is moved by 3 × 2 px
+    cost Richardson–Lucy dB unregistered; registered, every prediction is moved by its pair's measured shift,
+    and the report's test-set line says by how much."""
+    from benchmarks.shifted_pairs import shifted_copy
+
+    pairs = tmp_path / "aligned"
+    assert cli.main(["simulate", "--n", "2", "--size", "128", "--out", str(pairs)]) == 0
+    shifted_copy(pairs, tmp_path / "shifted", (3.0, -2.0))
+    psnr, source = {}, {}
+    for register in (False, True):
+        suite = write_suite(tmp_path, f"shifted_{register}", {
+            "experiments": ["rl_sted"], "seeds": [0], "overrides": SHARED, "test_pairs": "shifted",
+            **({"register": True} if register else {})})
+        out = cmp.compare(suite, [f"runs_dir={tmp_path / 'runs'}"], reports_dir=tmp_path / f"reports_{register}",
+                          use_wandb=False, log=lambda m: None)
+        (row,) = [r for r in _csv(out / "leaderboard.csv") if r["label"] == "rl_sted"]
+        psnr[register] = float(row["psnr_mean"])
+        report = json.loads((out / "report.json").read_text())
+        (group,) = report["groups"]
+        source[register] = group["source"]
+        assert report["register"] is register
+    assert psnr[True] > psnr[False] + 1.0
+    assert "scored in each HR's frame" in source[True] and "frame" not in source[False]
