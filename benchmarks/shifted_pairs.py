@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/shifted_pairs.py [--shift DY DX] [--pairs FOLDER] [RUN ...] [--no-write]
 
 Real pairs are two acquisitions and are rarely registered to a fraction of an HR pixel
-(:mod:`srlab.compare.registration`). This scores the same methods three ways: on pairs registered by
+(:mod:`srlab.data.registration`). This scores the same methods three ways: on pairs registered by
 construction (``srlab simulate --pair confocal:sted``, 8 fields of 128 LR px, or ``--pairs FOLDER``), on the
 same pairs with every HR moved by ``--shift`` HR pixels (cubic spline), and on those with ``srlab evaluate
 --register``. Bicubic and Richardson–Lucy are always scored (RL's PSF from ``simulation.json``, or
@@ -32,8 +32,8 @@ START, END = "<!-- shifted-pairs:start -->", "<!-- shifted-pairs:end -->"
 
 def shifted_copy(pairs: Path, out: Path, shift: tuple[float, float]) -> Path:
     """``pairs`` with every HR image moved by ``shift`` HR pixels (the LR images and simulation.json as they are)."""
-    from srlab.compare.registration import moved
     from srlab.data.io import read_tiff, write_tiff
+    from srlab.data.registration import moved
 
     (out / "lr").mkdir(parents=True)
     (out / "hr").mkdir()

@@ -35,10 +35,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from srlab import models
 from srlab.compare.plan import Log, PlannedRun, Row
-from srlab.compare.registration import in_hr_frame
 from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
+from srlab.data.registration import in_hr_frame
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
 from srlab.inference.rate import Rater
@@ -75,7 +75,7 @@ class EvalSample:
     lr: np.ndarray  # (C, h, w) float32, normalized
     hr: np.ndarray  # (C, s·h, s·w)
     # the HR's measured shift against the LR, in HR pixels, where predictions are scored in the HR's frame
-    # (a suite's test_pairs with register: true; srlab.compare.registration)
+    # (a suite's test_pairs with register: true; srlab.data.registration)
     shift: tuple[float, float] | None = None
 
 
@@ -123,7 +123,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``); with
     ``register`` each with its HR's measured shift, by which predictions are moved before scoring."""
     from srlab.compare.pairs import folder_scale, load_folder
-    from srlab.compare.registration import pair_shift
+    from srlab.data.registration import pair_shift
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):

@@ -9,7 +9,7 @@ classical baseline (``bicubic``, ``richardson_lucy``); bicubic and Richardson–
 simulate``, the blur between its LR and HR PSFs (``sqrt(FWHM_lr² - FWHM_hr²)``, from ``simulation.json``);
 without any, RL is left out and the summary says so.
 
-Each pair's shift, HR against LR, is measured (:mod:`srlab.compare.registration`: the cross-correlation of the
+Each pair's shift, HR against LR, is measured (:mod:`srlab.data.registration`: the cross-correlation of the
 bicubic LR with the HR) and reported; a note advises ``--register`` where one reaches half an HR pixel. With
 ``--register`` every prediction (baselines and runs alike) is moved by its pair's shift and the border the move
 brings in is left out of prediction and HR before scoring.
@@ -285,9 +285,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``.
     ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`). ``register``:
     predictions moved by their pair's measured shift before scoring
-    (:func:`srlab.compare.registration.pair_shift`; measured and reported either way)."""
-    from srlab.compare.registration import border_px, cropped, moved, pair_shift
+    (:func:`srlab.data.registration.pair_shift`; measured and reported either way)."""
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
+    from srlab.data.registration import border_px, cropped, moved, pair_shift
     from srlab.inference.tiling import predict_tiled
 
     folder, out = Path(pairs), Path(out)
@@ -379,7 +379,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
 
 def shift_notes(shifts: dict[str, tuple[float, float]], excluded: list[str], *, register: bool) -> list[str]:
     """The report's lines on the pairs' measured shifts (the excluded images have none)."""
-    from srlab.compare.registration import MISALIGNED_PX
+    from srlab.data.registration import MISALIGNED_PX
 
     sizes = {name: math.hypot(*s) for name, s in shifts.items() if name not in excluded}
     if not sizes:

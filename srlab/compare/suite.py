@@ -73,7 +73,7 @@ class Suite:
     test_data: str | None
     test_pairs: Path | None = None
     rating_run: str | None = None
-    register: bool = False  # test_pairs scored in each HR's frame (srlab.compare.registration)
+    register: bool = False  # test_pairs scored in each HR's frame (srlab.data.registration)
 
 
 def _suite_path(suite: str | Path, root: Path) -> Path:

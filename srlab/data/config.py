@@ -184,6 +184,10 @@ class DataConfig(DataBlock):
     # data.path) pairs. kind=adapt (`srlab adapt`): the unlabelled images a trained network is
     # fine-tuned on. null: no real images.
     real_lr: str | None = None
+    # Pairs read from data.path (kind paired; unpaired's paired/ folder) are two acquisitions, rarely aligned to
+    # a fraction of an HR pixel: true moves each HR into its LR's frame by the measured shift and leaves out
+    # the border that brings in (srlab.data.registration). srlab's simulated pairs are aligned by construction.
+    register: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -548,6 +548,29 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         self.eval_crop_size = int(cfg.eval_crop_size)
         self._root: Path | None = None  # the folder the images were read from
         self._loaded = False
+        # data.register: each pair's HR-vs-LR shift (HR px) by which its HR was moved into the LR's frame
+        self.registration: dict[str, list[float]] = {}
+
+    def _read_pairs(self, lr_path: Path, hr_path: Path) -> list[tuple[LoadedImage, LoadedImage]]:
+        """The pairs of one LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
+        moved into its LR's frame by the measured shift, both cropped by the border that brings in
+        (:func:`srlab.data.registration.registered_pair`), and the shift kept for :meth:`describe`."""
+        pairs = _pair_images(lr_path, hr_path, self.cfg, self.file_channel)
+        if not self.cfg.register:
+            return pairs
+        if self.path is None:
+            raise SrlabError("data.register=true: srlab's simulated pairs are aligned by construction; it moves "
+                             "the HR images of pairs read from data.path")
+        from srlab.data.registration import registered_pair
+
+        out = []
+        for lr, hr in pairs:
+            lr_image, hr_image, shift = registered_pair(lr.image, hr.image, self.scale)
+            lr, hr = replace(lr, image=lr_image), replace(hr, image=hr_image)
+            _check_size(lr, self.cfg.patch_size, "LR (registered: the border its HR's shift brings in left out)")
+            self.registration[lr.name] = [round(shift[0], 3), round(shift[1], 3)]
+            out.append((lr, hr))
+        return out
 
     # -- simulation ------------------------------------------------------------------------------
     def _resolve_simulation(self, image_lr: bool) -> None:
@@ -650,6 +673,9 @@ class SRDataModule(ResumableData, L.LightningDataModule):
             "percentiles": [self.cfg.low_percentile, self.cfg.high_percentile],
             "lr_degradation": self.lr_degradation,
         }
+        if self.registration:
+            out["registration"] = {"hr_shifts_px": dict(self.registration),
+                                   "what": "each HR moved into its LR's frame by its measured shift (data.register)"}
         if self.simulation is not None:
             out["simulation"] = {"name": self.simulation.name, "key": self.simulation.key(),
                                  **self.simulation.as_dict()}
@@ -691,7 +717,7 @@ class PairedDataModule(SRDataModule):
         pairs, given = [], {}
         loaded: list[tuple[LoadedImage, LoadedImage]] = []
         for lr_path, hr_path, split in files:
-            for lr, hr in _pair_images(lr_path, hr_path, self.cfg, self.file_channel):
+            for lr, hr in self._read_pairs(lr_path, hr_path):
                 loaded.append((lr, hr))
                 pairs.append(ImagePair(lr.name, lr_path.stem, _normalize(lr.image, self.cfg),
                                        _normalize(hr.image, self.cfg)))
@@ -877,8 +903,7 @@ class UnpairedDataModule(SRDataModule):
         if self.path is None:
             root = self._simulated_root()
             self._root = root
-            pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr")
-                     for pair in _pair_images(a, b, self.cfg, self.file_channel)]
+            pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr") for pair in self._read_pairs(a, b)]
             check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
             held = _split_simulated(sources, self.cfg, str(root))
@@ -904,8 +929,8 @@ class UnpairedDataModule(SRDataModule):
             self._root = root
             lrs = [] if self.cfg.real_lr else self._singles(root / self.lr_dir, "lr", p)
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
-            pairs = [(lr, hr) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
-                     for lr, hr in _pair_images(a, b, self.cfg, self.file_channel)]
+            pairs = [pair for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
+                     for pair in self._read_pairs(a, b)]
             check_not_blank([im for pair in pairs for im in pair], "paired image")
             sources = sorted({lr.path.stem for lr, _ in pairs})
             if len(sources) < 2:

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from benchmarks.shifted_pairs import shifted_copy
 from srlab.compare.pairs import evaluate_pairs
-from srlab.compare.registration import border_px, hr_shift_px, moved
+from srlab.data.registration import border_px, hr_shift_px, moved
 from tests.conftest import cli_in_process
 
 
@@ -50,7 +50,7 @@ def test_the_shift_is_scikit_images_cross_correlation_peak():
     does not depend on: both find the applied shift, with the same sign. scikit-image is given the images as
     srlab correlates them, mean removed and edges tapered: its circular correlation of the bare images is
     pulled by a whole pixel here by the wrap-around of their edges."""
-    from srlab.compare.registration import _tapered
+    from srlab.data.registration import _tapered
 
     registration = pytest.importorskip("skimage.registration")
     rng = np.random.default_rng(1)

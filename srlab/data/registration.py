@@ -5,7 +5,9 @@ drift correction has moved): they are rarely registered to a fraction of an HR p
 the LR's frame, so scoring it against a shifted HR penalizes every method by the shift, and a sharp one
 more than a blurred one — bicubic interpolation loses least. ``srlab evaluate`` therefore measures each
 pair's shift (always, and reports it) and, with ``--register``, moves every prediction — baselines and
-runs alike — by that shift before scoring.
+runs alike — by that shift before scoring (a suite's ``register: true`` likewise). Training on such pairs
+(``data.path`` of a paired block, ``data.register: true``) moves each HR into its LR's frame instead
+(:func:`registered_pair`): a network trained on shifted targets learns to shift and blur.
 
 The shift is that of the HR against the LR interpolated to the HR grid (bicubic), from the peak of their
 cross-correlation: plain, not phase-normalized — the LR holds no signal above its cutoff, where phase
@@ -120,4 +122,16 @@ def pair_shift(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float
     return hr_shift_px(up, high)
 
 
-__all__ = ["MISALIGNED_PX", "border_px", "cropped", "hr_shift_px", "in_hr_frame", "moved", "pair_shift"]
+def registered_pair(lr: np.ndarray, hr: np.ndarray, scale: int
+                    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """A pair as read (``(C, h, w)``, ``(C, s·h, s·w)``) with its HR moved into the LR's frame by the measured
+    shift, both without the border the move brings in (whole LR pixels, so that the shapes stay ``scale``
+    apart), and the shift (:func:`pair_shift`: HR against LR, HR pixels)."""
+    shift = pair_shift(lr, hr, scale)
+    border_lr = math.ceil(border_px(shift) / scale)
+    hr = moved(hr, (-shift[0], -shift[1]))
+    return cropped(np.asarray(lr), border_lr), cropped(hr, scale * border_lr), shift
+
+
+__all__ = ["MISALIGNED_PX", "border_px", "cropped", "hr_shift_px", "in_hr_frame", "moved", "pair_shift",
+           "registered_pair"]
