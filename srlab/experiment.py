@@ -43,6 +43,13 @@ def _is_rank_zero() -> bool:
     return (_get_rank() or 0) == 0
 
 
+def _say_alignment(description: dict[str, Any]) -> None:
+    """The data's note on pairs whose HR is shifted against their LR (srlab.data.registration), if any."""
+    note = (description.get("alignment") or {}).get("note")
+    if note:
+        _say(f"srlab: note: {note}")
+
+
 def _say(message: str) -> None:
     if _is_rank_zero():
         print(message, flush=True)
@@ -205,6 +212,7 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
         datamodule.prepare_data()
         datamodule.setup("fit")
         description = datamodule.describe()
+        _say_alignment(description)
 
     resume_ckpt: Path | None = None
     launch_key = runs.external_launch_key()
@@ -436,6 +444,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
                 from None
     trainer = _trainer(cfg, run_dir, [], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
+    if hasattr(datamodule, "describe"):
+        _say_alignment(datamodule.describe())
     metrics = _final_metrics(trainer, {"checkpoint": str(ckpt) if ckpt else None, "overrides": list(overrides),
                                        "scale": int(scale if scale is not None else cfg.data.scale)})
     if _is_rank_zero():

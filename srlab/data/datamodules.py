@@ -85,6 +85,10 @@ def _check_size(image: LoadedImage, min_px: int, what: str) -> None:
                          f"(data.patch_size in LR px × scale for HR); use a smaller data.patch_size")
 
 
+#: How many of the user's unregistered pairs (data.path) are read for the alignment note of describe().
+ALIGNMENT_PAIRS = 16
+
+
 def _pair_images(lr_path: Path, hr_path: Path, cfg: Any, channel: int | None) -> list[tuple[LoadedImage, LoadedImage]]:
     """Load an LR file and its HR partner (``channel`` of multi-channel files), checking slice counts,
     shapes and pixel sizes."""
@@ -550,6 +554,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         self._loaded = False
         # data.register: each pair's HR-vs-LR shift (HR px) by which its HR was moved into the LR's frame
         self.registration: dict[str, list[float]] = {}
+        # without it, the shifts read on the first ALIGNMENT_PAIRS pairs of data.path (describe's note)
+        self.alignment: dict[str, list[float]] = {}
 
     def _read_pairs(self, lr_path: Path, hr_path: Path) -> list[tuple[LoadedImage, LoadedImage]]:
         """The pairs of one LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
@@ -557,6 +563,12 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         (:func:`srlab.data.registration.registered_pair`), and the shift kept for :meth:`describe`."""
         pairs = _pair_images(lr_path, hr_path, self.cfg, self.file_channel)
         if not self.cfg.register:
+            if self.path is not None and len(self.alignment) < ALIGNMENT_PAIRS:
+                # the user's pairs, unregistered: read how far they are shifted (a note, see describe)
+                from srlab.data.registration import pair_shift
+
+                for lr, hr in pairs[:ALIGNMENT_PAIRS - len(self.alignment)]:
+                    self.alignment[lr.name] = [round(v, 3) for v in pair_shift(lr.image, hr.image, self.scale)]
             return pairs
         if self.path is None:
             raise SrlabError("data.register=true: srlab's simulated pairs are aligned by construction; it moves "
@@ -676,6 +688,17 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         if self.registration:
             out["registration"] = {"hr_shifts_px": dict(self.registration),
                                    "what": "each HR moved into its LR's frame by its measured shift (data.register)"}
+        if self.alignment:
+            from srlab.data.registration import MISALIGNED_PX
+
+            median = float(np.median([math.hypot(*v) for v in self.alignment.values()]))
+            out["alignment"] = {"hr_shifts_px": dict(self.alignment), "median_px": round(median, 3)}
+            if median >= MISALIGNED_PX:
+                out["alignment"]["note"] = (
+                    f"the HR images of {self._root or self.path} are shifted against their LR by a median "
+                    f"{median:.2f} HR px ({len(self.alignment)} pair(s) read): a network learns to shift and blur, "
+                    f"and scores fall most for sharp methods; if the shift is the acquisitions', "
+                    f"data.register=true moves each HR into its LR's frame")
         if self.simulation is not None:
             out["simulation"] = {"name": self.simulation.name, "key": self.simulation.key(),
                                  **self.simulation.as_dict()}

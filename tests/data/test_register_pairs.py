@@ -30,6 +30,10 @@ def test_register_moves_each_hr_into_its_lr_frame(shifted_folder: Path, cfg_fact
     registered.setup("fit")
     shifts = registered.describe()["registration"]["hr_shifts_px"]
     assert len(shifts) == 4 and "registration" not in plain.describe()
+    # unregistered, the shifts are read all the same, and the note says what to do
+    alignment = plain.describe()["alignment"]
+    assert alignment["median_px"] == pytest.approx(np.hypot(3.0, 2.0), abs=0.3)
+    assert "data.register=true" in alignment["note"] and "alignment" not in registered.describe()
     for name, (dy, dx) in shifts.items():
         assert dy == pytest.approx(3.0, abs=0.3) and dx == pytest.approx(-2.0, abs=0.3), name
     for split in ("train", "val", "test"):
@@ -47,3 +51,10 @@ def test_register_is_refused_on_simulated_pairs(cfg_factory, sim_cache):
                                       simulation={"n_images": 6, "lr_size_px": 32}), seed=0)
     with pytest.raises(SrlabError, match="aligned by construction"):
         dm.setup("fit")
+
+
+def test_aligned_pairs_get_no_note(shifted_folder: Path, cfg_factory):
+    aligned = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder.parent / "aligned")), seed=0)
+    aligned.setup("fit")
+    alignment = aligned.describe()["alignment"]
+    assert len(alignment["hr_shifts_px"]) == 4 and alignment["median_px"] < 0.3 and "note" not in alignment
