@@ -1,13 +1,15 @@
 """What an LR/HR shift does to ``srlab evaluate``, and what ``--register`` gives back.
 
-    PYTHONPATH=. python benchmarks/shifted_pairs.py [--shift DY DX] [--pairs FOLDER] [RUN ...] [--no-write]
+    PYTHONPATH=. python benchmarks/shifted_pairs.py [--train] [--shift DY DX] [--pairs FOLDER] [RUN ...] [--no-write]
 
 Real pairs are two acquisitions and are rarely registered to a fraction of an HR pixel
 (:mod:`srlab.data.registration`). This scores the same methods three ways: on pairs registered by
 construction (``srlab simulate --pair confocal:sted``, 8 fields of 128 LR px, or ``--pairs FOLDER``), on the
 same pairs with every HR moved by ``--shift`` HR pixels (cubic spline), and on those with ``srlab evaluate
 --register``. Bicubic and Richardson–Lucy are always scored (RL's PSF from ``simulation.json``, or
-``--psf-fwhm-nm``); trained runs given as arguments are scored beside them. The shift was fixed before the
+``--psf-fwhm-nm``); trained runs given as arguments are scored beside them, and ``--train`` first trains
+``edsr_smoke`` and ``rl_edsr_smoke`` with their defaults (confocal → STED ×2, a few minutes) into the work
+folder and scores them too. The shift was fixed before the
 first run: 3 × 2 HR px, 60 × 40 nm of STED at 20 nm, a drift of a few tens of nm between two scans.
 
 Writes the ``<!-- shifted-pairs:start -->`` … ``<!-- shifted-pairs:end -->`` block of BENCHMARKS.md unless
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 START, END = "<!-- shifted-pairs:start -->", "<!-- shifted-pairs:end -->"
+TRAINED = ("edsr_smoke", "rl_edsr_smoke")  # --train
 
 
 def shifted_copy(pairs: Path, out: Path, shift: tuple[float, float]) -> Path:
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=Path, default=None,
                    help="a registered paired folder (default: srlab simulate --pair confocal:sted, 8 × 128 px)")
     p.add_argument("--psf-fwhm-nm", type=float, default=None, help="Richardson–Lucy's PSF (else simulation.json's)")
+    p.add_argument("--train", action="store_true",
+                   help="also train edsr_smoke and rl_edsr_smoke (defaults, confocal -> STED x2) and score them")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
     shift = (float(args.shift[0]), float(args.shift[1]))
@@ -67,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         pairs = work / "pairs"
         subprocess.run([sys.executable, "-m", "srlab", "simulate", "--pair", "confocal:sted", "--n", "8", "--size",
                         "128", "--out", str(pairs)], check=True, capture_output=True, cwd=work)
+    runs = list(args.runs)
+    if args.train:
+        env = {**os.environ, "WANDB_MODE": "disabled"}
+        for name in TRAINED:
+            subprocess.run([sys.executable, "-m", "srlab", "train", name, "logger.wandb.enabled=false",
+                            f"runs_dir={work / 'runs'}"], check=True, capture_output=True, cwd=work, env=env)
+            runs += [str(p) for p in sorted((work / "runs" / name).iterdir())]
     shifted = shifted_copy(pairs, work / "shifted", shift)
     quiet = {"montages": False, "log": lambda *_: None, "psf_fwhm_nm": args.psf_fwhm_nm}
-    reports = {"registered by construction": evaluate_pairs(args.runs, pairs, work / "aligned", **quiet),
-               f"HR moved by ({shift[0]:g}, {shift[1]:g}) px": evaluate_pairs(args.runs, shifted, work / "plain",
+    reports = {"registered by construction": evaluate_pairs(runs, pairs, work / "aligned", **quiet),
+               f"HR moved by ({shift[0]:g}, {shift[1]:g}) px": evaluate_pairs(runs, shifted, work / "plain",
                                                                             **quiet),
-               "the same, `--register`": evaluate_pairs(args.runs, shifted, work / "registered", register=True,
+               "the same, `--register`": evaluate_pairs(runs, shifted, work / "registered", register=True,
                                                         **quiet)}
     methods = list(next(iter(reports.values()))["methods"])
     rows = []
@@ -89,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             f"commit {git_commit()} · {time.time() - started:.0f} s\n\n"
             f"Pairs: {source}, {len(next(iter(reports.values()))['images'])} images; `srlab evaluate` "
             f"(headline, affine-fitted) as it is, on the same pairs with every HR moved by ({shift[0]:g}, "
-            f"{shift[1]:g}) HR px, and on those with `--register`.\n\n{table}\n")
+            f"{shift[1]:g}) HR px, and on those with `--register`."
+            + (" `edsr_smoke` and `rl_edsr_smoke`: `srlab train` with their defaults (`--train`)." if args.train else "")
+            + f"\n\n{table}\n")
     print(body)
     if not args.no_write:
         write_marked_section(REPO / "BENCHMARKS.md", START, END, body)
