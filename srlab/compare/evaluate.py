@@ -38,7 +38,7 @@ from srlab.compare.plan import Log, PlannedRun, Row
 from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
-from srlab.data.registration import in_hr_frame
+from srlab.data.registration import in_hr_frame, moved
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
 from srlab.inference.rate import Rater
@@ -287,7 +287,8 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
             values["rating"].append(rate_output(rater, sr))
         if index in grid_of:  # the grid's crops come from the first samples, in order
             y, x = grid_of[index]
-            crops[index] = sr[0, y:y + group.grid_px, x:x + group.grid_px]
+            shown = sr if sample.shift is None else moved(sr, sample.shift)  # beside the HR crop it is scored on
+            crops[index] = shown[0, y:y + group.grid_px, x:x + group.grid_px]
     return values, crops
 
 
