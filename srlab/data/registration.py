@@ -108,17 +108,21 @@ def in_hr_frame(prediction: np.ndarray, reference: np.ndarray, shift: tuple[floa
 
 def pair_shift(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
     """The shift ``(dy, dx)`` in HR pixels of a pair's HR against its LR (``(C, h, w)`` and ``(C, s·h, s·w)`` as
-    read): :func:`hr_shift_px` of the channels' means, each normalized as srlab normalizes data, the LR
-    bicubic-interpolated (as the bicubic baseline: torch's, pixel centres aligned)."""
+    read): :func:`hr_shift_px` of the channels' means on the central region it measures (cut from the LR
+    first, so a large image is never interpolated whole), the LR bicubic-interpolated (as the bicubic
+    baseline: torch's, pixel centres aligned). No intensity normalization: the correlation's peak does not
+    move with an image's offset or gain."""
     import torch
 
-    from srlab.data.normalize import percentile_normalize
-
-    low = percentile_normalize(np.asarray(lr, np.float32).mean(axis=0))[0].astype(np.float32)
-    high = percentile_normalize(np.asarray(hr, np.float32).mean(axis=0))[0]
+    h, w = np.shape(lr)[-2:]
+    side = MAX_SIDE_PX // scale
+    top, left = max(h - side, 0) // 2, max(w - side, 0) // 2
+    low = np.asarray(lr[..., top:top + side, left:left + side], np.float32).mean(axis=0)
+    high = np.asarray(hr[..., scale * top:scale * (top + side), scale * left:scale * (left + side)],
+                      np.float32).mean(axis=0)
     with torch.inference_mode():
-        up = torch.nn.functional.interpolate(torch.from_numpy(low)[None, None], scale_factor=scale, mode="bicubic",
-                                             align_corners=False)[0, 0].numpy()
+        up = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(low))[None, None],
+                                             scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
     return hr_shift_px(up, high)
 
 
