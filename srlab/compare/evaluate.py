@@ -38,7 +38,7 @@ from srlab.compare.plan import Log, PlannedRun, Row
 from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
-from srlab.data.registration import in_hr_frame, moved
+from srlab.data.registration import Alignment, in_hr_frame, warped
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
 from srlab.inference.rate import Rater
@@ -74,9 +74,9 @@ class EvalSample:
     name: str
     lr: np.ndarray  # (C, h, w) float32, normalized
     hr: np.ndarray  # (C, s·h, s·w)
-    # the HR's measured shift against the LR, in HR pixels, where predictions are scored in the HR's frame
-    # (a suite's test_pairs with register: true; srlab.data.registration)
-    shift: tuple[float, float] | None = None
+    # the HR's measured alignment against the LR, where predictions are scored in the HR's frame (a suite's
+    # test_pairs with register: true; srlab.data.registration)
+    alignment: Alignment | None = None
 
 
 @dataclass
@@ -121,9 +121,10 @@ def _slug(text: str) -> str:
 def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
                     ) -> tuple[list[EvalSample], str, float | None]:
     """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``); with
-    ``register`` each with its HR's measured shift, by which predictions are moved before scoring."""
+    ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
+    before scoring."""
     from srlab.compare.pairs import folder_scale, load_folder
-    from srlab.data.registration import pair_shift
+    from srlab.data.registration import folder_alignments
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):
@@ -131,13 +132,16 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     images, lr_px = load_folder(folder, scale, int(data_cfg.get("channels", 1) or 1))
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
-    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32),
-                          pair_shift(im.lr, im.hr, scale) if register else None) for im in images]
+    alignments = folder_alignments([(im.lr, im.hr) for im in images], scale) if register else [None] * len(images)
+    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32), alignment)
+               for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
     if register:
-        sizes = [math.hypot(*s.shift) for s in samples]  # type: ignore[misc]
-        source += (f"; scored in each HR's frame (register: the HR against the LR shifted by a median "
-                   f"{float(np.median(sizes)):.2f} HR px, at most {max(sizes):.2f})")
+        sizes = [a.displacement_px(s.hr.shape[-2:]) for a, s in zip(alignments, samples)]  # type: ignore[union-attr]
+        source += (f"; scored in each HR's frame (register: the HR against the LR displaced by a median "
+                   f"{float(np.median(sizes)):.2f} HR px at most over a field, largest {max(sizes):.2f}; "
+                   f"magnification over the nominal scale {alignments[0].zoom:.4f}, rotation "  # type: ignore[union-attr]
+                   f"{alignments[0].rotation_deg:+.2f}°)")  # type: ignore[union-attr]
     return samples, source, lr_px
 
 
@@ -269,7 +273,8 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
         if sr.shape != sample.hr.shape:
             raise SrlabError(f"the network's output {sr.shape} does not match the ground truth {sample.hr.shape} "
                              f"of test image '{sample.name}'")
-        scored, reference = (sr, sample.hr) if sample.shift is None else in_hr_frame(sr, sample.hr, sample.shift)
+        scored, reference = ((sr, sample.hr) if sample.alignment is None
+                             else in_hr_frame(sr, sample.hr, sample.alignment))
         metrics = image_metrics(torch.from_numpy(np.ascontiguousarray(scored))[None],
                                 torch.from_numpy(np.ascontiguousarray(reference))[None])
         for key, value in metrics.items():
@@ -287,7 +292,8 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
             values["rating"].append(rate_output(rater, sr))
         if index in grid_of:  # the grid's crops come from the first samples, in order
             y, x = grid_of[index]
-            shown = sr if sample.shift is None else moved(sr, sample.shift)  # beside the HR crop it is scored on
+            # beside the HR crop it is scored on
+            shown = sr if sample.alignment is None else warped(sr, sample.alignment)
             crops[index] = shown[0, y:y + group.grid_px, x:x + group.grid_px]
     return values, crops
 

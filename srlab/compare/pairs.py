@@ -284,10 +284,11 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                    register: bool = False, log=print) -> dict[str, Any]:
     """Score ``specs`` (run dirs / baseline names) on every pair of ``pairs``; write the report to ``out``.
     ``tta``: each run also scored as its ×8 self-ensemble, a row of its own (:func:`with_tta`). ``register``:
-    predictions moved by their pair's measured shift before scoring
-    (:func:`srlab.data.registration.pair_shift`; measured and reported either way)."""
+    predictions brought into their HR's frame by their pair's measured alignment before scoring
+    (:func:`srlab.data.registration.folder_alignments`: a shift per pair, the pairs' magnification and
+    rotation; measured and reported either way)."""
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
-    from srlab.data.registration import border_px, cropped, moved, pair_shift
+    from srlab.data.registration import Alignment, border_px, cropped, folder_alignments, warped
     from srlab.inference.tiling import predict_tiled
 
     folder, out = Path(pairs), Path(out)
@@ -310,19 +311,23 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         method.values = {key: [] for key in KEYS}
         method.network.eval()
     hr_percentiles = (DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE)
-    rows, excluded = [], []
-    shifts: dict[str, tuple[float, float]] = {}
+    rows = []
     log(f"srlab evaluate: {len(images)} image(s) of {folder} (x{scale}), {len(methods)} method(s): "
         f"{', '.join(m.label for m in methods)}")
+
+    def reference(image: Any) -> np.ndarray:
+        return percentile_normalize(image.hr, *hr_percentiles)[0].astype(np.float32)
+
+    excluded = [im.name for im in images if bool(empty_reference(torch.from_numpy(reference(im))[None])[0])]
+    measured = [im for im in images if im.name not in excluded]  # an empty reference has no alignment
+    alignments: dict[str, Alignment] = {im.name: Alignment() for im in images}
+    alignments.update(zip((im.name for im in measured),
+                          folder_alignments([(im.lr, im.hr) for im in measured], scale)))
     for image in images:
-        hr = percentile_normalize(image.hr, *hr_percentiles)[0].astype(np.float32)
+        hr = reference(image)
         hr_t = torch.from_numpy(hr)[None]
-        empty = bool(empty_reference(hr_t)[0])
-        if empty:
-            excluded.append(image.name)
-        shift = (0.0, 0.0) if empty else pair_shift(image.lr, image.hr, scale)
-        shifts[image.name] = shift
-        border = border_px(shift) if register else 0
+        alignment = alignments[image.name]
+        border = border_px(alignment, hr.shape[-2:]) if register else 0
         if border:
             hr_t = torch.from_numpy(np.ascontiguousarray(cropped(hr, border)))[None]
         shown = normalize_reference(hr_t)[0, 0].numpy()
@@ -337,10 +342,10 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                 raise SrlabError(f"{method.label}: output {sr.shape} does not match the ground truth {hr.shape} "
                                  f"of '{image.name}'")
             if register:
-                sr = cropped(moved(sr, shift), border)
+                sr = cropped(warped(sr, alignment), border)
             sr_t = torch.from_numpy(np.ascontiguousarray(sr, dtype=np.float32))[None]
             values = image_metrics(sr_t, hr_t)
-            row = {"image": image.name, "method": method.label, "excluded": int(empty)}
+            row = {"image": image.name, "method": method.label, "excluded": int(image.name in excluded)}
             for key in KEYS:
                 value = float(values[key][0])
                 method.values[key].append(value)
@@ -351,7 +356,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         if montages:
             panels.sort(key=lambda panel: panel[0] != "LR-bicubic")  # LR-bicubic first, then the methods
             _montage(out / "montages" / f"{_safe(image.name)}.png", image.name, panels, shown)
-    notes += shift_notes(shifts, excluded, register=register)
+    shapes = {im.name: tuple(im.hr.shape[-2:]) for im in images}
+    notes += alignment_notes(alignments, excluded, shapes, register=register)
     summary = _summaries(methods)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
@@ -363,7 +369,10 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
               "excluded": excluded, "unit": "image", "metric_definitions": METRIC_DEFINITIONS,
               "reference_percentiles": list(REFERENCE_PERCENTILES), "data_percentiles": list(hr_percentiles),
               "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain")] for k in KEYS},
-              "hr_shifts_px": {name: list(shift) for name, shift in shifts.items()}, "registered": register,
+              "hr_shifts_px": {name: list(a.shift_px) for name, a in alignments.items()},
+              "hr_alignment": {name: {**a.as_dict(), "largest_displacement_px": round(a.displacement_px(shapes[name]), 3)}
+                               for name, a in alignments.items()},
+              "registered": register,
               "notes": notes, "methods": summary}
     atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
     for label in sorted(summary, key=lambda k: summary[k]["rank"]):
@@ -377,26 +386,35 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     return report
 
 
-def shift_notes(shifts: dict[str, tuple[float, float]], excluded: list[str], *, register: bool) -> list[str]:
-    """The report's lines on the pairs' measured shifts (the excluded images have none)."""
+def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dict[str, tuple[int, int]], *,
+                    register: bool) -> list[str]:
+    """The report's lines on the pairs' measured alignments (:class:`srlab.data.registration.Alignment`; the
+    excluded images have none): their shifts, magnifications and rotations, and what the largest
+    displacement over each field (HR px) makes of them."""
     from srlab.data.registration import MISALIGNED_PX
 
-    sizes = {name: math.hypot(*s) for name, s in shifts.items() if name not in excluded}
-    if not sizes:
+    kept = {name: a for name, a in alignments.items() if name not in excluded}
+    if not kept:
         return []
+    sizes = {name: math.hypot(*a.shift_px) for name, a in kept.items()}
+    displacements = [a.displacement_px(shapes[name]) for name, a in kept.items()]
     worst = max(sizes, key=sizes.__getitem__)
-    dy, dx = shifts[worst]
-    line = (f"HR against LR, measured on each pair (cross-correlation of the bicubic LR with the HR): median shift "
-            f"{float(np.median(list(sizes.values()))):.2f} HR px, largest {sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, "
-            f"dx {dx:+.2f}); hr_shifts_px in summary.json")
+    dy, dx = kept[worst].shift_px
+    zooms, turns = [a.zoom for a in kept.values()], [a.rotation_deg for a in kept.values()]
+    line = (f"HR against LR, measured on each pair (the bicubic LR registered to the HR: shift, magnification, "
+            f"rotation): median shift {float(np.median(list(sizes.values()))):.2f} HR px, largest "
+            f"{sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, dx {dx:+.2f}); magnification over the nominal scale "
+            f"{float(np.median(zooms)):.4f} (median; {min(zooms):.4f} to {max(zooms):.4f}), rotation "
+            f"{float(np.median(turns)):+.2f}° ({min(turns):+.2f} to {max(turns):+.2f}); the largest displacement "
+            f"over a field {float(np.median(displacements)):.2f} HR px (median); hr_alignment in summary.json")
     if register:
-        return [line + "; every prediction was moved by its pair's shift and the border it brings in left out of "
-                       "the scores (--register)"]
-    # the median: an acquisition's shift moves most pairs alike, where one sparse field's reading can be
-    # half a pixel off (srlab's own aligned pairs: up to 0.56 px on one of 8)
-    if float(np.median(list(sizes.values()))) >= MISALIGNED_PX:
-        return [line + f"; pairs shifted by {MISALIGNED_PX:g} HR px or more penalize every method, sharp ones most "
-                       f"— if the shift is the acquisition's, not the methods', pass --register"]
+        return [line + "; every prediction was brought into its HR's frame and the border that brings in left "
+                       "out of the scores (--register)"]
+    # the median: an acquisition's misregistration moves most pairs alike, where one sparse field's reading
+    # can be half a pixel off (srlab's own aligned pairs: up to 0.56 px on one of 8)
+    if float(np.median(displacements)) >= MISALIGNED_PX:
+        return [line + f"; pairs misregistered by {MISALIGNED_PX:g} HR px or more penalize every method, sharp ones "
+                       f"most — if the misregistration is the acquisitions', not the methods', pass --register"]
     return [line]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -552,35 +553,42 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         self.eval_crop_size = int(cfg.eval_crop_size)
         self._root: Path | None = None  # the folder the images were read from
         self._loaded = False
-        # data.register: each pair's HR-vs-LR shift (HR px) by which its HR was moved into the LR's frame
-        self.registration: dict[str, list[float]] = {}
-        # without it, the shifts read on the first ALIGNMENT_PAIRS pairs of data.path (describe's note)
-        self.alignment: dict[str, list[float]] = {}
+        # data.register: each pair's HR-vs-LR alignment (Alignment.as_dict) by which its HR was brought into
+        # the LR's frame
+        self.registration: dict[str, dict[str, Any]] = {}
+        # without it, the alignments read on the first ALIGNMENT_PAIRS pairs of data.path (describe's note),
+        # with the largest displacement over the field (HR px)
+        self.alignment: dict[str, dict[str, Any]] = {}
 
-    def _read_pairs(self, lr_path: Path, hr_path: Path) -> list[tuple[LoadedImage, LoadedImage]]:
-        """The pairs of one LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
-        moved into its LR's frame by the measured shift, both cropped by the border that brings in
-        (:func:`srlab.data.registration.registered_pair`), and the shift kept for :meth:`describe`."""
-        pairs = _pair_images(lr_path, hr_path, self.cfg, self.file_channel)
+    def _read_pairs(self, files: Sequence[tuple[Path, Path]]) -> list[tuple[LoadedImage, LoadedImage]]:
+        """The pairs of each LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
+        brought into its LR's frame by its measured alignment (a shift per pair, the pairs' magnification and
+        rotation: :func:`srlab.data.registration.folder_alignments`), both cropped by the border that brings
+        in, and the alignments kept for :meth:`describe`."""
+        pairs = [pair for lr_path, hr_path in files
+                 for pair in _pair_images(lr_path, hr_path, self.cfg, self.file_channel)]
         if not self.cfg.register:
-            if self.path is not None and len(self.alignment) < ALIGNMENT_PAIRS:
-                # the user's pairs, unregistered: read how far they are shifted (a note, see describe)
-                from srlab.data.registration import pair_shift
+            if self.path is not None and pairs:
+                # the user's pairs, unregistered: read how far they are misregistered (a note, see describe)
+                from srlab.data.registration import folder_alignments
 
-                for lr, hr in pairs[:ALIGNMENT_PAIRS - len(self.alignment)]:
-                    self.alignment[lr.name] = [round(v, 3) for v in pair_shift(lr.image, hr.image, self.scale)]
+                read = pairs[:ALIGNMENT_PAIRS]
+                for (lr, hr), alignment in zip(read, folder_alignments([(a.image, b.image) for a, b in read],
+                                                                       self.scale)):
+                    self.alignment[lr.name] = {**alignment.as_dict(), "largest_displacement_px": round(
+                        alignment.displacement_px(hr.image.shape[-2:]), 3)}
             return pairs
         if self.path is None:
             raise SrlabError("data.register=true: srlab's simulated pairs are aligned by construction; it moves "
                              "the HR images of pairs read from data.path")
-        from srlab.data.registration import registered_pair
+        from srlab.data.registration import folder_alignments, registered_pair
 
         out = []
-        for lr, hr in pairs:
-            lr_image, hr_image, shift = registered_pair(lr.image, hr.image, self.scale)
+        for (lr, hr), alignment in zip(pairs, folder_alignments([(a.image, b.image) for a, b in pairs], self.scale)):
+            lr_image, hr_image = registered_pair(lr.image, hr.image, self.scale, alignment)
             lr, hr = replace(lr, image=lr_image), replace(hr, image=hr_image)
-            _check_size(lr, self.cfg.patch_size, "LR (registered: the border its HR's shift brings in left out)")
-            self.registration[lr.name] = [round(shift[0], 3), round(shift[1], 3)]
+            _check_size(lr, self.cfg.patch_size, "LR (registered: the border its HR's move brings in left out)")
+            self.registration[lr.name] = alignment.as_dict()
             out.append((lr, hr))
         return out
 
@@ -686,19 +694,20 @@ class SRDataModule(ResumableData, L.LightningDataModule):
             "lr_degradation": self.lr_degradation,
         }
         if self.registration:
-            out["registration"] = {"hr_shifts_px": dict(self.registration),
-                                   "what": "each HR moved into its LR's frame by its measured shift (data.register)"}
+            out["registration"] = {"hr_alignment": dict(self.registration),
+                                   "what": "each HR brought into its LR's frame by its measured alignment (shift, "
+                                           "magnification, rotation; data.register)"}
         if self.alignment:
             from srlab.data.registration import MISALIGNED_PX
 
-            median = float(np.median([math.hypot(*v) for v in self.alignment.values()]))
-            out["alignment"] = {"hr_shifts_px": dict(self.alignment), "median_px": round(median, 3)}
+            median = float(np.median([v["largest_displacement_px"] for v in self.alignment.values()]))
+            out["alignment"] = {"hr_alignment": dict(self.alignment), "median_displacement_px": round(median, 3)}
             if median >= MISALIGNED_PX:
                 out["alignment"]["note"] = (
-                    f"the HR images of {self._root or self.path} are shifted against their LR by a median "
-                    f"{median:.2f} HR px ({len(self.alignment)} pair(s) read): a network learns to shift and blur, "
-                    f"and scores fall most for sharp methods; if the shift is the acquisitions', "
-                    f"data.register=true moves each HR into its LR's frame")
+                    f"the HR images of {self._root or self.path} are misregistered against their LR by a median "
+                    f"{median:.2f} HR px at most over a field ({len(self.alignment)} pair(s) read): a network "
+                    f"learns to shift and blur, and scores fall most for sharp methods; if the misregistration is "
+                    f"the acquisitions', data.register=true brings each HR into its LR's frame")
         if self.simulation is not None:
             out["simulation"] = {"name": self.simulation.name, "key": self.simulation.key(),
                                  **self.simulation.as_dict()}
@@ -737,15 +746,10 @@ class PairedDataModule(SRDataModule):
             if not root.is_dir():
                 raise SrlabError(f"{root}: data.path is not a folder (no such folder)")
             files = _match_folders(root, self.lr_dir, self.hr_dir)
-        pairs, given = [], {}
-        loaded: list[tuple[LoadedImage, LoadedImage]] = []
-        for lr_path, hr_path, split in files:
-            for lr, hr in self._read_pairs(lr_path, hr_path):
-                loaded.append((lr, hr))
-                pairs.append(ImagePair(lr.name, lr_path.stem, _normalize(lr.image, self.cfg),
-                                       _normalize(hr.image, self.cfg)))
-            if split is not None:
-                given[lr_path.stem] = split
+        given = {lr_path.stem: split for lr_path, _, split in files if split is not None}
+        loaded = self._read_pairs([(lr_path, hr_path) for lr_path, hr_path, _ in files])
+        pairs = [ImagePair(lr.name, lr.path.stem, _normalize(lr.image, self.cfg), _normalize(hr.image, self.cfg))
+                 for lr, hr in loaded]
         check_not_blank([im for pair in loaded for im in pair])
         self.lr_pixel_size_nm = _consensus_pixel_size([a for a, _ in loaded], self.lr_pixel_size_nm)
         hr_px = _consensus_pixel_size([b for _, b in loaded], self.hr_pixel_size_nm)
@@ -926,7 +930,7 @@ class UnpairedDataModule(SRDataModule):
         if self.path is None:
             root = self._simulated_root()
             self._root = root
-            pairs = [pair for a, b, _ in _match_folders(root, "lr", "hr") for pair in self._read_pairs(a, b)]
+            pairs = self._read_pairs([(a, b) for a, b, _ in _match_folders(root, "lr", "hr")])
             check_not_blank([im for pair in pairs for im in pair])
             sources = sorted({lr.path.stem for lr, _ in pairs})
             held = _split_simulated(sources, self.cfg, str(root))
@@ -952,8 +956,7 @@ class UnpairedDataModule(SRDataModule):
             self._root = root
             lrs = [] if self.cfg.real_lr else self._singles(root / self.lr_dir, "lr", p)
             hrs = self._singles(root / self.hr_dir, "hr", p * self.scale)
-            pairs = [pair for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")
-                     for pair in self._read_pairs(a, b)]
+            pairs = self._read_pairs([(a, b) for a, b, _ in _match_folders(root / self.paired_dir, "lr", "hr")])
             check_not_blank([im for pair in pairs for im in pair], "paired image")
             sources = sorted({lr.path.stem for lr, _ in pairs})
             if len(sources) < 2:

@@ -1,26 +1,50 @@
-"""How far a pair's HR image is shifted against its LR image, and bringing a prediction into the HR's frame.
+"""How a pair's HR image lies against its LR image — shifted, magnified, rotated — and bringing a prediction
+into the HR's frame.
 
 Real LR/HR pairs are two acquisitions (confocal then STED, a widefield image then the STORM stack that a
-drift correction has moved): they are rarely registered to a fraction of an HR pixel. A prediction lies in
-the LR's frame, so scoring it against a shifted HR penalizes every method by the shift, and a sharp one
-more than a blurred one — bicubic interpolation loses least. ``srlab evaluate`` therefore measures each
-pair's shift (always, and reports it) and, with ``--register``, moves every prediction — baselines and
-runs alike — by that shift before scoring (a suite's ``register: true`` likewise). Training on such pairs
-(``data.path`` of a paired block, ``data.register: true``) moves each HR into its LR's frame instead
-(:func:`registered_pair`): a network trained on shifted targets learns to shift and blur.
+drift correction has moved, a 10× then a 20× objective): they are rarely registered to a fraction of an HR
+pixel. A prediction lies in the LR's frame, so scoring it against a misregistered HR penalizes every method
+by the misregistration, and a sharp one more than a blurred one — bicubic interpolation loses least.
+``srlab evaluate`` therefore measures each pair's :class:`Alignment` (always, and reports it) and, with
+``--register``, brings every prediction — baselines and runs alike — into its HR's frame before scoring (a
+suite's ``register: true`` likewise). Training on such pairs (``data.path`` of a paired block,
+``data.register: true``) brings each HR into its LR's frame instead (:func:`registered_pair`): a network
+trained on misregistered targets learns to shift and blur.
 
-The shift is that of the HR against the LR interpolated to the HR grid (bicubic), from the peak of their
-cross-correlation: plain, not phase-normalized — the LR holds no signal above its cutoff, where phase
-correlation would weigh noise as much as structure — after removing each image's mean and tapering its
-edges (a Tukey window) so that the FFT's wrap-around does not pull the peak; the peak is refined to a
-fraction of a pixel by a Gaussian (log-parabola) through it and its two neighbours on each axis, the
-shape of the correlation of two blurred images. Nothing in it depends on any method's prediction, so one
-shift serves all of them. scikit-image's ``registration.phase_cross_correlation(normalization=None)``
-computes the same quantity (the tests compare them); it is not a dependency of srlab for this one function.
+What is measured is a similarity transform: a translation, the HR's magnification over the nominal ``scale``
+(two objectives' true ratio is rarely the nominal one to better than a percent: on a 1024 px field a 1 %
+error moves the edges by 5 px) and a rotation (two cameras). It is fitted in two steps, the way image
+registration is usually done (coarse, then refined on the intensities):
+
+1. the translation, from the peak of the cross-correlation of the HR with the LR interpolated to the HR grid
+   (bicubic): plain, not phase-normalized — the LR holds no signal above its cutoff, where phase correlation
+   would weigh noise as much as structure — after removing each image's mean and tapering its edges (a Tukey
+   window) so that the FFT's wrap-around does not pull the peak; refined to a fraction of a pixel by a
+   Gaussian through the peak and its neighbours (:func:`hr_shift_px`). scikit-image's
+   ``registration.phase_cross_correlation(normalization=None)`` computes the same quantity (the tests compare
+   them); it is not a dependency of srlab for this one function;
+2. all four parameters, maximizing the windowed normalized cross-correlation of the HR with the warped
+   interpolated LR (:func:`fit_alignment`): first over a grid of magnifications and rotations
+   (:data:`ZOOM_RANGE`, :data:`ROTATION_RANGE_DEG`) on both images blurred by σ 4 HR px, then by L-BFGS on
+   images blurred by σ 4, 2 and 1 px (coarse to fine: a blurred image's correlation is smooth far from its
+   peak). Where the pair is only shifted, the fit returns a magnification of 1 and no rotation to within
+   its error, and refines the translation;
+3. the magnification and the rotation are the instruments' (two objectives, two cameras), not a field's,
+   while the shift drifts from one pair to the next: where several pairs are measured together
+   (:func:`folder_alignments`, as ``srlab evaluate``, suites and ``data.register`` do), they share the
+   median magnification and rotation of their free fits, and each pair's translation is fitted again with
+   those fixed. One sparse field's free fit can read a magnification 1 % off (of 36 aligned 256 px STED
+   fields of ``srlab simulate --pair confocal:sted --size 128``, one did: 2.7 px at its corners); the
+   median of a folder's does not (the same fields: at most 0.33 px anywhere).
+
+Nothing in it depends on any method's prediction, so one alignment serves all of them. Not measured: a
+distortion that varies across the field (a lens's, a sample's drift during a scan).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
@@ -29,12 +53,55 @@ from scipy.signal.windows import tukey
 
 #: Share of each side tapered by the window (a Tukey window's ``alpha``).
 TAPER = 0.25
-#: The shift is measured on the central square of at most this many HR pixels a side (a 2k × 2k HR image
-#: needs no more to place its peak, and the padded FFT of a whole 8k image would take gigabytes).
+#: The alignment is measured on the central square of at most this many HR pixels a side (a 2k × 2k HR image
+#: needs no more, and the padded FFT of a whole 8k image would take gigabytes).
 MAX_SIDE_PX = 1024
-#: A median shift of at least this many HR pixels gets a note when pairs are scored unregistered: well above
-#: the measurement's own error on most fields (~0.1 px), well below the shifts that cost whole dB.
+#: A median misregistration (the largest displacement over the field, :meth:`Alignment.displacement_px`) of
+#: at least this many HR pixels gets a note when pairs are scored unregistered: well above the measurement's
+#: own error on most fields (~0.1 px), well below the shifts that cost whole dB.
 MISALIGNED_PX = 0.5
+#: The magnifications (relative to the nominal scale) and rotations the fit searches from: an objective's
+#: magnification tolerance and a camera mounted by hand are within them.
+ZOOM_RANGE = (0.95, 1.05)
+ROTATION_RANGE_DEG = (-3.0, 3.0)
+#: The coarse-to-fine schedule of the fit: (Gaussian σ in HR px, the stride of the sampled HR pixels).
+_LEVELS = ((4.0, 4), (2.0, 2), (1.0, 1))
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How a pair's HR lies against its LR interpolated to the HR grid, about the image's centre ``c``:
+    ``hr(p) ≈ lr_up(c + M⁻¹ (p − c − shift_px))`` with ``M = zoom · R(rotation_deg)``, pixel coordinates
+    ``(y, x)``. ``zoom`` is the HR's magnification over the nominal scale (1.02: the HR shows the field 2 %
+    larger); ``rotation_deg`` turns the ``y`` axis towards the ``x`` axis."""
+
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    zoom: float = 1.0
+    rotation_deg: float = 0.0
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``M``, for ``(y, x)`` coordinates."""
+        t = math.radians(self.rotation_deg)
+        return self.zoom * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+
+    def inverse(self) -> Alignment:
+        """The LR's alignment against the HR: ``lr_up(q) ≈ hr(c + M (q − c) + shift_px)``."""
+        shift = -np.linalg.solve(self.matrix, np.asarray(self.shift_px, np.float64))
+        return Alignment((float(shift[0]), float(shift[1])), 1.0 / self.zoom, -self.rotation_deg)
+
+    def displacement_px(self, shape: tuple[int, int]) -> float:
+        """The largest distance between where a point of an image of ``shape`` (HR px) lies in the HR and in
+        the LR: at a corner of the field (the shift alone where there is no magnification or rotation)."""
+        h, w = shape
+        c = np.array([(h - 1) / 2, (w - 1) / 2])
+        corners = np.array([[0, 0], [0, w - 1], [h - 1, 0], [h - 1, w - 1]], np.float64) - c
+        moved_corners = corners @ self.matrix.T + np.asarray(self.shift_px)
+        return float(np.hypot(*(moved_corners - corners).T).max())
+
+    def as_dict(self) -> dict[str, object]:
+        return {"shift_px": [round(self.shift_px[0], 3), round(self.shift_px[1], 3)],
+                "zoom": round(self.zoom, 5), "rotation_deg": round(self.rotation_deg, 3)}
 
 
 def _tapered(image: np.ndarray) -> np.ndarray:
@@ -54,16 +121,19 @@ def _refine(before: float, peak: float, after: float) -> float:
     return float(np.clip(0.5 * (before - after) / denominator, -0.5, 0.5))
 
 
+def _central(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[-2:]
+    top, left = max(h - MAX_SIDE_PX, 0) // 2, max(w - MAX_SIDE_PX, 0) // 2
+    return image[..., top:top + MAX_SIDE_PX, left:left + MAX_SIDE_PX]
+
+
 def hr_shift_px(lr_upsampled: np.ndarray, hr: np.ndarray) -> tuple[float, float]:
     """The translation ``(dy, dx)`` in HR pixels of ``hr`` against ``lr_upsampled`` (the LR on the HR grid,
-    same shape): ``hr(y, x) ≈ lr_upsampled(y - dy, x - dx)``. 2D images; for several channels pass their
-    mean."""
+    same shape) from their cross-correlation's peak: ``hr(y, x) ≈ lr_upsampled(y - dy, x - dx)``. 2D images;
+    for several channels pass their mean. The start of :func:`fit_alignment`."""
     if lr_upsampled.shape != hr.shape or hr.ndim != 2:
         raise ValueError(f"hr_shift_px takes two 2D images of one shape, got {lr_upsampled.shape} and {hr.shape}")
-    h, w = hr.shape
-    top, left = max(h - MAX_SIDE_PX, 0) // 2, max(w - MAX_SIDE_PX, 0) // 2
-    hr = hr[top:top + MAX_SIDE_PX, left:left + MAX_SIDE_PX]
-    lr_upsampled = lr_upsampled[top:top + MAX_SIDE_PX, left:left + MAX_SIDE_PX]
+    hr, lr_upsampled = _central(hr), _central(lr_upsampled)
     h, w = hr.shape
     shape = (2 * h, 2 * w)  # zero-padded: a linear, not circular, correlation
     spectrum = sfft.rfft2(_tapered(hr), shape) * np.conj(sfft.rfft2(_tapered(lr_upsampled), shape))
@@ -77,41 +147,88 @@ def hr_shift_px(lr_upsampled: np.ndarray, hr: np.ndarray) -> tuple[float, float]
     return float(lag_y + dy), float(lag_x + dx)
 
 
-def border_px(shift: tuple[float, float]) -> int:
-    """The border to leave out of the scores of a prediction moved by ``shift``: what the move brings in from
-    outside the image, and one pixel more for the interpolation."""
-    return math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1
+def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, float] | None = None) -> Alignment:
+    """The :class:`Alignment` of ``hr`` against ``lr_upsampled`` (2D, one shape, at most :data:`MAX_SIDE_PX` a
+    side): the translation of :func:`hr_shift_px`, then all four parameters by maximizing the normalized
+    cross-correlation of ``hr`` with the warped ``lr_upsampled`` in a Tukey window, coarse to fine (the
+    module's docstring). ``fixed``: ``(zoom, rotation_deg)`` known; the translation alone is fitted."""
+    import torch
+
+    if lr_upsampled.shape != hr.shape or hr.ndim != 2:
+        raise ValueError(f"fit_alignment takes two 2D images of one shape, got {lr_upsampled.shape} and {hr.shape}")
+    h, w = hr.shape
+    centre = ((h - 1) / 2, (w - 1) / 2)
+    # zoom and rotation as the displacement they give at `radius` px from the centre: parameters in pixels,
+    # all of one scale for L-BFGS
+    radius = 0.5 * min(h, w)
+    window = np.outer(tukey(h, TAPER), tukey(w, TAPER))
+    translation_only = fixed is not None
+
+    def warped(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, params: torch.Tensor, mode: str):
+        """``image`` sampled at ``c + M⁻¹ (p − c − shift)`` for the HR pixels ``p = (ys, xs)``, one output per row
+        of ``params`` (dy, dx, log zoom · radius, rotation · radius)."""
+        dy, dx, log_zoom, turn = (v[:, None, None] for v in params.unbind(-1))
+        zoom, angle = torch.exp(log_zoom / radius), turn / radius
+        py, px = ys[None] - centre[0] - dy, xs[None] - centre[1] - dx
+        sy = centre[0] + (torch.cos(angle) * py + torch.sin(angle) * px) / zoom
+        sx = centre[1] + (-torch.sin(angle) * py + torch.cos(angle) * px) / zoom
+        grid = torch.stack([2 * sx / (w - 1) - 1, 2 * sy / (h - 1) - 1], -1).float()
+        return torch.nn.functional.grid_sample(image[None, None].expand(len(params), 1, h, w), grid, mode=mode,
+                                               padding_mode="border", align_corners=True)[:, 0]
+
+    def correlation(moving: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        total = weights.sum()
+        moving = moving - (moving * weights).sum((-2, -1), keepdim=True) / total
+        target = target - (target * weights).sum() / total
+        return (moving * target * weights).sum((-2, -1)) / torch.sqrt(
+            (moving * moving * weights).sum((-2, -1)) * (target * target * weights).sum())
+
+    def climbed(params: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``params`` at the nearest minimum of ``loss`` by L-BFGS (the translation alone where ``fixed``)."""
+        free = params[:2 if translation_only else 4].clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS([free], max_iter=40, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
+                                      tolerance_change=1e-12)
+
+        def step() -> torch.Tensor:
+            optimizer.zero_grad()
+            value = loss(torch.cat([free, params[2:]]) if translation_only else free)
+            value.backward()
+            return value
+
+        optimizer.step(step)
+        return torch.cat([free.detach(), params[2:]]) if translation_only else free.detach()
+
+    start = hr_shift_px(lr_upsampled, hr)
+    held = (math.log(fixed[0]) * radius, math.radians(fixed[1]) * radius) if fixed is not None else (0.0, 0.0)
+    params = torch.tensor([start[0], start[1], *held], dtype=torch.float64)
+    for level, (sigma, stride) in enumerate(_LEVELS):
+        moving = torch.from_numpy(ndimage.gaussian_filter(np.asarray(lr_upsampled, np.float32), sigma))
+        target = torch.from_numpy(ndimage.gaussian_filter(np.asarray(hr, np.float32), sigma)[::stride, ::stride])
+        weights = torch.from_numpy(window[::stride, ::stride]).float()
+        ys, xs = torch.meshgrid(torch.arange(0, h, stride, dtype=torch.float64),
+                                torch.arange(0, w, stride, dtype=torch.float64), indexing="ij")
+        if level == 0 and not translation_only:  # the grid: an L-BFGS start within the coarse correlation's reach
+            zooms = np.log(np.linspace(*ZOOM_RANGE, 21)) * radius
+            turns = np.radians(np.linspace(*ROTATION_RANGE_DEG, 13)) * radius
+            grid = torch.tensor([[start[0], start[1], z, t] for z in zooms for t in turns])
+            with torch.no_grad():
+                scores = torch.cat([correlation(warped(moving, ys, xs, grid[i:i + 32], "bilinear"), target, weights)
+                                    for i in range(0, len(grid), 32)])
+            params = grid[int(scores.argmax())].clone()
+        params = climbed(params, lambda p, m=moving, y=ys, x=xs, t=target, w=weights:
+                         -correlation(warped(m, y, x, p[None], "bicubic"), t, w)[0])
+    dy, dx, log_zoom, turn = params.tolist()
+    return Alignment((dy, dx), math.exp(log_zoom / radius), math.degrees(turn / radius))
 
 
-def moved(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
-    """``image`` (``(H, W)`` or ``(C, H, W)``) moved by ``shift`` HR pixels (cubic spline; the border that
-    :func:`border_px` names is filled with the nearest values and left out of the scores)."""
-    image = np.asarray(image, np.float32)
-    offsets = (0.0,) * (image.ndim - 2) + tuple(shift)
-    return ndimage.shift(image, offsets, order=3, mode="nearest").astype(np.float32)
-
-
-def cropped(image: np.ndarray, border: int) -> np.ndarray:
-    """``image`` without ``border`` pixels on each side of its last two axes."""
-    if border <= 0:
-        return image
-    return image[..., border:-border, border:-border]
-
-
-def in_hr_frame(prediction: np.ndarray, reference: np.ndarray, shift: tuple[float, float]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``prediction`` moved into the reference's frame by its pair's ``shift``, and both without the border the
-    move brings in (:func:`border_px`): what a registered score compares."""
-    border = border_px(shift)
-    return cropped(moved(prediction, shift), border), cropped(reference, border)
-
-
-def pair_shift(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
-    """The shift ``(dy, dx)`` in HR pixels of a pair's HR against its LR (``(C, h, w)`` and ``(C, s·h, s·w)`` as
-    read): :func:`hr_shift_px` of the channels' means on the central region it measures (cut from the LR
-    first, so a large image is never interpolated whole), the LR bicubic-interpolated (as the bicubic
-    baseline: torch's, pixel centres aligned). No intensity normalization: the correlation's peak does not
-    move with an image's offset or gain."""
+def pair_alignment(lr: np.ndarray, hr: np.ndarray, scale: int, fixed: tuple[float, float] | None = None
+                   ) -> Alignment:
+    """The :class:`Alignment` of a pair's HR against its LR (``(C, h, w)`` and ``(C, s·h, s·w)`` as read), about
+    the whole HR image's centre: :func:`fit_alignment` of the channels' means on the central region it
+    measures (cut from the LR first, so a large image is never interpolated whole), the LR
+    bicubic-interpolated (as the bicubic baseline: torch's, pixel centres aligned). No intensity
+    normalization: the correlation does not change with an image's offset or gain. ``fixed``: ``(zoom,
+    rotation_deg)`` known (:func:`folder_alignments`)."""
     import torch
 
     h, w = np.shape(lr)[-2:]
@@ -123,19 +240,76 @@ def pair_shift(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float
     with torch.inference_mode():
         up = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(low))[None, None],
                                              scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
-    return hr_shift_px(up, high)
+    fitted = fit_alignment(up, high, fixed)
+    # about the whole image's centre, not the region's: shift + (M − I)(centre − region's centre)
+    offset = np.array([(scale * h - 1) / 2 - (scale * top + (high.shape[0] - 1) / 2),
+                       (scale * w - 1) / 2 - (scale * left + (high.shape[1] - 1) / 2)])
+    shift = np.asarray(fitted.shift_px) + (fitted.matrix - np.eye(2)) @ offset
+    return Alignment((float(shift[0]), float(shift[1])), fitted.zoom, fitted.rotation_deg)
 
 
-def registered_pair(lr: np.ndarray, hr: np.ndarray, scale: int
-                    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """A pair as read (``(C, h, w)``, ``(C, s·h, s·w)``) with its HR moved into the LR's frame by the measured
-    shift, both without the border the move brings in (whole LR pixels, so that the shapes stay ``scale``
-    apart), and the shift (:func:`pair_shift`: HR against LR, HR pixels)."""
-    shift = pair_shift(lr, hr, scale)
-    border_lr = math.ceil(border_px(shift) / scale)
-    hr = moved(hr, (-shift[0], -shift[1]))
-    return cropped(np.asarray(lr), border_lr), cropped(hr, scale * border_lr), shift
+def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> list[Alignment]:
+    """The :class:`Alignment` of each of ``pairs`` (``(lr, hr)`` as :func:`pair_alignment` takes them) measured
+    together: one magnification and rotation for all, the medians of their free fits (the instruments'), and
+    each pair's translation fitted with those fixed. One pair: its free fit."""
+    free = [pair_alignment(lr, hr, scale) for lr, hr in pairs]
+    if len(free) < 2:
+        return free
+    shared = (float(np.median([a.zoom for a in free])), float(np.median([a.rotation_deg for a in free])))
+    return [pair_alignment(lr, hr, scale, shared) for lr, hr in pairs]
 
 
-__all__ = ["MISALIGNED_PX", "border_px", "cropped", "hr_shift_px", "in_hr_frame", "moved", "pair_shift",
-           "registered_pair"]
+def border_px(alignment: Alignment, shape: tuple[int, int]) -> int:
+    """The border to leave out of the scores of an image of ``shape`` brought into the other frame: what the
+    move brings in from outside the image, and one pixel more for the interpolation."""
+    return math.ceil(alignment.displacement_px(shape)) + 1
+
+
+def warped(image: np.ndarray, alignment: Alignment) -> np.ndarray:
+    """``image`` (``(H, W)`` or ``(C, H, W)``, in the LR's frame on the HR grid — a prediction) brought into the
+    HR's frame: sampled at ``c + M⁻¹ (p − c − shift_px)`` (cubic spline; the border that :func:`border_px`
+    names is filled with the nearest values and left out of the scores). ``alignment.inverse()`` brings an HR
+    into its LR's frame."""
+    image = np.asarray(image, np.float32)
+    h, w = image.shape[-2:]
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    inverse = np.linalg.inv(alignment.matrix)
+    offset = centre - inverse @ (centre + np.asarray(alignment.shift_px))
+    planes = image.reshape(-1, h, w)
+    out = np.stack([ndimage.affine_transform(plane, inverse, offset=offset, order=3, mode="nearest")
+                    for plane in planes])
+    return out.reshape(image.shape).astype(np.float32)
+
+
+def moved(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """``image`` moved by ``shift`` pixels: :func:`warped` by a translation alone."""
+    return warped(image, Alignment((float(shift[0]), float(shift[1]))))
+
+
+def cropped(image: np.ndarray, border: int) -> np.ndarray:
+    """``image`` without ``border`` pixels on each side of its last two axes."""
+    if border <= 0:
+        return image
+    return image[..., border:-border, border:-border]
+
+
+def in_hr_frame(prediction: np.ndarray, reference: np.ndarray, alignment: Alignment
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``prediction`` brought into the reference's frame by its pair's ``alignment``, and both without the border
+    that brings in (:func:`border_px`): what a registered score compares."""
+    border = border_px(alignment, np.shape(reference)[-2:])
+    return cropped(warped(prediction, alignment), border), cropped(reference, border)
+
+
+def registered_pair(lr: np.ndarray, hr: np.ndarray, scale: int, alignment: Alignment
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """A pair as read (``(C, h, w)``, ``(C, s·h, s·w)``) with its HR brought into the LR's frame by its
+    ``alignment`` (HR against LR: :func:`folder_alignments`), both without the border that brings in (whole LR
+    pixels, so that the shapes stay ``scale`` apart)."""
+    border_lr = math.ceil(border_px(alignment, np.shape(hr)[-2:]) / scale)
+    hr = warped(hr, alignment.inverse())
+    return cropped(np.asarray(lr), border_lr), cropped(hr, scale * border_lr)
+
+
+__all__ = ["MISALIGNED_PX", "Alignment", "border_px", "cropped", "fit_alignment", "folder_alignments", "hr_shift_px",
+           "in_hr_frame", "moved", "pair_alignment", "registered_pair", "warped"]

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.shifted_pairs import shifted_copy
 from srlab import cli
 from srlab.data import build_datamodule
-from srlab.data.registration import border_px, pair_shift
+from srlab.data.registration import Alignment, border_px, pair_alignment
 from srlab.errors import SrlabError
 
 
@@ -28,22 +28,28 @@ def test_register_moves_each_hr_into_its_lr_frame(shifted_folder: Path, cfg_fact
     plain.setup("fit")
     registered = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder), register=True), seed=0)
     registered.setup("fit")
-    shifts = registered.describe()["registration"]["hr_shifts_px"]
-    assert len(shifts) == 4 and "registration" not in plain.describe()
-    # unregistered, the shifts are read all the same, and the note says what to do
+    alignments = registered.describe()["registration"]["hr_alignment"]
+    assert len(alignments) == 4 and "registration" not in plain.describe()
+    # unregistered, the alignments are read all the same, and the note says what to do
     alignment = plain.describe()["alignment"]
-    assert alignment["median_px"] == pytest.approx(np.hypot(3.0, 2.0), abs=0.3)
+    assert alignment["median_displacement_px"] == pytest.approx(np.hypot(3.0, 2.0), abs=0.3)
     assert "data.register=true" in alignment["note"] and "alignment" not in registered.describe()
-    for name, (dy, dx) in shifts.items():
+    for name, read in alignments.items():
+        dy, dx = read["shift_px"]
         assert dy == pytest.approx(3.0, abs=0.3) and dx == pytest.approx(-2.0, abs=0.3), name
+        assert read["zoom"] == pytest.approx(1.0, abs=0.002) and read["rotation_deg"] == pytest.approx(0.0, abs=0.1)
     for split in ("train", "val", "test"):
         for before, after in zip(plain.data[split], registered.data[split]):
-            # the border: the measured shift rounded up, one pixel more, in whole LR pixels
-            border_lr = int(np.ceil(border_px(tuple(shifts[after.name])) / 2))
+            # the border: the largest displacement rounded up, one pixel more, in whole LR pixels
+            read = alignments[after.name]
+            fitted = Alignment(tuple(read["shift_px"]), read["zoom"], read["rotation_deg"])
+            border_lr = int(np.ceil(border_px(fitted, before.hr.shape[-2:]) / 2))
             assert after.lr.shape[-1] == before.lr.shape[-1] - 2 * border_lr
             assert after.hr.shape[-1] == 2 * after.lr.shape[-1]
-            assert np.hypot(*pair_shift(before.lr, before.hr, 2)) > 3.0
-            assert np.hypot(*pair_shift(after.lr, after.hr, 2)) < 0.3
+            assert np.hypot(*pair_alignment(before.lr, before.hr, 2).shift_px) > 3.0
+            # what is left: the shift read with no magnification or rotation (one field's free fit of those
+            # is noisier than the folder's, which registered it)
+            assert np.hypot(*pair_alignment(after.lr, after.hr, 2, fixed=(1.0, 0.0)).shift_px) < 0.3
 
 
 def test_register_is_refused_on_simulated_pairs(cfg_factory, sim_cache):
@@ -57,4 +63,5 @@ def test_aligned_pairs_get_no_note(shifted_folder: Path, cfg_factory):
     aligned = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder.parent / "aligned")), seed=0)
     aligned.setup("fit")
     alignment = aligned.describe()["alignment"]
-    assert len(alignment["hr_shifts_px"]) == 4 and alignment["median_px"] < 0.3 and "note" not in alignment
+    assert len(alignment["hr_alignment"]) == 4 and alignment["median_displacement_px"] < 0.3
+    assert "note" not in alignment
