@@ -137,9 +137,10 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
     if register:
-        sizes = [a.displacement_px(s.hr.shape[-2:]) for a, s in zip(alignments, samples)]  # type: ignore[union-attr]
+        sizes = [a.mean_displacement_px(s.hr.shape[-2:])  # type: ignore[union-attr]
+                 for a, s in zip(alignments, samples)]
         source += (f"; scored in each HR's frame (register: the HR against the LR displaced by a median "
-                   f"{float(np.median(sizes)):.2f} HR px at most over a field, largest {max(sizes):.2f}; "
+                   f"{float(np.median(sizes)):.2f} HR px on average over a field, at most {max(sizes):.2f}; "
                    f"magnification over the nominal scale {alignments[0].zoom:.4f}, rotation "  # type: ignore[union-attr]
                    f"{alignments[0].rotation_deg:+.2f}°)")  # type: ignore[union-attr]
     return samples, source, lr_px

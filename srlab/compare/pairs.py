@@ -370,7 +370,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
               "reference_percentiles": list(REFERENCE_PERCENTILES), "data_percentiles": list(hr_percentiles),
               "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain")] for k in KEYS},
               "hr_shifts_px": {name: list(a.shift_px) for name, a in alignments.items()},
-              "hr_alignment": {name: {**a.as_dict(), "largest_displacement_px": round(a.displacement_px(shapes[name]), 3)}
+              "hr_alignment": {name: {**a.as_dict(),
+                                      "mean_displacement_px": round(a.mean_displacement_px(shapes[name]), 3),
+                                      "largest_displacement_px": round(a.displacement_px(shapes[name]), 3)}
                                for name, a in alignments.items()},
               "registered": register,
               "notes": notes, "methods": summary}
@@ -390,14 +392,14 @@ def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dic
                     register: bool) -> list[str]:
     """The report's lines on the pairs' measured alignments (:class:`srlab.data.registration.Alignment`; the
     excluded images have none): their shifts, magnifications and rotations, and what the largest
-    displacement over each field (HR px) makes of them."""
+    displacement over each field (HR px, the mean) makes of them."""
     from srlab.data.registration import MISALIGNED_PX
 
     kept = {name: a for name, a in alignments.items() if name not in excluded}
     if not kept:
         return []
     sizes = {name: math.hypot(*a.shift_px) for name, a in kept.items()}
-    displacements = [a.displacement_px(shapes[name]) for name, a in kept.items()]
+    displacements = [a.mean_displacement_px(shapes[name]) for name, a in kept.items()]
     worst = max(sizes, key=sizes.__getitem__)
     dy, dx = kept[worst].shift_px
     zooms, turns = [a.zoom for a in kept.values()], [a.rotation_deg for a in kept.values()]
@@ -405,7 +407,7 @@ def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dic
             f"rotation): median shift {float(np.median(list(sizes.values()))):.2f} HR px, largest "
             f"{sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, dx {dx:+.2f}); magnification over the nominal scale "
             f"{float(np.median(zooms)):.4f} (median; {min(zooms):.4f} to {max(zooms):.4f}), rotation "
-            f"{float(np.median(turns)):+.2f}° ({min(turns):+.2f} to {max(turns):+.2f}); the largest displacement "
+            f"{float(np.median(turns)):+.2f}° ({min(turns):+.2f} to {max(turns):+.2f}); the mean displacement "
             f"over a field {float(np.median(displacements)):.2f} HR px (median); hr_alignment in summary.json")
     if register:
         return [line + "; every prediction was brought into its HR's frame and the border that brings in left "

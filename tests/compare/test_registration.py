@@ -179,7 +179,7 @@ def test_register_scores_a_magnified_and_turned_hr_in_its_frame(tmp_path: Path):
     registered = evaluate_pairs([], turned, tmp_path / "registered", register=True, **quiet)
     for read in plain["hr_alignment"].values():
         assert read["zoom"] == pytest.approx(1.02, abs=0.002) and read["rotation_deg"] == pytest.approx(1.0, abs=0.1)
-        assert read["largest_displacement_px"] > 5.0
+        assert read["largest_displacement_px"] > 5.0 and read["mean_displacement_px"] > 2.0
     assert any("pass --register" in n for n in plain["notes"])
 
     def psnr(report, method):
