@@ -69,6 +69,9 @@ MISALIGNED_PX = 0.5
 #: magnification tolerance and a camera mounted by hand are within them.
 ZOOM_RANGE = (0.95, 1.05)
 ROTATION_RANGE_DEG = (-3.0, 3.0)
+#: Fields smaller than this (HR px a side) get the cross-correlation's translation alone: too few coarse
+#: samples to fit a magnification and a rotation.
+MIN_SIDE_PX = 32
 #: The coarse-to-fine schedule of the fit: (Gaussian σ in HR px, the stride of the sampled HR pixels).
 _LEVELS = ((4.0, 4), (2.0, 2), (1.0, 1))
 
@@ -166,12 +169,17 @@ def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, 
     """The :class:`Alignment` of ``hr`` against ``lr_upsampled`` (2D, one shape, at most :data:`MAX_SIDE_PX` a
     side): the translation of :func:`hr_shift_px`, then all four parameters by maximizing the normalized
     cross-correlation of ``hr`` with the warped ``lr_upsampled`` in a Tukey window, coarse to fine (the
-    module's docstring). ``fixed``: ``(zoom, rotation_deg)`` known; the translation alone is fitted."""
+    module's docstring). ``fixed``: ``(zoom, rotation_deg)`` known; the translation alone is fitted. Where the
+    fit leaves the searched ranges (a pair with no common structure: noise, an empty field) or the field is
+    smaller than :data:`MIN_SIDE_PX`, the cross-correlation's translation alone."""
     import torch
 
     if lr_upsampled.shape != hr.shape or hr.ndim != 2:
         raise ValueError(f"fit_alignment takes two 2D images of one shape, got {lr_upsampled.shape} and {hr.shape}")
     h, w = hr.shape
+    start = hr_shift_px(lr_upsampled, hr)
+    if min(h, w) < MIN_SIDE_PX:
+        return Alignment(start) if fixed is None else Alignment(start, *fixed)
     centre = ((h - 1) / 2, (w - 1) / 2)
     # zoom and rotation as the displacement they give at `radius` px from the centre: parameters in pixels,
     # all of one scale for L-BFGS
@@ -213,7 +221,6 @@ def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, 
         optimizer.step(step)
         return torch.cat([free.detach(), params[2:]]) if translation_only else free.detach()
 
-    start = hr_shift_px(lr_upsampled, hr)
     held = (math.log(fixed[0]) * radius, math.radians(fixed[1]) * radius) if fixed is not None else (0.0, 0.0)
     params = torch.tensor([start[0], start[1], *held], dtype=torch.float64)
     for level, (sigma, stride) in enumerate(_LEVELS):
@@ -233,7 +240,14 @@ def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, 
         params = climbed(params, lambda p, m=moving, y=ys, x=xs, t=target, w=weights:
                          -correlation(warped(m, y, x, p[None], "bicubic"), t, w)[0])
     dy, dx, log_zoom, turn = params.tolist()
-    return Alignment((dy, dx), math.exp(log_zoom / radius), math.degrees(turn / radius))
+    fitted = Alignment((dy, dx), math.exp(log_zoom / radius), math.degrees(turn / radius))
+    reach = 0.25 * min(h, w)  # a shift beyond it leaves little of the field to correlate
+    within = (ZOOM_RANGE[0] - 0.01 <= fitted.zoom <= ZOOM_RANGE[1] + 0.01
+              and ROTATION_RANGE_DEG[0] - 1 <= fitted.rotation_deg <= ROTATION_RANGE_DEG[1] + 1
+              and math.hypot(dy - start[0], dx - start[1]) <= reach)
+    if not (within and all(math.isfinite(v) for v in (dy, dx, fitted.zoom, fitted.rotation_deg))):
+        return Alignment(start) if fixed is None else Alignment(start, *fixed)
+    return fitted
 
 
 def pair_alignment(lr: np.ndarray, hr: np.ndarray, scale: int, fixed: tuple[float, float] | None = None

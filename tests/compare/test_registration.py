@@ -191,3 +191,13 @@ def test_register_scores_a_magnified_and_turned_hr_in_its_frame(tmp_path: Path):
         # not "equal": the warp's interpolation smooths the HR's noise, which alone lifts every score (a
         # (0.5, 0.5) px shift of these HR images lifts Richardson–Lucy's 0.6 dB); never below the aligned pairs'
         assert psnr(registered, method) > psnr(aligned, method) - 0.3
+
+
+def test_a_pair_without_common_structure_gets_the_translation_alone():
+    """Noise against noise (no peak to climb) and a field too small to fit a magnification: finite, no zoom, no
+    turn — never a runaway fit that would warp a prediction out of its field."""
+    rng = np.random.default_rng(5)
+    for side in (64, 8):
+        fitted = fit_alignment(rng.random((side, side)), rng.random((side, side)))
+        assert (fitted.zoom, fitted.rotation_deg) == (1.0, 0.0)
+        assert all(np.isfinite(fitted.shift_px))
