@@ -65,3 +65,18 @@ def test_aligned_pairs_get_no_note(shifted_folder: Path, cfg_factory):
     alignment = aligned.describe()["alignment"]
     assert len(alignment["hr_alignment"]) == 4 and alignment["median_displacement_px"] < 0.3
     assert "note" not in alignment
+
+
+def test_register_undoes_a_magnification_and_a_rotation(shifted_folder: Path, cfg_factory):
+    """Pairs through two objectives and two cameras: the HR magnified 2 % and turned 1°. data.register reads one
+    magnification and rotation for the folder and brings every HR into its LR's frame; what is left reads none."""
+    turned = shifted_copy(shifted_folder.parent / "aligned", shifted_folder.parent / "turned", (0.5, 0.5), 1.02, 1.0)
+    registered = build_datamodule(cfg_factory(kind="paired", path=str(turned), register=True), seed=0)
+    registered.setup("fit")
+    alignments = registered.describe()["registration"]["hr_alignment"]
+    assert len(alignments) == 4
+    for read in alignments.values():
+        assert read["zoom"] == pytest.approx(1.02, abs=0.002) and read["rotation_deg"] == pytest.approx(1.0, abs=0.1)
+    left = [pair_alignment(pair.lr, pair.hr, 2) for split in ("train", "val", "test") for pair in registered.data[split]]
+    assert float(np.median([a.zoom for a in left])) == pytest.approx(1.0, abs=0.002)
+    assert float(np.median([a.rotation_deg for a in left])) == pytest.approx(0.0, abs=0.1)
