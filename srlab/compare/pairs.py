@@ -9,10 +9,17 @@ classical baseline (``bicubic``, ``richardson_lucy``); bicubic and Richardson–
 simulate``, the blur between its LR and HR PSFs (``sqrt(FWHM_lr² - FWHM_hr²)``, from ``simulation.json``);
 without any, RL is left out and the summary says so.
 
-Each pair's shift, HR against LR, is measured (:mod:`srlab.data.registration`: the cross-correlation of the
-bicubic LR with the HR) and reported; a note advises ``--register`` where their median reaches half an HR pixel. With
-``--register`` every prediction (baselines and runs alike) is moved by its pair's shift and the border the move
-brings in is left out of prediction and HR before scoring.
+Each pair's alignment, HR against LR, is measured (:mod:`srlab.data.registration`: a shift per pair, the
+folder's magnification and rotation, fitted on the bicubic LR against the HR) and reported; a note advises
+``--register`` where the median displacement over a field reaches half an HR pixel. With ``--register`` every
+prediction (baselines and runs alike) is brought into its HR's frame and the border that brings in is left out
+of prediction and HR before scoring.
+
+A noisy reference caps every score: against an HR with a few tens of photons at its brightest pixels even
+the noise-free truth scores little above bicubic interpolation. Where the HR images are raw counts (or
+any linear rescaling of them), the Poisson–Gaussian line fitted to them (:func:`noise_ceiling_db`) says
+what headline PSNR a noise-free prediction would score, and the summary says so — and that the
+reference, not the methods, sets the scores where the best method is within a dB of it.
 
 ``--tta`` adds, after each run, the same run predicted as ``srlab predict --tta`` does (the mean of the 8
 dihedral transforms), a row of its own (:func:`with_tta`).
@@ -359,6 +366,11 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     shapes = {im.name: tuple(im.hr.shape[-2:]) for im in images}
     notes += alignment_notes(alignments, excluded, shapes, register=register)
     summary = _summaries(methods)
+    ceilings = noise_ceiling_db([im.hr for im in measured])
+    ceiling_of = dict(zip((im.name for im in measured), ceilings)) if ceilings is not None else {}
+    if ceiling_of:
+        best = max((s["psnr"]["mean"] for s in summary.values() if math.isfinite(s["psnr"]["mean"])), default=math.nan)
+        notes += noise_ceiling_notes(ceiling_of, best)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
     writer.writeheader()
@@ -375,6 +387,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                                       "largest_displacement_px": round(a.displacement_px(shapes[name]), 3)}
                                for name, a in alignments.items()},
               "registered": register,
+              "noise_ceiling_psnr_db": {name: round(v, 3) if math.isfinite(v) else None
+                                        for name, v in ceiling_of.items()} or None,
               "notes": notes, "methods": summary}
     atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
     for label in sorted(summary, key=lambda k: summary[k]["rank"]):
@@ -386,6 +400,59 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     log(f"srlab evaluate: {len(excluded)} of {len(images)} image(s) excluded (empty ground truth); "
         f"report in {out}/summary.md, per_image.csv, montages/")
     return report
+
+
+#: Ceilings above this (dB) are noise-free references (expected counts, renderings of densities): no note.
+NOISE_CEILING_MAX_DB = 50.0
+#: A best method within this many dB of the ceiling gets the note that the reference's noise sets the scores.
+NOISE_CEILING_MARGIN_DB = 1.0
+
+
+def noise_ceiling_db(references: Sequence[np.ndarray]) -> list[float] | None:
+    """Per reference (``(1, H, W)`` as read: raw counts or a linear rescaling of them), the headline PSNR (dB)
+    that a noise-free prediction scores against it: ``10 log10(range² / σ̄²)`` with ``range`` the reference's
+    normalization (its 1 % – 99.8 % percentiles, :func:`srlab.metrics.image.reference_percentiles`; the
+    affine fit of the truth to the noisy reference is ~1·truth) and ``σ̄²`` the mean noise variance over its
+    pixels — the Poisson–Gaussian line fitted to the references together (one detector,
+    :func:`srlab.calibration.noise.fit_noise`) at the image's mean, the variance being linear in the mean.
+    Checked against the noise-free references of the foreign checks (``benchmarks/realcheck.py``): pySTED's
+    STED 20.75 dB estimated, 20.59 scored; psfmodels' sCMOS SIM images 31.67 and 31.65; good to the noise
+    fit's gain, a few % (tests/compare/test_noise_ceiling.py: within 0.5 dB). ``None`` where the
+    line cannot be fitted (multi-channel, normalized or clipped images); NaN for an image whose variance
+    reads ≤ 0 (a noise-free reference)."""
+    from srlab.calibration.noise import fit_noise
+    from srlab.metrics.image import DATA_RANGE, reference_percentiles
+
+    if not references or any(np.shape(r)[0] != 1 for r in references):
+        return None
+    planes = [np.asarray(r, np.float64)[0] for r in references]
+    try:
+        noise = fit_noise(planes, leak_check=False)
+    except SrlabError:
+        return None
+    ceilings = []
+    for index, plane in enumerate(planes):
+        variance = float(noise.image_variance(index, np.asarray(plane.mean())))
+        low, high = reference_percentiles(torch.from_numpy(plane).float()[None, None])
+        scale = float(high - low) * DATA_RANGE
+        ceilings.append(10.0 * math.log10(scale * scale / variance) if variance > 0 and scale > 0 else math.nan)
+    return ceilings
+
+
+def noise_ceiling_notes(ceilings: dict[str, float], best_psnr_db: float) -> list[str]:
+    """The report's line on the references' noise (:func:`noise_ceiling_db`), where it caps the scores."""
+    finite = [v for v in ceilings.values() if math.isfinite(v)]
+    if not finite or float(np.median(finite)) > NOISE_CEILING_MAX_DB:
+        return []
+    median = float(np.median(finite))
+    line = (f"the HR images' own noise, if they are raw counts (a Poisson–Gaussian line fitted to them), caps the "
+            f"headline PSNR of a "
+            f"noise-free prediction at ~{median:.1f} dB (median over images, {min(finite):.1f} to {max(finite):.1f}; "
+            f"noise_ceiling_psnr_db in summary.json); SSIM is lowered likewise")
+    if best_psnr_db > median - NOISE_CEILING_MARGIN_DB:
+        line += (f"; the best method is within {NOISE_CEILING_MARGIN_DB:g} dB of it: the reference's noise, not the "
+                 f"methods, sets these scores — score against an averaged or denoised reference where you have one")
+    return [line]
 
 
 def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dict[str, tuple[int, int]], *,
