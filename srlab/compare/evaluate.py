@@ -123,7 +123,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``); with
     ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
     before scoring."""
-    from srlab.compare.pairs import folder_scale, load_folder
+    from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
     from srlab.data.registration import folder_alignments
 
     scale = folder_scale(folder)
@@ -136,6 +136,10 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32), alignment)
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
+    ceilings = [v for v in noise_ceiling_db([im.hr for im in images]) or [] if math.isfinite(v)]
+    if ceilings and float(np.median(ceilings)) <= NOISE_CEILING_MAX_DB:
+        source += (f"; the HR images' own noise, if they are raw counts, caps the headline PSNR of a noise-free "
+                   f"prediction at ~{float(np.median(ceilings)):.1f} dB (median; srlab evaluate's noise ceiling)")
     if register:
         sizes = [a.mean_displacement_px(s.hr.shape[-2:])  # type: ignore[union-attr]
                  for a, s in zip(alignments, samples)]

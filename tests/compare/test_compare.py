@@ -215,6 +215,8 @@ def test_a_suite_scores_every_image_of_a_test_pairs_folder_whole(tmp_path):
         sorted(r["image"] for r in per_image) == names
     (group,) = json.loads((out / "report.json").read_text())["groups"]
     assert "whole (no split)" in group["source"] and group["scale"] == 2
+    # srlab simulate's HR images are camera counts: the test-set line gives their noise ceiling
+    assert "caps the headline PSNR of a noise-free prediction" in group["source"]
 
 
 def test_a_suite_scores_shifted_test_pairs_in_the_hr_frame_with_register(tmp_path):
