@@ -417,9 +417,10 @@ def noise_ceiling_db(references: Sequence[np.ndarray]) -> list[float] | None:
     :func:`srlab.calibration.noise.fit_noise`) at the image's mean, the variance being linear in the mean.
     Checked against the noise-free references of the foreign checks (``benchmarks/realcheck.py``): pySTED's
     STED 20.75 dB estimated, 20.59 scored; psfmodels' sCMOS SIM images 31.67 and 31.65; good to the noise
-    fit's gain, a few % (tests/compare/test_noise_ceiling.py: within 0.5 dB). ``None`` where the
-    line cannot be fitted (multi-channel, normalized or clipped images); NaN for an image whose variance
-    reads ≤ 0 (a noise-free reference)."""
+    fit's gain, a few % (tests/compare/test_noise_ceiling.py: within 0.5 dB). A processed reference
+    (background-subtracted and clipped, deconvolved, rendered with Gaussians) is not Poisson–Gaussian, and
+    its reading means little. ``None`` where the line cannot be fitted (several channels, constant images);
+    NaN for an image whose variance reads ≤ 0 (a noise-free reference)."""
     from srlab.calibration.noise import fit_noise
     from srlab.metrics.image import DATA_RANGE, reference_percentiles
 
