@@ -473,6 +473,11 @@ def detail_step(integer: bool, fourth: bool = False) -> float | None:
     return (_DETAIL4_STEP_ADU if fourth else _DETAIL_STEP_ADU) if integer else None
 
 
+#: The most lattice cells :func:`_lattice_mad` spans (34 MB of counts, a few arrays of it): 16-bit images'
+#: detail values stay well within it; 32-bit counts or float images of large values need not.
+MAX_LATTICE_CELLS = 1 << 22
+
+
 def _lattice_mad(values: np.ndarray, step: float) -> float:
     """The MAD of detail values that lie on a lattice of ``step`` (integer images), each spread evenly over
     its cell — the median and the median absolute deviation of grouped data, interpolated within the
@@ -484,6 +489,14 @@ def _lattice_mad(values: np.ndarray, step: float) -> float:
     0.98, 0.99, 0.99 of the sample variance there). Spreading adds ``step²/12`` to the variance, which the
     caller removes."""
     k = np.rint(values / step).astype(np.int64)
+    if int(k.max()) - int(k.min()) > MAX_LATTICE_CELLS:
+        # values of a wide range (32-bit counts, an outlier of 10⁷ ADU): the lattice's cells would take
+        # gigabytes. The far tails move to the 0.1 % / 99.9 % quantiles, which leaves the median and the
+        # mass within a MAD of it as they were; where the range is still that wide the lattice is far finer
+        # than the noise, and the plain MAD is the grouped one.
+        k = np.clip(k, *np.quantile(k, [0.001, 0.999]).round().astype(np.int64))
+        if int(k.max()) - int(k.min()) > MAX_LATTICE_CELLS:
+            return float(np.median(np.abs(values - np.median(values))))
     k0 = int(k.min())
     counts = np.bincount(k - k0)
     if 2 * int(counts.max()) > values.size:

@@ -174,3 +174,17 @@ def test_per_image_keeps_the_order_and_raises_the_first_error():
 
     with pytest.raises(ValueError, match="image 3"):
         per_image(fails_on_three, range(6))
+
+
+def test_the_lattice_mad_of_a_wide_range_stays_small_and_right():
+    """Integer images of a wide range (32-bit counts, one outlier of 10⁷ ADU among a few ADU of noise) would
+    span gigabytes of lattice cells: the tails are clipped to the 0.1 % / 99.9 % quantiles, which leaves the
+    grouped MAD as it was, and where the bulk itself spans that range the plain MAD is returned."""
+    rng = np.random.default_rng(4)
+    step = _DETAIL_STEP_ADU
+    photon_poor = np.round(rng.normal(0.0, 2.0, 20_000) / step) * step
+    with_outlier = photon_poor.copy()
+    with_outlier[0] = 1e7
+    assert _lattice_mad(with_outlier, step) == pytest.approx(_lattice_mad(photon_poor, step), rel=2e-3)
+    wide = np.round(rng.normal(0.0, 1e6, 20_000) / step) * step
+    assert _lattice_mad(wide, step) == pytest.approx(float(np.median(np.abs(wide - np.median(wide)))), rel=1e-9)

@@ -44,6 +44,16 @@ def test_the_ceiling_is_what_the_noise_free_truth_scores(peak_photons: float):
         assert ceiling == pytest.approx(scored, abs=0.5)
 
 
+def test_the_ceiling_does_not_change_with_the_references_units():
+    """A linear rescaling of raw counts (32-bit sums, a float export in other units) reads the same ceiling: the
+    noise line scales with the range. Ten million ADU a photon once asked the noise fit for gigabytes."""
+    rng = np.random.default_rng(3)
+    references = [_camera(rng, _truth(rng) / 0.05 * 30.0 + 2.0)[None] for _ in range(2)]
+    for factor in (1e-6, 1e6):
+        assert noise_ceiling_db([r * factor for r in references]) == pytest.approx(noise_ceiling_db(references),
+                                                                                abs=0.05)
+
+
 def test_no_ceiling_where_the_line_cannot_be_fitted():
     rng = np.random.default_rng(1)
     assert noise_ceiling_db([rng.random((2, 64, 64))]) is None  # two channels
