@@ -471,11 +471,15 @@ def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dic
     worst = max(sizes, key=sizes.__getitem__)
     dy, dx = kept[worst].shift_px
     zooms, turns = [a.zoom for a in kept.values()], [a.rotation_deg for a in kept.values()]
+
+    def spread(values: list[float], form: str) -> str:  # one value for the folder (folder_alignments) or several
+        return "" if min(values) == max(values) else f" (median; {min(values):{form}} to {max(values):{form}})"
+
     line = (f"HR against LR, measured on each pair (the bicubic LR registered to the HR: shift, magnification, "
             f"rotation): median shift {float(np.median(list(sizes.values()))):.2f} HR px, largest "
             f"{sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, dx {dx:+.2f}); magnification over the nominal scale "
-            f"{float(np.median(zooms)):.4f} (median; {min(zooms):.4f} to {max(zooms):.4f}), rotation "
-            f"{float(np.median(turns)):+.2f}° ({min(turns):+.2f} to {max(turns):+.2f}); the mean displacement "
+            f"{float(np.median(zooms)):.4f}{spread(zooms, '.4f')}, rotation "
+            f"{float(np.median(turns)):+.2f}°{spread(turns, '+.2f')}; the mean displacement "
             f"over a field {float(np.median(displacements)):.2f} HR px (median); hr_alignment in summary.json")
     if register:
         return [line + "; every prediction was brought into its HR's frame and the border that brings in left "
