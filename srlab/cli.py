@@ -556,8 +556,9 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="also score each run as its x8 self-ensemble (srlab predict --tta), a row of its own")
     p.add_argument("--register", action="store_true",
-                   help="move every prediction by its pair's measured HR-vs-LR shift (always measured and "
-                        "reported) before scoring, leaving out the border the move brings in")
+                   help="bring every prediction into its HR's frame by its pair's measured alignment (a shift "
+                        "per pair, the folder's magnification and rotation; always measured and reported) "
+                        "before scoring, leaving out the border that brings in")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p = sub.add_parser("rate", help="rate the quality of TIFF images (0-1) with a trained quality-rating run "
                                     "(srlab train quality_sted) -> one line per image and a CSV")

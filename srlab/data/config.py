@@ -185,8 +185,9 @@ class DataConfig(DataBlock):
     # fine-tuned on. null: no real images.
     real_lr: str | None = None
     # Pairs read from data.path (kind paired; unpaired's paired/ folder) are two acquisitions, rarely aligned to
-    # a fraction of an HR pixel: true moves each HR into its LR's frame by the measured shift and leaves out
-    # the border that brings in (srlab.data.registration). srlab's simulated pairs are aligned by construction.
+    # a fraction of an HR pixel: true brings each HR into its LR's frame by its measured alignment (a shift per
+    # pair, the folder's magnification and rotation) and leaves out the border that brings in
+    # (srlab.data.registration). srlab's simulated pairs are aligned by construction.
     register: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
