@@ -24,22 +24,23 @@ registration is usually done (coarse, then refined on the intensities):
    ``registration.phase_cross_correlation(normalization=None)`` computes the same quantity (the tests compare
    them); it is not a dependency of srlab for this one function;
 2. all four parameters, maximizing the windowed normalized cross-correlation of the HR with the warped
-   interpolated LR (:func:`fit_alignment`): first over a grid of magnifications and rotations
-   (:data:`ZOOM_RANGE`, :data:`ROTATION_RANGE_DEG`) on both images blurred by σ 4 HR px, then by L-BFGS on
-   images blurred by σ 4, 2 and 1 px (coarse to fine: a blurred image's correlation is smooth far from its
-   peak). Where the pair is only shifted, the fit returns a magnification of 1 and no rotation to within
-   its error, and refines the translation;
+   interpolated LR (:func:`fit_alignment`), the HR first blurred to the LR's resolution (the Gaussian of
+   :data:`MATCH_SIGMAS_PX` that correlates best at the step-1 translation): a sharp HR against a blurred LR
+   pulls the magnification — pySTED's aligned STED/confocal pairs read a median 0.9972 without it, 0.99998
+   with it — and two images of one resolution correlate without that pull. First over a grid of
+   magnifications and rotations (:data:`ZOOM_RANGE`, :data:`ROTATION_RANGE_DEG`) on both images blurred by
+   σ 4 HR px more, then by L-BFGS at σ 4, 2 and 1 px more (coarse to fine: a blurred image's correlation is
+   smooth far from its peak). Where the pair is only shifted, the fit returns a magnification of 1 and no
+   rotation to within its error, and refines the translation;
 3. the magnification and the rotation are the instruments' (two objectives, two cameras), not a field's,
    while the shift drifts from one pair to the next: where several pairs are measured together
    (:func:`folder_alignments`, as ``srlab evaluate``, suites and ``data.register`` do), they share the
    median magnification and rotation of their free fits, and each pair's translation is fitted again with
-   those fixed. One sparse field's free fit can read a magnification 1 % off (of 36 aligned 256 px STED
-   fields of ``srlab simulate --pair confocal:sted --size 128``, one did: 2.7 px at its corners); the
-   median of a folder's does not (the same fields: at most 0.33 px anywhere). A shared magnification and
-   rotation that displace the fields by less than half an HR pixel on average are not applied: below that
-   they cost less than a wrong reading does (pySTED's aligned, sparse, photon-poor 224 px pairs of
-   ``benchmarks/realcheck.py`` read a median magnification of 0.9972 against the acquired STED: 0.24 px on
-   average, 0.44 px at their corners).
+   those fixed: one sparse field's free fit is noisier than a folder's median (before the resolutions were
+   matched, one of 36 aligned 256 px STED fields of ``srlab simulate --pair confocal:sted --size 128`` read
+   a 1.3 % magnification alone; matched, none reads 0.5 %). A shared magnification and rotation that
+   displace the fields by less than half an HR pixel on average are not applied: below that they cost less
+   than a wrong reading does (pySTED's 0.9972 above, unmatched: 0.24 px on average on its 224 px fields).
 
 Nothing in it depends on any method's prediction, so one alignment serves all of them. Not measured: a
 distortion that varies across the field (a lens's, a sample's drift during a scan).
@@ -72,6 +73,8 @@ ROTATION_RANGE_DEG = (-3.0, 3.0)
 #: Fields smaller than this (HR px a side) get the cross-correlation's translation alone: too few coarse
 #: samples to fit a magnification and a rotation.
 MIN_SIDE_PX = 32
+#: The blurs (Gaussian σ, HR px) tried on the HR to match the LR's resolution before the fit.
+MATCH_SIGMAS_PX = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: The coarse-to-fine schedule of the fit: (Gaussian σ in HR px, the stride of the sampled HR pixels).
 _LEVELS = ((4.0, 4), (2.0, 2), (1.0, 1))
 
@@ -165,6 +168,22 @@ def hr_shift_px(lr_upsampled: np.ndarray, hr: np.ndarray) -> tuple[float, float]
     return float(lag_y + dy), float(lag_x + dx)
 
 
+def _matched_blur_px(lr_upsampled: np.ndarray, hr: np.ndarray, shift: tuple[float, float]) -> float:
+    """The Gaussian σ (HR px) that brings ``hr`` closest to ``lr_upsampled`` moved by ``shift`` (the most
+    correlated of :data:`MATCH_SIGMAS_PX`): the LR's extra blur, which the fit gives the HR so that both
+    show the field at one resolution."""
+    up = moved(lr_upsampled, shift)
+    window = np.outer(tukey(hr.shape[0], TAPER), tukey(hr.shape[1], TAPER))
+
+    def correlation(sigma: float) -> float:
+        a = up - np.average(up, weights=window)
+        b = ndimage.gaussian_filter(np.asarray(hr, np.float64), sigma) if sigma else np.asarray(hr, np.float64)
+        b = b - np.average(b, weights=window)
+        return float((a * b * window).sum() / math.sqrt((a * a * window).sum() * (b * b * window).sum() + 1e-300))
+
+    return max(MATCH_SIGMAS_PX, key=correlation)
+
+
 def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, float] | None = None) -> Alignment:
     """The :class:`Alignment` of ``hr`` against ``lr_upsampled`` (2D, one shape, at most :data:`MAX_SIDE_PX` a
     side): the translation of :func:`hr_shift_px`, then all four parameters by maximizing the normalized
@@ -225,9 +244,11 @@ def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, 
 
     held = (math.log(fixed[0]) * radius, math.radians(fixed[1]) * radius) if fixed is not None else (0.0, 0.0)
     params = torch.tensor([start[0], start[1], *held], dtype=torch.float64)
+    matched = _matched_blur_px(lr_upsampled, hr, start)
     for level, (sigma, stride) in enumerate(_LEVELS):
         moving = torch.from_numpy(ndimage.gaussian_filter(np.asarray(lr_upsampled, np.float32), sigma))
-        target = torch.from_numpy(ndimage.gaussian_filter(np.asarray(hr, np.float32), sigma)[::stride, ::stride])
+        target = torch.from_numpy(ndimage.gaussian_filter(np.asarray(hr, np.float32), math.hypot(sigma, matched))
+                                  [::stride, ::stride])
         weights = torch.from_numpy(window[::stride, ::stride]).float()
         ys, xs = torch.meshgrid(torch.arange(0, h, stride, dtype=torch.float64),
                                 torch.arange(0, w, stride, dtype=torch.float64), indexing="ij")
@@ -289,8 +310,9 @@ def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int
     if not free:
         return free
     shared = (float(np.median([a.zoom for a in free])), float(np.median([a.rotation_deg for a in free])))
-    # below half an HR pixel on average a magnification and rotation cost less than reading them wrong does:
-    # pySTED's aligned 224 px pairs (sparse, photon-poor) read a median 0.9972 (0.24 px; 0.44 at the corners)
+    # below half an HR pixel on average a magnification and rotation cost less than reading them wrong does
+    # (pySTED's aligned 224 px pairs, sparse and photon-poor, read 0.9972 before the resolutions were matched:
+    # 0.24 px on average, 0.44 at the corners)
     mean_px = float(np.median([Alignment((0.0, 0.0), *shared).mean_displacement_px(np.shape(hr)[-2:])
                                for _, hr in pairs]))
     if mean_px < MISALIGNED_PX:
