@@ -184,19 +184,31 @@ def _matched_blur_px(lr_upsampled: np.ndarray, hr: np.ndarray, shift: tuple[floa
     return max(MATCH_SIGMAS_PX, key=correlation)
 
 
+def _first_reading(lr_upsampled: np.ndarray, hr: np.ndarray) -> tuple[tuple[float, float], float]:
+    """What every fit of one pair starts from: the cross-correlation's translation and the matched blur."""
+    if lr_upsampled.shape != hr.shape or hr.ndim != 2:
+        raise ValueError(f"fit_alignment takes two 2D images of one shape, got {lr_upsampled.shape} and {hr.shape}")
+    start = hr_shift_px(lr_upsampled, hr)
+    return start, _matched_blur_px(lr_upsampled, hr, start)
+
+
 def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, float] | None = None) -> Alignment:
     """The :class:`Alignment` of ``hr`` against ``lr_upsampled`` (2D, one shape, at most :data:`MAX_SIDE_PX` a
     side): the translation of :func:`hr_shift_px`, then all four parameters by maximizing the normalized
-    cross-correlation of ``hr`` with the warped ``lr_upsampled`` in a Tukey window, coarse to fine (the
-    module's docstring). ``fixed``: ``(zoom, rotation_deg)`` known; the translation alone is fitted. Where the
-    fit leaves the searched ranges (a pair with no common structure: noise, an empty field) or the field is
-    smaller than :data:`MIN_SIDE_PX`, the cross-correlation's translation alone."""
+    cross-correlation of ``hr``, blurred to the LR's resolution, with the warped ``lr_upsampled`` in a Tukey
+    window, coarse to fine (the module's docstring). ``fixed``: ``(zoom, rotation_deg)`` known; the translation
+    alone is fitted. Where the fit leaves the searched ranges (a pair with no common structure: noise, an
+    empty field) or the field is smaller than :data:`MIN_SIDE_PX`, the cross-correlation's translation
+    alone."""
+    return _fit(lr_upsampled, hr, fixed, *_first_reading(lr_upsampled, hr))
+
+
+def _fit(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, float] | None, start: tuple[float, float],
+         matched: float) -> Alignment:
+    """:func:`fit_alignment` from its :func:`_first_reading` (a folder fits each pair twice from one)."""
     import torch
 
-    if lr_upsampled.shape != hr.shape or hr.ndim != 2:
-        raise ValueError(f"fit_alignment takes two 2D images of one shape, got {lr_upsampled.shape} and {hr.shape}")
     h, w = hr.shape
-    start = hr_shift_px(lr_upsampled, hr)
     if min(h, w) < MIN_SIDE_PX:
         return Alignment(start) if fixed is None else Alignment(start, *fixed)
     centre = ((h - 1) / 2, (w - 1) / 2)
@@ -244,7 +256,6 @@ def fit_alignment(lr_upsampled: np.ndarray, hr: np.ndarray, fixed: tuple[float, 
 
     held = (math.log(fixed[0]) * radius, math.radians(fixed[1]) * radius) if fixed is not None else (0.0, 0.0)
     params = torch.tensor([start[0], start[1], *held], dtype=torch.float64)
-    matched = _matched_blur_px(lr_upsampled, hr, start)
     for level, (sigma, stride) in enumerate(_LEVELS):
         moving = torch.from_numpy(ndimage.gaussian_filter(np.asarray(lr_upsampled, np.float32), sigma))
         target = torch.from_numpy(ndimage.gaussian_filter(np.asarray(hr, np.float32), math.hypot(sigma, matched))
@@ -281,6 +292,27 @@ def pair_alignment(lr: np.ndarray, hr: np.ndarray, scale: int, fixed: tuple[floa
     bicubic-interpolated (as the bicubic baseline: torch's, pixel centres aligned). No intensity
     normalization: the correlation does not change with an image's offset or gain. ``fixed``: ``(zoom,
     rotation_deg)`` known (:func:`folder_alignments`)."""
+    region = _central_pair(lr, hr, scale)
+    return region.about_image_centre(fit_alignment(region.up, region.high, fixed))
+
+
+@dataclass(frozen=True)
+class _Region:
+    """The central region of a pair that its alignment is measured on: the LR bicubic-interpolated to the HR
+    grid (``up``), the HR (``high``), both the channels' means, and the image's centre less the region's
+    (``offset``, HR px)."""
+
+    up: np.ndarray
+    high: np.ndarray
+    offset: np.ndarray
+
+    def about_image_centre(self, fitted: Alignment) -> Alignment:
+        """``fitted`` (about the region's centre) about the whole image's: shift + (M − I)·offset."""
+        shift = np.asarray(fitted.shift_px) + (fitted.matrix - np.eye(2)) @ self.offset
+        return Alignment((float(shift[0]), float(shift[1])), fitted.zoom, fitted.rotation_deg)
+
+
+def _central_pair(lr: np.ndarray, hr: np.ndarray, scale: int) -> _Region:
     import torch
 
     h, w = np.shape(lr)[-2:]
@@ -292,12 +324,9 @@ def pair_alignment(lr: np.ndarray, hr: np.ndarray, scale: int, fixed: tuple[floa
     with torch.inference_mode():
         up = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(low))[None, None],
                                              scale_factor=scale, mode="bicubic", align_corners=False)[0, 0].numpy()
-    fitted = fit_alignment(up, high, fixed)
-    # about the whole image's centre, not the region's: shift + (M − I)(centre − region's centre)
     offset = np.array([(scale * h - 1) / 2 - (scale * top + (high.shape[0] - 1) / 2),
                        (scale * w - 1) / 2 - (scale * left + (high.shape[1] - 1) / 2)])
-    shift = np.asarray(fitted.shift_px) + (fitted.matrix - np.eye(2)) @ offset
-    return Alignment((float(shift[0]), float(shift[1])), fitted.zoom, fitted.rotation_deg)
+    return _Region(up, high, offset)
 
 
 def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> list[Alignment]:
@@ -306,7 +335,9 @@ def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int
     each pair's translation fitted with those fixed. A magnification and rotation that displace the median
     field by less than :data:`MISALIGNED_PX` on average are taken as none (the translation alone is
     fitted)."""
-    free = [pair_alignment(lr, hr, scale) for lr, hr in pairs]
+    regions = [_central_pair(lr, hr, scale) for lr, hr in pairs]
+    readings = [_first_reading(r.up, r.high) for r in regions]  # each pair's start, for both of its fits
+    free = [r.about_image_centre(_fit(r.up, r.high, None, *reading)) for r, reading in zip(regions, readings)]
     if not free:
         return free
     shared = (float(np.median([a.zoom for a in free])), float(np.median([a.rotation_deg for a in free])))
@@ -319,7 +350,7 @@ def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int
         shared = (1.0, 0.0)
     elif len(free) == 1:
         return free
-    return [pair_alignment(lr, hr, scale, shared) for lr, hr in pairs]
+    return [r.about_image_centre(_fit(r.up, r.high, shared, *reading)) for r, reading in zip(regions, readings)]
 
 
 def border_px(alignment: Alignment, shape: tuple[int, int]) -> int:
