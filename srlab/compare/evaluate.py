@@ -124,7 +124,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
     before scoring."""
     from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
-    from srlab.data.registration import folder_alignments
+    from srlab.data.registration import folder_alignments, instrument_text
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):
@@ -145,8 +145,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
                  for a, s in zip(alignments, samples)]
         source += (f"; scored in each HR's frame (register: the HR against the LR displaced by a median "
                    f"{float(np.median(sizes)):.2f} HR px on average over a field, at most {max(sizes):.2f}; "
-                   f"magnification over the nominal scale {alignments[0].zoom:.4f}, rotation "  # type: ignore[union-attr]
-                   f"{alignments[0].rotation_deg:+.2f}°)")  # type: ignore[union-attr]
+                   f"{instrument_text(alignments[0])})")  # type: ignore[arg-type]
     return samples, source, lr_px
 
 

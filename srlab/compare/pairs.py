@@ -461,7 +461,7 @@ def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dic
     """The report's lines on the pairs' measured alignments (:class:`srlab.data.registration.Alignment`; the
     excluded images have none): their shifts, magnifications and rotations, and what the largest
     displacement over each field (HR px, the mean) makes of them."""
-    from srlab.data.registration import MISALIGNED_PX
+    from srlab.data.registration import MISALIGNED_PX, instrument_text
 
     kept = {name: a for name, a in alignments.items() if name not in excluded}
     if not kept:
@@ -470,16 +470,10 @@ def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dic
     displacements = [a.mean_displacement_px(shapes[name]) for name, a in kept.items()]
     worst = max(sizes, key=sizes.__getitem__)
     dy, dx = kept[worst].shift_px
-    zooms, turns = [a.zoom for a in kept.values()], [a.rotation_deg for a in kept.values()]
-
-    def spread(values: list[float], form: str) -> str:  # one value for the folder (folder_alignments) or several
-        return "" if min(values) == max(values) else f" (median; {min(values):{form}} to {max(values):{form}})"
-
     line = (f"HR against LR, measured on each pair (the bicubic LR registered to the HR: shift, magnification, "
-            f"rotation): median shift {float(np.median(list(sizes.values()))):.2f} HR px, largest "
-            f"{sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, dx {dx:+.2f}); magnification over the nominal scale "
-            f"{float(np.median(zooms)):.4f}{spread(zooms, '.4f')}, rotation "
-            f"{float(np.median(turns)):+.2f}°{spread(turns, '+.2f')}; the mean displacement "
+            f"rotation, aspect, shear): median shift {float(np.median(list(sizes.values()))):.2f} HR px, largest "
+            f"{sizes[worst]:.2f} ({worst}: dy {dy:+.2f}, dx {dx:+.2f}); {instrument_text(*kept.values())}; the mean "
+            f"displacement "
             f"over a field {float(np.median(displacements)):.2f} HR px (median); hr_alignment in summary.json")
     if register:
         return [line + "; every prediction was brought into its HR's frame and the border that brings in left "

@@ -186,7 +186,7 @@ class DataConfig(DataBlock):
     real_lr: str | None = None
     # Pairs read from data.path (kind paired; unpaired's paired/ folder) are two acquisitions, rarely aligned to
     # a fraction of an HR pixel: true brings each HR into its LR's frame by its measured alignment (a shift per
-    # pair, the folder's magnification and rotation) and leaves out the border that brings in
+    # pair, the folder's magnification, rotation, aspect and shear) and leaves out the border that brings in
     # (srlab.data.registration). srlab's simulated pairs are aligned by construction.
     register: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)

@@ -563,8 +563,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
 
     def _read_pairs(self, files: Sequence[tuple[Path, Path]]) -> list[tuple[LoadedImage, LoadedImage]]:
         """The pairs of each LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
-        brought into its LR's frame by its measured alignment (a shift per pair, the pairs' magnification and
-        rotation: :func:`srlab.data.registration.folder_alignments`), both cropped by the border that brings
+        brought into its LR's frame by its measured alignment (a shift per pair, the pairs' magnification,
+        rotation, aspect and shear: :func:`srlab.data.registration.folder_alignments`), both cropped by the border that brings
         in, and the alignments kept for :meth:`describe`."""
         pairs = [pair for lr_path, hr_path in files
                  for pair in _pair_images(lr_path, hr_path, self.cfg, self.file_channel)]
@@ -699,7 +699,7 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         if self.registration:
             out["registration"] = {"hr_alignment": dict(self.registration),
                                    "what": "each HR brought into its LR's frame by its measured alignment (shift, "
-                                           "magnification, rotation; data.register)"}
+                                           "magnification, rotation, aspect, shear; data.register)"}
         if self.alignment:
             from srlab.data.registration import MISALIGNED_PX
 

@@ -136,10 +136,45 @@ def test_a_magnification_and_a_rotation_are_fitted_with_the_shift(truth: Alignme
     assert np.subtract(fitted.shift_px, truth.shift_px) == pytest.approx([0.0, 0.0], abs=0.3)
 
 
+@pytest.mark.parametrize("truth", [Alignment((1.0, -1.0), 1.0, 0.0, 1.02, 0.0),
+                                   Alignment((0.5, 0.5), 1.01, 0.5, 0.98, 0.015),
+                                   Alignment((0.0, 0.0), 1.0, 0.0, 1.0, -0.02)])
+def test_an_aspect_and_a_shear_are_fitted_with_the_rest(truth: Alignment):
+    """A scanner's two axes calibrated 2 % apart, or not quite perpendicular: an HR pixel or more on average
+    over a 256 px field, which no similarity takes; the fit reads them, and what is left is a tenth of that or less."""
+    up, hr = _turned_pair(np.random.default_rng(3), truth)
+    fitted = fit_alignment(up, hr)
+    assert fitted.zoom == pytest.approx(truth.zoom, abs=0.002)
+    assert fitted.rotation_deg == pytest.approx(truth.rotation_deg, abs=0.1)
+    assert fitted.aspect == pytest.approx(truth.aspect, abs=0.002)
+    assert fitted.shear == pytest.approx(truth.shear, abs=0.002)
+
+    def left_px(a: Alignment) -> float:  # what is left of `truth` after undoing `a`, on average over the field
+        undo = np.linalg.inv(a.matrix)
+        return Alignment.from_matrix(undo @ truth.matrix, tuple(undo @ np.subtract(truth.shift_px, a.shift_px))
+                                     ).mean_displacement_px(hr.shape)
+
+    assert Alignment(aspect=truth.aspect, shear=truth.shear).mean_displacement_px(hr.shape) > 0.9
+    assert left_px(fitted) < 0.15
+
+
+def test_an_alignment_is_one_matrix_and_back():
+    """Every 2 × 2 matrix of positive determinant is one (zoom, rotation, aspect, shear): read back unchanged,
+    and the inverse undoes it."""
+    for a in (Alignment((1.0, 2.0), 1.02, 1.0, 1.03, 0.02), Alignment((0.0, -3.0), 0.97, -2.0, 0.96, -0.04),
+              Alignment()):
+        assert Alignment.from_matrix(a.matrix, a.shift_px).instrument == pytest.approx(a.instrument, abs=1e-12)
+        back = a.inverse()
+        np.testing.assert_allclose(back.matrix @ a.matrix, np.eye(2), atol=1e-12)
+        np.testing.assert_allclose(back.inverse().shift_px, a.shift_px, atol=1e-12)
+    with pytest.raises(ValueError, match="positive determinant"):
+        Alignment.from_matrix(np.diag([1.0, -1.0]))
+
+
 def test_warping_back_by_the_inverse_restores_the_image():
     rng = np.random.default_rng(4)
     image = ndimage.gaussian_filter(rng.random((96, 96)), 2.0).astype(np.float32)
-    turned = Alignment((1.5, -2.0), 1.02, 1.5)
+    turned = Alignment((1.5, -2.0), 1.02, 1.5, 0.98, 0.02)
     b = border_px(turned, image.shape)
     assert b == int(np.ceil(turned.displacement_px(image.shape))) + 1 and b > 3
     back = warped(warped(image, turned), turned.inverse())
@@ -147,21 +182,25 @@ def test_warping_back_by_the_inverse_restores_the_image():
     np.testing.assert_allclose(warped(image, Alignment((1.5, -2.0))), moved(image, (1.5, -2.0)))
 
 
-def test_a_folder_shares_one_magnification_and_rotation(tmp_path: Path):
-    """The magnification and the rotation are the instruments': measured together, the pairs share the median of
-    their free fits, which one sparse field's free fit cannot pull, and each pair keeps its own shift."""
+@pytest.mark.parametrize("truth", [Alignment((1.0, -0.5), 1.01, 0.4), Alignment((1.0, -0.5), 1.0, 0.0, 1.02, 0.01)])
+def test_a_folder_shares_one_magnification_and_rotation(tmp_path: Path, truth: Alignment):
+    """The magnification, rotation, aspect and shear are the instruments': measured together, the pairs share
+    the median of their free fits, which one sparse field's free fit cannot pull, and each pair keeps its own
+    shift."""
     from srlab.data.io import read_tiff
 
     pairs = _simulate(tmp_path, n=6)
-    truth = Alignment((1.0, -0.5), 1.01, 0.4)
-    turned = shifted_copy(pairs, tmp_path / "turned", truth.shift_px, truth.zoom, truth.rotation_deg)
+    turned = shifted_copy(pairs, tmp_path / "turned", truth.shift_px, *truth.instrument)
 
     def read(folder: Path):
         return [(read_tiff(folder / "lr" / f.name)[0][None], read_tiff(f)[0][None])
                 for f in sorted((folder / "hr").glob("*.tif"))]
 
     for fitted in folder_alignments(read(turned), 2):
-        assert fitted.zoom == pytest.approx(1.01, abs=0.001) and fitted.rotation_deg == pytest.approx(0.4, abs=0.05)
+        assert fitted.zoom == pytest.approx(truth.zoom, abs=0.001)
+        assert fitted.rotation_deg == pytest.approx(truth.rotation_deg, abs=0.05)
+        assert fitted.aspect == pytest.approx(truth.aspect, abs=0.002)
+        assert fitted.shear == pytest.approx(truth.shear, abs=0.002)
         assert np.subtract(fitted.shift_px, truth.shift_px) == pytest.approx([0.0, 0.0], abs=0.3)
     aligned = read(pairs)
     for fitted, (_, hr) in zip(folder_alignments(aligned, 2), aligned):
