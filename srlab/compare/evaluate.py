@@ -124,6 +124,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
     before scoring."""
     from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
+    from srlab.data.normalize import percentile_normalize
     from srlab.data.registration import folder_alignments, instrument_text
 
     scale = folder_scale(folder)
@@ -133,7 +134,11 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
     alignments = folder_alignments([(im.lr, im.hr) for im in images], scale) if register else [None] * len(images)
-    samples = [EvalSample(im.name, np.asarray(im.lr, np.float32), np.asarray(im.hr, np.float32), alignment)
+
+    def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data
+        return percentile_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
+
+    samples = [EvalSample(im.name, normalized(im.lr), normalized(im.hr), alignment)
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
     ceilings = [v for v in noise_ceiling_db([im.hr for im in images]) or [] if math.isfinite(v)]

@@ -219,6 +219,30 @@ def test_a_suite_scores_every_image_of_a_test_pairs_folder_whole(tmp_path):
     assert "caps the headline PSNR of a noise-free prediction" in group["source"]
 
 
+def test_a_suite_scores_test_pairs_as_srlab_evaluate_does(tmp_path):
+    """A network sees a ``test_pairs`` folder's images in its data's normalization, as ``srlab evaluate`` gives
+    them: a suite's per-image scores of a trained run equal evaluate's, headline and plain (the folder's raw
+    camera counts once went to the networks as they were, and every plain score read 100 dB)."""
+    from srlab.compare.pairs import evaluate_pairs
+
+    pairs = tmp_path / "my_pairs"
+    assert cli.main(["simulate", "--n", "2", "--size", "48", "--out", str(pairs)]) == 0
+    suite = write_suite(tmp_path, "mine", {"experiments": [{"name": "edsr_smoke", "overrides": EDSR_TINY}],
+                                           "seeds": [0], "overrides": SHARED, "test_pairs": "my_pairs"})
+    out = cmp.compare(suite, [f"runs_dir={tmp_path / 'runs'}"], reports_dir=tmp_path / "reports",
+                      use_wandb=False, log=lambda m: None)
+    suite_rows = {r["image"]: r for r in _csv(out / "per_image.csv") if r["label"] == "edsr_smoke"}
+    (run,) = (tmp_path / "runs" / "edsr_smoke").iterdir()
+    evaluate_pairs([str(run)], pairs, tmp_path / "evaluated", montages=False, log=lambda *_: None)
+    evaluated = {r["image"]: r for r in _csv(tmp_path / "evaluated" / "per_image.csv") if r["method"] != "bicubic"
+                 and r["method"] != "richardson_lucy"}
+    assert sorted(suite_rows) == sorted(evaluated) and len(evaluated) == 2
+    for image, row in evaluated.items():
+        for key in ("psnr", "ssim", "psnr_plain", "ssim_plain"):
+            assert float(suite_rows[image][key]) == pytest.approx(float(row[key]), abs=1e-3), (image, key)
+        assert float(row["psnr_plain"]) < 60.0
+
+
 def test_a_suite_scores_shifted_test_pairs_in_the_hr_frame_with_register(tmp_path):
     """``register: true`` (``srlab evaluate --register``'s suite key): pairs whose HR is moved by 3 × 2 px
     cost Richardson–Lucy dB unregistered; registered, every prediction is moved by its pair's measured shift,
