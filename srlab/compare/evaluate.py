@@ -94,6 +94,8 @@ class EvalGroup:
     grid: list[tuple[int, int, int]]  # (sample index, y, x) of the crop grid, HR px
     grid_px: int
     reference: dict[str, np.ndarray] = field(default_factory=dict)  # frc of input / ground truth per image
+    # test_pairs: the median over its HR images of srlab evaluate's noise ceiling (dB), where it is one
+    noise_ceiling_psnr_db: float | None = None
 
 
 def test_set_identity(data: DictConfig | dict) -> str:
@@ -119,10 +121,11 @@ def _slug(text: str) -> str:
 
 
 def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
-                    ) -> tuple[list[EvalSample], str, float | None]:
+                    ) -> tuple[list[EvalSample], str, float | None, float | None]:
     """Every pair of a suite's ``test_pairs`` folder, whole (the semantics of ``srlab evaluate``); with
     ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
-    before scoring."""
+    before scoring. Also the source line, the LR pixel size and the HR images' median noise ceiling (dB;
+    ``None`` where they read as noise-free or it cannot be fitted)."""
     from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
     from srlab.data.normalize import percentile_normalize
     from srlab.data.registration import folder_alignments, instrument_text
@@ -142,16 +145,17 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
     ceilings = [v for v in noise_ceiling_db([im.hr for im in images]) or [] if math.isfinite(v)]
-    if ceilings and float(np.median(ceilings)) <= NOISE_CEILING_MAX_DB:
+    ceiling = float(np.median(ceilings)) if ceilings and float(np.median(ceilings)) <= NOISE_CEILING_MAX_DB else None
+    if ceiling is not None:
         source += (f"; the HR images' own noise, if they are raw counts, caps the headline PSNR of a noise-free "
-                   f"prediction at ~{float(np.median(ceilings)):.1f} dB (median; srlab evaluate's noise ceiling)")
+                   f"prediction at ~{ceiling:.1f} dB (median; srlab evaluate's noise ceiling)")
     if register:
         sizes = [a.mean_displacement_px(s.hr.shape[-2:])  # type: ignore[union-attr]
                  for a, s in zip(alignments, samples)]
         source += (f"; scored in each HR's frame (register: the HR against the LR displaced by a median "
                    f"{float(np.median(sizes)):.2f} HR px on average over a field, at most {max(sizes):.2f}; "
                    f"{instrument_text(alignments[0])})")  # type: ignore[arg-type]
-    return samples, source, lr_px
+    return samples, source, lr_px, ceiling
 
 
 def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
@@ -229,9 +233,10 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
             plain = OmegaConf.to_container(data_cfg, resolve=True)
             log(f"srlab compare: loading the test images of {_data_label(plain)}")
             if suite.test_pairs is not None:
-                samples, source, lr_px = _folder_samples(suite.test_pairs, data_cfg, suite.register)
+                samples, source, lr_px, ceiling = _folder_samples(suite.test_pairs, data_cfg, suite.register)
                 hr_px = lr_px / int(data_cfg.scale) if lr_px else None
             else:
+                ceiling = None
                 samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
                 hr_px = getattr(dm, "hr_pixel_size_nm", None)
                 lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
@@ -243,7 +248,7 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
             slug = _slug(label)
             group = EvalGroup(key=key, label=label, slug=slug, data=plain, scale=int(data_cfg.scale),
                               seed=suite.seeds[0], samples=samples, source=source, hr_pixel_size_nm=hr_px,
-                              lr_pixel_size_nm=lr_px, grid=grid, grid_px=grid_px)
+                              lr_pixel_size_nm=lr_px, grid=grid, grid_px=grid_px, noise_ceiling_psnr_db=ceiling)
             group.reference = {
                 "frc_input_nm": np.array([_frc(s.lr, lr_px) for s in samples]),
                 "frc_ground_truth_nm": np.array([_frc(s.hr, hr_px) for s in samples])}

@@ -450,10 +450,18 @@ def noise_ceiling_notes(ceilings: dict[str, float], best_psnr_db: float) -> list
             f"headline PSNR of a "
             f"noise-free prediction at ~{median:.1f} dB (median over images, {min(finite):.1f} to {max(finite):.1f}; "
             f"noise_ceiling_psnr_db in summary.json); SSIM is lowered likewise")
-    if best_psnr_db > median - NOISE_CEILING_MARGIN_DB:
-        line += (f"; the best method is within {NOISE_CEILING_MARGIN_DB:g} dB of it: the reference's noise, not the "
-                 f"methods, sets these scores — score against an averaged or denoised reference where you have one")
-    return [line]
+    verdict = noise_ceiling_verdict(best_psnr_db, median)
+    return [line + (f"; {verdict}" if verdict else "")]
+
+
+def noise_ceiling_verdict(best_psnr_db: float, ceiling_db: float) -> str | None:
+    """Where the best headline PSNR is within :data:`NOISE_CEILING_MARGIN_DB` of the references' noise ceiling
+    (:func:`noise_ceiling_db`, the median over images), the reports' words for it; else ``None``."""
+    if not (math.isfinite(best_psnr_db) and math.isfinite(ceiling_db)) or ceiling_db > NOISE_CEILING_MAX_DB \
+            or best_psnr_db <= ceiling_db - NOISE_CEILING_MARGIN_DB:
+        return None
+    return (f"the best method is within {NOISE_CEILING_MARGIN_DB:g} dB of it: the reference's noise, not the "
+            f"methods, sets these scores — score against an averaged or denoised reference where you have one")
 
 
 def alignment_notes(alignments: dict[str, Any], excluded: list[str], shapes: dict[str, tuple[int, int]], *,

@@ -186,6 +186,8 @@ def provenance_lines(suite: Suite, meta: dict[str, Any]) -> list[str]:
 
 def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: dict[str, dict[str, str]],
               meta: dict[str, Any], failures: list[str]) -> str:
+    from srlab.compare.pairs import noise_ceiling_verdict  # pairs imports this module's formatting
+
     lines = [f"# Comparison `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
@@ -230,6 +232,12 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
                      f"{_n_seeds(row)} × {_n_images(row)}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        best = max((r.summary["psnr"]["mean"] for r in members), default=math.nan)
+        verdict = (noise_ceiling_verdict(best, group.noise_ceiling_psnr_db)
+                   if group.noise_ceiling_psnr_db is not None else None)
+        if verdict:
+            lines += [(f"The noise ceiling of the HR images is ~{group.noise_ceiling_psnr_db:.1f} dB (above); "
+                       f"{verdict}."), ""]
         if any(r.trained_on_eval_data is False for r in members):
             lines += ["† trained on other data than it is evaluated on: " + "; ".join(
                 f"{r.label}: {r.train_data}" for r in members if r.trained_on_eval_data is False) + ".", ""]

@@ -158,6 +158,7 @@ def compare(suite_name: str | Path, overrides: Sequence[str] = (), *, reports_di
             "groups": [{"key": g.key, "label": g.label, "slug": g.slug, "source": g.source, "data": g.data,
                         "scale": g.scale, "seed": g.seed, "images": [s.name for s in g.samples],
                         "hr_pixel_size_nm": g.hr_pixel_size_nm, "lr_pixel_size_nm": g.lr_pixel_size_nm,
+                        "noise_ceiling_psnr_db": g.noise_ceiling_psnr_db,
                         "grid": g.grid, "grid_px": g.grid_px, "figures": figures.get(g.key, {}),
                         "reference": {k: {"per_image": v, "mean_ci": stats.mean_ci(v)}
                                       for k, v in g.reference.items()}} for g in groups],

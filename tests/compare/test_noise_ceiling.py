@@ -84,3 +84,28 @@ def test_evaluate_says_when_the_reference_sets_the_scores(tmp_path: Path):
     assert sorted(ceilings) == ["f0", "f1", "f2"] and all(10.0 < v < 30.0 for v in ceilings.values())
     report = evaluate_pairs([], clean, tmp_path / "clean-out", **quiet)
     assert not any("own noise" in n for n in report["notes"])
+
+
+def test_a_suite_says_when_the_reference_sets_the_scores(tmp_path: Path):
+    """A suite's ``test_pairs`` of ~5-photon references: the test-set line gives their noise ceiling, and the
+    report says that the reference, not the methods, sets the scores; against noise-free references neither."""
+    from srlab import compare as cmp
+    from tests.compare.test_compare import SHARED, write_suite
+
+    rng = np.random.default_rng(2)
+    truths = [_truth(rng, 128) for _ in range(3)]
+    lrs = [_camera(rng, ndimage.gaussian_filter(t, 2.5).reshape(64, 2, 64, 2).mean(axis=(1, 3)) / t.max() * 400 + 5)
+           for t in truths]
+    _pairs(tmp_path / "noisy", [_camera(rng, t / t.max() * 5.0 + 0.5) for t in truths], lrs)
+    _pairs(tmp_path / "clean", [t / t.max() * 5.0 + 0.5 for t in truths], lrs)
+    said = {}
+    for name in ("noisy", "clean"):
+        suite = write_suite(tmp_path, name, {"experiments": ["bicubic_sted"], "seeds": [0], "overrides": SHARED,
+                                             "test_pairs": name})
+        out = cmp.compare(suite, [f"runs_dir={tmp_path / 'runs'}"], reports_dir=tmp_path / f"reports_{name}",
+                          use_wandb=False, log=lambda m: None)
+        (group,) = json.loads((out / "report.json").read_text())["groups"]
+        said[name] = (group["noise_ceiling_psnr_db"], "not the methods, sets these scores" in
+                      (out / "leaderboard.md").read_text())
+    assert 10.0 < said["noisy"][0] < 30.0 and said["noisy"][1]
+    assert said["clean"] == (None, False)
