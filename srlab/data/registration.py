@@ -16,8 +16,11 @@ the HR's magnification over the nominal ``scale`` (two objectives' true ratio is
 better than a percent: on a 1024 px field a 1 % error moves the edges by 5 px), a rotation (two cameras),
 an aspect — the magnification along x over that along y (a scanner's two axes calibrated a percent or two
 apart, which a similarity cannot take: of a 2 % aspect it left 1.1–1.3 HR px on average on the tests' 256 px
-fields) — and a shear (scan axes not quite perpendicular). It is fitted in two steps, the way image
-registration is usually done (coarse, then refined on the intensities):
+fields) — and a shear (scan axes not quite perpendicular). A sample that drifts at a steady speed during a
+raster scan is imaged with both — each line a little further along: a stretch along the slow axis and a
+shear — so two scans that drift differently (a slower STED scan after its confocal one) are affine to each
+other as well. It is fitted in two steps, the way image registration is usually done (coarse, then refined
+on the intensities):
 
 1. the translation, from the peak of the cross-correlation of the HR with the LR interpolated to the HR grid
    (bicubic): plain, not phase-normalized — the LR holds no signal above its cutoff, where phase correlation
