@@ -127,7 +127,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     before scoring. Also the source line, the LR pixel size and the HR images' median noise ceiling (dB;
     ``None`` where they read as noise-free or it cannot be fitted)."""
     from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
-    from srlab.data.normalize import percentile_normalize
+    from srlab.data.normalize import channel_normalize
     from srlab.data.registration import folder_alignments, instrument_text
 
     scale = folder_scale(folder)
@@ -139,7 +139,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     alignments = folder_alignments([(im.lr, im.hr) for im in images], scale) if register else [None] * len(images)
 
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data
-        return percentile_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
+        return channel_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
 
     samples = [EvalSample(im.name, normalized(im.lr), normalized(im.hr), alignment)
                for im, alignment in zip(images, alignments)]

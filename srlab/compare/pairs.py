@@ -262,7 +262,8 @@ def _markdown(folder: Path, summary: dict[str, dict[str, Any]], n_images: int, e
               f"prediction affine-fitted (least squares) to the ground truth normalized by its own "
               f"{REFERENCE_PERCENTILES[0]:g}/{REFERENCE_PERCENTILES[1]:g} % percentiles; NRMSE = RMSE / std of the "
               f"ground truth. **Plain**: unfitted, on [0, 1]-clipped images after srlab's data normalization "
-              f"({hr_percentiles[0]:g}/{hr_percentiles[1]:g} % per image, LR with each run's own percentiles). "
+              f"(per image and channel: each run's LR and HR with the run's own percentiles, as it trained; "
+              f"the baselines' with {hr_percentiles[0]:g}/{hr_percentiles[1]:g} %). "
               f"Definitions: `docs/metrics.md`."), ""]
     head = ["#", "method", "PSNR (dB)", "SSIM", "MS-SSIM", "NRMSE", "PSNR plain (dB)", "SSIM plain", "NRMSE plain",
             "p vs best", "p (Holm)", "images"]
@@ -294,7 +295,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     predictions brought into their HR's frame by their pair's measured alignment before scoring
     (:func:`srlab.data.registration.folder_alignments`: a shift per pair, the pairs' magnification and
     rotation; measured and reported either way)."""
-    from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
+    from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, channel_normalize
     from srlab.data.registration import Alignment, border_px, cropped, folder_alignments, warped
     from srlab.inference.tiling import predict_tiled
 
@@ -322,8 +323,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     log(f"srlab evaluate: {len(images)} image(s) of {folder} (x{scale}), {len(methods)} method(s): "
         f"{', '.join(m.label for m in methods)}")
 
-    def reference(image: Any) -> np.ndarray:
-        return percentile_normalize(image.hr, *hr_percentiles)[0].astype(np.float32)
+    def reference(image: Any, percentiles: tuple[float, float] = hr_percentiles) -> np.ndarray:
+        # a run's plain scores compare its output with the HR as its training normalized its targets
+        return channel_normalize(image.hr, *percentiles)[0].astype(np.float32)
 
     excluded = [im.name for im in images if bool(empty_reference(torch.from_numpy(reference(im))[None])[0])]
     measured = [im for im in images if im.name not in excluded]  # an empty reference has no alignment
@@ -338,9 +340,11 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         if border:
             hr_t = torch.from_numpy(np.ascontiguousarray(cropped(hr, border)))[None]
         shown = normalize_reference(hr_t)[0, 0].numpy()
+        targets = {hr_percentiles: hr_t}  # the HR as each run's percentiles normalize it
         panels = []
         for method in methods:
-            lr = percentile_normalize(image.lr, method.low_percentile, method.high_percentile)[0].astype(np.float32)
+            percentiles = (method.low_percentile, method.high_percentile)
+            lr = channel_normalize(image.lr, *percentiles)[0].astype(np.float32)
             with torch.inference_mode():
                 sr = predict_tiled(method.network, lr, scale=scale, tile_size=tile_size, overlap=overlap,
                                    batch_size=1, device=device, tta=method.tta)
@@ -351,7 +355,10 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             if register:
                 sr = cropped(warped(sr, alignment), border)
             sr_t = torch.from_numpy(np.ascontiguousarray(sr, dtype=np.float32))[None]
-            values = image_metrics(sr_t, hr_t)
+            if percentiles not in targets:
+                targets[percentiles] = torch.from_numpy(np.ascontiguousarray(
+                    cropped(reference(image, percentiles), border)))[None]
+            values = image_metrics(sr_t, targets[percentiles])
             row = {"image": image.name, "method": method.label, "excluded": int(image.name in excluded)}
             for key in KEYS:
                 value = float(values[key][0])

@@ -41,7 +41,7 @@ from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.descriptions import pair_descriptions
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
-from srlab.data.normalize import IntensityScale, percentile_normalize, percentile_scale
+from srlab.data.normalize import IntensityScale, channel_normalize, channel_scale
 from srlab.data.sampling import ResumableData, item_rng
 from srlab.data.simulate import SimulationSpec, image_stem, resolve_simulation, simulated_dataset
 from srlab.data.transforms import PairAugment, PatchRandom
@@ -69,7 +69,7 @@ class ImagePair:
 
 
 def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
-    return percentile_normalize(image, cfg.low_percentile, cfg.high_percentile)[0]
+    return channel_normalize(image, cfg.low_percentile, cfg.high_percentile)[0]
 
 
 def _consensus_pixel_size(images: list[LoadedImage], override: float | None) -> float | None:
@@ -223,8 +223,7 @@ def load_real_lr(folder: str | Path, cfg: Any) -> tuple[list[ImagePair], float |
     pairs = []
     for im in images:
         image, inside = _without_defects(im.image, cfg)
-        scale = percentile_scale(image[inside] if inside is not None else image, cfg.low_percentile,
-                                 cfg.high_percentile)
+        scale = channel_scale(image, cfg.low_percentile, cfg.high_percentile, inside)
         normalized = scale.apply(image)
         if inside is not None:
             normalized[~inside] = 0.0  # a fill reads as the background, as srlab predict feeds it

@@ -50,7 +50,7 @@ from srlab.data import DATAMODULES
 from srlab.data.config import DataConfig
 from srlab.data.datamodules import SPLITS, SRDataModule, _match_folders, _split_sources, crop_positions
 from srlab.data.io import check_not_blank, load_images, write_tiff
-from srlab.data.normalize import percentile_normalize
+from srlab.data.normalize import channel_normalize
 from srlab.data.sampling import item_rng
 from srlab.data.simulate import (
     Imager,
@@ -380,7 +380,7 @@ class MultiFrameDataModule(SRDataModule):
         self.data = {k: [dataclasses.replace(s, lr=s.lr[ref:ref + 1]) for s in v] for k, v in self.sets.items()}
 
     def _normalize(self, image: np.ndarray) -> np.ndarray:
-        return percentile_normalize(image, self.cfg.low_percentile, self.cfg.high_percentile)[0]
+        return channel_normalize(image, self.cfg.low_percentile, self.cfg.high_percentile)[0]
 
     def _train_dataset(self) -> Dataset:
         return FramePatches(self.sets["train"], scale=self.scale, patch_size=self.cfg.patch_size,

@@ -2,7 +2,10 @@
 
 ``x_norm = (x - p_low) / (p_high - p_low)`` with ``p_low``/``p_high`` the per-image percentiles
 (defaults 0.1 and 99.9 %). Background maps to ≈0 and bright structure to ≈1, whatever the bit depth
-(8/16-bit, float) or camera offset of the file.
+(8/16-bit, float) or camera offset of the file. A multi-channel ``(C, H, W)`` image is normalized channel by
+channel (:func:`channel_normalize`): two stains, or two detectors, have unrelated brightness, and a dim
+channel scaled by a bright one's percentiles would reach a network near zero. Training, evaluation,
+prediction and export all do so.
 
 Data range of the metrics: PSNR/SSIM are computed on normalized images clipped to [0, 1] with
 ``data_range = 1.0`` (see :mod:`srlab.metrics.image`). The *target's* percentiles are used for
@@ -25,13 +28,16 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class IntensityScale:
-    """The affine map of one normalization: ``normalized = (raw - low) / (high - low)``."""
+    """The affine map of one normalization: ``normalized = (raw - low) / (high - low)``; ``low`` and ``high``
+    are floats, or ``(C, 1, 1)`` arrays for a ``(C, H, W)`` image's channels (:func:`channel_scale`)."""
 
-    low: float
-    high: float
+    low: float | np.ndarray
+    high: float | np.ndarray
 
     @property
-    def span(self) -> float:
+    def span(self) -> float | np.ndarray:
+        if np.ndim(self.low) or np.ndim(self.high):
+            return np.maximum(np.asarray(self.high) - np.asarray(self.low), _EPS)
         return max(self.high - self.low, _EPS)
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
@@ -55,6 +61,27 @@ def percentile_scale(image: np.ndarray, low: float = DEFAULT_LOW_PERCENTILE,
         flat = flat[:: flat.size // 4_000_000 + 1]
     lo, hi = np.percentile(flat.astype(np.float32), [low, high])
     return IntensityScale(float(lo), float(hi))
+
+
+def channel_scale(image: np.ndarray, low: float = DEFAULT_LOW_PERCENTILE, high: float = DEFAULT_HIGH_PERCENTILE,
+                  inside: np.ndarray | None = None) -> IntensityScale:
+    """Each channel of a ``(C, H, W)`` image by its own percentiles (over the ``inside`` pixels where a mask of
+    the image's shape is given: a fill left out), as one :class:`IntensityScale` of ``(C, 1, 1)`` arrays."""
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"channel_scale takes a (C, H, W) image, got shape {image.shape}")
+    scales = [percentile_scale(channel if inside is None else channel[inside[c]], low, high)
+              for c, channel in enumerate(image)]
+    return IntensityScale(np.array([s.low for s in scales], np.float64)[:, None, None],
+                          np.array([s.high for s in scales], np.float64)[:, None, None])
+
+
+def channel_normalize(image: np.ndarray, low: float = DEFAULT_LOW_PERCENTILE,
+                      high: float = DEFAULT_HIGH_PERCENTILE) -> tuple[np.ndarray, IntensityScale]:
+    """A ``(C, H, W)`` image normalized channel by channel (:func:`channel_scale`), and the scale that inverts
+    it. One channel: :func:`percentile_normalize`'s result."""
+    scale = channel_scale(image, low, high)
+    return scale.apply(image), scale
 
 
 def _integer_percentiles(flat: np.ndarray, percents: tuple[float, ...],
@@ -93,7 +120,8 @@ def percentile_normalize(image: np.ndarray, low: float = DEFAULT_LOW_PERCENTILE,
 
 def normalize_batch(batch: torch.Tensor, low: float = DEFAULT_LOW_PERCENTILE,
                     high: float = DEFAULT_HIGH_PERCENTILE) -> torch.Tensor:
-    """Percentile-normalize each ``(C, H, W)`` sample of an ``(N, C, H, W)`` tensor by its own percentiles.
+    """Percentile-normalize each channel of each ``(C, H, W)`` sample of an ``(N, C, H, W)`` tensor by its own
+    percentiles (as :func:`channel_normalize`).
 
     The torch counterpart of :func:`percentile_normalize` for LR patches synthesized on the training
     device (:class:`srlab.data.degrade.Degradation`); per-patch percentiles are what CSBDeep's
@@ -101,8 +129,9 @@ def normalize_batch(batch: torch.Tensor, low: float = DEFAULT_LOW_PERCENTILE,
     """
     if not 0.0 <= low < high <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
-    flat = batch.reshape(batch.shape[0], -1).float()
-    shape = (-1,) + (1,) * (batch.dim() - 1)
+    rows = batch.shape[0] * batch.shape[1] if batch.dim() == 4 else batch.shape[0]
+    flat = batch.reshape(rows, -1).float()
+    shape = (*batch.shape[:2], 1, 1) if batch.dim() == 4 else (-1,) + (1,) * (batch.dim() - 1)
     lo = _batch_percentile(flat, low).view(shape)
     span = (_batch_percentile(flat, high).view(shape) - lo).clamp_min(_EPS)
     return ((batch - lo) / span).to(batch.dtype)
