@@ -15,7 +15,9 @@ The fitter's detection threshold is a multiple (``--threshold``, default 1) of e
 Outputs: ``localizations.csv`` (ThunderSTORM columns, with ``sigma [nm]`` and ``uncertainty [nm]`` from the
 fitter), ``super_resolved.tif`` (the localizations rendered as Gaussians of their precision, or of
 ``--render-sigma-nm`` where none is known, on ``--render-pixel-nm`` pixels) and, for a network, its summed
-raw output as ``network_density_sum.tif`` (labelled as such: not a rendering of the molecules).
+raw output as ``network_density_sum.tif`` (labelled as such: not a rendering of the molecules). A network
+sees each frame normalized by its own percentiles, the run's ``data.low_percentile`` /
+``data.high_percentile`` (from its card), as its training frames were.
 Kept apart from :mod:`srlab.cli` so that building the parser imports nothing heavy.
 """
 from __future__ import annotations
@@ -216,9 +218,12 @@ def _network_localize(args: argparse.Namespace, run: str, stack: np.ndarray, fil
     saved = card.localization or {}
     threshold = args.threshold if args.threshold is not None else float(saved.get("threshold", 0.3))
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    # Frames are normalized by the run's data.low_percentile / data.high_percentile (in the card), as its
+    # training frames were: other percentiles would scale emitters and background differently.
     locs, density = localize_stack(network.to(device), stack, pixel_size_nm=pixel, scale=card.scale,
                                    batch_size=args.batch_size, emitter_mass=float(saved.get("emitter_mass", 100.0)),
-                                   threshold=threshold, device=device, progress=not args.quiet)
+                                   threshold=threshold, low_percentile=card.low_percentile,
+                                   high_percentile=card.high_percentile, device=device, progress=not args.quiet)
     return locs, pixel, density, card.scale, threshold
 
 

@@ -17,6 +17,8 @@
 * :func:`localize_stack` — a trained network over a whole camera stack: per-frame localizations and
   the summed density (the super-resolved image); :func:`localize_file` does it from a TIFF to
   ``localizations.csv`` (ThunderSTORM columns) and ``super_resolved.tif`` (ImageJ, pixel size / 8).
+  Each frame is normalized by its own percentiles, the run's ``data.low_percentile`` /
+  ``data.high_percentile`` (the network's card), as its training frames were.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import torch
 from scipy import ndimage, special
 from torch import nn
 
-from srlab.data.normalize import percentile_normalize
+from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, percentile_normalize
 from srlab.errors import SrlabError
 from srlab.optics.psf import render_gaussians
 from srlab.smlm.localizations import (
@@ -41,7 +43,8 @@ from srlab.smlm.localizations import (
 )
 
 
-def normalize_frame(frame: np.ndarray, low: float = 0.1, high: float = 99.9) -> np.ndarray:
+def normalize_frame(frame: np.ndarray, low: float = DEFAULT_LOW_PERCENTILE,
+                    high: float = DEFAULT_HIGH_PERCENTILE) -> np.ndarray:
     """Per-frame percentile normalization (srlab's convention: background ≈ 0, emitters ≈ 1).
 
     Deep-STORM's code min–max scales each frame and then standardizes with training-set statistics;
@@ -587,7 +590,7 @@ def render_localizations(locs: Localizations, *, field_nm: tuple[float, float], 
 
 @torch.no_grad()
 def predict_density(network: nn.Module, frames: np.ndarray, *, batch_size: int = 16,
-                    low_percentile: float = 0.1, high_percentile: float = 99.9,
+                    low_percentile: float = DEFAULT_LOW_PERCENTILE, high_percentile: float = DEFAULT_HIGH_PERCENTILE,
                     device: torch.device | str | None = None) -> np.ndarray:
     """Density maps ``(T, s·H, s·W)`` of raw ``(T, H, W)`` frames (each normalized as in training)."""
     device = torch.device(device) if device is not None else next(network.parameters(), torch.empty(0)).device
@@ -606,11 +609,14 @@ def predict_density(network: nn.Module, frames: np.ndarray, *, batch_size: int =
 
 def localize_stack(network: nn.Module, stack: np.ndarray, *, pixel_size_nm: float, scale: int = 8,
                    batch_size: int = 16, emitter_mass: float = 100.0, threshold: float = 0.3,
+                   low_percentile: float = DEFAULT_LOW_PERCENTILE, high_percentile: float = DEFAULT_HIGH_PERCENTILE,
                    device: torch.device | str | None = None,
                    progress: bool = False) -> tuple[Localizations, np.ndarray]:
     """Run a density network over a ``(T, H, W)`` camera stack of ``pixel_size_nm`` pixels.
 
-    Returns the localizations (0-based frames; write them with
+    Each frame is normalized by its own ``low_percentile`` / ``high_percentile`` percentiles; give the
+    run's (its card's ``low_percentile`` / ``high_percentile``, from ``data.*``) so that the network sees
+    frames scaled as its training frames were. Returns the localizations (0-based frames; write them with
     :func:`srlab.smlm.localizations.write_localizations_csv`) and the summed density map, the super-resolved
     image on the ``pixel_size_nm / scale`` grid (write it with :func:`srlab.smlm.localizations.write_imagej_tiff`)."""
     from tqdm.auto import tqdm
@@ -619,7 +625,8 @@ def localize_stack(network: nn.Module, stack: np.ndarray, *, pixel_size_nm: floa
     parts, total = [], None
     bar = tqdm(total=len(frames), disable=not progress, unit="frame", desc="localize")
     for start in range(0, len(frames), batch_size):
-        dens = predict_density(network, frames[start:start + batch_size], batch_size=batch_size, device=device)
+        dens = predict_density(network, frames[start:start + batch_size], batch_size=batch_size,
+                               low_percentile=low_percentile, high_percentile=high_percentile, device=device)
         bar.update(len(dens))
         if dens.shape[1:] != (scale * frames.shape[1], scale * frames.shape[2]):
             raise SrlabError(f"network output {dens.shape[1:]} is not {scale}× the frame {frames.shape[1:]}; "
@@ -644,8 +651,12 @@ class LocalizationOutputs:
 def localize_file(network: nn.Module, stack_path: str | Path, out_dir: str | Path, *,
                   pixel_size_nm: float | None = None, scale: int = 8, threshold: float = 0.3,
                   emitter_mass: float = 100.0, batch_size: int = 16,
+                  low_percentile: float = DEFAULT_LOW_PERCENTILE, high_percentile: float = DEFAULT_HIGH_PERCENTILE,
                   device: torch.device | str | None = None) -> LocalizationOutputs:
     """Localize a TIFF stack with ``network``; write ``localizations.csv`` and ``super_resolved.tif``.
+
+    Frames are normalized by the ``low_percentile`` / ``high_percentile`` percentiles the network was
+    trained with (see :func:`localize_stack`).
 
     The pixel size comes from the file's calibration unless ``pixel_size_nm`` is given; a file without
     one and no ``pixel_size_nm`` is a one-line error (positions in nm need it)."""
@@ -655,7 +666,8 @@ def localize_file(network: nn.Module, stack_path: str | Path, out_dir: str | Pat
     if pixel is None or not pixel > 0:
         raise SrlabError(f"{stack_path}: no pixel size in the file; give it (e.g. pixel_size_nm=100)")
     locs, image = localize_stack(network, stack, pixel_size_nm=pixel, scale=scale, batch_size=batch_size,
-                                 emitter_mass=emitter_mass, threshold=threshold, device=device)
+                                 emitter_mass=emitter_mass, threshold=threshold, low_percentile=low_percentile,
+                                 high_percentile=high_percentile, device=device)
     out = Path(out_dir)
     csv_path = write_localizations_csv(out / "localizations.csv", locs)
     tif_path = write_imagej_tiff(out / "super_resolved.tif", image, pixel_size_nm=pixel / scale)
