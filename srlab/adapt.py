@@ -129,6 +129,7 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     from srlab.data import DATAMODULES
     from srlab.data.datamodules import ANCHOR_FAMILIES
     from srlab.data.io import list_tiffs
+    from srlab.experiment import pin_network_data
     from srlab.paradigms.losses import LOSSES
 
     if source.paradigm.name == "localization":
@@ -165,6 +166,8 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     c["trainer"]["max_steps"] = -1
     cfg = apply_overrides(OmegaConf.create(c), list(overrides))
     pin_network_psf(cfg, source)  # the adapt block implies no PSF: the source network's stays
+    # --data brings the anchor's images, not the normalization and channels the network learned on
+    pin_network_data(cfg, source, overrides)
     if "blur_fwhm_hr_px" not in cfg.paradigm.params:
         anchor = OmegaConf.merge(cfg.data, {"kind": kind})
         fwhm_px, how = forward_blur(anchor)

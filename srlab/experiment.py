@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,6 +399,56 @@ def _check_test_pixel_size(run_dir: Path, cfg: DictConfig, datamodule: L.Lightni
         print(f"srlab: note: {w.message}", file=sys.stderr)
 
 
+# What a trained network takes from its data block besides the PSF (build.pin_network_psf): the
+# percentiles its inputs were normalized with, how many channels it reads and which channel of a file.
+NETWORK_DATA_KEYS = ("low_percentile", "high_percentile", "channels", "channel")
+
+
+def _data_keys_given(overrides: Sequence[str]) -> set[str]:
+    """The ``data.*`` keys that ``overrides`` set explicitly: ``data.KEY=...`` or an inline ``data={KEY: ...}``."""
+    given: set[str] = set()
+    for raw in overrides:
+        key, _, value = raw.removeprefix("--").partition("=")
+        if key.startswith("data."):
+            given.add(key.split(".")[1])
+        elif key == "data" and value.startswith("{"):
+            inline = OmegaConf.from_dotlist([f"data={value}"]).get("data")
+            if isinstance(inline, DictConfig):
+                given.update(str(k) for k in inline)
+    return given
+
+
+def pin_network_data(cfg: DictConfig, built_from: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """``cfg`` with the data settings its network was trained with (:data:`NETWORK_DATA_KEYS`) taken from
+    ``built_from``'s data block.
+
+    A config derived from a run with another data block (``srlab test RUN data=...``, a suite's
+    ``test_data``, ``srlab adapt --data``) would otherwise normalize the network's inputs with the new
+    block's percentiles (the schema's 0.1/99.9 where it sets none), not the ones it learned on; the images
+    themselves still come from the new block. A key that ``overrides`` set explicitly stays as given.
+    ``channel`` stays the new block's where ``built_from`` chose none (it then names a channel of the new
+    block's own files). A key the data kind's schema lacks (``channel`` of SMLM data) is left alone."""
+    given = _data_keys_given(overrides)
+    for key in NETWORK_DATA_KEYS:
+        if key in given or key not in cfg.data or key not in built_from.data:
+            continue
+        if key == "channel" and built_from.data[key] is None:
+            continue
+        cfg.data[key] = built_from.data[key]
+    return cfg
+
+
+def config_for_test(trained: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The config ``srlab test`` rebuilds a run with: ``trained`` (its ``config.yaml``) under ``overrides``.
+
+    The network stays as trained when the overrides give other test data: the PSF it took from its data
+    block, and the normalization and channels of its inputs (unless an override names them)."""
+    from srlab.config import apply_overrides
+
+    cfg = build.pin_network_psf(apply_overrides(trained, list(overrides)), trained)
+    return pin_network_data(cfg, trained, overrides)
+
+
 def test(target: str, overrides: list[str], checkpoint: str | None = None, force: bool = False,
          scale: int | None = None) -> dict[str, Any]:
     """Evaluate a run (directory or checkpoint) on its test split, or on data given by overrides.
@@ -409,7 +460,7 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
     ``data.*`` overrides must have the run's training LR pixel size within 10 % (``force``: test anyway).
     ``scale``: a multi-scale run (``data.kind: multiscale``) is tested with that scale's head on that
     scale's test images (default: ``data.scale``)."""
-    from srlab.config import apply_overrides, load_resolved
+    from srlab.config import load_resolved
 
     path = Path(target)
     if path.is_file() and checkpoint is not None:
@@ -417,9 +468,7 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
                          f"of a run directory")
     run_dir = runs.resolve_run_dir(path)
     ckpt = path if path.is_file() else loader.resolve_checkpoint(run_dir, checkpoint)
-    # the network as trained: a PSF it took from its data block does not follow test data given by overrides
-    trained = load_resolved(run_dir / "config.yaml")
-    cfg = build.pin_network_psf(apply_overrides(trained, overrides), trained)
+    cfg = config_for_test(load_resolved(run_dir / "config.yaml"), overrides)
     if _is_rank_zero():
         runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
     cfg.logger.wandb.enabled = False

@@ -166,8 +166,14 @@ def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
         data.kind, data.path = "paired", str(suite.test_pairs)
         return data
     if suite.test_data:
+        from srlab.experiment import pin_network_data
+
         data_overrides = [o for o in (*suite.overrides, *cli) if o.lstrip("-").startswith("data.")]
-        cfg = apply_overrides(cfg, [f"data={suite.test_data}", *data_overrides])
+        # The block brings the test images, not the normalization and channels of the network's inputs:
+        # those stay the row's. Its config already holds the suite's and command line's data overrides
+        # in their order (a row's own override of a suite-wide one is what its network trained with), so
+        # its values are pinned whatever data_overrides say.
+        cfg = pin_network_data(apply_overrides(cfg, [f"data={suite.test_data}", *data_overrides]), cfg)
     data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     if suite.test_images.mode == "crops":
         if suite.test_images.crop_size is not None:
