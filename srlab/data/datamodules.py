@@ -720,7 +720,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
 @DATAMODULES.register("paired", family="paired")
 class PairedDataModule(SRDataModule):
     """Registered LR/HR pairs: ``<path>/lr/*.tif`` and ``<path>/hr/*.tif`` matched by file name, or a CSV
-    ``manifest`` (columns ``lr``, ``hr``, optional ``split``; paths relative to the manifest).
+    ``manifest`` (columns ``lr``, ``hr``, optional ``split``; paths relative to the manifest; several LR files
+    may share an HR file: the files that rows link are one unit of the split, see :meth:`_manifest_units`).
     Specimen descriptions (``batch["tokens"]``, :mod:`srlab.data.descriptions`): the simulator's, or a
     ``descriptions`` CSV (``file,description``; relative to the data folder) and/or a default
     ``description`` for every image the CSV does not list.
@@ -748,7 +749,11 @@ class PairedDataModule(SRDataModule):
             if not root.is_dir():
                 raise SrlabError(f"{root}: data.path is not a folder (no such folder)")
             files = _match_folders(root, self.lr_dir, self.hr_dir)
-        given = {lr_path.stem: split for lr_path, _, split in files if split is not None}
+        rows = [(lr_path.stem, split) for lr_path, _, split in files]
+        # the unit of the split: an HR field with all its LR files (a manifest may give several LR per HR)
+        unit = (self._manifest_units(root / str(self.manifest), files) if self.manifest
+                else {stem: stem for stem, _ in rows})
+        given = {stem: split for stem, split in rows if split is not None}
         loaded = self._read_pairs([(lr_path, hr_path) for lr_path, hr_path, _ in files])
         pairs = [ImagePair(lr.name, lr.path.stem, _normalize(lr.image, self.cfg), _normalize(hr.image, self.cfg))
                  for lr, hr in loaded]
@@ -760,18 +765,58 @@ class PairedDataModule(SRDataModule):
         self.hr_pixel_size_nm = hr_px
         sources = [p.source for p in pairs]
         if given:
-            if len(given) != len(set(sources)):
+            if len(given) != len(set(sources)) or any(split is None for _, split in rows):
                 raise SrlabError(f"{root / str(self.manifest)}: give a split for every row or for none")
+            told: dict[str, set[tuple[str, str]]] = {}
+            for stem, split in rows:
+                told.setdefault(unit[stem], set()).add((stem, str(split)))
+            for rows_of in told.values():
+                if len({split for _, split in rows_of}) > 1:
+                    raise SrlabError(
+                        f"{root / str(self.manifest)}: {', '.join(f'{s}: {v}' for s, v in sorted(rows_of))}: "
+                        f"these LR files share an HR field (rows linked by a shared file) and need one split, "
+                        f"or the field is both a training target and a held-out one")
             self.split_sources = {k: sorted(s for s, v in given.items() if v == k) for k in SPLITS}
             for k in ("train", "val", "test"):
                 if not self.split_sources[k]:
                     raise SrlabError(f"{root / str(self.manifest)}: no image has split '{k}'")
         else:
             split = _split_simulated if self.path is None else _split_sources
-            self.split_sources = split(sources, self.cfg, str(root))
+            by_unit = split([unit[s] for s in sources], self.cfg, str(root))
+            # listed by LR file as before (a one-to-one manifest's units are its LR stems: the same split)
+            chosen = {u: k for k, units in by_unit.items() for u in units}
+            self.split_sources = {k: sorted({s for s in sources if chosen[unit[s]] == k}) for k in by_unit}
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
         self._attach_descriptions(root, pairs)
+
+    @staticmethod
+    def _manifest_units(manifest: Path, files: Sequence[tuple[Path, Path, str | None]]) -> dict[str, str]:
+        """LR file stem -> its unit of the train/val/test split: the files that the manifest's rows link (rows
+        that share an HR file or an LR file) are one unit, so the several LR acquisitions of one HR field land
+        in one split. A unit is named after its first LR stem in name order: a one-to-one manifest's units
+        are its LR stems, and it splits as before. Two LR files of one stem in different folders are refused
+        (the split, the descriptions and the reports name an image by its stem)."""
+        parent: dict[Path, Path] = {}
+
+        def root_of(node: Path) -> Path:
+            while parent.setdefault(node, node) != node:
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            return node
+
+        lr_of: dict[str, tuple[Path, Path]] = {}
+        for lr_path, hr_path, _ in files:
+            lr = lr_path.resolve()
+            seen = lr_of.setdefault(lr_path.stem, (lr, lr_path))
+            if seen[0] != lr:
+                raise SrlabError(f"{manifest}: two LR files share the stem '{lr_path.stem}' ({seen[1]}, {lr_path}); "
+                                 f"images are named by stem (split, descriptions, reports): rename one")
+            parent[root_of(lr)] = root_of(hr_path.resolve())
+        members: dict[Path, list[str]] = {}
+        for stem, (lr, _) in lr_of.items():
+            members.setdefault(root_of(lr), []).append(stem)
+        return {stem: min(stems) for stems in members.values() for stem in stems}
 
     def _attach_descriptions(self, root: Path, pairs: list[ImagePair]) -> None:
         simulated = None
