@@ -497,10 +497,28 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
         _say_alignment(datamodule.describe())
     metrics = _final_metrics(trainer, {"checkpoint": str(ckpt) if ckpt else None, "overrides": list(overrides),
                                        "scale": int(scale if scale is not None else cfg.data.scale)})
+    seen = _test_images_trained_on(run_dir, datamodule)
+    if seen is not None:
+        metrics["test_images_trained_on"] = seen
+        if seen and _is_rank_zero():
+            print(f"srlab: note: {seen} of the test images are among this run's training images (the same "
+                  f"normalized content; srlab.data.fingerprints): these are not held-out scores", file=sys.stderr)
     if _is_rank_zero():
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
     return metrics
+
+
+def _test_images_trained_on(run_dir: Path, datamodule: Any) -> int | None:
+    """How many of the datamodule's whole test images the run trained on (test data given by overrides can
+    hold them: another split seed, image count or folder); ``None`` where it cannot tell."""
+    from srlab.data.fingerprints import trained_on
+
+    data = getattr(datamodule, "data", None)
+    tests = data.get("test") if isinstance(data, dict) else None
+    if not tests:
+        return None
+    return trained_on([run_dir], [(getattr(p, "lr", None), getattr(p, "hr", None)) for p in tests])
 
 
 def load_network(target: str | Path, checkpoint: str | None = None) -> tuple[torch.nn.Module, DictConfig]:

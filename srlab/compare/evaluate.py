@@ -38,6 +38,7 @@ from srlab.compare.plan import Log, PlannedRun, Row
 from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
+from srlab.data.fingerprints import trained_on
 from srlab.data.registration import Alignment, in_hr_frame, warped
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
@@ -96,6 +97,9 @@ class EvalGroup:
     reference: dict[str, np.ndarray] = field(default_factory=dict)  # frc of input / ground truth per image
     # test_pairs: the median over its HR images of srlab evaluate's noise ceiling (dB), where it is one
     noise_ceiling_psnr_db: float | None = None
+    # whole test images (test_pairs, or a block's stored test pairs): hashed against each row's training
+    # images (srlab.data.fingerprints); crops are not
+    whole_images: bool = False
 
 
 def test_set_identity(data: DictConfig | dict) -> str:
@@ -183,6 +187,9 @@ def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
     return data
 
 
+WHOLE_TEST_IMAGES = " whole test image(s)"
+
+
 def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[EvalSample], str, Any]:
     dm = build_datamodule(data_cfg, seed=seed)
     dm.prepare_data()
@@ -190,7 +197,7 @@ def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[Eval
     pairs = getattr(dm, "data", {}).get("test") if isinstance(getattr(dm, "data", None), dict) else None
     if mode == "full" and pairs and all(p.lr is not None and p.hr is not None for p in pairs):
         samples = [EvalSample(p.name, np.asarray(p.lr, np.float32), np.asarray(p.hr, np.float32)) for p in pairs]
-        return samples, f"{len(samples)} whole test image(s)", dm
+        return samples, f"{len(samples)}{WHOLE_TEST_IMAGES}", dm
     samples = []
     for batch in dm.test_dataloader():
         for i, name in enumerate(batch["name"]):
@@ -241,9 +248,11 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
             if suite.test_pairs is not None:
                 samples, source, lr_px, ceiling = _folder_samples(suite.test_pairs, data_cfg, suite.register)
                 hr_px = lr_px / int(data_cfg.scale) if lr_px else None
+                whole = True
             else:
                 ceiling = None
                 samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
+                whole = source.endswith(WHOLE_TEST_IMAGES)
                 hr_px = getattr(dm, "hr_pixel_size_nm", None)
                 lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
                     or (hr_px * int(data_cfg.scale) if hr_px else None)
@@ -254,12 +263,20 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
             slug = _slug(label)
             group = EvalGroup(key=key, label=label, slug=slug, data=plain, scale=int(data_cfg.scale),
                               seed=suite.seeds[0], samples=samples, source=source, hr_pixel_size_nm=hr_px,
-                              lr_pixel_size_nm=lr_px, grid=grid, grid_px=grid_px, noise_ceiling_psnr_db=ceiling)
+                              lr_pixel_size_nm=lr_px, grid=grid, grid_px=grid_px, noise_ceiling_psnr_db=ceiling,
+                              whole_images=whole)
             group.reference = {
                 "frc_input_nm": np.array([_frc(s.lr, lr_px) for s in samples]),
                 "frc_ground_truth_nm": np.array([_frc(s.hr, hr_px) for s in samples])}
             groups[key] = group
         row.group = key
+        if groups[key].whole_images:
+            row.test_images_trained_on = trained_on([r.run_dir for r in row.evaluated],
+                                                    [(s.lr, s.hr) for s in groups[key].samples])
+            if row.test_images_trained_on:
+                log(f"srlab compare: {row.label} trained on {row.test_images_trained_on} of the "
+                    f"{len(groups[key].samples)} test images of {groups[key].label}: its scores there are not "
+                    f"held-out scores (marked ‡)")
     return list(groups.values())
 
 

@@ -77,6 +77,8 @@ class Method:
     source: str
     values: dict[str, list[float]] = field(default_factory=dict)
     tta: bool = False  # predicted as the mean of the 8 dihedral transforms (srlab predict --tta)
+    # a trained run's folder, whose data.json names its training images (srlab.data.fingerprints); else None
+    run_dir: Path | None = None
 
 
 #: Label suffix of a run's ``--tta`` row.
@@ -192,7 +194,11 @@ def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_s
         label = card.experiment
         if any(m.label == label for m in methods):
             label = f"{label} ({Path(spec).name})"
-        methods.append(Method(label, network, card.low_percentile, card.high_percentile, f"{spec} ({card.network})"))
+        spec_path = Path(spec)
+        run_dir = spec_path if spec_path.is_dir() else (
+            spec_path.parent.parent if spec_path.parent.name == "checkpoints" else spec_path.parent)
+        methods.append(Method(label, network, card.low_percentile, card.high_percentile, f"{spec} ({card.network})",
+                              run_dir=run_dir))
     for name in BASELINES:
         if not any(m.label == name for m in methods):
             method = baseline(name)
@@ -295,6 +301,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     predictions brought into their HR's frame by their pair's measured alignment before scoring
     (:func:`srlab.data.registration.folder_alignments`: a shift per pair, the pairs' magnification and
     rotation; measured and reported either way)."""
+    from srlab.data.fingerprints import trained_on
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, channel_normalize
     from srlab.data.registration import Alignment, border_px, cropped, folder_alignments, warped
     from srlab.inference.tiling import predict_tiled
@@ -372,6 +379,18 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             _montage(out / "montages" / f"{_safe(image.name)}.png", image.name, panels, shown)
     shapes = {im.name: tuple(im.hr.shape[-2:]) for im in images}
     notes += alignment_notes(alignments, excluded, shapes, register=register)
+    seen = {}
+    for method in methods:
+        if method.run_dir is not None and not method.tta:
+            percentiles = (method.low_percentile, method.high_percentile)
+            count = trained_on([method.run_dir], [(channel_normalize(im.lr, *percentiles)[0],
+                                                   channel_normalize(im.hr, *percentiles)[0]) for im in images])
+            if count is not None:
+                seen[method.label] = count
+            if count:
+                notes.append(f"{method.label} trained on {count} of these {len(images)} pairs (the same normalized "
+                             f"content as some of its training images; srlab.data.fingerprints): its scores here "
+                             f"are not held-out scores")
     summary = _summaries(methods)
     ceilings = noise_ceiling_db([im.hr for im in measured])
     ceiling_of = dict(zip((im.name for im in measured), ceilings)) if ceilings is not None else {}
@@ -394,6 +413,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                                       "largest_displacement_px": round(a.displacement_px(shapes[name]), 3)}
                                for name, a in alignments.items()},
               "registered": register,
+              "test_images_trained_on": seen or None,
               "noise_ceiling_psnr_db": {name: round(v, 3) if math.isfinite(v) else None
                                         for name, v in ceiling_of.items()} or None,
               "notes": notes, "methods": summary}

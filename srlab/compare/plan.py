@@ -48,6 +48,9 @@ class Row:
     gpu_ms: float | None = None
     values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (n_seeds, n_images)
     trained_on_eval_data: bool | None = None
+    # how many of its group's whole test images some run of the row trained on (srlab.data.fingerprints);
+    # None: not known (crops, runs that recorded no training images)
+    test_images_trained_on: int | None = None
     train_data: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
 

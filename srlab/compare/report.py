@@ -116,7 +116,7 @@ def _n_images(row: Row) -> int:
 
 CSV_FIXED = ("group", "rank", "label", "experiment", "model", "family", "parameters", "macs_per_256px",
              "cpu_ms_per_256px", "gpu_ms_per_256px", "n_seeds", "n_images", "p_vs_best", "p_vs_best_holm", "best",
-             "trained_on_eval_data", "train_data", "run_ids", "run_dirs")
+             "trained_on_eval_data", "test_images_trained_on", "train_data", "run_ids", "run_dirs")
 
 
 def leaderboard_records(rows: list[Row], groups: list[EvalGroup]) -> list[dict[str, Any]]:
@@ -132,6 +132,7 @@ def leaderboard_records(rows: list[Row], groups: list[EvalGroup]) -> list[dict[s
                 "n_seeds": _n_seeds(row), "n_images": _n_images(row),
                 "p_vs_best": row.summary["p_vs_best"], "p_vs_best_holm": row.summary["p_vs_best_holm"],
                 "best": row.summary["best"], "trained_on_eval_data": row.trained_on_eval_data,
+                "test_images_trained_on": "" if row.test_images_trained_on is None else row.test_images_trained_on,
                 "train_data": row.train_data, "run_ids": _run_ids(row),
                 "run_dirs": " ".join(str(r.run_dir.resolve()) for r in row.evaluated)}
             for metric in (*METRICS, *(("rating",) if "rating" in row.summary else ())):
@@ -222,7 +223,9 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in members:
             s = row.summary
-            mark = "" if row.trained_on_eval_data in (True, None) else " †"
+            # ‡ (its own training images among the test images) overrides † (other data): it is the one that matters
+            mark = (" ‡" if row.test_images_trained_on else
+                    "" if row.trained_on_eval_data in (True, None) else " †")
             name = f"**{row.label}**" if s["best"] else row.label
             if row.experiment and row.label != row.experiment:
                 name += f" ({row.experiment})"
@@ -238,9 +241,15 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
         if verdict:
             lines += [(f"The noise ceiling of the HR images is ~{group.noise_ceiling_psnr_db:.1f} dB (above); "
                        f"{verdict}."), ""]
-        if any(r.trained_on_eval_data is False for r in members):
+        seen = [r for r in members if r.test_images_trained_on]
+        if seen:
+            lines += [("‡ trained on some of these test images — their scores here are not held-out scores (an "
+                       "image's normalized content equals one of the row's training images; srlab.data.fingerprints): "
+                       + "; ".join(f"{r.label}: {r.test_images_trained_on} of {_n_images(r)}" for r in seen) + "."), ""]
+        other = [r for r in members if r.trained_on_eval_data is False and not r.test_images_trained_on]
+        if other:
             lines += ["† trained on other data than it is evaluated on: " + "; ".join(
-                f"{r.label}: {r.train_data}" for r in members if r.trained_on_eval_data is False) + ".", ""]
+                f"{r.label}: {r.train_data}" for r in other) + ".", ""]
         frc_in = fmt_ci(dict(zip(("mean", "ci_low", "ci_high"), ref["frc_input_nm"][:3])), 1)
         frc_gt = fmt_ci(dict(zip(("mean", "ci_low", "ci_high"), ref["frc_ground_truth_nm"][:3])), 1)
         lines += [(f"FRC resolution (single-image, 1/7 threshold) of the input: {frc_in} nm; of the ground "

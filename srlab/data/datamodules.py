@@ -40,6 +40,7 @@ from srlab.data import DATAMODULES, user_specimens
 from srlab.data.config import DataConfig, data_schema
 from srlab.data.degrade import Degradation
 from srlab.data.descriptions import pair_descriptions
+from srlab.data.fingerprints import DATA_JSON_KEY, training_fingerprints
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
 from srlab.data.normalize import IntensityScale, channel_normalize, channel_scale
 from srlab.data.sampling import ResumableData, item_rng
@@ -694,6 +695,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
             "images": {k: len(v) for k, v in self.data.items()},
             "percentiles": [self.cfg.low_percentile, self.cfg.high_percentile],
             "lr_degradation": self.lr_degradation,
+            # what an evaluation checks its test images against (srlab.data.fingerprints)
+            DATA_JSON_KEY: training_fingerprints(self.data.get("train", [])),
         }
         if self.registration:
             out["registration"] = {"hr_alignment": dict(self.registration),
@@ -1198,8 +1201,10 @@ class AdaptDataModule(SRDataModule):
         return [self.anchor.test_dataloader(), self._loader(self._eval_dataset("test"))]
 
     def describe(self) -> dict[str, Any]:
-        return {**self.anchor.describe(), "kind": self.kind, "anchor_kind": self.anchor_kind,
-                "real_lr": self.real_lr}
+        out = {**self.anchor.describe(), "kind": self.kind, "anchor_kind": self.anchor_kind, "real_lr": self.real_lr}
+        anchor, real = out.get(DATA_JSON_KEY) or {"lr": [], "hr": []}, training_fingerprints(self.data.get("train", []))
+        out[DATA_JSON_KEY] = {"lr": sorted({*anchor["lr"], *real["lr"]}), "hr": anchor["hr"]}  # the real LR too
+        return out
 
 
 def data_config(**values: Any) -> DataConfig:
