@@ -243,8 +243,9 @@ def markdown(suite: Suite, rows: list[Row], groups: list[EvalGroup], figures: di
                        f"{verdict}."), ""]
         seen = [r for r in members if r.test_images_trained_on]
         if seen:
-            lines += [("‡ trained on some of these test images — their scores here are not held-out scores (an "
-                       "image's normalized content equals one of the row's training images; srlab.data.fingerprints): "
+            lines += [("‡ trained on some of these test images, as targets or as unlabelled inputs (srlab adapt, "
+                       "data.real_lr) — their scores here are not held-out scores (an image's normalized content "
+                       "equals one of the row's training images; srlab.data.fingerprints): "
                        + "; ".join(f"{r.label}: {r.test_images_trained_on} of {_n_images(r)}" for r in seen) + "."), ""]
         other = [r for r in members if r.trained_on_eval_data is False and not r.test_images_trained_on]
         if other:
