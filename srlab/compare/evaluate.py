@@ -140,7 +140,15 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     images, lr_px = load_folder(folder, scale, int(data_cfg.get("channels", 1) or 1))
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
-    alignments = folder_alignments([(im.lr, im.hr) for im in images], scale) if register else [None] * len(images)
+    alignments: list[Alignment | None] = [None] * len(images)
+    if register:  # as srlab evaluate: an empty reference has no alignment, and takes no part in the folder's
+        from srlab.metrics.image import empty_reference
+
+        measured = [k for k, im in enumerate(images)
+                    if not bool(empty_reference(torch.from_numpy(channel_normalize(im.hr)[0])[None])[0])]
+        for k, alignment in zip(measured, folder_alignments([(images[k].lr, images[k].hr) for k in measured],
+                                                            scale)):
+            alignments[k] = alignment
 
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data
         return channel_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
@@ -153,12 +161,12 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     if ceiling is not None:
         source += (f"; the HR images' own noise, if they are raw counts, caps the headline PSNR of a noise-free "
                    f"prediction at ~{ceiling:.1f} dB (median; srlab evaluate's noise ceiling)")
-    if register:
-        sizes = [a.mean_displacement_px(s.hr.shape[-2:])  # type: ignore[union-attr]
-                 for a, s in zip(alignments, samples)]
+    read = [(a, s) for a, s in zip(alignments, samples) if a is not None]
+    if register and read:
+        sizes = [a.mean_displacement_px(s.hr.shape[-2:]) for a, s in read]
         source += (f"; scored in each HR's frame (register: the HR against the LR displaced by a median "
                    f"{float(np.median(sizes)):.2f} HR px on average over a field, at most {max(sizes):.2f}; "
-                   f"{instrument_text(alignments[0])})")  # type: ignore[arg-type]
+                   f"{instrument_text(read[0][0])})")
     return samples, source, lr_px, ceiling
 
 

@@ -478,14 +478,16 @@ class DegradeCollate:
 
 
 def crop_positions(h: int, w: int, crop: int, count: int) -> list[tuple[int, int]]:
-    """``count`` crop corners on a regular grid (one: the centre), the same on every call."""
+    """Up to ``count`` distinct crop corners on a regular grid (one: the centre), the same on every call. An
+    image no larger than the crop along an axis has one position along it: repeated crops of one place
+    would weigh that image more in every mean and narrow the intervals."""
     if count <= 1:
         return [((h - crop) // 2, (w - crop) // 2)]
     ny = math.ceil(math.sqrt(count))
     nx = math.ceil(count / ny)
     ys = np.linspace(0, h - crop, ny).round().astype(int)
     xs = np.linspace(0, w - crop, nx).round().astype(int)
-    return [(int(y), int(x)) for y in ys for x in xs][:count]
+    return list(dict.fromkeys((int(y), int(x)) for y in ys for x in xs))[:count]
 
 
 class FixedCrops(Dataset):

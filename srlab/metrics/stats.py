@@ -12,7 +12,8 @@ What srlab reports, and why (see ``docs/comparisons.md``):
   (Wilcoxon, Biometrics Bulletin 1945), two-sided, paired by test image on the per-image values
   averaged over the seeds *and over the crops of one image* (:func:`unit_means`: crops of one image are
   not independent samples, so the unit of the test is the image; scipy.stats.wilcoxon; exact
-  distribution for n ≤ 50 without ties, normal approximation otherwise). Pairing by image removes the image-to-image variation that dominates SR
+  distribution for small samples — by permutation where differences tie — and a normal approximation for
+  large ones, scipy's default method). Pairing by image removes the image-to-image variation that dominates SR
   metrics, so a small but consistent gain is detected; the rank test assumes no distribution.
   With n images the smallest attainable two-sided p is 2/2ⁿ (0.0625 for 5 images): use enough test
   images. Holm's step-down correction (Holm, Scand J Stat 1979) over all models compared with the
