@@ -679,10 +679,12 @@ class SRDataModule(ResumableData, L.LightningDataModule):
                           per_image=self.cfg.eval_crops_per_image)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._eval_dataset("val"))
+        dataset = self._eval_dataset("val")
+        return self._loader(dataset, sampler=self.eval_sampler(len(dataset)))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._eval_dataset("test"))
+        dataset = self._eval_dataset("test")
+        return self._loader(dataset, sampler=self.eval_sampler(len(dataset)))
 
     # -- reporting -------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -1197,10 +1199,15 @@ class AdaptDataModule(SRDataModule):
         return self.anchor.on_after_batch_transfer(batch, dataloader_idx)
 
     def val_dataloader(self) -> list[DataLoader]:  # type: ignore[override]
-        return [self.anchor.val_dataloader(), self._loader(self._eval_dataset("val"))]
+        return [self._eval_loader(self.anchor, "val"), self._eval_loader(self, "val")]
 
     def test_dataloader(self) -> list[DataLoader]:  # type: ignore[override]
-        return [self.anchor.test_dataloader(), self._loader(self._eval_dataset("test"))]
+        return [self._eval_loader(self.anchor, "test"), self._eval_loader(self, "test")]
+
+    def _eval_loader(self, module: SRDataModule, split: str) -> DataLoader:
+        # this module's trainer decides the ranks' shares of both (the anchor has none of its own)
+        dataset = module._eval_dataset(split)
+        return module._loader(dataset, sampler=self.eval_sampler(len(dataset)))
 
     def describe(self) -> dict[str, Any]:
         out = {**self.anchor.describe(), "kind": self.kind, "anchor_kind": self.anchor_kind, "real_lr": self.real_lr}

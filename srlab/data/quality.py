@@ -265,7 +265,7 @@ class QualityDataModule(ResumableData, L.LightningDataModule):
         return self._loader("train", sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", self.eval_sampler(len(self.datasets["val"])))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader("test", self.eval_sampler(len(self.datasets["test"])))

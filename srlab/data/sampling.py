@@ -77,6 +77,28 @@ class EpochSampler(DistributedSampler):
         return iter([(epoch, i) for i in self.indices(epoch)[skip:]])
 
 
+class EvalShards(DistributedSampler):
+    """This rank's share ``rank::world`` of an evaluation set of ``length`` items, every item on exactly one
+    rank. :class:`DistributedSampler` pads a set with repeated items so that all ranks get as many, and a
+    repeated test image counts twice in the synchronized means (5 images on 4 ranks were scored as 8). Ranks
+    may get one item fewer than others: the evaluation steps hold no collective operation (srlab's metrics
+    are synchronized once, at the epoch's end). A subclass of :class:`DistributedSampler`, so that Lightning
+    keeps it."""
+
+    def __init__(self, length: int, *, rank: int, world_size: int):
+        # DistributedSampler's own fields, set directly (as EpochSampler does)
+        self.num_replicas, self.rank, self.shuffle, self.seed, self.drop_last = world_size, rank, False, 0, False
+        self.length, self.epoch = int(length), 0
+        self.num_samples = len(range(rank, self.length, world_size))
+        self.total_size = self.length
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.num_replicas))
+
+
 class ResumableData:
     """Mixin for a LightningDataModule whose training loader is an :class:`EpochSampler`.
 
@@ -102,6 +124,17 @@ class ResumableData:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "train_epoch" in state:
             self._resume_at = (int(state["train_epoch"]), int(state["train_batches_done"]))
+
+    def eval_sampler(self, length: int) -> EvalShards | None:
+        """Under DDP, each rank's share of an evaluation set of ``length`` items, none repeated
+        (:class:`EvalShards`); ``None`` (Lightning's default) on one process, or where the set has fewer items
+        than there are ranks — a rank without a batch would skip the epoch's end, where the metrics are
+        synchronized, and leave the others waiting."""
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        if world <= 1 or length < world:
+            return None
+        return EvalShards(length, rank=trainer.global_rank, world_size=world)  # type: ignore[union-attr]
 
     def epoch_sampler(self, length: int, batch_size: int, seed: int, shuffle: bool = False) -> EpochSampler:
         trainer = getattr(self, "trainer", None)

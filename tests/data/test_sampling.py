@@ -62,3 +62,14 @@ def test_loader_degradation_noise_follows_the_items():
     assert "noise_seed" not in one
     assert torch.equal(one["lr"], two["lr"])
     assert not torch.equal(one["lr"], other["lr"])
+
+
+def test_evaluation_shards_cover_every_item_once():
+    """Under DDP each evaluation item goes to exactly one rank (DistributedSampler repeats items to even out
+    the ranks' shares, and a repeated test image counts twice in the synchronized means)."""
+    from srlab.data.sampling import EvalShards
+
+    for length, world in ((5, 2), (5, 4), (8, 4), (7, 3), (3, 3)):
+        shares = [list(EvalShards(length, rank=r, world_size=world)) for r in range(world)]
+        assert sorted(i for share in shares for i in share) == list(range(length))
+        assert [len(EvalShards(length, rank=r, world_size=world)) for r in range(world)] == [len(s) for s in shares]

@@ -33,10 +33,12 @@ def test_offline_wandb_run_holds_metrics_and_images(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     """2 gloo processes: one run directory written (by rank 0), and synchronized test metrics equal a
-    single-process evaluation of the same checkpoint."""
+    single-process evaluation of the same checkpoint — on 5 test images, which 2 ranks cannot share evenly
+    (Lightning's DistributedSampler padded them to 6, one image counted twice: srlab.data.sampling.EvalShards)."""
     runs_dir = tmp_path / "runs"
     proc = run_cli("train", "edsr_smoke", *TINY, "trainer.devices=2", "trainer.strategy=ddp",
-                   "trainer.limit_test_batches=1.0", "data.batch_size=2", f"runs_dir={runs_dir}",
+                   "trainer.limit_test_batches=1.0", "data.batch_size=2", "data.test_fraction=0.3",
+                   f"runs_dir={runs_dir}",
                    "logger.wandb.enabled=true", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dirs = list((runs_dir / "edsr_smoke").iterdir())
@@ -49,6 +51,7 @@ def test_ddp_two_cpu_processes(tmp_path):
                    "trainer.strategy=auto", "trainer.limit_test_batches=1.0", "data.batch_size=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads(next((run_dir / "evaluations").glob("*.json")).read_text())
+    assert ddp_metrics["test/n_images"] == single["test/n_images"] == 5
     assert single["test/psnr"] == pytest.approx(ddp_metrics["test/psnr"], abs=1e-3)
     assert single["test/ssim"] == pytest.approx(ddp_metrics["test/ssim"], abs=1e-4)
 
