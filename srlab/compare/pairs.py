@@ -105,15 +105,23 @@ class PairedImage:
     hr: np.ndarray  # (C, s·h, s·w) raw
 
 
-def load_folder(folder: Path, scale: int, channels: int = 1) -> tuple[list[PairedImage], float | None]:
-    """Every image pair of ``folder`` (lr/, hr/ matched by name) and the LR pixel size (None if unknown)."""
+def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[list[PairedImage], float | None]:
+    """Every image pair of ``folder`` (lr/, hr/ matched by name) and the LR pixel size (None if unknown).
+    ``channels``: how many each file must have (a suite's ``data.channels``); ``None``: as many as the first
+    LR file has (every channel scored: srlab evaluate)."""
     from srlab.data.datamodules import _consensus_pixel_size, _match_folders, _pair_images
+    from srlab.data.io import channel_axis, read_tiff
 
     if not folder.is_dir():
         raise SrlabError(f"{folder}: --pairs is not a folder (expected FOLDER/lr/*.tif and FOLDER/hr/*.tif)")
-    cfg = SimpleNamespace(channels=channels, scale=scale, patch_size=1)
+    matched = _match_folders(folder, "lr", "hr")
+    if channels is None and matched:
+        array, axes, _ = read_tiff(matched[0][0])
+        found = channel_axis(array, axes, matched[0][0])
+        channels = 1 if found is None else int(array.shape[found])
+    cfg = SimpleNamespace(channels=channels or 1, scale=scale, patch_size=1)
     images, loaded = [], []
-    for lr_path, hr_path, _ in _match_folders(folder, "lr", "hr"):
+    for lr_path, hr_path, _ in matched:
         for lr, hr in _pair_images(lr_path, hr_path, cfg, None):
             loaded.append(lr)
             images.append(PairedImage(lr.name, lr.image, hr.image))

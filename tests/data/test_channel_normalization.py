@@ -76,3 +76,23 @@ def test_evaluate_scores_a_run_against_the_hr_in_its_own_normalization(tmp_path:
     report = pairs_module.evaluate_pairs([], tmp_path / "pairs", tmp_path / "out", montages=False,
                                          log=lambda *_: None)
     assert report["methods"]["run at 2/98"]["psnr_plain"]["mean"] > 40.0
+
+
+def test_evaluate_scores_multi_channel_pairs(tmp_path: Path):
+    """srlab evaluate reads as many channels as the pairs have (it once read one, and refused two-channel
+    pairs with a line about data.channels, a key it has not)."""
+    from scipy import ndimage
+
+    from srlab.compare.pairs import evaluate_pairs
+    from srlab.data.io import write_tiff
+
+    rng = np.random.default_rng(3)
+    for k in range(2):
+        hr = np.stack([ndimage.gaussian_filter(rng.random((64, 64)), 1.5) * scale for scale in (500.0, 4000.0)])
+        lr = ndimage.gaussian_filter(hr, (0, 2, 2)).reshape(2, 32, 2, 32, 2).mean(axis=(2, 4))
+        write_tiff(tmp_path / "pairs" / "lr" / f"f{k}.tif", lr.astype(np.float32), pixel_size_nm=80.0, axes="CYX")
+        write_tiff(tmp_path / "pairs" / "hr" / f"f{k}.tif", hr.astype(np.float32), pixel_size_nm=40.0, axes="CYX")
+    report = evaluate_pairs([], tmp_path / "pairs", tmp_path / "out", montages=False, psf_fwhm_px=2.0,
+                            log=lambda *_: None)
+    assert report["methods"]["bicubic"]["psnr"]["n"] == 2
+    assert report["methods"]["richardson_lucy"]["psnr"]["mean"] > report["methods"]["bicubic"]["psnr"]["mean"]
