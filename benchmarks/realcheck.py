@@ -612,8 +612,8 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
                   "| ΔPSNR vs Richardson–Lucy, per image (95 % CI; fields above) |"),
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
-        dp = np.mean(np.array(r["psnr"]) - np.array(base["psnr"]))
-        ds = np.mean(np.array(r["ssim"]) - np.array(base["ssim"]))
+        dp = np.nanmean(np.array(r["psnr"]) - np.array(base["psnr"]))
+        ds = np.nanmean(np.array(r["ssim"]) - np.array(base["ssim"]))
         rl = "" if name == "Richardson–Lucy" else _paired_text(_paired(r["psnr"], results["Richardson–Lucy"]["psnr"]))
         lines.append(f"| {name} | {_ci(r['psnr'], 2)} | {_ci(r['ssim'], 3)} | {dp:+.2f} | {ds:+.3f} | {rl} |")
     if groups is None:
@@ -648,11 +648,11 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     if not names:
         return ""
     base, rl = results["bicubic"], results["Richardson–Lucy"]
-    best = max(names, key=lambda n: np.mean(results[n]["psnr"]))  # the target's "best srlab model"
+    best = max(names, key=lambda n: np.nanmean(results[n]["psnr"]))  # the target's "best srlab model"
     r = results[best]
-    dp = float(np.mean(r["psnr"]) - np.mean(base["psnr"]))
-    ds = float(np.mean(r["ssim"]) - np.mean(base["ssim"]))
-    beats_rl = np.mean(r["psnr"]) > np.mean(rl["psnr"]) and np.mean(r["ssim"]) > np.mean(rl["ssim"])
+    dp = float(np.nanmean(r["psnr"]) - np.nanmean(base["psnr"]))
+    ds = float(np.nanmean(r["ssim"]) - np.nanmean(base["ssim"]))
+    beats_rl = np.nanmean(r["psnr"]) > np.nanmean(rl["psnr"]) and np.nanmean(r["ssim"]) > np.nanmean(rl["ssim"])
     met = dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl
     model = best.split()[1] + "".join(label for marker, label in (
         ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
