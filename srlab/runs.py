@@ -7,7 +7,8 @@ it trained on another data block than the experiment's own, e.g. ``srlab train e
 ``wandb/`` (the W&B run; offline by default).
 
 Checkpoints are written to a temporary file in the same folder and renamed over the target
-(``os.replace`` is atomic on POSIX): a kill never leaves a truncated ``last.ckpt``. Every load uses
+(``os.replace`` is atomic on POSIX): a kill never leaves a truncated ``last.ckpt``. The file and then its
+folder are fsynced, so this holds after a power loss too. Every load uses
 ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
@@ -48,6 +49,22 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename into ``folder`` durable (fsync the folder itself), so a file just renamed into place
+    is there after a power loss too. Skipped where folders cannot be opened or synced (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +79,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.filename is None:  # a write to a descriptor names no file
@@ -103,16 +121,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.close(fd)
         os.chmod(tmp, FILE_MODE)
         try:
-            torch.save(checkpoint, tmp)
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
+            fsync_dir(path.parent)
         except RuntimeError as err:
             Path(tmp).unlink(missing_ok=True)
             if is_write_failure(err):
                 raise OSError(errno.ENOSPC, "no space left on device (writing the checkpoint failed)",
                               str(path)) from err
             raise
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.filename is None:  # a write to a file object names no file
+                raise OSError(err.errno, err.strerror, str(path)) from err
             raise
 
     def load_checkpoint(self, path: _PATH, map_location: Any = None, weights_only: bool | None = None) -> dict:

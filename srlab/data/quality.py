@@ -256,9 +256,12 @@ class QualityDataModule(ResumableData, L.LightningDataModule):
 
     def _loader(self, split: str, sampler: Any = None) -> DataLoader:
         workers = self.cfg.num_workers
+        # A generator of the loader's own: creating an iterator draws a base seed from it, which would
+        # otherwise advance the global torch RNG (and make a resumed run's model-side draws differ).
         return DataLoader(self.datasets[split], batch_size=self.cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=self.cfg.pin_memory,
-                          persistent_workers=self.cfg.persistent_workers and workers > 0)
+                          persistent_workers=self.cfg.persistent_workers and workers > 0,
+                          generator=torch.Generator().manual_seed(int(self.seed)))
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.epoch_sampler(self.counts["train"], self.cfg.batch_size, self.seed, shuffle=True)
