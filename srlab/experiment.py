@@ -38,6 +38,10 @@ from srlab.inference.loader import has_trainable_parameters
 # the checkpoint and config.yaml describe different experiments).
 RESUME_MAY_CHANGE = ("trainer.", "logger.", "evaluation.", "data.num_workers", "data.pin_memory",
                      "data.persistent_workers")
+# ...except the keys a scheduler's length is computed from (srlab.build.build_scheduler_factory): the
+# checkpoint restores the schedule laid out for the old value (cosine's T_max), which config.yaml would
+# then misstate.
+SCHEDULE_LENGTH_KEYS = {"cosine": ("trainer.max_epochs",)}
 
 
 def _is_rank_zero() -> bool:
@@ -119,10 +123,10 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
     """The config and plan to resume run ``target`` of experiment ``name`` with ``overrides``.
 
     The run continues with its own ``config.yaml``; overrides may change only how it runs
-    (:data:`RESUME_MAY_CHANGE`). A finished run (one with ``metrics.json``) is left untouched and
-    ``None`` returned, unless ``force_continue`` extends it with a larger ``trainer.max_epochs`` or
-    ``max_steps``. Nothing is written here: :func:`train` records the changes once it has checked
-    the data and the checkpoint."""
+    (:data:`RESUME_MAY_CHANGE`, less :data:`SCHEDULE_LENGTH_KEYS` of its scheduler). A finished run (one
+    with ``metrics.json``) is left untouched and ``None`` returned, unless ``force_continue`` extends it
+    with a larger ``trainer.max_epochs`` or ``max_steps``. Nothing is written here: :func:`train` records
+    the changes once it has checked the data and the checkpoint."""
     from srlab.config import apply_overrides, load_resolved
 
     run_dir = runs.resolve_run_dir(target)
@@ -145,6 +149,12 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
                              f"{old!r}); start a new run to train with {new!r}")
     finished = (run_dir / "metrics.json").is_file()
     ckpt = runs.last_checkpoint(run_dir)
+    for key in SCHEDULE_LENGTH_KEYS.get(str(saved.paradigm.scheduler.name).lower(), ()):
+        if ckpt is not None and key in changes:
+            old, new = changes[key]
+            raise SrlabError(f"resume={target}: '{key}' cannot change when resuming a run with the "
+                             f"{saved.paradigm.scheduler.name} scheduler: its schedule was laid out for {old} (kept "
+                             f"in the checkpoint); start a new run to train with {new}")
     if finished:
         done = json.loads((run_dir / "metrics.json").read_text())
         epochs = done.get("epochs", saved.trainer.max_epochs)

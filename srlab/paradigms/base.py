@@ -27,6 +27,9 @@ from srlab.optics.kernels import upsample_bicubic as bicubic_upsample  # the tes
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], dict | None]
+#: The scheduler ``frequency`` (in epochs) given to Lightning for ReduceLROnPlateau: never, as
+#: :meth:`SRTask.on_train_epoch_end` steps it.
+PLATEAU_NOT_BY_LIGHTNING = 2**62
 
 
 @dataclass(frozen=True)
@@ -178,5 +181,44 @@ class SRTask(L.LightningModule):
         if scheduler is None:
             return optimizer
         if isinstance(scheduler, dict) and "monitor" in scheduler:
-            scheduler = {**scheduler, "monitor": self.schedule_monitor}  # plateau: the paradigm's own metric
+            # plateau: the paradigm's own metric, stepped by on_train_epoch_end; a frequency Lightning never
+            # reaches keeps Lightning from stepping it (and from asking for the metric in epochs without
+            # validation), lr_scheduler_step ignores it in any case
+            scheduler = {**scheduler, "monitor": self.schedule_monitor, "frequency": PLATEAU_NOT_BY_LIGHTNING}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # -- plateau schedulers ------------------------------------------------------------------------
+    # Lightning steps ReduceLROnPlateau after every callback's on_train_epoch_end, i.e. after
+    # LastCheckpoint has written the epoch's last.ckpt, and does not make up that step when a run resumes
+    # from it: a resumed run would miss one step. srlab steps them itself in the module's
+    # on_train_epoch_end, which Lightning calls after validation and before the checkpoint callbacks
+    # (monitoring callbacks come last), so last.ckpt holds the epoch's step. They stay in Lightning's
+    # lr_scheduler_configs, so their state is saved in and restored from checkpoints as before.
+    def on_validation_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._validated = True  # a fresh schedule_monitor for the plateau step of this epoch
+
+    def plateau_metric(self) -> float | None:
+        """The value a ``ReduceLROnPlateau`` steps on at this epoch's end: ``schedule_monitor`` if
+        validation ran since the last call (``None`` in epochs without validation, e.g. with
+        ``trainer.check_val_every_n_epoch`` > 1, so the schedule counts validations, and resumed runs step
+        as uninterrupted ones do), and ``None`` when Lightning repeats the end of an epoch that a
+        checkpoint already holds."""
+        validated, self._validated = getattr(self, "_validated", False), False
+        if not validated or self.trainer.fit_loop.restarted_on_epoch_end:
+            return None
+        metric = self.trainer.callback_metrics.get(self.schedule_monitor)
+        return None if metric is None else float(metric)
+
+    def on_train_epoch_end(self) -> None:
+        metric = self.plateau_metric()
+        if metric is None or not self.automatic_optimization:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler.step(metric)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return  # stepped by on_train_epoch_end, before the epoch's checkpoint
+        super().lr_scheduler_step(scheduler, metric)

@@ -76,12 +76,14 @@ def manual_step(task: SRTask, optimizer: Any, compute_loss: Callable[[], Tensor]
 
 
 def step_schedulers(task: SRTask, schedulers: list[LRSchedulerPLType]) -> None:
-    """Epoch-wise LR schedulers in manual mode; ``ReduceLROnPlateau`` watches the task's monitor."""
+    """Epoch-wise LR schedulers in manual mode, stepped in the task's ``on_train_epoch_end`` (so before
+    that epoch's ``last.ckpt``); ``ReduceLROnPlateau`` steps on the task's schedule monitor in epochs with
+    validation (:meth:`SRTask.plateau_metric`)."""
+    metric = task.plateau_metric()
     for scheduler in schedulers:
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            metric = task.trainer.callback_metrics.get(task.schedule_monitor)
             if metric is not None:
-                scheduler.step(float(metric))
+                scheduler.step(metric)
         else:
             with warnings.catch_warnings():
                 # An optimizer idle this epoch (the discriminator during generator pre-training) still
