@@ -118,6 +118,15 @@ class StopRequests:
             signal.signal(signum, handler)
         self._previous = {}
 
+    def reinstall(self) -> None:
+        """Makes these handlers the ones in effect again (inside ``with``): Lightning's ``Trainer.fit``
+        puts its own SIGTERM handler first, whose flag makes Lightning quit validation with no
+        checkpoint; :class:`LastCheckpoint` calls this once the fit has registered its handlers."""
+        import threading
+        if self._previous and threading.current_thread() is threading.main_thread():
+            for signum in self._previous:
+                signal.signal(signum, self._handle)
+
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
@@ -147,6 +156,25 @@ class BestCheckpoint(ModelCheckpoint):
         if self.monitor in trainer.callback_metrics:
             super().on_validation_end(trainer, pl_module)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # A run directory that was moved (or copied) keeps its best score: Lightning drops the score
+        # when the saved dirpath differs, and the next validation would overwrite best.ckpt with a
+        # worse network. The saved paths are rewritten to this run's checkpoint folder.
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            def moved(path: Any) -> Any:
+                if isinstance(path, str) and path and Path(path).parent == Path(old):
+                    return str(Path(new) / Path(path).name)
+                return path
+
+            state_dict = {**state_dict, "dirpath": new}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = moved(state_dict[key])
+            if isinstance(state_dict.get("best_k_models"), dict):
+                state_dict["best_k_models"] = {moved(k): v for k, v in state_dict["best_k_models"].items()}
+        super().load_state_dict(state_dict)
+
 
 class LastCheckpoint(Checkpoint):
     """Writes ``<dirpath>/last.ckpt``: at the end of every training epoch (after validation, the
@@ -154,7 +182,9 @@ class LastCheckpoint(Checkpoint):
     which Lightning calls last), every ``every_min`` minutes of training after the batch in progress
     (0: never), and when :class:`StopRequests` has a request — then it raises :class:`RunStopped`,
     which ends the fit with no further validation or checkpoint, so ``best.ckpt`` stays what an
-    uninterrupted run would have.
+    uninterrupted run would have. Mid-epoch saves (timed or on a stop) wait for the end of a
+    gradient-accumulation window and include the batch's EMA update (``SRTask.update_ema``); a request
+    during validation is honoured at the epoch's end.
 
     ``last.ckpt`` therefore always holds the latest state: a resumed run continues from it exactly
     (see :mod:`srlab.data.sampling` for the data side).
@@ -166,7 +196,13 @@ class LastCheckpoint(Checkpoint):
         self.stops = stops
         self._last_save = time.monotonic()
 
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stops is not None:
+            self.stops.reinstall()  # after Lightning's signal handlers (registered just before)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stops is not None:
+            self.stops.reinstall()
         self._last_save = time.monotonic()
 
     def _save(self, trainer: L.Trainer) -> None:
@@ -185,9 +221,16 @@ class LastCheckpoint(Checkpoint):
             # The epoch's end follows (validation, then the epoch-end checkpoint, which honours a stop):
             # a checkpoint here would have to resume in the middle of that.
             return
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            # Inside a gradient-accumulation window: the gradients summed so far are not in a checkpoint,
+            # so a save (and a stop) waits for the window's optimizer step.
+            return
         stop = self._decide(trainer, self.stops is not None and self.stops.signum is not None)
         due = self.every_s > 0 and time.monotonic() - self._last_save >= self.every_s
         if stop or self._decide(trainer, due):
+            update_ema = getattr(pl_module, "update_ema", None)
+            if callable(update_ema):
+                update_ema()  # this batch's EMA update: the module's own hook runs after this one
             self._save(trainer)
         if stop:
             raise RunStopped(self.stops.signum if self.stops else None, self.path)

@@ -126,9 +126,22 @@ class SRTask(L.LightningModule):
         return loss
 
     # -- hooks -------------------------------------------------------------------------------------
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
+    def update_ema(self) -> None:
+        """Averages the network's weights of the batch just trained into the EMA, once per training batch.
+
+        Called at the batch's end; :class:`srlab.callbacks.LastCheckpoint` calls it before a mid-epoch
+        ``last.ckpt`` (Lightning runs callbacks' ``on_train_batch_end`` before the module's), so the
+        checkpoint holds that batch's update and the module's own call then does nothing."""
+        if self.ema is None:
+            return
+        loop = self.trainer.fit_loop
+        batch = (id(loop), loop.total_batch_idx)  # this fit's batch count, across epochs and resumes
+        if getattr(self, "_ema_batch", None) != batch:
             self.ema.update_parameters(self.network)
+            self._ema_batch = batch
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.update_ema()
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         sr = self.super_resolve(batch)
