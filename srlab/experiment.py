@@ -159,9 +159,12 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
         done = json.loads((run_dir / "metrics.json").read_text())
         epochs = done.get("epochs", saved.trainer.max_epochs)
         if not force_continue:
-            print(f"srlab: {run_dir} has finished ({epochs} epochs; results in metrics.json); nothing to do. "
-                  f"To train it longer: srlab train {experiment_of(saved.name)} resume={run_dir} --force-continue "
-                  f"trainer.max_epochs=N")
+            longer = (f"To train it longer: srlab train {experiment_of(saved.name)} resume={run_dir} "
+                      f"--force-continue trainer.max_epochs=N"
+                      if "trainer.max_epochs" not in SCHEDULE_LENGTH_KEYS.get(str(saved.paradigm.scheduler.name).lower(), ())
+                      else f"Its {saved.paradigm.scheduler.name} schedule was laid out for {saved.trainer.max_epochs} "
+                           f"epochs: to train longer, start a new run with trainer.max_epochs=N")
+            print(f"srlab: {run_dir} has finished ({epochs} epochs; results in metrics.json); nothing to do. {longer}")
             return None
         longer = (cfg.trainer.max_epochs > (saved.trainer.max_epochs or 0)
                   or (cfg.trainer.max_steps > 0 and cfg.trainer.max_steps > done.get("global_step", 0)))

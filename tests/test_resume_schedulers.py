@@ -107,6 +107,10 @@ def test_changing_max_epochs_of_a_cosine_run_is_refused(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "'trainer.max_epochs' cannot change" in err and "cosine" in err
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+    # the finished run's own advice does not send the user into that refusal
+    assert cli.main(["train", "edsr_smoke", f"resume={run_dir}"]) == 0
+    advice = capsys.readouterr().out
+    assert "nothing to do" in advice and "--force-continue" not in advice and "start a new run" in advice
 
     # A stopped run (no metrics.json) is refused alike; one without a checkpoint starts afresh, so it may.
     (run_dir / "metrics.json").unlink()
