@@ -182,6 +182,11 @@ def build_scheduler_factory(sched_cfg: DictConfig, max_epochs: int):
         raise unknown_choice("scheduler (paradigm.scheduler.name)", sched_cfg.name, SCHEDULERS)
     if name == "none":
         return None
+    if name == "cosine" and not (max_epochs or 0) >= 1:
+        # T_max = max_epochs: with none set (max_epochs=-1, a run bounded by max_steps) it was 1, and the rate
+        # went down and back up every other epoch
+        raise SrlabError(f"paradigm.scheduler.name=cosine anneals over trainer.max_epochs, which is {max_epochs}; "
+                         f"set trainer.max_epochs (>= 1) or choose another scheduler")
 
     def factory(optimizer: torch.optim.Optimizer) -> dict:
         sched = torch.optim.lr_scheduler

@@ -250,6 +250,9 @@ ROWS = [
     Row("negative_workers", train("data.num_workers=-1"), 2, "data.num_workers=-1: must be >= 0"),
     Row("negative_epochs", train("trainer.max_epochs=-5"), 2, "trainer.max_epochs=-5: must be >= 1"),
     Row("zero_epochs", train("trainer.max_epochs=0"), 2, "trainer.max_epochs=0: must be >= 1"),
+    # with max_epochs=-1 (a run bounded by max_steps) cosine's T_max was 1: the rate went down and up every other epoch
+    Row("cosine_without_epochs", train("paradigm.scheduler.name=cosine", "trainer.max_epochs=-1", "trainer.max_steps=5"),
+        2, "paradigm.scheduler.name=cosine anneals over trainer.max_epochs, which is -1"),
     Row("zero_width", train("model.params.features=0"), 2, "model.params.features=0: a width or count"),
     Row("negative_seed", train("seed=-1"), 2, "seed=-1: must be in 0..4294967295"),
     Row("huge_seed", train(f"seed={2**32}"), 2, f"seed={2**32}: must be in 0..4294967295"),
