@@ -61,6 +61,10 @@ FORMATS: tuple[str, ...] = ("bioimageio", "onnx", "torchscript")
 ONNX_OPSET = 18
 # Odd sizes that are no multiple of any power of two: the traced graph takes every padding branch.
 EXAMPLE_SIZE = (67, 61)
+# The package's halo (LR px on each side of a block): what a tool that predicts block by block (Fiji,
+# napari, ilastik through bioimageio.core) cuts off each block's output, as srlab predict's 32 px tile
+# overlap does; without one, blocks of 48 LR px left seams of up to 0.23 (normalized) at their edges.
+HALO_LR_PX = 16
 
 # Registered networks that cannot be exported, per format, and why (one line each).
 NOT_EXPORTABLE: dict[str, str] = {
@@ -178,6 +182,11 @@ def export_run(run: str | Path, fmt: str, output: str | Path, *, overwrite: bool
     output = Path(output)
     _check_output(output, overwrite)
     network, cfg = load_network(run)
+    if str(cfg.data.get("kind", "")) == "multiframe":
+        # the network takes T frames of one field as channels and srlab predict estimates their shifts on
+        # the whole frames first; a single-image graph (and a block-wise tool) would do neither
+        raise SrlabError(f"{run}: '{cfg.name}' is a multi-frame run ({cfg.data.get('frames')} frames of one field "
+                         f"in); export takes single-image networks — use srlab predict for it")
     reason = unsupported(cfg.model.name, fmt)
     if reason:
         raise SrlabError(reason)
@@ -384,6 +393,9 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
 
     unit = "micrometer" if pixel_um else None
     in_scale = pixel_um or 1.0
+    # a block must be larger than its two halos; a test crop smaller than that gets a smaller halo
+    halo = max(0, min(HALO_LR_PX, (min(image.shape[-2:]) - 1) // 2))
+    min_side = max(16, 2 * halo + 1)
     input_id, out_id = spec.TensorId("input"), spec.TensorId("output")
     channel_names = [f"channel{i}" for i in range(channels)]
     out_channels = prediction.shape[1]
@@ -391,9 +403,9 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
         id=input_id,
         description=_input_description(cfg),
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names),
-              spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=16, step=1),
+              spec.SpaceInputAxis(id=spec.AxisId("y"), size=spec.ParameterizedSize(min=min_side, step=1),
                                   scale=in_scale, unit=unit),
-              spec.SpaceInputAxis(id=spec.AxisId("x"), size=spec.ParameterizedSize(min=16, step=1),
+              spec.SpaceInputAxis(id=spec.AxisId("x"), size=spec.ParameterizedSize(min=min_side, step=1),
                                   scale=in_scale, unit=unit)],
         test_tensor=spec.FileDescr(source=root / "test_input.npy"),
         sample_tensor=spec.FileDescr(source=root / "sample_input.tif"),
@@ -406,10 +418,10 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
         id=out_id,
         description=f"x{s} super-resolved image, normalized intensities",
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=[f"channel{i}" for i in range(out_channels)]),
-              spec.SpaceOutputAxis(id=spec.AxisId("y"), size=spec.SizeReference(tensor_id=input_id,
-                                   axis_id=spec.AxisId("y")), scale=in_scale / s, unit=unit),
-              spec.SpaceOutputAxis(id=spec.AxisId("x"), size=spec.SizeReference(tensor_id=input_id,
-                                   axis_id=spec.AxisId("x")), scale=in_scale / s, unit=unit)],
+              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("y"), size=spec.SizeReference(
+                  tensor_id=input_id, axis_id=spec.AxisId("y")), halo=halo * s, scale=in_scale / s, unit=unit),
+              spec.SpaceOutputAxisWithHalo(id=spec.AxisId("x"), size=spec.SizeReference(
+                  tensor_id=input_id, axis_id=spec.AxisId("x")), halo=halo * s, scale=in_scale / s, unit=unit)],
         test_tensor=spec.FileDescr(source=root / "test_output.npy"),
         sample_tensor=spec.FileDescr(source=root / "sample_output.tif"))]
     weights = spec.WeightsDescr(

@@ -190,6 +190,9 @@ def test_bioimageio_package_passes_bioimageio_test(trained_run: Path, data_dir: 
     assert rdf["authors"] == [{"name": "Ada Lovelace"}] and rdf["license"] == "CC-BY-4.0"
     assert rdf["config"]["srlab"]["channel"] is None  # simulated data: no channel of the user's files
 
+    # a halo, so that a tool predicting block by block (bioimageio.core, Fiji, napari) leaves no seams
+    assert y_out["halo"] > 0 and y_in["size"]["min"] > 2 * y_out["halo"] // 2
+
     summary = core.test_model(out, devices=["cpu"])
     assert summary.status == "passed", summary.format()
     tested = {d.loc[1] for d in summary.details if d.loc and d.loc[0] == "weights" and len(d.loc) > 1}
@@ -239,3 +242,17 @@ def test_bioimageio_texts_name_the_channel_a_run_was_trained_on() -> None:
     assert "trained on channel 1 (0-based)" in _readme(one, "paper", None, "run")
     assert _input_description(one).endswith("; channel 1 of the multi-channel files the network was trained on")
     assert _input_description(plain) == "LR image, 1 channel(s), raw intensities"
+
+
+def test_a_multi_frame_run_is_refused_in_one_line(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-frame network takes T frames as channels, and srlab predict registers them on the whole frames
+    first: no single-image graph does either (ONNX export once crashed with a traceback, and a package claimed
+    one channel)."""
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(data_dir))
+    tiny = [o for o in TINY if not o.startswith("model.")]
+    run = experiment.train(load_experiment("ibp_multiframe_sted", [*tiny, f"runs_dir={tmp_path / 'runs'}"]))
+    for fmt in ("bioimageio", "onnx", "torchscript"):
+        assert "is a multi-frame run" in _one_line_error(["export", str(run), "--format", fmt, "-o",
+                                                          str(tmp_path / f"out.{fmt}")], capsys)
+    assert not list(tmp_path.glob("out.*"))
