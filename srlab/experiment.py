@@ -38,7 +38,11 @@ from srlab.inference.loader import has_trainable_parameters
 # the checkpoint and config.yaml describe different experiments).
 RESUME_MAY_CHANGE = ("trainer.", "logger.", "evaluation.", "data.num_workers", "data.pin_memory",
                      "data.persistent_workers")
-# ...except the keys a scheduler's length is computed from (srlab.build.build_scheduler_factory): the
+# ...except the trainer keys that change what each training step does (gradient clipping, accumulation) or
+# which steps an epoch holds (its batches: the data stream resumes by batch count): those are what is trained.
+RESUME_MAY_NOT_CHANGE = ("trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
+                         "trainer.accumulate_grad_batches", "trainer.limit_train_batches")
+# ...and the keys a scheduler's length is computed from (srlab.build.build_scheduler_factory): the
 # checkpoint restores the schedule laid out for the old value (cosine's T_max), which config.yaml would
 # then misstate.
 SCHEDULE_LENGTH_KEYS = {"cosine": ("trainer.max_epochs",)}
@@ -144,7 +148,7 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
     changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
                if k != "resume" and before.get(k) != after.get(k)}
     for key, (old, new) in changes.items():
-        if not key.startswith(RESUME_MAY_CHANGE):
+        if not key.startswith(RESUME_MAY_CHANGE) or key in RESUME_MAY_NOT_CHANGE:
             raise SrlabError(f"resume={target}: '{key}' cannot change when resuming (the run was trained with "
                              f"{old!r}); start a new run to train with {new!r}")
     finished = (run_dir / "metrics.json").is_file()
