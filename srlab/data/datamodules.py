@@ -129,7 +129,8 @@ def _split_sources(sources: list[str], cfg: Any, where: str) -> dict[str, list[s
     n_test = max(1, round(n * cfg.test_fraction))
     if n - n_val - n_test < 1:
         raise SrlabError(f"{where}: {n} source image(s) are too few to split into train/val/test "
-                         f"(need >= 3 files; a stack's slices stay in one split)")
+                         f"(need >= 3 files; a stack's slices stay in one split, and so do the LR files a "
+                         f"manifest pairs with one HR file)")
     order = [unique[i] for i in np.random.default_rng(cfg.split_seed).permutation(n)]
     return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
             "train": sorted(order[n_test + n_val:])}
