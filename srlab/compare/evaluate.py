@@ -130,9 +130,15 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     ``register`` each with its HR's measured alignment, by which predictions are brought into the HR's frame
     before scoring. Also the source line, the LR pixel size and the HR images' median noise ceiling (dB;
     ``None`` where they read as noise-free or it cannot be fitted)."""
-    from srlab.compare.pairs import NOISE_CEILING_MAX_DB, folder_scale, load_folder, noise_ceiling_db
+    from srlab.compare.pairs import (
+        folder_scale,
+        load_folder,
+        measured_alignments,
+        median_noise_ceiling_db,
+        noise_ceiling_db,
+    )
     from srlab.data.normalize import channel_normalize
-    from srlab.data.registration import folder_alignments, instrument_text
+    from srlab.data.registration import instrument_text
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):
@@ -140,15 +146,9 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     images, lr_px = load_folder(folder, scale, int(data_cfg.get("channels", 1) or 1))
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
-    alignments: list[Alignment | None] = [None] * len(images)
-    if register:  # as srlab evaluate: an empty reference has no alignment, and takes no part in the folder's
-        from srlab.metrics.image import empty_reference
-
-        measured = [k for k, im in enumerate(images)
-                    if not bool(empty_reference(torch.from_numpy(channel_normalize(im.hr)[0])[None])[0])]
-        for k, alignment in zip(measured, folder_alignments([(images[k].lr, images[k].hr) for k in measured],
-                                                            scale)):
-            alignments[k] = alignment
+    # as srlab evaluate: an empty reference has no alignment, and takes no part in the folder's
+    read_by_name = measured_alignments(images, scale)[1] if register else {}
+    alignments = [read_by_name.get(im.name) for im in images]
 
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data
         return channel_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
@@ -156,8 +156,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     samples = [EvalSample(im.name, normalized(im.lr), normalized(im.hr), alignment)
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
-    ceilings = [v for v in noise_ceiling_db([im.hr for im in images]) or [] if math.isfinite(v)]
-    ceiling = float(np.median(ceilings)) if ceilings and float(np.median(ceilings)) <= NOISE_CEILING_MAX_DB else None
+    ceiling = median_noise_ceiling_db(noise_ceiling_db([im.hr for im in images]) or [])
     if ceiling is not None:
         source += (f"; the HR images' own noise, if they are raw counts, caps the headline PSNR of a noise-free "
                    f"prediction at ~{ceiling:.1f} dB (median; srlab evaluate's noise ceiling)")
@@ -195,17 +194,16 @@ def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
     return data
 
 
-WHOLE_TEST_IMAGES = " whole test image(s)"
-
-
-def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[EvalSample], str, Any]:
+def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[EvalSample], str, Any, bool]:
+    """The test samples of ``data_cfg``, the source line, the DataModule, and whether the samples are whole
+    test images (the stored test pairs) rather than crops from the test loader."""
     dm = build_datamodule(data_cfg, seed=seed)
     dm.prepare_data()
     dm.setup("test")
     pairs = getattr(dm, "data", {}).get("test") if isinstance(getattr(dm, "data", None), dict) else None
     if mode == "full" and pairs and all(p.lr is not None and p.hr is not None for p in pairs):
         samples = [EvalSample(p.name, np.asarray(p.lr, np.float32), np.asarray(p.hr, np.float32)) for p in pairs]
-        return samples, f"{len(samples)}{WHOLE_TEST_IMAGES}", dm
+        return samples, f"{len(samples)} whole test image(s)", dm, True
     samples = []
     for batch in dm.test_dataloader():
         for i, name in enumerate(batch["name"]):
@@ -215,7 +213,7 @@ def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[Eval
         raise SrlabError(f"the evaluation data ({_data_label(OmegaConf.to_container(data_cfg))}) has no test images")
     h, w = samples[0].lr.shape[-2:]
     what = "test crop(s)" if mode != "full" else "test sample(s) from the test loader (no whole pairs stored)"
-    return samples, f"{len(samples)} {what} of {h}x{w} LR px", dm
+    return samples, f"{len(samples)} {what} of {h}x{w} LR px", dm, False
 
 
 def _grid_positions(samples: list[EvalSample]) -> tuple[list[tuple[int, int, int]], int]:
@@ -259,8 +257,7 @@ def build_groups(suite: Suite, rows: list[Row], cli: Sequence[str], log: Log = p
                 whole = True
             else:
                 ceiling = None
-                samples, source, dm = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
-                whole = source.endswith(WHOLE_TEST_IMAGES)
+                samples, source, dm, whole = _load_samples(data_cfg, suite.seeds[0], suite.test_images.mode)
                 hr_px = getattr(dm, "hr_pixel_size_nm", None)
                 lr_px = getattr(dm, "lr_pixel_size_nm", None) or getattr(dm, "pixel_size_nm", None) \
                     or (hr_px * int(data_cfg.scale) if hr_px else None)

@@ -61,7 +61,7 @@ from srlab.metrics.image import (
     metric_keys,
     normalize_reference,
 )
-from srlab.runs import atomic_write_bytes, atomic_write_text
+from srlab.runs import atomic_write_bytes, atomic_write_text, resolve_run_dir
 
 BASELINES = ("bicubic", "richardson_lucy")
 KEYS = metric_keys()
@@ -126,6 +126,20 @@ def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[
             loaded.append(lr)
             images.append(PairedImage(lr.name, lr.image, hr.image))
     return images, _consensus_pixel_size(loaded, None)
+
+
+def measured_alignments(images: Sequence[PairedImage], scale: int) -> tuple[list[str], dict[str, Any]]:
+    """The names of the images whose reference is empty (no structure: no score, no alignment) and every other
+    image's alignment, measured together (:func:`srlab.data.registration.folder_alignments`): what srlab
+    evaluate and a suite's ``test_pairs`` both score by."""
+    from srlab.data.normalize import channel_normalize
+    from srlab.data.registration import folder_alignments
+
+    excluded = [im.name for im in images
+                if bool(empty_reference(torch.from_numpy(channel_normalize(im.hr)[0].astype(np.float32))[None])[0])]
+    measured = [im for im in images if im.name not in excluded]
+    return excluded, dict(zip((im.name for im in measured),
+                              folder_alignments([(im.lr, im.hr) for im in measured], scale)))
 
 
 def folder_scale(folder: Path) -> int:
@@ -202,9 +216,10 @@ def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_s
         label = card.experiment
         if any(m.label == label for m in methods):
             label = f"{label} ({Path(spec).name})"
-        spec_path = Path(spec)
-        run_dir = spec_path if spec_path.is_dir() else (
-            spec_path.parent.parent if spec_path.parent.name == "checkpoints" else spec_path.parent)
+        try:
+            run_dir: Path | None = resolve_run_dir(spec)
+        except SrlabError:  # a network.pt on its own: no training images recorded
+            run_dir = None
         methods.append(Method(label, network, card.low_percentile, card.high_percentile, f"{spec} ({card.network})",
                               run_dir=run_dir))
     for name in BASELINES:
@@ -311,7 +326,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     rotation; measured and reported either way)."""
     from srlab.data.fingerprints import trained_on
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE, channel_normalize
-    from srlab.data.registration import Alignment, border_px, cropped, folder_alignments, warped
+    from srlab.data.registration import Alignment, border_px, cropped, warped
     from srlab.inference.tiling import predict_tiled
 
     folder, out = Path(pairs), Path(out)
@@ -342,11 +357,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         # a run's plain scores compare its output with the HR as its training normalized its targets
         return channel_normalize(image.hr, *percentiles)[0].astype(np.float32)
 
-    excluded = [im.name for im in images if bool(empty_reference(torch.from_numpy(reference(im))[None])[0])]
-    measured = [im for im in images if im.name not in excluded]  # an empty reference has no alignment
-    alignments: dict[str, Alignment] = {im.name: Alignment() for im in images}
-    alignments.update(zip((im.name for im in measured),
-                          folder_alignments([(im.lr, im.hr) for im in measured], scale)))
+    excluded, read = measured_alignments(images, scale)
+    measured = [im for im in images if im.name not in excluded]
+    alignments: dict[str, Alignment] = {im.name: read.get(im.name, Alignment()) for im in images}
     for image in images:
         hr = reference(image)
         hr_t = torch.from_numpy(hr)[None]
@@ -475,12 +488,20 @@ def noise_ceiling_db(references: Sequence[np.ndarray]) -> list[float] | None:
     return ceilings
 
 
+def median_noise_ceiling_db(ceilings: Sequence[float]) -> float | None:
+    """The median of :func:`noise_ceiling_db`'s finite values, where it is one (``None``: none finite, or
+    references that read as noise-free, above :data:`NOISE_CEILING_MAX_DB`)."""
+    finite = [v for v in ceilings if math.isfinite(v)]
+    median = float(np.median(finite)) if finite else math.inf
+    return median if median <= NOISE_CEILING_MAX_DB else None
+
+
 def noise_ceiling_notes(ceilings: dict[str, float], best_psnr_db: float) -> list[str]:
     """The report's line on the references' noise (:func:`noise_ceiling_db`), where it caps the scores."""
-    finite = [v for v in ceilings.values() if math.isfinite(v)]
-    if not finite or float(np.median(finite)) > NOISE_CEILING_MAX_DB:
+    median = median_noise_ceiling_db(list(ceilings.values()))
+    if median is None:
         return []
-    median = float(np.median(finite))
+    finite = [v for v in ceilings.values() if math.isfinite(v)]
     line = (f"the HR images' own noise, if they are raw counts (a Poisson–Gaussian line fitted to them), caps the "
             f"headline PSNR of a "
             f"noise-free prediction at ~{median:.1f} dB (median over images, {min(finite):.1f} to {max(finite):.1f}; "
