@@ -688,6 +688,14 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         return self._loader(dataset, sampler=self.eval_sampler(len(dataset)))
 
     # -- reporting -------------------------------------------------------------------------------
+    def _training_fingerprints(self) -> dict[str, list[str]]:
+        # hashed once per training set: describe() is asked more than once per command (srlab test: the
+        # pixel-size check, the alignment note); a new setup's list is hashed anew
+        train = self.data.get("train", [])
+        if getattr(self, "_fingerprints", None) is None or getattr(self, "_fingerprinted", None) is not train:
+            self._fingerprints, self._fingerprinted = training_fingerprints(train), train
+        return self._fingerprints
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: kind, path, split by source image, seeds, pixel sizes, degradation."""
         out: dict[str, Any] = {
@@ -701,7 +709,7 @@ class SRDataModule(ResumableData, L.LightningDataModule):
             "percentiles": [self.cfg.low_percentile, self.cfg.high_percentile],
             "lr_degradation": self.lr_degradation,
             # what an evaluation checks its test images against (srlab.data.fingerprints)
-            DATA_JSON_KEY: training_fingerprints(self.data.get("train", [])),
+            DATA_JSON_KEY: self._training_fingerprints(),
         }
         if self.registration:
             out["registration"] = {"hr_alignment": dict(self.registration),
@@ -1212,7 +1220,7 @@ class AdaptDataModule(SRDataModule):
 
     def describe(self) -> dict[str, Any]:
         out = {**self.anchor.describe(), "kind": self.kind, "anchor_kind": self.anchor_kind, "real_lr": self.real_lr}
-        anchor, real = out.get(DATA_JSON_KEY) or {"lr": [], "hr": []}, training_fingerprints(self.data.get("train", []))
+        anchor, real = out.get(DATA_JSON_KEY) or {"lr": [], "hr": []}, self._training_fingerprints()
         out[DATA_JSON_KEY] = {"lr": sorted({*anchor["lr"], *real["lr"]}), "hr": anchor["hr"]}  # the real LR too
         return out
 
