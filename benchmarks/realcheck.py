@@ -29,7 +29,7 @@ a user does with their own images: physics-consistency fine-tuning with the cali
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
 to half of the fields' LR images only, twice (even- and odd-numbered fields), every field judged in a table of
 its own by the run of the other half (held out) and by the run of its own half; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
-from the calibration: ``rl_sted`` on the calibrated block, whose relative blur √(FWHM_LR² − FWHM_HR²) it deconvolves) — with
+from the calibration: ``rl_sted`` on the calibrated block, whose relative blur it deconvolves, :func:`srlab.data.physics.pair_blur`) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from srlab.optics.psf import FWHM_PER_SIGMA
+
 if TYPE_CHECKING:
     from srlab.data.simulate import SimulationSpec
 
@@ -49,22 +51,35 @@ def degradation_middle(data: DictConfig, key: str) -> float:
 
 
 def pair_blur(spec: SimulationSpec) -> RelativeBlur:
-    """The Gaussian blur from a simulation's HR to its LR modality: ``sqrt(FWHM_LR² − FWHM_HR²)`` (0 when
-    the LR PSF is not the wider one); an Airy or confocal PSF counts as the Gaussian of the same FWHM."""
-    lr_f, hr_f = spec.lr.fwhm_nm, spec.hr.fwhm_nm
-    rel = math.sqrt(max(lr_f**2 - hr_f**2, 0.0))
-    return RelativeBlur(rel, spec.hr.pixel_size_nm, spec.lr.pixel_size_nm,
-                        f"Gaussian FWHM sqrt({lr_f:.0f}² − {hr_f:.0f}²) = {rel:.0f} nm from data.simulation.lr/hr "
-                        f"({spec.lr.name} → {spec.hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
+    """The Gaussian blur on a simulation's HR image that, followed by s × s pixel integration (area
+    downsampling), gives its LR image — the form every consumer applies (IBP, Tsai–Huang, ``srlab
+    adapt``'s forward model, the degrade blocks, SQUIRREL's RSF; Richardson–Lucy, which works on the LR
+    grid, adds the integration itself).
+
+    In FWHM²: ``S_LR² − S_HR² − c·(p_LR² − p_HR²)/12`` with ``S`` each side's sampled FWHM (a camera
+    pixel integrates over its area and adds ``c·p²/12``, ``c`` = (2√(2 ln 2))²; a scanned pixel samples
+    at its centre, :attr:`srlab.optics.modality.Modality.sampled_fwhm_nm`) less what the integration of
+    s × s HR pixels adds (``c·(p_LR² − p_HR²)/12``). Between two cameras it is ``√(FWHM_LR² − FWHM_HR²)``
+    of the optical PSFs; between two scanned modalities it is that less the integration (which a
+    scanned LR pixel does not do). 0 when the LR side is not the wider. An Airy or confocal PSF counts
+    as the Gaussian of the same FWHM."""
+    lr, hr = spec.lr, spec.hr
+    binning = FWHM_PER_SIGMA**2 * (lr.pixel_size_nm**2 - hr.pixel_size_nm**2) / 12.0
+    rel = math.sqrt(max(lr.sampled_fwhm_nm**2 - hr.sampled_fwhm_nm**2 - binning, 0.0))
+    return RelativeBlur(rel, hr.pixel_size_nm, lr.pixel_size_nm,
+                        f"Gaussian FWHM {rel:.0f} nm before {spec.scale}×{spec.scale} pixel integration, from PSFs of "
+                        f"{lr.fwhm_nm:.0f}/{hr.fwhm_nm:.0f} nm on {lr.pixel_size_nm:g}/{hr.pixel_size_nm:g} nm pixels "
+                        f"(data.simulation.lr/hr: {lr.name} → {hr.name}; psf_fwhm_nm where set, else the preset's PSF)")
 
 
 def relative_blur(data: DictConfig) -> RelativeBlur | None:
-    """The blur from the HR to the LR image that ``data`` (a data block) implies, or ``None``.
+    """The blur from the HR to the LR image that ``data`` (a data block) implies, or ``None``: the
+    Gaussian on the HR image before s × s pixel integration (:func:`pair_blur`).
 
-    * ``simulated``/``paired`` without ``data.path``: ``sqrt(FWHM_LR² − FWHM_HR²)`` of the simulator's
-      resolved modalities — ``data.simulation.{lr,hr}.psf_fwhm_nm`` when set (a calibrated block has
-      them), else each preset's PSF law (wavelength, NA, pinhole, saturation). An Airy or confocal PSF
-      is treated as the Gaussian of the same FWHM.
+    * ``simulated``/``paired`` without ``data.path``: :func:`pair_blur` (``√(FWHM_LR² − FWHM_HR²)``
+      between cameras) of the simulator's resolved modalities — ``data.simulation.{lr,hr}.psf_fwhm_nm``
+      when set (a calibrated block has them), else each preset's PSF law (wavelength, NA, pinhole,
+      saturation).
     * ``degrade``: ``data.degradation.psf_fwhm_nm`` (the middle of a range), already relative to the HR
       image; pixel sizes from ``data.hr_pixel_size_nm`` (or the simulated HR's) and ``data.scale``.
     * otherwise (your own pairs, or a degrade block without an HR pixel size): ``None`` — not known.

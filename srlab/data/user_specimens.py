@@ -17,9 +17,10 @@ modalities instead of a generic degradation::
 
 * HR photons: the file's counts through the HR modality's camera inverted (offset, gain, EM gain),
   less its ``background_photons`` — the label density blurred by the HR PSF, with the HR image's noise;
-* ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) (:func:`srlab.data.physics.pair_blur`, the
-  law every consumer of a block's relative blur uses: exact for Gaussian PSFs, the Gaussian of the same
-  FWHM for an Airy or confocal one);
+* ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) between cameras, less the s × s integration
+  where the pixels are scanned (:func:`srlab.data.physics.pair_blur`, the law every consumer of a
+  block's relative blur uses: exact for Gaussian PSFs, the Gaussian of the same FWHM for an Airy or
+  confocal one);
 * ``area_s``: the mean over s×s HR pixels, so that LR pixel ``i`` covers HR pixels ``s·i … s·i+s−1`` (the
   simulator's pairing). For a scanning LR modality this is the blurred image at the block's centre to
   within the blur's curvature over one HR pixel, small for a blur several pixels wide;

@@ -4,10 +4,13 @@ They are ``nn.Module``s without trainable parameters (registered with ``learned=
 never trained), written in torch so they run batched on any device. PSFs are Gaussian, given either
 as ``psf_fwhm_nm`` with ``pixel_size_nm`` (the LR pixel size in the sample plane) or directly as
 ``psf_fwhm_px`` in LR pixels; without either, a Nyquist-sampled PSF of 2 LR pixels FWHM is assumed.
+Each is the blur on the HR image before the s × s pixel integration that makes an LR pixel.
 For a widefield PSF use FWHM ≈ 0.51·λ/NA (see ``shared/reference/optics.md``). Kernels and blur come
 from :mod:`srlab.optics.kernels` (3σ truncation, replicated borders).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,12 @@ from srlab.optics.kernels import BASELINE_TRUNCATE, gaussian_kernel1d, separable
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 DEFAULT_PSF_FWHM_PX = 2.0
+
+
+def pixel_integration_variance(scale: int) -> float:
+    """Variance (LR px²) of the s × s integration of HR pixels into one LR pixel, per axis: a discrete
+    uniform over s positions 1/s apart, (1 − 1/s²)/12."""
+    return (1.0 - 1.0 / scale**2) / 12.0
 
 
 def psf_fwhm_lr_px(psf_fwhm_px: float | None, psf_fwhm_nm: float | None, pixel_size_nm: float | None) -> float:
@@ -212,9 +221,11 @@ class RichardsonLucy(nn.Module):
     iterative technique for the rectification of observed distributions", Astron. J. 79(6), 1974.
 
     The maximum-likelihood deconvolution for Poisson data, x ← x · Hᵀ(y / H x) (H = blur with the
-    Gaussian PSF, Hᵀ = H as it is symmetric), runs ``iterations`` times on the LR grid — where the PSF
-    is the data's own — from a flat image of the mean intensity; the result is bicubic-upsampled to
-    the HR grid. Deconvolving first keeps the PSF model exact (it is measured at the acquisition
+    Gaussian PSF, Hᵀ = H as it is symmetric), runs ``iterations`` times on the LR grid from a flat image
+    of the mean intensity; the result is bicubic-upsampled to the HR grid. The PSF is given, as for IBP,
+    as the blur on the HR image before s × s pixel integration (:func:`srlab.data.physics.pair_blur`);
+    on the LR grid the integration is part of the blur, so H adds its variance, (1 − 1/s²)/12 LR px²
+    (the HR image at the LR pixel centres is the estimate). Deconvolving first keeps the PSF model exact (it is measured at the acquisition
     sampling) and the iterations cheap. RL needs non-negative data: a negative minimum per image
     (noise around a normalized background of 0) is subtracted before and added back after. Each
     channel is deconvolved on its own.
@@ -233,7 +244,7 @@ class RichardsonLucy(nn.Module):
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         if self.psf_fwhm_px <= 0:
             raise OptionError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
-        sigma = self.psf_fwhm_px / FWHM_PER_SIGMA
+        sigma = math.sqrt((self.psf_fwhm_px / FWHM_PER_SIGMA) ** 2 + pixel_integration_variance(self.scale))
         self.register_buffer("psf", gaussian_kernel1d(sigma, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def deconvolve(self, y: Tensor) -> Tensor:

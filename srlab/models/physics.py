@@ -47,7 +47,8 @@ class RichardsonLucyEDSR(nn.Module):
     so an untrained network *is* Richardson–Lucy and training moves away from the deconvolution only
     as far as the data ask.
 
-    The PSF is the blur between the target and the LR image, √(FWHM_LR² − FWHM_HR²): with neither
+    The PSF is the blur between the target and the LR image before pixel integration (between cameras
+    √(FWHM_LR² − FWHM_HR²); :func:`srlab.data.physics.pair_blur`), which RL's LR-grid kernel adds: with neither
     ``psf_fwhm_nm`` nor ``psf_fwhm_px`` set, a simulated or degradation data block implies it
     (:func:`srlab.data.physics.relative_blur`, e.g. a block written by ``srlab calibrate``); otherwise the
     default is RL's, 2 LR pixels FWHM.

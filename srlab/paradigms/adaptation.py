@@ -13,7 +13,8 @@ where ``y_a, y_b`` are the two halves of a *photon split* of ``y`` (``data.param
 * ``D`` = Gaussian blur of FWHM ``blur_fwhm_hr_px`` (HR pixels) followed by area downsampling by the
   scale (mean over s×s blocks: what a camera pixel integrates; :mod:`srlab.optics.kernels`). The blur
   is the *relative* PSF that takes the HR modality's resolution to the LR one's: for Gaussian PSFs
-  ``sqrt(FWHM_LR² − FWHM_HR²)`` (``srlab adapt`` derives it from the run's data block,
+  ``sqrt(FWHM_LR² − FWHM_HR²)`` between cameras (:func:`srlab.data.physics.pair_blur`; ``srlab adapt``
+  derives it from the run's data block,
   :func:`srlab.adapt.forward_blur`).
 * ``α, β``: per-patch least-squares gain and offset (closed form, differentiable), because LR and
   SR are percentile-normalized separately; the same fit as the reference-free consistency check of

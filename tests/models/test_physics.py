@@ -40,10 +40,13 @@ def test_untrained_rl_edsr_is_richardson_lucy_and_training_moves_it():
 
 def test_the_data_block_gives_its_relative_psf_to_networks_that_model_the_blur():
     kwargs = network_kwargs(load_experiment("rl_edsr_smoke", CALIBRATED))
-    assert kwargs["psf_fwhm_nm"] == pytest.approx(math.sqrt(250**2 - 70**2), abs=0.01)
+    # confocal → STED, both scanned (40 / 20 nm pixels): the optical difference less the 2 × 2 pixel
+    # integration that a scanned LR pixel does not do (srlab.data.physics.pair_blur)
+    relative = math.sqrt(250**2 - 70**2 - (2 * math.sqrt(2 * math.log(2))) ** 2 * (40**2 - 20**2) / 12)
+    assert kwargs["psf_fwhm_nm"] == pytest.approx(relative, abs=0.01)
     assert kwargs["pixel_size_nm"] == 40.0
     net = build_network(load_experiment("rl_edsr_smoke", CALIBRATED))
-    assert net.deconvolution.psf_fwhm_px == pytest.approx(math.sqrt(250**2 - 70**2) / 40, abs=1e-3)
+    assert net.deconvolution.psf_fwhm_px == pytest.approx(relative / 40, abs=1e-3)
     # the classical baselines follow the same block (rl_sted no longer fixes 210 nm by hand)
     assert network_kwargs(load_experiment("rl_sted", CALIBRATED))["psf_fwhm_nm"] == kwargs["psf_fwhm_nm"]
     # degrade blocks: their blur is already relative to the HR image

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_forward_blur_comes_from_the_data_block():
     cal = load_experiment("edsr_smoke", ["data.simulation.lr.psf_fwhm_nm=250", "data.simulation.hr.psf_fwhm_nm=70",
                                          "data.simulation.lr.pixel_size_nm=40"])
     fwhm, how = forward_blur(cal.data)
-    assert fwhm == pytest.approx((250**2 - 70**2) ** 0.5 / 20) and "psf_fwhm_nm" in how
+    # scanned confocal → STED: the optical difference less the 2 × 2 integration (data.physics.pair_blur)
+    integration = 8 * math.log(2) * (40**2 - 20**2) / 12
+    assert fwhm == pytest.approx((250**2 - 70**2 - integration) ** 0.5 / 20) and "psf_fwhm_nm" in how
     degrade = load_experiment("edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
                                              "data.hr_pixel_size_nm=20"])
     assert forward_blur(degrade.data)[0] == pytest.approx(10.0)
