@@ -34,14 +34,37 @@ def _r(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def modality_block(side: Side) -> dict[str, Any]:
-    """The ModalityConfig fields that reproduce ``side``."""
+def label_fwhm_nm(specimens: dict[str, Any]) -> float:
+    """FWHM of the specimens' label displacement (``label_size_nm`` is its σ; the simulator's default
+    where the prior does not set it)."""
+    from srlab.data.config import SimulationConfig
+    from srlab.optics.psf import FWHM_PER_SIGMA
+
+    return FWHM_PER_SIGMA * float(specimens.get("label_size_nm", SimulationConfig.label_size_nm))
+
+
+def optical_fwhm_nm(side: Side, label_fwhm: float) -> float:
+    """The PSF FWHM the simulator is given for ``side``: the measured one less the labels' size in
+    quadrature. A detector image's measured resolution holds the labels' displacement from the
+    structure (antibodies, linkers), which the simulator adds to every specimen; given the measured
+    FWHM as the PSF it would count them twice (a 50 nm STED image simulated at ~53 nm). A rendering's
+    is its localization precision (NeNA or the preset's), which does not hold them. Floored at half
+    the measured width (a measured FWHM within 15 % of the labels' is the labels, not the optics)."""
+    measured = side.estimates["psf_fwhm_nm"].value
+    if side.rendering:
+        return measured
+    return math.sqrt(max(measured**2 - label_fwhm**2, (0.5 * measured) ** 2))
+
+
+def modality_block(side: Side, label_fwhm: float = 0.0) -> dict[str, Any]:
+    """The ModalityConfig fields that reproduce ``side`` on specimens whose labels have FWHM
+    ``label_fwhm`` (:func:`optical_fwhm_nm`)."""
     e = side.estimates
     gain = e["gain_adu_per_photon"].value
     return {
         "modality": side.modality,
         "pixel_size_nm": _r(side.pixel_size_nm, 6),
-        "psf_fwhm_nm": _r(e["psf_fwhm_nm"].value),
+        "psf_fwhm_nm": _r(optical_fwhm_nm(side, label_fwhm)),
         # the noise-free level whose simulated images read as the user's (srlab.calibration.lift)
         "signal_photons": _r(pixel_photons_ok(e.get("signal_expected_photons", e["signal_photons"]).value)),
         "background_photons": _r(pixel_photons_ok(e["background_photons"].value)),
@@ -98,9 +121,10 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         from srlab.calibration.lift import set_expected_signal
 
         set_expected_signal(cal)
-    hr = modality_block(cal.hr) if cal.hr is not None else {"modality": cal.target}
     prior = specimen_prior(cal.prior)
     specimens = dict(prior["simulation"])  # keys the prior leaves out take SimulationConfig's defaults
+    label = label_fwhm_nm(specimens)
+    hr = modality_block(cal.hr, label) if cal.hr is not None else {"modality": cal.target}
     if n_images is not None:
         specimens["n_images"] = n_images
     if lr_size_px is not None:
@@ -118,7 +142,7 @@ def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int
         # the simulated images have one channel
         top["channel"] = cal.channel
     return {"kind": "simulated", "scale": int(cal.scale), "patch_size": 32, "batch_size": 16, **top,
-            "simulation": {"lr": modality_block(cal.lr), "hr": hr, **specimens}}
+            "simulation": {"lr": modality_block(cal.lr, label), "hr": hr, **specimens}}
 
 
 def header(cal: Calibration) -> list[str]:
@@ -138,6 +162,12 @@ def header(cal: Calibration) -> list[str]:
     if cal.hr is None:
         lines.append(f"HR: the '{cal.target}' preset at LR pixel / {cal.scale} (no --hr images)")
     lines.append(f"Specimens: the prior of data block '{cal.prior}' (--prior): structures and domain randomization")
+    label = label_fwhm_nm(specimen_prior(cal.prior)["simulation"])
+    for side in (cal.lr, cal.hr):
+        if side is not None and not side.rendering:
+            lines.append(f"{side.role.upper()} psf_fwhm_nm {optical_fwhm_nm(side, label):.4g} nm: the measured "
+                         f"{side.estimates['psf_fwhm_nm'].value:.4g} nm less the labels' {label:.3g} nm FWHM "
+                         f"(label_size_nm), which the simulator adds back")
     if cal.hr is not None and cal.hr_specimens:
         lines.append(f"  and the {len(cal.hr.paths)} HR image(s) above, imaged by the calibrated LR microscope "
                      f"(--hr-specimens, simulation.hr_images: half of the training pixels)")
