@@ -38,10 +38,11 @@ from srlab.inference.loader import has_trainable_parameters
 # the checkpoint and config.yaml describe different experiments).
 RESUME_MAY_CHANGE = ("trainer.", "logger.", "evaluation.", "data.num_workers", "data.pin_memory",
                      "data.persistent_workers")
-# ...except the trainer keys that change what each training step does (gradient clipping, accumulation) or
-# which steps an epoch holds (its batches: the data stream resumes by batch count): those are what is trained.
+# ...except the trainer keys that change what each training step does (gradient clipping, accumulation, the
+# arithmetic: bf16 against float32) or which steps an epoch holds (its batches: the data stream resumes by
+# batch count): those are what is trained.
 RESUME_MAY_NOT_CHANGE = ("trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
-                         "trainer.accumulate_grad_batches", "trainer.limit_train_batches")
+                         "trainer.accumulate_grad_batches", "trainer.limit_train_batches", "trainer.precision")
 # ...and the keys a scheduler's length is computed from (srlab.build.build_scheduler_factory): the
 # checkpoint restores the schedule laid out for the old value (cosine's T_max), which config.yaml would
 # then misstate.

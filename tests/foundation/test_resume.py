@@ -202,7 +202,7 @@ def test_resume_refuses_other_experiment_and_changes_to_what_is_trained(tmp_path
     assert code == 2 and "'model.params.features' cannot change when resuming" in out
     # trainer keys that change what a step does, or which batches an epoch holds, are what is trained too
     for override in ("trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2",
-                     "trainer.limit_train_batches=2"):
+                     "trainer.limit_train_batches=2", "trainer.precision=bf16-mixed"):
         code, out = _train([f"resume={run_dir}", override], capsys)
         assert code == 2 and f"'{override.split('=')[0]}' cannot change when resuming" in out, out
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
