@@ -165,6 +165,24 @@ def test_last_ckpt_is_the_last_epoch_and_resuming_a_finished_run_changes_nothing
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
+def test_gan_resumed_at_an_epoch_end_steps_its_schedulers_once(tmp_path, capsys):
+    """A GAN steps its epoch schedulers by hand (srlab.paradigms.gan.step_schedulers); Lightning may run an
+    epoch's end again when it resumes from a checkpoint written there. Two epochs then resumed to three
+    equal three straight: the step schedulers of both optimizers at step 3, the same weights."""
+    base = [o for o in GAN_RUN if not o.startswith(("trainer.checkpoint_every_min", "trainer.max_epochs"))] + [
+        "paradigm.scheduler={name: step, step_size: 1, gamma: 0.5}"]
+    assert cli.main(["train", "rfganm_sted", *base, "trainer.max_epochs=3", f"runs_dir={tmp_path / 'a'}"]) == 0
+    assert cli.main(["train", "rfganm_sted", *base, "trainer.max_epochs=2", f"runs_dir={tmp_path / 'b'}"]) == 0
+    straight, resumed = _run_dir(tmp_path / "a", "rfganm_sted"), _run_dir(tmp_path / "b", "rfganm_sted")
+    assert cli.main(["train", "rfganm_sted", f"resume={resumed}", "--force-continue", "trainer.max_epochs=3"]) == 0
+    capsys.readouterr()
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (straight, resumed))
+    assert [s["last_epoch"] for s in b["lr_schedulers"]] == [s["last_epoch"] for s in a["lr_schedulers"]] == [3, 3]
+    assert b["global_step"] == a["global_step"]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+
+
 def test_force_continue_extends_and_records_the_history(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert _train([*TINY, "trainer.max_epochs=2", f"runs_dir={runs}"], capsys)[0] == 0
