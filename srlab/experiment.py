@@ -183,11 +183,14 @@ def _record_resume(cfg: DictConfig, plan: ResumePlan) -> None:
     """Keep what the run was (config, metrics) and write what it becomes, with the history."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = plan.run_dir
+    # metrics.json goes first: a crash before the new config is written leaves a stopped run as it was
+    # configured (resumable), never a finished run whose config.yaml describes training it did not do
     if plan.changes:
         shutil.copy2(run_dir / "config.yaml", run_dir / f"config-{stamp}.yaml")
-        runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     if plan.finished:
         os.replace(run_dir / "metrics.json", run_dir / f"metrics-{stamp}.json")
+    if plan.changes:
+        runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     history_file = run_dir / "resume_history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     history.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),

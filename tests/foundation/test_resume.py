@@ -183,6 +183,45 @@ def test_gan_resumed_at_an_epoch_end_steps_its_schedulers_once(tmp_path, capsys)
         assert torch.equal(value, b["state_dict"][key]), key
 
 
+@pytest.mark.parametrize("failing_step", ["metrics", "config"])
+def test_a_crash_while_recording_a_resume_never_leaves_a_finished_run_with_the_new_config(tmp_path, capsys,
+                                                                                          monkeypatch, failing_step):
+    """``--force-continue trainer.max_epochs=3`` on a finished 2-epoch run, failing as it moves the old
+    metrics.json aside or as it writes the new config.yaml: config.yaml still says 2 epochs (a run never
+    reads as finished with a config it did not train), and the same command then resumes it."""
+    from srlab import experiment
+    from srlab import runs as runs_module
+
+    runs = tmp_path / "runs"
+    assert _train([*TINY, "trainer.max_epochs=2", f"runs_dir={runs}"], capsys)[0] == 0
+    run_dir = _run_dir(runs)
+    real_write, real_replace = runs_module.atomic_write_text, experiment.os.replace
+
+    def failing_write(path, text):
+        if Path(path).name == "config.yaml":
+            raise OSError("disk full")
+        real_write(path, text)
+
+    def failing_replace(src, dst):
+        if Path(src).name == "metrics.json":
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    if failing_step == "config":
+        monkeypatch.setattr(runs_module, "atomic_write_text", failing_write)
+    else:
+        monkeypatch.setattr(experiment.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        cli.main(["train", "edsr_smoke", f"resume={run_dir}", "--force-continue", "trainer.max_epochs=3"])
+    monkeypatch.undo()
+    from srlab.config import load_resolved
+    assert load_resolved(run_dir / "config.yaml").trainer.max_epochs == 2
+    assert (run_dir / "metrics.json").exists() == (failing_step == "metrics")
+    code, out = _train([f"resume={run_dir}", "--force-continue", "trainer.max_epochs=3"], capsys)
+    assert code == 0, out
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
 def test_force_continue_extends_and_records_the_history(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert _train([*TINY, "trainer.max_epochs=2", f"runs_dir={runs}"], capsys)[0] == 0
