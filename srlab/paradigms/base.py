@@ -59,8 +59,8 @@ class SRTask(L.LightningModule):
 
     ``network`` is the SR generator (an ``nn.Module`` from :mod:`srlab.models`); optimizers and
     schedulers come in as factories built from the config by :mod:`srlab.build`. With
-    ``ema_decay > 0`` an exponential moving average of the network's weights is kept and used for
-    validation, test and prediction.
+    ``ema_decay > 0`` an exponential moving average of the network's weights, updated once per optimizer
+    step, is kept and used for validation, test and prediction.
     """
 
     def __init__(self, network: nn.Module, *, optimizer_factory: OptimizerFactory | None = None,
@@ -127,18 +127,23 @@ class SRTask(L.LightningModule):
 
     # -- hooks -------------------------------------------------------------------------------------
     def update_ema(self) -> None:
-        """Averages the network's weights of the batch just trained into the EMA, once per training batch.
+        """Averages the network's weights into the EMA once per batch in which they changed: after every
+        optimizer step (a GAN's two in one batch count once), so that under gradient accumulation the
+        batches inside a window, whose weights are the window's start, are not averaged in again (as
+        BasicSR updates its EMA once per iteration).
 
         Called at the batch's end; :class:`srlab.callbacks.LastCheckpoint` calls it before a mid-epoch
         ``last.ckpt`` (Lightning runs callbacks' ``on_train_batch_end`` before the module's), so the
         checkpoint holds that batch's update and the module's own call then does nothing."""
         if self.ema is None:
             return
-        loop = self.trainer.fit_loop
-        batch = (id(loop), loop.total_batch_idx)  # this fit's batch count, across epochs and resumes
-        if getattr(self, "_ema_batch", None) != batch:
+        step = self.trainer.global_step  # optimizer steps, restored on resume
+        if step != getattr(self, "_ema_step", step):
             self.ema.update_parameters(self.network)
-            self._ema_batch = batch
+        self._ema_step = step
+
+    def on_train_start(self) -> None:
+        self._ema_step = self.trainer.global_step  # a fit (or a resumed one) starts from here
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.update_ema()
