@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from srlab.optics.kernels import area_integration_variance
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def pair_blur(spec: SimulationSpec) -> RelativeBlur:
     scanned LR pixel does not do). 0 when the LR side is not the wider. An Airy or confocal PSF counts
     as the Gaussian of the same FWHM."""
     lr, hr = spec.lr, spec.hr
-    binning = FWHM_PER_SIGMA**2 * (lr.pixel_size_nm**2 - hr.pixel_size_nm**2) / 12.0
+    binning = FWHM_PER_SIGMA**2 * lr.pixel_size_nm**2 * area_integration_variance(spec.scale)
     rel = math.sqrt(max(lr.sampled_fwhm_nm**2 - hr.sampled_fwhm_nm**2 - binning, 0.0))
     return RelativeBlur(rel, hr.pixel_size_nm, lr.pixel_size_nm,
                         f"Gaussian FWHM {rel:.0f} nm before {spec.scale}×{spec.scale} pixel integration, from PSFs of "

@@ -19,16 +19,16 @@ from torch import Tensor, nn
 from srlab.errors import OptionError
 from srlab.models import NETWORKS
 from srlab.models.blocks import SCALES, check_at_least, check_scale
-from srlab.optics.kernels import BASELINE_TRUNCATE, gaussian_kernel1d, separable_blur, upsample_bicubic
+from srlab.optics.kernels import (
+    BASELINE_TRUNCATE,
+    area_integration_variance,
+    gaussian_kernel1d,
+    separable_blur,
+    upsample_bicubic,
+)
 from srlab.optics.psf import FWHM_PER_SIGMA
 
 DEFAULT_PSF_FWHM_PX = 2.0
-
-
-def pixel_integration_variance(scale: int) -> float:
-    """Variance (LR px²) of the s × s integration of HR pixels into one LR pixel, per axis: a discrete
-    uniform over s positions 1/s apart, (1 − 1/s²)/12."""
-    return (1.0 - 1.0 / scale**2) / 12.0
 
 
 def psf_fwhm_lr_px(psf_fwhm_px: float | None, psf_fwhm_nm: float | None, pixel_size_nm: float | None) -> float:
@@ -244,7 +244,7 @@ class RichardsonLucy(nn.Module):
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         if self.psf_fwhm_px <= 0:
             raise OptionError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
-        sigma = math.sqrt((self.psf_fwhm_px / FWHM_PER_SIGMA) ** 2 + pixel_integration_variance(self.scale))
+        sigma = math.sqrt((self.psf_fwhm_px / FWHM_PER_SIGMA) ** 2 + area_integration_variance(self.scale))
         self.register_buffer("psf", gaussian_kernel1d(sigma, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def deconvolve(self, y: Tensor) -> Tensor:

@@ -143,6 +143,13 @@ def blur(image: Tensor, fwhm_px: Tensor, model: str = "gaussian") -> Tensor:
     return out[..., r:r + h, r:r + w].contiguous()
 
 
+def area_integration_variance(scale: int) -> float:
+    """Variance (in output pixels², per axis) that area downsampling by ``scale`` adds: the mean of s
+    pixels 1/s apart, a discrete uniform, (1 − 1/s²)/12 — what an LR camera pixel integrates beyond the
+    HR pixels it covers."""
+    return (1.0 - 1.0 / scale**2) / 12.0
+
+
 def downsample(image: Tensor, scale: int, mode: str = "area") -> Tensor:
     """``(N, C, s·h, s·w)`` -> ``(N, C, h, w)``: ``area`` (the mean over s×s blocks, what a camera
     pixel integrates) or ``bicubic`` (antialiased, the classic SR benchmark degradation)."""
