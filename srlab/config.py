@@ -350,8 +350,11 @@ def _check(raw: Any, source: str, *layers: Any) -> DictConfig:
         data = layer.get("data") if isinstance(layer, (dict, DictConfig)) else None
         found = data.get("kind") if isinstance(data, (dict, DictConfig)) else None
         kind = found if found is not None else kind
+    # plain containers: a layer typed by another kind's schema (an experiment switched with data.kind=...)
+    # would not merge onto this kind's
+    plain = [OmegaConf.to_container(x) if isinstance(x, DictConfig) else x for x in (raw, *layers)]
     try:
-        return OmegaConf.merge(_schema(str(kind)), raw, *layers)
+        return OmegaConf.merge(_schema(str(kind)), *plain)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         msg = str(getattr(err, "msg", None) or err).splitlines()[0]

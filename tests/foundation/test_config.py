@@ -112,3 +112,7 @@ def test_a_data_block_holds_only_the_keys_its_kind_uses(capsys):
     assert cli.main(["show", "edsr_smoke", "data.degradation.photons=3"]) == 2  # only kind degrade takes it
     assert "data.degradation" in capsys.readouterr().err
     assert cli.main(["show", "rfganm_sted", "data.degradation.photons=3"]) == 0
+    # the kind switched on the command line takes its schema's keys (it was a merge error of the two
+    # schemas' types)
+    assert cli.main(["show", "edsr_smoke", "data.kind=degrade", "data.degradation.photons=3"]) == 0
+    assert "photons: 3" in capsys.readouterr().out
