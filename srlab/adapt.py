@@ -25,10 +25,11 @@ ADAPT_LR = 5e-5
 ADAPT_MAX_EPOCHS = 20
 
 
-def forward_blur(data: DictConfig) -> tuple[float, str]:
-    """FWHM (HR pixels) of the Gaussian that takes an SR output to the LR image's resolution, and
-    which fields it came from: :func:`srlab.data.physics.relative_blur` of the data block; where the
-    block does not say (your own pairs), give ``paradigm.params.blur_fwhm_hr_px``."""
+def forward_blur(data: DictConfig) -> tuple[float, str, str]:
+    """FWHM (HR pixels) of the Gaussian that takes an SR output to the LR image's resolution, which
+    fields it came from, and the downsampling after it (``area``, or a degrade block's ``bicubic``):
+    :func:`srlab.data.physics.relative_blur` of the data block; where the block does not say (your own
+    pairs), give ``paradigm.params.blur_fwhm_hr_px``."""
     from srlab.data.physics import relative_blur
 
     blur = relative_blur(data)
@@ -38,7 +39,7 @@ def forward_blur(data: DictConfig) -> tuple[float, str]:
                          f"in HR pixels of the blur from SR to LR>, or --data <block> with a simulated block (srlab "
                          f"calibrate writes one)")
     px = blur.hr_pixel_size_nm
-    return blur.fwhm_nm / px, f"{blur.source} = {blur.fwhm_nm / px:.2f} HR px ({px:g} nm)"
+    return blur.fwhm_nm / px, f"{blur.source} = {blur.fwhm_nm / px:.2f} HR px ({px:g} nm)", blur.downsampling
 
 
 def forward_noise(data: DictConfig) -> tuple[float, str] | None:
@@ -170,9 +171,10 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     pin_network_data(cfg, source, overrides)
     if "blur_fwhm_hr_px" not in cfg.paradigm.params:
         anchor = OmegaConf.merge(cfg.data, {"kind": kind})
-        fwhm_px, how = forward_blur(anchor)
+        fwhm_px, how, downsampling = forward_blur(anchor)
         cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
-        cfg.description += f"; forward model: {how}"
+        cfg.paradigm.params.setdefault("downsampling", downsampling)
+        cfg.description += f"; forward model: {how}, then {cfg.paradigm.params.downsampling} downsampling"
     given = cfg.data.params.get("photon_split", "unset")
     if given == "unset" or OmegaConf.is_dict(given):
         # the block's camera, under what the overrides gave (photon_split.fraction=0.3 keeps the camera)

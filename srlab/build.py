@@ -33,6 +33,9 @@ def _plain(node: Any) -> Any:
 
 #: How a network that models the blur takes its PSF (:mod:`srlab.models.classical`).
 PSF_KEYS = frozenset({"psf_fwhm_nm", "psf_fwhm_px", "pixel_size_nm"})
+#: How the LR image was formed from the blurred HR one, which a deconvolution on the LR grid adds to
+#: its PSF (:class:`srlab.models.classical.RichardsonLucy`); implied by the data block with the PSF.
+FORMATION_KEY = "lr_downsampling"
 
 
 def _takes_psf(accepted: Any) -> bool:
@@ -45,7 +48,8 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
     an explicit scale must agree with ``data.scale``. Multi-frame data (``data.frames``) feed T frames
     as channels and want one HR image: ``in_channels = channels × frames``. A network that takes a PSF
     (``psf_fwhm_nm`` + ``pixel_size_nm``) and is given none gets the blur between the data's HR and LR
-    images where the block implies one (:func:`srlab.data.physics.relative_blur`)."""
+    images where the block implies one (:func:`srlab.data.physics.relative_blur`), and with it how the LR
+    image was formed (``lr_downsampling``) where it takes that."""
     frames = int(cfg.data.get("frames", 1))
     implied = {"in_channels": cfg.data.channels * frames, "out_channels": cfg.data.channels,
                "scale": cfg.data.scale}
@@ -67,6 +71,8 @@ def _with_data_implied(cfg: DictConfig, kwargs: dict[str, Any], accepted: Any, w
         blur = relative_blur(cfg.data)
         if blur is not None and blur.fwhm_nm > 0:
             kwargs.update(psf_fwhm_nm=round(blur.fwhm_nm, 2), pixel_size_nm=blur.lr_pixel_size_nm)
+            if FORMATION_KEY in accepted:
+                kwargs.setdefault(FORMATION_KEY, blur.downsampling)
     return kwargs
 
 
@@ -97,7 +103,7 @@ def pin_network_psf(cfg: DictConfig, built_from: DictConfig) -> DictConfig:
     that run with other data (``srlab adapt``'s ``adapt`` block, ``srlab test RUN data=...``) must rebuild
     the same network, not one deconvolving with the new data's PSF."""
     built = network_kwargs(built_from)
-    for key in PSF_KEYS:  # the trained PSF replaces any other form of it (a PSF is given one way only)
+    for key in PSF_KEYS | {FORMATION_KEY}:  # the trained PSF replaces any other form of it (a PSF is given one way only)
         if key in built:
             cfg.model.params[key] = built[key]
         elif key in cfg.model.params:

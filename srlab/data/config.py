@@ -201,6 +201,16 @@ class DegradeDataConfig(DataConfig):
 
 
 @dataclass
+class AdaptDataConfig(DataConfig):
+    """``kind: adapt`` (``srlab adapt``) — the trained run's block, on which its pairs (the anchor,
+    ``data.params.anchor_kind``) are drawn, plus ``real_lr``: a degrade anchor brings its
+    ``degradation`` (left ``null`` for the other anchors)."""
+
+    kind: str = "adapt"
+    degradation: DegradationConfig | None = None
+
+
+@dataclass
 class SMLMDataConfig(DataBlock):
     """``kind: smlm`` — simulated single-molecule frames (:mod:`srlab.smlm`), nothing of the image kinds.
 
@@ -286,7 +296,7 @@ class QualityDataConfig(DataBlock):
 
 # data.kind -> the schema its block is checked against (a discriminated union: a block holds only the
 # keys its kind uses, and an unused key is an error). Kinds not listed use DataConfig.
-DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "smlm": SMLMDataConfig,
+DATA_SCHEMAS: dict[str, type] = {"degrade": DegradeDataConfig, "adapt": AdaptDataConfig, "smlm": SMLMDataConfig,
                                  "multiframe": MultiFrameDataConfig, "multiscale": MultiScaleDataConfig,
                                  "quality": QualityDataConfig}
 

@@ -1153,7 +1153,13 @@ class AdaptDataModule(SRDataModule):
         from srlab.data import build_datamodule
 
         self.anchor_kind = anchor_kind
-        anchor_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg,
+        block = OmegaConf.to_container(cfg)
+        if block.get("degradation") is None:
+            block.pop("degradation", None)  # the adapt schema's placeholder, no key of the other anchors
+        elif "degradation" not in OmegaConf.structured(data_schema(anchor_kind)):
+            raise SrlabError(f"data.degradation is for a degrade anchor; data.params.anchor_kind={anchor_kind} "
+                             f"does not use it")
+        anchor_cfg = OmegaConf.merge(OmegaConf.structured(data_schema(anchor_kind)), block,
                                      {"kind": anchor_kind, "real_lr": None})
         anchor_cfg.params = dict(anchor_params or {})
         self.anchor: SRDataModule = build_datamodule(anchor_cfg, seed)  # type: ignore[assignment]

@@ -26,6 +26,9 @@ class RelativeBlur(NamedTuple):
     hr_pixel_size_nm: float
     lr_pixel_size_nm: float
     source: str  # which fields it came from, for run descriptions and messages
+    #: how the LR image is formed from the blurred HR image (:func:`srlab.optics.kernels.downsample`):
+    #: ``area`` for every simulation (a camera or scanned pixel), a degrade block's ``downsampling``
+    downsampling: str = "area"
 
 
 def simulated_pairs(data: DictConfig) -> SimulationSpec | None:
@@ -100,5 +103,6 @@ def relative_blur(data: DictConfig) -> RelativeBlur | None:
             return None
         fwhm = degradation_middle(data, "psf_fwhm_nm")
         return RelativeBlur(fwhm, float(hr_px), float(hr_px) * scale,
-                            f"Gaussian FWHM {fwhm:.0f} nm from data.degradation.psf_fwhm_nm")
+                            f"Gaussian FWHM {fwhm:.0f} nm from data.degradation.psf_fwhm_nm",
+                            str(data.degradation.get("downsampling", "area")))
     return None

@@ -21,7 +21,8 @@ from srlab.models import NETWORKS
 from srlab.models.blocks import SCALES, check_at_least, check_scale
 from srlab.optics.kernels import (
     BASELINE_TRUNCATE,
-    area_integration_variance,
+    DOWNSAMPLING,
+    downsampling_variance,
     gaussian_kernel1d,
     separable_blur,
     upsample_bicubic,
@@ -225,7 +226,10 @@ class RichardsonLucy(nn.Module):
     of the mean intensity; the result is bicubic-upsampled to the HR grid. The PSF is given, as for IBP,
     as the blur on the HR image before s × s pixel integration (:func:`srlab.data.physics.pair_blur`);
     on the LR grid the integration is part of the blur, so H adds its variance, (1 − 1/s²)/12 LR px²
-    (the HR image at the LR pixel centres is the estimate). Deconvolving first keeps the PSF model exact (it is measured at the acquisition
+    (the HR image at the LR pixel centres is the estimate). ``lr_downsampling`` says how the LR image
+    was formed from the blurred HR image: ``area`` (a camera pixel, every simulated block) or
+    ``bicubic`` (a degrade block's ``downsampling: bicubic``, which adds no variance:
+    :func:`srlab.optics.kernels.downsampling_variance`); a data block sets it with the PSF. Deconvolving first keeps the PSF model exact (it is measured at the acquisition
     sampling) and the iterations cheap. RL needs non-negative data: a negative minimum per image
     (noise around a normalized background of 0) is subtracted before and added back after. Each
     channel is deconvolved on its own.
@@ -233,10 +237,12 @@ class RichardsonLucy(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, scale: int = 2, iterations: int = 20,
                  psf_fwhm_px: float | None = None, psf_fwhm_nm: float | None = None,
-                 pixel_size_nm: float | None = None):
+                 pixel_size_nm: float | None = None, lr_downsampling: str = "area"):
         super().__init__()
         self.scale = check_scale(scale)
         check_at_least("iterations", iterations, 0)
+        if lr_downsampling not in DOWNSAMPLING:
+            raise OptionError(f"lr_downsampling must be one of {', '.join(DOWNSAMPLING)}, got {lr_downsampling!r}")
         if in_channels != out_channels:
             raise OptionError(f"richardson_lucy deconvolves each channel, so out_channels must equal in_channels "
                              f"(got {in_channels} and {out_channels})")
@@ -244,7 +250,7 @@ class RichardsonLucy(nn.Module):
         self.psf_fwhm_px = psf_fwhm_lr_px(psf_fwhm_px, psf_fwhm_nm, pixel_size_nm)
         if self.psf_fwhm_px <= 0:
             raise OptionError(f"richardson_lucy needs a PSF wider than 0 px, got psf_fwhm_px={self.psf_fwhm_px}")
-        sigma = math.sqrt((self.psf_fwhm_px / FWHM_PER_SIGMA) ** 2 + area_integration_variance(self.scale))
+        sigma = math.sqrt((self.psf_fwhm_px / FWHM_PER_SIGMA) ** 2 + downsampling_variance(self.scale, lr_downsampling))
         self.register_buffer("psf", gaussian_kernel1d(sigma, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def deconvolve(self, y: Tensor) -> Tensor:

@@ -51,19 +51,20 @@ class RichardsonLucyEDSR(nn.Module):
     √(FWHM_LR² − FWHM_HR²); :func:`srlab.data.physics.pair_blur`), which RL's LR-grid kernel adds: with neither
     ``psf_fwhm_nm`` nor ``psf_fwhm_px`` set, a simulated or degradation data block implies it
     (:func:`srlab.data.physics.relative_blur`, e.g. a block written by ``srlab calibrate``); otherwise the
-    default is RL's, 2 LR pixels FWHM.
+    default is RL's, 2 LR pixels FWHM. ``lr_downsampling`` is RL's (how the LR image was formed; the
+    data block sets it with the PSF).
     """
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, scale: int = 2, num_blocks: int = 8,
                  features: int = 32, res_scale: float = 1.0, iterations: int = 20, psf_fwhm_px: float | None = None,
-                 psf_fwhm_nm: float | None = None, pixel_size_nm: float | None = None):
+                 psf_fwhm_nm: float | None = None, pixel_size_nm: float | None = None, lr_downsampling: str = "area"):
         super().__init__()
         self.scale = check_scale(scale)
         check_at_least("num_blocks", num_blocks, 1)
         check_same_channels("rl_edsr", in_channels, out_channels)  # the residual is added to each channel's RL
         self.deconvolution = RichardsonLucy(in_channels=in_channels, out_channels=out_channels, scale=scale,
                                             iterations=iterations, psf_fwhm_px=psf_fwhm_px, psf_fwhm_nm=psf_fwhm_nm,
-                                            pixel_size_nm=pixel_size_nm)
+                                            pixel_size_nm=pixel_size_nm, lr_downsampling=lr_downsampling)
         self.head = conv(2 * in_channels, features)
         self.body = nn.Sequential(*[ResBlock(features, 3, res_scale) for _ in range(num_blocks)],
                                   conv(features, features))

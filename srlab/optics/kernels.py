@@ -150,6 +150,18 @@ def area_integration_variance(scale: int) -> float:
     return (1.0 - 1.0 / scale**2) / 12.0
 
 
+def downsampling_variance(scale: int, mode: str = "area") -> float:
+    """Variance (output pixels², per axis) that :func:`downsample` by ``scale`` adds to a blur, seen on
+    the output grid: ``area`` integrates, :func:`area_integration_variance`; ``bicubic`` (PyTorch's
+    antialiased resampling, Keys' kernel with a = −0.5 stretched by s) has a kernel of zero second
+    moment, so 0 — a low-pass, but not a widening in the Gaussian sense a deconvolution kernel needs."""
+    if mode == "area":
+        return area_integration_variance(scale)
+    if mode == "bicubic":
+        return 0.0
+    raise ValueError(f"downsampling mode must be 'area' or 'bicubic', got '{mode}'")
+
+
 def downsample(image: Tensor, scale: int, mode: str = "area") -> Tensor:
     """``(N, C, s·h, s·w)`` -> ``(N, C, h, w)``: ``area`` (the mean over s×s blocks, what a camera
     pixel integrates) or ``bicubic`` (antialiased, the classic SR benchmark degradation)."""

@@ -70,24 +70,30 @@ def _second_moment_lr_px2(image: np.ndarray) -> float:
     return float((w * (y - mean) ** 2).sum() / w.sum())
 
 
+@pytest.mark.parametrize("mode", ["area", "bicubic"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_richardson_lucy_blurs_the_lr_grid_with_the_pixel_integration_added(scale):
-    """RL's blur H on the LR grid is the given PSF (on the HR image) followed by the s × s integration: the
-    second moment of a point through area(G ⊛ δ) on the LR grid, which IBP's projection also makes."""
+def test_richardson_lucy_blurs_the_lr_grid_with_the_downsampling_added(scale, mode):
+    """RL's blur H on the LR grid is the given PSF (on the HR image) followed by the downsampling that
+    formed the LR image: the second moment of a point through down(G ⊛ δ) on the LR grid — for ``area``
+    (a camera pixel; IBP's projection too) the s × s integration's, for a degrade block's antialiased
+    ``bicubic`` nothing."""
     fwhm_lr_px = 1.5
-    net = RichardsonLucy(scale=scale, psf_fwhm_px=fwhm_lr_px)
+    net = RichardsonLucy(scale=scale, psf_fwhm_px=fwhm_lr_px, lr_downsampling=mode)
     kernel = net.psf.numpy().astype(np.float64)
     k_var = float((kernel * (np.arange(kernel.size) - kernel.size // 2) ** 2).sum() / kernel.sum())
-    # a point at an HR pixel, blurred on the HR grid and integrated: its LR second moment, averaged over
+    # a point at an HR pixel, blurred on the HR grid and downsampled: its LR second moment, averaged over
     # the s positions of the point within an LR pixel (the estimate's sampling phase)
     n = 64 * scale
     moments = []
     for phase in range(scale):
-        delta = torch.zeros(1, 1, n, 8)
+        delta = torch.zeros(1, 1, n, 8 * scale)
         delta[0, 0, n // 2 + phase, :] = 1.0
         blurred = gaussian_blur(delta, fwhm_lr_px * scale / FWHM_PER_SIGMA)
-        low = downsample(blurred, scale, "area")[0, 0].numpy().astype(np.float64)
+        low = downsample(blurred, scale, mode)[0, 0].numpy().astype(np.float64)
         moments.append(_second_moment_lr_px2(low))
     assert k_var == pytest.approx(float(np.mean(moments)), rel=0.02)
-    # without the integration it would be the PSF's variance alone
-    assert k_var > (fwhm_lr_px / FWHM_PER_SIGMA) ** 2 * 1.02
+    psf_only = (fwhm_lr_px / FWHM_PER_SIGMA) ** 2
+    if mode == "area":  # without the integration it would be the PSF's variance alone
+        assert k_var > psf_only * 1.02
+    else:
+        assert k_var == pytest.approx(psf_only, rel=0.02)  # the sampled kernel: 1 % under the continuous

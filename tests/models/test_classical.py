@@ -65,6 +65,7 @@ def test_richardson_lucy_psf_in_nanometres_and_negative_background() -> None:
     ({"psf_fwhm_nm": 250.0, "pixel_size_nm": 100.0, "psf_fwhm_px": 2.0}, "not both"),
     ({"pixel_size_nm": 100.0}, "only used together with psf_fwhm_nm"),
     ({"psf_fwhm_px": 0.0}, "wider than 0 px"),
+    ({"psf_fwhm_px": 2.0, "lr_downsampling": "nearest"}, "lr_downsampling must be one of area, bicubic"),
     ({"in_channels": 2, "out_channels": 1}, "out_channels must equal in_channels"),
 ])
 def test_richardson_lucy_rejects_bad_psf(kwargs: dict, pattern: str) -> None:

@@ -53,6 +53,19 @@ def test_the_data_block_gives_its_relative_psf_to_networks_that_model_the_blur()
     degrade = network_kwargs(load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
                                                                "data.hr_pixel_size_nm=20"]))
     assert (degrade["psf_fwhm_nm"], degrade["pixel_size_nm"]) == (200.0, 40.0)
+    assert kwargs["lr_downsampling"] == degrade["lr_downsampling"] == "area"
+    # a degrade block that decimates bicubically: RL adds no pixel integration to its kernel
+    bicubic = load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                                "data.hr_pixel_size_nm=20", "data.degradation.downsampling=bicubic"])
+    assert network_kwargs(bicubic)["lr_downsampling"] == "bicubic"
+    area_net = build_network(load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                                               "data.hr_pixel_size_nm=20"]))
+    variance = {}
+    for mode, net in (("area", area_net), ("bicubic", build_network(bicubic))):
+        k = net.deconvolution.psf.double()
+        variance[mode] = float((k * (torch.arange(k.numel()) - k.numel() // 2) ** 2).sum() / k.sum())
+    # 200 nm on 40 nm LR pixels: σ² = (5 / 2.355)² = 4.51 LR px², plus 1/16 for the 2 × 2 integration
+    assert variance["area"] - variance["bicubic"] == pytest.approx(1 / 16, rel=0.05)
     # an experiment's own PSF wins, in either form; your own pairs imply none (the model's default applies)
     own = network_kwargs(load_experiment("rl_edsr_smoke", [*CALIBRATED, "model.params.psf_fwhm_px=3"]))
     assert own["psf_fwhm_px"] == 3 and "psf_fwhm_nm" not in own
@@ -81,6 +94,14 @@ def test_an_adapted_run_keeps_its_source_networks_psf(tmp_path):
     cfg = adaptation_config(source, tmp_path / "run" / "checkpoints" / "best.ckpt", real)
     assert cfg.data.kind == "adapt"
     assert network_kwargs(cfg)["psf_fwhm_nm"] == network_kwargs(source)["psf_fwhm_nm"]
+    assert cfg.paradigm.params.downsampling == "area"
+    # a degrade block that decimates bicubically: the forward model re-degrades the same way, and the
+    # network keeps the formation its RL was built with
+    bicubic = load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                                "data.hr_pixel_size_nm=20", "data.degradation.downsampling=bicubic"])
+    cfg = adaptation_config(bicubic, tmp_path / "run" / "checkpoints" / "best.ckpt", real)
+    assert cfg.paradigm.params.downsampling == "bicubic" and "bicubic downsampling" in cfg.description
+    assert network_kwargs(cfg)["lr_downsampling"] == "bicubic"
 
 
 def test_srlab_test_on_other_data_keeps_the_trained_networks_psf(tmp_path, monkeypatch):

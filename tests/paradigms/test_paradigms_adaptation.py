@@ -41,13 +41,15 @@ def test_forward_model_consistency_is_zero_for_the_true_image_up_to_gain_and_off
 def test_forward_blur_comes_from_the_data_block():
     cal = load_experiment("edsr_smoke", ["data.simulation.lr.psf_fwhm_nm=250", "data.simulation.hr.psf_fwhm_nm=70",
                                          "data.simulation.lr.pixel_size_nm=40"])
-    fwhm, how = forward_blur(cal.data)
+    fwhm, how, downsampling = forward_blur(cal.data)
     # scanned confocal → STED: the optical difference less the 2 × 2 integration (data.physics.pair_blur)
     integration = 8 * math.log(2) * (40**2 - 20**2) / 12
     assert fwhm == pytest.approx((250**2 - 70**2 - integration) ** 0.5 / 20) and "psf_fwhm_nm" in how
+    assert downsampling == "area"
     degrade = load_experiment("edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
-                                             "data.hr_pixel_size_nm=20"])
+                                             "data.hr_pixel_size_nm=20", "data.degradation.downsampling=bicubic"])
     assert forward_blur(degrade.data)[0] == pytest.approx(10.0)
+    assert forward_blur(degrade.data)[2] == "bicubic"  # the forward model downsamples as the block did
     own = load_experiment("edsr_smoke", ["data=paired", "data.path=/somewhere"])
     with pytest.raises(SrlabError, match="blur_fwhm_hr_px"):
         forward_blur(own.data)
@@ -172,6 +174,31 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     import tifffile
 
     assert tifffile.imread(out).shape == (96, 96)
+
+
+def test_a_run_trained_on_a_degrade_block_is_adapted_with_its_degradation(trained, tmp_path, monkeypatch):
+    """The adapt block keeps a degrade anchor's ``degradation`` (its schema refused it), and the
+    forward model downsamples as the block did."""
+    _, real = trained
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "data"))
+    block = ["data=degrade_sted", "data.degradation.downsampling=bicubic", "data.simulation.n_images=6",
+             "data.simulation.lr_size_px=48"]
+    run = experiment.train(load_experiment("edsr_smoke", [*TINY, *block, f"runs_dir={tmp_path / 'runs'}"]))
+    adapted = adapt(run, real, overrides=QUICK)
+    from srlab.config import load_resolved
+
+    saved = load_resolved(adapted / "config.yaml")
+    assert saved.data.params.anchor_kind == "degrade" and saved.data.degradation.downsampling == "bicubic"
+    assert saved.paradigm.params.downsampling == "bicubic"
+    # 210 nm (the middle of 180–240) on the simulated STED's 20 nm pixels
+    assert saved.paradigm.params.blur_fwhm_hr_px == pytest.approx(10.5)
+    m = json.loads((adapted / "metrics.json").read_text())
+    assert np.isfinite(m["test/consistency"]) and np.isfinite(m["test/psnr"])
+    from srlab.data import build_datamodule
+
+    stray = load_experiment("edsr_smoke", ["data.kind=adapt", f"data.real_lr={real}", "data.degradation.photons=5"])
+    with pytest.raises(SrlabError, match="data.degradation is for a degrade anchor"):
+        build_datamodule(stray.data, 0)
 
 
 def test_a_single_image_is_cut_into_disjoint_train_val_test_bands(trained, tmp_path):
