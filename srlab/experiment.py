@@ -30,6 +30,7 @@ from srlab.callbacks import (
     ValidationImageGrid,
 )
 from srlab.config import DATA_SEPARATOR, config_hash, experiment_of, modality_pair, to_yaml
+from srlab.data.sampling import checkpoint_world_size
 from srlab.errors import SrlabError
 from srlab.inference import artifact, loader
 from srlab.inference.loader import has_trainable_parameters
@@ -239,36 +240,18 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
     resume_ckpt: Path | None = None
     launch_key = runs.external_launch_key()
     child_dir = os.environ.get(runs.RUN_DIR_ENV)
+    trained_world_size: int | None = None
     if resume is not None:
         run_dir, resume_ckpt = resume.run_dir, resume.checkpoint
         if resume_ckpt is not None:
-            runs.load_checkpoint(resume_ckpt)  # refuse a bad checkpoint before writing anything
+            # refuse a bad checkpoint before writing anything
+            trained_world_size = checkpoint_world_size(runs.load_checkpoint(resume_ckpt))
     elif child_dir and not _is_rank_zero():
         run_dir = Path(child_dir)
     elif launch_key is not None:
         run_dir = runs.shared_run_dir(cfg.runs_dir, cfg.name, launch_key, _get_rank() or 0)
     else:
         run_dir = runs.new_run_dir(cfg.runs_dir, cfg.name)
-
-    if _is_rank_zero():
-        if resume is None:
-            runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-            runs.write_json(run_dir / "environment.json",
-                            {**runs.environment(), "config_hash": config_hash(cfg)})
-        else:
-            runs.remove_stale_temporaries(run_dir)
-            _record_resume(cfg, resume)
-        if description is not None:
-            runs.write_json(run_dir / "data.json", description)
-    if resume is None:
-        _say(f"srlab: run directory {run_dir}")
-    elif resume_ckpt is None:
-        _say(f"srlab: run directory {run_dir} (it has no checkpoint yet: training from the start)")
-    else:
-        _say(f"srlab: run directory {run_dir} (resuming from {resume_ckpt.name})")
-    psf_note = build.default_psf_note(cfg)
-    if psf_note:
-        _say(psf_note)
 
     if resume is not None:
         # Resuming writes into the run's own checkpoint folder, which Lightning warns is not empty; and
@@ -291,6 +274,34 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
         if cfg.logger.wandb.log_images:
             callbacks.append(ValidationImageGrid(cfg.logger.wandb.image_crops))
     trainer = _trainer(cfg, run_dir, loggers, callbacks)
+    if trained_world_size is not None and trained_world_size != trainer.world_size:
+        # another number of processes deals the items into other batches and optimizer steps: the run
+        # would go on as a different training from the one its checkpoint holds
+        raise SrlabError(f"resume={run_dir}: its checkpoint was trained by {trained_world_size} process(es) and "
+                         f"this run has {trainer.world_size} (trainer.devices × trainer.num_nodes: "
+                         f"{cfg.trainer.devices} × {cfg.trainer.num_nodes}); a resumed run trains as the one it "
+                         f"continues: resume with {trained_world_size}, or start a new run")
+
+    if resume is None:
+        _say(f"srlab: run directory {run_dir}")
+    elif resume_ckpt is None:
+        _say(f"srlab: run directory {run_dir} (it has no checkpoint yet: training from the start)")
+    else:
+        _say(f"srlab: run directory {run_dir} (resuming from {resume_ckpt.name})")
+    psf_note = build.default_psf_note(cfg)
+    if psf_note:
+        _say(psf_note)
+
+    if _is_rank_zero():
+        if resume is None:
+            runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            runs.write_json(run_dir / "environment.json",
+                            {**runs.environment(), "config_hash": config_hash(cfg)})
+        else:
+            runs.remove_stale_temporaries(run_dir)
+            _record_resume(cfg, resume)
+        if description is not None:
+            runs.write_json(run_dir / "data.json", description)
 
     previous = os.environ.get(runs.RUN_DIR_ENV)
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP worker processes inherit it

@@ -77,6 +77,16 @@ class EpochSampler(DistributedSampler):
         return iter([(epoch, i) for i in self.indices(epoch)[skip:]])
 
 
+def checkpoint_world_size(checkpoint: dict[str, Any]) -> int | None:
+    """The number of processes that trained the checkpoint (its DataModule's state,
+    :meth:`ResumableData.state_dict`), or ``None`` where it does not say (written before srlab recorded
+    it, or by a run without a resumable data stream)."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and "train_epoch" in value and "world_size" in value:
+            return int(value["world_size"])
+    return None
+
+
 class EvalShards(DistributedSampler):
     """This rank's share ``rank::world`` of an evaluation set of ``length`` items, every item on exactly one
     rank. :class:`DistributedSampler` pads a set with repeated items so that all ranks get as many, and a
@@ -106,6 +116,9 @@ class ResumableData:
     of the next batch and how many batches of that epoch are done; ``load_state_dict`` hands that to
     the next :meth:`epoch_sampler`. A checkpoint written at the end of an epoch resumes at batch 0 of
     the next one; one written after batch *k* (a timed or pre-emption checkpoint) resumes at *k* + 1.
+    It also records the number of processes that trained (``world_size``): another number deals the
+    items into other batches (and steps), so a run may only resume with the same
+    (:func:`checkpoint_world_size`).
     """
 
     _resume_at: tuple[int, int] = (0, 0)
@@ -119,7 +132,7 @@ class ResumableData:
         total = trainer.num_training_batches
         if total != float("inf") and done >= int(total):
             epoch, done = epoch + 1, 0
-        return {"train_epoch": epoch, "train_batches_done": done}
+        return {"train_epoch": epoch, "train_batches_done": done, "world_size": int(trainer.world_size)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "train_epoch" in state:

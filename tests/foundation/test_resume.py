@@ -19,6 +19,7 @@ import torch
 
 import srlab.experiment  # noqa: F401  (torch, Lightning: imported once here, inherited by the forked runs)
 from srlab import cli
+from srlab.data.sampling import checkpoint_world_size
 from tests.conftest import TINY
 
 # Three epochs of eight batches, a step scheduler that changes the learning rate after epoch 1, the
@@ -262,6 +263,12 @@ def test_resume_refuses_other_experiment_and_changes_to_what_is_trained(tmp_path
                      "trainer.limit_train_batches=2", "trainer.precision=bf16-mixed"):
         code, out = _train([f"resume={run_dir}", override], capsys)
         assert code == 2 and f"'{override.split('=')[0]}' cannot change when resuming" in out, out
+    # another number of processes deals the items into other batches: refused before anything is written
+    assert checkpoint_world_size(torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)) == 1
+    code = cli.main(["train", "edsr_smoke", f"resume={run_dir}", "trainer.devices=2"])
+    captured = capsys.readouterr()
+    assert code == 2 and "trained by 1 process(es) and this run has 2" in captured.err, captured
+    assert len(captured.err.strip().splitlines()) == 1 and "run directory" not in captured.out
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
