@@ -128,6 +128,7 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     from srlab.build import pin_network_psf
     from srlab.config import apply_overrides
     from srlab.data import DATAMODULES
+    from srlab.data.config import data_schema
     from srlab.data.datamodules import ANCHOR_FAMILIES
     from srlab.data.io import list_tiffs
     from srlab.experiment import pin_network_data
@@ -150,6 +151,12 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         raise SrlabError(f"srlab adapt: the run's data.kind={kind} has no pairs for the anchor loss; give "
                          f"--data <block> with a simulated, paired or degrade block (the one the network "
                          f"should stay close to, e.g. a calibrated block)")
+    foreign = sorted(set(data) - set(OmegaConf.structured(data_schema("adapt"))))
+    if foreign:  # e.g. a multiscale block's scales: the adapt block is one scale's pairs plus real images
+        whose = "run's data" if data_block is None else "--data"
+        raise SrlabError(f"srlab adapt: the {whose} block (data.kind={kind}) has "
+                         f"{', '.join('data.' + k for k in foreign)}, which an adapt block cannot hold; give --data "
+                         f"<block> with a single-scale simulated, paired or degrade block")
     run_dir = source_checkpoint.parent.parent if source_checkpoint.parent.name == "checkpoints" \
         else source_checkpoint.parent
     loss = c["paradigm"]["loss"] if c["paradigm"]["loss"]["name"] in LOSSES else {"name": "l1", "params": {}}

@@ -260,4 +260,13 @@ def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
         adaptation_config(load_experiment("bulat_sted"), ckpt, real)
     with pytest.raises(SrlabError, match="scale"):
         adaptation_config(source, ckpt, real, data_block="sim_sted_x1")
+    # a multiscale block's scales have no place in an adapt block (it was OmegaConf's "Key 'scales' not in
+    # 'DataConfig'"); one scale's block given with --data builds the same network
+    mdsr = load_experiment("mdsr_sted")
+    with pytest.raises(SrlabError, match=r"data.kind=multiscale\) has data.scales, which an adapt block cannot hold"):
+        adaptation_config(mdsr, ckpt, real)
+    from srlab.build import build_network
+
+    one_scale = adaptation_config(mdsr, ckpt, real, data_block="sim_sted")
+    assert set(build_network(one_scale).state_dict()) == set(build_network(mdsr).state_dict())
     assert main(["adapt", str(run), str(tmp_path / "missing")]) == 2
