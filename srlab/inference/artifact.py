@@ -84,6 +84,16 @@ class NetworkCard:
         if data.get("format", CARD_FORMAT) > CARD_FORMAT:
             raise SrlabError(f"{path}: card format {data['format']} is newer than this srlab understands "
                              f"({CARD_FORMAT}); update srlab")
+        low, high = data["low_percentile"], data["high_percentile"]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if not (numbers and 0 <= low < high <= 100):
+            # a hand-edited card: every input would be normalized against a scale the network never saw
+            raise SrlabError(f"{path}: low_percentile={low!r}, high_percentile={high!r}: need numbers with "
+                             f"0 <= low < high <= 100 (the run's data.low_percentile / data.high_percentile)")
+        for key in ("scale", "channels", "frames"):
+            value = data.get(key, 1)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise SrlabError(f"{path}: {key}={value!r}: need a whole number >= 1")
         return cls(**{k: v for k, v in data.items() if k in names})
 
 

@@ -133,3 +133,20 @@ def test_a_broken_card_is_a_one_line_error(ema_run, tmp_path, capsys, text, mess
                        "--quiet"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and message in err
+
+
+@pytest.mark.parametrize("edit, message", [({"low_percentile": 99.9, "high_percentile": 0.1}, "0 <= low < high <= 100"),
+                                           ({"high_percentile": "99.9"}, "0 <= low < high <= 100"),
+                                           ({"scale": 0}, "scale=0: need a whole number >= 1")])
+def test_a_hand_edited_card_is_a_one_line_error(ema_run, tmp_path, capsys, edit, message):
+    """Values a card cannot hold (it raised numpy's ValueError from the normalization, or built a network
+    of scale 0) are named with the file."""
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    shutil.copy(ema_run / "network.pt", folder / "network.pt")
+    card = json.loads((ema_run / "network.json").read_text())
+    (folder / "network.json").write_text(json.dumps({**card, **edit}))
+    status = cli.main(["predict", str(folder / "network.pt"), str(_image(tmp_path)), "-o", str(tmp_path / "x.tif"),
+                       "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and message in err and "network.json" in err
