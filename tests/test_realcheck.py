@@ -83,7 +83,11 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         assert "hr_images" not in block
         assert all("oracle" not in verdict for _, verdict in entry["tables"])  # never the verdict
         # the verdict is given without and with the adapted runs
-        assert all("simulation only" in verdict and "with `srlab adapt`" in verdict for _, verdict in entry["tables"])
+        assert all("simulation only" in verdict and "with `srlab adapt`" in verdict for _, verdict in entry["tables"][:2])
+        # ... and also for the row chosen on the block's simulated test images, whose scores close the tables
+        assert all(verdict.count(realcheck.CHOICE) == 2 for _, verdict in entry["tables"][:2])
+        choice_lines, _ = entry["tables"][-1]
+        assert realcheck.CHOICE in choice_lines[0] and len(choice_lines) == 4 + 8  # 2 networks × tta × specimens
         for metrics in entry["results"]["noise_free"].values():
             assert len(metrics["psnr"]) == len(metrics["ssim"]) == 3
             assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
@@ -121,12 +125,20 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     """The verdict's "best srlab model" says which variant won: specimens, adapt, self-ensemble."""
     results = {"bicubic": {"psnr": [18.0, 19.0], "ssim": [0.3, 0.3]},
                "Richardson–Lucy": {"psnr": [20.0, 21.0], "ssim": [0.4, 0.4]},
-               "srlab a (x)": {"psnr": [20.1, 21.0], "ssim": [0.5, 0.5]},
+               "srlab a (x)": {"psnr": [19.9, 20.9], "ssim": [0.5, 0.5]},
                "srlab b (x) with the --hr images as specimens too" + realcheck.TTA_SUFFIX:
                    {"psnr": [20.6, 21.5], "ssim": [0.5, 0.5]}}
     verdict = realcheck._verdict(results, list(results)[2:], "alone")
     assert "best srlab model by PSNR: b with the --hr images as specimens with --tta," in verdict
     assert "best srlab model by PSNR: a," in realcheck._verdict(results, ["srlab a (x)"], "alone")
+    # the choice without the foreign HR: the row whose simulation-only source scored best on the block's
+    # simulated test images, whatever the foreign pairs say
+    selection = {("a", False, False): 30.0, ("b", True, True): 29.0}
+    verdict = realcheck._verdict(results, list(results)[2:], "alone", selection)
+    assert verdict.startswith("alone: **met** (best srlab model by PSNR: b with the --hr images as specimens with --tta,")
+    assert f"; {realcheck.CHOICE}: **not met** (a, ΔPSNR +1.90 dB" in verdict and "not above Richardson–Lucy" in verdict
+    adapted = "srlab a (x) " + realcheck.ADAPT_SUFFIX + " to the test LR images (unlabelled)"
+    assert realcheck._source(adapted) == ("a", False, False)  # an adapted row is chosen by its source run
 
 
 def test_undersampled_variant_outside_the_data_block_is_refused_before_anything_runs(undersampled_check):
