@@ -286,6 +286,8 @@ def clean_channel(channel: np.ndarray, low: float, high: float) -> CleanChannel:
     if channel.size > DEFECT_CHECK_MAX_PIXELS:
         return CleanChannel(channel, percentile_scale(channel, low, high), None, 0)
     fill = fill_mask(channel)
+    if fill is not None and fill[1].all():
+        fill = None  # a constant image (a blank frame of a stack) is all "fill": nothing is left to normalize by
     inside = None if fill is None else ~fill[1]
     scale = percentile_scale(channel if inside is None else channel[inside], low, high)
     hot = spikes(channel, above=scale.high, span=scale.span)

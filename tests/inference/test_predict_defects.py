@@ -68,6 +68,19 @@ def test_a_photon_counters_zeros_are_not_padding():
     assert not notes
 
 
+def test_a_blank_frame_of_a_stack_is_predicted_not_taken_for_padding():
+    """A constant frame (a blank plane of a stack, a constant image) is all "fill" to the fill detector:
+    nothing was left to normalize by (it was numpy's IndexError). It predicts as the constant, and the
+    stack's other frames as they do alone."""
+    image = _camera((64, 64))
+    stack = np.stack([image, np.zeros_like(image), np.full_like(image, 100)])
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always", PredictNote)
+        out = predict_stack(SquareUp(), stack, scale=2, tile_size=48, overlap=8)
+    np.testing.assert_allclose(out[0], _predict(image)[0], rtol=1e-5)
+    assert np.isfinite(out).all() and out[1].std() < 1e-3 and out[2].std() < 1e-3
+
+
 def test_hot_pixels_are_repaired_before_the_network_sees_them():
     image = _camera((96, 96), seed=2)
     hot = image.copy()
