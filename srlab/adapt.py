@@ -134,8 +134,9 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     from srlab.experiment import pin_network_data
     from srlab.paradigms.losses import LOSSES
 
-    if source.paradigm.name == "localization":
-        raise SrlabError(f"srlab adapt: '{source.name}' is a localization run; adapt takes an SR run")
+    if source.paradigm.name in ("localization", "quality_rating"):
+        what = "a localization" if source.paradigm.name == "localization" else "a quality-rating"
+        raise SrlabError(f"srlab adapt: '{source.name}' is {what} run; adapt takes an SR run")
     list_tiffs(folder, what="real LR images")  # a wrong folder fails before anything is built
     c = OmegaConf.to_container(source, resolve=True)
     data = c["data"]

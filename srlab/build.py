@@ -292,16 +292,27 @@ def build_paradigm_params(cfg: DictConfig, params: dict[str, Any]) -> dict[str, 
     return built
 
 
-def check_paradigm_data(cfg: DictConfig) -> None:
+#: The data families whose test split is not SR image pairs: a paradigm evaluates on its own task's only.
+_TASK_OF_FAMILY = {"localization": "localization", "quality rating": "quality rating"}
+
+
+def check_paradigm_data(cfg: DictConfig, *, testing: bool = False) -> None:
     """A paradigm trains only on the data families it declares (``PARADIGMS.register(..., data=(...))``):
     a supervised or GAN paradigm on unpaired images would learn from unrelated pairs, localization
     needs emitter frames. A mismatch is one line naming both, before anything is built. Checked for
-    training (``srlab train``, ``srlab show``); evaluating a trained network on other data is fine."""
+    training (``srlab train``, ``srlab show``). ``testing`` (``srlab test RUN data=...``): a trained
+    network may be evaluated on any data of its task — SR image pairs of any image family (an unpaired
+    block's held-out pairs too), emitter frames for localization, rated images for a quality rating."""
     from srlab.data import DATAMODULES
 
     accepted = PARADIGMS.entry(cfg.paradigm.name).card.data
     family = DATAMODULES.entry(cfg.data.kind).family
-    if accepted and family not in accepted:
+    if testing:
+        tasks = {_TASK_OF_FAMILY.get(f, "SR image") for f in accepted}
+        if accepted and _TASK_OF_FAMILY.get(family, "SR image") not in tasks:
+            raise SrlabError(f"data.kind={cfg.data.kind} ({family} data): paradigm '{cfg.paradigm.name}' is evaluated on "
+                             f"{' or '.join(sorted(tasks))} data; test it on a block of its own task")
+    elif accepted and family not in accepted:
         kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)
         raise SrlabError(f"paradigm '{cfg.paradigm.name}' cannot train on data.kind={cfg.data.kind} ({family} data); "
                          f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")

@@ -500,7 +500,14 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
                          f"of a run directory")
     run_dir = runs.resolve_run_dir(path)
     ckpt = path if path.is_file() else loader.resolve_checkpoint(run_dir, checkpoint)
-    cfg = config_for_test(load_resolved(run_dir / "config.yaml"), overrides)
+    trained = load_resolved(run_dir / "config.yaml")
+    cfg = config_for_test(trained, overrides)
+    # test data of another family (SMLM frames for an SR run), or a kind the network cannot take, is
+    # refused as training refuses it, not left to fail in the paradigm's test step
+    build.check_paradigm_data(cfg, testing=True)
+    if int(cfg.data.scale) != int(trained.data.scale) and not trained.data.get("scales"):
+        raise SrlabError(f"data.scale={cfg.data.scale}: '{trained.name}' was trained at x{trained.data.scale}; test it "
+                         f"on x{trained.data.scale} data (its network has no other scale)")
     if _is_rank_zero():
         runs.check_writable(run_dir / "evaluations")  # a read-only run folder fails now, not after testing
     cfg.logger.wandb.enabled = False

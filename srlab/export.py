@@ -58,6 +58,18 @@ from srlab.errors import SrlabError, unknown_choice
 from srlab.inference.artifact import trained_channel
 
 FORMATS: tuple[str, ...] = ("bioimageio", "onnx", "torchscript")
+
+
+def zoo_model_name(experiment: str, network: str, scale: int) -> str:
+    """The package's ``name``: the BioImage Model Zoo allows letters, digits and ``_+- ()`` only, so a run
+    on another data block (``edsr_sted@mycal``) is named ``edsr_sted on mycal`` and any other character
+    becomes ``-`` (at most 128 characters)."""
+    from srlab.config import DATA_SEPARATOR
+
+    text = f"srlab {experiment.replace(DATA_SEPARATOR, ' on ')} {network} x{scale}"
+    return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", text)[:128]  # and at most 128 characters
+
+
 ONNX_OPSET = 18
 # Odd sizes that are no multiple of any power of two: the traced graph takes every padding branch.
 EXAMPLE_SIZE = (67, 61)
@@ -440,7 +452,7 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
                    f"srlab ({cfg.name})")
     with ValidationContext(perform_io_checks=False):
         model = spec.ModelDescr(
-            name=f"srlab {cfg.name} {name} x{s}",
+            name=zoo_model_name(str(cfg.name), name, s),
             description=description[:1024],
             authors=[spec.Author(name=a) for a in author_list],
             cite=citations,

@@ -256,3 +256,14 @@ def test_a_multi_frame_run_is_refused_in_one_line(tmp_path: Path, data_dir: Path
         assert "is a multi-frame run" in _one_line_error(["export", str(run), "--format", fmt, "-o",
                                                           str(tmp_path / f"out.{fmt}")], capsys)
     assert not list(tmp_path.glob("out.*"))
+
+
+def test_the_zoo_name_of_a_run_on_another_data_block_is_valid() -> None:
+    """``srlab export`` of a run trained on another block (``edsr_smoke@degrade_sted``) failed bioimageio's
+    validation of the name (letters, digits and ``_+- ()`` only)."""
+    import string
+
+    name = srlab_export.zoo_model_name("edsr_smoke@degrade_sted", "edsr", 2)
+    assert name == "srlab edsr_smoke on degrade_sted edsr x2"
+    odd = srlab_export.zoo_model_name("my.exp@cal/v2" + "x" * 200, "edsr", 4)
+    assert set(odd) <= set(string.ascii_letters + string.digits + "_+- ()") and len(odd) == 128

@@ -219,7 +219,7 @@ def load_real_lr(folder: str | Path, cfg: Any) -> tuple[list[ImagePair], float |
     images: list[LoadedImage] = []
     for f in list_tiffs(root, what="real LR images, data.real_lr"):
         images += load_images(f, channel=cfg.channel, channels=cfg.channels)
-    check_not_blank(images, "real LR image (data.real_lr)")
+    check_not_blank(images, "data.real_lr image")
     for im in images:
         _check_size(im, cfg.patch_size, "LR")
     pairs = []

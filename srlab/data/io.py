@@ -203,12 +203,14 @@ def take_channel(array: np.ndarray, axes: str, channel: int | None, **check: Any
     return np.take(array, channel, axis=axis), axes[:axis] + axes[axis + 1:]
 
 
-def load_images(path: str | Path, *, channel: int | None = None, channels: int = 1) -> list[LoadedImage]:
+def load_images(path: str | Path, *, channel: int | None = None, channels: int = 1,
+                flag: str = "data.channel") -> list[LoadedImage]:
     """Every 2D image in a TIFF as ``(channels, H, W)`` float32 arrays.
 
     Stack axes (Z, T, and any other non-channel axis) are unrolled: each slice is its own image,
     named ``<stem>[z=0,t=3]``. A channel axis (C, or S for RGB) is reduced to ``channels`` channels:
-    ``channel`` picks one; without it, the file must have exactly ``channels`` channels.
+    ``channel`` picks one; without it, the file must have exactly ``channels`` channels. ``flag`` is how
+    the caller's user selects it (``data.channel``, a command's ``--channel``), for the one-line errors.
     """
     path = Path(path)
     array, axes, size = read_tiff(path)
@@ -228,13 +230,14 @@ def load_images(path: str | Path, *, channel: int | None = None, channels: int =
     n_channels = array.shape[-3]
     if channel is not None:
         if not 0 <= channel < n_channels:
-            raise SrlabError(f"{path}: data.channel={channel} but the file has {n_channels} channel(s) "
-                             f"(valid: 0..{n_channels - 1})")
+            given = f"{flag}={channel}" if flag.startswith("data.") else f"{flag} {channel}"
+            raise SrlabError(f"{path}: {given} but the file has {n_channels} channel(s) (valid: 0..{n_channels - 1})")
         array = array[..., channel:channel + 1, :, :]
     elif n_channels != channels:
         what = "an RGB/colour image" if chan_axes == ["S"] else f"a {n_channels}-channel image"
-        raise SrlabError(f"{path}: {what} (axes '{axes}') but data.channels={channels} and no "
-                         f"data.channel selected; set data.channel=0..{n_channels - 1}")
+        choose = f"set {flag}=0..{n_channels - 1}" if flag.startswith("data.") else f"pass {flag} 0..{n_channels - 1}"
+        raise SrlabError(f"{path}: {what} (axes '{axes}') but the network takes {channels} channel(s) and no "
+                         f"{flag} was given; {choose}")
     if array.shape[-3] != channels:
         raise SrlabError(f"{path}: selected {array.shape[-3]} channel(s) but data.channels={channels}")
     h, w = array.shape[-2:]
@@ -285,7 +288,7 @@ def check_not_blank(images: list[LoadedImage], what: str = "image") -> None:
     names = ", ".join(_label(im) for im in blank[:3])
     more = f" and {len(blank) - 3} more" if len(blank) > 3 else ""
     value = float(blank[0].image.flat[0])
-    raise SrlabError(f"{names}{more}: {len(blank)} of {len(images)} {what}(s) constant (every pixel "
+    raise SrlabError(f"{names}{more}: {len(blank)} of {len(images)} {what}s constant (every pixel "
                      f"{value:g} in the first); remove blank images, they make training and metrics meaningless")
 
 

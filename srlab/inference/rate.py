@@ -94,7 +94,7 @@ def rate_files(rater: Rater, files: Sequence[Path], *, channel: int | None = Non
 
     ratings = []
     for path in files:
-        for image in load_images(path, channel=channel, channels=rater.card.channels):
+        for image in load_images(path, channel=channel, channels=rater.card.channels, flag="--channel"):
             ratings.append(Rating(Path(path), image.name, rater.rate_array(image.image, image.name)))
     return ratings
 

@@ -209,8 +209,9 @@ def _network_localize(args: argparse.Namespace, run: str, stack: np.ndarray, fil
 
     network, card = load_network(run, args.checkpoint)
     if card.kind != "localization":
+        instead = "srlab rate for quality-rating networks" if card.kind == "rating" else "srlab predict for SR networks"
         raise SrlabError(f"{run}: '{card.experiment}' is not a localization network (paradigm "
-                         f"'{card.paradigm}'); use srlab predict for SR networks")
+                         f"'{card.paradigm}'); use {instead}")
     pixel = args.pixel_size_nm if args.pixel_size_nm is not None else file_pixel_nm
     if pixel is None or not pixel > 0:
         raise SrlabError(f"{args.paths[-1]}: no pixel size in the file; give --pixel-size-nm")

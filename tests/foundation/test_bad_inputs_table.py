@@ -279,7 +279,7 @@ ROWS = [
         "data.simulation.hr_images: /no/such/sted.tif: no such file"),
     Row("hr_images_pixel_size", _hr_image_of_pixel_size(55.0), 2,
         "sted.tif: pixel size 55 nm, but the block's HR pixel is"),
-    Row("constant_dataset", _constant_dataset, 2, "10 of 10 image(s) constant (every pixel 7"),
+    Row("constant_dataset", _constant_dataset, 2, "10 of 10 images constant (every pixel 7"),
     Row("same_stem_two_suffixes", _ambiguous("a.tif", "a.tiff"), 2,
         "'a.tif' and 'a.tiff' have the same name up to suffix or case"),
     Row("same_stem_two_cases", _ambiguous("A.tif", "a.tif"), 2,

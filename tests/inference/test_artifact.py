@@ -122,6 +122,22 @@ def test_srlab_test_takes_checkpoint_before_or_after_the_overrides(ema_run, tmp_
     assert [s["overrides"] for s in saved] == [["trainer.limit_test_batches=1"]] * 2
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["data=smlm_tubes"], "data.kind=smlm (localization data): paradigm 'supervised' is evaluated on SR image data"),
+    (["data=sim_sted_multiscale", "--force"], "model 'edsr' has one upsampler"),
+    (["data.scale=4", "--force"], "data.scale=4: 'edsr_smoke' was trained at x2"),
+    (["data=sim_sted_multiframe", "--force"], "model 'edsr' takes single images"),
+])
+def test_srlab_test_on_data_the_network_cannot_take_is_one_line(ema_run, capsys, overrides, message):
+    """Test data of another task, scale or kind: one line before anything is built (they were a TypeError
+    in the test step, or "does not match the run's config" from the state dict)."""
+    before = sorted((ema_run / "evaluations").glob("*.json"))
+    status = cli.main(["test", str(ema_run), *overrides])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert sorted((ema_run / "evaluations").glob("*.json")) == before  # nothing written
+
+
 @pytest.mark.parametrize("text, message", [("[1, 2]", "not a JSON object"), ('{"network": "edsr"}', "missing"),
                                            ("{not json", "cannot be read as a network card")])
 def test_a_broken_card_is_a_one_line_error(ema_run, tmp_path, capsys, text, message):

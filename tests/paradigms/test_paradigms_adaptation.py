@@ -258,6 +258,9 @@ def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
     ckpt = run / "checkpoints" / "best.ckpt"
     with pytest.raises(SrlabError, match="no pairs for the anchor"):
         adaptation_config(load_experiment("bulat_sted"), ckpt, real)
+    # a rating network has no SR output to re-degrade (it reached a ValueError in the forward model)
+    with pytest.raises(SrlabError, match="'quality_sted' is a quality-rating run; adapt takes an SR run"):
+        adaptation_config(load_experiment("quality_sted"), ckpt, real, data_block="sim_sted_x1")
     with pytest.raises(SrlabError, match="scale"):
         adaptation_config(source, ckpt, real, data_block="sim_sted_x1")
     # a multiscale block's scales have no place in an adapt block (it was OmegaConf's "Key 'scales' not in
