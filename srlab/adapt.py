@@ -149,7 +149,8 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     if kind not in DATAMODULES:
         raise SrlabError(f"srlab adapt: unknown data.kind={kind}")
     if DATAMODULES.entry(kind).family not in ANCHOR_FAMILIES:
-        raise SrlabError(f"srlab adapt: the run's data.kind={kind} has no pairs for the anchor loss; give "
+        whose = "run's" if data_block is None else f"--data {data_block}"
+        raise SrlabError(f"srlab adapt: the {whose} data.kind={kind} has no pairs for the anchor loss; give "
                          f"--data <block> with a simulated, paired or degrade block (the one the network "
                          f"should stay close to, e.g. a calibrated block)")
     foreign = sorted(set(data) - set(OmegaConf.structured(data_schema("adapt"))))

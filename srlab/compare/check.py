@@ -92,11 +92,12 @@ def _scale(lr: np.ndarray, sr: np.ndarray, lr_path: Path, sr_path: Path) -> int:
 
 
 def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None = None,
-               pixel_size_nm: float | None = None, psf_fwhm_nm: float | None = None) -> list[PlaneCheck]:
+               pixel_size_nm: float | None = None, psf_fwhm_nm: float | None = None,
+               psf_from: str = "--psf-fwhm-nm") -> list[PlaneCheck]:
     """Check every plane of ``sr_path`` against the same plane of ``lr_path`` (see the module doc).
 
     ``pixel_size_nm``: the input's pixel size when its file has none; ``psf_fwhm_nm``: the RSF's FWHM
-    (fitted when ``None``; needs a pixel size)."""
+    (fitted when ``None``; needs a pixel size), given by ``psf_from`` (for the one-line errors)."""
     from srlab.metrics.consistency import squirrel_consistency
     from srlab.metrics.frc import checkerboard_frc_reading_nm, checkerboard_frc_resolution_nm
 
@@ -107,7 +108,7 @@ def check_pair(lr_path: str | Path, sr_path: str | Path, *, channel: int | None 
         raise SrlabError(f"{sr_path}: {len(sr_planes)} plane(s), but its input {lr_path} has {len(lr_planes)}")
     px = pixel_size_nm if pixel_size_nm is not None else lr_px
     if psf_fwhm_nm is not None and px is None:
-        raise SrlabError(f"{lr_path}: no pixel size in the file; --psf-fwhm-nm needs --pixel-size-nm")
+        raise SrlabError(f"{lr_path}: no pixel size in the file; the PSF in nm of {psf_from} needs --pixel-size-nm")
     checks = []
     for (name, lr), (_, sr) in zip(lr_planes, sr_planes):
         scale = _scale(lr, sr, lr_path, sr_path)
@@ -194,6 +195,9 @@ def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
 
     run_dir = resolve_run_dir(run)
     cfg = load_resolved(run_dir / "config.yaml")
+    if cfg.paradigm.name in ("localization", "quality_rating"):
+        raise SrlabError(f"--run {run}: '{cfg.name}' is not an SR run (paradigm '{cfg.paradigm.name}'); --run takes the "
+                         f"run whose outputs are checked")
     params = cfg.paradigm.get("params") or {}
     card_path = run_dir / "network.json"
     hr_px = json.loads(card_path.read_text()).get("hr_pixel_size_nm") if card_path.is_file() else None
@@ -342,7 +346,8 @@ def run_check(args) -> int:
         print(f"resolution-scaling function: Gaussian FWHM {psf_fwhm_nm:.0f} nm ({source})")
     checks = [c for lr, sr in file_pairs for c in check_pair(lr, sr, channel=args.channel,
                                                             pixel_size_nm=args.pixel_size_nm,
-                                                            psf_fwhm_nm=psf_fwhm_nm)]
+                                                            psf_fwhm_nm=psf_fwhm_nm,
+                                                            psf_from=f"--run {args.run}" if args.run else "--psf-fwhm-nm")]
     write(checks, out_dir)
     print(summary(checks))
     print(f"wrote {out_dir}/check.csv and an error map (.errormap.tif) and figure (.check.png) per output")

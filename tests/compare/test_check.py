@@ -106,7 +106,7 @@ def test_mistakes_are_one_line_and_write_nothing(case: str, pairs: Path, tmp_pat
         sr, expect = pairs / "hr", "give two files or two folders"
     else:
         lr = write_tiff(tmp_path / "bare.tif", read_tiff(lr)[0], pixel_size_nm=None)
-        extra, expect = ["--psf-fwhm-nm", "200"], "--psf-fwhm-nm needs --pixel-size-nm"
+        extra, expect = ["--psf-fwhm-nm", "200"], "the PSF in nm of --psf-fwhm-nm needs --pixel-size-nm"
     out = tmp_path / "report"
     proc = cli_in_process("check", str(lr), str(sr), "-o", str(out), *extra)
     lines = proc.stderr.strip().splitlines()
@@ -133,6 +133,11 @@ def test_run_gives_the_relative_psf_of_its_data_block(pairs: Path, tmp_path: Pat
     with (tmp_path / "report" / "check.csv").open() as f:
         row = next(csv.DictReader(f))
     assert float(row["rsf_fwhm_nm"]) == pytest.approx(fwhm, rel=1e-3)
+    # an input without a pixel size names where the PSF came from (the user gave no --psf-fwhm-nm)
+    bare = write_tiff(tmp_path / "bare.tif", read_tiff(pairs / "lr" / "sim_0000.tif")[0], pixel_size_nm=None)
+    proc = cli_in_process("check", str(bare), str(pairs / "hr" / "sim_0000.tif"), "--run", str(run), "-o",
+                          str(tmp_path / "report2"))
+    assert proc.returncode == 2 and f"the PSF in nm of --run {run} needs --pixel-size-nm" in proc.stderr
     both = cli_in_process("check", str(pairs / "lr"), str(pairs / "hr"), "--run", str(run), "--psf-fwhm-nm", "100",
                           "-o", str(tmp_path / "x"))
     assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "x").exists()
@@ -213,3 +218,18 @@ def test_an_input_resolved_finer_than_the_frc_floor_says_so(tmp_path: Path):
     c, = check_pair(tmp_path / "in.tif", tmp_path / "out.tif")
     assert math.isnan(c.frc_input_nm) and c.frc_input_finer_than_nm == pytest.approx(4 * spec.lr.pixel_size_nm)
     assert " <320 " in summary([c])
+
+
+@pytest.mark.parametrize("experiment", ["deepstorm_tubes", "quality_sted"])
+def test_run_of_another_task_is_refused_by_name(tmp_path: Path, experiment: str):
+    """``--run`` of a localization or rating run said "its data block gives no PSF (a run on your own
+    pairs)"; it is not an SR run."""
+    from srlab.compare.check import relative_psf_of_run
+    from srlab.config import load_experiment, to_yaml
+    from srlab.errors import SrlabError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(load_experiment(experiment)))
+    with pytest.raises(SrlabError, match=f"'{experiment}' is not an SR run"):
+        relative_psf_of_run(run)
