@@ -365,6 +365,9 @@ def build_task(cfg: DictConfig, network: nn.Module | None = None) -> L.Lightning
         if cfg.trainer.accumulate_grad_batches != 1:
             raise SrlabError(f"trainer.accumulate_grad_batches must be 1 for paradigm '{pcfg.name}' (it steps its "
                              f"optimizers by hand)")
+    check_epochs = getattr(task, "check_epochs", None)
+    if callable(check_epochs):  # a paradigm in stages (GAN pre-training, Bulat's two stages) needs epochs for each
+        check_epochs(cfg.trainer.max_epochs)
     return task
 
 

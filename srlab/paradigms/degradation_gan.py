@@ -116,7 +116,11 @@ class DegradationGAN(SRTask):
         return 1 if self.current_epoch < self.stage1_epochs else 2
 
     def on_fit_start(self) -> None:
-        max_epochs = self.trainer.max_epochs
+        self.check_epochs(self.trainer.max_epochs)
+
+    def check_epochs(self, max_epochs: int | None) -> None:
+        """One line if the training budget leaves no stage-2 epoch (also checked when the task is built,
+        before a run directory is made: :func:`srlab.build.build_task`)."""
         if max_epochs is not None and 0 < max_epochs <= self.stage1_epochs:
             raise SrlabError(f"paradigm.params.stage1_epochs={self.stage1_epochs} leaves no epoch for stage 2 "
                              f"(trainer.max_epochs={max_epochs}); set stage1_epochs < max_epochs")

@@ -237,7 +237,11 @@ class AdversarialSR(SRTask):
         return {"content": (self.content_weight, self.loss(sr, batch["hr"])), "tv": (self.tv_weight, self.tv(sr))}
 
     def on_fit_start(self) -> None:
-        max_epochs = self.trainer.max_epochs
+        self.check_epochs(self.trainer.max_epochs)
+
+    def check_epochs(self, max_epochs: int | None) -> None:
+        """One line if the training budget leaves no adversarial epoch (also checked when the task is
+        built, before a run directory is made: :func:`srlab.build.build_task`)."""
         if self.pretrain_epochs and max_epochs is not None and 0 < max_epochs <= self.pretrain_epochs:
             raise SrlabError(f"paradigm.params.pretrain_epochs={self.pretrain_epochs} leaves no adversarial epoch "
                              f"(trainer.max_epochs={max_epochs}): the run would be an MSE-trained generator, not a "

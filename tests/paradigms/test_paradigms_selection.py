@@ -39,6 +39,12 @@ def test_gan_without_adversarial_epoch_is_refused(tmp_path, capsys):
                      f"runs_dir={tmp_path / 'runs'}"])
     err = capsys.readouterr().err
     assert code == 2 and "leaves no adversarial epoch" in err and "Traceback" not in err
+    # refused when the task is built, before a run directory is made (it was in on_fit_start, after)
+    assert not (tmp_path / "runs").exists()
+    code = cli.main(["train", "bulat_sted", "paradigm.params.stage1_epochs=5", "trainer.max_epochs=5",
+                     f"runs_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "leaves no epoch for stage 2" in err and not (tmp_path / "runs").exists()
 
 
 def test_degradation_gan_selects_stage_two_only():
