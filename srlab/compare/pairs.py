@@ -175,6 +175,7 @@ def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_s
     from srlab import models
     from srlab.data.normalize import DEFAULT_HIGH_PERCENTILE, DEFAULT_LOW_PERCENTILE
     from srlab.inference import load_network
+    from srlab.inference.predict import PIXEL_TOLERANCE
 
     methods: list[Method] = []
 
@@ -216,6 +217,13 @@ def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_s
         label = card.experiment
         if any(m.label == label for m in methods):
             label = f"{label} ({Path(spec).name})"
+        trained_px = card.lr_pixel_size_nm
+        if trained_px and lr_pixel_size_nm and abs(lr_pixel_size_nm / trained_px - 1.0) > PIXEL_TOLERANCE:
+            # scored as it is (a comparison may want exactly that), but never silently: srlab predict and srlab
+            # test refuse such a grid unless told
+            notes.append(f"{label} was trained on {trained_px:g} nm LR pixels, the pairs' LR pixels are "
+                         f"{lr_pixel_size_nm:g} nm ({abs(lr_pixel_size_nm / trained_px - 1.0):.0%} apart): its rows "
+                         f"score it off its training grid")
         try:
             run_dir: Path | None = resolve_run_dir(spec)
         except SrlabError:  # a network.pt on its own: no training images recorded

@@ -56,6 +56,18 @@ def test_evaluate_a_run_scores_every_image_whole(tiny, tmp_path):
     wrong = cli_in_process("evaluate", "not_a_run", "--pairs", str(pairs), "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert wrong.returncode == 2 and "neither a run directory" in wrong.stderr
 
+    # pairs on another pixel grid than the run's training: scored, but never silently (srlab predict and
+    # srlab test refuse such a grid unless told)
+    coarse = tmp_path / "coarse"
+    for side, px in (("lr", 80.0), ("hr", 40.0)):
+        (coarse / side).mkdir(parents=True)
+        for f in sorted((pairs / side).glob("*.tif"))[:3]:
+            write_tiff(coarse / side / f.name, read_tiff(f)[0], pixel_size_nm=px)
+    proc = cli_in_process("evaluate", str(run_dir), "--pairs", str(coarse), "--out", str(tmp_path / "c"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    note = "edsr_smoke was trained on 40 nm LR pixels, the pairs' LR pixels are 80 nm (100% apart)"
+    assert note in proc.stdout + proc.stderr and note in (tmp_path / "c" / "summary.md").read_text()
+
 
 def test_tta_adds_each_runs_self_ensemble_as_a_row_of_its_own(tiny, tmp_path):
     """``--tta``: every run also scored as ``srlab predict --tta`` predicts it (the mean of the 8 dihedral
