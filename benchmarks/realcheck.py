@@ -703,6 +703,9 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     met, text = _judge(results, best)
     out = f"{label}: **{'met' if met else 'not met'}** (best srlab model by PSNR: {text})"
     known = [n for n in names if _source(n) in (selection or {})]
+    # a group with adapted rows judges the adapted one of the chosen source (its simulation-only row shares
+    # the source's score: the user adapts the network they chose)
+    known = [n for n in known if ADAPT_SUFFIX in n] or known
     if known:
         chosen = max(known, key=lambda n: selection[_source(n)])
         met, text = _judge(results, chosen)

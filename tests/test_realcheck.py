@@ -139,6 +139,10 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     assert f"; {realcheck.CHOICE}: **not met** (a, ΔPSNR +1.90 dB" in verdict and "not above Richardson–Lucy" in verdict
     adapted = "srlab a (x) " + realcheck.ADAPT_SUFFIX + " to the test LR images (unlabelled)"
     assert realcheck._source(adapted) == ("a", False, False)  # an adapted row is chosen by its source run
+    # in a group with adapted rows, the adapted row of the chosen source is judged, not its plain twin
+    results[adapted] = {"psnr": [21.0, 22.0], "ssim": [0.6, 0.6]}
+    verdict = realcheck._verdict(results, list(results)[2:], "with adapt", selection)
+    assert f"; {realcheck.CHOICE}: **met** (a +adapt, ΔPSNR +3.00 dB" in verdict
 
 
 def test_undersampled_variant_outside_the_data_block_is_refused_before_anything_runs(undersampled_check):
