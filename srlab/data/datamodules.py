@@ -1153,7 +1153,7 @@ class AdaptDataModule(SRDataModule):
         from srlab.data import build_datamodule
 
         self.anchor_kind = anchor_kind
-        block = OmegaConf.to_container(cfg)
+        block = OmegaConf.to_container(cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg))
         if block.get("degradation") is None:
             block.pop("degradation", None)  # the adapt schema's placeholder, no key of the other anchors
         elif "degradation" not in OmegaConf.structured(data_schema(anchor_kind)):
