@@ -12,6 +12,7 @@ Poisson–Gaussian camera — for a calibrated block, the one measured on the us
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def _data_block(block: str) -> dict[str, Any]:
 def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str | Path, *,
                       data_block: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config of the adaptation run of ``source`` (a run's config) to the images in ``folder``."""
-    from srlab.build import pin_network_psf
+    from srlab.build import SR_TASK, paradigm_tasks, pin_network_psf
     from srlab.config import apply_overrides
     from srlab.data import DATAMODULES
     from srlab.data.config import data_schema
@@ -134,9 +135,10 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     from srlab.experiment import pin_network_data
     from srlab.paradigms.losses import LOSSES
 
-    if source.paradigm.name in ("localization", "quality_rating"):
-        what = "a localization" if source.paradigm.name == "localization" else "a quality-rating"
-        raise SrlabError(f"srlab adapt: '{source.name}' is {what} run; adapt takes an SR run")
+    if SR_TASK not in paradigm_tasks(source.paradigm.name):
+        what = " or ".join(sorted(paradigm_tasks(source.paradigm.name)))
+        raise SrlabError(f"srlab adapt: '{source.name}' is a {what} run (paradigm '{source.paradigm.name}'); adapt "
+                         f"takes an SR run")
     list_tiffs(folder, what="real LR images")  # a wrong folder fails before anything is built
     c = OmegaConf.to_container(source, resolve=True)
     data = c["data"]
@@ -153,7 +155,7 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         raise SrlabError(f"srlab adapt: the {whose} data.kind={kind} has no pairs for the anchor loss; give "
                          f"--data <block> with a simulated, paired or degrade block (the one the network "
                          f"should stay close to, e.g. a calibrated block)")
-    foreign = sorted(set(data) - set(OmegaConf.structured(data_schema("adapt"))))
+    foreign = sorted(set(data) - {f.name for f in dataclasses.fields(data_schema("adapt"))})
     if foreign:  # e.g. a multiscale block's scales: the adapt block is one scale's pairs plus real images
         whose = "run's data" if data_block is None else "--data"
         raise SrlabError(f"srlab adapt: the {whose} block (data.kind={kind}) has "

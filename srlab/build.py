@@ -294,6 +294,19 @@ def build_paradigm_params(cfg: DictConfig, params: dict[str, Any]) -> dict[str, 
 
 #: The data families whose test split is not SR image pairs: a paradigm evaluates on its own task's only.
 _TASK_OF_FAMILY = {"localization": "localization", "quality rating": "quality rating"}
+SR_TASK = "SR image"
+
+
+def data_task(family: str) -> str:
+    """What a data family's pairs serve: ``SR image`` (every image family), ``localization`` or
+    ``quality rating``."""
+    return _TASK_OF_FAMILY.get(family, SR_TASK)
+
+
+def paradigm_tasks(paradigm: str) -> set[str]:
+    """The tasks (:func:`data_task`) of the data a paradigm trains on: what its runs are evaluated on, and
+    whether they super-resolve (``srlab adapt``, ``srlab check --run`` take SR runs only)."""
+    return {data_task(f) for f in PARADIGMS.entry(paradigm).card.data} or {SR_TASK}
 
 
 def check_paradigm_data(cfg: DictConfig, *, testing: bool = False) -> None:
@@ -308,8 +321,8 @@ def check_paradigm_data(cfg: DictConfig, *, testing: bool = False) -> None:
     accepted = PARADIGMS.entry(cfg.paradigm.name).card.data
     family = DATAMODULES.entry(cfg.data.kind).family
     if testing:
-        tasks = {_TASK_OF_FAMILY.get(f, "SR image") for f in accepted}
-        if accepted and _TASK_OF_FAMILY.get(family, "SR image") not in tasks:
+        tasks = paradigm_tasks(cfg.paradigm.name)
+        if data_task(family) not in tasks:
             raise SrlabError(f"data.kind={cfg.data.kind} ({family} data): paradigm '{cfg.paradigm.name}' is evaluated on "
                              f"{' or '.join(sorted(tasks))} data; test it on a block of its own task")
     elif accepted and family not in accepted:

@@ -67,7 +67,7 @@ def zoo_model_name(experiment: str, network: str, scale: int) -> str:
     from srlab.config import DATA_SEPARATOR
 
     text = f"srlab {experiment.replace(DATA_SEPARATOR, ' on ')} {network} x{scale}"
-    return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", text)[:128]  # and at most 128 characters
+    return re.sub(r"[^A-Za-z0-9_+\- ()]", "-", text)[:128]
 
 
 ONNX_OPSET = 18

@@ -195,7 +195,9 @@ def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
 
     run_dir = resolve_run_dir(run)
     cfg = load_resolved(run_dir / "config.yaml")
-    if cfg.paradigm.name in ("localization", "quality_rating"):
+    from srlab.build import SR_TASK, paradigm_tasks
+
+    if SR_TASK not in paradigm_tasks(cfg.paradigm.name):
         raise SrlabError(f"--run {run}: '{cfg.name}' is not an SR run (paradigm '{cfg.paradigm.name}'); --run takes the "
                          f"run whose outputs are checked")
     params = cfg.paradigm.get("params") or {}

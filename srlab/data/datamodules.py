@@ -1154,13 +1154,13 @@ class AdaptDataModule(SRDataModule):
 
         self.anchor_kind = anchor_kind
         block = OmegaConf.to_container(cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg))
+        schema = OmegaConf.structured(data_schema(anchor_kind))
         if block.get("degradation") is None:
             block.pop("degradation", None)  # the adapt schema's placeholder, no key of the other anchors
-        elif "degradation" not in OmegaConf.structured(data_schema(anchor_kind)):
+        elif "degradation" not in schema:
             raise SrlabError(f"data.degradation is for a degrade anchor; data.params.anchor_kind={anchor_kind} "
                              f"does not use it")
-        anchor_cfg = OmegaConf.merge(OmegaConf.structured(data_schema(anchor_kind)), block,
-                                     {"kind": anchor_kind, "real_lr": None})
+        anchor_cfg = OmegaConf.merge(schema, block, {"kind": anchor_kind, "real_lr": None})
         anchor_cfg.params = dict(anchor_params or {})
         self.anchor: SRDataModule = build_datamodule(anchor_cfg, seed)  # type: ignore[assignment]
         self.lr_pixel_size_nm, self.hr_pixel_size_nm = self.anchor.lr_pixel_size_nm, self.anchor.hr_pixel_size_nm

@@ -229,8 +229,8 @@ class RichardsonLucy(nn.Module):
     (the HR image at the LR pixel centres is the estimate). ``lr_downsampling`` says how the LR image
     was formed from the blurred HR image: ``area`` (a camera pixel, every simulated block) or
     ``bicubic`` (a degrade block's ``downsampling: bicubic``, which adds no variance:
-    :func:`srlab.optics.kernels.downsampling_variance`); a data block sets it with the PSF. Deconvolving first keeps the PSF model exact (it is measured at the acquisition
-    sampling) and the iterations cheap. RL needs non-negative data: a negative minimum per image
+    :func:`srlab.optics.kernels.downsampling_variance`); a data block sets it with the PSF. Deconvolving
+    first keeps the PSF model exact (it is measured at the acquisition sampling) and the iterations cheap. RL needs non-negative data: a negative minimum per image
     (noise around a normalized background of 0) is subtracted before and added back after. Each
     channel is deconvolved on its own.
     """

@@ -259,7 +259,7 @@ def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
     with pytest.raises(SrlabError, match="no pairs for the anchor"):
         adaptation_config(load_experiment("bulat_sted"), ckpt, real)
     # a rating network has no SR output to re-degrade (it reached a ValueError in the forward model)
-    with pytest.raises(SrlabError, match="'quality_sted' is a quality-rating run; adapt takes an SR run"):
+    with pytest.raises(SrlabError, match=r"'quality_sted' is a quality rating run \(paradigm 'quality_rating'\); adapt takes an SR run"):
         adaptation_config(load_experiment("quality_sted"), ckpt, real, data_block="sim_sted_x1")
     with pytest.raises(SrlabError, match="scale"):
         adaptation_config(source, ckpt, real, data_block="sim_sted_x1")
