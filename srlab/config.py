@@ -386,8 +386,8 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
     cfg = _check(composed, str(path))
 
     profile = OmegaConf.select(cli, "profile") or cfg.profile
+    layers: list = []
     if profile:
-        layers = []
         profile_file = find_config(f"profiles/{profile}.yaml", root)
         if profile_file is not None:
             layers.append(_read_yaml(profile_file))
@@ -400,7 +400,13 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
         for layer in layers:
             cfg = _check(cfg, f"profile '{profile}'", layer)
         cfg.profile = profile
-    cfg = _check(cfg, "command line", cli)
+    kind = OmegaConf.select(cli, "data.kind")
+    if kind is not None and kind != cfg.data.kind:
+        # the checked config holds every default of its old kind's schema: only what the files wrote carries
+        cfg = _check(composed, f"command line: data.kind={kind} on {path.name}'s data block (a whole block of "
+                               f"that kind: data=<block>)", *layers, cli)
+    else:
+        cfg = _check(cfg, "command line", cli)
     OmegaConf.set_readonly(cfg, False)
     block = swaps.get("data")
     if block is not None and block != _default_block(path, "data", root) and "name" not in cli:

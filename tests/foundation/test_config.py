@@ -116,3 +116,10 @@ def test_a_data_block_holds_only_the_keys_its_kind_uses(capsys):
     # schemas' types)
     assert cli.main(["show", "edsr_smoke", "data.kind=degrade", "data.degradation.photons=3"]) == 0
     assert "photons: 3" in capsys.readouterr().out
+    # only what the experiment's files wrote carries to the new kind, not its old schema's defaults: the
+    # refusal names the written key and the way out, not a default the user never set (was 'data.path')
+    assert cli.main(["show", "edsr_smoke", "data.kind=smlm"]) == 2
+    err = capsys.readouterr().err
+    assert "data.kind=smlm on edsr_smoke.yaml's data block" in err and "'data.patches_per_epoch'" in err
+    assert "data=<block>" in err and len(err.strip().splitlines()) == 1
+
