@@ -205,6 +205,13 @@ def find_config(relative: str, root: Path = EXPERIMENTS_DIR) -> Path | None:
     return None
 
 
+def data_reference(block_file: Path) -> str:
+    """How a command line names the data block written to ``block_file``: its name where the search
+    (:func:`find_config`) finds this very file, else its path (``data=`` takes both)."""
+    found = find_config(f"data/{block_file.stem}.yaml")
+    return block_file.stem if found is not None and found.resolve() == block_file.resolve() else str(block_file)
+
+
 def _stems(folder: str, root: Path) -> list[str]:
     return sorted({p.stem for r in search_roots(root) for p in (r / folder).glob("*.yaml")})
 
@@ -268,6 +275,10 @@ def _parse_dotlist(dotlist: list[str]) -> DictConfig:
     return merged
 
 
+#: A ``group=`` value ending so is a block file's path, not a block name (``data=../cal/mycal.yaml``).
+BLOCK_FILE_SUFFIXES = (".yaml", ".yml")
+
+
 def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tuple[dict[str, str], list[str]]:
     """Separate ``group=block`` swaps from ``key=value`` dotlist overrides."""
     swaps: dict[str, str] = {}
@@ -280,7 +291,10 @@ def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tupl
         if not key:
             raise SrlabError(f"override '{raw}' has an empty key")
         if key in groups and "." not in key and value and not value.startswith("{"):
-            if value not in groups[key]:
+            if value.endswith(BLOCK_FILE_SUFFIXES):  # a block file anywhere: a calibrated block kept with the data
+                if not Path(value).is_file():
+                    raise SrlabError(f"{key}={value}: no such file")
+            elif value not in groups[key]:
                 raise SrlabError(f"unknown {key} block '{value}'{did_you_mean(value, groups[key])}; "
                                  f"valid: {', '.join(groups[key])}")
             swaps[key] = value
@@ -318,7 +332,7 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     # A base experiment already took the group swaps; here they replace only this file's own blocks.
     blocks.update({g: b for g, b in swaps.items() if g in blocks or not has_base})
     for group, block in blocks.items():
-        block_path = find_config(f"{group}/{block}.yaml", root)
+        block_path = Path(block) if block.endswith(BLOCK_FILE_SUFFIXES) else find_config(f"{group}/{block}.yaml", root)
         if block_path is None:
             choices = _stems(group, root)
             raise SrlabError(f"{path}: unknown {group} block '{block}'{did_you_mean(block, choices)}; "
@@ -411,7 +425,7 @@ def load_experiment(name: str, overrides: list[str] | None = None, root: Path = 
     block = swaps.get("data")
     if block is not None and block != _default_block(path, "data", root) and "name" not in cli:
         # Trained on another data block than the experiment's own: the run is filed and described as such.
-        cfg.name = f"{cfg.name}{DATA_SEPARATOR}{block}"
+        cfg.name = f"{cfg.name}{DATA_SEPARATOR}{Path(block).stem if block.endswith(BLOCK_FILE_SUFFIXES) else block}"
         cfg.description = f"{cfg.description} [trained on data={block}: {modality_pair(cfg)}]".strip()
     check_values(cfg)
     return cfg

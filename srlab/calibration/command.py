@@ -89,7 +89,7 @@ def psf_check_notes(cal, check: dict) -> list[str]:
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.calibration.frames import FRAME_GAIN_METHOD
-    from srlab.config import EXPERIMENTS_ENV, find_config
+    from srlab.config import EXPERIMENTS_ENV, data_reference
     from srlab.data.simulate import hr_target_for, resolve_modality
 
     lines = []
@@ -153,11 +153,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")
     head = f"srlab calibrate: x{cal.scale} {cal.lr.modality} -> {cal.target} in {seconds:.1f} s"
-    found = find_config(f"data/{out.stem}.yaml")
-    in_search = found is not None and found.resolve() == out.resolve()
-    use = (f"srlab train EXPERIMENT data={out.stem}   (e.g. srlab show edsr_sted data={out.stem})" if in_search
-           else f"move it to ./experiments/data/ (or a folder in ${EXPERIMENTS_ENV}/data/) to use it as "
-                f"data={out.stem}")
+    block = data_reference(out)
+    use = f"srlab train EXPERIMENT data={block}   (e.g. srlab show edsr_sted data={block})" + (
+        "" if block == out.stem else f"; in ./experiments/data/ or ${EXPERIMENTS_ENV}/data/ it is data={out.stem}")
     return "\n".join([head, *lines, f"wrote {out} and {figure}", f"next: {use}"])
 
 

@@ -560,7 +560,7 @@ def draw(cal: SMLMCalibration, out: str | Path) -> Path:
 
 def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report of ``srlab calibrate --smlm``."""
-    from srlab.config import EXPERIMENTS_ENV, find_config
+    from srlab.config import data_reference
 
     t, h, w = cal.shape
     head = (f"srlab calibrate --smlm: {t} frames of {h}×{w} px{_channel_text(cal)}, {cal.pixel_size_nm:g} nm/px, "
@@ -570,13 +570,10 @@ def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> st
     for key, est in cal.estimates.items():
         lines.append(f"    {key:28s} {est.text():30s} ({est.method})")
     lines += [f"  note: {n}" for n in cal.notes]
-    found = find_config(f"data/{out.stem}.yaml")
-    in_search = found is not None and found.resolve() == out.resolve()
+    block = data_reference(out)
     pick = f" --channel {cal.channel}" if cal.channel is not None else ""
-    use = (f"srlab train deepstorm_tubes data={out.stem}   (e.g. srlab show deepstorm_tubes data={out.stem}); "
-           f"srlab localize --method gaussfit STACK -o DIR --data {out.stem}{pick}" if in_search
-           else f"move it to ./experiments/data/ (or a folder in ${EXPERIMENTS_ENV}/data/) to use it as "
-                f"data={out.stem}; srlab localize --method gaussfit STACK -o DIR --data {out}{pick}")
+    use = (f"srlab train deepstorm_tubes data={block}   (e.g. srlab show deepstorm_tubes data={block}); "
+           f"srlab localize --method gaussfit STACK -o DIR --data {block}{pick}")
     return "\n".join([*lines, f"wrote {out} and {figure}", f"next: {use}"])
 
 

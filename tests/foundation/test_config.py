@@ -123,3 +123,30 @@ def test_a_data_block_holds_only_the_keys_its_kind_uses(capsys):
     assert "data.kind=smlm on edsr_smoke.yaml's data block" in err and "'data.patches_per_epoch'" in err
     assert "data=<block>" in err and len(err.strip().splitlines()) == 1
 
+
+def test_a_data_block_file_anywhere_is_taken_by_its_path(tmp_path, monkeypatch, capsys):
+    """data=<path>.yaml: a block kept beside the user's data (srlab calibrate --out anywhere) needs no
+    copy into experiments/data/; the run is named by the file's stem, and the calibrate summary names the
+    block as the command line will take it."""
+    from pathlib import Path
+
+    from srlab import cli
+    from srlab.config import EXPERIMENTS_DIR, data_reference
+
+    block = tmp_path / "cal" / "mycal.yaml"
+    block.parent.mkdir()
+    block.write_text((EXPERIMENTS_DIR / "data" / "sim_smoke.yaml").read_text().replace("n_images: 16", "n_images: 5"))
+    cfg = load_experiment("edsr_smoke", [f"data={block}"])
+    assert cfg.name == "edsr_smoke@mycal" and cfg.data.simulation.n_images == 5
+    assert f"data={block}" in cfg.description
+    monkeypatch.chdir(tmp_path)  # and relative to where srlab runs
+    assert load_experiment("edsr_smoke", ["data=cal/mycal.yaml"]).data.simulation.n_images == 5
+    assert cli.main(["show", "edsr_smoke", "data=cal/other.yml"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "srlab: error: data=cal/other.yml: no such file"
+    assert data_reference(block) == str(block)  # outside the search: the path
+    (tmp_path / "experiments" / "data").mkdir(parents=True)
+    found = tmp_path / "experiments" / "data" / "mycal.yaml"
+    found.write_text(block.read_text())
+    assert data_reference(found) == "mycal" and data_reference(Path("experiments/data/mycal.yaml")) == "mycal"
+    assert data_reference(block) == str(block)  # another file of that name is not this one
