@@ -538,10 +538,12 @@ def _source(row: str) -> tuple[str, bool, bool]:
     return row.split()[1], row.endswith(TTA_SUFFIX), "--hr images as specimens" in row
 
 
-def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any]) -> dict[tuple[str, bool, bool], float]:
+def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any],
+                     data: tuple[str, ...] = ()) -> dict[tuple[str, bool, bool], float]:
     """Mean affine-fitted PSNR of each simulation-only srlab row of ``methods`` (row -> network) against the
     noise-free HR of :data:`CHOICE_IMAGES` fresh images of the calibrated block's simulation (their LR as
-    acquired, predicted whole as the foreign ones are)."""
+    acquired, predicted whole as the foreign ones are); ``data``: overrides changing the block, for runs
+    trained on such a variant (a user who changed the block simulates with it)."""
     import torch
 
     from srlab.config import load_experiment
@@ -549,7 +551,7 @@ def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any]) -> dic
     from srlab.inference.predict import predict_stack
     from srlab.metrics.image import image_metrics
 
-    data = load_experiment(next(iter(EXPERIMENTS)), [f"data=realcheck_{task.name}"], root=exp_root).data
+    data = load_experiment(next(iter(EXPERIMENTS)), [f"data=realcheck_{task.name}", *data], root=exp_root).data
     imager = Imager(resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True))
     first = int(data.simulation.n_images)  # the dataset's images are 0 .. n_images - 1
     fresh = [imager.image(first + k) for k in range(CHOICE_IMAGES)]
@@ -570,14 +572,15 @@ def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any]) -> dic
 
 
 def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
-                  tta: bool = False, selection: dict | None = None) -> dict[str, dict[str, dict[str, list[float]]]]:
+                  tta: bool = False, selection: dict | None = None,
+                  data: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per-image affine-fitted PSNR/SSIM of every method (the baselines and the trained runs ``run_dirs``,
     experiment -> run) on the foreign pairs, against each reference (:data:`REFERENCES`):
     ``results[reference][method][metric]``. Richardson–Lucy is ``rl_sted`` on the calibrated block
     (``exp_root``): its PSF is the block's relative blur, as a user's ``srlab train rl_sted data=<block>``.
     With ``tta`` every srlab run (not the oracles) also predicts with the ×8 self-ensemble of
     ``srlab predict --tta``, a row of its own beside the plain prediction. ``selection``, where given, is
-    filled with :func:`simulated_scores` of the rows."""
+    filled with :func:`simulated_scores` of the rows (on the block changed by ``data``, the runs' variant)."""
     import torch
 
     from srlab.build import build_network
@@ -615,7 +618,7 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     methods = {row: network for m, network in methods.items()
                for row in ([m, m + TTA_SUFFIX] if m in ensembled else [m])}
     if selection is not None:
-        selection.update(simulated_scores(task, exp_root, methods))
+        selection.update(simulated_scores(task, exp_root, methods, data))
     results = {ref: {m: {"psnr": [], "ssim": []} for m in methods} for ref in REFERENCES}
     results["acquired"][CEILING] = {"psnr": [], "ssim": []}
 
@@ -653,11 +656,13 @@ def _ci(values: list[float], digits: int) -> str:
 
 
 def results_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, *,
-                  groups: list[tuple[list[str], str]] | None = None,
+                  groups: list[tuple] | None = None,
                   fields: str | None = None, selection: dict | None = None) -> tuple[list[str], str]:
     """The table's lines and the target's verdict, one per group of srlab rows ``(rows, label)``; by
     default the rows trained on the calibrated simulation only, then those with ``srlab adapt`` too.
-    ``fields`` says which test pairs the scores are of (default: all of them)."""
+    A group ``(rows, label, selection)`` is chosen by its own :func:`simulated_scores` (rows trained on a
+    changed block), the others by ``selection``. ``fields`` says which test pairs the scores are of
+    (default: all of them)."""
     base = results["bicubic"]
     fields = fields or f"{len(task.pairs)} foreign test pairs"
     lines = [f"**{task.title}** — {fields}, against the {REFERENCES[reference]}",
@@ -675,7 +680,7 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
         groups = [(simulation_only, "trained on the calibrated simulation only"),
                   (learned if len(learned) > len(simulation_only) else [],
                    "with `srlab adapt` to the unlabelled LR images")]
-    verdicts = [_verdict(results, names, label, selection) for names, label in groups]
+    verdicts = [_verdict(results, names, label, own[0] if own else selection) for names, label, *own in groups]
     verdict = "; ".join(v for v in verdicts if v)
     return lines, (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "
                    f"both): {verdict}" if verdict else "no srlab model trained")
@@ -714,6 +719,17 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
         met, text = _judge(results, chosen)
         out += f"; {CHOICE}: **{'met' if met else 'not met'}** ({text})"
     return out
+
+
+def choice_table(task: Task, selection: dict[tuple[str, bool, bool], float],
+                 block: str = "the calibrated block") -> tuple[list[str], str]:
+    """The scores :func:`simulated_scores` chose by (``selection``), as a table and the line saying so."""
+    return ([(f"**{task.title}** — {CHOICE}: mean affine PSNR of each simulation-only row against the "
+              f"noise-free HR of {CHOICE_IMAGES} fresh images simulated by {block}"), "",
+             "| row (experiment, --tta, --hr images as specimens) | PSNR affine (dB) |", "|---|---:|",
+             *(f"| {e}, {'tta' if t else 'plain'}, {'with' if h else 'without'} | {v:.2f} |"
+               for (e, t, h), v in selection.items())],
+            "the verdicts' second part takes, in each group, the row whose source scores best here")
 
 
 def _judge(results: dict[str, dict[str, list[float]]], row: str) -> tuple[bool, str]:
@@ -886,14 +902,7 @@ def main(argv: list[str] | None = None) -> dict:
             if folds:
                 tables.append(held_out_table(task, results["noise_free"], "noise_free", folds, selection))
             if selection:
-                tables.append(([(f"**{task.title}** — {CHOICE}: mean affine PSNR of each simulation-only row "
-                                 f"against the noise-free HR of {CHOICE_IMAGES} fresh images of the calibrated "
-                                 "block's simulation"), "",
-                                "| row (experiment, --tta, --hr images as specimens) | PSNR affine (dB) |",
-                                "|---|---:|", *(f"| {e}, {'tta' if t else 'plain'}, "
-                                                f"{'with' if h else 'without'} | {v:.2f} |"
-                                                for (e, t, h), v in selection.items())],
-                               "the verdicts' second part takes, in each group, the row whose source scores best here"))
+                tables.append(choice_table(task, selection))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
             print("\n".join([line for table, verdict in tables for line in (*table, "", verdict, "")]

@@ -33,6 +33,9 @@ holds pairs made from the three unpaired 20× images too (realcheck's rows of th
 fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and its defaults
 (realcheck's *+adapt* rows: the unlabelled 10× images themselves, no 20× image), with its own verdict.
 
+Each verdict also judges the row chosen without any 20× image of the test fields, as realcheck does
+(:data:`benchmarks.realcheck.CHOICE`; a variant's rows are chosen on their own block's simulation).
+
 ``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
 its own rows and verdict): what calibrate's density note tells a user to change, or any other question
 about the block (``--variant data.simulation.haze_range=[0,0]``).
@@ -232,6 +235,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         _versions,
         adapt_halves,
         adapt_task,
+        choice_table,
         cross_adapted,
         evaluate_task,
         held_out_table,
@@ -287,7 +291,9 @@ def pairs_check(args: argparse.Namespace) -> str:
             run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
                                                               name, data=oracle_data(task, exp_root, name))
                              for name in EXPERIMENTS})
-        results = evaluate_task(task, cal, run_dirs, exp_root, tta=True)["noise_free"]
+        # the choice a user makes without 20x images of these fields: realcheck's (CHOICE)
+        selection: dict = {}
+        results = evaluate_task(task, cal, run_dirs, exp_root, tta=True, selection=selection)["noise_free"]
         if folds:
             results = cross_adapted(results, folds)
         results, held_out = split_half_rows(results)
@@ -304,17 +310,20 @@ def pairs_check(args: argparse.Namespace) -> str:
                                                                    if args.hr_specimens else ""))]
         if args.adapt:
             groups.append((learned, "with `srlab adapt` to the unlabelled 10× images"))
+        choices = [choice_table(task, selection)]
         for i, (overrides, named, why) in enumerate(variants):
             changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, args.seed, name,
                                         data=overrides) for name in EXPERIMENTS}
-            more = evaluate_task(task, cal, changed, exp_root, tta=True)["noise_free"]
+            own: dict = {}  # chosen on the changed block's own simulation, as the user who changed it would
+            more = evaluate_task(task, cal, changed, exp_root, tta=True, selection=own, data=overrides)["noise_free"]
             moved = f"the block with {named}"
             rows = {row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")}
             results.update(rows)
-            groups.append((list(rows), f"on {moved}{why}"))  # one verdict per block
-    table, verdict = results_table(task, results, "noise_free", groups=groups)
+            groups.append((list(rows), f"on {moved}{why}", own))  # one verdict per block
+            choices.append(choice_table(task, own, moved))
+    table, verdict = results_table(task, results, "noise_free", groups=groups, selection=selection)
     if folds:
-        held_table, held_verdict = held_out_table(task, {**results, **held_out}, "noise_free", folds)
+        held_table, held_verdict = held_out_table(task, {**results, **held_out}, "noise_free", folds, selection)
         table = [*table, "", f"- {verdict}", "", *held_table]
         verdict = held_verdict
     minutes = (time.perf_counter() - started) / 60
@@ -336,11 +345,16 @@ def pairs_check(args: argparse.Namespace) -> str:
          "`--gain-frames`, and the `--hr-` ones) and three unpaired 20× images of other fields. The networks "
          "train on the calibrated srlab simulation only (`" + " ".join(budget) + "`) and are predicted with "
          "`--tta` (both rows); scored against the 20× images without noise, affine-fitted, as realcheck does. "
-         "Settings fixed before any result; nothing tuned to them.") + (
+         "Settings fixed before any result; nothing tuned to them. Each verdict also judges the row a user "
+         "would choose without 20× images of these fields (realcheck's rule: the best on fresh images of the "
+         "calibrated simulation against their noise-free HR; a variant's rows on its own block's; the tables "
+         "after the verdicts).") + (
             " `--adapt-held-out`: the second table scores every field by the run adapted on the other half of "
             "the fields' 10× images (even- or odd-numbered; held out) and by the run adapted on its own half, "
             "beside the runs adapted on all of them (realcheck's option)." if folds else ""), "",
-        *table, "", f"- {verdict}", "", *recovery_table(task, cal), ""])
+        *table, "", f"- {verdict}", "",
+        *(line for lines, note in choices for line in (*lines, "", f"- {note}", "")),
+        *recovery_table(task, cal), ""])
     print(body, flush=True)
     if not args.no_write:
         write_marked_section(REPO / "BENCHMARKS.md", PAIRS_START, PAIRS_END, body)

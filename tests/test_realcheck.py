@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,6 +144,54 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     results[adapted] = {"psnr": [21.0, 22.0], "ssim": [0.6, 0.6]}
     verdict = realcheck._verdict(results, list(results)[2:], "with adapt", selection)
     assert f"; {realcheck.CHOICE}: **met** (a +adapt, ΔPSNR +3.00 dB" in verdict
+
+
+def test_a_group_trained_on_a_changed_block_is_chosen_by_its_own_simulation(realcheck):
+    """results_table: a group (rows, label, selection) — runs of a variant block — is chosen by the scores
+    on that block's simulation; the other groups by the table's selection."""
+    results = {"bicubic": {"psnr": [18.0, 19.0], "ssim": [0.3, 0.3]},
+               "Richardson–Lucy": {"psnr": [20.0, 21.0], "ssim": [0.4, 0.4]},
+               "srlab a (x)": {"psnr": [19.9, 20.9], "ssim": [0.5, 0.5]},
+               "srlab b (x)": {"psnr": [20.6, 21.5], "ssim": [0.5, 0.5]},
+               "srlab a (x) on the block with k=1": {"psnr": [19.9, 20.9], "ssim": [0.5, 0.5]},
+               "srlab b (x) on the block with k=1": {"psnr": [20.6, 21.5], "ssim": [0.5, 0.5]}}
+    base = {("a", False, False): 30.0, ("b", False, False): 29.0}  # the block as written prefers a
+    changed = {("a", False, False): 28.0, ("b", False, False): 29.5}  # its variant prefers b
+    task = SimpleNamespace(title="t", pairs=[None, None])
+    _, verdict = realcheck.results_table(
+        task, results, "noise_free", selection=base,
+        groups=[(["srlab a (x)", "srlab b (x)"], "as written"),
+                (["srlab a (x) on the block with k=1", "srlab b (x) on the block with k=1"], "changed", changed)])
+    as_written, on_variant = verdict.split("; changed: ")
+    assert f"{realcheck.CHOICE}: **not met** (a, " in as_written
+    assert f"{realcheck.CHOICE}: **met** (b, " in on_variant
+    lines, note = realcheck.choice_table(task, changed, "the block with k=1")
+    assert "fresh images simulated by the block with k=1" in lines[0] and "| b, plain, without | 29.50 |" in lines
+    assert "best here" in note
+
+
+def test_simulated_scores_simulate_the_block_the_runs_were_trained_on(realcheck, tmp_path, monkeypatch):
+    """simulated_scores: the fresh images come from the calibrated block, or from the block as a variant
+    changed it (``data``): a run of a variant is chosen on what it was trained to match."""
+    import shutil
+
+    from srlab.config import EXPERIMENTS_DIR
+    from srlab.models.classical import Bicubic
+
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    exp_root = tmp_path / "experiments"
+    shutil.copytree(EXPERIMENTS_DIR, exp_root)
+    block = (exp_root / "data" / "sim_smoke.yaml").read_text().replace("lr_size_px: 96", "lr_size_px: 32")
+    (exp_root / "data" / "realcheck_t.yaml").write_text(block)
+    task = realcheck.Task("t", "t", "confocal", "sted", tmp_path)
+    methods = {"bicubic": Bicubic(scale=2), "srlab edsr_smoke (x)": Bicubic(scale=2),
+               "srlab edsr_smoke (x)" + realcheck.TTA_SUFFIX: Bicubic(scale=2)}
+    scores = realcheck.simulated_scores(task, exp_root, methods)
+    assert set(scores) == {("edsr_smoke", False, False), ("edsr_smoke", True, False)}  # the srlab rows only
+    assert all(math.isfinite(v) for v in scores.values())
+    # sharper LR images (a narrower confocal PSF) in the variant: bicubic scores higher on them
+    sharper = realcheck.simulated_scores(task, exp_root, methods, ("data.simulation.lr.psf_fwhm_nm=120",))
+    assert sharper[("edsr_smoke", False, False)] > scores[("edsr_smoke", False, False)] + 0.5
 
 
 def test_undersampled_variant_outside_the_data_block_is_refused_before_anything_runs(undersampled_check):
