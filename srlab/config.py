@@ -279,6 +279,11 @@ def _parse_dotlist(dotlist: list[str]) -> DictConfig:
 BLOCK_FILE_SUFFIXES = (".yaml", ".yml")
 
 
+def _block_file(group: str, block: str, root: Path) -> Path | None:
+    """The file of ``group`` block ``block``: a name searched for (:func:`find_config`), or a file's path."""
+    return Path(block) if block.endswith(BLOCK_FILE_SUFFIXES) else find_config(f"{group}/{block}.yaml", root)
+
+
 def _split_overrides(overrides: list[str], groups: dict[str, list[str]]) -> tuple[dict[str, str], list[str]]:
     """Separate ``group=block`` swaps from ``key=value`` dotlist overrides."""
     swaps: dict[str, str] = {}
@@ -332,7 +337,7 @@ def _compose(path: Path, swaps: dict[str, str], root: Path, _chain: tuple[Path, 
     # A base experiment already took the group swaps; here they replace only this file's own blocks.
     blocks.update({g: b for g, b in swaps.items() if g in blocks or not has_base})
     for group, block in blocks.items():
-        block_path = Path(block) if block.endswith(BLOCK_FILE_SUFFIXES) else find_config(f"{group}/{block}.yaml", root)
+        block_path = _block_file(group, block, root)
         if block_path is None:
             choices = _stems(group, root)
             raise SrlabError(f"{path}: unknown {group} block '{block}'{did_you_mean(block, choices)}; "
@@ -507,7 +512,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], root: Path = EXPERIME
     swaps, dotlist = _split_overrides(list(overrides), list_groups(root))
     merged = OmegaConf.create(OmegaConf.to_container(cfg))
     for group, block in swaps.items():
-        merged[group] = _read_yaml(find_config(f"{group}/{block}.yaml", root))
+        merged[group] = _read_yaml(_block_file(group, block, root))
     cfg = _check(merged, "command line", _parse_dotlist(dotlist))
     check_values(cfg)
     return cfg

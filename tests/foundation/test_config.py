@@ -131,7 +131,7 @@ def test_a_data_block_file_anywhere_is_taken_by_its_path(tmp_path, monkeypatch, 
     from pathlib import Path
 
     from srlab import cli
-    from srlab.config import EXPERIMENTS_DIR, data_reference
+    from srlab.config import EXPERIMENTS_DIR, apply_overrides, data_reference
 
     block = tmp_path / "cal" / "mycal.yaml"
     block.parent.mkdir()
@@ -139,6 +139,8 @@ def test_a_data_block_file_anywhere_is_taken_by_its_path(tmp_path, monkeypatch, 
     cfg = load_experiment("edsr_smoke", [f"data={block}"])
     assert cfg.name == "edsr_smoke@mycal" and cfg.data.simulation.n_images == 5
     assert f"data={block}" in cfg.description
+    # as `srlab test RUN data=...` swaps a run's block (apply_overrides on its saved config)
+    assert apply_overrides(load_experiment("edsr_smoke"), [f"data={block}"]).data.simulation.n_images == 5
     monkeypatch.chdir(tmp_path)  # and relative to where srlab runs
     assert load_experiment("edsr_smoke", ["data=cal/mycal.yaml"]).data.simulation.n_images == 5
     assert cli.main(["show", "edsr_smoke", "data=cal/other.yml"]) == 2
