@@ -22,6 +22,7 @@ from srlab.models.blocks import SCALES, check_at_least, check_scale
 from srlab.optics.kernels import (
     BASELINE_TRUNCATE,
     DOWNSAMPLING,
+    downsample,
     downsampling_variance,
     gaussian_kernel1d,
     separable_blur,
@@ -142,7 +143,9 @@ class IterativeBackProjection(nn.Module):
     CVGIP: Graphical Models and Image Processing 53(3):231–239, 1991.
 
     LR formation model A: blur with the Gaussian PSF (on the HR grid) then integrate each s x s block
-    of HR pixels into one LR pixel. Starting from the bicubic interpolation, each of ``iterations``
+    of HR pixels into one LR pixel — or, with ``lr_downsampling="bicubic"`` (a degrade block's
+    ``downsampling: bicubic``; a data block sets it with the PSF, as for Richardson–Lucy), the
+    antialiased bicubic decimation that formed the LR image (:func:`srlab.optics.kernels.downsample`). Starting from the bicubic interpolation, each of ``iterations``
     steps adds the back-projected simulation error: x ← x + p * ((y − A x)↑s), with ↑s replicating each
     LR pixel over its block and the back-projection kernel p = the PSF (the paper's choice of p
     close to h). This is Landweber iteration with step s², which converges since ‖A‖² ≤ 1/s².
@@ -162,10 +165,13 @@ class IterativeBackProjection(nn.Module):
 
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, scale: int = 2, iterations: int = 20,
                  psf_fwhm_px: float | None = None, psf_fwhm_nm: float | None = None,
-                 pixel_size_nm: float | None = None, register_frames: bool = True):
+                 pixel_size_nm: float | None = None, register_frames: bool = True, lr_downsampling: str = "area"):
         super().__init__()
         self.scale = check_scale(scale)
         check_at_least("iterations", iterations, 0)
+        if lr_downsampling not in DOWNSAMPLING:
+            raise OptionError(f"lr_downsampling must be one of {', '.join(DOWNSAMPLING)}, got {lr_downsampling!r}")
+        self.lr_downsampling = lr_downsampling
         self.multi_frame = in_channels > 1 and out_channels == 1
         if not self.multi_frame and in_channels != out_channels:
             raise OptionError(f"ibp takes one image per channel (out_channels == in_channels) or T frames of one "
@@ -177,9 +183,9 @@ class IterativeBackProjection(nn.Module):
         self.register_buffer("psf", gaussian_kernel1d(sigma_hr, truncate=BASELINE_TRUNCATE), persistent=False)
 
     def project(self, x: Tensor) -> Tensor:
-        """The LR formation model A: PSF blur on the HR grid, then s x s pixel integration."""
-        y = separable_blur(x, self.psf, padding="replicate")
-        return F.avg_pool2d(y, self.scale) if self.scale > 1 else y
+        """The LR formation model A: PSF blur on the HR grid, then s x s pixel integration (or the
+        decimation ``lr_downsampling`` names)."""
+        return downsample(separable_blur(x, self.psf, padding="replicate"), self.scale, self.lr_downsampling)
 
     def back_project(self, error: Tensor) -> Tensor:
         up = F.interpolate(error, scale_factor=self.scale, mode="nearest") if self.scale > 1 else error

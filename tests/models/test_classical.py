@@ -84,6 +84,22 @@ def test_ibp_reduces_the_simulation_error() -> None:
     assert (out - hr).abs().mean() < (start - hr).abs().mean()
 
 
+def test_ibp_follows_the_decimation_that_formed_the_lr_image() -> None:
+    """A degrade block's bicubic decimation: IBP with that formation model reproduces the LR image it was
+    given, and recovers the HR image better than with a camera pixel's integration (the mismatch)."""
+    scale = 2
+    hr = smooth_image(48)
+    matched = create("ibp", scale=scale, iterations=20, psf_fwhm_px=1.0, lr_downsampling="bicubic")
+    mismatched = create("ibp", scale=scale, iterations=20, psf_fwhm_px=1.0)
+    lr = matched.project(hr)
+    assert not torch.allclose(lr, mismatched.project(hr), atol=1e-3)  # the two formations differ
+    out, wrong = matched(lr), mismatched(lr)
+    assert (matched.project(out) - lr).abs().mean() < 0.5 * (matched.project(wrong) - lr).abs().mean()
+    assert (out - hr).abs().mean() < (wrong - hr).abs().mean()
+    with pytest.raises(SrlabError, match="lr_downsampling must be one of area, bicubic"):
+        create("ibp", lr_downsampling="nearest")
+
+
 def test_phase_correlation_recovers_subpixel_shifts() -> None:
     reference = smooth_image(64, seed=1)
     shifts = torch.tensor([[0.0, 0.0], [1.5, -2.25], [-3.0, 0.5]])

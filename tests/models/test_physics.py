@@ -58,6 +58,11 @@ def test_the_data_block_gives_its_relative_psf_to_networks_that_model_the_blur()
     bicubic = load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
                                                 "data.hr_pixel_size_nm=20", "data.degradation.downsampling=bicubic"])
     assert network_kwargs(bicubic)["lr_downsampling"] == "bicubic"
+    # and IBP's formation model decimates as the block does
+    ibp = build_network(load_experiment("ibp_sted", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
+                                                     "data.hr_pixel_size_nm=20", "data.degradation.downsampling=bicubic"]))
+    assert ibp.lr_downsampling == "bicubic"
+    assert build_network(load_experiment("ibp_sted", CALIBRATED)).lr_downsampling == "area"
     area_net = build_network(load_experiment("rl_edsr_smoke", ["data=degrade_sted", "data.degradation.psf_fwhm_nm=[150,250]",
                                                                "data.hr_pixel_size_nm=20"]))
     variance = {}
