@@ -390,8 +390,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``srlab calibrate`` (:func:`srlab.calibration.command.run_calibrate`)."""
-    parser.add_argument("images", nargs="+", help="raw LR TIFFs of one acquisition setting (any bit depth; "
-                                                  "stacks count slice by slice)")
+    parser.add_argument("images", nargs="+", help="raw LR TIFFs of one acquisition setting, or a folder of them "
+                                                  "(any bit depth; stacks count slice by slice)")
     parser.add_argument("--out", required=True, help="data block to write, e.g. experiments/data/mycal.yaml "
                                                      "(the figure goes beside it as .png)")
     parser.add_argument("--hr", nargs="+", default=[], metavar="IMAGE",

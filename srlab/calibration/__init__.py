@@ -254,12 +254,18 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
     sizes: dict[Path, float | None] = {}
     fills: list[tuple[str, Fill]] = []
     depth = 8
+    containers: dict[int, Path] = {}  # bits of an integer file -> the first file of them
     for path in paths:
         array, frames, size = read_frames(path, channel=channel,
                                           channel_flag="--channel" if what == "LR" else "--hr-channel")
         sizes[path] = size
         if array.dtype.kind in "ui":
             depth = max(depth, 8 * array.dtype.itemsize)
+            containers.setdefault(8 * array.dtype.itemsize, path)
+            if len(containers) > 1:  # another camera mode or a converted copy: not one acquisition setting
+                (low, a), (high, b) = min(containers.items()), max(containers.items())
+                raise SrlabError(f"{what} images of mixed bit depths ({a}: {low}-bit, {b}: {high}-bit); "
+                                 f"calibrate one acquisition setting at a time, as the camera wrote it")
         elif not np.array_equal(frames, np.round(frames)):
             # the noise model is the camera's, in its grey levels; rescaled or processed values have lost them
             raise SrlabError(f"{path}: floating-point pixels that are not whole counts (rescaled, background-"
@@ -300,13 +306,14 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
     if top > 2**16 - 1:
         raise SrlabError(f"{what} images: values up to {top:g} ADU, beyond 16 bits; srlab's simulated detectors "
                          f"write 16-bit images, so calibrate takes images of at most 16 bits")
+    flag = "--pixel-size-nm" if what == "LR" else "--hr-pixel-size-nm"
     if pixel_size_nm is not None:
         if not pixel_size_nm > 0:
             raise SrlabError(f"pixel size {pixel_size_nm}: must be > 0 nm")
+        _plausible_pixel(float(pixel_size_nm), f"{flag} {pixel_size_nm:g}", flag)
         return images, float(pixel_size_nm), _bits(depth, top), fills
     missing = [p for p, s in sizes.items() if s is None]
     if missing:
-        flag = "--pixel-size-nm" if what == "LR" else "--hr-pixel-size-nm"
         raise SrlabError(f"{missing[0]}: no pixel size in the file's metadata ({len(missing)} of {len(paths)} "
                          f"{what} file(s)); pass {flag}")
     values = sorted({round(s, 6) for s in sizes.values()})  # type: ignore[arg-type]
@@ -315,7 +322,22 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         b = next(p for p, s in sizes.items() if round(s, 6) == values[-1])  # type: ignore[arg-type]
         raise SrlabError(f"{what} images have mixed pixel sizes ({a}: {values[0]:g} nm, {b}: {values[-1]:g} nm); "
                          f"calibrate one acquisition setting at a time")
+    _plausible_pixel(values[0], f"{paths[0]}: pixel size {values[0]:g} nm from the file's metadata", flag)
     return images, float(np.median(list(sizes.values()))), _bits(depth, top), fills  # type: ignore[arg-type]
+
+
+#: Pixel sizes (nm) of light microscopes, generously: below, a value in µm given as nm; above, a screen
+#: resolution (72 dpi) or a sample-stage unit in the metadata. srlab's simulator images specimens on a
+#: grid of ~10 nm, so a pixel of tens of µm would also ask for an image of 10^10 grid points.
+PLAUSIBLE_PIXEL_NM = (1.0, 20_000.0)
+
+
+def _plausible_pixel(value_nm: float, what: str, flag: str) -> None:
+    low, high = PLAUSIBLE_PIXEL_NM
+    if not low <= value_nm <= high:
+        raise SrlabError(f"{what}: not a microscope's pixel ({low:g} nm to {high / 1000:g} µm); "
+                         + (f"a size in µm given as nm? ({flag} takes nm)" if value_nm < low else
+                            f"a screen resolution (72 dpi) in the metadata? pass {flag}"))
 
 
 #: The uncertainty of the ``storm`` preset's precision when no table measures it: common dyes and setups
@@ -575,6 +597,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     from srlab.calibration.frames import load_gain_frames, measure_gain
 
     specimen_prior(prior)  # a wrong name is refused before any image is read
+    if scale is not None and (isinstance(scale, bool) or scale < 1):
+        raise SrlabError(f"--scale {scale}: must be >= 1")
     if dark_paths and offset_adu is not None:
         raise SrlabError("give --offset-adu or --dark, not both (the dark frames measure the offset)")
     if hr_dark_paths and hr_offset_adu is not None:
@@ -645,8 +669,12 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         if scale is None:
             if ratio < 0.999 or abs(ratio - round(ratio)) > 0.02 * ratio:
                 raise SrlabError(f"LR pixel {px:g} nm / HR pixel {hr_px:g} nm = {ratio:.3g} is not an integer "
-                                 f"scale; resample the HR images or pass --scale (the HR pixel becomes LR / scale)")
+                                 f"scale; resample the HR images to LR pixel / scale (e.g. {px / 2:g} nm for x2)")
             scale = round(ratio)
+        elif abs(ratio - scale) > 0.02 * scale:  # the simulated pairs' HR pixel is LR / scale
+            raise SrlabError(f"--scale {scale}: LR pixel {px:g} nm / HR pixel {hr_px:g} nm = {ratio:.3g}; the "
+                             f"--hr images' pixel must be LR / scale = {px / scale:g} nm (resample them, or "
+                             f"--hr-pixel-size-nm where their metadata is wrong)")
         _check_dark(hr_dark, hr_images, "--hr-dark")
         hr = measure("hr", target, hr_paths, hr_images, hr_px, hr_depth, offset_adu=hr_offset_adu, dark=hr_dark,
                      precision=precision, gain_adu_per_photon=None if hr_e_per_adu is None else 1.0 / hr_e_per_adu,
@@ -659,8 +687,6 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
         preset_px = PRESETS[target]["pixel_size_nm"]
         scale = min((s for s in SCALES if s > 1), key=lambda s: abs(math.log(px / s / preset_px)))
     scale = scale or 2
-    if scale < 1:
-        raise SrlabError(f"--scale {scale}: must be >= 1")
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
     cal.notes += _scale_notes(scale, px, hr=hr_kind)

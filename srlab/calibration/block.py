@@ -194,13 +194,25 @@ def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -
 def output_paths(out: str | Path, *, overwrite: bool, example: str) -> tuple[Path, Path]:
     """The block ``out`` and its figure beside it (``.png``), checked before anything is computed: a
     ``.yaml`` name (``example`` shows one), and neither file replaced without ``overwrite``."""
+    from srlab.runs import check_writable
+
     out = Path(out)
     figure = out.with_suffix(".png")
     if out.suffix not in (".yaml", ".yml"):
         raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. {example})")
     for path in (out, figure):
+        if path.is_dir():
+            raise SrlabError(f"--out {out}: {path} is a folder; name a file (e.g. {example})")
         if path.exists() and not overwrite:
             raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
+    above = next((f for f in out.parents if f.exists()), None)
+    if above is not None and not above.is_dir():
+        raise SrlabError(f"--out {out}: {above} is a file, not a folder")
+    try:
+        check_writable(out.parent)  # a refused folder fails now, not after the measuring
+    except OSError as err:
+        raise SrlabError(f"--out {out}: cannot write in {err.filename or out.parent}: "
+                         f"{(err.strerror or str(err)).lower()}") from None
     return out, figure
 
 
@@ -213,8 +225,11 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
         raise SrlabError(f"{out} already exists; pass --overwrite to replace it (nothing was written)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing half-written stays beside the user's files
     return out
 
 

@@ -170,9 +170,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return run_calibrate_smlm(args)
     if args.camera or args.em_gain is not None:
         raise SrlabError("--camera and --em-gain are for --smlm stacks (image calibration fits the gain)")
+    from srlab.data.io import list_tiffs
+
     start = time.perf_counter()
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
-    cal = calibrate(args.images, modality=args.modality, target=args.target, hr_paths=args.hr,
+    # a folder stands for its TIFFs, as for srlab predict
+    images = [f for p in args.images for f in (list_tiffs(p) if Path(p).is_dir() else [p])]
+    cal = calibrate(images, modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
                     offset_adu=args.offset_adu, hr_offset_adu=args.hr_offset_adu, prior=args.prior,
                     hr_specimens=args.hr_specimens,
@@ -180,7 +184,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     hr_channel=args.hr_channel, e_per_adu=args.e_per_adu, hr_e_per_adu=args.hr_e_per_adu,
                     gain_frame_paths=args.gain_frames, hr_gain_frame_paths=args.hr_gain_frames)
     check = {} if args.no_check else simulate_check(cal)
+    draw(cal, check, figure)  # the figure first: a block is never written without it
     write_block(cal, out, overwrite=args.overwrite)
-    draw(cal, check, figure)
     print(summary(cal, check, time.perf_counter() - start, out, figure))
     return 0

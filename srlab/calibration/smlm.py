@@ -607,7 +607,7 @@ def run_calibrate_smlm(args) -> int:
         offset = measure_dark(load_dark([Path(p) for p in args.dark], channel=args.channel)).offset_adu
     cal = calibrate_smlm(args.images[0], pixel_size_nm=args.pixel_size_nm, offset_adu=offset,
                          camera=args.camera or "scmos", em_gain=args.em_gain, channel=args.channel)
+    draw(cal, figure)  # the figure first: a block is never written without it
     write_text(yaml_text(header(cal), smlm_data_block(cal)), out, overwrite=args.overwrite)
-    draw(cal, figure)
     print(summary(cal, time.perf_counter() - start, out, figure))
     return 0

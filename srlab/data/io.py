@@ -100,8 +100,11 @@ def read_tiff(path: str | Path, *, memmap: bool = False) -> tuple[np.ndarray, st
     uncompressed and contiguously (as ImageJ, tifffile and most camera software write them), so a
     multi-gigabyte stack costs no memory until its pages are touched; otherwise read as usual."""
     path = Path(path)
+    if path.is_dir():
+        raise SrlabError(f"{path}: a folder; give its files ({path / '*.tif'})")
     if not path.is_file():
-        raise SrlabError(f"{path}: no such file")
+        raise SrlabError(f"{path}: no such file" + (" (a pattern that matched no file)" if any(
+            c in str(path) for c in "*?[") else ""))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -109,6 +112,11 @@ def read_tiff(path: str | Path, *, memmap: bool = False) -> tuple[np.ndarray, st
                 if not tif.series:
                     raise SrlabError(f"{path}: TIFF holds no image")
                 series = tif.series[0]
+                # more series of the first's shape are more fields (positions), not a thumbnail or preview
+                more = [s for s in tif.series[1:] if s.shape == series.shape and s.dtype == series.dtype]
+                if more:
+                    raise SrlabError(f"{path}: holds {len(more) + 1} image series (positions?) and srlab reads "
+                                     f"one per file; save each series as a file of its own")
                 array = None
                 if memmap and series.dataoffset is not None:
                     array = np.memmap(

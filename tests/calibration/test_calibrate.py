@@ -66,8 +66,9 @@ def test_cli_writes_a_block_that_simulates_and_validates(real_folder: Path, tmp_
     root = tmp_path / "experiments"
     shutil.copytree(REPO / "experiments", root)
     out = root / "data" / "mycal.yaml"
-    assert _run(*sorted(real_folder.glob("*.tif")), "--out", out, "--offset-adu", OFFSET_ADU) == 0
+    assert _run(real_folder, "--out", out, "--offset-adu", OFFSET_ADU) == 0  # a folder: its TIFFs
     printed = capsys.readouterr().out
+    assert "LR: 4 widefield image(s)" in printed
     assert "PSF FWHM" in printed and "read noise" in printed and str(out) in printed
     assert out.with_suffix(".png").stat().st_size > 10_000
     text = out.read_text()
@@ -127,7 +128,10 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
 @pytest.mark.parametrize("case", ["no_pixel_size", "saturated", "empty", "mixed_pixel_sizes", "unknown_prior",
                                   "dark_is_bright", "dark_and_offset", "float_not_counts", "mostly_fill",
                                   "beyond_16_bits", "saturated_8_bit", "nan_padding", "hr_offset_without_hr",
-                                  "hr_offset_and_hr_dark", "e_per_adu_zero", "hr_e_per_adu_without_hr"])
+                                  "hr_offset_and_hr_dark", "e_per_adu_zero", "hr_e_per_adu_without_hr",
+                                  "mixed_bit_depths", "pixel_size_in_um", "pixel_size_72_dpi", "scale_zero",
+                                  "scale_disagrees_with_hr", "folder_as_image", "two_series", "out_is_folder",
+                                  "out_under_a_file"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -187,14 +191,51 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     elif case == "beyond_16_bits":
         files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.uint32) * 1000, pixel_size_nm=80.0))
         expect = "beyond 16 bits"
-    else:
+    elif case == "dark_and_offset":
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--offset-adu", "100", "--dark",
                   write_tiff(tmp_path / "d.tif", np.full((64, 64), 100, np.uint16), pixel_size_nm=None)]
         expect = "not both"
-    assert _run(*files, "--out", tmp_path / "cal.yaml") == 2
+    elif case == "mixed_bit_depths":  # an 8-bit copy beside the camera's 16-bit files
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0),
+                  write_tiff(tmp_path / "b.tif", (_noisy(1) // 8).astype(np.uint8), pixel_size_nm=80.0)]
+        expect = "mixed bit depths"
+    elif case == "pixel_size_in_um":  # 0.065 µm typed into the nm flag: a grid of 10^10 points, not an error
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=None), "--pixel-size-nm", "0.065"]
+        expect = "--pixel-size-nm 0.065: not a microscope's pixel"
+    elif case == "pixel_size_72_dpi":  # a screen resolution in the metadata (72 dpi = 353 µm)
+        files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=352_778.0))
+        expect = "a screen resolution (72 dpi) in the metadata? pass --pixel-size-nm"
+    elif case == "scale_zero":
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--scale", "0"]
+        expect = "--scale 0: must be >= 1"
+    elif case == "scale_disagrees_with_hr":  # 80 / 32 nm is 2.5: --scale 2 cannot make it 2
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--hr",
+                  write_tiff(tmp_path / "h.tif", _noisy(1), pixel_size_nm=32.0), "--scale", "2"]
+        expect = "the --hr images' pixel must be LR / scale = 40 nm"
+    elif case == "folder_as_image":  # a folder stands for its TIFFs; one without any is refused
+        (tmp_path / "raw").mkdir()
+        files.append(tmp_path / "raw")
+        expect = "raw: no .tif/.tiff files"
+    elif case == "two_series":  # two positions in one file: the second would be silently dropped
+        import tifffile
+
+        tifffile.imwrite(tmp_path / "a.tif", _noisy(0))
+        tifffile.imwrite(tmp_path / "a.tif", _noisy(1), append=True)
+        files += [tmp_path / "a.tif", "--pixel-size-nm", "80"]
+        expect = "holds 2 image series"
+    elif case == "out_is_folder":
+        (tmp_path / "cal.yaml").mkdir()
+        files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0))
+        expect = "cal.yaml is a folder"
+    else:  # out_under_a_file: --out's folder is a file
+        files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0))
+        expect = "a.tif is a file, not a folder"
+    out = tmp_path / ("a.tif/cal.yaml" if case == "out_under_a_file" else "cal.yaml")
+    assert _run(*files, "--out", out, *(["--overwrite"] if case == "out_is_folder" else [])) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
-    assert not (tmp_path / "cal.yaml").exists()
+    assert not (tmp_path / "cal.yaml").is_file() and not (tmp_path / "cal.png").exists()
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 def test_spot_fit_psf_on_isolated_pits(tmp_path: Path, capsys):
