@@ -233,10 +233,22 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     return out
 
 
+#: The check's (and the lift's) simulated fields are at most this many specimen-grid points a side
+#: (64 LR px at least): the grid is ~10–50 nm, so 256 px of 650 nm are ~7000² points and ~10 GB, while
+#: the levels and statistics these images measure come as well from a smaller field.
+CHECK_MAX_GRID_PX = 4096
+
+
 def check_size(cal: Calibration, size_px: int) -> int:
     """The LR size of the check's (and the lift's) simulated images: ``size_px``, or the user's images' if
-    smaller (64 at least)."""
-    return min(size_px, max(64, min(cal.lr.images[0].shape)))
+    smaller, or what keeps the specimen grid within :data:`CHECK_MAX_GRID_PX` (64 at least)."""
+    from srlab.data.simulate import resolve_simulation
+
+    size = min(size_px, max(64, min(cal.lr.images[0].shape)))
+    spec = resolve_simulation(data_block(cal, n_images=1, lr_size_px=size, levels=False)["simulation"],
+                              scale=cal.scale, where="calibrated block")
+    grid_per_lr_px = spec.lr.pixel_size_nm / spec.specimen_pixel_size_nm
+    return max(64, min(size, int(CHECK_MAX_GRID_PX // grid_per_lr_px)))
 
 
 def simulate_check(cal: Calibration, *, n: int = LIFT_IMAGES, size_px: int = LIFT_SIZE_PX) -> dict[str, Any]:

@@ -399,6 +399,11 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
 # ------------------------------------------------------------------------------------------------
 # Imaging
 # ------------------------------------------------------------------------------------------------
+#: The largest specimen grid (points a side, margins included) an image is simulated on: one such
+#: float64 plane is 2 GiB, and an image holds several at once.
+MAX_GRID_PX = 16384
+
+
 class Imager:
     """Images specimens of one :class:`SimulationSpec` with its modalities (OTFs computed once)."""
 
@@ -409,6 +414,11 @@ class Imager:
         self.k_lr = round(spec.lr.pixel_size_nm / f)
         self.k_hr = round(spec.hr.pixel_size_nm / f)
         self.n_fine = spec.lr_size_px * self.k_lr
+        if self.n_fine > MAX_GRID_PX:
+            raise SrlabError(f"data.simulation.lr_size_px={spec.lr_size_px} LR px of {spec.lr.pixel_size_nm:g} nm "
+                             f"on a {f:.3g} nm specimen grid is {self.n_fine} grid points a side (at most "
+                             f"{MAX_GRID_PX}); lower lr_size_px to {MAX_GRID_PX // self.k_lr} or less, or set a "
+                             f"coarser data.simulation.specimen_pixel_size_nm")
         modalities = [spec.hr] + ([spec.lr] if spec.image_lr else [])
         reach = max(3.0 * m.fwhm_nm + (2.0 * m.defocus_sigma_nm(spec.defocus_nm)
                                        if m.axial_weight(spec.defocus_nm) > _NEGLIGIBLE else 0.0)

@@ -700,3 +700,26 @@ def test_the_block_simulates_the_measured_resolution_with_the_labels_counted_onc
         counted_twice = _simulated_fwhm_nm(modality_block(side, 0.0))
         if modality == "sted":
             assert counted_twice > 1.06 * measured
+
+
+def test_the_checks_simulated_field_keeps_its_specimen_grid_small(real_folder: Path, monkeypatch):
+    """The lift's and the check's simulated fields shrink where their specimen grid would pass
+    CHECK_MAX_GRID_PX (a 512² image of 650 nm pixels took 10 GB), never below 64 LR px; a simulation
+    whose grid passes the simulator's limit is one line naming lr_size_px, before any allocation."""
+    from srlab.calibration import block, calibrate
+    from srlab.data.simulate import MAX_GRID_PX, Imager, resolve_simulation
+    from srlab.errors import SrlabError
+
+    cal = calibrate(sorted(real_folder.glob("*.tif"))[:1], modality="widefield", offset_adu=OFFSET_ADU)
+    assert block.check_size(cal, 256) == 192  # the image's own size: the grid is small at 80 nm
+    spec = resolve_simulation(block.data_block(cal, lr_size_px=64, levels=False)["simulation"], scale=cal.scale)
+    per_px = spec.lr.pixel_size_nm / spec.specimen_pixel_size_nm
+    monkeypatch.setattr(block, "CHECK_MAX_GRID_PX", 1024)
+    assert block.check_size(cal, 256) == int(1024 // per_px) < 192
+    monkeypatch.setattr(block, "CHECK_MAX_GRID_PX", 10)
+    assert block.check_size(cal, 256) == 64
+    huge = resolve_simulation({"lr": {"modality": "widefield10x"}, "hr": {"modality": "widefield20x"},
+                               "lr_size_px": 4096}, scale=2)
+    assert huge.lr_size_px * huge.lr.pixel_size_nm / huge.specimen_pixel_size_nm > MAX_GRID_PX
+    with pytest.raises(SrlabError, match=r"data.simulation.lr_size_px=4096 .* lower lr_size_px to \d+ or less"):
+        Imager(huge)
