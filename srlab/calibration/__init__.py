@@ -90,6 +90,10 @@ DEFAULT_TARGET = {"widefield": "sim", "tirf": "tirfsim", "confocal": "sted", "st
 MIN_SIDE_PX = 64
 #: Fraction of pixels at the top grey level above which an image counts as saturated.
 SATURATED_FRACTION = 1e-3
+#: A clip at a level other than full scale (a saturated image less its offset: 65535 − 100): the top
+#: level holds this many times the mean count per level of the window below it (:data:`CLIP_WINDOW`:
+#: 2 % of the level, 16 ADU at least), where an unclipped image's histogram thins out towards its maximum.
+CLIP_SPIKE_RATIO, CLIP_WINDOW = 10.0, (0.02, 16.0)
 #: Note the darkest-level background when smoothed shot noise alone would read it this share low.
 BACKGROUND_DEPTH_NOTE = 0.15
 
@@ -392,10 +396,18 @@ def _bits(depth: int, top: float) -> int:
 
 
 def _saturated(frame: np.ndarray, top: float) -> bool:
-    """Many pixels at the image's top value, and that value a full-scale grey level (2^k − 1)."""
-    if float(np.mean(frame == top)) < SATURATED_FRACTION:
+    """Many pixels at the image's top value, and that value a full-scale grey level (2^k − 1) or a spike
+    over the levels below it (:data:`CLIP_SPIKE_RATIO`: a clip less an offset)."""
+    at_top = int(np.count_nonzero(frame == top))
+    if at_top < SATURATED_FRACTION * frame.size:
         return False
-    return top >= 255 and math.log2(top + 1).is_integer()
+    if top >= 255 and math.log2(top + 1).is_integer():
+        return True
+    if at_top == frame.size:  # a constant frame: empty, not clipped (refused as such where it matters)
+        return False
+    window = max(CLIP_WINDOW[0] * top, CLIP_WINDOW[1])
+    below = int(np.count_nonzero((frame >= top - window) & (frame < top)))
+    return at_top > CLIP_SPIKE_RATIO * below / window
 
 
 # ------------------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
                                   "hr_offset_and_hr_dark", "e_per_adu_zero", "hr_e_per_adu_without_hr",
                                   "mixed_bit_depths", "pixel_size_in_um", "pixel_size_72_dpi", "scale_zero",
                                   "scale_disagrees_with_hr", "folder_as_image", "two_series", "out_is_folder",
-                                  "out_under_a_file"])
+                                  "out_under_a_file", "saturated_less_offset"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -223,6 +223,14 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         tifffile.imwrite(tmp_path / "a.tif", _noisy(1), append=True)
         files += [tmp_path / "a.tif", "--pixel-size-nm", "80"]
         expect = "holds 2 image series"
+    elif case == "saturated_less_offset":  # a 16-bit clip with the offset subtracted after: top 65435
+        rng = np.random.default_rng(0)
+        yy, xx = np.indices((96, 96))
+        bright = 80_000 * np.exp(-((yy - 48) ** 2 + (xx - 40) ** 2) / 50.0) + 2000  # photons, gain 1 ADU
+        image = np.clip(rng.poisson(bright) + 100, 0, 65535) - 100
+        assert (image == 65435).mean() > 1e-3
+        files.append(write_tiff(tmp_path / "a.tif", image.astype(np.uint16), pixel_size_nm=80.0))
+        expect = "saturated"
     elif case == "out_is_folder":
         (tmp_path / "cal.yaml").mkdir()
         files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0))
