@@ -397,7 +397,8 @@ def _bits(depth: int, top: float) -> int:
 
 def _saturated(frame: np.ndarray, top: float) -> bool:
     """Many pixels at the image's top value, and that value a full-scale grey level (2^k − 1) or a spike
-    over the levels below it (:data:`CLIP_SPIKE_RATIO`: a clip less an offset)."""
+    over the levels below it (:data:`CLIP_SPIKE_RATIO`: a clip less an offset) in patches, not single
+    pixels (hot pixels stuck at one level)."""
     at_top = int(np.count_nonzero(frame == top))
     if at_top < SATURATED_FRACTION * frame.size:
         return False
@@ -407,7 +408,14 @@ def _saturated(frame: np.ndarray, top: float) -> bool:
         return False
     window = max(CLIP_WINDOW[0] * top, CLIP_WINDOW[1])
     below = int(np.count_nonzero((frame >= top - window) & (frame < top)))
-    return at_top > CLIP_SPIKE_RATIO * below / window
+    if at_top <= CLIP_SPIKE_RATIO * below / window:
+        return False
+    # a clip flattens bright structures into patches; hot pixels stuck at one level are single pixels
+    # (repaired later, srlab.calibration.defects)
+    mask = np.pad(frame == top, 1)
+    core = mask[1:-1, 1:-1]
+    touching = core & (mask[:-2, 1:-1] | mask[2:, 1:-1] | mask[1:-1, :-2] | mask[1:-1, 2:])
+    return int(np.count_nonzero(touching)) >= 0.5 * at_top
 
 
 # ------------------------------------------------------------------------------------------------

@@ -731,3 +731,19 @@ def test_the_checks_simulated_field_keeps_its_specimen_grid_small(real_folder: P
     assert huge.lr_size_px * huge.lr.pixel_size_nm / huge.specimen_pixel_size_nm > MAX_GRID_PX
     with pytest.raises(SrlabError, match=r"data.simulation.lr_size_px=4096 .* lower lr_size_px to \d+ or less"):
         Imager(huge)
+
+
+def test_hot_pixels_stuck_at_one_level_are_not_a_clip():
+    """The clip-below-full-scale rule wants patches at the top level: 0.1 % of the pixels stuck at 4000
+    (hot pixels, repaired later) are not a saturated image; the same pixels as one bright patch are."""
+    from srlab.calibration import _saturated
+
+    rng = np.random.default_rng(0)
+    frame = (rng.poisson(200, (256, 256)) + 100).astype(np.float64)
+    hot = rng.choice(frame.size, 80, replace=False)
+    single = frame.copy()
+    single.flat[hot] = 4000
+    assert not _saturated(single, 4000.0)
+    patch = frame.copy()
+    patch[100:108, 100:110] = 4000
+    assert _saturated(patch, 4000.0)
