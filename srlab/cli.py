@@ -122,31 +122,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-GLOB_CHARS = "*?["
-
-
 def _predict_inputs(items: list[str]) -> list[Path]:
-    """The input TIFFs named on the command line: files, folders (their TIFFs) and quoted globs."""
-    import glob
+    """The input TIFFs named on the command line (:func:`srlab.data.io.input_tiffs`)."""
+    from srlab.data.io import input_tiffs
 
-    from srlab.data.io import TIFF_SUFFIXES, list_tiffs
-
-    found: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found += list_tiffs(path, what="images to predict")
-        elif path.is_file():
-            found.append(path)
-        elif any(ch in item for ch in GLOB_CHARS):
-            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).suffix.lower() in TIFF_SUFFIXES)
-            if not matches:
-                raise SrlabError(f"{item}: matches no .tif/.tiff file")
-            found += matches
-        else:
-            raise SrlabError(f"input image '{item}' does not exist")
-    seen: set[Path] = set()
-    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    return input_tiffs(items, what="images to predict")
 
 
 def _sr_name(path: Path) -> str:

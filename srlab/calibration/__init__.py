@@ -314,7 +314,7 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
     if pixel_size_nm is not None:
         if not pixel_size_nm > 0:
             raise SrlabError(f"pixel size {pixel_size_nm}: must be > 0 nm")
-        _plausible_pixel(float(pixel_size_nm), f"{flag} {pixel_size_nm:g}", flag)
+        _plausible_pixel(float(pixel_size_nm), f"{flag} {pixel_size_nm:g}", flag, from_metadata=False)
         return images, float(pixel_size_nm), _bits(depth, top), fills
     missing = [p for p, s in sizes.items() if s is None]
     if missing:
@@ -326,7 +326,8 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
         b = next(p for p, s in sizes.items() if round(s, 6) == values[-1])  # type: ignore[arg-type]
         raise SrlabError(f"{what} images have mixed pixel sizes ({a}: {values[0]:g} nm, {b}: {values[-1]:g} nm); "
                          f"calibrate one acquisition setting at a time")
-    _plausible_pixel(values[0], f"{paths[0]}: pixel size {values[0]:g} nm from the file's metadata", flag)
+    _plausible_pixel(values[0], f"{paths[0]}: pixel size {values[0]:g} nm from the file's metadata", flag,
+                     from_metadata=True)
     return images, float(np.median(list(sizes.values()))), _bits(depth, top), fills  # type: ignore[arg-type]
 
 
@@ -336,12 +337,12 @@ def load_raw(paths: list[Path], *, pixel_size_nm: float | None, what: str,
 PLAUSIBLE_PIXEL_NM = (1.0, 20_000.0)
 
 
-def _plausible_pixel(value_nm: float, what: str, flag: str) -> None:
+def _plausible_pixel(value_nm: float, what: str, flag: str, *, from_metadata: bool) -> None:
     low, high = PLAUSIBLE_PIXEL_NM
     if not low <= value_nm <= high:
-        raise SrlabError(f"{what}: not a microscope's pixel ({low:g} nm to {high / 1000:g} µm); "
-                         + (f"a size in µm given as nm? ({flag} takes nm)" if value_nm < low else
-                            f"a screen resolution (72 dpi) in the metadata? pass {flag}"))
+        hint = (f"a screen resolution (72 dpi) in the metadata? pass {flag}" if from_metadata else
+                f"{flag} takes nm" + (" (a size in µm given as nm?)" if value_nm < low else ""))
+        raise SrlabError(f"{what}: not a microscope's pixel ({low:g} nm to {high / 1000:g} µm); {hint}")
 
 
 #: The uncertainty of the ``storm`` preset's precision when no table measures it: common dyes and setups

@@ -170,13 +170,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return run_calibrate_smlm(args)
     if args.camera or args.em_gain is not None:
         raise SrlabError("--camera and --em-gain are for --smlm stacks (image calibration fits the gain)")
-    from srlab.data.io import list_tiffs
+    from srlab.data.io import input_tiffs
 
     start = time.perf_counter()
     out, figure = output_paths(args.out, overwrite=args.overwrite, example="experiments/data/mycal.yaml")
-    # a folder stands for its TIFFs, as for srlab predict
-    images = [f for p in args.images for f in (list_tiffs(p) if Path(p).is_dir() else [p])]
-    cal = calibrate(images, modality=args.modality, target=args.target, hr_paths=args.hr,
+    # files, folders and quoted globs, as srlab predict takes them
+    cal = calibrate(input_tiffs(args.images, what="LR images"), modality=args.modality, target=args.target, hr_paths=args.hr,
                     pixel_size_nm=args.pixel_size_nm, hr_pixel_size_nm=args.hr_pixel_size_nm, scale=args.scale,
                     offset_adu=args.offset_adu, hr_offset_adu=args.hr_offset_adu, prior=args.prior,
                     hr_specimens=args.hr_specimens,

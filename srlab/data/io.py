@@ -104,7 +104,7 @@ def read_tiff(path: str | Path, *, memmap: bool = False) -> tuple[np.ndarray, st
         raise SrlabError(f"{path}: a folder; give its files ({path / '*.tif'})")
     if not path.is_file():
         raise SrlabError(f"{path}: no such file" + (" (a pattern that matched no file)" if any(
-            c in str(path) for c in "*?[") else ""))
+            c in str(path) for c in GLOB_CHARS) else ""))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -261,6 +261,33 @@ def load_images(path: str | Path, *, channel: int | None = None, channels: int =
             suffix = ""
         images.append(LoadedImage(path, path.stem + suffix, _to_float32(flat[k], path), size))
     return images
+
+
+#: Characters that make a command-line item a pattern (quoted, so the shell left it to srlab).
+GLOB_CHARS = "*?["
+
+
+def input_tiffs(items: list[str] | list[Path], *, what: str = "images") -> list[Path]:
+    """The TIFFs named on a command line: files, folders (their TIFFs, :func:`list_tiffs`) and quoted
+    globs, each file once."""
+    import glob
+
+    found: list[Path] = []
+    for item in map(str, items):
+        path = Path(item)
+        if path.is_dir():
+            found += list_tiffs(path, what=what)
+        elif path.is_file():
+            found.append(path)
+        elif any(ch in item for ch in GLOB_CHARS):
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).suffix.lower() in TIFF_SUFFIXES)
+            if not matches:
+                raise SrlabError(f"{item}: matches no .tif/.tiff file")
+            found += matches
+        else:
+            raise SrlabError(f"input image '{item}' does not exist")
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
 def list_tiffs(folder: str | Path, *, what: str = "images") -> list[Path]:

@@ -201,7 +201,7 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         expect = "mixed bit depths"
     elif case == "pixel_size_in_um":  # 0.065 µm typed into the nm flag: a grid of 10^10 points, not an error
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=None), "--pixel-size-nm", "0.065"]
-        expect = "--pixel-size-nm 0.065: not a microscope's pixel"
+        expect = "--pixel-size-nm 0.065: not a microscope's pixel (1 nm to 20 µm); --pixel-size-nm takes nm (a size in µm"
     elif case == "pixel_size_72_dpi":  # a screen resolution in the metadata (72 dpi = 353 µm)
         files.append(write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=352_778.0))
         expect = "a screen resolution (72 dpi) in the metadata? pass --pixel-size-nm"
