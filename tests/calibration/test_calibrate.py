@@ -106,6 +106,15 @@ def _dark_stack(n: int, rng: np.random.Generator, shape=(64, 64)) -> np.ndarray:
     return np.round(OFFSET_ADU + rng.normal(0, READ_NOISE_ADU, (n, *shape))).astype(np.uint16)
 
 
+def test_out_in_a_folder_still_to_make_gets_its_figure_and_block(tmp_path: Path, capsys):
+    """``--out new/sub/cal.yaml``: the folders are made (the figure, written first, once failed on them with a
+    traceback after the measuring)."""
+    image = write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0)
+    out = tmp_path / "new" / "sub" / "cal.yaml"
+    assert _run(image, "--out", out, "--no-check") == 0
+    assert out.is_file() and out.with_suffix(".png").stat().st_size > 0
+
+
 def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Path):
     """Dark frames measure the offset and the read noise (temporal rms; one frame: its detail band), which
     the images alone only bound."""
