@@ -469,6 +469,8 @@ def measure(role: str, modality: str, paths: list[Path], images: list[np.ndarray
         noise = fit_noise(images, offset_adu=offset_adu, floors=floors, gain_adu_per_photon=gain_adu_per_photon,
                           line=line)
         _check_gain(role, noise)
+    if dark is not None:
+        _check_dark_level(dark, noise, "--dark" if role == "lr" else "--hr-dark")
     # the noise floor's error at the images' mean level lets their spectra correct it (resolution module doc)
     spectra = fit_psf_spectra(images, [noise.image_variance(i, im) for i, im in enumerate(images)],
                               camera=not scanning,
@@ -884,6 +886,25 @@ def _check_dark(dark: DarkFrames | None, images: list[np.ndarray], flag: str) ->
         raise SrlabError(f"{flag}: mean level {dark.offset_adu:.4g} ADU is not below the images' median "
                          f"({median:.4g} ADU); these are not dark frames of this detector (shutter closed, "
                          f"same exposure and gain)")
+
+
+def _check_dark_level(dark: DarkFrames, noise: NoiseFit, flag: str) -> None:
+    """Dark frames whose level lies below the images' zero-variance level (their noise line's zero,
+    ``offset − read²/gain``) by more than 3 standard errors plus the height of the images' darkest level
+    above it: at that level the images' own noise would have a variance below zero, so the frames are not
+    of this camera setting. All-zero frames (a photon counter's, or a blank file) beside a camera's images
+    at an offset of 100 ADU had been taken as offset 0 and read noise 0, and the background written 3.5×
+    high; a photon counter's zeros beside its own images pass (its line's zero is at 0 ADU)."""
+    level, level_se = noise.zero_variance_level_adu, noise.zero_variance_level_se
+    if not (math.isfinite(level) and math.isfinite(level_se)):
+        return
+    gap = level - dark.offset_adu
+    if gap > 3.0 * level_se + max(noise.dark_level_adu - level, 0.0):
+        raise SrlabError(f"{flag}: mean level {dark.offset_adu:.4g} ADU lies {gap:.3g} ADU below the level at which "
+                         f"the images' noise has no variance left ({level:.4g} ± {level_se:.2g} ADU, the zero of "
+                         f"their noise line): these are not dark frames of this camera setting (another offset, or "
+                         f"a photon counter's zeros); give dark frames taken with the images' settings, or "
+                         f"--offset-adu")
 
 
 def _darkest_level_se(noise: NoiseFit) -> float:

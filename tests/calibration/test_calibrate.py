@@ -140,7 +140,7 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
                                   "hr_offset_and_hr_dark", "e_per_adu_zero", "hr_e_per_adu_without_hr",
                                   "mixed_bit_depths", "pixel_size_in_um", "pixel_size_72_dpi", "scale_zero",
                                   "scale_disagrees_with_hr", "folder_as_image", "two_series", "out_is_folder",
-                                  "out_under_a_file", "saturated_less_offset"])
+                                  "out_under_a_file", "saturated_less_offset", "dark_all_zero"])
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
     files = []
     if case == "no_pixel_size":
@@ -170,6 +170,10 @@ def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path, capsys):
         files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--dark",
                   write_tiff(tmp_path / "d.tif", _noisy(1) + 500, pixel_size_nm=None)]
         expect = "not dark frames"
+    elif case == "dark_all_zero":  # a blank file (or a photon counter's zeros) beside a camera's images at 100 ADU
+        files += [write_tiff(tmp_path / "a.tif", _noisy(0), pixel_size_nm=80.0), "--dark",
+                  write_tiff(tmp_path / "d.tif", np.zeros((64, 64), np.uint16), pixel_size_nm=None)]
+        expect = "not dark frames of this camera setting"
     elif case == "float_not_counts":  # rescaled to 0..1: not the camera's grey levels any more
         files.append(write_tiff(tmp_path / "a.tif", _noisy().astype(np.float32) / 65535, pixel_size_nm=80.0))
         expect = "not whole counts"
