@@ -680,7 +680,10 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
         groups = [(simulation_only, "trained on the calibrated simulation only"),
                   (learned if len(learned) > len(simulation_only) else [],
                    "with `srlab adapt` to the unlabelled LR images")]
-    verdicts = [_verdict(results, names, label, own[0] if own else selection) for names, label, *own in groups]
+    # a group chosen on its own (changed) block's simulation says so
+    verdicts = [_verdict(results, names, label, own[0], CHOICE.replace("the calibrated simulation", "that block's "
+                                                                        "simulation")) if own else
+                _verdict(results, names, label, selection) for names, label, *own in groups]
     verdict = "; ".join(v for v in verdicts if v)
     return lines, (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "
                    f"both): {verdict}" if verdict else "no srlab model trained")
@@ -702,9 +705,9 @@ def _paired_text(p: tuple[float, float, float, int, int]) -> str:
 
 
 def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label: str,
-             selection: dict | None = None) -> str:
+             selection: dict | None = None, choice: str = CHOICE) -> str:
     """The target's verdict on the best (by PSNR) of ``names``, and with ``selection``
-    (:func:`simulated_scores`) on the row chosen without the foreign HR (:data:`CHOICE`); "" without any."""
+    (:func:`simulated_scores`) on the row chosen without the foreign HR (``choice`` says how); "" without any."""
     if not names:
         return ""
     best = max(names, key=lambda n: np.nanmean(results[n]["psnr"]))  # the target's "best srlab model"
@@ -717,7 +720,7 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     if known:
         chosen = max(known, key=lambda n: selection[_source(n)])
         met, text = _judge(results, chosen)
-        out += f"; {CHOICE}: **{'met' if met else 'not met'}** ({text})"
+        out += f"; {choice}: **{'met' if met else 'not met'}** ({text})"
     return out
 
 

@@ -164,7 +164,7 @@ def test_a_group_trained_on_a_changed_block_is_chosen_by_its_own_simulation(real
                 (["srlab a (x) on the block with k=1", "srlab b (x) on the block with k=1"], "changed", changed)])
     as_written, on_variant = verdict.split("; changed: ")
     assert f"{realcheck.CHOICE}: **not met** (a, " in as_written
-    assert f"{realcheck.CHOICE}: **met** (b, " in on_variant
+    assert "chosen on that block's simulation's noise-free HR (no foreign HR): **met** (b, " in on_variant
     lines, note = realcheck.choice_table(task, changed, "the block with k=1")
     assert "fresh images simulated by the block with k=1" in lines[0] and "| b, plain, without | 29.50 |" in lines
     assert "best here" in note
