@@ -668,9 +668,10 @@ def image_points(pairs: list[Pairs], *, integer: bool = True, n_bins: int = 20, 
 
 def image_gains(points: list[tuple[np.ndarray, ...]]) -> tuple[tuple[float, float], ...]:
     """Each image's own slope of the noise line and its standard error (:func:`fit_coupled_line` on its
-    :func:`image_points`; ``nan`` where it has fewer than 4 usable ones, :func:`line_points`)."""
-    return tuple((fit_coupled_line(*p[:3], p[3] if len(p) > 3 else None)[:2] if line_points(p[2]) >= 4
-                  else (math.nan, math.nan)) for p in points)
+    :func:`image_points`, with the coupling term where they carry it; ``nan`` where it has fewer than 4
+    usable ones, :func:`line_points`)."""
+    return tuple((fit_coupled_line(*p[:3], p[3] if len(p) > 3 else None, decided=True)[:2]
+                  if line_points(p[2]) >= 4 else (math.nan, math.nan)) for p in points)
 
 
 @dataclass(frozen=True)
@@ -687,19 +688,19 @@ class CommonSlope:
     levels: np.ndarray | None = None  # each point's level on the line, in the order of the points (fit_coupled_line)
 
 
-def common_slope_fit(points: list[tuple[np.ndarray, ...]]) -> CommonSlope:
+def common_slope_fit(points: list[tuple[np.ndarray, ...]], *, decided: bool = False) -> CommonSlope:
     """The weighted least-squares lines ``var = gain·mu + b_i`` through each image's (mean, variance,
     standard error) points (:func:`image_points`), with one ``gain`` and an intercept ``b_i`` per image,
     trimmed as :func:`fit_line` trims (points more than 3 standard errors above the fit dropped and the
     fit repeated; errors scaled up by √χ²). ``level_chi2`` (:data:`LEVEL_CHI2`): how far the intercepts
     disagree beyond their errors. Points with a fourth array (:func:`binned_points`' mean levels and
     :func:`sort_coupling` regressors) add the coupling term where it is determined, one coefficient for
-    all images, as :func:`fit_coupled_line` does."""
+    all images, as :func:`fit_coupled_line` does (``decided``: wherever it can be fitted)."""
     mu, se = (np.concatenate([p[i] for p in points]) for i in (0, 2))
     if all(len(p) > 3 for p in points) and line_points(se) >= len(points) + 4:
         extra = np.concatenate([p[3] for p in points])
         coupled, (p, cov, chi2) = _common_slope_fit(points, extra[:, 0], extra[:, 1])
-        if p[0] > 0 and _coupling_determined(p, cov, chi2):
+        if p[0] > 0 and (decided or _coupling_determined(p, cov, chi2)):
             return coupled
     return _common_slope_fit(points, mu, None)[0]
 
@@ -832,8 +833,10 @@ def line_points(se: np.ndarray) -> int:
 #: standard errors from 0. Where the true levels spread much wider than the local mean's noise (bright
 #: or dense images) it is not determined, and fitted anyway it only moved the slope within a widened error:
 #: srlab's widefield preset at 30 photons (four 192² images, true gain 2) read 1.66 ± 0.30 and 2.65 ± 0.30
-#: with it, 2.24 ± 0.19 and 2.12 ± 0.19 without (its leak ratio 1.18 with it: a false note). On dim, sparse
-#: images it reads 9–40 standard errors from 0.
+#: with it, 2.24 ± 0.19 and 2.12 ± 0.19 without (its leak ratio 1.18 with it: a false note). In the pooled
+#: fit it read 13–24 standard errors from 0 on dim, sparse images (three 512²; 2.9 at 60 photons of peak,
+#: where the plain line read 1.92 for 2) and at most 2.4 on srlab's presets. The per-image and leak-check
+#: fits follow the pooled fit's call (:func:`fit_noise`).
 COUPLING_SIGMAS = 3.0
 
 
@@ -849,7 +852,8 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | 
 
 
 def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: np.ndarray | None, *,
-                     slope: float | None = None) -> tuple[float, float, float, float, float, np.ndarray, np.ndarray]:
+                     slope: float | None = None, decided: bool = False,
+                     ) -> tuple[float, float, float, float, float, np.ndarray, np.ndarray]:
     """The trimmed weighted line ``var = gain·mu + b`` through (mean, variance, standard error) points:
     bins more than 3 standard errors above the line (structure leaking into the noise estimate) are
     dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
@@ -862,8 +866,9 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
     ``coupling`` (:func:`binned_points`' fourth array: per point its mean level ``m`` and its
     :func:`sort_coupling` regressor ``u``): the model is ``var = gain·(m + σ²·u) + b``, ``σ²·gain`` fitted
     as a third coefficient, where that is :data:`COUPLING_SIGMAS` standard errors from 0 (and 5 points are
-    usable); else the plain line at the levels ``mu``. The last value is each point's level on the line
-    (``m + σ²·u``, or ``mu``)."""
+    usable; ``decided``: wherever it can be fitted — the pooled fit decided for these images); else the
+    plain line at the levels ``mu``. The last value is each point's level on the line (``m + σ²·u``, or
+    ``mu``)."""
     if line_points(se) < (1 if slope is not None else 2):
         return math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool), np.asarray(mu)
     if coupling is not None and line_points(se) < (4 if slope is not None else 5):
@@ -885,7 +890,7 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
             return p, cov, float(np.sum(w * (var[m] - design[m] @ p) ** 2) / dof)
 
         p, cov, chi2, used = _trimmed(_wls_coupled, lambda q: design @ q, var, se, min_used=5)
-        if p[0] > 0 and _coupling_determined(p, cov, chi2):
+        if p[0] > 0 and (decided or _coupling_determined(p, cov, chi2)):
             levels = mean_level + (p[2] / p[0]) * u
         else:
             coupling = None
@@ -975,13 +980,17 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     gain, gain_se, b, b_se, cov_gb, used, line_levels = fit_coupled_line(mu, var, se, u, slope=gain_adu_per_photon)
     if line is not None:  # the points used are those the images' intercept would have used
         gain, gain_se, b, b_se, cov_gb = (float(x) for x in line)
+    # whether the sort's coupling is determined is the pooled fit's call: the per-image fits and the leak
+    # check's filter follow it (with a fifth of the points each, an image's own test is noise)
+    if u is None or np.array_equal(line_levels, mu):
+        coupling = coupling4 = None
     # each image's own points from the same pixels: its own line (GAIN_SPREAD) and a level of its own under
     # one slope (LEVEL_CHI2); then the pixels are let go
     gains, level_chi2, intercepts, pooled_gain = (), math.nan, (), math.nan
     if gain_adu_per_photon is None and len(images) > 1:
         points = image_points(pairs, integer=integer, max_level=max_level, levels=levels, coupling=coupling)
         gains = image_gains(points)
-        common = common_slope_fit(points)
+        common = common_slope_fit(points, decided=coupling is not None)
         level_chi2 = common.level_chi2
         # images of different slopes (rescaled one by one: GAIN_SPREAD) have no common one either
         if level_chi2 > LEVEL_CHI2 and bool(np.isfinite(common.intercepts).all()) and not slopes_disagree(gains):
@@ -1005,14 +1014,14 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
             points4 = image_points(pairs4, integer=integer, max_level=max_level, fourth=True, levels=levels4,
                                    coupling=coupling4)
             if all(p[0].size >= 4 for p in points4):
-                gain_4th = common_slope_fit(points4).gain
+                gain_4th = common_slope_fit(points4, decided=coupling4 is not None).gain
         else:
             mu4, var4, se4, *u4 = binned_points(pairs4, n_bins=n_bins, max_level=max_level,
                                                 step=detail_step(integer, fourth=True), levels=levels4,
                                                 coupling=coupling4)
             if mu4.size >= 4:
                 gain_4th = fit_coupled_line(mu4, var4 - (1.0 / 12.0 if integer else 0.0), se4,
-                                            u4[0] if u4 else None)[0]
+                                            u4[0] if u4 else None, decided=True)[0]
         del pairs4, levels4
     darkest = per_image(darkest_level_adu, images)
     # under a floor at 0 the darkest level is the clipped pixels' mean; the pixels' own level is below it
