@@ -31,6 +31,12 @@ adapted:
   the second condition because few small frames scatter past the ratio by chance). The plain differences give the gain: their pixels are independent, so the
   stated error is the scatter (through the filter, neighbouring values are correlated and the error
   reads half the scatter);
+* a mostly empty field: each pixel sorted by its own two-frame mean, the read noise in that mean spreads
+  the background's pixels over bins off the line (:func:`srlab.calibration.noise.sort_coupling`; four 512²
+  sparse frames, gain 2, read 0.94 at 5 photons of peak, 1.73 at 800 over 10 of background). Where the
+  coupling term is determined through the 3×3 filter, the line is the filtered differences' with that term
+  (their errors doubled, as below): 1.92 and 1.88 there; that stack's white-noise comparison is not made
+  (its pixel-by-pixel line is the biased one) — docs/calibration.md, *Frames of a mostly empty field*;
 * disjoint pairs (frames 1–2, 3–4, ...), so that the pairs' points are independent; the bins, the robust
   variances, the rounding correction and the trimmed line are the noise fit's
   (:func:`~srlab.calibration.noise.binned_points`, :func:`~srlab.calibration.noise.fit_line`).
@@ -63,6 +69,9 @@ MAX_DRIFT_PX = 0.15
 #: an undersampled field read 2.04 ± 0.15 against 1.74 ± 0.07 ADU/photon (truth 2; ratio 1.17, 1.4
 #: standard errors with the filtered error doubled, see the module doc); smoothed frames differ by many.
 WHITE_NOISE_SIGMAS = 3.0
+#: ``Σw²`` (= ``Σh²w``) of the mean that sorts the filtered differences, over both frames' pixels: the h²-weighted
+#: mean of the two frames' mean (:func:`srlab.calibration.noise.sort_coupling`).
+FILTERED_MEAN_NORM2 = 0.125
 #: How the gain's estimate names this method (the summary shows the part before the colon).
 FRAME_GAIN_METHOD = "repeated frames"
 
@@ -86,10 +95,12 @@ class FrameGain:
     bin_se: np.ndarray
     bin_used: np.ndarray
     flag: str = "--gain-frames"
+    sparse_field: bool = False  # read through the 3×3 filter with the sort's coupling (measure_gain)
 
     @property
     def method(self) -> str:
-        return (f"{FRAME_GAIN_METHOD} ({self.flag}, {self.n_pairs} pair(s) in {self.n_files} file(s)): variance of "
+        sparse = ", a mostly empty field: through the 3×3 filter" if self.sparse_field else ""
+        return (f"{FRAME_GAIN_METHOD} ({self.flag}, {self.n_pairs} pair(s) in {self.n_files} file(s){sparse}): variance of "
                 f"their difference vs mean (EMVA 1288 photon transfer); largest drift {self.drift_px:.2f} px and "
                 f"brightness change {self.brightness_change:.1%} between two frames, fitted and removed")
 
@@ -146,7 +157,7 @@ def _window_points(diff: np.ndarray, mean: np.ndarray, h1: np.ndarray) -> tuple[
 def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-frames") -> FrameGain:
     """The photon-transfer line of the frames' differences (see the module doc); one :class:`SrlabError`
     line for a drift above :data:`MAX_DRIFT_PX`, differences that are not white noise, or too few pixels."""
-    from srlab.calibration.noise import _H1, LEAK_RATIO, binned_points, fit_line
+    from srlab.calibration.noise import _H1, LEAK_RATIO, binned_points, fit_coupled_line, fit_line
     from srlab.data.defects import clipped_floor
 
     rounding = 1.0 / 12.0  # whole counts (load_gain_frames): each frame's rounding, 2/12 in a difference, halved
@@ -154,6 +165,15 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
     def line(points: list) -> tuple[float, float]:
         mu, var, se = binned_points(points)
         return fit_line(mu, var - rounding, se)[:2] if mu.size >= 4 else (math.nan, math.nan)
+
+    def sparse_line(points: list) -> tuple | None:
+        """The filtered differences' line with the sort's coupling where it is determined (a mostly empty
+        field, module doc), with the points at their levels on it; else ``None``."""
+        mu, var, se, extra = binned_points(points, coupling=FILTERED_MEAN_NORM2)
+        if mu.size < 5:
+            return None
+        fit = fit_coupled_line(mu, var - rounding, se, extra)
+        return None if np.array_equal(fit[6], mu) else (*fit, var - rounding, se)
 
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:
@@ -179,7 +199,10 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                 out.append((mu, d, near))
             drifts.append(drift)
             changes.append(change)
-        # white noise reads the same through both filters; a change the fit missed, or processing, does not
+        # white noise reads the same through both filters; a change the fit missed, or processing, does not —
+        # except on a mostly empty field, where the pixel-by-pixel line is biased (module doc): not compared
+        if sparse_line(filtered[first:]) is not None:
+            continue
         (own, own_se), (own_filtered, filtered_se) = line(pairs[first:]), line(filtered[first:])
         # through the filter neighbouring values are correlated: its stated error is about half the scatter
         apart = abs(own - own_filtered) > WHITE_NOISE_SIGMAS * math.hypot(own_se, 2.0 * filtered_se)
@@ -192,5 +215,12 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
     if mu.size < 4:
         raise SrlabError(f"{flag}: too few pixels off a clipped floor to measure the gain; give larger frames")
     gain, gain_se, b, b_se, cov, used = fit_line(mu, var - rounding, se)
+    var = var - rounding
+    sparse = sparse_line(filtered)
+    if sparse is not None:
+        # the filtered differences' neighbouring values are correlated: their stated errors are about half the
+        # scatter (module doc), hence doubled
+        gain, gain_se, b, b_se, cov, used, mu, var, se = sparse
+        gain_se, b_se, cov = 2.0 * gain_se, 2.0 * b_se, 4.0 * cov
     return FrameGain(gain, gain_se, b, b_se, cov, line(filtered), len(drifts), len(stacks), max(drifts), max(changes),
-                     mu, var - rounding, se, used, flag)
+                     mu, var, se, used, flag, sparse_field=sparse is not None)
