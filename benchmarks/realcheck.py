@@ -529,6 +529,8 @@ CEILING = "noise-free HR itself (ceiling)"
 #: which only a simulator has, is what the foreign verdict is judged against too; scored against the
 #: block's own (acquired) HR, a photon-poor STED's noise left every row within 0.1 dB (first run).
 CHOICE = "chosen on the calibrated simulation's noise-free HR (no foreign HR)"
+#: :data:`CHOICE` of a group trained on a changed block, chosen on that block's simulation.
+CHOICE_OWN_BLOCK = "chosen on that block's simulation's noise-free HR (no foreign HR)"
 CHOICE_IMAGES = 8
 
 
@@ -681,8 +683,7 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
                   (learned if len(learned) > len(simulation_only) else [],
                    "with `srlab adapt` to the unlabelled LR images")]
     # a group chosen on its own (changed) block's simulation says so
-    verdicts = [_verdict(results, names, label, own[0], CHOICE.replace("the calibrated simulation", "that block's "
-                                                                        "simulation")) if own else
+    verdicts = [_verdict(results, names, label, own[0], CHOICE_OWN_BLOCK) if own else
                 _verdict(results, names, label, selection) for names, label, *own in groups]
     verdict = "; ".join(v for v in verdicts if v)
     return lines, (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "

@@ -233,6 +233,15 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     return out
 
 
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Save a calibration figure to ``out`` (PNG, 90 dpi), its folder made as :func:`write_text` makes the
+    block's (``--out`` may name a folder still to make; the figure is drawn first)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    return out
+
+
 #: The check's (and the lift's) simulated fields are at most this many specimen-grid points a side
 #: (64 LR px at least): the grid is ~10–50 nm, so 256 px of 650 nm are ~7000² points and ~10 GB, while
 #: the levels and statistics these images measure come as well from a smaller field.

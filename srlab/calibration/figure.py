@@ -35,10 +35,9 @@ def _histograms(ax: Any, real: list[np.ndarray], simulated: list[np.ndarray], ti
 
 def draw(cal: Calibration, check: dict[str, Any], out: str | Path) -> Path:
     """Save :func:`figure` to ``out`` (PNG, 90 dpi)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder still to make, as the block's writer does
-    figure(cal, check).savefig(out, dpi=90)
-    return out
+    from srlab.calibration.block import save_figure
+
+    return save_figure(figure(cal, check), out)
 
 
 def figure(cal: Calibration, check: dict[str, Any]) -> Any:

@@ -166,14 +166,18 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         mu, var, se = binned_points(points)
         return fit_line(mu, var - rounding, se)[:2] if mu.size >= 4 else (math.nan, math.nan)
 
-    def sparse_line(points: list) -> tuple | None:
-        """The filtered differences' line with the sort's coupling where it is determined (a mostly empty
-        field, module doc), with the points at their levels on it; else ``None``."""
+    def filtered_lines(points: list) -> tuple[tuple[float, float], tuple | None]:
+        """The filtered differences' plain (gain, error) and, where the sort's coupling is determined (a
+        mostly empty field, module doc), their coupled line with its points at their levels on it (else
+        ``None``), from one binning."""
         mu, var, se, extra = binned_points(points, coupling=FILTERED_MEAN_NORM2)
-        if mu.size < 5:
-            return None
-        fit = fit_coupled_line(mu, var - rounding, se, extra)
-        return None if np.array_equal(fit[6], mu) else (*fit, var - rounding, se)
+        var = var - rounding
+        if mu.size < 4:
+            return (math.nan, math.nan), None
+        fit = fit_coupled_line(mu, var, se, extra)
+        if fit[6] is None:
+            return fit[:2], None
+        return fit_line(mu, var, se)[:2], (*fit, var, se)
 
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:
@@ -201,9 +205,10 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
             changes.append(change)
         # white noise reads the same through both filters; a change the fit missed, or processing, does not —
         # except on a mostly empty field, where the pixel-by-pixel line is biased (module doc): not compared
-        if sparse_line(filtered[first:]) is not None:
+        (own_filtered, filtered_se), sparse = filtered_lines(filtered[first:])
+        if sparse is not None:
             continue
-        (own, own_se), (own_filtered, filtered_se) = line(pairs[first:]), line(filtered[first:])
+        own, own_se = line(pairs[first:])
         # through the filter neighbouring values are correlated: its stated error is about half the scatter
         apart = abs(own - own_filtered) > WHITE_NOISE_SIGMAS * math.hypot(own_se, 2.0 * filtered_se)
         if not (own > 0 and own_filtered > 0) or (
@@ -216,11 +221,11 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         raise SrlabError(f"{flag}: too few pixels off a clipped floor to measure the gain; give larger frames")
     gain, gain_se, b, b_se, cov, used = fit_line(mu, var - rounding, se)
     var = var - rounding
-    sparse = sparse_line(filtered)
+    gain_filtered, sparse = filtered_lines(filtered)
     if sparse is not None:
         # the filtered differences' neighbouring values are correlated: their stated errors are about half the
         # scatter (module doc), hence doubled
         gain, gain_se, b, b_se, cov, used, mu, var, se = sparse
         gain_se, b_se, cov = 2.0 * gain_se, 2.0 * b_se, 4.0 * cov
-    return FrameGain(gain, gain_se, b, b_se, cov, line(filtered), len(drifts), len(stacks), max(drifts), max(changes),
+    return FrameGain(gain, gain_se, b, b_se, cov, gain_filtered, len(drifts), len(stacks), max(drifts), max(changes),
                      mu, var, se, used, flag, sparse_field=sparse is not None)

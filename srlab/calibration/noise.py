@@ -867,13 +867,13 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
     :func:`sort_coupling` regressor ``u``): the model is ``var = gain·(m + σ²·u) + b``, ``σ²·gain`` fitted
     as a third coefficient, where that is :data:`COUPLING_SIGMAS` standard errors from 0 (and 5 points are
     usable; ``decided``: wherever it can be fitted — the pooled fit decided for these images); else the
-    plain line at the levels ``mu``. The last value is each point's level on the line (``m + σ²·u``, or
-    ``mu``)."""
+    plain line at the levels ``mu``. The last value is each point's level on the line where the term is
+    kept (``m + σ²·u``), else ``None`` (the levels are ``mu``)."""
     if line_points(se) < (1 if slope is not None else 2):
-        return math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool), np.asarray(mu)
+        return math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool), None
     if coupling is not None and line_points(se) < (4 if slope is not None else 5):
         coupling = None
-    levels = np.asarray(mu)
+    levels = None
     if coupling is not None:
         mean_level, u = coupling[:, 0], coupling[:, 1]
         design = np.stack([mean_level, np.ones_like(mean_level), u], 1)
@@ -977,12 +977,14 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         var = var - 1.0 / 12.0
     if line is not None:
         gain_adu_per_photon = line[0]
-    gain, gain_se, b, b_se, cov_gb, used, line_levels = fit_coupled_line(mu, var, se, u, slope=gain_adu_per_photon)
+    gain, gain_se, b, b_se, cov_gb, used, coupled_levels = fit_coupled_line(mu, var, se, u,
+                                                                            slope=gain_adu_per_photon)
+    line_levels = mu if coupled_levels is None else coupled_levels
     if line is not None:  # the points used are those the images' intercept would have used
         gain, gain_se, b, b_se, cov_gb = (float(x) for x in line)
     # whether the sort's coupling is determined is the pooled fit's call: the per-image fits and the leak
     # check's filter follow it (with a fifth of the points each, an image's own test is noise)
-    if u is None or np.array_equal(line_levels, mu):
+    if coupled_levels is None:
         coupling = coupling4 = None
     # each image's own points from the same pixels: its own line (GAIN_SPREAD) and a level of its own under
     # one slope (LEVEL_CHI2); then the pixels are let go

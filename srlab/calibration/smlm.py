@@ -553,10 +553,9 @@ def draw(cal: SMLMCalibration, out: str | Path) -> Path:
         axis.imshow(image, cmap="gray", vmin=lo, vmax=hi)
         axis.set(title=f"{title}, same grey scale (ADU {lo:.0f}–{hi:.0f})", xticks=[], yticks=[])
     fig.suptitle(f"srlab calibrate --smlm: {cal.path.name}")
-    out = Path(out)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder still to make
-    fig.savefig(out, dpi=90)
-    return out
+    from srlab.calibration.block import save_figure
+
+    return save_figure(fig, out)
 
 
 def summary(cal: SMLMCalibration, seconds: float, out: Path, figure: Path) -> str:
