@@ -42,6 +42,7 @@ from srlab.calibration.noise import (
     LEAK_RATIO,
     LEVEL_CHI2,
     LEVEL_NOTE_SHIFT,
+    NONSHOT_OFFSET,
     ZERO_BASED_OFFSET,
     NoiseFit,
     block_offset_adu,
@@ -731,6 +732,13 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")
+    for side in (lr, hr):
+        if side is not None and side.noise.offset_method == NONSHOT_OFFSET:
+            n, flag = side.noise, "--offset-adu or --dark" if side is lr else "--hr-offset-adu or --hr-dark"
+            cal.notes.append(f"{side.role.upper()}: offset {n.offset_adu:.4g} ± {n.offset_se:.2g} ADU read off the "
+                             f"noise line where only the read noise is left (dim, sparse images: the sort's coupling "
+                             f"term, {n.dark_level_adu - n.offset_adu:.2g} ADU below the darkest level), not the "
+                             f"darkest level; {flag} gives a measured one")
     for side in (lr, hr):
         if side is None:
             continue

@@ -177,7 +177,7 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         fit = fit_coupled_line(mu, var, se, extra)
         if fit[6] is None:
             return fit[:2], None
-        return fit_line(mu, var, se)[:2], (*fit, var, se)
+        return fit_line(mu, var, se)[:2], (*fit[:7], var, se)
 
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:

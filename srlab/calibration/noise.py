@@ -76,7 +76,13 @@ integer images are still told from a camera's by where the line reaches zero var
 ADU). Within :func:`zero_crossing_tolerance_adu` of 0 (3 standard errors, and at most a misfit of 10 %
 of the variance at the darkest level), and the darkest level resolved above it, the offset is 0 as
 well. A camera whose offset happens to equal ``read²/g`` passes too; its block then has the same
-mean–variance line (its read noise as background shot noise), and the note names ``--offset-adu``. Otherwise the darkest level of the images is taken as the offset (zero background
+mean–variance line (its read noise as background shot noise), and the note names ``--offset-adu``. On a
+camera's dim, sparse images where the sort's coupling term is kept, its ``σ²`` — the variance that is not
+shot noise: read noise² plus the rounding's 1/12 — gives the offset, ``(σ² − 1/12 − b)/g``
+(:func:`nonshot_offset_adu`, :data:`NONSHOT_OFFSET_SIGMAS`; three 512² images at 5–60 photons of peak over
+0.5–5 of background: within 0.5 ADU of 100 on sparse specimens under 1.5–3 ADU of read noise, 1.1 on
+dense structure, 2 ± 3 under 10 ADU, where the darkest level read 0.3–8 ADU high; the read noise within
+14 % where the darkest level's bound read up to 2.9× high). Otherwise the darkest level of the images is taken as the offset (zero background
 photons there) and the read noise is then an upper bound: it includes the shot noise of that background.
 On images clipped at a floor of 0 (checked first: they have zeros too, but not a counter's), that
 darkest level is the unclipped one, below 0 (:data:`CLIPPED_FLOOR_OFFSET`).
@@ -86,6 +92,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -187,6 +194,8 @@ LEVEL_CHI2 = 10.0
 LEVEL_NOTE_SHIFT = 0.05
 #: What :class:`NoiseFit` says of an offset found on images clipped at 0 (module doc).
 CLIPPED_FLOOR_OFFSET = "darkest level of images clipped at 0, unclipped with the noise line (upper bound)"
+#: What :class:`NoiseFit` says of an offset read from the sort's coupling term (module doc).
+NONSHOT_OFFSET = "noise line at its non-shot variance (the sort's coupling: dim, sparse images)"
 
 
 def equal_neighbours_ratio(images: list[np.ndarray]) -> tuple[float, float] | None:
@@ -838,6 +847,10 @@ def line_points(se: np.ndarray) -> int:
 #: where the plain line read 1.92 for 2) and at most 2.4 on srlab's presets. The per-image and leak-check
 #: fits follow the pooled fit's call (:func:`fit_noise`).
 COUPLING_SIGMAS = 3.0
+#: An offset from the coupling term's ``σ²`` (:func:`nonshot_offset_adu`) is taken where that ``σ²`` less
+#: the rounding is this many of its standard errors above 0 and the offset lies between 0 ADU and the
+#: darkest level — an upper bound on it — within this many of its own; else the darkest level stands.
+NONSHOT_OFFSET_SIGMAS = 3.0
 
 
 def _coupling_determined(p: np.ndarray, cov: np.ndarray, chi2: float) -> bool:
@@ -851,9 +864,23 @@ def fit_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, *, slope: float | 
     return fit_coupled_line(mu, var, se, None, slope=slope)[:6]
 
 
+class LineFit(NamedTuple):
+    """:func:`fit_coupled_line`'s line ``var = gain·mu + intercept`` (ADU, ADU²) and, where the sort's
+    coupling term is kept, its three coefficients."""
+
+    gain: float
+    gain_se: float
+    intercept: float
+    intercept_se: float
+    gain_intercept_cov: float
+    used: np.ndarray  # the points used (trimmed)
+    levels: np.ndarray | None  # each point's level on the line where the term is kept (m + σ²·u), else None
+    # (gain, intercept, σ²·gain) and their covariance, scaled by the reduced χ² where above 1; None without the term
+    coupled: tuple[np.ndarray, np.ndarray] | None = None
+
+
 def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: np.ndarray | None, *,
-                     slope: float | None = None, decided: bool = False,
-                     ) -> tuple[float, float, float, float, float, np.ndarray, np.ndarray]:
+                     slope: float | None = None, decided: bool = False) -> LineFit:
     """The trimmed weighted line ``var = gain·mu + b`` through (mean, variance, standard error) points:
     bins more than 3 standard errors above the line (structure leaking into the noise estimate) are
     dropped and the line refitted. Returns gain, its standard error, b, its standard error, their
@@ -870,10 +897,10 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
     plain line at the levels ``mu``. The last value is each point's level on the line where the term is
     kept (``m + σ²·u``), else ``None`` (the levels are ``mu``)."""
     if line_points(se) < (1 if slope is not None else 2):
-        return math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool), None
+        return LineFit(math.nan, math.nan, math.nan, math.nan, math.nan, np.zeros(np.shape(mu), bool), None)
     if coupling is not None and line_points(se) < (4 if slope is not None else 5):
         coupling = None
-    levels = None
+    levels = coupled = None
     if coupling is not None:
         mean_level, u = coupling[:, 0], coupling[:, 1]
         design = np.stack([mean_level, np.ones_like(mean_level), u], 1)
@@ -892,6 +919,7 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
         p, cov, chi2, used = _trimmed(_wls_coupled, lambda q: design @ q, var, se, min_used=5)
         if p[0] > 0 and (decided or _coupling_determined(p, cov, chi2)):
             levels = mean_level + (p[2] / p[0]) * u
+            coupled = (p, cov * max(chi2, 1.0))
         else:
             coupling = None
     if coupling is None:
@@ -901,8 +929,25 @@ def fit_coupled_line(mu: np.ndarray, var: np.ndarray, se: np.ndarray, coupling: 
         p, cov, chi2, used = _trimmed(lambda m: _wls(mu[m], var[m], se[m]), lambda q: q[0] * mu + q[1], var, se,
                                       min_used=4)
     inflate = math.sqrt(max(chi2, 1.0))
-    return (float(p[0]), math.sqrt(cov[0, 0]) * inflate, float(p[1]), math.sqrt(cov[1, 1]) * inflate,
-            float(cov[0, 1]) * inflate**2, used, levels)
+    return LineFit(float(p[0]), math.sqrt(cov[0, 0]) * inflate, float(p[1]), math.sqrt(cov[1, 1]) * inflate,
+                   float(cov[0, 1]) * inflate**2, used, levels, coupled)
+
+
+def nonshot_offset_adu(coupled: tuple[np.ndarray, np.ndarray], rounding_adu2: float
+                       ) -> tuple[float, float, float, float]:
+    """The offset (ADU) at which the line ``var = gain·mu + b`` leaves only the variance that is not shot
+    noise, ``σ²`` of the sort's coupling term (:func:`fit_coupled_line`: ``coupled`` = its coefficients
+    ``(gain, b, σ²·gain)`` and their covariance), less the rounding's ``rounding_adu2`` (in ``σ²``, not in
+    the detail variances it is removed from): ``b = read² − gain·offset``, so
+    ``offset = (σ² − rounding − b) / gain``. Returns the offset, its standard error, ``read²`` (ADU²) and
+    its variance (first-order propagation)."""
+    (g, b, c), cov = coupled
+    read2 = c / g - rounding_adu2
+    offset = (read2 - b) / g
+    grad_offset = np.array([-2.0 * c / g**3 + (rounding_adu2 + b) / g**2, -1.0 / g, 1.0 / g**2])
+    grad_read2 = np.array([-c / g**2, 0.0, 1.0 / g])
+    return (float(offset), math.sqrt(max(float(grad_offset @ cov @ grad_offset), 0.0)), float(read2),
+            max(float(grad_read2 @ cov @ grad_read2), 0.0))
 
 
 def zero_variance_level_adu(gain: float, intercept: float, gain_se: float, intercept_se: float,
@@ -977,8 +1022,8 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
         var = var - 1.0 / 12.0
     if line is not None:
         gain_adu_per_photon = line[0]
-    gain, gain_se, b, b_se, cov_gb, used, coupled_levels = fit_coupled_line(mu, var, se, u,
-                                                                            slope=gain_adu_per_photon)
+    fit = fit_coupled_line(mu, var, se, u, slope=gain_adu_per_photon)
+    gain, gain_se, b, b_se, cov_gb, used, coupled_levels = fit[:7]
     line_levels = mu if coupled_levels is None else coupled_levels
     if line is not None:  # the points used are those the images' intercept would have used
         gain, gain_se, b, b_se, cov_gb = (float(x) for x in line)
@@ -1050,11 +1095,24 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
     else:
         offset, offset_se, given = dark, float(np.std(darkest)) / math.sqrt(len(images)), False
         method = "darkest level (upper bound)"
+        nonshot = None
+        if fit.coupled is not None and line is None and not intercepts:
+            nonshot = nonshot_offset_adu(fit.coupled, 1.0 / 12.0 if integer else 0.0)
+        # a read noise: σ² above 0 by its error (structure leaking into the detail band, under a given gain,
+        # had read it below 0 and the offset −45000 ADU); an offset: at most the darkest level (an upper
+        # bound) and not below 0 ADU, each by its error
+        if nonshot is not None and all(map(math.isfinite, nonshot)) and \
+                nonshot[2] > NONSHOT_OFFSET_SIGMAS * math.sqrt(nonshot[3]) and \
+                -NONSHOT_OFFSET_SIGMAS * nonshot[1] <= nonshot[0] <= dark + NONSHOT_OFFSET_SIGMAS * nonshot[1]:
+            offset, offset_se, given, method = min(nonshot[0], dark), nonshot[1], True, NONSHOT_OFFSET
     r2 = b + gain * offset
     if intercepts and not given:
         # each image's own level is its offset (its darkest level): the read noise of each line there
         r2 = float(np.median([bi + gain * level for bi, level in zip(intercepts, darkest)]))
     r2_var = b_se**2 + offset**2 * gain_se**2 + 2 * offset * cov_gb + gain**2 * offset_se**2
+    if method == NONSHOT_OFFSET and offset < dark:
+        # the offset came from σ², so b's error is already in it: the read noise is σ² less the rounding
+        r2, r2_var = nonshot[2], nonshot[3]
     read = math.sqrt(max(r2, 0.0))
     read_se = math.sqrt(max(r2_var, 0.0)) / (2.0 * max(read, math.sqrt(max(r2_var, 0.0)) ** 0.5, 1e-6))
     return NoiseFit(gain_adu_per_photon=gain, gain_se=gain_se, intercept_adu2=b, intercept_se=b_se,

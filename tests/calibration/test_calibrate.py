@@ -474,8 +474,11 @@ def test_dim_sparse_camera_images_read_their_gain(density, signal_photons, read_
     0.5 of background, 86–99 % of the pixels within the background's noise: bins of equal count split
     the background's pixels by the noise of their local mean, whose read-noise share lies off the line,
     and the gain read 0.50 and 1.34 — a quarter to two thirds of the truth, with errors of a few %. The
-    line's sort-coupling term (:func:`srlab.calibration.noise.sort_coupling`) takes it out."""
-    from srlab.calibration.noise import fit_noise
+    line's sort-coupling term (:func:`srlab.calibration.noise.sort_coupling`) takes it out. Its ``σ²`` is
+    the variance that is not shot noise, which places the offset without dark frames: the darkest level
+    had given it 0.3 ADU high on the second case and the read noise as an upper bound (with the
+    background's shot noise)."""
+    from srlab.calibration.noise import NONSHOT_OFFSET, fit_noise
     from srlab.data.simulate import Imager, resolve_simulation
 
     lr = {"modality": "widefield", "psf_fwhm_nm": 250.0, "pixel_size_nm": 65.0, "e_per_adu": 0.5,
@@ -485,7 +488,32 @@ def test_dim_sparse_camera_images_read_their_gain(density, signal_photons, read_
                                         "seed": 5, "density_range": [density, density]}, scale=1))
     fit = fit_noise([imager.image(i)["lr"].astype(float) for i in range(3)])
     assert fit.gain_adu_per_photon == pytest.approx(2.0, rel=0.15)
-    assert fit.read_noise_adu >= 0.9 * read_noise_e * 2.0  # an upper bound without the offset
+    assert fit.offset_method == NONSHOT_OFFSET and fit.offset_given
+    assert fit.offset_adu == pytest.approx(100.0, abs=0.5) and fit.offset_adu <= fit.dark_level_adu
+    assert fit.read_noise_adu == pytest.approx(read_noise_e * 2.0, rel=0.1)
+
+
+def test_dim_sparse_images_write_their_offset_and_read_noise_without_dark_frames(tmp_path: Path, capsys):
+    """`srlab calibrate` on dim, sparse camera TIFFs and nothing else: the block's camera takes the offset
+    where the noise line leaves only the read noise (the sort's coupling term), not the darkest level, so
+    its read noise is not inflated by the background's shot noise; the summary says where the offset came
+    from and which flag measures it."""
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    lr = {"modality": "widefield", "psf_fwhm_nm": 250.0, "pixel_size_nm": 65.0, "e_per_adu": 0.5,
+          "read_noise_e": 0.75, "offset_adu": 100.0, "signal_photons": 5.0, "background_photons": 0.5}
+    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "widefield"}, "n_images": 3, "lr_size_px": 384,
+                                        "seed": 5, "density_range": [0.2, 0.2]}, scale=1))
+    paths = [write_tiff(tmp_path / f"dim{i}.tif", imager.image(i)["lr"], pixel_size_nm=65.0) for i in range(3)]
+    out = tmp_path / "dim.yaml"
+    assert _run(*paths, "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "read off the noise line where only the read noise is left" in printed and "--offset-adu or --dark" in printed
+    assert "read noise is an upper bound" not in printed
+    camera = yaml.safe_load(out.read_text())["simulation"]["lr"]
+    assert camera["offset_adu"] == pytest.approx(100.0, abs=0.5)
+    assert camera["read_noise_e"] == pytest.approx(0.75, rel=0.15)
+    assert camera["background_photons"] > 0.0  # the darkest level's excess over the offset
 
 
 def _sim_hr_images(folder: Path) -> list[Path]:
