@@ -493,6 +493,24 @@ def test_dim_sparse_camera_images_read_their_gain(density, signal_photons, read_
     assert fit.read_noise_adu == pytest.approx(read_noise_e * 2.0, rel=0.1)
 
 
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_sparse_photon_counter_keeps_no_negative_coupling_term(seed):
+    """srlab's confocal photon counter (gain 1, no read noise) on sparse specimens at 60 photons over 5 of
+    background: under 1 % zeros, so the camera's binning with the sort-coupling term. Its coefficient,
+    ``σ²·gain``, fitted below 0 by 3 standard errors on four of six seeds and, kept, read the gain 0.85
+    for 1; a variance below 0 is not a selection, and without it the gain reads 0.95–0.97."""
+    from srlab.calibration.noise import COUNTS_FROM_ZERO, fit_noise
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    lr = {"modality": "confocal", "pixel_size_nm": 65.0, "psf_fwhm_nm": 250.0, "signal_photons": 60.0,
+          "background_photons": 5.0}
+    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "sted"}, "n_images": 3, "lr_size_px": 384,
+                                        "seed": seed, "density_range": [0.05, 0.05], "haze_range": [0, 0]}, scale=1))
+    fit = fit_noise([imager.image(i)["lr"].astype(float) for i in range(3)])
+    assert fit.offset_method in COUNTS_FROM_ZERO
+    assert fit.gain_adu_per_photon == pytest.approx(1.0, rel=0.08)
+
+
 def test_dim_sparse_images_write_their_offset_and_read_noise_without_dark_frames(tmp_path: Path, capsys):
     """`srlab calibrate` on dim, sparse camera TIFFs and nothing else: the block's camera takes the offset
     where the noise line leaves only the read noise (the sort's coupling term), not the darkest level, so
