@@ -50,6 +50,7 @@ from srlab.calibration.noise import (
     filtered,
     filtered_text,
     fit_noise,
+    levels_all_occupied,
 )
 from srlab.calibration.resolution import Decorrelation, SpectrumFit, decorrelation, fit_psf_spectra
 from srlab.calibration.spots import MIN_SPOTS, spot_fwhm_images
@@ -729,6 +730,14 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
                              f"level {n.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter "
                              f"(the darkest level is background); pass "
                              f"{'--offset-adu' if side is lr else '--hr-offset-adu'} if the detector has an offset")
+            top = levels_all_occupied(side.images, n.gain_adu_per_photon)
+            if top is not None and n.integer_data:
+                cal.notes.append(f"{side.role.upper()}: yet every level from 0 to {top} ADU holds pixels, which a photon "
+                                 f"counter at the fitted {n.gain_adu_per_photon:.3g} ADU/photon cannot do (its "
+                                 f"counts are multiples of its gain): a camera's images with a level subtracted "
+                                 f"and clipped at 0 (background subtraction)? Read as a counter's, their gain is off "
+                                 f"(1.7–2.6 for 2 on such dim images) — calibrate the raw acquisitions, or give "
+                                 f"{'--e-per-adu' if side is lr else '--hr-e-per-adu'}")
     if not lr.noise.offset_given:
         cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
                          "read noise is an upper bound; pass --offset-adu for a definite value")

@@ -250,6 +250,35 @@ def filtered_text(ratio: float) -> str:
     return f"neighbouring pixels are exactly equal {ratio:.2g}× as often as independent noise makes them"
 
 
+#: A photon counter's integer levels are multiples of its gain (a photon is one count, scaled): at a fitted
+#: gain of at least this many ADU per photon it leaves levels empty between them, which a camera's read
+#: noise fills (:func:`levels_all_occupied`).
+COUNTER_GAP_GAIN = 1.5
+#: A level holds pixels where it has at least this share of those in the range looked at (a repaired
+#: hot pixel's neighbour median may fall between a counter's levels).
+OCCUPIED_SHARE = 1e-3
+
+
+def levels_all_occupied(images: list[np.ndarray], gain_adu_per_photon: float) -> int | None:
+    """For integer ``images`` read as counts from zero at ``gain_adu_per_photon`` ≥ :data:`COUNTER_GAP_GAIN`:
+    the top ``K`` of the levels ``0 … K = ⌈4·gain⌉`` ADU (four photons) where every one of them holds pixels
+    (:data:`OCCUPIED_SHARE`) — which a photon counter at that gain cannot do — else ``None``. Level
+    subtracted, clipped camera images do: dim, sparse 384² images (gain 2, read noise 1.5–3 ADU) each less
+    its own 5th or 20th percentile read as counts from zero at 1.65–2.62 ADU/photon, every level filled
+    (at 1.29, below :data:`COUNTER_GAP_GAIN`, not judged); srlab's counters and counters scaled by 2 or
+    2.36 leave gaps."""
+    if not gain_adu_per_photon >= COUNTER_GAP_GAIN:
+        return None
+    top = math.ceil(4.0 * gain_adu_per_photon)
+    counts = np.zeros(top + 1, np.int64)
+    for im in images:
+        values = np.asarray(im)
+        values = values[(values >= 0) & (values <= top)].astype(np.int64)
+        counts += np.bincount(values, minlength=top + 1)[:top + 1]
+    total = counts.sum()
+    return top if total > 0 and bool(np.all(counts >= OCCUPIED_SHARE * total)) else None
+
+
 def block_offset_adu(offset_adu: float, method: str) -> float:
     """The offset a data block's camera takes from a measured one: below 0 only for images clipped at 0
     (:data:`CLIPPED_FLOOR_OFFSET`: the camera then clips its dark pixels at 0 as theirs did), else at

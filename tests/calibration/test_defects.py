@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from srlab.calibration import calibrate
-from srlab.calibration.noise import LEVEL_CHI2, fit_noise
+from srlab.calibration.noise import COUNTS_FROM_ZERO, LEVEL_CHI2, fit_noise
 from srlab.data.defects import clipped_floor, fill_region, hot_pixels, largest_rectangle
 from srlab.data.io import write_tiff
 
@@ -293,6 +293,34 @@ def test_a_leaking_noise_estimate_is_named_and_a_given_gain_is_used(clean, tmp_p
     assert e["signal_photons"].value == pytest.approx(300.0, rel=0.2)  # 78 with the fitted gain
     assert not any("leaks" in n for n in given.notes)
     assert not any("leaks" in n for n in calibrate(_write(tmp_path / "clean", clean), modality="widefield").notes)
+
+
+def test_dim_camera_images_clipped_after_a_level_subtracted_are_not_taken_for_a_counter_silently(tmp_path: Path):
+    """Dim, sparse camera images (gain 2, read noise 1.5 ADU, 0.5 photons/px of background) each less its own
+    20th percentile and clipped at 0: a fifth of the pixels at 0, but the floor is no spike over the next
+    levels (the noise is a few ADU wide), so they read as a photon counter's counts from zero, gain high. A
+    counter's counts are multiples of its gain, so at that gain it would leave levels empty; these fill
+    every one, and the note says what they look like. srlab's confocal counter and the raw images get no
+    such note."""
+    lr = {"modality": "widefield", "psf_fwhm_nm": FWHM_NM, "e_per_adu": 0.5, "read_noise_e": 0.75,
+          "offset_adu": 100.0, "signal_photons": 15.0, "background_photons": 0.5}
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    imager = Imager(resolve_simulation({"lr": lr, "hr": {"modality": "widefield"}, "n_images": 3,
+                                        "lr_size_px": 256, "seed": 5, "density_range": [0.05, 0.05]}, scale=1))
+    raw = [imager.image(i)["lr"] for i in range(3)]
+    clipped = [np.clip(im.astype(np.float64) - np.percentile(im, 20), 0, None).round().astype(np.uint16)
+               for im in raw]
+    cal = calibrate(_write(tmp_path / "clipped", clipped), modality="widefield")
+    assert cal.lr.noise.offset_method in COUNTS_FROM_ZERO
+    (note,) = [n for n in cal.notes if "cannot do" in n]
+    assert note.startswith("LR:") and "clipped at 0" in note and "--e-per-adu" in note
+    assert not any("cannot do" in n for n in calibrate(_write(tmp_path / "raw", raw), modality="widefield").notes)
+    counter = _simulate({"modality": "confocal", "psf_fwhm_nm": FWHM_NM, "signal_photons": 15.0}, n=3, size=128,
+                        seed=2, hr="sted")
+    counted = calibrate(_write(tmp_path / "counter", counter), modality="confocal", target="sted")
+    assert counted.lr.noise.offset_method in COUNTS_FROM_ZERO
+    assert not any("cannot do" in n for n in counted.notes)
 
 
 def test_images_rescaled_one_by_one_are_named(clean, tmp_path: Path):
