@@ -730,24 +730,23 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
                              f"level {n.dark_level_adu:.2g} ADU): offset taken as 0, as for a photon counter "
                              f"(the darkest level is background); pass "
                              f"{'--offset-adu' if side is lr else '--hr-offset-adu'} if the detector has an offset")
-            top = levels_all_occupied(side.images, n.gain_adu_per_photon)
-            if top is not None and n.integer_data:
+            top = levels_all_occupied(side.images, n.gain_adu_per_photon)  # counts from zero are integers
+            if top is not None:
                 cal.notes.append(f"{side.role.upper()}: yet every level from 0 to {top} ADU holds pixels, which a photon "
                                  f"counter at the fitted {n.gain_adu_per_photon:.3g} ADU/photon cannot do (its "
                                  f"counts are multiples of its gain): a camera's images with a level subtracted "
                                  f"and clipped at 0 (background subtraction)? Read as a counter's, their gain is off "
                                  f"(1.7–2.6 for 2 on such dim images) — calibrate the raw acquisitions, or give "
                                  f"{'--e-per-adu' if side is lr else '--hr-e-per-adu'}")
-    if not lr.noise.offset_given:
-        cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
-                         "read noise is an upper bound; pass --offset-adu for a definite value")
-    for side in (lr, hr):
-        if side is not None and side.noise.offset_method == NONSHOT_OFFSET:
+        elif side is not None and side.noise.offset_method == NONSHOT_OFFSET:
             n, flag = side.noise, "--offset-adu or --dark" if side is lr else "--hr-offset-adu or --hr-dark"
             cal.notes.append(f"{side.role.upper()}: offset {n.offset_adu:.4g} ± {n.offset_se:.2g} ADU read off the "
                              f"noise line where only the read noise is left (dim, sparse images: the sort's coupling "
                              f"term, {n.dark_level_adu - n.offset_adu:.2g} ADU below the darkest level), not the "
                              f"darkest level; {flag} gives a measured one")
+    if not lr.noise.offset_given:
+        cal.notes.append("offset = darkest level of the images (one image cannot tell offset from background): "
+                         "read noise is an upper bound; pass --offset-adu for a definite value")
     for side in (lr, hr):
         if side is None:
             continue
