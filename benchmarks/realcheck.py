@@ -39,6 +39,8 @@ Every foreign setting below was fixed before any result was seen; nothing is tun
 pairs themselves with the noise-free HR as targets — the upper bound of the network and budget on these
 data, to read the srlab rows against (how much of the gap is the simulation, how much the network).
 ``--tta`` adds, under each srlab row, the same run predicted with ``srlab predict --tta`` (the ×8 self-ensemble).
+``--train-seed N`` trains the networks with seed ``N`` on the same foreign pairs and calibration (``--seed``
+draws both): the rows' movement from one training to the next, which the per-image intervals do not hold.
 
 Every method is scored against two references of the same fields (the noise-free one added after the
 first results, when the acquired STED reference was found to cap every score): the HR *without noise* (pySTED's
@@ -821,7 +823,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
                    choices=["confocal_sted", "widefield_sim"])
     p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the foreign pairs' seed (and the networks', unless --train-seed)")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="the networks' seed alone (the same foreign pairs and calibration): how far the trained "
+                        "rows move from one training to the next")
     p.add_argument("--patches-per-epoch", type=int, default=1024,
                    help="training budget: edsr_smoke's 6 epochs of this many patches (batch 16)")
     return p.parse_args(argv)
@@ -858,6 +863,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the code that runs is the code at the start (a commit made during the run is not in it)
     report: dict = {"tasks": {}, "work": str(work), "budget": " ".join(budget), "commit": git_commit()}
+    train_seed = args.seed if args.train_seed is None else args.train_seed
     try:
         for name in args.tasks:
             t0 = time.perf_counter()
@@ -875,14 +881,14 @@ def main(argv: list[str] | None = None) -> dict:
             run_dirs = {}
             for experiment_name in ([] if args.no_train else EXPERIMENTS):
                 t1 = time.perf_counter()
-                run_dirs[experiment_name] = train_task(task, exp_root, work / "runs", budget, args.seed,
+                run_dirs[experiment_name] = train_task(task, exp_root, work / "runs", budget, train_seed,
                                                        experiment_name)
                 print(f"[realcheck] trained {experiment_name} on the calibrated simulation in "
                       f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
             for experiment_name in ([] if args.no_train or not task.hr_calibration else EXPERIMENTS):
                 t1 = time.perf_counter()
                 run_dirs[experiment_name + HR_SPECIMENS_SUFFIX] = train_task(
-                    task, exp_root, work / "runs_hr_specimens", budget, args.seed, experiment_name,
+                    task, exp_root, work / "runs_hr_specimens", budget, train_seed, experiment_name,
                     data=hr_specimens_data(task))
                 print(f"[realcheck] trained {experiment_name} with the --hr images as specimens in "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
@@ -895,7 +901,7 @@ def main(argv: list[str] | None = None) -> dict:
                      if args.adapt_held_out and not args.no_train else {})
             for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
                 run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
-                    task, exp_root, work / "runs_oracle", budget, args.seed, experiment_name,
+                    task, exp_root, work / "runs_oracle", budget, train_seed, experiment_name,
                     data=oracle_data(task, exp_root, experiment_name))
             selection: dict = {}
             results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta, selection=selection)
@@ -933,7 +939,7 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
         ["--no-adapt"] if args.no_adapt else []) + (["--adapt-held-out"] if args.adapt_held_out else []) + (
-        ["--tta"] if args.tta else []) + (
+        ["--tta"] if args.tta else []) + ([f"--train-seed {args.train_seed}"] if args.train_seed is not None else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
