@@ -26,7 +26,7 @@ reference. Settings fixed before any result was seen; written to BENCHMARKS.md b
 
     PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--hr-specimens] [--adapt]
                                                           [--density-range LOW HIGH]
-                                                          [--quick] [--variant KEY=VALUE ...] [--no-write]
+                                                          [--quick] [--train-seed N] [--variant KEY=VALUE ...] [--no-write]
 
 ``--hr-specimens`` also trains on the block as ``srlab calibrate --hr-specimens`` writes it: its simulation
 holds pairs made from the three unpaired 20× images too (realcheck's rows of that name). ``--adapt`` also
@@ -35,6 +35,8 @@ fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and 
 
 Each verdict also judges the row chosen without any 20× image of the test fields, as realcheck does
 (:data:`benchmarks.realcheck.CHOICE`; a variant's rows are chosen on their own block's simulation).
+
+``--train-seed N`` trains the networks with seed ``N`` on the same foreign pairs (realcheck's option).
 
 ``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
 its own rows and verdict): what calibrate's density note tells a user to change, or any other question
@@ -98,7 +100,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--pairs", action="store_true", help="10x -> 20x pairs: calibrate, train, score (see the doc)")
     p.add_argument("--quick", action="store_true", help="with --pairs: toy sizes and one epoch, a smoke test")
     p.add_argument("--no-write", action="store_true", help="with --pairs: print only; leave BENCHMARKS.md alone")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the foreign images' seed (and the networks', unless --train-seed)")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="with --pairs: the networks' seed alone (the same foreign pairs and calibration; realcheck's)")
     p.add_argument("--oracle", action="store_true",
                    help="with --pairs: also train on the foreign test pairs themselves (the upper bound, not a result)")
     p.add_argument("--adapt", action="store_true",
@@ -267,6 +271,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         exp_root = work / "experiments"
         shutil.copytree(EXPERIMENTS_DIR, exp_root)
         task = make_pairs(work / "pairs", seed=args.seed, **sizes)
+        train_seed = args.seed if args.train_seed is None else args.train_seed
         frames = work / "pairs" / "frames"
         block = exp_root / "data" / f"realcheck_{task.name}.yaml"
         t0 = time.perf_counter()
@@ -276,10 +281,10 @@ def pairs_check(args: argparse.Namespace) -> str:
         write_block(cal, block, overwrite=True)
         print(summary(cal, simulate_check(cal), time.perf_counter() - t0, block, block.with_suffix(".png")),
               flush=True)
-        run_dirs = {name: train_task(task, exp_root, work / "runs", budget, args.seed, name) for name in EXPERIMENTS}
+        run_dirs = {name: train_task(task, exp_root, work / "runs", budget, train_seed, name) for name in EXPERIMENTS}
         if args.hr_specimens:
             run_dirs.update({name + HR_SPECIMENS_SUFFIX: train_task(task, exp_root, work / "runs_hr_specimens",
-                                                                    budget, args.seed, name,
+                                                                    budget, train_seed, name,
                                                                     data=hr_specimens_data(task))
                              for name in EXPERIMENTS})
         if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
@@ -288,7 +293,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
                  if args.adapt_held_out else {})
         if args.oracle:
-            run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, args.seed,
+            run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, train_seed,
                                                               name, data=oracle_data(task, exp_root, name))
                              for name in EXPERIMENTS})
         # the choice a user makes without 20x images of these fields: realcheck's (CHOICE)
@@ -312,7 +317,7 @@ def pairs_check(args: argparse.Namespace) -> str:
             groups.append((learned, "with `srlab adapt` to the unlabelled 10× images"))
         choices = [choice_table(task, selection)]
         for i, (overrides, named, why) in enumerate(variants):
-            changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, args.seed, name,
+            changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, train_seed, name,
                                         data=overrides) for name in EXPERIMENTS}
             own: dict = {}  # chosen on the changed block's own simulation, as the user who changed it would
             more = evaluate_task(task, cal, changed, exp_root, tta=True, selection=own, data=overrides)["noise_free"]
@@ -330,7 +335,8 @@ def pairs_check(args: argparse.Namespace) -> str:
     cmd = "PYTHONPATH=. python benchmarks/undersampled_check.py --pairs" + (" --quick" if args.quick else "") + (
         " --oracle" if args.oracle else "") + (" --hr-specimens" if args.hr_specimens else "") + (
         " --adapt" if args.adapt else "") + (" --adapt-held-out" if args.adapt_held_out else "") + (
-        " --density-range {:g} {:g}".format(*args.density_range) if args.density_range else "") + "".join(
+        " --density-range {:g} {:g}".format(*args.density_range) if args.density_range else "") + (
+        f" --train-seed {args.train_seed}" if args.train_seed is not None else "") + "".join(
         " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join([
