@@ -157,7 +157,7 @@ def _window_points(diff: np.ndarray, mean: np.ndarray, h1: np.ndarray) -> tuple[
 def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-frames") -> FrameGain:
     """The photon-transfer line of the frames' differences (see the module doc); one :class:`SrlabError`
     line for a drift above :data:`MAX_DRIFT_PX`, differences that are not white noise, or too few pixels."""
-    from srlab.calibration.noise import _H1, LEAK_RATIO, binned_points, fit_coupled_line, fit_line
+    from srlab.calibration.noise import _H1, LEAK_RATIO, LineFit, binned_points, fit_coupled_line, fit_line
     from srlab.data.defects import clipped_floor
 
     rounding = 1.0 / 12.0  # whole counts (load_gain_frames): each frame's rounding, 2/12 in a difference, halved
@@ -166,18 +166,18 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         mu, var, se = binned_points(points)
         return fit_line(mu, var - rounding, se)[:2] if mu.size >= 4 else (math.nan, math.nan)
 
-    def filtered_lines(points: list) -> tuple[tuple[float, float], tuple | None]:
+    def filtered_lines(points: list) -> tuple[tuple[float, float], tuple[LineFit, np.ndarray, np.ndarray] | None]:
         """The filtered differences' plain (gain, error) and, where the sort's coupling is determined (a
-        mostly empty field, module doc), their coupled line with its points at their levels on it (else
-        ``None``), from one binning."""
+        mostly empty field, module doc), their coupled line (its ``levels``: the points' levels on it) with
+        the points' variances and errors (else ``None``), from one binning."""
         mu, var, se, extra = binned_points(points, coupling=FILTERED_MEAN_NORM2)
         var = var - rounding
         if mu.size < 4:
             return (math.nan, math.nan), None
         fit = fit_coupled_line(mu, var, se, extra)
-        if fit[6] is None:
+        if fit.levels is None:
             return fit[:2], None
-        return fit_line(mu, var, se)[:2], (*fit[:7], var, se)
+        return fit_line(mu, var, se)[:2], (fit, var, se)
 
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:
@@ -225,7 +225,8 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
     if sparse is not None:
         # the filtered differences' neighbouring values are correlated: their stated errors are about half the
         # scatter (module doc), hence doubled
-        gain, gain_se, b, b_se, cov, used, mu, var, se = sparse
-        gain_se, b_se, cov = 2.0 * gain_se, 2.0 * b_se, 4.0 * cov
+        fit, var, se = sparse
+        gain, b, used, mu = fit.gain, fit.intercept, fit.used, fit.levels
+        gain_se, b_se, cov = 2.0 * fit.gain_se, 2.0 * fit.intercept_se, 4.0 * fit.gain_intercept_cov
     return FrameGain(gain, gain_se, b, b_se, cov, gain_filtered, len(drifts), len(stacks), max(drifts), max(changes),
                      mu, var, se, used, flag, sparse_field=sparse is not None)
