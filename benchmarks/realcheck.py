@@ -939,7 +939,8 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
         ["--no-adapt"] if args.no_adapt else []) + (["--adapt-held-out"] if args.adapt_held_out else []) + (
-        ["--tta"] if args.tta else []) + ([f"--train-seed {args.train_seed}"] if args.train_seed is not None else []) + (
+        ["--tta"] if args.tta else []) + ([f"--seed {args.seed}"] if args.seed else []) + (
+        [f"--train-seed {args.train_seed}"] if args.train_seed is not None else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",

@@ -336,6 +336,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         " --oracle" if args.oracle else "") + (" --hr-specimens" if args.hr_specimens else "") + (
         " --adapt" if args.adapt else "") + (" --adapt-held-out" if args.adapt_held_out else "") + (
         " --density-range {:g} {:g}".format(*args.density_range) if args.density_range else "") + (
+        f" --seed {args.seed}" if args.seed else "") + (
         f" --train-seed {args.train_seed}" if args.train_seed is not None else "") + "".join(
         " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
