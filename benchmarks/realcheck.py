@@ -41,6 +41,8 @@ data, to read the srlab rows against (how much of the gap is the simulation, how
 ``--tta`` adds, under each srlab row, the same run predicted with ``srlab predict --tta`` (the ×8 self-ensemble).
 ``--train-seed N`` trains the networks with seed ``N`` on the same foreign pairs and calibration (``--seed``
 draws both): the rows' movement from one training to the next, which the per-image intervals do not hold.
+``--train-seed N N ...`` trains every row once per seed and judges the target on each field's scores averaged
+over the trainings (the tables add the sd over trainings; the verdict, how many trainings meet it alone).
 
 Every method is scored against two references of the same fields (the noise-free one added after the
 first results, when the acquired STED reference was found to cap every score): the HR *without noise* (pySTED's
@@ -647,6 +649,76 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     return results
 
 
+def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.Namespace, budget: list[str],
+                    adapt_budget: list[str], train_seed: int) -> tuple[dict, dict, dict[str, list[int]]]:
+    """One training of every row the options ask for (networks seeded ``train_seed``; runs under ``work``),
+    scored on the foreign pairs: ``(results by reference, selection, folds)`` as :func:`evaluate_task`,
+    :func:`simulated_scores` and :func:`adapt_halves` give them (the half-fold rows already composed)."""
+    run_dirs: dict[str, Path] = {}
+    for experiment_name in ([] if args.no_train else EXPERIMENTS):
+        t1 = time.perf_counter()
+        run_dirs[experiment_name] = train_task(task, exp_root, work / "runs", budget, train_seed, experiment_name)
+        print(f"[realcheck] trained {experiment_name} (seed {train_seed}) on the calibrated simulation in "
+              f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
+    for experiment_name in ([] if args.no_train or not task.hr_calibration else EXPERIMENTS):
+        t1 = time.perf_counter()
+        run_dirs[experiment_name + HR_SPECIMENS_SUFFIX] = train_task(
+            task, exp_root, work / "runs_hr_specimens", budget, train_seed, experiment_name,
+            data=hr_specimens_data(task))
+        print(f"[realcheck] trained {experiment_name} (seed {train_seed}) with the --hr images as specimens in "
+              f"{time.perf_counter() - t1:.0f} s", flush=True)
+    for experiment_name in ([] if args.no_train or args.no_adapt else EXPERIMENTS):
+        t1 = time.perf_counter()
+        run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
+        print(f"[realcheck] adapted {experiment_name} to the test LR images in "
+              f"{time.perf_counter() - t1:.0f} s", flush=True)
+    folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
+             if args.adapt_held_out and not args.no_train else {})
+    for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
+        run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
+            task, exp_root, work / "runs_oracle", budget, train_seed, experiment_name,
+            data=oracle_data(task, exp_root, experiment_name))
+    selection: dict = {}
+    results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta, selection=selection)
+    if folds:
+        results = {ref: cross_adapted(r, folds) for ref, r in results.items()}
+    return results, selection, folds
+
+
+#: The scores a row is judged by; :func:`over_seeds` keeps each training's under ``BY_SEED``.
+METRICS = ("psnr", "ssim")
+BY_SEED = "by_seed"
+
+
+def over_seeds(per_seed: list[dict[str, dict[str, list[float]]]]) -> dict[str, dict]:
+    """The scores of the same rows trained once per seed (``--train-seed N N ...``: one ``{row: {metric:
+    per-image scores}}`` per training, the same fields in the same order) as one: each image's scores
+    averaged over the trainings — what the tables, the verdict's means and its per-image interval take, as
+    :mod:`srlab.compare` pairs images on their seed-averaged scores — with each training's own kept under
+    :data:`BY_SEED` (for the tables' sd over trainings and the verdict's count of trainings that meet the
+    target alone). One training: unchanged."""
+    from srlab.metrics.stats import per_image_mean
+
+    if len(per_seed) == 1:
+        return per_seed[0]
+    rows = list(per_seed[0])
+    if any(list(results) != rows for results in per_seed):
+        raise ValueError("the trainings scored different rows")
+    out: dict[str, dict] = {}
+    for row in rows:
+        out[row] = {m: per_image_mean([results[row][m] for results in per_seed]).tolist() for m in METRICS}
+        if row.startswith(("srlab", ORACLE_PREFIX)):  # the baselines do not train: the same at every seed
+            out[row][BY_SEED] = {m: [results[row][m] for results in per_seed] for m in METRICS}
+    return out
+
+
+def mean_selection(selections: list[dict]) -> dict:
+    """:func:`simulated_scores` of several trainings as one: each source's mean over them (the configuration
+    that simulates best on average is the one chosen; a user training once picks among their one training's
+    rows, which this does not follow)."""
+    return {key: float(np.mean([s[key] for s in selections])) for key in selections[0]} if selections else {}
+
+
 # ------------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------------
@@ -667,8 +739,18 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
     A group ``(rows, label, selection)`` is chosen by its own :func:`simulated_scores` (rows trained on a
     changed block), the others by ``selection``. ``fields`` says which test pairs the scores are of
     (default: all of them)."""
+    from srlab.metrics.stats import seed_sd
+
     base = results["bicubic"]
     fields = fields or f"{len(task.pairs)} foreign test pairs"
+    trainings = max((len(r[BY_SEED]["psnr"]) for r in results.values() if BY_SEED in r), default=1)
+    if trainings > 1:
+        fields += (f"; every srlab row trained {trainings} times (`--train-seed`), each image's scores averaged "
+                   "over the trainings, [sd over the trainings of the row's mean]")
+
+    def cell(r: dict, metric: str, digits: int) -> str:
+        spread = seed_sd(r[BY_SEED][metric]) if BY_SEED in r else math.nan
+        return _ci(r[metric], digits) + (f" [{spread:.{digits}f}]" if math.isfinite(spread) else "")
     lines = [f"**{task.title}** — {fields}, against the {REFERENCES[reference]}",
              "", ("| method | PSNR affine (dB) | SSIM affine | ΔPSNR vs bicubic | ΔSSIM vs bicubic "
                   "| ΔPSNR vs Richardson–Lucy, per image (95 % CI; fields above) |"),
@@ -677,7 +759,7 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
         dp = np.nanmean(np.array(r["psnr"]) - np.array(base["psnr"]))
         ds = np.nanmean(np.array(r["ssim"]) - np.array(base["ssim"]))
         rl = "" if name == "Richardson–Lucy" else _paired_text(_paired(r["psnr"], results["Richardson–Lucy"]["psnr"]))
-        lines.append(f"| {name} | {_ci(r['psnr'], 2)} | {_ci(r['ssim'], 3)} | {dp:+.2f} | {ds:+.3f} | {rl} |")
+        lines.append(f"| {name} | {cell(r, 'psnr', 2)} | {cell(r, 'ssim', 3)} | {dp:+.2f} | {ds:+.3f} | {rl} |")
     if groups is None:
         learned = [n for n in results if n.startswith("srlab")]
         simulation_only = [n for n in learned if ADAPT_SUFFIX not in n]
@@ -728,10 +810,12 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
 
 
 def choice_table(task: Task, selection: dict[tuple[str, bool, bool], float],
-                 block: str = "the calibrated block") -> tuple[list[str], str]:
-    """The scores :func:`simulated_scores` chose by (``selection``), as a table and the line saying so."""
+                 block: str = "the calibrated block", trainings: int = 1) -> tuple[list[str], str]:
+    """The scores :func:`simulated_scores` chose by (``selection``; of ``trainings`` trainings:
+    :func:`mean_selection`), as a table and the line saying so."""
     return ([(f"**{task.title}** — {CHOICE}: mean affine PSNR of each simulation-only row against the "
-              f"noise-free HR of {CHOICE_IMAGES} fresh images simulated by {block}"), "",
+              f"noise-free HR of {CHOICE_IMAGES} fresh images simulated by {block}"
+              + (f", averaged over the row's {trainings} trainings" if trainings > 1 else "")), "",
              "| row (experiment, --tta, --hr images as specimens) | PSNR affine (dB) |", "|---|---:|",
              *(f"| {e}, {'tta' if t else 'plain'}, {'with' if h else 'without'} | {v:.2f} |"
                for (e, t, h), v in selection.items())],
@@ -742,10 +826,14 @@ def _judge(results: dict[str, dict[str, list[float]]], row: str) -> tuple[bool, 
     """Whether ``row`` meets the target, and the figures that say so."""
     base, rl = results["bicubic"], results["Richardson–Lucy"]
     r = results[row]
-    dp = float(np.nanmean(r["psnr"]) - np.nanmean(base["psnr"]))
-    ds = float(np.nanmean(r["ssim"]) - np.nanmean(base["ssim"]))
-    beats_rl = np.nanmean(r["psnr"]) > np.nanmean(rl["psnr"]) and np.nanmean(r["ssim"]) > np.nanmean(rl["ssim"])
-    met = dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl
+
+    def meets(psnr: list[float], ssim: list[float]) -> tuple[bool, float, float, bool]:
+        dp = float(np.nanmean(psnr) - np.nanmean(base["psnr"]))
+        ds = float(np.nanmean(ssim) - np.nanmean(base["ssim"]))
+        beats_rl = bool(np.nanmean(psnr) > np.nanmean(rl["psnr"]) and np.nanmean(ssim) > np.nanmean(rl["ssim"]))
+        return dp >= TARGET_PSNR_DB and ds >= TARGET_SSIM and beats_rl, dp, ds, beats_rl
+
+    met, dp, ds, beats_rl = meets(r["psnr"], r["ssim"])
     model = row.split()[1] + "".join(label for marker, label in (
         ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
         (HELD_OUT_ROW, " on the other half only"), (OWN_HALF_ROW, " on its own half only"),
@@ -756,7 +844,20 @@ def _judge(results: dict[str, dict[str, list[float]]], row: str) -> tuple[bool, 
     return met, (f"{model}, ΔPSNR {dp:+.2f} dB, "
                  f"ΔSSIM {ds:+.3f}, {'above' if beats_rl else 'not above'} Richardson–Lucy in both; per image, PSNR "
                  f"− Richardson–Lucy's {mean:+.2f} dB" + (f" (95 % CI {lo:+.2f} to {hi:+.2f})" if math.isfinite(lo) else "")
-                 + f", above on {above} of {n} fields{sure}")
+                 + f", above on {above} of {n} fields{sure}" + _trainings_text(r, meets))
+
+
+def _trainings_text(r: dict, meets: Callable) -> str:
+    """For a row trained at several seeds (:func:`over_seeds`): how many of the trainings meet the target
+    on their own (``meets(psnr, ssim)``), and the sd over trainings of the row's mean PSNR and SSIM."""
+    from srlab.metrics.stats import seed_sd
+
+    trainings = r.get(BY_SEED)
+    if not trainings or len(trainings["psnr"]) < 2:
+        return ""
+    alone = sum(meets(p, q)[0] for p, q in zip(trainings["psnr"], trainings["ssim"]))
+    return (f"; {alone} of {len(trainings['psnr'])} trainings meet it alone (sd over the trainings "
+            f"{seed_sd(trainings['psnr']):.2f} dB, {seed_sd(trainings['ssim']):.3f} SSIM)")
 
 
 def recovery_table(task: Task, cal) -> list[str]:
@@ -824,9 +925,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    choices=["confocal_sted", "widefield_sim"])
     p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
     p.add_argument("--seed", type=int, default=0, help="the foreign pairs' seed (and the networks', unless --train-seed)")
-    p.add_argument("--train-seed", type=int, default=None,
+    p.add_argument("--train-seed", type=int, nargs="+", default=None, metavar="N",
                    help="the networks' seed alone (the same foreign pairs and calibration): how far the trained "
-                        "rows move from one training to the next")
+                        "rows move from one training to the next; several: every row trained once per seed, "
+                        "each image's scores averaged over the trainings and the verdict judged on those "
+                        "means, with how many of the trainings meet the target on their own")
     p.add_argument("--patches-per-epoch", type=int, default=1024,
                    help="training budget: edsr_smoke's 6 epochs of this many patches (batch 16)")
     return p.parse_args(argv)
@@ -863,7 +966,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the code that runs is the code at the start (a commit made during the run is not in it)
     report: dict = {"tasks": {}, "work": str(work), "budget": " ".join(budget), "commit": git_commit()}
-    train_seed = args.seed if args.train_seed is None else args.train_seed
+    train_seeds = [args.seed] if args.train_seed is None else args.train_seed
     try:
         for name in args.tasks:
             t0 = time.perf_counter()
@@ -878,41 +981,22 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[realcheck] {task.title}: {len(task.pairs)} foreign pairs in {time.perf_counter() - t0:.0f} s",
                   flush=True)
             cal = calibrate_task(task, exp_root)
-            run_dirs = {}
-            for experiment_name in ([] if args.no_train else EXPERIMENTS):
-                t1 = time.perf_counter()
-                run_dirs[experiment_name] = train_task(task, exp_root, work / "runs", budget, train_seed,
-                                                       experiment_name)
-                print(f"[realcheck] trained {experiment_name} on the calibrated simulation in "
-                      f"{time.perf_counter() - t1:.0f} s: {run_dirs[experiment_name]}", flush=True)
-            for experiment_name in ([] if args.no_train or not task.hr_calibration else EXPERIMENTS):
-                t1 = time.perf_counter()
-                run_dirs[experiment_name + HR_SPECIMENS_SUFFIX] = train_task(
-                    task, exp_root, work / "runs_hr_specimens", budget, train_seed, experiment_name,
-                    data=hr_specimens_data(task))
-                print(f"[realcheck] trained {experiment_name} with the --hr images as specimens in "
-                      f"{time.perf_counter() - t1:.0f} s", flush=True)
-            for experiment_name in ([] if args.no_train or args.no_adapt else EXPERIMENTS):
-                t1 = time.perf_counter()
-                run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
-                print(f"[realcheck] adapted {experiment_name} to the test LR images in "
-                      f"{time.perf_counter() - t1:.0f} s", flush=True)
-            folds = (adapt_halves(task, run_dirs, lambda run, folder, _, task=task: adapt_task(task, run, adapt_budget, folder))
-                     if args.adapt_held_out and not args.no_train else {})
-            for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
-                run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
-                    task, exp_root, work / "runs_oracle", budget, train_seed, experiment_name,
-                    data=oracle_data(task, exp_root, experiment_name))
-            selection: dict = {}
-            results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta, selection=selection)
-            if folds:
-                results = {ref: cross_adapted(r, folds) for ref, r in results.items()}
+            per_seed, selections = [], []
+            for train_seed in train_seeds:
+                # one folder per training: a run of one seed never finds another's
+                seed_work = work if len(train_seeds) == 1 else work / f"train_seed{train_seed}"
+                results, selection, folds = train_and_score(task, cal, exp_root, seed_work, args, budget,
+                                                            adapt_budget, train_seed)
+                per_seed.append(results)
+                selections.append(selection)
+            results = {ref: over_seeds([r[ref] for r in per_seed]) for ref in per_seed[0]}
+            selection = mean_selection(selections)
             tables = [results_table(task, split_half_rows(results[ref])[0], ref, selection=selection)
                       for ref in REFERENCES]
             if folds:
                 tables.append(held_out_table(task, results["noise_free"], "noise_free", folds, selection))
             if selection:
-                tables.append(choice_table(task, selection))
+                tables.append(choice_table(task, selection, trainings=len(train_seeds)))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
             print("\n".join([line for table, verdict in tables for line in (*table, "", verdict, "")]
@@ -940,7 +1024,7 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
         ["--no-adapt"] if args.no_adapt else []) + (["--adapt-held-out"] if args.adapt_held_out else []) + (
         ["--tta"] if args.tta else []) + ([f"--seed {args.seed}"] if args.seed else []) + (
-        [f"--train-seed {args.train_seed}"] if args.train_seed is not None else []) + (
+        [f"--train-seed {' '.join(map(str, args.train_seed))}"] if args.train_seed is not None else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
     cmd = "make realcheck" + (f" ARGS=\"{' '.join(extra)}\"" if extra else "")
     lines = ["## Foreign-simulator check (`make realcheck`)", "",
@@ -988,6 +1072,13 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "pySTED, which bundles 6 datamaps per structure, 3 of the 18, so 15 test fields (until this "
                    "option they were transposed copies of 3 test fields, harmless for measuring the PSF, not for "
                    "training)."), ""]
+    if args.train_seed is not None and len(args.train_seed) > 1 and not args.no_train:
+        lines += [(f"`--train-seed {' '.join(map(str, args.train_seed))}`: every srlab row is trained once per seed "
+                   "(the same foreign pairs and calibration) and each field's scores are averaged over the "
+                   "trainings before the means, intervals and verdicts, as `srlab compare` pairs images on their "
+                   "seed-averaged scores; [brackets]: the sd over the trainings of the row's mean. The verdict "
+                   "judges those means and says how many trainings meet the target alone; the row chosen without "
+                   "the foreign HR is the one whose simulation scores are best on average over the trainings."), ""]
     if args.tta and not args.no_train:
         lines += [("Rows *×8 self-ensemble at prediction* (`--tta`) are the same trained runs predicted as "
                    "`srlab predict --tta` does: the mean of the 8 rotations and flips of the input, each output "

@@ -26,7 +26,7 @@ reference. Settings fixed before any result was seen; written to BENCHMARKS.md b
 
     PYTHONPATH=. python benchmarks/undersampled_check.py --pairs [--oracle] [--hr-specimens] [--adapt]
                                                           [--density-range LOW HIGH]
-                                                          [--quick] [--train-seed N] [--variant KEY=VALUE ...] [--no-write]
+                                                          [--quick] [--train-seed N ...] [--variant KEY=VALUE ...] [--no-write]
 
 ``--hr-specimens`` also trains on the block as ``srlab calibrate --hr-specimens`` writes it: its simulation
 holds pairs made from the three unpaired 20× images too (realcheck's rows of that name). ``--adapt`` also
@@ -36,7 +36,8 @@ fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and 
 Each verdict also judges the row chosen without any 20× image of the test fields, as realcheck does
 (:data:`benchmarks.realcheck.CHOICE`; a variant's rows are chosen on their own block's simulation).
 
-``--train-seed N`` trains the networks with seed ``N`` on the same foreign pairs (realcheck's option).
+``--train-seed N`` trains the networks with seed ``N`` on the same foreign pairs (realcheck's option;
+several seeds: every row, variants' too, trained once per seed and judged on the scores averaged over them).
 
 ``--density-range`` and ``--variant`` also train on the calibrated block with some of its keys changed (each
 its own rows and verdict): what calibrate's density note tells a user to change, or any other question
@@ -101,8 +102,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--quick", action="store_true", help="with --pairs: toy sizes and one epoch, a smoke test")
     p.add_argument("--no-write", action="store_true", help="with --pairs: print only; leave BENCHMARKS.md alone")
     p.add_argument("--seed", type=int, default=0, help="the foreign images' seed (and the networks', unless --train-seed)")
-    p.add_argument("--train-seed", type=int, default=None,
-                   help="with --pairs: the networks' seed alone (the same foreign pairs and calibration; realcheck's)")
+    p.add_argument("--train-seed", type=int, nargs="+", default=None, metavar="N",
+                   help="with --pairs: the networks' seed alone (the same foreign pairs and calibration; realcheck's: "
+                        "several, every row trained once per seed and judged on the scores averaged over them)")
     p.add_argument("--oracle", action="store_true",
                    help="with --pairs: also train on the foreign test pairs themselves (the upper bound, not a result)")
     p.add_argument("--adapt", action="store_true",
@@ -244,7 +246,9 @@ def pairs_check(args: argparse.Namespace) -> str:
         evaluate_task,
         held_out_table,
         hr_specimens_data,
+        mean_selection,
         oracle_data,
+        over_seeds,
         recovery_table,
         results_table,
         split_half_rows,
@@ -271,7 +275,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         exp_root = work / "experiments"
         shutil.copytree(EXPERIMENTS_DIR, exp_root)
         task = make_pairs(work / "pairs", seed=args.seed, **sizes)
-        train_seed = args.seed if args.train_seed is None else args.train_seed
+        train_seeds = [args.seed] if args.train_seed is None else args.train_seed
         frames = work / "pairs" / "frames"
         block = exp_root / "data" / f"realcheck_{task.name}.yaml"
         t0 = time.perf_counter()
@@ -281,51 +285,70 @@ def pairs_check(args: argparse.Namespace) -> str:
         write_block(cal, block, overwrite=True)
         print(summary(cal, simulate_check(cal), time.perf_counter() - t0, block, block.with_suffix(".png")),
               flush=True)
-        run_dirs = {name: train_task(task, exp_root, work / "runs", budget, train_seed, name) for name in EXPERIMENTS}
-        if args.hr_specimens:
-            run_dirs.update({name + HR_SPECIMENS_SUFFIX: train_task(task, exp_root, work / "runs_hr_specimens",
-                                                                    budget, train_seed, name,
-                                                                    data=hr_specimens_data(task))
-                             for name in EXPERIMENTS})
-        if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
-            run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
-                             for name in EXPERIMENTS})
-        folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
-                 if args.adapt_held_out else {})
-        if args.oracle:
-            run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget, train_seed,
-                                                              name, data=oracle_data(task, exp_root, name))
-                             for name in EXPERIMENTS})
-        # the choice a user makes without 20x images of these fields: realcheck's (CHOICE)
-        selection: dict = {}
-        results = evaluate_task(task, cal, run_dirs, exp_root, tta=True, selection=selection)["noise_free"]
-        if folds:
-            results = cross_adapted(results, folds)
-        results, held_out = split_half_rows(results)
         # (overrides, how the rows name them, why)
         variants = [(tuple(v), ", ".join(o.removeprefix("data.") for o in v), "") for v in args.variant]
         if args.density_range:
             low, high = args.density_range
             variants.insert(0, ((f"data.simulation.density_range=[{low:g},{high:g}]",),
                                 f"simulation.density_range=[{low:g}, {high:g}]", " (its density note followed)"))
-        learned = [row for row in results if row.startswith("srlab")]
+
+        def one_training(train_seed: int, work: Path) -> tuple[dict, dict, dict, list[dict], dict, list[list[str]]]:
+            """Every row trained once (seed ``train_seed``, runs under ``work``) and scored: ``(results,
+            held-out rows, selection, each variant's own selection, folds, each variant's rows)``."""
+            run_dirs = {name: train_task(task, exp_root, work / "runs", budget, train_seed, name)
+                        for name in EXPERIMENTS}
+            if args.hr_specimens:
+                run_dirs.update({name + HR_SPECIMENS_SUFFIX: train_task(task, exp_root, work / "runs_hr_specimens",
+                                                                        budget, train_seed, name,
+                                                                        data=hr_specimens_data(task))
+                                 for name in EXPERIMENTS})
+            if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
+                run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
+                                 for name in EXPERIMENTS})
+            folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
+                     if args.adapt_held_out else {})
+            if args.oracle:
+                run_dirs.update({ORACLE_PREFIX + name: train_task(task, exp_root, work / "runs_oracle", budget,
+                                                                  train_seed, name, data=oracle_data(task, exp_root, name))
+                                 for name in EXPERIMENTS})
+            # the choice a user makes without 20x images of these fields: realcheck's (CHOICE)
+            selection: dict = {}
+            results = evaluate_task(task, cal, run_dirs, exp_root, tta=True, selection=selection)["noise_free"]
+            if folds:
+                results = cross_adapted(results, folds)
+            results, held_out = split_half_rows(results)
+            owns, variant_rows = [], []
+            for i, (overrides, named, _) in enumerate(variants):
+                changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, train_seed, name,
+                                            data=overrides) for name in EXPERIMENTS}
+                own: dict = {}  # chosen on the changed block's own simulation, as the user who changed it would
+                more = evaluate_task(task, cal, changed, exp_root, tta=True, selection=own,
+                                     data=overrides)["noise_free"]
+                rows = {row.replace(")", f") on the block with {named}", 1): r for row, r in more.items()
+                        if row.startswith("srlab")}
+                results.update(rows)
+                owns.append(own)
+                variant_rows.append(list(rows))
+            return results, held_out, selection, owns, folds, variant_rows
+
+        trainings = [one_training(seed, work if len(train_seeds) == 1 else work / f"train_seed{seed}")
+                     for seed in train_seeds]
+        results, held_out = (over_seeds([t[k] for t in trainings]) for k in (0, 1))
+        selection = mean_selection([t[2] for t in trainings])
+        owns = [mean_selection([t[3][i] for t in trainings]) for i in range(len(variants))]
+        folds, variant_rows = trainings[0][4:]
+        learned = [row for row in results if row.startswith("srlab") and not any(row in v for v in variant_rows)]
         plain = [row for row in learned if ADAPT_SUFFIX not in row]
         groups = [(plain,
                    "trained on the calibrated block as written" + (" (and as --hr-specimens writes it)"
                                                                    if args.hr_specimens else ""))]
         if args.adapt:
             groups.append((learned, "with `srlab adapt` to the unlabelled 10× images"))
-        choices = [choice_table(task, selection)]
-        for i, (overrides, named, why) in enumerate(variants):
-            changed = {name: train_task(task, exp_root, work / f"runs_variant{i}", budget, train_seed, name,
-                                        data=overrides) for name in EXPERIMENTS}
-            own: dict = {}  # chosen on the changed block's own simulation, as the user who changed it would
-            more = evaluate_task(task, cal, changed, exp_root, tta=True, selection=own, data=overrides)["noise_free"]
+        choices = [choice_table(task, selection, trainings=len(train_seeds))]
+        for (_, named, why), own, rows in zip(variants, owns, variant_rows):
             moved = f"the block with {named}"
-            rows = {row.replace(")", f") on {moved}", 1): r for row, r in more.items() if row.startswith("srlab")}
-            results.update(rows)
-            groups.append((list(rows), f"on {moved}{why}", own))  # one verdict per block
-            choices.append(choice_table(task, own, moved))
+            groups.append((rows, f"on {moved}{why}", own))  # one verdict per block
+            choices.append(choice_table(task, own, moved, trainings=len(train_seeds)))
     table, verdict = results_table(task, results, "noise_free", groups=groups, selection=selection)
     if folds:
         held_table, held_verdict = held_out_table(task, {**results, **held_out}, "noise_free", folds, selection)
@@ -337,7 +360,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         " --adapt" if args.adapt else "") + (" --adapt-held-out" if args.adapt_held_out else "") + (
         " --density-range {:g} {:g}".format(*args.density_range) if args.density_range else "") + (
         f" --seed {args.seed}" if args.seed else "") + (
-        f" --train-seed {args.train_seed}" if args.train_seed is not None else "") + "".join(
+        f" --train-seed {' '.join(map(str, args.train_seed))}" if args.train_seed is not None else "") + "".join(
         " --variant " + " ".join(v) for v in args.variant)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join([
@@ -358,7 +381,10 @@ def pairs_check(args: argparse.Namespace) -> str:
          "after the verdicts).") + (
             " `--adapt-held-out`: the second table scores every field by the run adapted on the other half of "
             "the fields' 10× images (even- or odd-numbered; held out) and by the run adapted on its own half, "
-            "beside the runs adapted on all of them (realcheck's option)." if folds else ""), "",
+            "beside the runs adapted on all of them (realcheck's option)." if folds else "") + (
+            f" `--train-seed {' '.join(map(str, train_seeds))}`: every row is trained once per seed and each "
+            "field's scores are averaged over the trainings before the means and verdicts; [brackets]: the sd "
+            "over the trainings of the row's mean (realcheck's option)." if len(train_seeds) > 1 else ""), "",
         *table, "", f"- {verdict}", "",
         *(line for lines, note in choices for line in (*lines, "", f"- {note}", "")),
         *recovery_table(task, cal), ""])

@@ -294,3 +294,37 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
     assert "(transductive, half the images): **met**" in parts[1] and "b +adapt on its own half only," in parts[1]
     assert "(held out): **met**" in parts[2] and "b +adapt on the other half only" in parts[2]
     assert "ΔPSNR +3.00 dB" in parts[2]
+
+
+def test_several_training_seeds_are_judged_on_their_per_image_means(realcheck):
+    """--train-seed N N ...: each image's scores averaged over the trainings (the baselines, which do not
+    train, unchanged); the table shows the sd over the trainings of a row's mean, and the verdict judges the
+    averaged means and counts the trainings that meet the target alone."""
+    base = {"bicubic": {"psnr": [18.0, 19.0], "ssim": [0.30, 0.30]},
+            "Richardson–Lucy": {"psnr": [20.0, 21.0], "ssim": [0.40, 0.40]}}
+    row = "srlab a (x)"
+    # ΔPSNR over bicubic: +2.5 and +1.0 dB (1.5 on average); SSIM 0.45 / 0.50 (above RL both times)
+    trainings = [{**base, row: {"psnr": [20.5, 21.5], "ssim": [0.45, 0.45]}},
+                 {**base, row: {"psnr": [19.0, 20.0], "ssim": [0.50, 0.50]}}]
+    merged = realcheck.over_seeds(trainings)
+    assert merged[row]["psnr"] == [19.75, 20.75] and merged[row]["ssim"] == pytest.approx([0.475, 0.475])
+    assert merged["bicubic"] == base["bicubic"]  # no sd for what does not train
+    assert realcheck.over_seeds(trainings[:1]) is trainings[0]
+    verdict = realcheck._verdict(merged, [row], "alone")
+    # the mean is 1.75 dB over bicubic but below RL (19.75 / 20.75 against 20 / 21): not met, though the
+    # first training alone meets it (the second is below bicubic + 1.5)
+    assert "**not met**" in verdict and "ΔPSNR +1.75 dB" in verdict
+    assert "1 of 2 trainings meet it alone (sd over the trainings 1.06 dB, 0.035 SSIM)" in verdict
+    trainings[1][row] = {"psnr": [20.1, 21.1], "ssim": [0.50, 0.50]}
+    assert "**met**" in realcheck._verdict(realcheck.over_seeds(trainings), [row], "alone")
+    assert "2 of 2 trainings meet it alone" in realcheck._verdict(realcheck.over_seeds(trainings), [row], "alone")
+    task = realcheck.Task("t", "toy", "confocal", "sted", Path("."))
+    lines, _ = realcheck.results_table(task, realcheck.over_seeds(trainings), "noise_free")
+    assert "every srlab row trained 2 times" in lines[0]
+    assert next(line for line in lines if line.startswith(f"| {row}")).startswith(f"| {row} | 20.80 ± 6.35 [0.28] |")
+    assert next(line for line in lines if line.startswith("| bicubic")).startswith("| bicubic | 18.50 ± 6.35 |")
+    # the choice without the foreign HR: each configuration's simulation score averaged over the trainings
+    assert realcheck.mean_selection([{("a", False, False): 30.0}, {("a", False, False): 29.0}]) == {
+        ("a", False, False): 29.5}
+    with pytest.raises(ValueError):
+        realcheck.over_seeds([trainings[0], base])
