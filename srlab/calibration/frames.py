@@ -31,12 +31,20 @@ adapted:
   the second condition because few small frames scatter past the ratio by chance). The plain differences give the gain: their pixels are independent, so the
   stated error is the scatter (through the filter, neighbouring values are correlated and the error
   reads half the scatter);
-* a mostly empty field: each pixel sorted by its own two-frame mean, the read noise in that mean spreads
+* where every file has two pairs or more (four frames), each pair's pixels are put into bins by the mean
+  of the *other* pairs of its file, and each bin's point is the pair's own mean and the plain variance of
+  its differences: the sort is independent of the pair's noise, so no pixel lands in a bin by its own
+  noise excursion and the point lies on the line whatever the field (the selection-on-independent-data
+  rule). Sorted by its own two-frame mean instead, a mostly empty field's read noise in that mean spreads
   the background's pixels over bins off the line (:func:`srlab.calibration.noise.sort_coupling`; four 512²
-  sparse frames, gain 2, read 0.94 at 5 photons of peak, 1.73 at 800 over 10 of background). Where the
-  coupling term is determined through the 3×3 filter, the line is the filtered differences' with that term
-  (their errors doubled, as below): 1.92 and 1.88 there; that stack's white-noise comparison is not made
-  (its pixel-by-pixel line is the biased one) — docs/calibration.md, *Frames of a mostly empty field*;
+  sparse frames, gain 2, read 0.94 at 5 photons of peak, 1.73 at 800 over 10 of background); cross-sorted,
+  four 512² frames of srlab's widefield specimens at 5–1500 photons over 0.5–10 of background, sparse
+  (a twentieth of the density) or dense, read 1.96–2.04 (six frames 1.99–2.03), with errors a half to a
+  fifth of before (docs/calibration.md, *Frames of a mostly empty field*);
+* a file of one pair (two or three frames) is sorted by its own mean; where the coupling term is
+  determined through the 3×3 filter (a mostly empty field), the line is the filtered differences' with
+  that term (their errors doubled, as below): 1.92 and 1.88 on the sparse frames above; that stack's
+  white-noise comparison is not made (its pixel-by-pixel line is the biased one);
 * disjoint pairs (frames 1–2, 3–4, ...), so that the pairs' points are independent; the bins, the robust
   variances, the rounding correction and the trimmed line are the noise fit's
   (:func:`~srlab.calibration.noise.binned_points`, :func:`~srlab.calibration.noise.fit_line`).
@@ -96,11 +104,13 @@ class FrameGain:
     bin_used: np.ndarray
     flag: str = "--gain-frames"
     sparse_field: bool = False  # read through the 3×3 filter with the sort's coupling (measure_gain)
+    cross_sorted: bool = False  # each pair's pixels sorted by the other pairs' mean (every file ≥ 4 frames)
 
     @property
     def method(self) -> str:
         sparse = ", a mostly empty field: through the 3×3 filter" if self.sparse_field else ""
-        return (f"{FRAME_GAIN_METHOD} ({self.flag}, {self.n_pairs} pair(s) in {self.n_files} file(s){sparse}): variance of "
+        cross = ", each pair binned by the other pairs' mean" if self.cross_sorted else ""
+        return (f"{FRAME_GAIN_METHOD} ({self.flag}, {self.n_pairs} pair(s) in {self.n_files} file(s){sparse}{cross}): variance of "
                 f"their difference vs mean (EMVA 1288 photon transfer); largest drift {self.drift_px:.2f} px and "
                 f"brightness change {self.brightness_change:.1%} between two frames, fitted and removed")
 
@@ -162,15 +172,28 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
 
     rounding = 1.0 / 12.0  # whole counts (load_gain_frames): each frame's rounding, 2/12 in a difference, halved
 
+    # every file of two pairs or more: each pair's pixels sorted by the other pairs' mean (module doc)
+    cross = all(len(frames) >= 4 for _, frames in stacks)
+
+    def binned(points: list, **kw) -> tuple[np.ndarray, ...]:
+        """:func:`binned_points` of ``points`` ``(sort key, difference, near a floor, own level)``: with
+        ``cross``, the bins' levels are the pixels' own means and the variance the plain one (the sort is
+        independent of them); else the pixels sorted by their own mean (robust variances, ``kw``)."""
+        if cross:
+            return binned_points([q[:3] for q in points], levels=[q[3] for q in points])
+        return binned_points([q[:3] for q in points], **kw)
+
     def line(points: list) -> tuple[float, float]:
-        mu, var, se = binned_points(points)
+        mu, var, se = binned(points)
         return fit_line(mu, var - rounding, se)[:2] if mu.size >= 4 else (math.nan, math.nan)
 
     def filtered_lines(points: list) -> tuple[tuple[float, float], tuple[LineFit, np.ndarray, np.ndarray] | None]:
         """The filtered differences' plain (gain, error) and, where the sort's coupling is determined (a
-        mostly empty field, module doc), their coupled line (its ``levels``: the points' levels on it) with
-        the points' variances and errors (else ``None``), from one binning."""
-        mu, var, se, extra = binned_points(points, coupling=FILTERED_MEAN_NORM2)
+        mostly empty field sorted by its own means, module doc), their coupled line (its ``levels``: the
+        points' levels on it) with the points' variances and errors (else ``None``), from one binning."""
+        if cross:
+            return line(points), None
+        mu, var, se, extra = binned_points([q[:3] for q in points], coupling=FILTERED_MEAN_NORM2)
         var = var - rounding
         if mu.size < 4:
             return (math.nan, math.nan), None
@@ -182,6 +205,7 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
     pairs, filtered, drifts, changes = [], [], [], []
     for label, frames in stacks:
         first = len(pairs)
+        measured = []  # per pair: (difference, mean, pixels near a clipped floor)
         for k in range(0, len(frames) - 1, 2):
             a, b = (np.asarray(f, np.float64) for f in (frames[k], frames[k + 1]))
             diff, change, drift = _change_removed(a, b)
@@ -189,22 +213,25 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                 raise SrlabError(f"{flag} {label}: the field moved by about {drift:.2f} px between frames {k} and "
                                  f"{k + 1} (at most {MAX_DRIFT_PX:g}: the structure of undersampled images then "
                                  f"reads as noise); give consecutive exposures of a still field")
-            mean = (a + b) / 2.0
             # pixels whose window holds a clipped floor pixel have a shrunken difference: left out
             floors = [frame == frame.min() for frame in (a, b) if clipped_floor(frame)]
-            touches = np.logical_or.reduce(floors) if floors else None
+            measured.append((diff, (a + b) / 2.0, np.logical_or.reduce(floors) if floors else None))
+            drifts.append(drift)
+            changes.append(change)
+        for j, (diff, mean, touches) in enumerate(measured):
+            others = [m for i, (_, m, _) in enumerate(measured) if i != j]
+            key = np.mean(others, axis=0) if cross else mean
             for h1, out in ((np.ones(1), pairs), (_H1, filtered)):
-                mu, d = _window_points(diff, mean, h1)
+                level, d = _window_points(diff, mean, h1)
                 near = None
                 if touches is not None:
                     n = len(h1)
                     near = ndimage.maximum_filter(touches, size=n, mode="nearest")[
                         n // 2:touches.shape[0] - n // 2, n // 2:touches.shape[1] - n // 2].ravel()
-                out.append((mu, d, near))
-            drifts.append(drift)
-            changes.append(change)
+                out.append((_window_points(diff, key, h1)[0] if cross else level, d, near, level))
         # white noise reads the same through both filters; a change the fit missed, or processing, does not —
-        # except on a mostly empty field, where the pixel-by-pixel line is biased (module doc): not compared
+        # except on a mostly empty field sorted by its own means, where the pixel-by-pixel line is biased
+        # (module doc): not compared
         (own_filtered, filtered_se), sparse = filtered_lines(filtered[first:])
         if sparse is not None:
             continue
@@ -216,7 +243,7 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
             raise SrlabError(f"{flag} {label}: the frames' differences are not white noise (gain {own:.3g} ADU/photon "
                              f"pixel by pixel, {own_filtered:.3g} through the 3×3 detail filter): the field changed between "
                              f"frames, or they are processed (smoothed, denoised); give raw exposures of a still field")
-    mu, var, se = binned_points(pairs)
+    mu, var, se = binned(pairs)
     if mu.size < 4:
         raise SrlabError(f"{flag}: too few pixels off a clipped floor to measure the gain; give larger frames")
     gain, gain_se, b, b_se, cov, used = fit_line(mu, var - rounding, se)
@@ -229,4 +256,4 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         gain, b, used, mu = fit.gain, fit.intercept, fit.used, fit.levels
         gain_se, b_se, cov = 2.0 * fit.gain_se, 2.0 * fit.intercept_se, 4.0 * fit.gain_intercept_cov
     return FrameGain(gain, gain_se, b, b_se, cov, gain_filtered, len(drifts), len(stacks), max(drifts), max(changes),
-                     mu, var, se, used, flag, sparse_field=sparse is not None)
+                     mu, var, se, used, flag, sparse_field=sparse is not None, cross_sorted=cross)

@@ -14,6 +14,7 @@ from srlab.calibration import calibrate
 from srlab.calibration.frames import FRAME_GAIN_METHOD, MAX_DRIFT_PX, load_gain_frames, measure_gain
 from srlab.cli import main
 from srlab.data.io import write_tiff
+from srlab.errors import SrlabError
 
 E_PER_ADU, OFFSET_ADU = 0.5, 100.0
 GAIN = 1.0 / E_PER_ADU  # ADU per photon
@@ -66,7 +67,7 @@ def test_frames_read_the_gain_of_undersampled_images_that_their_own_fit_reads_hi
                  "--out", str(out), "--no-check"]) == 0
     summary = capsys.readouterr().out
     gain_line = next(line for line in summary.splitlines() if line.strip().startswith("gain"))
-    assert f"[{FRAME_GAIN_METHOD} (--gain-frames, 2 pair(s) in 1 file(s))]" in gain_line
+    assert f"[{FRAME_GAIN_METHOD} (--gain-frames, 2 pair(s) in 1 file(s), each pair binned by the other pairs' mean)]" in gain_line
     assert not any("leaks into the noise estimate" in line for line in summary.splitlines())
     block = yaml.safe_load(out.read_text())["simulation"]["lr"]
     assert block["e_per_adu"] == pytest.approx(E_PER_ADU, rel=0.05)
@@ -234,12 +235,9 @@ def test_frames_take_the_images_channel(undersampled, tmp_path):
         assert e["gain_adu_per_photon"].value == truth
 
 
-@pytest.mark.parametrize(("signal_photons", "read_noise_e"), [(15.0, 1.5), (5.0, 0.75)])
-def test_frames_of_a_mostly_empty_field_read_the_gain_through_the_filter(signal_photons, read_noise_e):
-    """Four 256² frames of a sparse field (srlab's widefield specimens at a twentieth of the density, a few
-    photons over 0.5–1 of background): each pixel sorted by its own two-frame mean, the pixel-by-pixel
-    line read 0.80 and 0.86 for 2 ADU/photon. Through the 3×3 filter with the sort's coupling
-    (:func:`srlab.calibration.noise.sort_coupling`) the gain is the camera's, and the method says how."""
+def _sparse_field(signal_photons: float, read_noise_e: float):
+    """Expected photons of a sparse field (srlab's widefield specimens at a twentieth of the density, a few
+    photons over 0.5–1 of background), 256², and its camera."""
     from srlab.data.simulate import Imager, resolve_simulation
     from srlab.data.simulate import calibrate as photon_scale
 
@@ -251,7 +249,35 @@ def test_frames_of_a_mostly_empty_field_read_the_gain_through_the_filter(signal_
     imager = Imager(spec)
     d_in, d_out = imager.specimen(0)
     expected = photon_scale(imager.expected(spec.lr, (sfft.rfft2(d_in), sfft.rfft2(d_out))), spec.lr)
-    fit = measure_gain([("sparse", _frames(expected.astype(np.float64), spec.lr, 4, seed=7))])
-    assert fit.sparse_field and "a mostly empty field" in fit.method
+    return expected.astype(np.float64), spec.lr
+
+
+@pytest.mark.parametrize(("signal_photons", "read_noise_e"), [(15.0, 1.5), (5.0, 0.75)])
+def test_frames_of_a_mostly_empty_field_read_the_gain_through_the_filter(signal_photons, read_noise_e):
+    """Three 256² frames (one pair) of a sparse field: each pixel sorted by its own two-frame mean, the
+    pixel-by-pixel line read 0.80 and 0.86 for 2 ADU/photon (four frames, before they were cross-sorted).
+    Through the 3×3 filter with the sort's coupling (:func:`srlab.calibration.noise.sort_coupling`) the
+    gain is the camera's, and the method says how."""
+    expected, modality = _sparse_field(signal_photons, read_noise_e)
+    fit = measure_gain([("sparse", _frames(expected, modality, 3, seed=7))])
+    assert fit.sparse_field and "a mostly empty field" in fit.method and not fit.cross_sorted
     assert fit.gain_adu_per_photon == pytest.approx(GAIN, rel=0.15)
     assert abs(fit.gain_adu_per_photon - GAIN) < 3 * fit.gain_se  # its (doubled) error covers it
+
+
+@pytest.mark.parametrize(("signal_photons", "read_noise_e"), [(15.0, 1.5), (5.0, 0.75)])
+def test_two_pairs_of_a_mostly_empty_field_are_binned_by_each_other(signal_photons, read_noise_e):
+    """Four frames: each pair's pixels binned by the other pair's mean, which its own noise does not move,
+    and the bins' levels and variances are the pair's own — no sort coupling, pixel by pixel: within 5 %
+    with an error that covers the truth, where the coupled line through the filter had 15 %. The two gains
+    (pixel by pixel, through the filter) are then unbiased alike, so processed frames of a sparse field are
+    refused as not white noise too (the coupled line skipped that comparison)."""
+    expected, modality = _sparse_field(signal_photons, read_noise_e)
+    frames = _frames(expected, modality, 4, seed=7)
+    fit = measure_gain([("sparse", frames)])
+    assert fit.cross_sorted and not fit.sparse_field and "binned by the other pairs' mean" in fit.method
+    assert fit.gain_adu_per_photon == pytest.approx(GAIN, rel=0.05)
+    assert abs(fit.gain_adu_per_photon - GAIN) < 3 * fit.gain_se
+    smoothed = np.round(ndimage.uniform_filter(frames.astype(np.float64), size=(1, 3, 3)))
+    with pytest.raises(SrlabError, match="not white noise"):
+        measure_gain([("smoothed", smoothed)])
