@@ -402,8 +402,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hr-e-per-adu", type=float, default=None, help="the same for the --hr camera")
     parser.add_argument("--gain-frames", nargs="+", default=[], metavar="STACK",
                         help="stacks of repeated exposures of one still field with the LR camera (a short time "
-                             "series, same gain/readout): the gain is read off their differences, free of the "
-                             "specimen's structure — for undersampled images, where the images' own fit reads high")
+                             "series, same gain/readout; four frames or more each, unbiased on sparse fields too): "
+                             "the gain is read off their differences, free of the specimen's structure — for "
+                             "undersampled images, where the images' own fit reads high")
     parser.add_argument("--hr-gain-frames", nargs="+", default=[], metavar="STACK",
                         help="the same for the --hr camera")
     parser.add_argument("--dark", nargs="+", default=[], metavar="FILE",
