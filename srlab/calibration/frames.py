@@ -175,13 +175,13 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
     # every file of two pairs or more: each pair's pixels sorted by the other pairs' mean (module doc)
     cross = all(len(frames) >= 4 for _, frames in stacks)
 
-    def binned(points: list, **kw) -> tuple[np.ndarray, ...]:
+    def binned(points: list) -> tuple[np.ndarray, ...]:
         """:func:`binned_points` of ``points`` ``(sort key, difference, near a floor, own level)``: with
         ``cross``, the bins' levels are the pixels' own means and the variance the plain one (the sort is
-        independent of them); else the pixels sorted by their own mean (robust variances, ``kw``)."""
+        independent of them); else the pixels sorted by their own mean (robust variances)."""
         if cross:
             return binned_points([q[:3] for q in points], levels=[q[3] for q in points])
-        return binned_points([q[:3] for q in points], **kw)
+        return binned_points([q[:3] for q in points])
 
     def line(points: list) -> tuple[float, float]:
         mu, var, se = binned(points)
@@ -219,8 +219,8 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
             drifts.append(drift)
             changes.append(change)
         for j, (diff, mean, touches) in enumerate(measured):
-            others = [m for i, (_, m, _) in enumerate(measured) if i != j]
-            key = np.mean(others, axis=0) if cross else mean
+            # the sort key: the other pairs' mean (cross), else the pair's own
+            key = np.mean([m for i, (_, m, _) in enumerate(measured) if i != j], axis=0) if cross else mean
             for h1, out in ((np.ones(1), pairs), (_H1, filtered)):
                 level, d = _window_points(diff, mean, h1)
                 near = None
