@@ -167,7 +167,15 @@ def _window_points(diff: np.ndarray, mean: np.ndarray, h1: np.ndarray) -> tuple[
 def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-frames") -> FrameGain:
     """The photon-transfer line of the frames' differences (see the module doc); one :class:`SrlabError`
     line for a drift above :data:`MAX_DRIFT_PX`, differences that are not white noise, or too few pixels."""
-    from srlab.calibration.noise import _H1, LEAK_RATIO, LineFit, binned_points, fit_coupled_line, fit_line
+    from srlab.calibration.noise import (
+        _H1,
+        LEAK_RATIO,
+        LineFit,
+        _separable_valid,
+        binned_points,
+        fit_coupled_line,
+        fit_line,
+    )
     from srlab.data.defects import clipped_floor
 
     rounding = 1.0 / 12.0  # whole counts (load_gain_frames): each frame's rounding, 2/12 in a difference, halved
@@ -228,7 +236,8 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                     n = len(h1)
                     near = ndimage.maximum_filter(touches, size=n, mode="nearest")[
                         n // 2:touches.shape[0] - n // 2, n // 2:touches.shape[1] - n // 2].ravel()
-                out.append((_window_points(diff, key, h1)[0] if cross else level, d, near, level))
+                # the key's window mean alone (the difference is filtered once, above)
+                out.append((_separable_valid(key, h1**2).ravel() if cross else level, d, near, level))
         # white noise reads the same through both filters; a change the fit missed, or processing, does not —
         # except on a mostly empty field sorted by its own means, where the pixel-by-pixel line is biased
         # (module doc): not compared
