@@ -41,6 +41,9 @@ adapted:
   four 512² frames of srlab's widefield specimens at 5–1500 photons over 0.5–10 of background, sparse
   (a twentieth of the density) or dense, read 1.96–2.04 (six frames 1.99–2.03), with errors a half to a
   fifth of before (docs/calibration.md, *Frames of a mostly empty field*);
+* in that cross-binned path, differences beyond :data:`OUTLIER_SIGMAS` standard deviations of the line
+  (a cosmic-ray hit) are left out and the line refitted: the plain variance, unlike the one-pair path's
+  MAD, weighs each of them as thousands of noise pixels;
 * a file of one pair (two or three frames) is sorted by its own mean; where the coupling term is
   determined through the 3×3 filter (a mostly empty field), the line is the filtered differences' with
   that term (their errors doubled, as below): 1.92 and 1.88 on the sparse frames above; that stack's
@@ -80,6 +83,23 @@ WHITE_NOISE_SIGMAS = 3.0
 #: ``Σw²`` (= ``Σh²w``) of the mean that sorts the filtered differences, over both frames' pixels: the h²-weighted
 #: mean of the two frames' mean (:func:`srlab.calibration.noise.sort_coupling`).
 FILTERED_MEAN_NORM2 = 0.125
+#: In the cross-binned path (every file ≥ 4 frames), a pixel's difference farther from 0 than this many
+#: standard deviations of the noise line at its level is left out and the line refitted (``measure_gain``):
+#: the bins' plain variances weigh every pixel, so a cosmic-ray hit of hundreds of ADU counts in its bin as
+#: thousands of noise pixels do. The line's variance is raised by one photon's ``g²``, so that a photon-poor
+#: counter's or EMCCD's single photons, many standard deviations of a near-empty bin, stay. Four 256² frames
+#: of srlab's 20× and 10× widefield presets at 60–1500 photons, gain 2, with hits (~500 ADU, exponential) in
+#: 0.1 % of each frame's pixels: 1.66–4.35 or refused as not white noise without it, 2.00–2.15 with it (the
+#: clean frames 1.98–2.07); in 0.01 %, 1.97–2.07 without, 1.99–2.06 with. Clean frames leave no pixel out at
+#: 6 (three draws each): sCMOS sparse at 5–15 photons and dense at 1500, photon counters at 0.02–0.05 of
+#: background, EMCCDs (EM gain 100–300) at 0.5–2 photons; at 5 a sparse field's 1e-5, at 4 1e-4 of a sparse
+#: or bright field's pixels (at 3: 3e-3, −3 % on the gain). Pixels whose noise is larger but steady (random
+#: telegraph or noisy sCMOS pixels: 1 % of the pixels toggling by ~30 ADU) act as read noise, mostly on the
+#: intercept: the gain moves 0–3.5 % on the same frames, with or without the clip.
+OUTLIER_SIGMAS = 6.0
+#: At most this many refits of the line with the outliers of the last one left out (they stop earlier once
+#: the set left out no longer changes).
+OUTLIER_PASSES = 3
 #: How the gain's estimate names this method (the summary shows the part before the colon).
 FRAME_GAIN_METHOD = "repeated frames"
 
@@ -105,11 +125,14 @@ class FrameGain:
     flag: str = "--gain-frames"
     sparse_field: bool = False  # read through the 3×3 filter with the sort's coupling (measure_gain)
     cross_sorted: bool = False  # each pair's pixels sorted by the other pairs' mean (every file ≥ 4 frames)
+    outlier_fraction: float = 0.0  # the share of the pixel-by-pixel differences left out as outliers (cross-sorted)
 
     @property
     def method(self) -> str:
         sparse = ", a mostly empty field: through the 3×3 filter" if self.sparse_field else ""
         cross = ", each pair binned by the other pairs' mean" if self.cross_sorted else ""
+        if self.outlier_fraction > 0:
+            cross += f", {self.outlier_fraction:.2g} of the pixels' differences left out as outliers"
         return (f"{FRAME_GAIN_METHOD} ({self.flag}, {self.n_pairs} pair(s) in {self.n_files} file(s){sparse}{cross}): variance of "
                 f"their difference vs mean (EMVA 1288 photon transfer); largest drift {self.drift_px:.2f} px and "
                 f"brightness change {self.brightness_change:.1%} between two frames, fitted and removed")
@@ -210,7 +233,35 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
             return fit[:2], None
         return fit_line(mu, var, se)[:2], (fit, var, se)
 
-    pairs, filtered, drifts, changes = [], [], [], []
+    def without_outliers(points: list, gain: float, b: float) -> tuple[list, list[np.ndarray]]:
+        """``points`` less the pixels whose difference is an outlier of the line ``gain·level + b``
+        (:data:`OUTLIER_SIGMAS`), and the masks of those left out."""
+        masks = [d**2 > OUTLIER_SIGMAS**2 * (np.maximum(gain * level + b + rounding, 0.0) + gain**2)
+                 for _, d, _, level in points]
+        return [(key[~m], d[~m], None if near is None else near[~m], level[~m])
+                for (key, d, near, level), m in zip(points, masks)], masks
+
+    def clipped(points: list) -> tuple[list, float, tuple[float, float] | None]:
+        """``points`` less the outliers of their line, refitted without them (at most
+        :data:`OUTLIER_PASSES` times); the share left out, and the last line's ``(gain, b)``."""
+        kept, masks, last = points, None, None
+        for _ in range(OUTLIER_PASSES):
+            mu, var, se = binned(kept)
+            if mu.size < 4:
+                break
+            gain, _, b, *_ = fit_line(mu, var - rounding, se)
+            if not (gain > 0 and math.isfinite(b)):
+                break
+            last = (gain, b)
+            new_kept, new = without_outliers(points, gain, b)
+            if masks is not None and all(np.array_equal(m, n) for m, n in zip(masks, new)):
+                break
+            kept, masks = new_kept, new
+        if masks is None:
+            return points, 0.0, last
+        return kept, sum(int(m.sum()) for m in masks) / sum(m.size for m in masks), last
+
+    pairs, filtered, drifts, changes, files = [], [], [], [], []
     for label, frames in stacks:
         first = len(pairs)
         measured = []  # per pair: (difference, mean, pixels near a clipped floor)
@@ -238,13 +289,24 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                         n // 2:touches.shape[0] - n // 2, n // 2:touches.shape[1] - n // 2].ravel()
                 # the key's window mean alone (the difference is filtered once, above)
                 out.append((_separable_valid(key, h1**2).ravel() if cross else level, d, near, level))
+        files.append((label, first, len(pairs)))
+    outliers = 0.0
+    if cross:
+        # the plain variances weigh every pixel (the own-sorted bins' MADs do not need this)
+        pairs, outliers, fit = clipped(pairs)
+        if fit is not None:
+            # through the filter white noise has the same line; the filtered differences' own line can be
+            # broken by the hits (a negative slope where each spreads over its 3×3 neighbours), so the
+            # pixel-by-pixel one judges them — processed frames still read apart through the filter
+            filtered = without_outliers(filtered, *fit)[0]
+    for label, first, last in files:
         # white noise reads the same through both filters; a change the fit missed, or processing, does not —
         # except on a mostly empty field sorted by its own means, where the pixel-by-pixel line is biased
         # (module doc): not compared
-        (own_filtered, filtered_se), sparse = filtered_lines(filtered[first:])
+        (own_filtered, filtered_se), sparse = filtered_lines(filtered[first:last])
         if sparse is not None:
             continue
-        own, own_se = line(pairs[first:])
+        own, own_se = line(pairs[first:last])
         # through the filter neighbouring values are correlated: its stated error is about half the scatter
         apart = abs(own - own_filtered) > WHITE_NOISE_SIGMAS * math.hypot(own_se, 2.0 * filtered_se)
         if not (own > 0 and own_filtered > 0) or (
@@ -257,7 +319,7 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         raise SrlabError(f"{flag}: too few pixels off a clipped floor to measure the gain; give larger frames")
     gain, gain_se, b, b_se, cov, used = fit_line(mu, var - rounding, se)
     var = var - rounding
-    gain_filtered, sparse = filtered_lines(filtered)
+    (gain_filtered, _), sparse = filtered_lines(filtered)
     if sparse is not None:
         # the filtered differences' neighbouring values are correlated: their stated errors are about half the
         # scatter (module doc), hence doubled
@@ -265,4 +327,5 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
         gain, b, used, mu = fit.gain, fit.intercept, fit.used, fit.levels
         gain_se, b_se, cov = 2.0 * fit.gain_se, 2.0 * fit.intercept_se, 4.0 * fit.gain_intercept_cov
     return FrameGain(gain, gain_se, b, b_se, cov, gain_filtered, len(drifts), len(stacks), max(drifts), max(changes),
-                     mu, var, se, used, flag, sparse_field=sparse is not None, cross_sorted=cross)
+                     mu, var, se, used, flag, sparse_field=sparse is not None, cross_sorted=cross,
+                     outlier_fraction=outliers)
