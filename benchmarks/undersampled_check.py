@@ -237,6 +237,7 @@ def pairs_check(args: argparse.Namespace) -> str:
         ORACLE_PREFIX,
         QUICK_ADAPT_BUDGET,
         REPO,
+        TIE_WORD,
         _machine,
         _versions,
         adapt_halves,
@@ -378,7 +379,8 @@ def pairs_check(args: argparse.Namespace) -> str:
          "Settings fixed before any result; nothing tuned to them. Each verdict also judges the row a user "
          "would choose without 20× images of these fields (realcheck's rule: the best on fresh images of the "
          "calibrated simulation against their noise-free HR; a variant's rows on its own block's; the tables "
-         "after the verdicts).") + (
+         "after the verdicts); a row met on the means whose per-image margin over Richardson–Lucy is within "
+         f"the fields' scatter is headlined \"{TIE_WORD}\".") + (
             " `--adapt-held-out`: the second table scores every field by the run adapted on the other half of "
             "the fields' 10× images (even- or odd-numbered; held out) and by the run adapted on its own half, "
             "beside the runs adapted on all of them (realcheck's option)." if folds else "") + (
