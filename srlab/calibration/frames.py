@@ -254,7 +254,9 @@ def measure_gain(stacks: list[tuple[str, np.ndarray]], *, flag: str = "--gain-fr
                 break
             last = (gain, b)
             new_kept, new = without_outliers(points, gain, b)
-            if masks is not None and all(np.array_equal(m, n) for m, n in zip(masks, new)):
+            # converged: the line leaves out what the last one did (on clean frames, nothing: one binning)
+            if (all(not m.any() for m in new) if masks is None
+                    else all(np.array_equal(m, n) for m, n in zip(masks, new))):
                 break
             kept, masks = new_kept, new
         if masks is None:
