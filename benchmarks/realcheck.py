@@ -24,7 +24,8 @@ a temporary copy of ``experiments/``; (3) train ``edsr_smoke`` (EDSR, 8×32) and
 same body as a residual on Richardson–Lucy, :mod:`srlab.models.physics`) on that calibrated srlab
 simulation only, and again with the foreign HR images of (2) as specimens too (`--hr-specimens`,
 :mod:`srlab.data.user_specimens`; the STED ones are pySTED datamaps that no test field uses, so the
-STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run to the foreign LR images themselves, unlabelled (what
+STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run (the `--hr-specimens` ones too, since
+2026-12-06) to the foreign LR images themselves, unlabelled (what
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
 to half of the fields' LR images only, twice (even- and odd-numbered fields), every field judged in a table of
@@ -540,7 +541,7 @@ CHOICE_IMAGES = 8
 
 def _source(row: str) -> tuple[str, bool, bool]:
     """The simulation-only run a row comes from: (experiment, with ``--tta``, with the --hr specimens);
-    an adapted row comes from the plain run it fine-tuned."""
+    an adapted row comes from the run it fine-tuned."""
     return row.split()[1], row.endswith(TTA_SUFFIX), "--hr images as specimens" in row
 
 
@@ -577,6 +578,18 @@ def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any],
     return scores
 
 
+def source_row(name: str) -> str:
+    """The table's row of trained run ``name`` (an experiment, + :data:`HR_SPECIMENS_SUFFIX` where trained
+    with the --hr images as specimens, + :data:`ADAPT_SUFFIX` where then adapted)."""
+    adapted = name.endswith(ADAPT_SUFFIX)
+    name = name.removesuffix(ADAPT_SUFFIX)
+    specimens = name.endswith(HR_SPECIMENS_SUFFIX)
+    experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
+    return (f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]})"
+            + (" with the --hr images as specimens too" if specimens else "")
+            + (f" {ADAPT_SUFFIX} to the test LR images (unlabelled)" if adapted else ""))
+
+
 def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
                   tta: bool = False, selection: dict | None = None,
                   data: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -606,19 +619,11 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
         if name.startswith(ORACLE_PREFIX):
             experiment_name = name.removeprefix(ORACLE_PREFIX)
             methods[f"{ORACLE_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
-        elif name.endswith(HR_SPECIMENS_SUFFIX):
-            experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
-            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) with the --hr images as specimens "
-                    f"too"] = network
         elif HELD_OUT_SUFFIX in name:
             experiment_name, fold = name.split(HELD_OUT_SUFFIX)
             methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {fold_row(fold)}"] = network
-        elif name.endswith(ADAPT_SUFFIX):
-            experiment_name = name.removesuffix(ADAPT_SUFFIX)
-            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {ADAPT_SUFFIX} to the test LR "
-                    f"images (unlabelled)"] = network
         else:
-            methods[f"srlab {name} ({EXPERIMENTS[name]})"] = network
+            methods[source_row(name)] = network
     ensembled = [m for m in methods if m.startswith("srlab")] if tta else []
     # each self-ensemble row right under its plain row, so the pair reads side by side
     methods = {row: network for m, network in methods.items()
@@ -667,10 +672,11 @@ def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.
             data=hr_specimens_data(task))
         print(f"[realcheck] trained {experiment_name} (seed {train_seed}) with the --hr images as specimens in "
               f"{time.perf_counter() - t1:.0f} s", flush=True)
-    for experiment_name in ([] if args.no_train or args.no_adapt else EXPERIMENTS):
+    # every simulation-only run is adapted, the --hr-specimens ones too: a user adapts the network they chose
+    for run_name in ([] if args.no_train or args.no_adapt else list(run_dirs)):
         t1 = time.perf_counter()
-        run_dirs[experiment_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[experiment_name], adapt_budget)
-        print(f"[realcheck] adapted {experiment_name} to the test LR images in "
+        run_dirs[run_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[run_name], adapt_budget)
+        print(f"[realcheck] adapted {run_name} to the test LR images in "
               f"{time.perf_counter() - t1:.0f} s", flush=True)
     folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
              if args.adapt_held_out and not args.no_train else {})
@@ -799,11 +805,12 @@ def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label
     word, text = _judge(results, best)
     out = f"{label}: **{word}** (best srlab model by PSNR: {text})"
     known = [n for n in names if _source(n) in (selection or {})]
-    # a group with adapted rows judges the adapted one of the chosen source (its simulation-only row shares
-    # the source's score: the user adapts the network they chose)
-    known = [n for n in known if ADAPT_SUFFIX in n] or known
     if known:
-        chosen = max(known, key=lambda n: selection[_source(n)])
+        source = max(sorted({_source(n) for n in known}), key=lambda s: selection[s])
+        # a group with adapted rows judges the adapted one of the chosen source (its simulation-only row
+        # shares the source's score: the user adapts the network they chose); a source not adapted, itself
+        of_source = [n for n in known if _source(n) == source]
+        chosen = next((n for n in of_source if ADAPT_SUFFIX in n), of_source[0])
         word, text = _judge(results, chosen)
         out += f"; {choice}: **{word}** ({text})"
     return out
@@ -1061,7 +1068,9 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "unlabelled — no foreign HR is used — with the calibrated forward model and camera (consistency "
                    "of the re-imaged output with the other half of the input's photons, an anchor to the "
                    "simulated pairs, early stopping on held-out LR images). Transductive, as a user adapts to "
-                   "the images they want to improve; the verdict is given with and without them."), ""]
+                   "the images they want to improve; the verdict is given with and without them. The runs "
+                   "trained with the --hr images as specimens are adapted too (since 2026-12-06; before, only the "
+                   "plain runs were), so the row chosen on the simulation is judged adapted whichever it is."), ""]
     if args.adapt_held_out and not args.no_train:
         lines += [(f"`--adapt-held-out` (added after the *{ADAPT_SUFFIX}* rows): each trained run is also adapted "
                    "twice on half of the test fields' LR images — the even-numbered fields, then the odd-numbered "

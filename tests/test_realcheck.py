@@ -73,6 +73,9 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         learned = [m for m in methods if m.startswith("srlab")]
         methods |= {f"{m} +adapt to the test LR images (unlabelled)" for m in learned}
         methods |= {f"{m} with the --hr images as specimens too" for m in learned}
+        # the --hr-specimens runs are adapted too
+        methods |= {f"{m} with the --hr images as specimens too +adapt to the test LR images (unlabelled)"
+                    for m in learned}
         # every srlab run also predicted with the self-ensemble; the oracles are not
         methods |= {m + realcheck.TTA_SUFFIX for m in methods if m.startswith("srlab")}
         assert set(entry["results"]["noise_free"]) == methods
@@ -149,6 +152,19 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     results[adapted] = {"psnr": [21.0, 22.0], "ssim": [0.6, 0.6]}
     verdict = realcheck._verdict(results, list(results)[2:], "with adapt", selection)
     assert f"; {realcheck.CHOICE}: **met** (a +adapt, ΔPSNR +3.00 dB" in verdict
+    # where the simulation chooses a run trained with the --hr specimens, that run adapted is judged — and,
+    # not adapted, the run itself, never the adapted run of another source
+    prefers_b = {("a", False, False): 29.0, ("b", True, True): 30.0}
+    verdict = realcheck._verdict(results, list(results)[2:], "with adapt", prefers_b)
+    assert f"; {realcheck.CHOICE}: **{realcheck.TIE_WORD}** (b with the --hr images as specimens with --tta," in verdict
+    row = realcheck.source_row("edsr_smoke" + realcheck.HR_SPECIMENS_SUFFIX + realcheck.ADAPT_SUFFIX)
+    assert row == ("srlab edsr_smoke (EDSR 8×32) with the --hr images as specimens too +adapt to the test LR images "
+                   "(unlabelled)") and realcheck._source(row) == ("edsr_smoke", False, True)
+    results["srlab b (x) with the --hr images as specimens too +adapt to the test LR images (unlabelled)"
+            + realcheck.TTA_SUFFIX] = {"psnr": [22.0, 23.0], "ssim": [0.7, 0.7]}
+    verdict = realcheck._verdict(results, list(results)[2:], "with adapt", prefers_b)
+    assert (f"; {realcheck.CHOICE}: **met** (b with the --hr images as specimens +adapt with --tta, ΔPSNR +4.00 dB"
+            in verdict)
 
 
 def test_a_group_trained_on_a_changed_block_is_chosen_by_its_own_simulation(realcheck):
