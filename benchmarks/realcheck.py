@@ -449,8 +449,9 @@ def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], refer
     """The adapted rows on every test field (``results`` as :func:`cross_adapted` leaves them), beside
     bicubic and Richardson–Lucy, with a verdict per way of adapting: on every field's LR image
     (transductive), on the field's own half only, on the other half only (held out)."""
-    transductive = [row for row in results
-                    if row.startswith("srlab") and ADAPT_SUFFIX in row and HALF_MARKER not in row]
+    # the runs adapted on halves are the plain ones: their transductive twins, not the --hr-specimens runs'
+    transductive = [row for row in results if row.startswith("srlab") and ADAPT_SUFFIX in row
+                    and HALF_MARKER not in row and "--hr images as specimens" not in row]
     own = [row for row in results if OWN_HALF_ROW in row]
     held_out = [row for row in results if HELD_OUT_ROW in row]
     shown = {row: results[row] for row in ["bicubic", "Richardson–Lucy", *transductive, *own, *held_out]}

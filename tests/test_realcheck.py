@@ -315,6 +315,10 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
     assert "(transductive, half the images): **met**" in parts[1] and "b +adapt on its own half only," in parts[1]
     assert "(held out): **met**" in parts[2] and "b +adapt on the other half only" in parts[2]
     assert "ΔPSNR +3.00 dB" in parts[2]
+    # a run trained with the --hr specimens and adapted has no half-adapted twins: not in this table
+    specimens = f"{base} with the --hr images as specimens too {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)"
+    lines, _ = realcheck.held_out_table(task, {**crossed, specimens: row([40] * 5, 0.9)}, "noise_free", folds)
+    assert not any("as specimens" in line for line in lines)
 
 
 def test_several_training_seeds_are_judged_on_their_per_image_means(realcheck):
