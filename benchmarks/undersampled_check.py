@@ -31,7 +31,8 @@ reference. Settings fixed before any result was seen; written to BENCHMARKS.md b
 ``--hr-specimens`` also trains on the block as ``srlab calibrate --hr-specimens`` writes it: its simulation
 holds pairs made from the three unpaired 20× images too (realcheck's rows of that name). ``--adapt`` also
 fine-tunes each trained run with ``srlab adapt RUN <the 10× test folder>`` and its defaults
-(realcheck's *+adapt* rows: the unlabelled 10× images themselves, no 20× image), with its own verdict.
+(realcheck's *+adapt* rows: the unlabelled 10× images themselves, no 20× image; the ``--hr-specimens`` runs
+too since 2026-12-06), with its own verdict.
 
 Each verdict also judges the row chosen without any 20× image of the test fields, as realcheck does
 (:data:`benchmarks.realcheck.CHOICE`; a variant's rows are chosen on their own block's simulation).
@@ -304,8 +305,9 @@ def pairs_check(args: argparse.Namespace) -> str:
                                                                         data=hr_specimens_data(task))
                                  for name in EXPERIMENTS})
             if args.adapt:  # transductive, as a user adapts to the images they want to improve; no 20× image used
+                # the --hr-specimens runs too (since 2026-12-06): the user adapts whichever run they chose
                 run_dirs.update({name + ADAPT_SUFFIX: adapt_task(task, run_dirs[name], adapt_budget)
-                                 for name in EXPERIMENTS})
+                                 for name in list(run_dirs)})
             folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
                      if args.adapt_held_out else {})
             if args.oracle:
