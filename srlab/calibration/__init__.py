@@ -717,7 +717,7 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
-    cal.notes += [note for side in (lr, hr) if side is not None for note in _filtered_notes(side) + _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side)]
+    cal.notes += [note for side in (lr, hr) if side is not None for note in _filtered_notes(side) + _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side) + _read_noise_notes(side)]
     for side in (lr, hr):
         if side is not None and side.noise.offset_method in COUNTS_FROM_ZERO and not side.rendering:
             n = side.noise
@@ -856,6 +856,29 @@ def _leak_notes(side: Side) -> list[str]:
             f"measure it with {frames_flag} (a few repeated exposures of one still field) — or "
             f"the noise is not white — images smoothed, denoised, deconvolved or resampled: the gain reads low "
             f"and the photons high (a Gaussian blur of σ 0.5 px: 5×); calibrate the raw acquisitions")
+    return [note]
+
+
+def _read_noise_notes(side: Side) -> list[str]:
+    """The summary's line on a camera whose noise line, at the offset the user gave, passes below zero
+    variance by more than its standard error: the read noise is then written as 0, a bound rather than a
+    measurement. A gain read high from the images (structure in the detail band) pulls the line down at
+    the offset: srlab's widefield preset at 800 photons over 60 of background, offset given, reads the gain
+    2.12 for 2 and the variance there −8.7 ± 5.9 ADU² for 9 (measured 2026-12-06). Not where the dark
+    frames give the read noise, the gain is not the images' (frames, data sheet), or the offset is 0 (a
+    photon counter, whose variance at 0 is 0 and reads either side of it)."""
+    n = side.noise
+    if (side.rendering or n.offset_method != "given" or not n.offset_adu > 0 or n.gain_given
+            or side.frame_gain is not None or not side.estimates["read_noise_adu"].method.startswith("line intercept")
+            or not n.read_variance_adu2 < -n.read_variance_se):
+        return []
+    dark = "--dark" if side.role == "lr" else "--hr-dark"
+    frames, sheet = ("--gain-frames", "--e-per-adu") if side.role == "lr" else ("--hr-gain-frames", "--hr-e-per-adu")
+    note = (f"{side.role.upper()}: at the given offset ({n.offset_adu:.4g} ADU) the noise line's variance is "
+            f"{n.read_variance_adu2:.3g} ± {n.read_variance_se:.2g} ADU², below zero, where a camera's cannot be: the "
+            f"read noise is written as 0, a bound, not a measurement — a gain read high from the images "
+            f"({n.gain_adu_per_photon:.3g} ADU/photon; structure in the noise estimate) pulls the line down there. "
+            f"{dark} frames measure the read noise; {frames} or {sheet} give a gain free of structure")
     return [note]
 
 

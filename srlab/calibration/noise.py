@@ -416,6 +416,9 @@ class NoiseFit:
     # bins are each image's, moved to the mean intercept); empty where one pooled line is fitted
     image_intercepts_adu2: tuple[float, ...] = ()
     pooled_gain_adu_per_photon: float = math.nan  # the one pooled line's slope, where not used
+    # the line's variance at the offset (read noise², ADU²) before it is clipped at 0, and its standard error
+    read_variance_adu2: float = math.nan
+    read_variance_se: float = math.nan
 
     @property
     def levels_differ(self) -> bool:
@@ -1210,4 +1213,5 @@ def fit_noise(images: list[np.ndarray], *, offset_adu: float | None = None, n_bi
                     bin_mean=line_levels, bin_var=var, bin_se=se, bin_used=used,
                     gain_given=gain_adu_per_photon is not None,
                     gain_4th_adu_per_photon=gain_4th, image_gains=gains, level_chi2=level_chi2,
-                    image_intercepts_adu2=intercepts, pooled_gain_adu_per_photon=pooled_gain)
+                    image_intercepts_adu2=intercepts, pooled_gain_adu_per_photon=pooled_gain,
+                    read_variance_adu2=float(r2), read_variance_se=math.sqrt(max(r2_var, 0.0)))

@@ -68,8 +68,8 @@ def pair_blur(spec: SimulationSpec) -> RelativeBlur:
     scanned LR pixel does not do). 0 when the LR side is not the wider. An Airy or confocal PSF counts
     as the Gaussian of the same FWHM. Kept on purpose: between the presets' Airy/confocal PSFs the Gaussian
     that best matches the transfer functions (least squares, pixels included) is 6.5–8 % narrower and
-    halves the mismatch, but Richardson–Lucy (20 iterations, four noisy 96² images per preset pair) moved
-    −0.14 to +0.43 dB with it and lost SSIM on three of the four pairs (−0.045 on confocal → STED;
+    cuts the mismatch by a third to a half, but Richardson–Lucy (20 iterations, four noisy 96² images per
+    preset pair) moved −0.14 to +0.43 dB with it and lost SSIM on three of the four pairs (−0.045 on confocal → STED;
     measured 2026-12-06): not a better kernel for the consumers. Calibrated blocks are Gaussian, where
     this is exact."""
     lr, hr = spec.lr, spec.hr

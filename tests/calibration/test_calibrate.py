@@ -49,6 +49,7 @@ def test_recovers_fwhm_gain_and_read_noise_of_simulated_images(real_folder: Path
     assert e["psf_fwhm_nm"].value == pytest.approx(FWHM_NM, rel=0.10)
     assert e["gain_adu_per_photon"].value == pytest.approx(GAIN, rel=0.15)
     assert e["read_noise_adu"].value == pytest.approx(READ_NOISE_ADU, rel=0.20)
+    assert not any("below zero" in note for note in cal.notes)  # a read noise measured, not a bound
     for est in e.values():  # every estimate states an uncertainty
         assert np.isfinite(est.uncertainty) and est.uncertainty >= 0
     # Without the offset, the darkest level stands in for it: an upper bound on offset and read noise.
@@ -830,3 +831,28 @@ def test_hot_pixels_stuck_at_one_level_are_not_a_clip():
     patch = frame.copy()
     patch[100:108, 100:110] = 4000
     assert _saturated(patch, 4000.0)
+
+
+def test_a_noise_line_below_zero_at_the_given_offset_says_the_read_noise_is_not_measured(tmp_path: Path):
+    """srlab's widefield preset at 3000 photons over 60 of background: the images' gain reads high (structure
+    in the detail band: 2.38 for 2), which pulls the line to a variance below zero at the given offset
+    (−79 ± 16 ADU² for 9; seeds 0–2: z −2.5 to −4.9). The read noise is then written as 0: the summary says
+    that this is a bound, not a measurement, and names what measures it; dark frames do, and the note goes."""
+    from srlab.calibration import calibrate
+    from srlab.data.simulate import Imager, resolve_simulation
+
+    imager = Imager(resolve_simulation({"lr": {"modality": "widefield", "signal_photons": 3000.0,
+                                               "background_photons": 60.0},
+                                        "hr": {"modality": "sim"}, "n_images": 2, "lr_size_px": 256, "seed": 2},
+                                       scale=2))
+    lr = [write_tiff(tmp_path / f"w{i}.tif", imager.image(i)["lr"], pixel_size_nm=80.0) for i in range(2)]
+    cal = calibrate(lr, modality="widefield", offset_adu=100.0)
+    assert cal.lr.estimates["read_noise_adu"].value == 0.0
+    note = next(note for note in cal.notes if "below zero" in note)
+    assert note.startswith("LR: at the given offset (100 ADU)") and "--dark frames measure the read noise" in note
+    rng = np.random.default_rng(5)  # the preset's camera: offset 100 ADU, read noise 1.5 e- = 3 ADU
+    dark = write_tiff(tmp_path / "dark.tif", np.round(100.0 + rng.normal(0.0, 3.0, (8, 64, 64))).astype(np.uint16),
+                      pixel_size_nm=80.0)
+    measured = calibrate(lr, modality="widefield", dark_paths=[dark])
+    assert measured.lr.estimates["read_noise_adu"].value == pytest.approx(3.0, rel=0.05)
+    assert not any("below zero" in note for note in measured.notes)
