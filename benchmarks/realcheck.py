@@ -451,7 +451,7 @@ def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], refer
     (transductive), on the field's own half only, on the other half only (held out)."""
     # the runs adapted on halves are the plain ones: their transductive twins, not the --hr-specimens runs'
     transductive = [row for row in results if row.startswith("srlab") and ADAPT_SUFFIX in row
-                    and HALF_MARKER not in row and "--hr images as specimens" not in row]
+                    and HALF_MARKER not in row and SPECIMENS_MARKER not in row]
     own = [row for row in results if OWN_HALF_ROW in row]
     held_out = [row for row in results if HELD_OUT_ROW in row]
     shown = {row: results[row] for row in ["bicubic", "Richardson–Lucy", *transductive, *own, *held_out]}
@@ -484,6 +484,8 @@ def train_task(task: Task, exp_root: Path, runs_dir: Path, budget: list[str], se
 #: (``srlab calibrate --hr-specimens``: ``data.simulation.hr_images``, :mod:`srlab.data.user_specimens`;
 #: added after the results that pointed at the specimen prior as what holds the STED rows back).
 HR_SPECIMENS_SUFFIX = "+hr_specimens"
+#: What the rows of such runs say (:func:`source_row`), and what marks them in a table.
+SPECIMENS_MARKER = "--hr images as specimens"
 
 
 def hr_specimens_data(task: Task) -> tuple[str, ...]:
@@ -543,7 +545,7 @@ CHOICE_IMAGES = 8
 def _source(row: str) -> tuple[str, bool, bool]:
     """The simulation-only run a row comes from: (experiment, with ``--tta``, with the --hr specimens);
     an adapted row comes from the run it fine-tuned."""
-    return row.split()[1], row.endswith(TTA_SUFFIX), "--hr images as specimens" in row
+    return row.split()[1], row.endswith(TTA_SUFFIX), SPECIMENS_MARKER in row
 
 
 def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any],
@@ -587,7 +589,7 @@ def source_row(name: str) -> str:
     specimens = name.endswith(HR_SPECIMENS_SUFFIX)
     experiment_name = name.removesuffix(HR_SPECIMENS_SUFFIX)
     return (f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]})"
-            + (" with the --hr images as specimens too" if specimens else "")
+            + (f" with the {SPECIMENS_MARKER} too" if specimens else "")
             + (f" {ADAPT_SUFFIX} to the test LR images (unlabelled)" if adapted else ""))
 
 
@@ -849,7 +851,7 @@ def _judge(results: dict[str, dict[str, list[float]]], row: str) -> tuple[str, s
 
     met, dp, ds, beats_rl = meets(r["psnr"], r["ssim"])
     model = row.split()[1] + "".join(label for marker, label in (
-        ("--hr images as specimens", " with the --hr images as specimens"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
+        (SPECIMENS_MARKER, f" with the {SPECIMENS_MARKER}"), (ADAPT_SUFFIX, f" {ADAPT_SUFFIX}"),
         (HELD_OUT_ROW, " on the other half only"), (OWN_HALF_ROW, " on its own half only"),
         (TTA_SUFFIX, " with --tta")) if marker in row)
     # The target compares means; whether the margin over RL is more than the fields' scatter is said beside it.

@@ -869,7 +869,7 @@ def _read_noise_notes(side: Side) -> list[str]:
     photon counter, whose variance at 0 is 0 and reads either side of it)."""
     n = side.noise
     if (side.rendering or n.offset_method != "given" or not n.offset_adu > 0 or n.gain_given
-            or side.frame_gain is not None or not side.estimates["read_noise_adu"].method.startswith("line intercept")
+            or side.frame_gain is not None or "read_noise_line_adu" in side.estimates  # dark frames measured it
             or not n.read_variance_adu2 < -n.read_variance_se):
         return []
     dark = "--dark" if side.role == "lr" else "--hr-dark"
