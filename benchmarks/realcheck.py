@@ -28,8 +28,9 @@ STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run (the
 2026-12-06) to the foreign LR images themselves, unlabelled (what
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
-to half of the fields' LR images only, twice (even- and odd-numbered fields), every field judged in a table of
-its own by the run of the other half (held out) and by the run of its own half; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
+to half of the fields' LR images only, twice (even- and odd-numbered fields; the `--hr`-specimens runs too
+since 2026-12-06, later than the first), every field judged in a table of its own by the run of the other half
+(held out) and by the run of its own half; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
 from the calibration: ``rl_sted`` on the calibrated block, whose relative blur it deconvolves, :func:`srlab.data.physics.pair_blur`) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
 the tables and write them to BENCHMARKS.md between ``<!-- realcheck:start -->`` and ``<!-- realcheck:end -->``.
@@ -406,17 +407,17 @@ def held_out_split(task: Task, shared: tuple[Path, ...] = ()) -> dict[str, tuple
 
 
 def adapt_halves(task: Task, run_dirs: dict[str, Path], adapt: Callable[[Path, Path, str], Path], *,
-                 shared: tuple[Path, ...] = ()) -> dict[str, list[int]]:
-    """``--adapt-held-out``: each trained run of ``run_dirs`` (:data:`EXPERIMENTS`) adapted on each half of
-    the test fields' LR images (:func:`held_out_split`, with ``shared``) by ``adapt(run, folder, fold)``
-    (returns the adapted run), added to ``run_dirs`` as experiment + :data:`HELD_OUT_SUFFIX` + fold; returns
-    each half's field indices."""
+                 shared: tuple[Path, ...] = (), sources: tuple[str, ...] = tuple(EXPERIMENTS)) -> dict[str, list[int]]:
+    """``--adapt-held-out``: each trained run ``sources`` of ``run_dirs`` (the plain runs of :data:`EXPERIMENTS`
+    unless given; realcheck gives the ``--hr``-specimens runs too) adapted on each half of the test fields' LR
+    images (:func:`held_out_split`, with ``shared``) by ``adapt(run, folder, fold)`` (returns the adapted run),
+    added to ``run_dirs`` as run name + :data:`HELD_OUT_SUFFIX` + fold; returns each half's field indices."""
     folds: dict[str, list[int]] = {}
     for fold, (folder, folds[fold]) in held_out_split(task, shared).items():
-        for experiment_name in EXPERIMENTS:
+        for run_name in sources:
             t1 = time.perf_counter()
-            run_dirs[experiment_name + HELD_OUT_SUFFIX + fold] = adapt(run_dirs[experiment_name], folder, fold)
-            print(f"[--adapt-held-out] adapted {experiment_name} to the {fold}-numbered fields' LR images "
+            run_dirs[run_name + HELD_OUT_SUFFIX + fold] = adapt(run_dirs[run_name], folder, fold)
+            print(f"[--adapt-held-out] adapted {run_name} to the {fold}-numbered fields' LR images "
                   f"in {time.perf_counter() - t1:.0f} s", flush=True)
     return folds
 
@@ -449,11 +450,12 @@ def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], refer
     """The adapted rows on every test field (``results`` as :func:`cross_adapted` leaves them), beside
     bicubic and Richardson–Lucy, with a verdict per way of adapting: on every field's LR image
     (transductive), on the field's own half only, on the other half only (held out)."""
-    # the runs adapted on halves are the plain ones: their transductive twins, not the --hr-specimens runs'
-    transductive = [row for row in results if row.startswith("srlab") and ADAPT_SUFFIX in row
-                    and HALF_MARKER not in row and SPECIMENS_MARKER not in row]
     own = [row for row in results if OWN_HALF_ROW in row]
     held_out = [row for row in results if HELD_OUT_ROW in row]
+    # the transductive twins of the runs adapted on halves (a run without half-adapted runs is not shown)
+    halved = {row.split(f" {ADAPT_SUFFIX} ")[0] for row in held_out}
+    transductive = [row for row in results if row.startswith("srlab") and f" {ADAPT_SUFFIX} " in row
+                    and HALF_MARKER not in row and row.split(f" {ADAPT_SUFFIX} ")[0] in halved]
     shown = {row: results[row] for row in ["bicubic", "Richardson–Lucy", *transductive, *own, *held_out]}
     groups = [(transductive, "with `srlab adapt` to every test field's LR image (transductive)"),
               (own, "with `srlab adapt` to its own half of the fields' LR images (transductive, half the images)"),
@@ -623,8 +625,8 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
             experiment_name = name.removeprefix(ORACLE_PREFIX)
             methods[f"{ORACLE_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
         elif HELD_OUT_SUFFIX in name:
-            experiment_name, fold = name.split(HELD_OUT_SUFFIX)
-            methods[f"srlab {experiment_name} ({EXPERIMENTS[experiment_name]}) {fold_row(fold)}"] = network
+            run_name, fold = name.split(HELD_OUT_SUFFIX)
+            methods[f"{source_row(run_name)} {fold_row(fold)}"] = network
         else:
             methods[source_row(name)] = network
     ensembled = [m for m in methods if m.startswith("srlab")] if tta else []
@@ -676,12 +678,14 @@ def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.
         print(f"[realcheck] trained {experiment_name} (seed {train_seed}) with the --hr images as specimens in "
               f"{time.perf_counter() - t1:.0f} s", flush=True)
     # every simulation-only run is adapted, the --hr-specimens ones too: a user adapts the network they chose
-    for run_name in ([] if args.no_train or args.no_adapt else list(run_dirs)):
+    simulation_only = tuple(run_dirs)
+    for run_name in ([] if args.no_train or args.no_adapt else simulation_only):
         t1 = time.perf_counter()
         run_dirs[run_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[run_name], adapt_budget)
         print(f"[realcheck] adapted {run_name} to the test LR images in "
               f"{time.perf_counter() - t1:.0f} s", flush=True)
-    folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder))
+    folds = (adapt_halves(task, run_dirs, lambda run, folder, _: adapt_task(task, run, adapt_budget, folder),
+                          sources=simulation_only)
              if args.adapt_held_out and not args.no_train else {})
     for experiment_name in (EXPERIMENTS if args.oracle and not args.no_train else []):
         run_dirs[ORACLE_PREFIX + experiment_name] = train_task(
@@ -1080,7 +1084,8 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "(two folds) — and a third table per task scores every field by the run adapted on the other "
                    "half, which never saw it (*held out*), and by the run adapted on its own half (*own half*: "
                    "transductive, on as few images as the held-out run), beside the transductive "
-                   f"*{ADAPT_SUFFIX}* rows (every field's image). Held out against own half tells adapting to a "
+                   f"*{ADAPT_SUFFIX}* rows (every field's image); the runs trained with the --hr images as specimens too "
+                   "(since 2026-12-06; before, only the plain runs). Held out against own half tells adapting to a "
                    "microscope (its PSF, camera, specimens) from adapting to the very images that are scored; own "
                    f"half against *{ADAPT_SUFFIX}* tells what adapting on half as many images costs."), ""]
     if not args.no_train:

@@ -315,10 +315,47 @@ def test_held_out_adaptation_scores_each_field_by_the_run_that_did_not_see_it(re
     assert "(transductive, half the images): **met**" in parts[1] and "b +adapt on its own half only," in parts[1]
     assert "(held out): **met**" in parts[2] and "b +adapt on the other half only" in parts[2]
     assert "ΔPSNR +3.00 dB" in parts[2]
-    # a run trained with the --hr specimens and adapted has no half-adapted twins: not in this table
-    specimens = f"{base} with the --hr images as specimens too {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)"
+    # an adapted run without half-adapted twins (stormcheck's and the 10x check's --hr runs): not in this table
+    trained_with = f"{base} with the --hr images as specimens too"
+    specimens = f"{trained_with} {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)"
     lines, _ = realcheck.held_out_table(task, {**crossed, specimens: row([40] * 5, 0.9)}, "noise_free", folds)
     assert not any("as specimens" in line for line in lines)
+    # realcheck adapts its --hr runs on halves too: their rows, composed as the plain run's, are in the table
+    twins = {f"{trained_with} {realcheck.fold_row('even')}": row([35, 18, 35, 18, 35], 0.5),
+             f"{trained_with} {realcheck.fold_row('odd')}": row([18, 35, 18, 35, 18], 0.5)}
+    crossed = realcheck.cross_adapted({**results, specimens: row([40] * 5, 0.9), **twins}, folds)
+    assert crossed[f"{trained_with} {realcheck.HELD_OUT_ROW}"]["psnr"] == [18] * 5
+    lines, verdict = realcheck.held_out_table(task, crossed, "noise_free", folds)
+    shown = [line.split("|")[1].strip() for line in lines if line.startswith("| srlab")]
+    assert shown == [f"{base} {realcheck.ADAPT_SUFFIX} to the test LR images (unlabelled)", specimens, own,
+                     f"{trained_with} {realcheck.OWN_HALF_ROW}", held, f"{trained_with} {realcheck.HELD_OUT_ROW}"]
+    assert "ΔPSNR +6.00 dB" in verdict.split("; with `srlab adapt`")[2]  # the --hr run held out: 18 vs RL's 12
+
+
+def test_every_given_run_is_adapted_on_each_half(realcheck, tmp_path):
+    """adapt_halves adapts the runs it is given (realcheck: every simulation-only run, the --hr-specimens
+    ones too), else the plain runs of EXPERIMENTS (stormcheck), once per fold, each on its fold's folder."""
+    task = realcheck.Task("toy", "toy", "confocal", "sted", tmp_path / "pairs")
+    (tmp_path / "pairs" / "lr").mkdir(parents=True)
+    for k in range(4):
+        lr = tmp_path / "pairs" / "lr" / f"field{k:02d}.tif"
+        lr.write_bytes(bytes([k]))
+        task.pairs.append((lr, tmp_path / f"hr{k}.tif"))
+    names = [*realcheck.EXPERIMENTS, *(e + realcheck.HR_SPECIMENS_SUFFIX for e in realcheck.EXPERIMENTS)]
+    calls: list[tuple[str, str, str]] = []
+
+    def adapt(run: Path, folder: Path, fold: str) -> Path:
+        calls.append((run.name, folder.name, fold))
+        return tmp_path / f"{run.name}_{fold}"
+
+    run_dirs = {name: tmp_path / name for name in names}
+    folds = realcheck.adapt_halves(task, run_dirs, adapt, sources=tuple(names))
+    assert folds == {"even": [0, 2], "odd": [1, 3]}
+    assert calls == [(name, f"lr_{fold}_fields", fold) for fold in realcheck.HALF_FOLDS for name in names]
+    assert run_dirs[names[-1] + realcheck.HELD_OUT_SUFFIX + "odd"] == tmp_path / f"{names[-1]}_odd"
+    calls.clear()
+    realcheck.adapt_halves(task, {name: tmp_path / name for name in names}, adapt)
+    assert [name for name, _, _ in calls] == [*realcheck.EXPERIMENTS] * 2
 
 
 def test_several_training_seeds_are_judged_on_their_per_image_means(realcheck):
