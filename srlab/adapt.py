@@ -256,7 +256,31 @@ def summary(run_dir: Path) -> None:
 
     from srlab.config import load_resolved
 
-    split = load_resolved(run_dir / "config.yaml").data.params.get("photon_split")
+    cfg = load_resolved(run_dir / "config.yaml")
+    split = cfg.data.params.get("photon_split")
     against = " (output of one half of the photons vs the other half)" if split else ""
     print(f"srlab adapt: held-out real images, consistency PSNR{against} {pair('consistency_psnr', ' dB', 2)} "
           f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}")
+    epochs = still_improving(run_dir, cfg)
+    if epochs is not None:
+        print(f"  note: the held-out consistency was still rising at the last of the {epochs} epochs (no early "
+              f"stop; the checkpoint kept is the last one): a longer adaptation may gain more — a new run: "
+              f"srlab adapt {cfg.paradigm.params.source_run} {cfg.data.real_lr} trainer.max_epochs={2 * epochs}")
+
+
+def still_improving(run_dir: Path, cfg: DictConfig) -> int | None:
+    """``trainer.max_epochs`` where the adaptation ran all of them without stopping early and its best
+    checkpoint (the one its test and ``srlab predict`` use) is its last: the early stopping's held-out
+    consistency was still rising when the epochs ran out (on the 10x -> 20x check, 2 of 4 adaptations at the
+    default 20 epochs). ``None`` otherwise, and where early stopping is off (``paradigm.params.patience=0``)."""
+    import torch
+
+    max_epochs = cfg.trainer.get("max_epochs")
+    best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    if not max_epochs or max_epochs < 1 or cfg.paradigm.params.get("patience", 3) <= 0 \
+            or not best.is_file() or not last.is_file():
+        return None
+    best_ckpt, last_ckpt = (torch.load(path, map_location="cpu", weights_only=True) for path in (best, last))
+    if int(last_ckpt.get("epoch", -1)) + 1 < int(max_epochs):
+        return None  # stopped early (or interrupted)
+    return int(max_epochs) if best_ckpt.get("global_step") == last_ckpt.get("global_step") else None

@@ -273,3 +273,44 @@ def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
     one_scale = adaptation_config(mdsr, ckpt, real, data_block="sim_sted")
     assert set(build_network(one_scale).state_dict()) == set(build_network(mdsr).state_dict())
     assert main(["adapt", str(run), str(tmp_path / "missing")]) == 2
+
+
+
+def test_an_adaptation_still_improving_when_its_epochs_ran_out_says_so(trained, tmp_path, capsys):
+    """The summary notes a run that used every epoch and kept its last checkpoint (held-out consistency still
+    rising; 2 of 4 adaptations on the 10x -> 20x check), not one that stopped early or peaked before."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from srlab.adapt import still_improving, summary
+    from srlab.config import load_resolved
+
+    run, real = trained
+    adapted = adapt(run, real, overrides=QUICK)  # 2 epochs of 3 steps, patience 3: never stops early
+    capsys.readouterr()
+
+    def variant(name: str, *, last_epoch: int, best_epoch: int, patience: int = 3) -> Path:
+        """The adapted run with its checkpoints' epochs (3 steps each) and its patience set as given."""
+        run_dir = tmp_path / name
+        shutil.copytree(adapted, run_dir)
+        for which, epoch in (("last", last_epoch), ("best", best_epoch)):
+            path = run_dir / "checkpoints" / f"{which}.ckpt"
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            torch.save({**ckpt, "epoch": epoch, "global_step": 3 * (epoch + 1)}, path)
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg.paradigm.params.patience = patience
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+        return run_dir
+
+    rising = variant("rising", last_epoch=1, best_epoch=1)
+    summary(rising)
+    out = capsys.readouterr().out
+    assert "still rising at the last of the 2 epochs" in out
+    source = load_resolved(adapted / "config.yaml").paradigm.params.source_run
+    assert f"srlab adapt {source} {real.resolve()} trainer.max_epochs=4" in out
+    for quiet in (variant("peaked", last_epoch=1, best_epoch=0), variant("stopped_early", last_epoch=0, best_epoch=0),
+                  variant("no_early_stopping", last_epoch=1, best_epoch=1, patience=0)):
+        assert still_improving(quiet, load_resolved(quiet / "config.yaml")) is None, quiet.name
+        summary(quiet)
+        assert "still rising" not in capsys.readouterr().out, quiet.name
