@@ -29,7 +29,7 @@ STED test set is 18 − 3 = 15 fields); (3b) `srlab adapt` each trained run (the
 a user does with their own images: physics-consistency fine-tuning with the calibrated PSF, photon split
 and camera, :mod:`srlab.paradigms.adaptation`; added after the first results) and, with `--adapt-held-out`,
 to half of the fields' LR images only, twice (even- and odd-numbered fields; the `--hr`-specimens runs too
-since 2026-12-06, later than the first), every field judged in a table of its own by the run of the other half
+since 2026-12-06), every field judged in a table of its own by the run of the other half
 (held out) and by the run of its own half; (4) evaluate on the foreign pairs — the networks, bicubic and Richardson–Lucy (the PSF
 from the calibration: ``rl_sted`` on the calibrated block, whose relative blur it deconvolves, :func:`srlab.data.physics.pair_blur`) — with
 affine-fitted PSNR/SSIM per image (:mod:`srlab.metrics.image`, CARE convention), mean and 95 % t-interval; (5) print
@@ -1084,8 +1084,8 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "(two folds) — and a third table per task scores every field by the run adapted on the other "
                    "half, which never saw it (*held out*), and by the run adapted on its own half (*own half*: "
                    "transductive, on as few images as the held-out run), beside the transductive "
-                   f"*{ADAPT_SUFFIX}* rows (every field's image); the runs trained with the --hr images as specimens too "
-                   "(since 2026-12-06; before, only the plain runs). Held out against own half tells adapting to a "
+                   f"*{ADAPT_SUFFIX}* rows (every field's image); the runs trained with the --hr images as specimens are "
+                   "adapted on halves too (since 2026-12-06; before, only the plain runs were). Held out against own half tells adapting to a "
                    "microscope (its PSF, camera, specimens) from adapting to the very images that are scored; own "
                    f"half against *{ADAPT_SUFFIX}* tells what adapting on half as many images costs."), ""]
     if not args.no_train:

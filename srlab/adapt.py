@@ -265,7 +265,8 @@ def summary(run_dir: Path) -> None:
     if epochs is not None:
         print(f"  note: the held-out consistency was still rising at the last of the {epochs} epochs (no early "
               f"stop; the checkpoint kept is the last one): a longer adaptation may gain more — a new run: "
-              f"srlab adapt {cfg.paradigm.params.source_run} {cfg.data.real_lr} trainer.max_epochs={2 * epochs}")
+              f"srlab adapt {cfg.paradigm.params.source_run} {cfg.data.real_lr} trainer.max_epochs={2 * epochs} "
+              f"(with the --data and key=value options this one had)")
 
 
 def still_improving(run_dir: Path, cfg: DictConfig) -> int | None:
@@ -273,11 +274,16 @@ def still_improving(run_dir: Path, cfg: DictConfig) -> int | None:
     checkpoint (the one its test and ``srlab predict`` use) is its last: the early stopping's held-out
     consistency was still rising when the epochs ran out (on the 10x -> 20x check, 2 of 4 adaptations at the
     default 20 epochs). ``None`` otherwise, and where early stopping is off (``paradigm.params.patience=0``)."""
+    import inspect
+
     import torch
 
+    from srlab.paradigms.adaptation import PhysicsAdaptation
+
+    default_patience = inspect.signature(PhysicsAdaptation).parameters["patience"].default
     max_epochs = cfg.trainer.get("max_epochs")
     best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
-    if not max_epochs or max_epochs < 1 or cfg.paradigm.params.get("patience", 3) <= 0 \
+    if not max_epochs or max_epochs < 1 or cfg.paradigm.params.get("patience", default_patience) <= 0 \
             or not best.is_file() or not last.is_file():
         return None
     best_ckpt, last_ckpt = (torch.load(path, map_location="cpu", weights_only=True) for path in (best, last))
