@@ -276,17 +276,16 @@ def still_improving(run_dir: Path, cfg: DictConfig) -> int | None:
     default 20 epochs). ``None`` otherwise, and where early stopping is off (``paradigm.params.patience=0``)."""
     import inspect
 
-    import torch
-
+    from srlab import runs
     from srlab.paradigms.adaptation import PhysicsAdaptation
 
     default_patience = inspect.signature(PhysicsAdaptation).parameters["patience"].default
     max_epochs = cfg.trainer.get("max_epochs")
-    best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    last, best = runs.last_checkpoint(run_dir), run_dir / "checkpoints" / "best.ckpt"
     if not max_epochs or max_epochs < 1 or cfg.paradigm.params.get("patience", default_patience) <= 0 \
-            or not best.is_file() or not last.is_file():
+            or last is None or not best.is_file():
         return None
-    best_ckpt, last_ckpt = (torch.load(path, map_location="cpu", weights_only=True) for path in (best, last))
+    last_ckpt = runs.load_checkpoint(last)
     if int(last_ckpt.get("epoch", -1)) + 1 < int(max_epochs):
-        return None  # stopped early (or interrupted)
-    return int(max_epochs) if best_ckpt.get("global_step") == last_ckpt.get("global_step") else None
+        return None  # stopped early (or interrupted): the best checkpoint is not read
+    return int(max_epochs) if runs.load_checkpoint(best).get("global_step") == last_ckpt.get("global_step") else None
