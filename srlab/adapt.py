@@ -81,6 +81,46 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
                    f"({read:.3g} e-)² over signal {signal:.3g} photons, from {where}")
 
 
+#: Out-of-focus light the LR images have beyond the HR's (the block's largest haze fraction times the
+#: difference of the two modalities' axial weights at the haze layer's defocus) below which none is fitted.
+HAZE_NEGLIGIBLE = 0.05
+
+
+def forward_haze(data: DictConfig) -> tuple[float, str] | None:
+    """σ (LR pixels) of the out-of-focus haze in the real LR images, from the data block's simulation,
+    and how it was found; ``None`` where the block puts no haze worth fitting in them (or does not say:
+    your own pairs, a ``degrade`` block).
+
+    The forward model re-images the SR output, which is an estimate of the HR image: the in-focus plane as
+    the HR modality sees it. What the LR detector also collects from out of focus (a widefield camera, all
+    of it; a SIM or STED target much less or as little as a confocal) has no counterpart there, and fitting
+    it pushed haze into the output: on srlab's own widefield → SIM simulation (``sim_sim``, haze 0.5 at 600
+    nm) adapting a network trained on that very block cost SSIM on 12 of 12 fields (−0.042), while without
+    the haze it gained on 12 of 12 (BENCHMARKS.md, *srlab adapt and haze*). The haze is the specimen blurred
+    by the LR PSF and the defocus disk, so it is smooth on the scale σ = √(σ_PSF² + σ_defocus²); the
+    consistency fit then takes any background that smooth as part of the fit
+    (:func:`srlab.paradigms.adaptation.consistency_error`), as it took a constant offset before."""
+    from srlab.data.physics import simulated_pairs
+    from srlab.optics.psf import FWHM_PER_SIGMA
+    from srlab.paradigms.adaptation import MIN_HAZE_SIGMA_PX
+
+    spec = simulated_pairs(data)
+    if spec is None:
+        return None
+    lr, hr = spec.lr, spec.hr
+    haze = max(spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction))
+    weights = lr.axial_weight(spec.defocus_nm), hr.axial_weight(spec.defocus_nm)
+    psf_nm, defocus_nm = lr.fwhm_nm / FWHM_PER_SIGMA, lr.defocus_sigma_nm(spec.defocus_nm)
+    sigma_px = (psf_nm**2 + defocus_nm**2) ** 0.5 / lr.pixel_size_nm
+    # haze the HR sees as much of is in the output already; haze as sharp as structure cannot be told from it
+    if haze * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE or sigma_px < MIN_HAZE_SIGMA_PX:
+        return None
+    return sigma_px, (f"backgrounds as smooth as σ {sigma_px:.2f} LR px fitted, the out-of-focus haze of "
+                      f"data.simulation (fraction up to {haze:g} at {spec.defocus_nm:g} nm, axial weight "
+                      f"{weights[0]:.2g} {lr.name} / {weights[1]:.2g} {hr.name}: PSF σ {psf_nm:.0f} nm, defocus σ "
+                      f"{defocus_nm:.0f} nm)")
+
+
 #: The share of each real LR image's photons that the network sees in the photon split (the rest is
 #: its target): half, as in Noise2Noise-style splits of one acquisition.
 SPLIT_FRACTION = 0.5
@@ -198,6 +238,11 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
                                 if isinstance(fraction, (int, float)) else f"; photon split ({split[1]})")
         elif given == "unset":
             cfg.data.params.photon_split = None
+    if "haze_sigma_lr_px" not in cfg.paradigm.params:
+        haze = forward_haze(OmegaConf.merge(cfg.data, {"kind": kind}))
+        if haze is not None:
+            cfg.paradigm.params.haze_sigma_lr_px = round(haze[0], 3)
+            cfg.description += f"; haze: {haze[1]}"
     if "noise_weighting" not in cfg.paradigm.params:
         noise = forward_noise(OmegaConf.merge(cfg.data, {"kind": kind}))
         if noise is not None:

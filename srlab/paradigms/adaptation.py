@@ -18,7 +18,11 @@ where ``y_a, y_b`` are the two halves of a *photon split* of ``y`` (``data.param
   :func:`srlab.adapt.forward_blur`).
 * ``α, β``: per-patch least-squares gain and offset (closed form, differentiable), because LR and
   SR are percentile-normalized separately; the same fit as the reference-free consistency check of
-  NanoJ-SQUIRREL (Culley et al., Nat. Methods 15:263, 2018), used here as a training loss.
+  NanoJ-SQUIRREL (Culley et al., Nat. Methods 15:263, 2018), used here as a training loss. With
+  ``haze_sigma_lr_px`` > 0, ``β`` is any background as smooth as a blur of that σ (LR pixels; the patch's
+  low DCT cosines, :func:`consistency_error`): out-of-focus light the LR detector collects and the HR
+  target does not (widefield → SIM), which ``D`` cannot make from an in-focus estimate; ``srlab adapt``
+  sets it from the block (:func:`srlab.adapt.forward_haze`).
 * ``noise_weighting="poisson"``: residuals weighted by ``1 / (fitted LR intensity + noise_floor)``
   (normalized to mean 1 per patch), the inverse variance of shot noise plus a constant floor, so
   bright structure does not dominate; ``"none"`` (the paradigm's default) weights pixels equally.
@@ -52,6 +56,8 @@ started from (kept frozen as ``initial_network``, so the checkpoint is self-cont
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from typing import Any
 
 import torch
@@ -66,6 +72,9 @@ from srlab.paradigms import PARADIGMS
 from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
 
 NOISE_WEIGHTINGS = ("none", "poisson")
+#: The sharpest haze (σ, LR pixels) a consistency fit may take as background: a background as sharp
+#: as 2 px holds the frequencies up to 1/(2π) cycles per pixel, most of what structure has below Nyquist.
+MIN_HAZE_SIGMA_PX = 2.0
 _EPS = 1e-8
 
 
@@ -74,12 +83,31 @@ def forward_model(sr: Tensor, *, blur_fwhm_hr_px: float, scale: int, downsamplin
     return downsample(gaussian_blur(sr, blur_fwhm_hr_px / FWHM_PER_SIGMA), scale, downsampling)
 
 
+@functools.lru_cache(maxsize=16)
+def _background_basis(height: int, width: int, haze_sigma_px: float) -> Tensor:
+    """Orthonormal columns ``(height·width, m)`` spanning the smooth backgrounds of a patch
+    (:func:`consistency_error`): the DCT-II cosines ``cos(π k (i + ½) / P)`` of each axis and their
+    products with spatial frequency ``√((kx/2W)² + (ky/2H)²) ≤ 1 / (π σ)`` — where a Gaussian blur of σ
+    keeps e⁻² of an amplitude — for ``σ = haze_sigma_px``; the constant alone for 0."""
+    limit = 1.0 / (math.pi * haze_sigma_px) if haze_sigma_px > 0 else 0.0
+    iy, ix = torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64)
+    columns = [torch.outer(torch.cos(math.pi * ky * (iy + 0.5) / height), torch.cos(math.pi * kx * (ix + 0.5) / width))
+               for ky in range(height) for kx in range(width)
+               if math.hypot(kx / (2 * width), ky / (2 * height)) <= limit]
+    return torch.linalg.qr(torch.stack([c.flatten() for c in columns], 1))[0]
+
+
 def consistency_error(lr: Tensor, reimaged: Tensor, *, noise_weighting: str = "none",
-                      noise_floor: float = 0.05) -> Tensor:
-    """Per-sample mean squared residual of ``lr ≈ α·reimaged + β`` (α, β least squares per sample),
-    optionally Poisson-weighted; ``(N,)``."""
+                      noise_floor: float = 0.05, haze_sigma_px: float = 0.0) -> Tensor:
+    """Per-sample mean squared residual of ``lr ≈ α·reimaged + b`` (least squares per sample: a gain α
+    and a background ``b``, a constant, or with ``haze_sigma_px`` > 0 any background as smooth as a blur
+    of that σ in LR pixels: :func:`_background_basis`), optionally Poisson-weighted; ``(N,)``."""
     x, y = reimaged.flatten(1), lr.flatten(1)
-    xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+    if haze_sigma_px > 0:
+        basis = _background_basis(lr.shape[-2], lr.shape[-1], float(haze_sigma_px)).to(x)
+        xc, yc = x - (x @ basis) @ basis.T, y - (y @ basis) @ basis.T
+    else:
+        xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
     alpha = (xc * yc).sum(1, keepdim=True) / (xc * xc).sum(1, keepdim=True).clamp_min(_EPS)
     residual = yc - alpha * xc
     if noise_weighting == "poisson":
@@ -105,13 +133,18 @@ class PhysicsAdaptation(SRTask):
                  optimizer_factory: OptimizerFactory | None = None,
                  scheduler_factory: SchedulerFactory | None = None, scale: int = 2, downsampling: str = "area",
                  consistency_weight: float = 1.0, anchor_weight: float = 0.1, noise_weighting: str = "none",
-                 noise_floor: float = 0.05, patience: int = 3, source_run: str = ""):
+                 noise_floor: float = 0.05, haze_sigma_lr_px: float = 0.0, patience: int = 3,
+                 source_run: str = ""):
         super().__init__(network, optimizer_factory=optimizer_factory, scheduler_factory=scheduler_factory,
                          scale=scale, monitor="val/consistency_psnr")
         for name, value in (("blur_fwhm_hr_px", blur_fwhm_hr_px), ("consistency_weight", consistency_weight),
-                            ("anchor_weight", anchor_weight), ("patience", patience)):
+                            ("anchor_weight", anchor_weight), ("haze_sigma_lr_px", haze_sigma_lr_px),
+                            ("patience", patience)):
             if value < 0:
                 raise SrlabError(f"paradigm.params.{name}={value}: must be >= 0")
+        if 0 < haze_sigma_lr_px < MIN_HAZE_SIGMA_PX:
+            raise SrlabError(f"paradigm.params.haze_sigma_lr_px={haze_sigma_lr_px}: a background that sharp is "
+                             f"structure, not haze: give 0 (a constant background) or >= {MIN_HAZE_SIGMA_PX:g}")
         if not noise_floor > 0:
             raise SrlabError(f"paradigm.params.noise_floor={noise_floor}: must be > 0")
         if downsampling not in DOWNSAMPLING:
@@ -123,6 +156,7 @@ class PhysicsAdaptation(SRTask):
         self.blur_fwhm_hr_px, self.downsampling = float(blur_fwhm_hr_px), downsampling
         self.consistency_weight, self.anchor_weight = consistency_weight, anchor_weight
         self.noise_weighting, self.noise_floor = noise_weighting, noise_floor
+        self.haze_sigma_lr_px = float(haze_sigma_lr_px)
         self.patience, self.source_run = patience, source_run
         # The network as it came: the test's "before" numbers, from the same data and metrics.
         self.initial_network = copy.deepcopy(network).requires_grad_(False)
@@ -137,7 +171,7 @@ class PhysicsAdaptation(SRTask):
         reimaged = forward_model(sr, blur_fwhm_hr_px=self.blur_fwhm_hr_px, scale=self.scale,
                                  downsampling=self.downsampling)
         return consistency_error(lr, reimaged, noise_weighting=self.noise_weighting if weighted else "none",
-                                 noise_floor=self.noise_floor)
+                                 noise_floor=self.noise_floor, haze_sigma_px=self.haze_sigma_lr_px)
 
     # -- training ----------------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Any]:

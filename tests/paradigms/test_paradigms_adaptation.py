@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from srlab import experiment
-from srlab.adapt import adapt, adaptation_config, forward_blur
+from srlab.adapt import adapt, adaptation_config, forward_blur, forward_haze
 from srlab.cli import main
 from srlab.config import load_experiment
 from srlab.errors import SrlabError
 from srlab.optics.kernels import downsample, gaussian_blur
 from srlab.optics.psf import FWHM_PER_SIGMA
-from srlab.paradigms.adaptation import consistency_error, forward_model
+from srlab.paradigms.adaptation import PhysicsAdaptation, _background_basis, consistency_error, forward_model
 from tests.conftest import TINY
 from tests.data.test_real_lr import write_real_lr
 
@@ -36,6 +36,58 @@ def test_forward_model_consistency_is_zero_for_the_true_image_up_to_gain_and_off
     assert float(wrong_blur.min()) > 1e-6 and float(noisy.min()) > 1e-6
     weighted = consistency_error(lr, forward_model(hr, blur_fwhm_hr_px=1.0, scale=2), noise_weighting="poisson")
     assert torch.isfinite(weighted).all() and not torch.allclose(weighted, wrong_blur)
+
+
+def test_haze_is_fitted_as_background_and_structure_is_not():
+    """With ``haze_sigma_px`` the fit takes any background as smooth as that blur (a defocused layer's
+    light), and only that: the constant-only fit is today's, and a mismatch at the PSF's scale still counts."""
+    torch.manual_seed(0)
+    hr = gaussian_blur(torch.rand(3, 1, 64, 64), 1.0)
+    reimaged = forward_model(hr, blur_fwhm_hr_px=4.0, scale=2)  # (3, 1, 32, 32)
+    out_of_focus = gaussian_blur(torch.rand(3, 1, 32, 32), 6.0)  # a layer blurred by σ 6 LR px
+    hazy = 2.0 * reimaged + 0.4 + 3.0 * out_of_focus
+    basis = _background_basis(32, 32, 6.0)
+    assert torch.allclose(basis.T @ basis, torch.eye(basis.shape[1], dtype=basis.dtype), atol=1e-10)
+    assert _background_basis(32, 32, 0.0).shape == (1024, 1) and 1 < basis.shape[1] < 40
+    plain = consistency_error(hazy, reimaged)
+    fitted = consistency_error(hazy, reimaged, haze_sigma_px=6.0)
+    assert float(fitted.max()) < 0.05 * float(plain.min())  # the haze goes into the background
+    assert torch.allclose(consistency_error(2.0 * reimaged + 0.4, reimaged, haze_sigma_px=6.0),
+                          torch.zeros(3), atol=1e-9)
+    assert torch.allclose(consistency_error(hazy, reimaged, haze_sigma_px=0.0), plain)
+    wrong = forward_model(hr, blur_fwhm_hr_px=1.0, scale=2)  # the same image re-imaged too sharp
+    for sigma in (0.0, 6.0):  # structure's mismatch is not background: most of it stays
+        exact = consistency_error(reimaged, reimaged, haze_sigma_px=sigma)
+        off = consistency_error(reimaged, wrong, haze_sigma_px=sigma)
+        assert float(exact.max()) < 1e-10 and float(off.min()) > 0.5 * float(consistency_error(reimaged, wrong).max())
+    with pytest.raises(SrlabError, match="haze_sigma_lr_px=1"):
+        PhysicsAdaptation(torch.nn.Identity(), loss=torch.nn.L1Loss(), blur_fwhm_hr_px=2.0, haze_sigma_lr_px=1.0)
+
+
+def test_haze_comes_from_the_data_block(tmp_path):
+    """srlab adapt fits haze where the block's LR detector collects out-of-focus light its HR target does
+    not (widefield → SIM), at the LR haze's blur; not where both see it alike or little of it."""
+    from srlab.optics.psf import FWHM_PER_SIGMA as C
+
+    sim = load_experiment("edsr_smoke", ["data=sim_sim", "data.simulation.defocus_nm=800"])
+    sigma, how = forward_haze(sim.data)
+    wf = sim.data.simulation
+    na, n = 1.3, 1.518  # the widefield preset's NA and oil
+    defocus = 0.5 * 800 * math.tan(math.asin(na / n))
+    psf = 0.51 * 560 / na / C  # the preset's Airy FWHM (0.51 λ/NA) as a σ
+    assert wf.lr.modality == "widefield" and sigma == pytest.approx((psf**2 + defocus**2) ** 0.5 / 80, rel=0.02)
+    assert "800 nm" in how and "widefield" in how
+    for block in ("sim_sted", "sim_broad", "sim_wf20x", "sim_tirfsim"):  # scanned pairs, 10x/20x, TIRF
+        assert forward_haze(load_experiment("edsr_smoke", [f"data={block}"]).data) is None, block
+    assert forward_haze(load_experiment("edsr_smoke", ["data=sim_sim", "data.simulation.out_of_focus_fraction=0"])
+                        .data) is None
+    assert forward_haze(load_experiment("edsr_smoke", ["data=paired", "data.path=/somewhere"]).data) is None
+    real, ckpt = write_real_lr(tmp_path / "real", n=1, size=48), tmp_path / "run" / "checkpoints" / "best.ckpt"
+    cfg = adaptation_config(sim, ckpt, real)
+    assert cfg.paradigm.params.haze_sigma_lr_px == pytest.approx(sigma, abs=1e-3) and "haze" in cfg.description
+    off = adaptation_config(sim, ckpt, real, overrides=["paradigm.params.haze_sigma_lr_px=0"])
+    assert off.paradigm.params.haze_sigma_lr_px == 0  # a user's choice stays
+    assert "haze_sigma_lr_px" not in adaptation_config(load_experiment("edsr_smoke"), ckpt, real).paradigm.params
 
 
 def test_forward_blur_comes_from_the_data_block():
