@@ -96,9 +96,9 @@ def forward_haze(data: DictConfig) -> tuple[float, str] | None:
     of it; a SIM or STED target much less or as little as a confocal) has no counterpart there, and fitting
     it pushed haze into the output: on srlab's own widefield → SIM simulation (``sim_sim``, haze 0.5 at 600
     nm) adapting a network trained on that very block cost SSIM on 12 of 12 fields (−0.042), while without
-    the haze it gained on 12 of 12 (BENCHMARKS.md, *srlab adapt and haze*). The haze is the specimen blurred
-    by the LR PSF and the defocus disk, so it is smooth on the scale σ = √(σ_PSF² + σ_defocus²); the
-    consistency fit then takes any background that smooth as part of the fit
+    the haze it gained on 12 of 12 (BENCHMARKS.md, *`srlab adapt` and out-of-focus haze*). The haze is the
+    specimen blurred by the LR PSF and the defocus disk, so it is smooth on the scale
+    σ = √(σ_PSF² + σ_defocus²); the consistency fit then takes any background that smooth as part of the fit
     (:func:`srlab.paradigms.adaptation.consistency_error`), as it took a constant offset before."""
     from srlab.data.physics import simulated_pairs
     from srlab.optics.psf import FWHM_PER_SIGMA
