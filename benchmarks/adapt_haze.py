@@ -14,7 +14,7 @@ of half the in-focus density): as it is (*haze*) and with ``data.simulation.out_
 (a constant background: srlab adapt before 2026-12-07). Each row: mean over the images of the adapted
 network's score minus its source's, its standard deviation, and on how many images it rose.
 
-    PYTHONPATH=. python benchmarks/adapt_haze.py                 # ~25 min on 2 CPU cores
+    PYTHONPATH=. python benchmarks/adapt_haze.py                 # ~17 min on 2 CPU cores, alone
     PYTHONPATH=. python benchmarks/adapt_haze.py --quick         # a machinery check (~2 min), not a result
 """
 from __future__ import annotations
