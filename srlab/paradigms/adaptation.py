@@ -84,7 +84,8 @@ def forward_model(sr: Tensor, *, blur_fwhm_hr_px: float, scale: int, downsamplin
 
 
 @functools.lru_cache(maxsize=16)
-def _background_basis(height: int, width: int, haze_sigma_px: float) -> Tensor:
+def _background_basis(height: int, width: int, haze_sigma_px: float, device: torch.device | None = None,
+                      dtype: torch.dtype = torch.float64) -> Tensor:
     """Orthonormal columns ``(height·width, m)`` spanning the smooth backgrounds of a patch
     (:func:`consistency_error`): the DCT-II cosines ``cos(π k (i + ½) / P)`` of each axis and their
     products with spatial frequency ``√((kx/2W)² + (ky/2H)²) ≤ 1 / (π σ)`` — where a Gaussian blur of σ
@@ -94,7 +95,8 @@ def _background_basis(height: int, width: int, haze_sigma_px: float) -> Tensor:
     columns = [torch.outer(torch.cos(math.pi * ky * (iy + 0.5) / height), torch.cos(math.pi * kx * (ix + 0.5) / width))
                for ky in range(height) for kx in range(width)
                if math.hypot(kx / (2 * width), ky / (2 * height)) <= limit]
-    return torch.linalg.qr(torch.stack([c.flatten() for c in columns], 1))[0]
+    # cached per device and dtype too: every training step asks for it, and it should not be copied there each time
+    return torch.linalg.qr(torch.stack([c.flatten() for c in columns], 1))[0].to(device=device, dtype=dtype)
 
 
 def consistency_error(lr: Tensor, reimaged: Tensor, *, noise_weighting: str = "none",
@@ -104,7 +106,7 @@ def consistency_error(lr: Tensor, reimaged: Tensor, *, noise_weighting: str = "n
     of that σ in LR pixels: :func:`_background_basis`), optionally Poisson-weighted; ``(N,)``."""
     x, y = reimaged.flatten(1), lr.flatten(1)
     if haze_sigma_px > 0:
-        basis = _background_basis(lr.shape[-2], lr.shape[-1], float(haze_sigma_px)).to(x)
+        basis = _background_basis(lr.shape[-2], lr.shape[-1], float(haze_sigma_px), x.device, x.dtype)
         xc, yc = x - (x @ basis) @ basis.T, y - (y @ basis) @ basis.T
     else:
         xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
