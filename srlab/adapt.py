@@ -306,6 +306,12 @@ def summary(run_dir: Path) -> None:
     against = " (output of one half of the photons vs the other half)" if split else ""
     print(f"srlab adapt: held-out real images, consistency PSNR{against} {pair('consistency_psnr', ' dB', 2)} "
           f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}")
+    haze = float(cfg.paradigm.params.get("haze_sigma_lr_px") or 0.0)
+    if haze > 0:
+        # the fitted background absorbs more of the residual than a constant does: the readings are higher
+        # than those of an adaptation without it on the same images
+        print(f"  consistency read with backgrounds as smooth as σ {haze:g} LR px fitted (the out-of-focus "
+              f"haze): compare it only with adaptations of the same paradigm.params.haze_sigma_lr_px")
     epochs = still_improving(run_dir, cfg)
     if epochs is not None:
         print(f"  note: the held-out consistency was still rising at the last of the {epochs} epochs (no early "

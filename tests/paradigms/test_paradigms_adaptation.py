@@ -359,6 +359,13 @@ def test_an_adaptation_still_improving_when_its_epochs_ran_out_says_so(trained, 
     summary(rising)
     out = capsys.readouterr().out
     assert "still rising at the last of the 2 epochs" in out
+    assert "haze" not in out  # the tiny block has none to fit
+    hazy = variant("hazy", last_epoch=0, best_epoch=0)
+    cfg = OmegaConf.load(hazy / "config.yaml")
+    cfg.paradigm.params.haze_sigma_lr_px = 6.33
+    OmegaConf.save(cfg, hazy / "config.yaml")
+    summary(hazy)
+    assert "σ 6.33 LR px fitted" in capsys.readouterr().out
     source = load_resolved(adapted / "config.yaml").paradigm.params.source_run
     assert f"srlab adapt {source} {real.resolve()} trainer.max_epochs=4" in out
     for quiet in (variant("peaked", last_epoch=1, best_epoch=0), variant("stopped_early", last_epoch=0, best_epoch=0),
