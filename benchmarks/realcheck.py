@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import itertools
 import math
 import os
 import platform
@@ -64,7 +65,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -446,7 +447,8 @@ def cross_adapted(results: dict[str, dict[str, list[float]]],
 
 
 def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str,
-                   folds: dict[str, list[int]], selection: dict | None = None) -> tuple[list[str], str]:
+                   folds: dict[str, list[int]], selection: dict | None = None,
+                   also: Sequence[tuple[dict, str]] = ()) -> tuple[list[str], str]:
     """The adapted rows on every test field (``results`` as :func:`cross_adapted` leaves them), beside
     bicubic and Richardson–Lucy, with a verdict per way of adapting: on every field's LR image
     (transductive), on the field's own half only, on the other half only (held out)."""
@@ -461,7 +463,7 @@ def held_out_table(task: Task, results: dict[str, dict[str, list[float]]], refer
               (own, "with `srlab adapt` to its own half of the fields' LR images (transductive, half the images)"),
               (held_out, "with `srlab adapt` to the other half's LR images only (held out)")]
     names = {fold: ", ".join(task.pairs[i][0].stem for i in indices) for fold, indices in folds.items()}
-    return results_table(task, shown, reference, groups=groups, selection=selection, fields=(
+    return results_table(task, shown, reference, groups=groups, selection=selection, also=also, fields=(
         f"all {len(task.pairs)} test fields, adapted on half of them (alternate fields in the pairs' order: "
         f"{names[HALF_FOLDS[0]]}; or {names[HALF_FOLDS[1]]}), each field scored by the run of its own half and "
         "by the run of the other half"))
@@ -490,8 +492,78 @@ HR_SPECIMENS_SUFFIX = "+hr_specimens"
 SPECIMENS_MARKER = "--hr images as specimens"
 
 
-def hr_specimens_data(task: Task) -> tuple[str, ...]:
-    return (f"data.simulation.hr_images=[{','.join(str(p) for p in task.hr_calibration)}]",)
+def hr_specimens_data(task: Task, leave_out: int | None = None) -> tuple[str, ...]:
+    """The override that puts the --hr images (all, or all but image ``leave_out``) into the block."""
+    paths = [str(p) for k, p in enumerate(task.hr_calibration) if k != leave_out]
+    return (f"data.simulation.hr_images=[{','.join(paths)}]",)
+
+
+#: ``--choose-on-hr``: the choice a user with a few HR images can make fairly between training with
+#: them as specimens and without (added after the choice on the calibrated simulation, which scores on
+#: srlab's own specimens and so favours the runs trained on those alone: on pySTED by 0.28 dB, while the
+#: foreign pairs favoured the other way). Every --hr image k in turn is held out: pairs are made of it
+#: as the --hr-specimen pairs are (its LR by the calibrated LR microscope, its HR as acquired), each
+#: simulation-only row is scored on them, a row trained with the --hr images as specimens by its run
+#: trained on the others only (one more training per image and experiment; with one --hr image, that
+#: is the run trained without any). Cross-validation over the user's HR images, then the row refitted on
+#: all of them is the one judged, as a user would train it. No foreign test HR is used.
+HR_CHOICE = "chosen on the --hr images, each held out of training (no foreign test HR)"
+#: ``run_dirs`` keys of the runs trained without --hr image k: experiment + HR_FOLD_SUFFIX + k.
+HR_FOLD_SUFFIX = "+hr_specimens_without_"
+#: LR noise draws per held-out --hr image (its HR as acquired is the one reference).
+HR_CHOICE_DRAWS = 2
+
+
+def held_out_hr_pairs(task: Task, exp_root: Path, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(LR camera image, HR as acquired)`` made of --hr image ``k`` exactly as the calibrated block with
+    it as a specimen makes its training pairs (:mod:`srlab.data.user_specimens`), with
+    :data:`HR_CHOICE_DRAWS` LR noise draws of its own seed (not a training pair's)."""
+    from srlab.config import load_experiment
+    from srlab.data import user_specimens
+    from srlab.data.simulate import resolve_simulation
+
+    data = load_experiment(next(iter(EXPERIMENTS)), [f"data=realcheck_{task.name}",
+                                                     f"data.simulation.hr_images=[{task.hr_calibration[k]}]"],
+                           root=exp_root).data
+    spec = resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True)
+    pairs = []
+    for j, (acquired, photons) in enumerate(user_specimens.load_hr(spec)):
+        expected = user_specimens.lr_expected(spec, photons)
+        rng = np.random.default_rng([spec.seed, k, j, 97])
+        pairs += [(spec.lr.camera.forward(expected, rng), acquired) for _ in range(HR_CHOICE_DRAWS)]
+    return pairs
+
+
+def held_out_hr_scores(task: Task, exp_root: Path, methods: dict[str, Any],
+                       without: dict[int, dict[str, Any]]) -> dict[tuple[str, bool, bool], float]:
+    """:data:`HR_CHOICE`: mean affine-fitted PSNR of each simulation-only srlab row of ``methods`` (row ->
+    network) on the pairs of every --hr image (:func:`held_out_hr_pairs`) against that image as acquired;
+    a row trained with the --hr images as specimens is scored on image k by ``without[k][experiment]``,
+    its experiment trained without image k. Keyed as :func:`simulated_scores`."""
+    import torch
+
+    from srlab.config import load_experiment
+    from srlab.inference.predict import predict_stack
+    from srlab.metrics.image import image_metrics
+
+    scale = int(load_experiment(next(iter(EXPERIMENTS)), [f"data=realcheck_{task.name}"], root=exp_root).data.scale)
+    values: dict[tuple[str, bool, bool], list[float]] = {}
+    for k in range(len(task.hr_calibration)):
+        pairs = held_out_hr_pairs(task, exp_root, k)
+        for row, network in methods.items():
+            if not row.startswith("srlab") or ADAPT_SUFFIX in row:
+                continue
+            source = _source(row)
+            experiment_name, tta, specimens = source
+            net = without[k][experiment_name] if specimens else network
+            for lr, hr in pairs:
+                with torch.no_grad():
+                    pred = predict_stack(net, lr, scale=scale, tta=tta)
+                m = image_metrics(torch.from_numpy(np.ascontiguousarray(pred, np.float32))[None, None],
+                                  torch.from_numpy(np.ascontiguousarray(hr, np.float32))[None, None],
+                                  names=("psnr",), plain=False)
+                values.setdefault(source, []).append(float(m["psnr"].mean()))
+    return {source: float(np.mean(v)) for source, v in values.items()}
 
 
 #: ``--oracle``: what the same experiments reach when trained on the foreign test pairs themselves (a
@@ -596,15 +668,17 @@ def source_row(name: str) -> str:
 
 
 def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
-                  tta: bool = False, selection: dict | None = None,
-                  data: tuple[str, ...] = ()) -> dict[str, dict[str, dict[str, list[float]]]]:
+                  tta: bool = False, selection: dict | None = None, data: tuple[str, ...] = (),
+                  hr_selection: dict | None = None) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per-image affine-fitted PSNR/SSIM of every method (the baselines and the trained runs ``run_dirs``,
     experiment -> run) on the foreign pairs, against each reference (:data:`REFERENCES`):
     ``results[reference][method][metric]``. Richardson–Lucy is ``rl_sted`` on the calibrated block
     (``exp_root``): its PSF is the block's relative blur, as a user's ``srlab train rl_sted data=<block>``.
     With ``tta`` every srlab run (not the oracles) also predicts with the ×8 self-ensemble of
     ``srlab predict --tta``, a row of its own beside the plain prediction. ``selection``, where given, is
-    filled with :func:`simulated_scores` of the rows (on the block changed by ``data``, the runs' variant)."""
+    filled with :func:`simulated_scores` of the rows (on the block changed by ``data``, the runs' variant);
+    ``hr_selection``, where given, with :func:`held_out_hr_scores` (the runs trained without one --hr image
+    are ``run_dirs``' experiment + :data:`HR_FOLD_SUFFIX` + k; they score no row of their own)."""
     import torch
 
     from srlab.build import build_network
@@ -619,9 +693,13 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
         "bicubic": Bicubic(scale=scale),
         "Richardson–Lucy": build_network(load_experiment("rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)),
     }
+    without: dict[int, dict[str, torch.nn.Module]] = {}
     for name, run_dir in run_dirs.items():
         network, _ = load_network(run_dir)
-        if name.startswith(ORACLE_PREFIX):
+        if HR_FOLD_SUFFIX in name:
+            experiment_name, k = name.split(HR_FOLD_SUFFIX)
+            without.setdefault(int(k), {})[experiment_name] = network
+        elif name.startswith(ORACLE_PREFIX):
             experiment_name = name.removeprefix(ORACLE_PREFIX)
             methods[f"{ORACLE_PREFIX} {experiment_name} trained on these test pairs (noise-free HR)"] = network
         elif HELD_OUT_SUFFIX in name:
@@ -635,6 +713,8 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
                for row in ([m, m + TTA_SUFFIX] if m in ensembled else [m])}
     if selection is not None:
         selection.update(simulated_scores(task, exp_root, methods, data))
+    if hr_selection is not None and without:
+        hr_selection.update(held_out_hr_scores(task, exp_root, methods, without))
     results = {ref: {m: {"psnr": [], "ssim": []} for m in methods} for ref in REFERENCES}
     results["acquired"][CEILING] = {"psnr": [], "ssim": []}
 
@@ -660,10 +740,11 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
 
 
 def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.Namespace, budget: list[str],
-                    adapt_budget: list[str], train_seed: int) -> tuple[dict, dict, dict[str, list[int]]]:
+                    adapt_budget: list[str], train_seed: int) -> tuple[dict, dict, dict[str, list[int]], dict]:
     """One training of every row the options ask for (networks seeded ``train_seed``; runs under ``work``),
-    scored on the foreign pairs: ``(results by reference, selection, folds)`` as :func:`evaluate_task`,
-    :func:`simulated_scores` and :func:`adapt_halves` give them (the half-fold rows already composed)."""
+    scored on the foreign pairs: ``(results by reference, selection, folds, hr_selection)`` as
+    :func:`evaluate_task`, :func:`simulated_scores`, :func:`adapt_halves` and :func:`held_out_hr_scores`
+    give them (the half-fold rows already composed; ``hr_selection`` empty without ``--choose-on-hr``)."""
     run_dirs: dict[str, Path] = {}
     for experiment_name in ([] if args.no_train else EXPERIMENTS):
         t1 = time.perf_counter()
@@ -679,6 +760,17 @@ def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.
               f"{time.perf_counter() - t1:.0f} s", flush=True)
     # every simulation-only run is adapted, the --hr-specimens ones too: a user adapts the network they chose
     simulation_only = tuple(run_dirs)
+    hr_folds = range(len(task.hr_calibration)) if args.choose_on_hr and not args.no_train else ()
+    for k, experiment_name in itertools.product(hr_folds, EXPERIMENTS):
+        name = f"{experiment_name}{HR_FOLD_SUFFIX}{k}"
+        if len(task.hr_calibration) == 1:  # without its one --hr image the block is the plain one
+            run_dirs[name] = run_dirs[experiment_name]
+            continue
+        t1 = time.perf_counter()
+        run_dirs[name] = train_task(task, exp_root, work / f"runs_hr_specimens_without_{k}", budget, train_seed,
+                                    experiment_name, data=hr_specimens_data(task, leave_out=k))
+        print(f"[--choose-on-hr] trained {experiment_name} (seed {train_seed}) without --hr image {k} in "
+              f"{time.perf_counter() - t1:.0f} s", flush=True)
     for run_name in ([] if args.no_train or args.no_adapt else simulation_only):
         t1 = time.perf_counter()
         run_dirs[run_name + ADAPT_SUFFIX] = adapt_task(task, run_dirs[run_name], adapt_budget)
@@ -692,10 +784,12 @@ def train_and_score(task: Task, cal, exp_root: Path, work: Path, args: argparse.
             task, exp_root, work / "runs_oracle", budget, train_seed, experiment_name,
             data=oracle_data(task, exp_root, experiment_name))
     selection: dict = {}
-    results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta, selection=selection)
+    hr_selection: dict = {}
+    results = evaluate_task(task, cal, run_dirs, exp_root, tta=args.tta, selection=selection,
+                            hr_selection=hr_selection)
     if folds:
         results = {ref: cross_adapted(r, folds) for ref, r in results.items()}
-    return results, selection, folds
+    return results, selection, folds, hr_selection
 
 
 #: The scores a row is judged by; :func:`over_seeds` keeps each training's under ``BY_SEED``.
@@ -745,13 +839,13 @@ def _ci(values: list[float], digits: int) -> str:
 
 
 def results_table(task: Task, results: dict[str, dict[str, list[float]]], reference: str, *,
-                  groups: list[tuple] | None = None,
-                  fields: str | None = None, selection: dict | None = None) -> tuple[list[str], str]:
+                  groups: list[tuple] | None = None, fields: str | None = None, selection: dict | None = None,
+                  also: Sequence[tuple[dict, str]] = ()) -> tuple[list[str], str]:
     """The table's lines and the target's verdict, one per group of srlab rows ``(rows, label)``; by
     default the rows trained on the calibrated simulation only, then those with ``srlab adapt`` too.
     A group ``(rows, label, selection)`` is chosen by its own :func:`simulated_scores` (rows trained on a
-    changed block), the others by ``selection``. ``fields`` says which test pairs the scores are of
-    (default: all of them)."""
+    changed block), the others by ``selection`` and then by each of ``also`` (:func:`_verdict`).
+    ``fields`` says which test pairs the scores are of (default: all of them)."""
     from srlab.metrics.stats import seed_sd
 
     base = results["bicubic"]
@@ -781,7 +875,7 @@ def results_table(task: Task, results: dict[str, dict[str, list[float]]], refere
                    "with `srlab adapt` to the unlabelled LR images")]
     # a group chosen on its own (changed) block's simulation says so
     verdicts = [_verdict(results, names, label, own[0], CHOICE_OWN_BLOCK) if own else
-                _verdict(results, names, label, selection) for names, label, *own in groups]
+                _verdict(results, names, label, selection, also=also) for names, label, *own in groups]
     verdict = "; ".join(v for v in verdicts if v)
     return lines, (f"target (≥ {TARGET_PSNR_DB} dB and ≥ {TARGET_SSIM} SSIM over bicubic, above Richardson–Lucy in "
                    f"both): {verdict}" if verdict else "no srlab model trained")
@@ -803,37 +897,49 @@ def _paired_text(p: tuple[float, float, float, int, int]) -> str:
 
 
 def _verdict(results: dict[str, dict[str, list[float]]], names: list[str], label: str,
-             selection: dict | None = None, choice: str = CHOICE) -> str:
+             selection: dict | None = None, choice: str = CHOICE,
+             also: Sequence[tuple[dict, str]] = ()) -> str:
     """The target's verdict on the best (by PSNR) of ``names``, and with ``selection``
-    (:func:`simulated_scores`) on the row chosen without the foreign HR (``choice`` says how); "" without any."""
+    (:func:`simulated_scores`) on the row chosen without the foreign HR (``choice`` says how), then on the
+    row each further ``(selection, choice)`` of ``also`` chooses (:data:`HR_CHOICE`); "" without any."""
     if not names:
         return ""
     best = max(names, key=lambda n: np.nanmean(results[n]["psnr"]))  # the target's "best srlab model"
     word, text = _judge(results, best)
     out = f"{label}: **{word}** (best srlab model by PSNR: {text})"
-    known = [n for n in names if _source(n) in (selection or {})]
-    if known:
-        source = max(sorted({_source(n) for n in known}), key=lambda s: selection[s])
+    for chooser, how in ((selection, choice), *also):
+        known = [n for n in names if _source(n) in (chooser or {})]
+        if not known:
+            continue
+        source = max(sorted({_source(n) for n in known}), key=lambda s: chooser[s])
         # a group with adapted rows judges the adapted one of the chosen source (its simulation-only row
         # shares the source's score: the user adapts the network they chose); a source not adapted, itself
         of_source = [n for n in known if _source(n) == source]
         chosen = next((n for n in of_source if ADAPT_SUFFIX in n), of_source[0])
         word, text = _judge(results, chosen)
-        out += f"; {choice}: **{word}** ({text})"
+        out += f"; {how}: **{word}** ({text})"
     return out
 
 
 def choice_table(task: Task, selection: dict[tuple[str, bool, bool], float],
-                 block: str = "the calibrated block", trainings: int = 1) -> tuple[list[str], str]:
+                 block: str = "the calibrated block", trainings: int = 1, *,
+                 held_out_hr: bool = False) -> tuple[list[str], str]:
     """The scores :func:`simulated_scores` chose by (``selection``; of ``trainings`` trainings:
-    :func:`mean_selection`), as a table and the line saying so."""
-    return ([(f"**{task.title}** — {CHOICE}: mean affine PSNR of each simulation-only row against the "
-              f"noise-free HR of {CHOICE_IMAGES} fresh images simulated by {block}"
-              + (f", averaged over the row's {trainings} trainings" if trainings > 1 else "")), "",
+    :func:`mean_selection`), as a table and the line saying so; ``held_out_hr``: the scores of
+    :func:`held_out_hr_scores` (:data:`HR_CHOICE`)."""
+    what = (f"{HR_CHOICE}: mean affine PSNR of each simulation-only row on pairs made of each of the "
+            f"{len(task.hr_calibration)} --hr image(s) by the calibrated LR microscope ({HR_CHOICE_DRAWS} noise "
+            "draws each), against the image as acquired; a row trained with the --hr images as specimens "
+            "scored on each image by its run trained without it" if held_out_hr else
+            f"{CHOICE}: mean affine PSNR of each simulation-only row against the noise-free HR of "
+            f"{CHOICE_IMAGES} fresh images simulated by {block}")
+    return ([f"**{task.title}** — {what}" + (f", averaged over the row's {trainings} trainings" if trainings > 1
+                                              else ""), "",
              "| row (experiment, --tta, --hr images as specimens) | PSNR affine (dB) |", "|---|---:|",
              *(f"| {e}, {'tta' if t else 'plain'}, {'with' if h else 'without'} | {v:.2f} |"
                for (e, t, h), v in selection.items())],
-            "the verdicts' second part takes, in each group, the row whose source scores best here")
+            ("the verdicts' last part takes, in each group, the row whose source scores best here" if held_out_hr
+             else "the verdicts' second part takes, in each group, the row whose source scores best here"))
 
 
 #: The verdict's word for a row that meets the target on the means while its per-image PSNR margin over
@@ -940,6 +1046,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--oracle", action="store_true",
                    help="also train each experiment on the foreign test pairs themselves (noise-free HR): the "
                         "upper bound of the network and budget on these data, labelled as such, never the verdict")
+    p.add_argument("--choose-on-hr", action="store_true",
+                   help="also choose among the simulation-only rows on pairs made of each --hr image held out "
+                        "of training (each experiment trained once more per --hr image, without it): a fair "
+                        "choice between training with the --hr images as specimens and without")
     p.add_argument("--tta", action="store_true",
                    help="also score every srlab run predicted with the x8 self-ensemble of `srlab predict --tta`")
     p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
@@ -1002,22 +1112,27 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[realcheck] {task.title}: {len(task.pairs)} foreign pairs in {time.perf_counter() - t0:.0f} s",
                   flush=True)
             cal = calibrate_task(task, exp_root)
-            per_seed, selections = [], []
+            per_seed, selections, hr_selections = [], [], []
             for train_seed in train_seeds:
                 # one folder per training: a run of one seed never finds another's
                 seed_work = work if len(train_seeds) == 1 else work / f"train_seed{train_seed}"
-                results, selection, folds = train_and_score(task, cal, exp_root, seed_work, args, budget,
-                                                            adapt_budget, train_seed)
+                results, selection, folds, hr_selection = train_and_score(task, cal, exp_root, seed_work, args,
+                                                                          budget, adapt_budget, train_seed)
                 per_seed.append(results)
                 selections.append(selection)
+                hr_selections.append(hr_selection)
             results = {ref: over_seeds([r[ref] for r in per_seed]) for ref in per_seed[0]}
             selection = mean_selection(selections)
-            tables = [results_table(task, split_half_rows(results[ref])[0], ref, selection=selection)
+            hr_selection = mean_selection([s for s in hr_selections if s])
+            also = [(hr_selection, HR_CHOICE)] if hr_selection else []
+            tables = [results_table(task, split_half_rows(results[ref])[0], ref, selection=selection, also=also)
                       for ref in REFERENCES]
             if folds:
-                tables.append(held_out_table(task, results["noise_free"], "noise_free", folds, selection))
+                tables.append(held_out_table(task, results["noise_free"], "noise_free", folds, selection, also))
             if selection:
                 tables.append(choice_table(task, selection, trainings=len(train_seeds)))
+            if hr_selection:
+                tables.append(choice_table(task, hr_selection, trainings=len(train_seeds), held_out_hr=True))
             report["tasks"][name] = {"task": task, "calibration": cal, "results": results, "tables": tables,
                                      "recovery": recovery_table(task, cal)}
             print("\n".join([line for table, verdict in tables for line in (*table, "", verdict, "")]
@@ -1044,6 +1159,7 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     extra = (["--quick"] if args.quick else []) + (["--oracle"] if args.oracle else []) + (
         ["--no-adapt"] if args.no_adapt else []) + (["--adapt-held-out"] if args.adapt_held_out else []) + (
+        ["--choose-on-hr"] if args.choose_on_hr else []) + (
         ["--tta"] if args.tta else []) + ([f"--seed {args.seed}"] if args.seed else []) + (
         [f"--train-seed {' '.join(map(str, args.train_seed))}"] if args.train_seed is not None else []) + (
         [f"--patches-per-epoch {args.patches_per_epoch}"] if args.patches_per_epoch != 1024 and not args.quick else [])
@@ -1097,6 +1213,15 @@ def markdown(report: dict, args: argparse.Namespace, minutes: float) -> str:
                    "pySTED, which bundles 6 datamaps per structure, 3 of the 18, so 15 test fields (until this "
                    "option they were transposed copies of 3 test fields, harmless for measuring the PSF, not for "
                    "training)."), ""]
+    if args.choose_on_hr and not args.no_train:
+        lines += [("`--choose-on-hr` (added after the choice on the calibrated simulation, which scores on srlab's "
+                   "own specimens and so favours the runs trained on those alone): each verdict's last part "
+                   "judges the row chosen on the --hr images themselves, each held out of training in turn — "
+                   "pairs made of it by the calibrated LR microscope as the --hr-specimen pairs are, scored "
+                   "against it as acquired; a row trained with the --hr images as specimens is scored on each "
+                   "image by the same experiment trained on the other --hr images only (one training more per "
+                   "image and experiment). Cross-validation over the user's few HR images; the row judged is the "
+                   "one trained on all of them. No foreign test HR is used."), ""]
     if args.train_seed is not None and len(args.train_seed) > 1 and not args.no_train:
         lines += [(f"`--train-seed {' '.join(map(str, args.train_seed))}`: every srlab row is trained once per seed "
                    "(the same foreign pairs and calibration) and each field's scores are averaged over the "

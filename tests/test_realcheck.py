@@ -63,7 +63,8 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
     pytest.importorskip("pysted")
     pytest.importorskip("psfmodels")
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
-    report = realcheck.main(["--quick", "--oracle", "--tta", "--no-write", "--work", str(tmp_path / "work")])
+    report = realcheck.main(["--quick", "--oracle", "--tta", "--choose-on-hr", "--no-write",
+                             "--work", str(tmp_path / "work")])
     out = capsys.readouterr().out
     for name, entry in report["tasks"].items():
         methods = {"bicubic", "Richardson–Lucy", "srlab edsr_smoke (EDSR 8×32)",
@@ -90,8 +91,13 @@ def test_quick_pipeline_prints_the_table(realcheck, tmp_path, monkeypatch, capsy
         assert all("simulation only" in verdict and "with `srlab adapt`" in verdict for _, verdict in entry["tables"][:2])
         # ... and also for the row chosen on the block's simulated test images, whose scores close the tables
         assert all(verdict.count(realcheck.CHOICE) == 2 for _, verdict in entry["tables"][:2])
-        choice_lines, _ = entry["tables"][-1]
+        choice_lines, _ = entry["tables"][-2]
         assert realcheck.CHOICE in choice_lines[0] and len(choice_lines) == 4 + 8  # 2 networks × tta × specimens
+        # --choose-on-hr: the row chosen on the --hr images held out too (one --hr image here: its run
+        # without it is the run without any)
+        assert all(verdict.count(realcheck.HR_CHOICE) == 2 for _, verdict in entry["tables"][:2])
+        hr_lines, _ = entry["tables"][-1]
+        assert realcheck.HR_CHOICE in hr_lines[0] and len(hr_lines) == 4 + 8
         for metrics in entry["results"]["noise_free"].values():
             assert len(metrics["psnr"]) == len(metrics["ssim"]) == 3
             assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
@@ -165,6 +171,76 @@ def test_verdict_names_how_the_best_row_was_made(realcheck):
     verdict = realcheck._verdict(results, list(results)[2:], "with adapt", prefers_b)
     assert (f"; {realcheck.CHOICE}: **met** (b with the --hr images as specimens +adapt with --tta, ΔPSNR +4.00 dB"
             in verdict)
+
+
+def test_the_choice_on_held_out_hr_images_is_a_verdict_of_its_own(realcheck):
+    """--choose-on-hr: a second chooser (``also``) is judged after the simulation's, on its own row."""
+    results = {"bicubic": {"psnr": [18.0, 19.0], "ssim": [0.3, 0.3]},
+               "Richardson–Lucy": {"psnr": [20.0, 21.0], "ssim": [0.4, 0.4]},
+               "srlab a (x)": {"psnr": [19.9, 20.9], "ssim": [0.5, 0.5]},
+               "srlab a (x) with the --hr images as specimens too": {"psnr": [21.0, 22.0], "ssim": [0.6, 0.6]}}
+    on_simulation = {("a", False, False): 30.0, ("a", False, True): 29.0}
+    on_hr = {("a", False, False): 25.0, ("a", False, True): 26.0}
+    verdict = realcheck._verdict(results, list(results)[2:], "alone", on_simulation,
+                                 also=[(on_hr, realcheck.HR_CHOICE)])
+    simulated, held_out = verdict.split(f"; {realcheck.HR_CHOICE}: ")
+    assert f"{realcheck.CHOICE}: **not met** (a, " in simulated
+    assert held_out.startswith("**met** (a with the --hr images as specimens, ΔPSNR +3.00 dB")
+    task = SimpleNamespace(title="t", pairs=[None, None], hr_calibration=[Path("a.tif"), Path("b.tif")])
+    _, table_verdict = realcheck.results_table(task, results, "noise_free", selection=on_simulation,
+                                               also=[(on_hr, realcheck.HR_CHOICE)])
+    assert table_verdict.count(realcheck.HR_CHOICE) == 1
+    lines, note = realcheck.choice_table(task, on_hr, held_out_hr=True)
+    assert realcheck.HR_CHOICE in lines[0] and "each of the 2 --hr image(s)" in lines[0]
+    assert "| a, plain, with | 26.00 |" in lines and "last part" in note
+
+
+def test_held_out_hr_scores_take_the_run_that_did_not_see_the_image(realcheck, tmp_path, monkeypatch):
+    """held_out_hr_scores: every --hr image is scored by the rows trained without the specimens as they
+    are, and by a row trained with them through its run trained without that image."""
+    import shutil
+
+    import tifffile
+    import torch
+
+    from srlab.config import EXPERIMENTS_DIR
+    from srlab.models.classical import Bicubic
+
+    class Flat(torch.nn.Module):  # a network that resolves nothing
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x.mean((-2, -1), keepdim=True), scale_factor=2 * x.shape[-1])
+
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
+    exp_root = tmp_path / "experiments"
+    shutil.copytree(EXPERIMENTS_DIR, exp_root)
+    block = (exp_root / "data" / "sim_smoke.yaml").read_text().replace("lr_size_px: 96", "lr_size_px: 32")
+    (exp_root / "data" / "realcheck_t.yaml").write_text(block)
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(2):
+        spots = np.zeros((64, 64))
+        spots[rng.integers(0, 64, 60), rng.integers(0, 64, 60)] = 20000.0
+        from scipy.ndimage import gaussian_filter
+
+        paths.append(tmp_path / f"hr{k}.tif")
+        tifffile.imwrite(paths[-1], rng.poisson(gaussian_filter(spots, 3.0) + 10.0).astype(np.uint16))
+    task = realcheck.Task("t", "t", "confocal", "sted", tmp_path, hr_calibration=paths)
+    pairs = realcheck.held_out_hr_pairs(task, exp_root, 1)
+    assert len(pairs) == realcheck.HR_CHOICE_DRAWS and pairs[0][1].shape == (64, 64) and pairs[0][0].shape == (32, 32)
+    assert not np.array_equal(pairs[0][0], pairs[1][0])  # independent noise draws
+    with_specimens = "srlab edsr_smoke (x) with the --hr images as specimens too"
+    methods = {"bicubic": Bicubic(scale=2), "srlab edsr_smoke (x)": Bicubic(scale=2), with_specimens: Bicubic(scale=2),
+               "srlab edsr_smoke (x) +adapt to the test LR images (unlabelled)": Bicubic(scale=2)}
+    # the run trained with every --hr image is never scored: each image by the run trained without it
+    scores = realcheck.held_out_hr_scores(task, exp_root, methods, {0: {"edsr_smoke": Flat()},
+                                                                    1: {"edsr_smoke": Flat()}})
+    assert set(scores) == {("edsr_smoke", False, False), ("edsr_smoke", False, True)}
+    assert scores[("edsr_smoke", False, True)] < scores[("edsr_smoke", False, False)] - 1.0
+    same = realcheck.held_out_hr_scores(task, exp_root, methods, {0: {"edsr_smoke": Bicubic(scale=2)},
+                                                                  1: {"edsr_smoke": Bicubic(scale=2)}})
+    assert same[("edsr_smoke", False, True)] == pytest.approx(same[("edsr_smoke", False, False)])
+    assert same[("edsr_smoke", False, False)] == pytest.approx(scores[("edsr_smoke", False, False)])
+    assert realcheck.hr_specimens_data(task, leave_out=0) == (f"data.simulation.hr_images=[{paths[1]}]",)
 
 
 def test_a_group_trained_on_a_changed_block_is_chosen_by_its_own_simulation(realcheck):
