@@ -16,7 +16,13 @@ from srlab.config import load_experiment
 from srlab.errors import SrlabError
 from srlab.optics.kernels import downsample, gaussian_blur
 from srlab.optics.psf import FWHM_PER_SIGMA
-from srlab.paradigms.adaptation import PhysicsAdaptation, _background_basis, consistency_error, forward_model
+from srlab.paradigms.adaptation import (
+    PhysicsAdaptation,
+    _background_basis,
+    _smooth_part,
+    consistency_error,
+    forward_model,
+)
 from tests.conftest import TINY
 from tests.data.test_real_lr import write_real_lr
 
@@ -46,9 +52,15 @@ def test_haze_is_fitted_as_background_and_structure_is_not():
     reimaged = forward_model(hr, blur_fwhm_hr_px=4.0, scale=2)  # (3, 1, 32, 32)
     out_of_focus = gaussian_blur(torch.rand(3, 1, 32, 32), 6.0)  # a layer blurred by σ 6 LR px
     hazy = 2.0 * reimaged + 0.4 + 3.0 * out_of_focus
-    basis = _background_basis(32, 32, 6.0)
-    assert torch.allclose(basis.T @ basis, torch.eye(basis.shape[1], dtype=basis.dtype), atol=1e-10)
-    assert _background_basis(32, 32, 0.0).shape == (1024, 1) and 1 < basis.shape[1] < 40
+    cos_y, cos_x, mask = _background_basis(32, 48, 6.0)
+    for c in (cos_y, cos_x):  # orthonormal cosines of each axis
+        assert torch.allclose(c @ c.T, torch.eye(c.shape[0], dtype=c.dtype), atol=1e-10)
+    assert 1 < int(mask.sum()) < 40 and [t.shape for t in _background_basis(32, 48, 0.0)] == [(1, 32), (1, 48), (1, 1)]
+    # the separable projection is the projection onto the span of the selected products, built flat
+    flat = torch.stack([torch.outer(cos_y[i], cos_x[j]).flatten() for i, j in mask.nonzero().tolist()], 1)
+    images = torch.rand(2, 1, 32, 48, dtype=torch.float64)
+    dense = (images.flatten(1) @ flat) @ flat.T
+    assert torch.allclose(_smooth_part(images, _background_basis(32, 48, 6.0)).flatten(1), dense, atol=1e-12)
     plain = consistency_error(hazy, reimaged)
     fitted = consistency_error(hazy, reimaged, haze_sigma_px=6.0)
     assert float(fitted.max()) < 0.05 * float(plain.min())  # the haze goes into the background
