@@ -45,6 +45,9 @@ data, to read the srlab rows against (how much of the gap is the simulation, how
 draws both): the rows' movement from one training to the next, which the per-image intervals do not hold.
 ``--train-seed N N ...`` trains every row once per seed and judges the target on each field's scores averaged
 over the trainings (the tables add the sd over trainings; the verdict, how many trainings meet it alone).
+``--choose-on-hr`` adds a fair choice between training with the --hr images as specimens and without:
+every --hr image in turn held out of training, made into pairs by the calibrated LR microscope and scored
+against as acquired (:data:`HR_CHOICE`; one training more per --hr image and experiment).
 
 Every method is scored against two references of the same fields (the noise-free one added after the
 first results, when the acquired STED reference was found to cap every score): the HR *without noise* (pySTED's
