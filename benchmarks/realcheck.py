@@ -509,7 +509,10 @@ def hr_specimens_data(task: Task, leave_out: int | None = None) -> tuple[str, ..
 #: simulation-only row is scored on them, a row trained with the --hr images as specimens by its run
 #: trained on the others only (one more training per image and experiment; with one --hr image, that
 #: is the run trained without any). Cross-validation over the user's HR images, then the row refitted on
-#: all of them is the one judged, as a user would train it. No foreign test HR is used.
+#: all of them is the one judged, as a user would train it. No foreign test HR is used. Measured
+#: (BENCHMARKS.md, 4249525/301d8a1): on widefield → SIM it picks the specimen runs, as the foreign pairs
+#: do; against pySTED's STED images (~24 photons at the brightest) every row is within 0.05 dB and the
+#: order is the wrong one — photon-poor HR images cannot make this choice.
 HR_CHOICE = "chosen on the --hr images, each held out of training (no foreign test HR)"
 #: ``run_dirs`` keys of the runs trained without --hr image k: experiment + HR_FOLD_SUFFIX + k.
 HR_FOLD_SUFFIX = "+hr_specimens_without_"
