@@ -220,16 +220,18 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     pin_network_psf(cfg, source)  # the adapt block implies no PSF: the source network's stays
     # --data brings the anchor's images, not the normalization and channels the network learned on
     pin_network_data(cfg, source, overrides)
+    # the block as the forward_* helpers read it (its kind, simulation or degradation; never data.params,
+    # which the photon split below changes), merged once for all four
+    block = OmegaConf.merge(cfg.data, {"kind": kind})
     if "blur_fwhm_hr_px" not in cfg.paradigm.params:
-        anchor = OmegaConf.merge(cfg.data, {"kind": kind})
-        fwhm_px, how, downsampling = forward_blur(anchor)
+        fwhm_px, how, downsampling = forward_blur(block)
         cfg.paradigm.params.blur_fwhm_hr_px = round(fwhm_px, 4)
         cfg.paradigm.params.setdefault("downsampling", downsampling)
         cfg.description += f"; forward model: {how}, then {cfg.paradigm.params.downsampling} downsampling"
     given = cfg.data.params.get("photon_split", "unset")
     if given == "unset" or OmegaConf.is_dict(given):
         # the block's camera, under what the overrides gave (photon_split.fraction=0.3 keeps the camera)
-        split = forward_photon_split(OmegaConf.merge(cfg.data, {"kind": kind}))
+        split = forward_photon_split(block)
         if split is not None:
             merged = {**split[0], **(OmegaConf.to_container(given) if given != "unset" else {})}
             cfg.data.params.photon_split = merged
@@ -239,12 +241,12 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
         elif given == "unset":
             cfg.data.params.photon_split = None
     if "haze_sigma_lr_px" not in cfg.paradigm.params:
-        haze = forward_haze(OmegaConf.merge(cfg.data, {"kind": kind}))
+        haze = forward_haze(block)
         if haze is not None:
             cfg.paradigm.params.haze_sigma_lr_px = round(haze[0], 3)
             cfg.description += f"; haze: {haze[1]}"
     if "noise_weighting" not in cfg.paradigm.params:
-        noise = forward_noise(OmegaConf.merge(cfg.data, {"kind": kind}))
+        noise = forward_noise(block)
         if noise is not None:
             cfg.paradigm.params.noise_weighting = "poisson"
             cfg.paradigm.params.noise_floor = round(max(noise[0], 1e-4), 5)
