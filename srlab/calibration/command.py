@@ -86,6 +86,38 @@ def psf_check_notes(cal, check: dict) -> list[str]:
     return notes
 
 
+def haze_line(block_path: Path, prior: str) -> str | None:
+    """The summary's line on the out-of-focus haze of the block written to ``block_path``: it is the specimen
+    prior's (block ``prior``'s ``simulation.haze_range``), not measured — a user whose sample has none reads here where to say so,
+    and whether ``srlab adapt`` will fit it as background (:func:`srlab.adapt.forward_haze`, which decides
+    from the block). ``None`` where the block simulates no haze.
+
+    Calibrate does not measure haze: out-of-focus light is the specimen's other planes blurred, and in
+    unpaired images the specimen's own smooth density varies from field to field more than the haze
+    changes it."""
+    from omegaconf import OmegaConf
+
+    from srlab.adapt import forward_haze
+    from srlab.config import _read_yaml
+    from srlab.data.physics import simulated_pairs
+
+    data = OmegaConf.create(_read_yaml(block_path))
+    spec = simulated_pairs(data)
+    if spec is None:
+        return None
+    lo, hi = spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction)
+    if hi <= 0:
+        return None
+    fit = forward_haze(data)
+    adapt = (f"srlab adapt fits it as a background as smooth as σ {fit[0]:.2f} LR px" if fit is not None else
+             "srlab adapt does not fit it (the two modalities collect it alike)")
+    amount = f"{hi:g}×" if lo == hi else f"{lo:g}–{hi:g}×"
+    return (f"haze: the prior {prior}'s, not measured — an out-of-focus layer {amount} the in-focus density at "
+            f"{spec.defocus_nm:g} nm ({spec.lr.name} collects {spec.lr.axial_weight(spec.defocus_nm):.2g} of it, "
+            f"{spec.hr.name} {spec.hr.axial_weight(spec.defocus_nm):.2g}); {adapt}. None in your sample (thin, "
+            f"TIRF, cleared): set haze_range: [0, 0] under the block's simulation: (docs/calibration.md, Haze)")
+
+
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
     from srlab.calibration.frames import FRAME_GAIN_METHOD
@@ -149,6 +181,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
                      f"and srlab predict read that channel of your files)")
+    haze = haze_line(out, cal.prior) if out.is_file() else None  # the block as written (run_calibrate writes it first)
+    if haze is not None:
+        lines.append(f"  {haze}")
     lines += [f"  note: {n}" for n in cal.notes + density_notes(cal, check) + psf_check_notes(cal, check)]
     if "lr_error" in check:
         lines.append(f"  note: check simulation not measurable: {check['lr_error']}")

@@ -85,6 +85,9 @@ def test_cli_writes_a_block_that_simulates_and_validates(real_folder: Path, tmp_
         assert block["simulation"][key] == broad["simulation"][key], key
     assert block["min_foreground_fraction"] == broad["min_foreground_fraction"]
     assert "Specimens: the prior of data block 'sim_broad'" in text
+    # ... and so is the haze, which the summary says, with what srlab adapt will do with it (widefield -> SIM)
+    assert ("haze: the prior sim_broad's, not measured — an out-of-focus layer 0–3× the in-focus density" in printed
+            and "srlab adapt fits it as a background as smooth as σ" in printed)
     cfg = load_experiment("edsr_sted", ["data=mycal"], root=root)  # what `srlab show edsr_sted data=mycal` loads
     build.validate(cfg)
     spec = resolve_simulation(cfg.data.simulation, scale=cfg.data.scale)
@@ -93,6 +96,25 @@ def test_cli_writes_a_block_that_simulates_and_validates(real_folder: Path, tmp_
     assert _run(*sorted(real_folder.glob("*.tif")), "--out", out) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_text() == text
+
+
+def test_haze_line_follows_the_block_and_the_adapt_decision(tmp_path: Path):
+    """The summary's haze line reads the written block: its amount, whether ``srlab adapt`` fits it (as
+    :func:`srlab.adapt.forward_haze` decides: a widefield camera before SIM yes, confocal before STED no),
+    and nothing where the block simulates no haze."""
+    from srlab.calibration.command import haze_line
+
+    blocks = REPO / "experiments" / "data"
+    wide = haze_line(blocks / "sim_sim.yaml", "mine")
+    assert wide.startswith("haze: the prior mine's, not measured — an out-of-focus layer 0.5× the in-focus")
+    assert "widefield collects 1 of it" in wide and "srlab adapt fits it" in wide
+    sted = haze_line(blocks / "sim_sted.yaml", "mine")
+    assert "confocal collects 0.065 of it, sted 0.065" in sted and "srlab adapt does not fit it" in sted
+    block = yaml.safe_load((blocks / "sim_sim.yaml").read_text())
+    block["simulation"]["haze_range"] = [0.0, 0.0]
+    (tmp_path / "thin.yaml").write_text(yaml.safe_dump(block))
+    assert haze_line(tmp_path / "thin.yaml", "mine") is None
+    assert haze_line(blocks / "paired.yaml", "mine") is None  # your own pairs: no simulation
 
 
 def _noisy(seed: int = 0, shape=(96, 96)) -> np.ndarray:
