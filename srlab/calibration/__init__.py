@@ -649,9 +649,10 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
             raise SrlabError(f"{flag} {value}: a channel index >= 0")
     if hr_channel is not None and not hr_paths:
         raise SrlabError("--hr-channel needs --hr images (the channel of the HR files)")
-    dark = measure_dark(load_dark([Path(p) for p in dark_paths], channel=channel)) if dark_paths else None
-    hr_dark = (measure_dark(load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark", channel=hr_channel))
-               if hr_dark_paths else None)
+    dark_frames = load_dark([Path(p) for p in dark_paths], channel=channel) if dark_paths else []
+    hr_dark_frames = load_dark([Path(p) for p in hr_dark_paths], what="--hr-dark", channel=hr_channel) if hr_dark_paths else []
+    dark = measure_dark(dark_frames) if dark_frames else None
+    hr_dark = measure_dark(hr_dark_frames) if hr_dark_frames else None
     frame_gain = (measure_gain(load_gain_frames([Path(p) for p in gain_frame_paths], channel=channel))
                   if gain_frame_paths else None)
     hr_frame_gain = (measure_gain(load_gain_frames([Path(p) for p in hr_gain_frame_paths], flag="--hr-gain-frames",
@@ -715,6 +716,8 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
+    cal.notes += _dark_shape_notes("--dark", dark_frames, images)
+    cal.notes += _dark_shape_notes("--hr-dark", hr_dark_frames, hr_images if hr is not None else [])
     cal.notes += _fill_notes("LR", fills) + (_fill_notes("HR", hr_fills) if hr is not None else [])
     cal.notes += [note for side in (lr, hr) if side is not None for note in _defect_notes(side)]
     cal.notes += [note for side in (lr, hr) if side is not None for note in _filtered_notes(side) + _leak_notes(side) + _gain_spread_notes(side) + _level_notes(side) + _read_noise_notes(side)]
@@ -913,6 +916,21 @@ def _level_notes(side: Side) -> list[str]:
             f"images' darkest levels read {min(levels):.4g} to {max(levels):.4g} ADU and the block takes " + (
                 f"the offset {n.offset_method}, {n.offset_adu:.4g} ADU" if n.offset_given else
                 "their median as its offset"))
+    return [note]
+
+
+def _dark_shape_notes(flag: str, frames: list[np.ndarray], images: list[np.ndarray]) -> list[str]:
+    """A note where the dark frames are not of the images' size: their offset and read noise are then those
+    of another region of the sensor (a full-chip dark beside cropped images, or another binning), which on an
+    sCMOS, whose pixels each have their own offset and read noise, need not be the images' region's."""
+    dark_shapes = sorted({f.shape for f in frames})
+    image_shapes = sorted({im.shape for im in images})
+    if not frames or not images or set(dark_shapes) & set(image_shapes):
+        return []
+    darks, ims = (", ".join(f"{h}×{w}" for h, w in shapes) for shapes in (dark_shapes, image_shapes))
+    note = (f"{flag} frames are {darks} px, the images {ims}: the offset and read noise are another region's (or "
+            f"binning's) of the sensor; an sCMOS's differ between regions — dark frames cropped as the images were "
+            f"measure theirs")
     return [note]
 
 

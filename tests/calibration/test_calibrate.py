@@ -146,7 +146,12 @@ def test_dark_frames_give_offset_and_read_noise(real_folder: Path, tmp_path: Pat
     rng = np.random.default_rng(1)
     images = sorted(real_folder.glob("*.tif"))
     stack = write_tiff(tmp_path / "dark.tif", _dark_stack(20, rng), pixel_size_nm=None)
-    e = calibrate(images, modality="widefield", dark_paths=[stack]).lr.estimates
+    cal = calibrate(images, modality="widefield", dark_paths=[stack])
+    e = cal.lr.estimates
+    # 64×64 dark frames beside 192×192 images: measured, and the summary says they are another region's
+    assert [n for n in cal.notes if n.startswith("--dark frames are 64×64 px, the images 192×192")]
+    cropped = write_tiff(tmp_path / "dark_cropped.tif", _dark_stack(3, rng, (192, 192)), pixel_size_nm=None)
+    assert not [n for n in calibrate(images, modality="widefield", dark_paths=[cropped]).notes if "--dark" in n]
     assert e["offset_adu"].value == pytest.approx(OFFSET_ADU, abs=0.05) and "dark" in e["offset_adu"].method
     assert e["read_noise_adu"].value == pytest.approx(READ_NOISE_ADU, rel=0.03)
     assert "temporal" in e["read_noise_adu"].method and 0 < e["read_noise_adu"].uncertainty < 0.02
