@@ -511,17 +511,17 @@ def hr_specimens_data(task: Task, leave_out: int | None = None) -> tuple[str, ..
 #: is the run trained without any). Cross-validation over the user's HR images, then the row refitted on
 #: all of them is the one judged, as a user would train it. No foreign test HR is used. Measured
 #: (BENCHMARKS.md, 4249525/301d8a1): on widefield → SIM it picks the specimen runs, as the foreign pairs
-#: do; against pySTED's STED images (~24 photons at the brightest) every row was within 0.05 dB, in the
-#: wrong order, with 2 LR draws per image — an order of the draws' noise (:data:`HR_CHOICE_DRAWS`).
+#: do; against pySTED's STED images (~24 photons at the brightest) every row is within 0.06 dB and the
+#: order is the wrong one, with 2 LR draws per image and with 12 — photon-poor HR images cannot make
+#: this choice.
 HR_CHOICE = "chosen on the --hr images, each held out of training (no foreign test HR)"
 #: ``run_dirs`` keys of the runs trained without --hr image k: experiment + HR_FOLD_SUFFIX + k.
 HR_FOLD_SUFFIX = "+hr_specimens_without_"
-#: LR noise draws per held-out --hr image (its HR as acquired is the one reference). 2 at first; on pySTED's
-#: photon-poor STED the rows differ by hundredths of a dB and 2 draws ordered them by their noise: the same
-#: runs scored on 6 and on 12 draws (2026-12-07, the first 2 the same) put the --hr-specimen row of each
-#: experiment above its plain row, where 2 had put plain rl_edsr_smoke first; between the two experiments'
-#: --hr rows it stays a coin flip (6 draws picked edsr_smoke's by 0.001 dB, 12 rl_edsr_smoke's by 0.002 ±
-#: 0.003). The draws cost a prediction each, not a training.
+#: LR noise draws per held-out --hr image (its HR as acquired is the one reference). 2 at first; 12 since
+#: 7142670 (a prediction each, not a training). On pySTED's photon-poor STED the order is the same with 12
+#: as with 2: each experiment's plain rows above its --hr-specimen rows, by 0.02–0.05 dB (BENCHMARKS.md). A post-hoc
+#: reading that had put the --hr rows first, and prompted the change, had scored each fold's network on
+#: an image it trained on: it took the --hr images in sorted order, not the task's — leakage, not noise.
 HR_CHOICE_DRAWS = 12
 
 
