@@ -108,13 +108,20 @@ def haze_line(block_path: Path, prior: str) -> str | None:
     lo, hi = spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction)
     if hi <= 0:
         return None
+    from srlab.adapt import HAZE_NEGLIGIBLE
+
     fit = forward_haze(data)
-    adapt = (f"srlab adapt fits it as a background as smooth as σ {fit[0]:.2f} LR px" if fit is not None else
-             "srlab adapt does not fit it (the two modalities collect it alike)")
+    weights = spec.lr.axial_weight(spec.defocus_nm), spec.hr.axial_weight(spec.defocus_nm)
+    if fit is not None:
+        adapt = f"srlab adapt fits it as a background as smooth as σ {fit[0]:.2f} LR px"
+    elif hi * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE:
+        adapt = "srlab adapt does not fit it (the two modalities collect about as much of it)"
+    else:
+        adapt = "srlab adapt does not fit it (blurred so little that it cannot be told from structure)"
     amount = f"{hi:g}×" if lo == hi else f"{lo:g}–{hi:g}×"
     return (f"haze: the prior {prior}'s, not measured — an out-of-focus layer {amount} the in-focus density at "
-            f"{spec.defocus_nm:g} nm ({spec.lr.name} collects {spec.lr.axial_weight(spec.defocus_nm):.2g} of it, "
-            f"{spec.hr.name} {spec.hr.axial_weight(spec.defocus_nm):.2g}); {adapt}. None in your sample (thin, "
+            f"{spec.defocus_nm:g} nm ({spec.lr.name} collects {weights[0]:.2g} of it, {spec.hr.name} {weights[1]:.2g}); "
+            f"{adapt}. None in your sample (thin, "
             f"TIRF, cleared): set haze_range: [0, 0] under the block's simulation: (docs/calibration.md, Haze)")
 
 
