@@ -86,20 +86,32 @@ def forward_noise(data: DictConfig) -> tuple[float, str] | None:
 HAZE_NEGLIGIBLE = 0.05
 
 
-def forward_haze(data: DictConfig) -> tuple[float, str] | None:
-    """σ (LR pixels) of the out-of-focus haze in the real LR images, from the data block's simulation,
-    and how it was found; ``None`` where the block puts no haze worth fitting in them (or does not say:
-    your own pairs, a ``degrade`` block).
+@dataclasses.dataclass(frozen=True)
+class BlockHaze:
+    """The out-of-focus haze a data block's simulation puts into its LR images, as :func:`forward_haze`
+    judges it: the largest haze fraction, its layer's defocus, each modality's name and axial weight there,
+    the σ (LR pixels) it is smooth on, and whether a consistency fit takes it (``fitted``; ``reason`` when not)."""
 
-    The forward model re-images the SR output, which is an estimate of the HR image: the in-focus plane as
-    the HR modality sees it. What the LR detector also collects from out of focus (a widefield camera, all
-    of it; a SIM or STED target much less or as little as a confocal) has no counterpart there, and fitting
-    it pushed haze into the output: on srlab's own widefield → SIM simulation (``sim_sim``, haze 0.5 at 600
-    nm) adapting a network trained on that very block cost SSIM on 12 of 12 fields (−0.042), while without
-    the haze it gained on 12 of 12 (BENCHMARKS.md, *`srlab adapt` and out-of-focus haze*). The haze is the
-    specimen blurred by the LR PSF and the defocus disk, so it is smooth on the scale
-    σ = √(σ_PSF² + σ_defocus²); the consistency fit then takes any background that smooth as part of the fit
-    (:func:`srlab.paradigms.adaptation.consistency_error`), as it took a constant offset before."""
+    amount: float
+    defocus_nm: float
+    lr_name: str
+    hr_name: str
+    lr_weight: float
+    hr_weight: float
+    sigma_px: float
+    psf_sigma_nm: float
+    defocus_sigma_nm: float
+    reason: str | None  # None: fitted
+
+    @property
+    def fitted(self) -> bool:
+        return self.reason is None
+
+
+def block_haze(data: DictConfig) -> BlockHaze | None:
+    """:class:`BlockHaze` of the data block ``data``; ``None`` where it does not simulate its pairs (your own
+    pairs, a ``degrade`` block). The decision of :func:`forward_haze`, in one place for it and for
+    ``srlab calibrate``'s summary."""
     from srlab.data.physics import simulated_pairs
     from srlab.optics.psf import FWHM_PER_SIGMA
     from srlab.paradigms.adaptation import MIN_HAZE_SIGMA_PX
@@ -113,12 +125,34 @@ def forward_haze(data: DictConfig) -> tuple[float, str] | None:
     psf_nm, defocus_nm = lr.fwhm_nm / FWHM_PER_SIGMA, lr.defocus_sigma_nm(spec.defocus_nm)
     sigma_px = (psf_nm**2 + defocus_nm**2) ** 0.5 / lr.pixel_size_nm
     # haze the HR sees as much of is in the output already; haze as sharp as structure cannot be told from it
-    if haze * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE or sigma_px < MIN_HAZE_SIGMA_PX:
+    reason = ("the two modalities collect about as much of it" if haze * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE
+              else "blurred so little that it cannot be told from structure" if sigma_px < MIN_HAZE_SIGMA_PX
+              else None)
+    return BlockHaze(haze, spec.defocus_nm, lr.name, hr.name, weights[0], weights[1], sigma_px, psf_nm, defocus_nm,
+                     reason)
+
+
+def forward_haze(data: DictConfig) -> tuple[float, str] | None:
+    """σ (LR pixels) of the out-of-focus haze in the real LR images, from the data block's simulation,
+    and how it was found; ``None`` where the block puts no haze worth fitting in them (or does not say:
+    your own pairs, a ``degrade`` block; :func:`block_haze`).
+
+    The forward model re-images the SR output, which is an estimate of the HR image: the in-focus plane as
+    the HR modality sees it. What the LR detector also collects from out of focus (a widefield camera, all
+    of it; a SIM or STED target much less or as little as a confocal) has no counterpart there, and fitting
+    it pushed haze into the output: on srlab's own widefield → SIM simulation (``sim_sim``, haze 0.5 at 600
+    nm) adapting a network trained on that very block cost SSIM on 12 of 12 fields (−0.042), while without
+    the haze it gained on 12 of 12 (BENCHMARKS.md, *`srlab adapt` and out-of-focus haze*). The haze is the
+    specimen blurred by the LR PSF and the defocus disk, so it is smooth on the scale
+    σ = √(σ_PSF² + σ_defocus²); the consistency fit then takes any background that smooth as part of the fit
+    (:func:`srlab.paradigms.adaptation.consistency_error`), as it took a constant offset before."""
+    haze = block_haze(data)
+    if haze is None or not haze.fitted:
         return None
-    return sigma_px, (f"backgrounds as smooth as σ {sigma_px:.2f} LR px fitted, the out-of-focus haze of "
-                      f"data.simulation (fraction up to {haze:g} at {spec.defocus_nm:g} nm, axial weight "
-                      f"{weights[0]:.2g} {lr.name} / {weights[1]:.2g} {hr.name}: PSF σ {psf_nm:.0f} nm, defocus σ "
-                      f"{defocus_nm:.0f} nm)")
+    return haze.sigma_px, (f"backgrounds as smooth as σ {haze.sigma_px:.2f} LR px fitted, the out-of-focus haze of "
+                           f"data.simulation (fraction up to {haze.amount:g} at {haze.defocus_nm:g} nm, axial weight "
+                           f"{haze.lr_weight:.2g} {haze.lr_name} / {haze.hr_weight:.2g} {haze.hr_name}: PSF σ {haze.psf_sigma_nm:.0f} nm, "
+                           f"defocus σ {haze.defocus_sigma_nm:.0f} nm)")
 
 
 #: The share of each real LR image's photons that the network sees in the photon split (the rest is

@@ -89,40 +89,31 @@ def psf_check_notes(cal, check: dict) -> list[str]:
 def haze_line(block_path: Path, prior: str) -> str | None:
     """The summary's line on the out-of-focus haze of the block written to ``block_path``: it is the specimen
     prior's (block ``prior``'s ``simulation.haze_range``), not measured — a user whose sample has none reads here where to say so,
-    and whether ``srlab adapt`` will fit it as background (:func:`srlab.adapt.forward_haze`, which decides
-    from the block). ``None`` where the block simulates no haze.
+    and whether ``srlab adapt`` will fit it as background (:func:`srlab.adapt.block_haze`, the decision
+    :func:`srlab.adapt.forward_haze` takes from the block). ``None`` where the block simulates no haze.
 
     Calibrate does not measure haze: out-of-focus light is the specimen's other planes blurred, and in
     unpaired images the specimen's own smooth density varies from field to field more than the haze
     changes it."""
     from omegaconf import OmegaConf
 
-    from srlab.adapt import forward_haze
+    from srlab.adapt import block_haze
     from srlab.config import _read_yaml
     from srlab.data.physics import simulated_pairs
 
     data = OmegaConf.create(_read_yaml(block_path))
+    haze = block_haze(data)
+    if haze is None or haze.amount <= 0:
+        return None
     spec = simulated_pairs(data)
-    if spec is None:
-        return None
-    lo, hi = spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction)
-    if hi <= 0:
-        return None
-    from srlab.adapt import HAZE_NEGLIGIBLE
-
-    fit = forward_haze(data)
-    weights = spec.lr.axial_weight(spec.defocus_nm), spec.hr.axial_weight(spec.defocus_nm)
-    if fit is not None:
-        adapt = f"srlab adapt fits it as a background as smooth as σ {fit[0]:.2f} LR px"
-    elif hi * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE:
-        adapt = "srlab adapt does not fit it (the two modalities collect about as much of it)"
-    else:
-        adapt = "srlab adapt does not fit it (blurred so little that it cannot be told from structure)"
+    lo, hi = spec.haze_range or (haze.amount, haze.amount)
+    adapt = (f"srlab adapt fits it as a background as smooth as σ {haze.sigma_px:.2f} LR px" if haze.fitted
+             else f"srlab adapt does not fit it ({haze.reason})")
     amount = f"{hi:g}×" if lo == hi else f"{lo:g}–{hi:g}×"
     return (f"haze: the prior {prior}'s, not measured — an out-of-focus layer {amount} the in-focus density at "
-            f"{spec.defocus_nm:g} nm ({spec.lr.name} collects {weights[0]:.2g} of it, {spec.hr.name} {weights[1]:.2g}); "
-            f"{adapt}. None in your sample (thin, "
-            f"TIRF, cleared): set haze_range: [0, 0] under the block's simulation: (docs/calibration.md, Haze)")
+            f"{haze.defocus_nm:g} nm ({haze.lr_name} collects {haze.lr_weight:.2g} of it, {haze.hr_name} "
+            f"{haze.hr_weight:.2g}); {adapt}. None in your sample (thin, TIRF, cleared): set haze_range: [0, 0] "
+            f"under the block's simulation: (docs/calibration.md, Haze)")
 
 
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
