@@ -58,7 +58,7 @@ def density_notes(cal, check: dict) -> list[str]:
 
 
 #: Beyond this relative difference between the block's PSF FWHM and calibrate's reading of it on the check's
-#: simulated images, the summary says that the reading depends on the specimens. Measured (docs/calibration.md,
+#: simulated images, the summary says that the reading depends on the specimens. Measured (docs/calibration-methods.md,
 #: *The specimen moves the reading*): srlab's broad prior reads a 174 nm confocal PSF −21 % by its spectrum,
 #: single structures from −23 % (mitochondria) to +19 % (pits); realcheck's blocks read −21 % and −23 %
 #: (pySTED confocal and STED), widefield −33 % (its spectrum beside a block from spot fits); since photon
@@ -81,7 +81,7 @@ def psf_check_notes(cal, check: dict) -> list[str]:
         notes.append(f"{side.role.upper()}: the images simulated with the block read its own PSF FWHM "
                      f"({block:.3g} nm) as {read:.3g} nm ({read / block - 1.0:+.0%}, "
                      f"{_psf_method(sim.estimates['psf_fwhm_nm'])}): that estimate depends on the specimens as well as "
-                     f"the PSF (filaments read it, large objects narrower, pits wider; docs/calibration.md, "
+                     f"the PSF (filaments read it, large objects narrower, pits wider; docs/calibration-methods.md, "
                      f"Spectrum-fit PSF), so the simulated and your images' readings differ partly by specimen")
     return notes
 

@@ -4,7 +4,7 @@ One image's noise fit (:mod:`srlab.calibration.noise`) separates noise from stru
 filter, which assumes the structure is smooth over 3×3 pixels. Undersampled images break that: at 160–650
 nm pixels under a widefield PSF the specimen varies from pixel to pixel and leaks into the noise estimate,
 so the gain reads high and the photons low — srlab's own 20× widefield preset at 1500 photons and its 10×
-at 3000 (gain 2 ADU per photon) read 20 and 58 ADU/photon (docs/calibration.md). Two exposures of the same field cancel the structure whatever the sampling:
+at 3000 (gain 2 ADU per photon) read 20 and 58 ADU/photon (docs/calibration-methods.md). Two exposures of the same field cancel the structure whatever the sampling:
 their difference holds only the noise. That is the photon-transfer method of the camera standard (EMVA
 Standard 1288, release 4.0, 2021: the temporal variance from the difference of two frames), here over the
 range of intensities the specimen itself provides instead of a series of flat fields.
@@ -40,7 +40,7 @@ adapted:
   sparse frames, gain 2, read 0.94 at 5 photons of peak, 1.73 at 800 over 10 of background); cross-sorted,
   four 512² frames of srlab's widefield specimens at 5–1500 photons over 0.5–10 of background, sparse
   (a twentieth of the density) or dense, read 1.96–2.04 (six frames 1.99–2.03), with errors a half to a
-  fifth of before (docs/calibration.md, *Frames of a mostly empty field*);
+  fifth of before (docs/calibration-methods.md, *Frames of a mostly empty field*);
 * in that cross-binned path, differences beyond :data:`OUTLIER_SIGMAS` standard deviations of the line
   (a cosmic-ray hit) are left out and the line refitted: the plain variance, unlike the one-pair path's
   MAD, weighs each of them as thousands of noise pixels;

@@ -341,7 +341,7 @@ def test_a_raw_scmos_pixel_maps_leave_the_frames_gain_within_its_error(photons, 
     with the scatter they add (measured over eight draws at 60 photons: mean 2.06 for 2, sd 0.059, stated
     0.056). The gain stays within two stated errors of the same frames on a uniform camera. Beyond the
     data sheets, a 5 ADU (2.5 e⁻) pattern moves each pixel's level, not its variance — the line's slope is
-    diluted: −7 to −9 % on this dim field (docs/calibration.md, *A raw sCMOS*)."""
+    diluted: −7 to −9 % on this dim field (docs/calibration-methods.md, *A raw sCMOS*)."""
     expected, _ = _field("widefield20x", photons, 0)
     mapped, uniform = _scmos_frames(expected, 4, seed, dsnu_adu=1.0)
     plain = measure_gain([("uniform", uniform)])
