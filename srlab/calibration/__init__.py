@@ -212,6 +212,8 @@ class Calibration:
     # the prior's noise-free images the block's signal levels were solved on (srlab.calibration.lift), kept
     # for the check simulation, which images the same specimens
     lift: Any = None
+    # the blur between the LR and the --hr images, from their spectra (srlab.calibration.relative_blur)
+    relative_blur: Any = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -715,6 +717,10 @@ def calibrate(lr_paths: list[str | Path], *, modality: str = "widefield", target
     scale = scale or 2
     cal = Calibration(lr=lr, hr=hr, target=target, scale=scale, prior=prior, hr_specimens=hr_specimens,
                       channel=channel, hr_channel=hr_channel)
+    if hr is not None and not hr.rendering and not lr.rendering:
+        from srlab.calibration.relative_blur import relative_blur, set_spectra
+
+        cal.relative_blur = relative_blur(set_spectra(lr), set_spectra(hr), scale)
     cal.notes += _scale_notes(scale, px, hr=hr_kind)
     cal.notes += _dark_shape_notes("--dark", dark_frames, images)
     cal.notes += _dark_shape_notes("--hr-dark", hr_dark_frames, hr_images if hr is not None else [])

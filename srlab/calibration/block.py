@@ -110,6 +110,33 @@ def specimen_prior(name: str) -> dict[str, Any]:
     return prior
 
 
+def hr_image_blur_line(cal: Calibration) -> str | None:
+    """One line on the blur between the user's LR and HR images read off their spectra
+    (:mod:`srlab.calibration.relative_blur`) beside the block's PSFs in quadrature
+    (:func:`srlab.data.physics.pair_blur`); ``None`` without --hr images or for renderings. A cross-check:
+    the block does not take it (``simulation.hr_image_blur_fwhm_nm`` would make the LR of the user's HR
+    images with it; on pySTED's STED that did not help, docs/calibration-methods.md)."""
+    from srlab.calibration.relative_blur import MAX_DEPARTURE
+    from srlab.data.physics import pair_blur
+    from srlab.data.simulate import resolve_simulation
+
+    fit = cal.relative_blur
+    if fit is None:
+        return None
+    label = label_fwhm_nm(specimen_prior(cal.prior)["simulation"])
+    optics = {"lr": modality_block(cal.lr, label), "hr": modality_block(cal.hr, label)}
+    quadrature = pair_blur(resolve_simulation(optics, scale=cal.scale, where="calibrated block")).fwhm_nm
+    if not fit.measured:
+        return f"HR -> LR blur from the spectra: not measured ({fit.reason}); the PSFs in quadrature: {quadrature:.0f} nm"
+    line = (f"HR -> LR blur {fit.fwhm_nm:.0f} ± {fit.fwhm_se_nm:.2g} nm (Gaussian FWHM between your LR and HR images, "
+            f"from the ratio of their spectra, {fit.band_per_um[0]:.2g}–{fit.band_per_um[1]:.2g}/µm); the PSFs in "
+            f"quadrature: {quadrature:.0f} nm")
+    if not quadrature > 0 or abs(fit.fwhm_nm / quadrature - 1.0) > MAX_DEPARTURE:
+        line += (f" — more than {MAX_DEPARTURE:.0%} apart: other specimens in the two sets, processed images or a "
+                 f"wrong pixel size?")
+    return line
+
+
 def data_block(cal: Calibration, *, n_images: int | None = None, lr_size_px: int | None = None,
                levels: bool = True) -> dict[str, Any]:
     """The data block (a mapping, as in ``experiments/data/sim_sted.yaml``): the measured modalities on
@@ -171,6 +198,9 @@ def header(cal: Calibration) -> list[str]:
     if cal.hr is not None and cal.hr_specimens:
         lines.append(f"  and the {len(cal.hr.paths)} HR image(s) above, imaged by the calibrated LR microscope "
                      f"(--hr-specimens, simulation.hr_images: half of the training pixels)")
+    blur = hr_image_blur_line(cal)
+    if blur is not None:
+        lines.append(blur)
     lines += [f"Note: {n}" for n in cal.notes]
     return lines
 

@@ -118,6 +118,7 @@ def haze_line(block_path: Path, prior: str) -> str | None:
 
 def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
     """The one-screen report printed by ``srlab calibrate``."""
+    from srlab.calibration.block import hr_image_blur_line
     from srlab.calibration.frames import FRAME_GAIN_METHOD
     from srlab.config import EXPERIMENTS_ENV, data_reference
     from srlab.data.simulate import hr_target_for, resolve_modality
@@ -176,6 +177,9 @@ def summary(cal, check: dict, seconds: float, out: Path, figure: Path) -> str:
                                       else "the renderings as acquired, like your tables' (without --hr-specimens: "
                                       "the expected ones, which scored better on stormcheck)")
                      + "; docs/calibration.md")
+    blur = hr_image_blur_line(cal)
+    if blur is not None:
+        lines.append(f"  {blur}")
     if cal.channel is not None:
         lines.append(f"  channel: {cal.channel} of the LR files (the block's data.channel: data.real_lr, srlab adapt "
                      f"and srlab predict read that channel of your files)")

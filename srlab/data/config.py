@@ -107,6 +107,10 @@ class SimulationConfig:
     hr_images: list[str] = field(default_factory=list)
     hr_image_share: float = HR_IMAGE_SHARE
     hr_image_channel: int | None = None  # which channel of multi-channel hr_images files (0-based)
+    # FWHM (nm) of the Gaussian that, before the s × s pixel integration, makes the LR of the user's hr_images;
+    # null: the block's two PSFs in quadrature (srlab.data.physics.pair_blur). Opt-in: srlab calibrate prints
+    # the blur read off the LR and HR images' spectra (srlab.calibration.relative_blur), does not write it
+    hr_image_blur_fwhm_nm: float | None = None
     # The HR images the networks learn: "acquired" (through the HR detector: shot noise, camera) or
     # "noise_free" (the detector's expected photons, what the target microscope resolves; the user's own
     # hr_images stay as acquired); "auto": noise_free for a rendering of localizations (STORM) without

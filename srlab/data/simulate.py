@@ -238,6 +238,7 @@ class SimulationSpec:
     hr_image_digests: tuple[str, ...] = ()  # their contents' fingerprints (in the cache key)
     hr_image_share: float = HR_IMAGE_SHARE
     hr_image_channel: int | None = None  # the channel of multi-channel hr_images files
+    hr_image_blur_fwhm_nm: float | None = None  # the blur that makes their LR; None: pair_blur (the PSFs)
     hr_target: str = "acquired"  # HR_TARGETS: what hr/ holds
 
     @property
@@ -268,10 +269,11 @@ class SimulationSpec:
         if self.hr_images:
             out["hr_images"], out["hr_image_digests"] = list(self.hr_images), list(self.hr_image_digests)
             out["hr_image_version"] = user_specimens.VERSION  # datasets made before the defect repair are remade
-            if self.hr_image_channel is None:  # keys that did not exist keep old datasets' keys
-                del out["hr_image_channel"]
+            for key in ("hr_image_channel", "hr_image_blur_fwhm_nm"):
+                if out[key] is None:  # keys that did not exist keep old datasets' keys
+                    del out[key]
         else:  # datasets without them keep the keys they had before the option existed
-            for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel"):
+            for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel", "hr_image_blur_fwhm_nm"):
                 del out[key]
         if self.hr_target == "acquired":  # the datasets made before the option keep their keys
             del out["hr_target"]
@@ -376,6 +378,9 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
     user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where, channel, rendering=hr.rendering)
+    blur = c.get("hr_image_blur_fwhm_nm")
+    if blur is not None and (isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 < blur < math.inf):
+        raise SrlabError(f"{where}.hr_image_blur_fwhm_nm={blur}: a FWHM in nm > 0 (or null: the block's PSFs)")
     fine = c["specimen_pixel_size_nm"]
     finest = min(hr.fwhm_nm, lr.fwhm_nm) if image_lr else hr.fwhm_nm
     if fine is None:
@@ -393,6 +398,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           defocus_nm=float(c["defocus_nm"]), seed=int(c["seed"]), image_lr=image_lr,
                           hr_images=hr_images, hr_image_digests=digests,
                           hr_image_share=float(c["hr_image_share"]), hr_image_channel=channel,
+                          hr_image_blur_fwhm_nm=None if blur is None else float(blur),
                           hr_target=hr_target, **ranges)
 
 

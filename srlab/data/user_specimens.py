@@ -20,7 +20,10 @@ modalities instead of a generic degradation::
 * ``G_rel``: the Gaussian of FWHM √(FWHM_LR² − FWHM_HR²) between cameras, less the s × s integration
   where the pixels are scanned (:func:`srlab.data.physics.pair_blur`, the law every consumer of a
   block's relative blur uses: exact for Gaussian PSFs, the Gaussian of the same FWHM for an Airy or
-  confocal one);
+  confocal one) — or, where the block sets ``hr_image_blur_fwhm_nm`` (opt-in; ``srlab calibrate`` reads
+  the blur between the user's LR and HR images off their spectra, :mod:`srlab.calibration.relative_blur`,
+  and prints it), the Gaussian of that FWHM; the synthetic pairs, whose PSFs are Gaussian, keep the
+  quadrature;
 * ``area_s``: the mean over s×s HR pixels, so that LR pixel ``i`` covers HR pixels ``s·i … s·i+s−1`` (the
   simulator's pairing). For a scanning LR modality this is the blurred image at the block's centre to
   within the blur's curvature over one HR pixel, small for a blur several pixels wide;
@@ -255,7 +258,10 @@ def draws_per_image(spec: SimulationSpec, images: list[tuple[np.ndarray, np.ndar
 
 
 def lr_expected(spec: SimulationSpec, hr_photons: np.ndarray) -> np.ndarray:
-    """Expected LR photons per pixel of an HR image in photons above its background (the model above)."""
+    """Expected LR photons per pixel of an HR image in photons above its background (the model above):
+    blurred by ``hr_image_blur_fwhm_nm`` where the block sets it (e.g. the blur that ``srlab calibrate``
+    reads between the user's LR and HR images: a real PSF need not be the Gaussian whose FWHMs
+    :func:`~srlab.data.physics.pair_blur` puts in quadrature), else by the block's two PSFs."""
     from srlab.data.physics import pair_blur
     from srlab.data.simulate import calibrate
     from srlab.optics.kernels import downsample, gaussian_blur
@@ -264,8 +270,8 @@ def lr_expected(spec: SimulationSpec, hr_photons: np.ndarray) -> np.ndarray:
     if not spec.lr.fwhm_nm > spec.hr.fwhm_nm:
         raise SrlabError(f"data.simulation.hr_images: the LR PSF ({spec.lr.fwhm_nm:.0f} nm) is not wider than the "
                          f"HR PSF ({spec.hr.fwhm_nm:.0f} nm), so the LR image cannot be made from the HR one")
-    blur = pair_blur(spec)
-    sigma_px = blur.fwhm_nm / FWHM_PER_SIGMA / blur.hr_pixel_size_nm
+    fwhm_nm = spec.hr_image_blur_fwhm_nm if spec.hr_image_blur_fwhm_nm is not None else pair_blur(spec).fwhm_nm
+    sigma_px = fwhm_nm / FWHM_PER_SIGMA / spec.hr.pixel_size_nm
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(hr_photons, np.float32))[None, None]
         low = downsample(gaussian_blur(x, sigma_px), spec.scale, "area")[0, 0].numpy()
