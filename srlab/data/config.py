@@ -111,6 +111,10 @@ class SimulationConfig:
     # null: the block's two PSFs in quadrature (srlab.data.physics.pair_blur). Opt-in: srlab calibrate prints
     # the blur read off the LR and HR images' spectra (srlab.calibration.relative_blur), does not write it
     hr_image_blur_fwhm_nm: float | None = None
+    # The share of each hr_images image's photons its LR is made of, the rest its target (independent noise;
+    # srlab.data.user_specimens.pairs); auto: halves for a photon-counting HR detector, the whole image for a
+    # camera (srlab.data.simulate.AUTO_PHOTON_SPLIT); null: the whole image for both (before 2026-12-07)
+    hr_image_photon_split: Any = "auto"
     # The HR images the networks learn: "acquired" (through the HR detector: shot noise, camera) or
     # "noise_free" (the detector's expected photons, what the target microscope resolves; the user's own
     # hr_images stay as acquired); "auto": noise_free for a rendering of localizations (STORM) without

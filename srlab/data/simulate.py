@@ -76,6 +76,16 @@ HR_TARGETS = ("acquired", "noise_free")
 AUTO_HR_TARGET = "auto"
 
 
+#: ``simulation.hr_image_photon_split: auto`` (the default): the user's HR images are split in halves of
+#: their photons (:func:`srlab.data.user_specimens.pairs`) where the HR detector counts photons — binomial
+#: thinning is exact there, and on pySTED's photon-poor STED (~24 photons) the split lifted every
+#: ``--hr``-specimen row over three trainings (+0.14 to +0.16 dB, SSIM −0.003) — and not for a camera: on
+#: psfmodels' SIM camera images (~150 photons; the split exact to second order only) it cost SSIM in every
+#: one of 12 training/row pairs (−0.045 / −0.080 for ``rl_edsr`` / ``edsr`` with ``--tta``). docs/calibration.md.
+AUTO_PHOTON_SPLIT = "auto"
+AUTO_SPLIT_SHARE = 0.5
+
+
 def hr_target_for(hr: Modality, hr_images: Sequence[str]) -> str:
     """What ``hr_target: auto`` trains on for the HR modality ``hr``.
 
@@ -239,6 +249,7 @@ class SimulationSpec:
     hr_image_share: float = HR_IMAGE_SHARE
     hr_image_channel: int | None = None  # the channel of multi-channel hr_images files
     hr_image_blur_fwhm_nm: float | None = None  # the blur that makes their LR; None: pair_blur (the PSFs)
+    hr_image_photon_split: float | None = None  # LR of this share of their photons, target the rest; None: whole
     hr_target: str = "acquired"  # HR_TARGETS: what hr/ holds
 
     @property
@@ -273,7 +284,8 @@ class SimulationSpec:
                 if out[key] is None:  # keys that did not exist keep old datasets' keys
                     del out[key]
         else:  # datasets without them keep the keys they had before the option existed
-            for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel", "hr_image_blur_fwhm_nm"):
+            for key in ("hr_images", "hr_image_digests", "hr_image_share", "hr_image_channel", "hr_image_blur_fwhm_nm",
+                        "hr_image_photon_split"):
                 del out[key]
         if self.hr_target == "acquired":  # the datasets made before the option keep their keys
             del out["hr_target"]
@@ -378,6 +390,13 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
         raise SrlabError(f"{where}.hr_image_channel={channel}: a channel index >= 0 (or null)")
     user_specimens.check_images(hr_images, hr.pixel_size_nm, scale, where, channel, rendering=hr.rendering)
+    split = c.get("hr_image_photon_split", AUTO_PHOTON_SPLIT)
+    if split == AUTO_PHOTON_SPLIT:
+        split = AUTO_SPLIT_SHARE if hr.camera.kind == "counting" and not hr.rendering else None
+    elif split is not None and (isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1):
+        raise SrlabError(f"{where}.hr_image_photon_split={split}: a share of the photons in (0, 1), auto (a photon "
+                         f"counter's images split in halves, a camera's not) or null (the whole image for LR and "
+                         f"target)")
     blur = c.get("hr_image_blur_fwhm_nm")
     if blur is not None and (isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 < blur < math.inf):
         raise SrlabError(f"{where}.hr_image_blur_fwhm_nm={blur}: a FWHM in nm > 0 (or null: the block's PSFs)")
@@ -399,6 +418,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
                           hr_images=hr_images, hr_image_digests=digests,
                           hr_image_share=float(c["hr_image_share"]), hr_image_channel=channel,
                           hr_image_blur_fwhm_nm=None if blur is None else float(blur),
+                          hr_image_photon_split=None if split is None else float(split),
                           hr_target=hr_target, **ranges)
 
 

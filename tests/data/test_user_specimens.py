@@ -45,9 +45,11 @@ def test_lr_made_from_an_hr_image_is_the_simulators_lr_of_that_specimen(index):
 
 
 def test_dataset_holds_the_hr_images_with_independent_lr_draws(tmp_path, monkeypatch):
+    """Without the photon split (``hr_image_photon_split: null``): the LR of the whole image, the image as
+    acquired for target."""
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "cache"))
     files = _hr_files(tmp_path)
-    root, spec = sim.simulated_dataset({**GAUSSIAN, "hr_images": files}, scale=2)
+    root, spec = sim.simulated_dataset({**GAUSSIAN, "hr_images": files, "hr_image_photon_split": None}, scale=2)
     plain, _ = sim.simulated_dataset(GAUSSIAN, scale=2)
     assert root != plain and spec.hr_images == tuple(files)
     # share 0.5 of the HR pixels: 6 synthetic images of 96² against 2 of 96² -> 3 draws each
@@ -63,7 +65,46 @@ def test_dataset_holds_the_hr_images_with_independent_lr_draws(tmp_path, monkeyp
     assert abs(residual.mean()) < 0.05 and residual.std() == pytest.approx(1.0, abs=0.1)
     # an edited image makes another dataset
     write_tiff(files[0], source[::-1].copy(), pixel_size_nm=20.0)
-    assert sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2).key() != spec.key()
+    assert sim.resolve_simulation({**GAUSSIAN, "hr_images": files, "hr_image_photon_split": None},
+                                  scale=2).key() != spec.key()
+
+
+def _coupling(spec, lr: np.ndarray, target: np.ndarray) -> float:
+    """Correlation of the LR image with its target as the LR microscope would see it (blurred, binned)."""
+    seen = user_specimens.lr_expected(spec, spec.hr.camera.backward(target) - spec.hr.background_photons)
+    inner = (slice(6, -6),) * 2  # away from the blur's border
+    return float(np.corrcoef(lr[inner].ravel(), seen[inner].ravel())[0, 1])
+
+
+def test_the_photon_split_makes_the_lr_and_its_target_of_independent_noise(tmp_path):
+    """The default for a photon counter (``hr_image_photon_split: auto`` -> 0.5): each slice is one binomial split of the image's photons,
+    the LR imaged from one half, the other the target. On a flat field of photon counts (a STED counter),
+    where everything the two share is noise, the LR of the whole image follows its target's noise
+    (the coupling a network can learn), the split's does not; the targets are unbiased (their mean is the
+    image), each of them a fresh half."""
+    flat = np.random.default_rng(0).poisson(20.0, (96, 96)).astype(np.uint16)
+    files = [str(write_tiff(tmp_path / "flat.tif", flat, pixel_size_nm=20.0))]
+    whole = sim.resolve_simulation({**GAUSSIAN, "hr_images": files, "hr_image_photon_split": None}, scale=2)
+    split = sim.resolve_simulation({**GAUSSIAN, "hr_images": files}, scale=2)
+    assert split.hr_image_photon_split == 0.5 and whole.key() != split.key()
+    (_, lr_whole, hr_whole), = user_specimens.pairs(whole)
+    (_, lr_split, hr_split), = user_specimens.pairs(split)
+    assert lr_split.shape == lr_whole.shape and hr_split.shape == hr_whole.shape
+    coupled = [_coupling(whole, a, b) for a, b in zip(lr_whole, hr_whole)]
+    independent = [_coupling(split, a, b) for a, b in zip(lr_split, hr_split)]
+    # 36² LR pixels each: a correlation's standard error is ~0.03 (whole: 0.09-0.16, split: |r| < 0.05)
+    assert np.mean(coupled) > 0.1 and min(coupled) > 0.05, coupled
+    assert abs(np.mean(independent)) < 0.03 and max(abs(c) for c in independent) < 0.08, independent
+    assert not np.array_equal(hr_split[0], hr_split[1]) and not np.array_equal(hr_split[0], flat)
+    assert hr_split.mean() == pytest.approx(float(flat.mean()), rel=0.01)
+    (_, lr_again, hr_again), = user_specimens.pairs(split)  # the dataset's seed decides the splits
+    np.testing.assert_array_equal(hr_again, hr_split)
+    np.testing.assert_array_equal(lr_again, lr_split)
+    with pytest.raises(SrlabError, match="hr_image_photon_split=1"):
+        sim.resolve_simulation({**GAUSSIAN, "hr_images": files, "hr_image_photon_split": 1}, scale=2)
+    # auto splits a photon counter's images (the STED above), not a camera's (measured: docs/calibration.md)
+    assert sim.resolve_simulation(SIM_CAMERA, scale=2).hr_image_photon_split is None
+    assert sim.resolve_simulation({**SIM_CAMERA, "hr_image_photon_split": 0.5}, scale=2).hr_image_photon_split == 0.5
 
 
 def test_hr_images_train_only_and_are_described(tmp_path, monkeypatch, cfg_factory):
@@ -147,6 +188,7 @@ def test_hr_images_enter_without_their_padding_and_hot_pixels(tmp_path, monkeypa
     spec = sim.resolve_simulation(SIM_CAMERA, scale=2)
     clean = sim.Imager(spec).image(3)["hr"]
     px = spec.hr.pixel_size_nm
+    whole = {"hr_image_photon_split": None}  # the target is then the repaired image itself
     clean_file = str(write_tiff(tmp_path / "clean.tif", clean, pixel_size_nm=px))
     (as_is, _), = user_specimens.load_hr(sim.resolve_simulation({**SIM_CAMERA, "hr_images": [clean_file]}, scale=2))
     np.testing.assert_array_equal(as_is, clean)  # nothing taken for a defect in a clean image
@@ -156,7 +198,7 @@ def test_hr_images_enter_without_their_padding_and_hot_pixels(tmp_path, monkeypa
     hot = (np.array([5, 40, 41, 90]), np.array([7, 30, 60, 0]))  # one on the border
     defective[hot] = [60000, 9000, 65535, 30000]
     path = str(write_tiff(tmp_path / "padded.tif", defective, pixel_size_nm=px))
-    root, spec = sim.simulated_dataset({**SIM_CAMERA, "hr_images": [path]}, scale=2)
+    root, spec = sim.simulated_dataset({**SIM_CAMERA, "hr_images": [path], **whole}, scale=2)
     (acquired, photons), = user_specimens.load_hr(spec)
     width = (70 - FILL_MARGIN_PX) // 2 * 2
     assert acquired.shape == (96, width)
