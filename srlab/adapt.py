@@ -90,9 +90,11 @@ HAZE_NEGLIGIBLE = 0.05
 class BlockHaze:
     """The out-of-focus haze a data block's simulation puts into its LR images, as :func:`forward_haze`
     judges it: the largest haze fraction, its layer's defocus, each modality's name and axial weight there,
-    the σ (LR pixels) it is smooth on, and whether a consistency fit takes it (``fitted``; ``reason`` when not)."""
+    the σ (LR pixels) it is smooth on, and whether a consistency fit takes it (``fitted``; ``reason`` when not).
+    ``amount`` is the top of the per-image range ``lowest``–``amount``."""
 
     amount: float
+    lowest: float
     defocus_nm: float
     lr_name: str
     hr_name: str
@@ -120,7 +122,7 @@ def block_haze(data: DictConfig) -> BlockHaze | None:
     if spec is None:
         return None
     lr, hr = spec.lr, spec.hr
-    haze = max(spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction))
+    lowest, haze = spec.haze_range or (spec.out_of_focus_fraction, spec.out_of_focus_fraction)
     weights = lr.axial_weight(spec.defocus_nm), hr.axial_weight(spec.defocus_nm)
     psf_nm, defocus_nm = lr.fwhm_nm / FWHM_PER_SIGMA, lr.defocus_sigma_nm(spec.defocus_nm)
     sigma_px = (psf_nm**2 + defocus_nm**2) ** 0.5 / lr.pixel_size_nm
@@ -128,7 +130,7 @@ def block_haze(data: DictConfig) -> BlockHaze | None:
     reason = ("the two modalities collect about as much of it" if haze * (weights[0] - weights[1]) < HAZE_NEGLIGIBLE
               else "blurred so little that it cannot be told from structure" if sigma_px < MIN_HAZE_SIGMA_PX
               else None)
-    return BlockHaze(haze, spec.defocus_nm, lr.name, hr.name, weights[0], weights[1], sigma_px, psf_nm, defocus_nm,
+    return BlockHaze(haze, lowest, spec.defocus_nm, lr.name, hr.name, weights[0], weights[1], sigma_px, psf_nm, defocus_nm,
                      reason)
 
 

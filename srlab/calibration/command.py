@@ -99,14 +99,11 @@ def haze_line(block_path: Path, prior: str) -> str | None:
 
     from srlab.adapt import block_haze
     from srlab.config import _read_yaml
-    from srlab.data.physics import simulated_pairs
 
-    data = OmegaConf.create(_read_yaml(block_path))
-    haze = block_haze(data)
+    haze = block_haze(OmegaConf.create(_read_yaml(block_path)))
     if haze is None or haze.amount <= 0:
         return None
-    spec = simulated_pairs(data)
-    lo, hi = spec.haze_range or (haze.amount, haze.amount)
+    lo, hi = haze.lowest, haze.amount
     adapt = (f"srlab adapt fits it as a background as smooth as σ {haze.sigma_px:.2f} LR px" if haze.fitted
              else f"srlab adapt does not fit it ({haze.reason})")
     amount = f"{hi:g}×" if lo == hi else f"{lo:g}–{hi:g}×"
