@@ -185,18 +185,20 @@ def forward_photon_split(data: DictConfig) -> tuple[dict[str, float], str] | Non
 
 
 def _data_block(block: str) -> dict[str, Any]:
-    from srlab.config import EXPERIMENTS_DIR, _read_yaml
+    """A data block by name, looked up as ``data=NAME`` is (the user's ``./experiments/data`` and
+    ``$SRLAB_EXPERIMENTS`` before srlab's own: :func:`srlab.config.find_config`), or a ``.yaml`` path."""
+    from srlab.config import EXPERIMENTS_DIR, _read_yaml, _stems, find_config
 
     path = Path(block)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise SrlabError(f"--data {block}: no such file")
         return _read_yaml(path)
-    path = EXPERIMENTS_DIR / "data" / f"{block}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in (EXPERIMENTS_DIR / "data").glob("*.yaml"))
-        raise SrlabError(f"--data {block}: unknown data block; valid: {', '.join(choices)} (or a .yaml file)")
-    return _read_yaml(path)
+    found = find_config(f"data/{block}.yaml")
+    if found is None:
+        valid = ", ".join(_stems("data", EXPERIMENTS_DIR))
+        raise SrlabError(f"--data {block}: unknown data block; valid: {valid} (or a .yaml file)")
+    return _read_yaml(found)
 
 
 def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str | Path, *,

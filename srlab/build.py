@@ -327,8 +327,11 @@ def check_paradigm_data(cfg: DictConfig, *, testing: bool = False) -> None:
                              f"{' or '.join(sorted(tasks))} data; test it on a block of its own task")
     elif accepted and family not in accepted:
         kinds = sorted(k for k in DATAMODULES.names() if DATAMODULES.entry(k).family in accepted)
+        # a simulator block (srlab calibrate's) also makes unpaired sets: its specimens' LR and HR apart
+        convert = ("; add data.kind=unpaired to draw them from this block's simulation"
+                   if cfg.data.get("simulation") and "unpaired" in kinds else "")
         raise SrlabError(f"paradigm '{cfg.paradigm.name}' cannot train on data.kind={cfg.data.kind} ({family} data); "
-                         f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)})")
+                         f"it takes {' or '.join(accepted)} data (data.kind: {', '.join(kinds)}){convert}")
     check_model_data(cfg.model.name, family, cfg.data.kind)
     scales = [int(v) for v in cfg.data.get("scales") or []]
     if scales and "scales" not in models.NETWORKS.parameters(cfg.model.name):  # batches carry their scale

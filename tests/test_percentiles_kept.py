@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from srlab import compare as cmp
 from srlab.adapt import adaptation_config
 from srlab.compare import evaluate
 from srlab.config import load_experiment
+from srlab.errors import SrlabError
 from srlab.experiment import config_for_test
 from tests.data.test_real_lr import write_real_lr
 
@@ -62,3 +64,21 @@ def test_adapt_with_another_data_block_keeps_the_runs_percentiles(tmp_path: Path
     assert cfg.data.simulation.n_images == 16  # the anchor's images are the block's
     given = adaptation_config(source, ckpt, real, data_block="sim_smoke", overrides=["data.high_percentile=99"])
     assert _percentiles(given.data) == (2, 99)
+
+
+def test_adapt_finds_the_users_own_block_by_name_as_data_does(tmp_path: Path, monkeypatch):
+    """``--data mycal`` looks where ``data=mycal`` does: the user's ``./experiments/data`` (what ``srlab
+    calibrate --out experiments/data/mycal.yaml`` writes) before srlab's own blocks — it used to look in
+    srlab's folder alone, so the guide's ``srlab adapt RUN raw/ --data mycal`` failed outside a checkout."""
+    from srlab.config import EXPERIMENTS_DIR
+
+    block = yaml.safe_load((EXPERIMENTS_DIR / "data" / "sim_smoke.yaml").read_text())
+    block["simulation"]["n_images"] = 12
+    (tmp_path / "experiments" / "data").mkdir(parents=True)
+    (tmp_path / "experiments" / "data" / "mycal.yaml").write_text(yaml.safe_dump(block))
+    monkeypatch.chdir(tmp_path)
+    real, source = write_real_lr(tmp_path / "real", n=1, size=48), load_experiment("edsr_smoke", TRAINED_AT)
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert adaptation_config(source, ckpt, real, data_block="mycal").data.simulation.n_images == 12
+    with pytest.raises(SrlabError, match=r"--data mycl: unknown data block; valid: .*\bmycal\b"):
+        adaptation_config(source, ckpt, real, data_block="mycl")

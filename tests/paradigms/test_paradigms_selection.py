@@ -69,6 +69,8 @@ def test_bulat_discriminators_are_spectrally_normalized():
     (["edsr_sted", "data=unpaired_sted"], "paradigm 'supervised' cannot train on data.kind=unpaired"),
     (["srgan_sted", "data=unpaired_sted"], "paradigm 'gan' cannot train on data.kind=unpaired"),
     (["bulat_sted", "data=sim_sted"], "paradigm 'degradation_gan' cannot train on data.kind=simulated"),
+    # a calibrated (simulator) block is one override away from the unpaired sets the paradigm takes
+    (["bulat_sted", "data=sim_sted"], "; add data.kind=unpaired to draw them from this block's simulation"),
     (["deepstorm_tubes", "data=sim_sted"], "paradigm 'localization' cannot train on data.kind=simulated"),
 ])
 def test_paradigm_refuses_data_it_cannot_train_on(args, message, capsys, tmp_path):
