@@ -1,6 +1,6 @@
 # srlab — two commands on a fresh machine:  make exp NAME=edsr_smoke   and   make test
-# The pinned torch is installed first so pip never resolves torch to a multi-GB CUDA build;
-# override with e.g. `make exp NAME=... TORCH=2.5.1` (or TORCH_INDEX=... for a CUDA wheel index).
+# The pinned torch is installed first, so that srlab's requirements never pull a second (multi-GB) build;
+# which build is pip's choice: TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU one, or a CUDA index.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= 2.13.0
