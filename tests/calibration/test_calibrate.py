@@ -92,6 +92,18 @@ def test_cli_writes_a_block_that_simulates_and_validates(real_folder: Path, tmp_
     build.validate(cfg)
     spec = resolve_simulation(cfg.data.simulation, scale=cfg.data.scale)
     assert spec.lr.fwhm_nm == lr["psf_fwhm_nm"] and spec.hr.modality == "sim"
+    # The degradation GAN takes the block as unpaired sets, the user's images as its training LR (the guide's
+    # `make exp NAME=bulat_sted ARGS="data=mycal data.kind=unpaired data.real_lr=raw/ profile=quick"`)
+    from srlab.data import build_datamodule
+
+    bulat = load_experiment("bulat_sted", ["data=mycal", "data.kind=unpaired", f"data.real_lr={real_folder}",
+                                           "profile=quick", "data.simulation.n_images=6"], root=root)
+    build.validate(bulat)
+    dm = build_datamodule(bulat.data, seed=0)
+    dm.setup()
+    assert dm.split_sources["train_lr"] == [f"real_lr/cell{k}" for k in range(4)]
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["lr"].shape[-1] == 24 and batch["hr"].shape[-1] == 48
     # Never overwrites silently.
     assert _run(*sorted(real_folder.glob("*.tif")), "--out", out) == 2
     assert "--overwrite" in capsys.readouterr().err
