@@ -142,6 +142,9 @@ def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[
     (existing, or ending in /) takes ``<stem>_sr.tif`` per input. Existing outputs are refused (all checked
     before anything is computed)."""
     out = Path(output)
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():  # mkdir would fail after the network was loaded (ENOTDIR)
+        raise SrlabError(f"-o {output}: {above} is a file, not a folder")
     if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
         return [(inputs[0], out)], False  # predict_file checks the single output itself
     if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in (".tif", ".tiff")):
@@ -149,16 +152,28 @@ def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[
         raise SrlabError(f"-o {output}: {what}; with {len(inputs)} inputs -o names an output folder")
     pairs = [(p, out / _sr_name(p)) for p in inputs]
     clash: dict[Path, Path] = {}
+    named = {p.resolve(): p for p in inputs}
     for source, target in pairs:
         if target in clash:
             raise SrlabError(f"{clash[target]} and {source} would both be written to {target}; predict them "
                              f"into separate folders")
         clash[target] = source
+        if target.resolve() in named:
+            # -o the input folder a second time: last call's a_sr.tif is an input now, and a's output
+            raise SrlabError(f"{named[target.resolve()]} is one of the inputs and would be replaced by the output "
+                             f"of {source}; predict into another folder, or leave the earlier outputs out")
     existing = [t for _, t in pairs if t.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise SrlabError(f"output '{existing[0]}'{more} already exists; pass --overwrite to replace it")
     return pairs, True
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a refused call made (deepest first), where they are still empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -197,7 +212,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         network, card = at_scale(network, card, args.scale)
         provenance["scale"] = card.scale
     network = network.to(device)
+    made: list[Path] = []  # the folders this call makes, removed again if no input is predicted
     if batch:
+        made = [p for p in (Path(args.output), *Path(args.output).parents) if not p.exists()]
         Path(args.output).mkdir(parents=True, exist_ok=True)
     failed = 0
     for source, target in pairs:
@@ -221,7 +238,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                        train_pixel_size_nm=card.lr_pixel_size_nm, pixel_size_nm=args.pixel_size_nm,
                                        pixel_policy=policy, provenance={**provenance, "input": str(source)})
             except SrlabError as err:
-                if not batch:
+                if len(pairs) == 1:  # its one line is the answer
+                    _remove_empty(made)
                     raise
                 failed += 1
                 print(f"srlab: error: {err}", file=sys.stderr)
@@ -230,6 +248,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PredictNote)):
             print(f"srlab: note: {message}", file=sys.stderr)
         print(f"srlab: {source} -> {out} (x{card.scale}, intensities in the input's units)")
+    if failed == len(pairs):
+        _remove_empty(made)
+        raise SrlabError(f"none of the {failed} inputs predicted (see above); nothing written")
     if failed:
         raise SrlabError(f"{failed} of {len(pairs)} input(s) not predicted (see above); the others were written")
     return 0

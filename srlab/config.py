@@ -228,8 +228,11 @@ def list_groups(root: Path = EXPERIMENTS_DIR) -> dict[str, list[str]]:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             content = yaml.safe_load(fh)
+    except UnicodeDecodeError as err:
+        # re-saved in Latin-1 / cp1252, or UTF-16 from a shell redirect: YAML files are UTF-8
+        raise SrlabError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

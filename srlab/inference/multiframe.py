@@ -28,7 +28,7 @@ from srlab.data.defects import clean_channel
 from srlab.data.io import read_tiff
 from srlab.data.multiframe import estimate_stack_shifts, reference_frame
 from srlab.errors import SrlabError
-from srlab.inference.predict import note_defects, pixel_size_zoom
+from srlab.inference.predict import check_output_path, note_defects, pixel_size_zoom
 from srlab.inference.tiling import iter_tiled_bands
 
 
@@ -68,12 +68,7 @@ def predict_frames_file(network: nn.Module, card: Any, input_path: str | os.Path
     """Predict one HR image (float32 ImageJ TIFF) from the T-stack ``input_path``; returns the output path.
     Nothing is written when the input is refused; the file appears only when complete."""
     input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise SrlabError(f"input image '{input_path}' does not exist")
-    if output_path.exists() and not overwrite:
-        raise SrlabError(f"output '{output_path}' already exists; pass --overwrite to replace it")
-    if not output_path.parent.is_dir():
-        raise SrlabError(f"output folder '{output_path.parent}' does not exist")
+    check_output_path(input_path, output_path, overwrite)  # as a single image's (it lacked "is the input")
     if tta:
         raise SrlabError("--tta is not available for multi-frame runs (a flip would change the frames' shifts)")
     if pixel_policy == "rescale":

@@ -122,6 +122,22 @@ def _output_scale(scales: list[IntensityScale], out_channels: int, c: int) -> In
     return IntensityScale(float(np.mean([s.low for s in scales])), float(np.mean([s.high for s in scales])))
 
 
+def check_output_path(input_path: Path, output_path: Path, overwrite: bool) -> None:
+    """One input's output, checked before anything is read: the input exists, the output is not a folder,
+    not an existing file unless ``overwrite``, never the input itself, and its folder exists."""
+    if not input_path.is_file():
+        raise SrlabError(f"input image '{input_path}' does not exist")
+    if output_path.is_dir():
+        raise SrlabError(f"output '{output_path}' is a folder; -o names the output TIFF file, e.g. "
+                         f"{output_path / (input_path.stem + '_sr.tif')}")
+    if output_path.exists() and not overwrite:
+        raise SrlabError(f"output '{output_path}' already exists; pass --overwrite to replace it")
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise SrlabError(f"output '{output_path}' is the input file; choose another output path")
+    if not output_path.parent.is_dir():
+        raise SrlabError(f"output folder '{output_path.parent}' does not exist")
+
+
 def check_percentiles(low: float, high: float) -> None:
     if not 0.0 <= low < high <= 100.0:
         raise SrlabError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
@@ -394,17 +410,7 @@ def predict_file(network: nn.Module, scale: int, input_path: str | os.PathLike, 
     """
     input_path = Path(input_path)
     output_path = Path(output_path)
-    if not input_path.is_file():
-        raise SrlabError(f"input image '{input_path}' does not exist")
-    if output_path.is_dir():
-        raise SrlabError(f"output '{output_path}' is a folder; -o names the output TIFF file, e.g. "
-                         f"{output_path / (input_path.stem + '_sr.tif')}")
-    if output_path.exists() and not overwrite:
-        raise SrlabError(f"output '{output_path}' already exists; pass --overwrite to replace it")
-    if output_path.exists() and output_path.resolve() == input_path.resolve():
-        raise SrlabError(f"output '{output_path}' is the input file; choose another output path")
-    if not output_path.parent.is_dir():
-        raise SrlabError(f"output folder '{output_path.parent}' does not exist")
+    check_output_path(input_path, output_path, overwrite)
     if pixel_size_nm is not None and not pixel_size_nm > 0:
         raise SrlabError(f"--pixel-size-nm {pixel_size_nm:g}: must be > 0")
 

@@ -214,6 +214,28 @@ def _predict_two_into_a_file(c: Case) -> list[str]:
     return ["predict", str(c.run), str(c.image("a.tif")), str(c.image("b.tif")), "-o", str(mine), "--overwrite"]
 
 
+def _predict_under_a_file(c: Case) -> list[str]:
+    """An output folder below an existing file: refused before the network is loaded (mkdir's ENOTDIR)."""
+    notes = c.tmp / "notes.txt"
+    notes.write_text("mine")
+    return ["predict", str(c.run), str(c.image("a.tif")), str(c.image("b.tif")), "-o", f"{notes}/out/"]
+
+
+def _predict_into_the_input_folder_again(c: Case) -> list[str]:
+    """``-o`` the input folder a second time: the first call's ``a_sr.tif`` is an input and ``a``'s output."""
+    raw = c.tmp / "raw"
+    raw.mkdir()
+    c.image("raw/a.tif"), c.image("raw/a_sr.tif")
+    return ["predict", str(c.run), str(raw), "-o", f"{raw}/", "--overwrite"]
+
+
+def _block_not_utf8(c: Case) -> list[str]:
+    """A data block re-saved in Latin-1 (an editor's default on some systems): one line, not a traceback."""
+    block = c.tmp / "mycal.yaml"
+    block.write_bytes("# measured at 40 \xb5m\nkind: simulated\n".encode("latin-1"))
+    return ["show", "edsr_smoke", f"data={block}"]
+
+
 def _predict_disk_full(c: Case) -> list[str]:
     c.monkeypatch.setattr(os, "pwrite", disk_full_pwrite)
     return _predict(lambda c: c.image())(c)
@@ -294,7 +316,11 @@ ROWS = [
         needs_run=True),
     Row("predict_several_into_a_file", _predict_two_into_a_file, 2,
         "mine.tif: is a file; with 2 inputs -o names an output folder", needs_run=True),
+    Row("predict_under_a_file", _predict_under_a_file, 2, "notes.txt is a file, not a folder", needs_run=True),
+    Row("predict_into_the_input_folder_again", _predict_into_the_input_folder_again, 2,
+        "a_sr.tif is one of the inputs and would be replaced by the output of", needs_run=True),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
+    Row("block_not_utf8", _block_not_utf8, 2, "mycal.yaml: not UTF-8 text (byte 17: invalid start byte)"),
     # 7. the file system refuses a write: exit 1, the path and the reason
     Row("train_disk_full", _train_disk_full, 1, ".ckpt: no space left on device"),
     Row("train_read_only_runs_dir", _train_read_only_runs_dir, 1, "read-only file system"),
@@ -362,6 +388,26 @@ def test_nan_policy_fill_predicts_a_finite_image(trained_run, tmp_path, capsys):
     assert cli.main(["predict", str(trained_run), str(reference), "-o", str(tmp_path / "ref_sr.tif"),
                      "--quiet"]) == 0
     np.testing.assert_allclose(result, tifffile.imread(tmp_path / "ref_sr.tif"), rtol=1e-5, atol=1e-5)
+
+
+def test_a_batch_whose_every_input_is_refused_leaves_no_output_folder(trained_run, tmp_path, capsys):
+    """Each refusal has its line, then one saying nothing was written — and the folders the call made are
+    gone again (it said "the others were written" and left an empty folder)."""
+    image = np.random.default_rng(0).random((24, 28)).astype(np.float32)
+    image[3, 4] = np.nan
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, image)
+    out = tmp_path / "new" / "sr"
+    argv = ["predict", str(trained_run), str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", f"{out}/", "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all("NaN or infinite" in line for line in err[:2]), err
+    assert err[2] == "srlab: error: none of the 2 inputs predicted (see above); nothing written"
+    assert not (tmp_path / "new").exists()
+    # one input into a folder: its own line is the answer
+    assert cli.main(["predict", str(trained_run), str(tmp_path / "a.tif"), "-o", f"{out}/", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0] and not (tmp_path / "new").exists()
 
 
 def test_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -42,6 +42,13 @@ def test_multiframe_run_predicts_one_image_from_a_stack(tmp_path: Path, capsys) 
     assert main(["predict", str(run), str(single), "-o", str(tmp_path / "no.tif")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "takes a stack of 4 frames" in err[0] and not (tmp_path / "no.tif").exists()
+    # the stack as its own output, even with --overwrite: refused, the user's stack untouched (the
+    # single-image path refused it; the multi-frame one replaced the stack with its prediction)
+    before = (tmp_path / "padded.tif").read_bytes()
+    assert main(["predict", str(run), str(tmp_path / "padded.tif"), "-o", str(tmp_path / "padded.tif"),
+                 "--overwrite"]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert (tmp_path / "padded.tif").read_bytes() == before
 
 
 def test_multiframe_model_on_single_images_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
