@@ -141,10 +141,10 @@ def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[
     """(input, output) pairs and whether ``-o`` names a folder: ``-o FILE`` for one input; ``-o FOLDER``
     (existing, or ending in /) takes ``<stem>_sr.tif`` per input. Existing outputs are refused (all checked
     before anything is computed)."""
+    from srlab.runs import check_folder_can_be_made
+
     out = Path(output)
-    above = next((p for p in out.parents if p.exists()), None)
-    if above is not None and not above.is_dir():  # mkdir would fail after the network was loaded (ENOTDIR)
-        raise SrlabError(f"-o {output}: {above} is a file, not a folder")
+    check_folder_can_be_made(out, "-o")
     if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
         return [(inputs[0], out)], False  # predict_file checks the single output itself
     if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in (".tif", ".tiff")):

@@ -107,6 +107,14 @@ def check_writable(folder: Path) -> None:
     Path(tmp).unlink()
 
 
+def check_folder_can_be_made(folder: Path, flag: str) -> None:
+    """One line when a file stands on ``folder``'s path (``flag``: the option that named it): ``mkdir`` would
+    fail with ENOTDIR, after the work it was to hold had been done."""
+    above = next((p for p in Path(folder).parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise SrlabError(f"{flag} {folder}: {above} is a file, not a folder")
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

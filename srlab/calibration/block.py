@@ -224,7 +224,7 @@ def write_block(cal: Calibration, out: str | Path, *, overwrite: bool = False) -
 def output_paths(out: str | Path, *, overwrite: bool, example: str) -> tuple[Path, Path]:
     """The block ``out`` and its figure beside it (``.png``), checked before anything is computed: a
     ``.yaml`` name (``example`` shows one), and neither file replaced without ``overwrite``."""
-    from srlab.runs import check_writable
+    from srlab.runs import check_folder_can_be_made, check_writable
 
     out = Path(out)
     figure = out.with_suffix(".png")
@@ -235,9 +235,7 @@ def output_paths(out: str | Path, *, overwrite: bool, example: str) -> tuple[Pat
             raise SrlabError(f"--out {out}: {path} is a folder; name a file (e.g. {example})")
         if path.exists() and not overwrite:
             raise SrlabError(f"{path} already exists; pass --overwrite to replace it (nothing was written)")
-    above = next((f for f in out.parents if f.exists()), None)
-    if above is not None and not above.is_dir():
-        raise SrlabError(f"--out {out}: {above} is a file, not a folder")
+    check_folder_can_be_made(out, "--out")
     try:
         check_writable(out.parent)  # a refused folder fails now, not after the measuring
     except OSError as err:

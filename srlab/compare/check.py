@@ -329,6 +329,8 @@ def summary(checks: list[PlaneCheck]) -> str:
 
 def run_check(args) -> int:
     """``srlab check INPUT OUTPUT -o DIR`` (arguments in :mod:`srlab.cli`)."""
+    from srlab.runs import check_folder_can_be_made
+
     if args.pixel_size_nm is not None and not args.pixel_size_nm > 0:
         raise SrlabError(f"--pixel-size-nm {args.pixel_size_nm}: must be > 0")
     if args.psf_fwhm_nm is not None and not args.psf_fwhm_nm >= 0:
@@ -338,6 +340,7 @@ def run_check(args) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise SrlabError(f"{out_dir}: exists and is not a folder; -o names the output folder")
+    check_folder_can_be_made(out_dir, "-o")
     file_pairs = pairs(args.input, args.sr)
     existing = [p for p in planned_files(file_pairs, out_dir) if p.exists()]
     if existing and not args.overwrite:

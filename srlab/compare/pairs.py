@@ -61,7 +61,7 @@ from srlab.metrics.image import (
     metric_keys,
     normalize_reference,
 )
-from srlab.runs import atomic_write_bytes, atomic_write_text, resolve_run_dir
+from srlab.runs import atomic_write_bytes, atomic_write_text, check_folder_can_be_made, resolve_run_dir
 
 BASELINES = ("bicubic", "richardson_lucy")
 KEYS = metric_keys()
@@ -340,6 +340,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     folder, out = Path(pairs), Path(out)
     if out.exists() and not out.is_dir():
         raise SrlabError(f"{out}: exists and is not a folder; --out names the output folder")
+    check_folder_can_be_made(out, "--out")
     existing = [str(out / f) for f in OUTPUTS if (out / f).exists()]
     if (out / "montages").is_dir() and any((out / "montages").iterdir()):
         existing.append(str(out / "montages"))

@@ -221,6 +221,17 @@ def _predict_under_a_file(c: Case) -> list[str]:
     return ["predict", str(c.run), str(c.image("a.tif")), str(c.image("b.tif")), "-o", f"{notes}/out/"]
 
 
+def _under_a_file(command: str) -> Callable[[Case], list[str]]:
+    """check's and evaluate's output folders below a file: refused before any image is computed."""
+    def argv(c: Case) -> list[str]:
+        notes = c.tmp / "notes.txt"
+        notes.write_text("mine")
+        if command == "check":
+            return ["check", str(c.image("in.tif")), str(c.image("in_sr.tif")), "-o", f"{notes}/check"]
+        return ["evaluate", "bicubic", "--pairs", str(c.pairs()), "--out", f"{notes}/report"]
+    return argv
+
+
 def _predict_into_the_input_folder_again(c: Case) -> list[str]:
     """``-o`` the input folder a second time: the first call's ``a_sr.tif`` is an input and ``a``'s output."""
     raw = c.tmp / "raw"
@@ -319,6 +330,8 @@ ROWS = [
     Row("predict_under_a_file", _predict_under_a_file, 2, "notes.txt is a file, not a folder", needs_run=True),
     Row("predict_into_the_input_folder_again", _predict_into_the_input_folder_again, 2,
         "a_sr.tif is one of the inputs and would be replaced by the output of", needs_run=True),
+    Row("check_under_a_file", _under_a_file("check"), 2, "notes.txt is a file, not a folder"),
+    Row("evaluate_under_a_file", _under_a_file("evaluate"), 2, "notes.txt is a file, not a folder"),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
     Row("block_not_utf8", _block_not_utf8, 2, "mycal.yaml: not UTF-8 text (byte 17: invalid start byte)"),
     # 7. the file system refuses a write: exit 1, the path and the reason
