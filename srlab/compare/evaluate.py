@@ -131,6 +131,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     before scoring. Also the source line, the LR pixel size and the HR images' median noise ceiling (dB;
     ``None`` where they read as noise-free or it cannot be fitted)."""
     from srlab.compare.pairs import (
+        check_registered_overlap,
         folder_scale,
         load_folder,
         measured_alignments,
@@ -148,6 +149,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
         raise SrlabError(f"test_pairs {folder}: no image pairs")
     # as srlab evaluate: an empty reference has no alignment, and takes no part in the folder's
     read_by_name = measured_alignments(images, scale)[1] if register else {}
+    check_registered_overlap(images, read_by_name)
     alignments = [read_by_name.get(im.name) for im in images]
 
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data

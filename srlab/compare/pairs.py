@@ -142,6 +142,29 @@ def measured_alignments(images: Sequence[PairedImage], scale: int) -> tuple[list
                               folder_alignments([(im.lr, im.hr) for im in measured], scale)))
 
 
+#: The fewest HR pixels a side that a registered score keeps: a move that leaves fewer is not of one field.
+MIN_REGISTERED_SIDE_PX = 16
+
+
+def check_registered_overlap(images: Sequence[PairedImage], alignments: dict[str, Any]) -> None:
+    """One line, before anything is scored, for a pair whose registration leaves fewer than
+    :data:`MIN_REGISTERED_SIDE_PX` of its HR a side once the border its move brings in is left out (two
+    fields of view, or a pair shifted by half its width: the crop was empty, a traceback from
+    ``torch.quantile`` after the earlier pairs' montages were written)."""
+    from srlab.data.registration import border_px
+
+    for image in images:
+        alignment = alignments.get(image.name)
+        if alignment is None:
+            continue
+        shape = tuple(image.hr.shape[-2:])
+        left = min(shape) - 2 * border_px(alignment, shape)
+        if left < MIN_REGISTERED_SIDE_PX:
+            raise SrlabError(f"{image.name}: registered, its LR and HR share {max(left, 0)} HR px a side (moved "
+                             f"{alignment.displacement_px(shape):.0f} px of {min(shape)}): not one field of view? "
+                             f"Leave the pair out, or score without registration")
+
+
 def folder_scale(folder: Path) -> int:
     """The scale of a paired folder from its first pair's shapes."""
     from srlab.data.datamodules import _match_folders
@@ -367,6 +390,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         return channel_normalize(image.hr, *percentiles)[0].astype(np.float32)
 
     excluded, read = measured_alignments(images, scale)
+    if register:
+        check_registered_overlap(images, read)
     measured = [im for im in images if im.name not in excluded]
     alignments: dict[str, Alignment] = {im.name: read.get(im.name, Alignment()) for im in images}
     for image in images:

@@ -240,3 +240,25 @@ def test_a_pair_without_common_structure_gets_the_translation_alone():
         fitted = fit_alignment(rng.random((side, side)), rng.random((side, side)))
         assert (fitted.zoom, fitted.rotation_deg) == (1.0, 0.0)
         assert all(np.isfinite(fitted.shift_px))
+
+
+def test_a_pair_registered_out_of_its_field_is_one_line_before_anything_is_written(tmp_path: Path):
+    """An HR of (nearly) another field — here moved by 124 of its 256 px — leaves nothing to score once the
+    border its move brings in is left out: one line naming the pair, before any montage (the crop was empty
+    and torch.quantile raised after the earlier pairs' montages were written)."""
+    import shutil
+
+    import tifffile
+
+    from srlab.errors import SrlabError
+
+    moved = shutil.copytree(_simulate(tmp_path), tmp_path / "moved")
+    last = max((moved / "hr").glob("*.tif"))
+    with tifffile.TiffFile(last) as tif:
+        hr, resolution = tif.asarray(), tif.pages[0].tags["XResolution"].value
+    tifffile.imwrite(last, np.roll(hr, 124, axis=-1), imagej=True, metadata={"unit": "um"},
+                     resolution=(resolution[0] / resolution[1],) * 2)
+    with pytest.raises(SrlabError, match=rf"{last.stem}: registered, its LR and HR share \d+ HR px a side \(moved "
+                                         r"\d+ px of 256\): not one field of view\?"):
+        evaluate_pairs([], moved, tmp_path / "report", register=True, log=lambda *_: None)
+    assert not (tmp_path / "report").exists() or not any((tmp_path / "report").rglob("*"))
