@@ -13,6 +13,7 @@ folder are fsynced, so this holds after a power loss too. Every load uses
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -24,6 +25,7 @@ import re
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+@contextlib.contextmanager
+def written_in_place(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for a writer that wants a path (tifffile, matplotlib: give it the
+    format, the name ends in ``.tmp``), moved onto ``path`` when the block ends and removed if it raises:
+    a failure mid-write leaves the previous file whole and nothing half-written beside it."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the file being written, not its temporary
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def check_writable(folder: Path) -> None:

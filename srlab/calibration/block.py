@@ -254,7 +254,7 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")  # as every YAML is read (the header has ± and –)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)  # nothing half-written stays beside the user's files
@@ -264,9 +264,12 @@ def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
 def save_figure(fig: Any, out: str | Path) -> Path:
     """Save a calibration figure to ``out`` (PNG, 90 dpi), its folder made as :func:`write_text` makes the
     block's (``--out`` may name a folder still to make; the figure is drawn first)."""
+    from srlab.runs import written_in_place
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    with written_in_place(out) as temporary:  # --overwrite: a failure keeps the earlier figure whole
+        fig.savefig(temporary, dpi=90, format="png")
     return out
 
 

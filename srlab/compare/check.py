@@ -270,12 +270,17 @@ def _figure(check: PlaneCheck, path: Path) -> None:
         ax.title.set_fontsize(9)
     fig.colorbar(shown, ax=axes[2], shrink=0.8, label="|input − fitted, re-imaged output| (input units)")
     fig.suptitle(f"srlab check: {check.output.name} against {check.input.name}")
-    fig.savefig(path, dpi=90)
+    from srlab.runs import written_in_place
+
+    with written_in_place(path) as temporary:
+        fig.savefig(temporary, dpi=90, format="png")
 
 
 def write(checks: list[PlaneCheck], out_dir: Path) -> list[Path]:
-    """The error maps, figures and ``check.csv`` of ``checks`` in ``out_dir``; returns the files."""
+    """The error maps, figures and ``check.csv`` of ``checks`` in ``out_dir``, each written whole or not at all
+    (a full disk with ``--overwrite`` keeps the earlier check's file); returns the files."""
     from srlab.data.io import write_tiff
+    from srlab.runs import written_in_place
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -285,12 +290,13 @@ def write(checks: list[PlaneCheck], out_dir: Path) -> list[Path]:
     for output, group in by_output.items():
         stem = _output_stem(output)
         maps = np.stack([c.error_map for c in group])
-        written.append(write_tiff(out_dir / f"{stem}.errormap.tif", maps[0] if len(maps) == 1 else maps,
-                                  pixel_size_nm=group[0].input_pixel_size_nm))
+        with written_in_place(out_dir / f"{stem}.errormap.tif") as temporary:
+            write_tiff(temporary, maps[0] if len(maps) == 1 else maps, pixel_size_nm=group[0].input_pixel_size_nm)
+        written.append(out_dir / f"{stem}.errormap.tif")
         _figure(group[0], out_dir / f"{stem}.check.png")
         written.append(out_dir / f"{stem}.check.png")
     table = out_dir / "check.csv"
-    with table.open("w", newline="") as f:
+    with written_in_place(table) as temporary, temporary.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for c in checks:

@@ -83,6 +83,31 @@ def test_cli_folders_stacks_and_outputs(pairs: Path, tmp_path: Path):
     assert cli_in_process("check", str(inputs), str(outputs), "-o", str(report), "--overwrite").returncode == 0
 
 
+def test_a_full_disk_with_overwrite_keeps_the_earlier_checks_files(pairs: Path, tmp_path: Path, monkeypatch,
+                                                                   capsys):
+    """--overwrite replaces each file whole or not at all: a disk that fills while the error map is written
+    leaves the earlier check's files as they were, nothing half-written beside them (they were written in
+    place, so the earlier map was lost)."""
+    import errno
+    import os
+
+    from srlab import cli
+
+    lr, sr, report = pairs / "lr" / "sim_0000.tif", pairs / "hr" / "sim_0000.tif", tmp_path / "report"
+    assert cli.main(["check", str(lr), str(sr), "-o", str(report)]) == 0
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+
+    def full_disk(path, *args, **kwargs):
+        Path(path).write_bytes(b"II*\x00 half")  # what reached the disk before it filled
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tifffile, "imwrite", full_disk)
+    capsys.readouterr()
+    assert cli.main(["check", str(lr), str(sr), "-o", str(report), "--overwrite"]) == 1
+    assert "no space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+
+
 @pytest.mark.parametrize("case", ["not_a_scale", "no_partner", "two_channels", "file_and_folder", "no_pixel_size"])
 def test_mistakes_are_one_line_and_write_nothing(case: str, pairs: Path, tmp_path: Path):
     lr = pairs / "lr" / "sim_0000.tif"
