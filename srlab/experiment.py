@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 import sys
@@ -162,7 +161,7 @@ def plan_resume(name: str, target: str, overrides: list[str], force_continue: bo
                              f"{saved.paradigm.scheduler.name} scheduler: its schedule was laid out for {old} (kept "
                              f"in the checkpoint); start a new run to train with {new}")
     if finished:
-        done = json.loads((run_dir / "metrics.json").read_text())
+        done = runs.read_json(run_dir / "metrics.json")
         epochs = done.get("epochs", saved.trainer.max_epochs)
         if not force_continue:
             longer = (f"To train it longer: srlab train {experiment_of(saved.name)} resume={run_dir} "
@@ -193,7 +192,7 @@ def _record_resume(cfg: DictConfig, plan: ResumePlan) -> None:
     if plan.changes:
         runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     history_file = run_dir / "resume_history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history = runs.read_json(history_file) if history_file.is_file() else []
     history.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                     "checkpoint": str(plan.checkpoint) if plan.checkpoint else None,
                     "from_scratch": plan.checkpoint is None, "force_continue": plan.force_continue,

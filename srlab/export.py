@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import re
 import shutil
 import subprocess
@@ -56,6 +55,7 @@ from torch import nn
 
 from srlab.errors import SrlabError, unknown_choice
 from srlab.inference.artifact import trained_channel
+from srlab.runs import read_json
 
 FORMATS: tuple[str, ...] = ("bioimageio", "onnx", "torchscript")
 
@@ -368,11 +368,11 @@ def _bioimageio_package(network: nn.Module, cfg: Any, run: str | Path, output: P
     paper = entry.card.paper
     s, channels = int(cfg.data.scale), int(cfg.data.channels)
     low, high = float(cfg.data.low_percentile), float(cfg.data.high_percentile)
-    data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").is_file() else {}
+    data = read_json(run_dir / "data.json") if (run_dir / "data.json").is_file() else {}
     lr_nm = data.get("lr_pixel_size_nm")
     pixel_um = float(lr_nm) / 1e3 if lr_nm else None
     author_list = _authors(authors)
-    metrics = {k: v for k, v in (json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json")
+    metrics = {k: v for k, v in (read_json(run_dir / "metrics.json") if (run_dir / "metrics.json")
                .is_file() else {}).items() if isinstance(v, (int, float))}
 
     root = output.parent / f".{output.name}.files"

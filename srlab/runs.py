@@ -130,6 +130,19 @@ def check_writable(folder: Path) -> None:
     Path(tmp).unlink()
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of a run (``metrics.json``, ``data.json``, ...), a damaged or hand-edited one refused in one
+    line naming it (a ``JSONDecodeError`` traceback before)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SrlabError(f"{path}: not valid JSON ({err.msg}, line {err.lineno}); srlab writes it whole, so it "
+                         f"was edited or damaged: restore it") from None
+    except UnicodeDecodeError as err:
+        raise SrlabError(f"{path}: not UTF-8 text (byte {err.start}); srlab writes it whole, so it was edited or "
+                         f"damaged: restore it") from None
+
+
 def check_folder_can_be_made(folder: Path, flag: str) -> None:
     """One line when a file stands on ``folder``'s path (``flag``: the option that named it): ``mkdir`` would
     fail with ENOTDIR, after the work it was to hold had been done."""

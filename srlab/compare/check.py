@@ -187,11 +187,10 @@ def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
     from: an adapted run's forward model (``paradigm.params.blur_fwhm_hr_px`` in the card's HR pixels), else
     ``√(FWHM_LR² − FWHM_HR²)`` of its data block (:func:`srlab.data.physics.relative_blur`; a calibrated
     block's measured PSFs). One line where the run does not know it (trained on your own pairs)."""
-    import json
 
     from srlab.config import load_resolved
     from srlab.data.physics import relative_blur
-    from srlab.runs import resolve_run_dir
+    from srlab.runs import read_json, resolve_run_dir
 
     run_dir = resolve_run_dir(run)
     cfg = load_resolved(run_dir / "config.yaml")
@@ -202,7 +201,7 @@ def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
                          f"run whose outputs are checked")
     params = cfg.paradigm.get("params") or {}
     card_path = run_dir / "network.json"
-    hr_px = json.loads(card_path.read_text()).get("hr_pixel_size_nm") if card_path.is_file() else None
+    hr_px = read_json(card_path).get("hr_pixel_size_nm") if card_path.is_file() else None
     if params.get("blur_fwhm_hr_px") is not None and hr_px:
         fwhm = float(params.blur_fwhm_hr_px) * float(hr_px)
         return fwhm, f"the run's forward model, paradigm.params.blur_fwhm_hr_px × {float(hr_px):g} nm"

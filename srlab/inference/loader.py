@@ -15,7 +15,6 @@ By default the network is the one the run's own test scored (``metrics.json`` ``
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ def tested_checkpoint(run_dir: Path) -> Path | None:
     run_dir = Path(run_dir)
     name = None
     if (run_dir / "metrics.json").is_file():
-        name = json.loads((run_dir / "metrics.json").read_text()).get("checkpoint")
+        name = runs.read_json(run_dir / "metrics.json").get("checkpoint")
     candidates = [name] if name else []
     candidates += ["best.ckpt", "last.ckpt"]
     return next((run_dir / "checkpoints" / n for n in candidates if (run_dir / "checkpoints" / n).is_file()), None)
@@ -81,7 +80,7 @@ def _read_artifact(weights_file: Path, card_file: Path) -> tuple[nn.Module, Netw
 
 def data_description(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "data.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return runs.read_json(path) if path.is_file() else None
 
 
 def from_run(run_dir: Path, ckpt: Path | None = None, checkpoint: str | None = None) \

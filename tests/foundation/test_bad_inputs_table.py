@@ -247,6 +247,17 @@ def _block_not_utf8(c: Case) -> list[str]:
     return ["show", "edsr_smoke", f"data={block}"]
 
 
+def _damaged_metrics(command: str) -> Callable[[Case], list[str]]:
+    """A run whose metrics.json was hand-edited into invalid JSON: one line naming it, not a traceback."""
+    def argv(c: Case) -> list[str]:
+        assert c.run is not None
+        (c.run / "metrics.json").write_text('{"checkpoint": "best.ckpt",}')
+        if command == "test":
+            return ["test", str(c.run)]
+        return ["train", "edsr_smoke", f"resume={c.run}"]
+    return argv
+
+
 def _predict_disk_full(c: Case) -> list[str]:
     c.monkeypatch.setattr(os, "pwrite", disk_full_pwrite)
     return _predict(lambda c: c.image())(c)
@@ -332,6 +343,8 @@ ROWS = [
         "a_sr.tif is one of the inputs and would be replaced by the output of", needs_run=True),
     Row("check_under_a_file", _under_a_file("check"), 2, "notes.txt is a file, not a folder"),
     Row("evaluate_under_a_file", _under_a_file("evaluate"), 2, "notes.txt is a file, not a folder"),
+    Row("test_damaged_metrics", _damaged_metrics("test"), 2, "metrics.json: not valid JSON (", needs_run=True),
+    Row("resume_damaged_metrics", _damaged_metrics("resume"), 2, "metrics.json: not valid JSON (", needs_run=True),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
     Row("block_not_utf8", _block_not_utf8, 2, "mycal.yaml: not UTF-8 text (byte 17: invalid start byte)"),
     # 7. the file system refuses a write: exit 1, the path and the reason
