@@ -251,6 +251,8 @@ def _figure(check: PlaneCheck, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from srlab.runs import written_in_place
+
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
@@ -269,8 +271,6 @@ def _figure(check: PlaneCheck, path: Path) -> None:
         ax.title.set_fontsize(9)
     fig.colorbar(shown, ax=axes[2], shrink=0.8, label="|input − fitted, re-imaged output| (input units)")
     fig.suptitle(f"srlab check: {check.output.name} against {check.input.name}")
-    from srlab.runs import written_in_place
-
     with written_in_place(path) as temporary:
         fig.savefig(temporary, dpi=90, format="png")
 
