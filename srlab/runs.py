@@ -71,20 +71,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:  # name the file being written, not its temporary
-        raise OSError(err.errno, err.strerror, str(path)) from err
-    os.chmod(tmp, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with written_in_place(path) as tmp, open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:  # a write to a descriptor names no file
+    except OSError as err:
+        if err.filename is None:  # a write to a descriptor names no file
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 

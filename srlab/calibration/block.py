@@ -12,7 +12,6 @@ Without ``--hr`` images the HR side is the target preset (at LR pixel / scale).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -246,18 +245,14 @@ def output_paths(out: str | Path, *, overwrite: bool, example: str) -> tuple[Pat
 
 def write_text(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write a block's YAML ``text`` to ``out`` atomically; an existing file only with ``overwrite``."""
+    from srlab.runs import atomic_write_text
+
     out = Path(out)
     if out.suffix not in (".yaml", ".yml"):
         raise SrlabError(f"--out {out}: a data block is a .yaml file (e.g. experiments/data/mycal.yaml)")
     if out.exists() and not overwrite:
         raise SrlabError(f"{out} already exists; pass --overwrite to replace it (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")  # as every YAML is read (the header has ± and –)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)  # nothing half-written stays beside the user's files
+    atomic_write_text(out, text)  # UTF-8, as every YAML is read (the header has ± and –)
     return out
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from srlab.data.multiframe import estimate_stack_shifts, reference_frame
 from srlab.errors import SrlabError
 from srlab.inference.predict import check_output_path, note_defects, pixel_size_zoom
 from srlab.inference.tiling import iter_tiled_bands
+from srlab.runs import written_in_place
 
 
 class WithShifts(nn.Module):
@@ -102,12 +102,6 @@ def predict_frames_file(network: nn.Module, card: Any, input_path: str | os.Path
     if pixel_size_nm:
         per_um = 1000.0 / (pixel_size_nm / scale)
         kwargs = {"resolution": (per_um, per_um), "metadata": {**kwargs["metadata"], "unit": "um"}}
-    descriptor, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
+    with written_in_place(output_path) as temporary:  # the file appears only when complete
         tifffile.imwrite(temporary, out, imagej=True, **kwargs)
-        os.replace(temporary, output_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return output_path
