@@ -696,7 +696,6 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     from srlab.config import load_experiment
     from srlab.experiment import load_network
     from srlab.inference.predict import predict_stack
-    from srlab.metrics.image import image_metrics
     from srlab.models.classical import Bicubic
 
     scale = cal.scale
@@ -726,7 +725,24 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
         selection.update(simulated_scores(task, exp_root, methods, data))
     if hr_selection is not None and without:
         hr_selection.update(held_out_hr_scores(task, exp_root, methods, without))
-    results = {ref: {m: {"psnr": [], "ssim": []} for m in methods} for ref in REFERENCES}
+
+    def predictor(name: str, module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        if name.startswith(("srlab", ORACLE_PREFIX)):
+            return lambda lr: predict_stack(module, lr, scale=scale, tta=name.endswith(TTA_SUFFIX))
+        return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+    return score_pairs(task, {name: predictor(name, module) for name, module in methods.items()})
+
+
+def score_pairs(task: Task, predictors: dict[str, Callable[[np.ndarray], np.ndarray]]
+                ) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Per-image affine-fitted PSNR/SSIM of every predictor (name -> normalized LR -> prediction on the HR
+    grid) on the task's foreign pairs, against each reference (:data:`REFERENCES`):
+    ``results[reference][method][metric]``, with the noise-free HR itself as :data:`CEILING` of the acquired."""
+    import torch
+
+    from srlab.metrics.image import image_metrics
+
+    results = {ref: {m: {"psnr": [], "ssim": []} for m in predictors} for ref in REFERENCES}
     results["acquired"][CEILING] = {"psnr": [], "ssim": []}
 
     def score(pred: np.ndarray, target: np.ndarray, into: dict[str, list[float]]) -> None:
@@ -738,12 +754,9 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     for (lr_path, hr_path), clean_path in zip(task.pairs, task.clean_hr):
         lr = _normalized(lr_path)
         targets = {"noise_free": _normalized(clean_path), "acquired": _normalized(hr_path)}
-        for name, module in methods.items():
+        for name, predict in predictors.items():
             with torch.no_grad():
-                if name.startswith(("srlab", ORACLE_PREFIX)):
-                    pred = predict_stack(module, lr, scale=scale, tta=name.endswith(TTA_SUFFIX))
-                else:
-                    pred = module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+                pred = predict(lr)
             for ref, target in targets.items():
                 score(pred, target, results[ref][name])
         score(targets["noise_free"], targets["acquired"], results["acquired"][CEILING])

@@ -1,0 +1,159 @@
+"""Bulat et al.'s unpaired degradation learning on a calibrated block, scored on ``make realcheck``'s foreign pairs.
+
+Why: issue 15's item 3 lets the degradation-learning experiment take the user's own unpaired LR images
+(``make exp NAME=bulat_sted ARGS="data=<block> data.kind=unpaired data.real_lr=<folder>"``), "so that the
+learned degradation is the user's microscope, not the simulator's". Whether it then improves the user's
+images had never been measured. This script measures it where the truth is known and srlab did not make
+the data: realcheck's foreign pairs (pySTED confocal → STED ×2; psfmodels widefield → SIM ×2), its
+calibration (``srlab calibrate`` on the foreign LR images, ``--hr`` on unpaired foreign HR images), and
+these runs on that calibrated block, seeded alike:
+
+* ``edsr_smoke`` on the block's paired simulation — realcheck's plain row, the reference of this run;
+* ``bulat_sted`` with ``data.kind=unpaired``, its stage-1 LR discriminator shown the block's *simulated* LR
+  images — the control: the degradation learned from srlab's own simulation;
+* the same with ``data.real_lr=`` the foreign LR images (the fields the table scores, unlabelled, as a
+  user points it at the images they want improved — transductive, like realcheck's ``+adapt`` rows).
+
+The difference of the last two is what the user's real LR images buy through Bulat et al.'s route.
+``bulat_sted`` runs its ``profile=quick`` networks (SRResNet 4×32, the small degrader and discriminators)
+with realcheck's budget: batch 16, ``--patches-per-epoch`` patches per epoch, the experiment's 6 stage-1
+epochs and then as many Low→High epochs as ``edsr_smoke`` has (6; ``trainer.max_epochs=12``), so that both
+Low→High networks take the same number of steps. Every choice here was fixed before any result was seen.
+Scores: affine-fitted PSNR/SSIM per whole image against the noise-free HR (realcheck's headline reference),
+mean ± 95 % t-interval, and paired per-field differences.
+
+    PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~45 min, 2 cores
+    ... benchmarks/bulat_check.py --quick      # a machinery check (a few minutes), not a result
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import realcheck
+
+REFERENCE_ROW = "edsr_smoke, paired calibrated simulation (realcheck's plain row)"
+SIMULATED_LR_ROW = "bulat_sted, LR side: the block's simulated LR images"
+REAL_LR_ROW = "bulat_sted, LR side: the foreign LR images (data.real_lr)"
+#: ``bulat_sted`` at realcheck's step budget (see the module doc); the budget's patches per epoch are added.
+BULAT = ["profile=quick", "data.kind=unpaired", "data.batch_size=16", "trainer.limit_train_batches=1.0",
+         "trainer.max_epochs=12"]
+QUICK = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val_batches=1",
+         "data.simulation.n_images=4"]
+
+
+def train_rows(task: realcheck.Task, exp_root: Path, runs: Path, budget: list[str], seed: int,
+               quick: bool) -> dict[str, Path]:
+    """The three runs of the module doc, row -> run folder."""
+    bulat = [*BULAT, *budget] if not quick else [*BULAT[:2], *budget, "trainer.max_epochs=2",
+                                                 "paradigm.params.stage1_epochs=1"]
+    return {
+        REFERENCE_ROW: realcheck.train_task(task, exp_root, runs, budget, seed, "edsr_smoke"),
+        SIMULATED_LR_ROW: realcheck.train_task(task, exp_root, runs / "simulated_lr", [], seed, "bulat_sted",
+                                               data=tuple(bulat)),
+        REAL_LR_ROW: realcheck.train_task(task, exp_root, runs / "real_lr", [], seed, "bulat_sted",
+                                          data=(*bulat, f"data.real_lr={task.folder / 'lr'}")),
+    }
+
+
+def score_rows(task: realcheck.Task, exp_root: Path, runs: dict[str, Path], scale: int) -> dict:
+    """Per-field scores of bicubic, Richardson–Lucy (the block's ``rl_sted``) and the runs, against the
+    noise-free HR (:func:`benchmarks.realcheck.score_pairs`)."""
+    import torch
+
+    from srlab.build import build_network
+    from srlab.config import load_experiment
+    from srlab.experiment import load_network
+    from srlab.inference.predict import predict_stack
+    from srlab.models.classical import Bicubic
+
+    def plain(module: torch.nn.Module):
+        return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+
+    def network(run: Path):
+        net, _ = load_network(run)
+        return lambda lr: predict_stack(net, lr, scale=scale)
+
+    predictors = {"bicubic": plain(Bicubic(scale=scale)),
+                  "Richardson–Lucy": plain(build_network(load_experiment(
+                      "rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)))}
+    predictors.update({row: network(run) for row, run in runs.items()})
+    return realcheck.score_pairs(task, predictors)["noise_free"]
+
+
+def table(task: realcheck.Task, results: dict) -> list[str]:
+    """Markdown lines: each row's scores, its gain over bicubic, and paired per-field differences."""
+    lines = [f"**{task.title}** — {len(task.pairs)} foreign test pairs, against the noise-free HR",
+             "", ("| method | PSNR affine (dB) | SSIM affine | ΔPSNR vs bicubic | ΔSSIM vs bicubic "
+             "| ΔPSNR vs Richardson–Lucy, per field (95 % CI; fields above) | ΔPSNR vs edsr_smoke, per field |"),
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    base = results["bicubic"]
+    for name, r in results.items():
+        dp = np.mean(np.array(r["psnr"]) - np.array(base["psnr"]))
+        ds = np.mean(np.array(r["ssim"]) - np.array(base["ssim"]))
+        vs = ["" if name == other else realcheck._paired_text(realcheck._paired(r["psnr"], results[other]["psnr"]))
+              for other in ("Richardson–Lucy", REFERENCE_ROW)]
+        lines.append(f"| {name} | {realcheck._ci(r['psnr'], 2)} | {realcheck._ci(r['ssim'], 3)} | {dp:+.2f} "
+                     f"| {ds:+.3f} | {vs[0]} | {vs[1]} |")
+    real, simulated = results[REAL_LR_ROW], results[SIMULATED_LR_ROW]
+    lines += ["", "What the foreign LR images buy (real-LR bulat − simulated-LR bulat, per field; fields above): PSNR "
+              + realcheck._paired_text(realcheck._paired(real["psnr"], simulated["psnr"])) + " (dB); SSIM "
+              + realcheck._paired_text(realcheck._paired(real["ssim"], simulated["ssim"]))]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
+                   choices=["confocal_sted", "widefield_sim"])
+    p.add_argument("--seed", type=int, default=0, help="the foreign pairs' and the networks' seed")
+    p.add_argument("--patches-per-epoch", type=int, default=1024, help="realcheck's training budget")
+    p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
+    p.add_argument("--quick", action="store_true", help="a machinery check, not a result")
+    args = p.parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    import shutil
+
+    from benchmarks.bench_common import git_commit
+    from srlab.config import EXPERIMENTS_DIR
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="srlab-bulat-check-"))
+    os.environ["SRLAB_DATA_DIR"] = str(work / "data_cache")
+    exp_root = work / "experiments"
+    shutil.rmtree(exp_root, ignore_errors=True)
+    shutil.copytree(EXPERIMENTS_DIR, exp_root)
+    budget = QUICK if args.quick else [f"data.patches_per_epoch={args.patches_per_epoch}"]
+    sizes = ({"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 96} if args.quick
+             else {"n_fields": 18, "n_hr_calibration": 3, "lr_size_px": 160})
+    commit, started, out = git_commit(), time.perf_counter(), []
+    for name in args.tasks:
+        folder = work / name
+        task = (realcheck.make_sted_pairs(folder, n_fields=sizes["n_fields"],
+                                          n_hr_calibration=sizes["n_hr_calibration"], seed=args.seed)
+                if name == "confocal_sted" else realcheck.make_widefield_pairs(folder, **sizes, seed=args.seed))
+        cal = realcheck.calibrate_task(task, exp_root)
+        runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick)
+        lines = table(task, score_rows(task, exp_root, runs, cal.scale))
+        print("\n".join(lines), flush=True)
+        out += [*lines, ""]
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\n`PYTHONPATH=. python benchmarks/bulat_check.py{' --quick' if args.quick else ''}` · "
+          f"{' '.join(budget)}, seed {args.seed} · {realcheck._machine()} · {realcheck._versions()} · commit {commit} · "
+          f"{minutes:.0f} min{' · --quick: a machinery check, not a result' if args.quick else ''}\n")
+    print("\n".join(out))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
