@@ -261,9 +261,9 @@ def build_methods(specs: Sequence[str], *, scale: int, channels: int, lr_pixel_s
     return methods
 
 
-def _montage(path: Path, name: str, panels: list[tuple[str, np.ndarray]], hr: np.ndarray) -> None:
-    """Row 1: every prediction (affine-fitted to the normalized HR, so one grey scale) and the HR; row 2: the
-    absolute error of each, on one scale."""
+def _montage(name: str, panels: list[tuple[str, np.ndarray]], hr: np.ndarray) -> bytes:
+    """A PNG: row 1, every prediction (affine-fitted to the normalized HR, so one grey scale) and the HR;
+    row 2, the absolute error of each, on one scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +286,7 @@ def _montage(path: Path, name: str, panels: list[tuple[str, np.ndarray]], hr: np
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _summaries(methods: list[Method]) -> dict[str, dict[str, Any]]:
@@ -382,6 +382,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         method.network.eval()
     hr_percentiles = (DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE)
     rows = []
+    # montages are kept as PNG bytes (~0.1 MB each) until every image has been scored: a refusal on a later
+    # image then leaves nothing behind, where a rerun would otherwise ask for --overwrite
+    montage_files: dict[Path, bytes] = {}
     log(f"srlab evaluate: {len(images)} image(s) of {folder} (x{scale}), {len(methods)} method(s): "
         f"{', '.join(m.label for m in methods)}")
 
@@ -431,7 +434,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             panels.append(("LR-bicubic" if method.label == "bicubic" else method.label, fitted))
         if montages:
             panels.sort(key=lambda panel: panel[0] != "LR-bicubic")  # LR-bicubic first, then the methods
-            _montage(out / "montages" / f"{_safe(image.name)}.png", image.name, panels, shown)
+            montage_files[out / "montages" / f"{_safe(image.name)}.png"] = _montage(image.name, panels, shown)
     shapes = {im.name: tuple(im.hr.shape[-2:]) for im in images}
     notes += alignment_notes(alignments, excluded, shapes, register=register)
     seen = {}
@@ -452,6 +455,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     if ceiling_of:
         best = max((s["psnr"]["mean"] for s in summary.values() if math.isfinite(s["psnr"]["mean"])), default=math.nan)
         notes += noise_ceiling_notes(ceiling_of, best)
+    for path, png in montage_files.items():
+        atomic_write_bytes(path, png)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
     writer.writeheader()

@@ -130,3 +130,28 @@ def test_richardson_lucy_needs_a_psf(tmp_path):
     assert set(report["methods"]) == {"bicubic", "richardson_lucy"}
     with pytest.raises(SrlabError, match="already exists"):
         evaluate_pairs([], plain, tmp_path / "out2", montages=False, log=lambda *_: None)
+
+
+def test_a_refusal_on_a_later_image_writes_nothing(tmp_path, monkeypatch):
+    """The montages wait until every image is scored: a refusal on the third image leaves no folder behind,
+    so the corrected rerun does not ask for --overwrite."""
+    from srlab.inference import tiling
+
+    pairs = _simulate(tmp_path, n=3, size=32)
+    out = tmp_path / "report"
+    calls = {"n": 0}
+    real = tiling.predict_tiled
+
+    def refuse_third(network, lr, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:  # bicubic and Richardson–Lucy of the first image, then the second image's
+            raise SrlabError("refused")
+        return real(network, lr, **kwargs)
+
+    monkeypatch.setattr(tiling, "predict_tiled", refuse_third)
+    with pytest.raises(SrlabError, match="refused"):
+        evaluate_pairs(["bicubic"], pairs, out, log=lambda *_: None)
+    assert calls["n"] == 3 and not out.exists()
+    monkeypatch.setattr(tiling, "predict_tiled", real)
+    report = evaluate_pairs(["bicubic"], pairs, out, log=lambda *_: None)
+    assert len(report["images"]) == 3 and len(list((out / "montages").iterdir())) == 3
