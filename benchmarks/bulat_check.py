@@ -112,7 +112,8 @@ def table(task: realcheck.Task, results: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Run the check; return per task its runs (row -> run folder), its scores and the table's lines."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=["confocal_sted", "widefield_sim"],
                    choices=["confocal_sted", "widefield_sim"])
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     budget = QUICK if args.quick else [f"data.patches_per_epoch={args.patches_per_epoch}"]
     sizes = ({"n_fields": 3, "n_hr_calibration": 1, "lr_size_px": 96} if args.quick
              else {"n_fields": 18, "n_hr_calibration": 3, "lr_size_px": 160})
-    commit, started, out = git_commit(), time.perf_counter(), []
+    commit, started, out, report = git_commit(), time.perf_counter(), [], {}
     for name in args.tasks:
         folder = work / name
         task = (realcheck.make_sted_pairs(folder, n_fields=sizes["n_fields"],
@@ -143,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "confocal_sted" else realcheck.make_widefield_pairs(folder, **sizes, seed=args.seed))
         cal = realcheck.calibrate_task(task, exp_root)
         runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick)
-        lines = table(task, score_rows(task, exp_root, runs, cal.scale))
+        results = score_rows(task, exp_root, runs, cal.scale)
+        lines = table(task, results)
+        report[name] = {"task": task, "runs": runs, "results": results, "lines": lines}
         print("\n".join(lines), flush=True)
         out += [*lines, ""]
     minutes = (time.perf_counter() - started) / 60
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(out))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
+    return report
 
 
 if __name__ == "__main__":

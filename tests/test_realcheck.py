@@ -466,3 +466,26 @@ def test_several_training_seeds_are_judged_on_their_per_image_means(realcheck):
         ("a", False, False): 29.5}
     with pytest.raises(ValueError):
         realcheck.over_seeds([trainings[0], base])
+
+
+def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_foreign_lr(tmp_path, capsys):
+    """benchmarks/bulat_check.py at toy size: both bulat runs train on the calibrated block as unpaired data,
+    one with the foreign LR folder as its real LR, the other without; every row scores every field."""
+    pytest.importorskip("pysted")
+    from omegaconf import OmegaConf
+
+    bulat_check = load_benchmark("bulat_check")
+    report = bulat_check.main(["--quick", "--tasks", "confocal_sted", "--work", str(tmp_path / "work")])
+    entry = report["confocal_sted"]
+    configs = {row: OmegaConf.load(run / "config.yaml") for row, run in entry["runs"].items()}
+    foreign_lr = entry["task"].folder / "lr"
+    assert configs[bulat_check.REAL_LR_ROW].data.real_lr == str(foreign_lr)
+    assert configs[bulat_check.SIMULATED_LR_ROW].data.real_lr is None
+    for row in (bulat_check.REAL_LR_ROW, bulat_check.SIMULATED_LR_ROW):
+        assert configs[row].data.kind == "unpaired" and configs[row].paradigm.name == "degradation_gan"
+        assert configs[row].data.simulation == configs[bulat_check.REFERENCE_ROW].data.simulation
+    assert set(entry["results"]) == {"bicubic", "Richardson–Lucy", *entry["runs"]}
+    for metrics in entry["results"].values():
+        assert len(metrics["psnr"]) == len(entry["task"].pairs) == 3
+        assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
+    assert "What the foreign LR images buy" in capsys.readouterr().out
