@@ -135,6 +135,15 @@ def read_json(path: Path) -> Any:
                          f"damaged: restore it") from None
 
 
+def cached_json(path: Path) -> Any | None:
+    """An evaluation cache srlab wrote (``evaluations/*.json``), or ``None`` where it no longer reads as JSON
+    (edited, or damaged outside srlab's atomic writes): a cache is recomputed, never a reason to stop."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+
+
 def check_folder_can_be_made(folder: Path, flag: str) -> None:
     """One line when a file stands on ``folder``'s path (``flag``: the option that named it): ``mkdir`` would
     fail with ENOTDIR, after the work it was to hold had been done."""

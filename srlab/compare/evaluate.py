@@ -48,7 +48,7 @@ from srlab.metrics.consistency import squirrel_consistency
 from srlab.metrics.frc import checkerboard_frc_resolution_nm
 from srlab.metrics.image import image_metrics
 from srlab.models import count_parameters
-from srlab.runs import atomic_write_bytes, atomic_write_text
+from srlab.runs import atomic_write_bytes, atomic_write_text, cached_json
 
 # Bump when what an evaluation computes changes: every cached evaluation is then recomputed.
 EVAL_VERSION = 2  # 2: headline metrics of the CARE convention (srlab.metrics.image, definitions 2)
@@ -453,11 +453,12 @@ def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Cal
     record: dict[str, Any] | None = None
     crops: np.ndarray | None = None
     if not reevaluate and cache.is_file() and crops_file.is_file():
-        record = json.loads(cache.read_text())
-        with np.load(crops_file) as npz:
-            crops = npz["crops"]
-        if record.get("key") != key or [s.name for s in group.samples] != record.get("images"):
+        record = cached_json(cache)
+        if record is None or record.get("key") != key or [s.name for s in group.samples] != record.get("images"):
             record = None
+        else:
+            with np.load(crops_file) as npz:
+                crops = npz["crops"]
     changed = False
     network: nn.Module | None = None
     if record is None:

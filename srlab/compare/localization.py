@@ -40,6 +40,7 @@ from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
 from srlab.metrics import stats
 from srlab.models import count_parameters
+from srlab.runs import cached_json, read_json
 from srlab.smlm.localizations import Localizations
 from srlab.smlm.localize import localize_density_stack, predict_density
 from srlab.smlm.score import localization_metrics
@@ -120,7 +121,7 @@ def localizer_settings(run_dir: Path, cfg: DictConfig, saved: dict[str, float] |
     mass = float(saved.get("emitter_mass", params.get("emitter_mass", _paradigm_default("emitter_mass"))))
     threshold = saved.get("threshold")
     if threshold is None:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = read_json(run_dir / "metrics.json")
         threshold = metrics.get("test/threshold", params.get("threshold", _paradigm_default("threshold")))
     return float(threshold), mass
 
@@ -153,7 +154,7 @@ def score_network(network: nn.Module, test: LocalizationTestSet, *, threshold: f
 def _run_test_hash(run_dir: Path) -> str | None:
     """The test-frame hash the run's own ``data.json`` recorded (runs older than split_seed have none)."""
     path = run_dir / "data.json"
-    return json.loads(path.read_text()).get("test_frames_sha256") if path.is_file() else None
+    return read_json(path).get("test_frames_sha256") if path.is_file() else None
 
 
 def evaluate_run(run: PlannedRun, test: LocalizationTestSet, *, device: str, reevaluate: bool,
@@ -169,8 +170,8 @@ def evaluate_run(run: PlannedRun, test: LocalizationTestSet, *, device: str, ree
     key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
     cache = run_dir / "evaluations" / f"compare-{key}.json"
     if not reevaluate and cache.is_file():
-        record = json.loads(cache.read_text())
-        if record.get("key") == key:
+        record = cached_json(cache)
+        if record is not None and record.get("key") == key:
             return record
     log(f"srlab compare: localizing {len(test.photons)} test frame(s) with {run_dir}")
     record = {"version": LOCALIZATION_EVAL_VERSION, "key": key, "run_id": run_dir.name, "run_dir": str(run_dir),

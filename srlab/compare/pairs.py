@@ -183,10 +183,10 @@ def simulated_psf_fwhm_nm(folder: Path) -> float | None:
     path = folder / "simulation.json"
     if not path.is_file():
         return None
-    settings = json.loads(path.read_text())
     try:
+        settings = json.loads(path.read_text(encoding="utf-8"))  # another tool's simulation.json: not srlab's
         lr, hr = float(settings["lr"]["fwhm_nm"]), float(settings["hr"]["fwhm_nm"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):  # ValueError: JSONDecodeError, UnicodeDecodeError
         return None
     return math.sqrt(lr * lr - hr * hr) if lr > hr else None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from srlab.compare.suite import Suite
 from srlab.errors import SrlabError
 from srlab.inference.rate import RATING_LABEL
 from srlab.metrics import stats
+from srlab.runs import read_json
 
 # (key, heading, decimals) of the main leaderboard and of the additional table.
 MAIN_COLUMNS = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("nrmse", "NRMSE", 4), ("frc_nm", "FRC (nm)", 1))
@@ -303,7 +303,7 @@ def load_report(folder: str | Path) -> dict[str, Any]:
     path = folder / "report.json"
     if not path.is_file():
         raise SrlabError(f"{folder}: no report.json here; run 'srlab compare SUITE' first")
-    report = json.loads(path.read_text())
+    report = read_json(path)
     with open(folder / "leaderboard.csv", newline="") as fh:
         report["rows_csv"] = list(csv.DictReader(fh))
     with open(folder / "per_image.csv", newline="") as fh:

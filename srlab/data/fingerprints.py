@@ -16,7 +16,6 @@ a proof of overlap. Crops (a suite's ``test_images`` crops) are not hashed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,9 @@ def run_fingerprints(run_dir: str | Path) -> dict[str, set[str]] | None:
     path = Path(run_dir) / "data.json"
     if not path.is_file():
         return None
-    recorded = json.loads(path.read_text()).get(DATA_JSON_KEY)
+    from srlab.runs import read_json  # torch and lightning: not at the data layer's import
+
+    recorded = read_json(path).get(DATA_JSON_KEY)
     if not isinstance(recorded, dict):
         return None
     return {key: set(recorded.get(key) or ()) for key in ("lr", "hr")}

@@ -163,6 +163,7 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
     def no_evaluation(network, group, device):
         raise AssertionError("a rerun must reuse the cached evaluations (runs and the bicubic baseline)")
 
+    real = evaluate.evaluate_network
     monkeypatch.setattr("srlab.experiment.train", no_training)
     monkeypatch.setattr(evaluate, "evaluate_network", no_evaluation)
     stamps = {p: p.stat().st_mtime_ns for p in caches}
@@ -173,6 +174,14 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
     rerun_rows = {r["label"]: r for r in _csv(out / "leaderboard.csv")}
     assert rerun_rows["edsr_smoke"]["psnr_mean"] == rows["edsr_smoke"]["psnr_mean"]
     assert {p.name for p in reports.iterdir()} == {"tiny", ".cache"}, "no temporary or old report folders left"
+
+    # a cache that no longer reads as JSON (edited, or damaged outside srlab) is recomputed, the others reused
+    caches[0].write_text('{"key": ')
+    evaluated = []
+    monkeypatch.setattr(evaluate, "evaluate_network", lambda *args: (evaluated.append(args), real(*args))[1])
+    cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
+    assert len(evaluated) == 1 and json.loads(caches[0].read_text())["key"]
+    assert {p: p.stat().st_mtime_ns for p in caches[1:]} == {p: stamps[p] for p in caches[1:]}
 
     # --no-train refuses when a run is missing (seed 7 never trained), before training anything.
     more = tiny_suite(tmp_path, seeds=[0, 7])

@@ -155,3 +155,17 @@ def test_a_refusal_on_a_later_image_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(tiling, "predict_tiled", real)
     report = evaluate_pairs(["bicubic"], pairs, out, log=lambda *_: None)
     assert len(report["images"]) == 3 and len(list((out / "montages").iterdir())) == 3
+
+
+def test_a_simulation_json_of_another_tool_is_not_read_as_srlab_s(tmp_path):
+    """A pairs folder's simulation.json that is not srlab's JSON (another tool's, another encoding): no PSF
+    from it, and evaluate goes on (Richardson–Lucy is then not run), not a JSONDecodeError."""
+    from srlab.compare.pairs import simulated_psf_fwhm_nm
+
+    pairs = _simulate(tmp_path, n=2, size=32)
+    assert simulated_psf_fwhm_nm(pairs) is not None
+    for text in (b"lr: {fwhm_nm: 250}\n", "# 40 \xb5m\n".encode("latin-1")):
+        (pairs / "simulation.json").write_bytes(text)
+        assert simulated_psf_fwhm_nm(pairs) is None
+    report = evaluate_pairs(["bicubic"], pairs, tmp_path / "out", montages=False, log=lambda *_: None)
+    assert set(report["methods"]) == {"bicubic"}

@@ -258,6 +258,14 @@ def _damaged_metrics(command: str) -> Callable[[Case], list[str]]:
     return argv
 
 
+def _evaluate_damaged_data_json(c: Case) -> list[str]:
+    """A run whose data.json was hand-edited into invalid JSON, evaluated: one line naming it, and nothing
+    written (the montages wait until every image is scored)."""
+    assert c.run is not None
+    (c.run / "data.json").write_text('{"lr_pixel_size_nm": 40,}')
+    return ["evaluate", str(c.run), "--pairs", str(c.pairs()), "--out", str(c.tmp / "report")]
+
+
 def _predict_disk_full(c: Case) -> list[str]:
     c.monkeypatch.setattr(os, "pwrite", disk_full_pwrite)
     return _predict(lambda c: c.image())(c)
@@ -345,6 +353,7 @@ ROWS = [
     Row("evaluate_under_a_file", _under_a_file("evaluate"), 2, "notes.txt is a file, not a folder"),
     Row("test_damaged_metrics", _damaged_metrics("test"), 2, "metrics.json: not valid JSON (", needs_run=True),
     Row("resume_damaged_metrics", _damaged_metrics("resume"), 2, "metrics.json: not valid JSON (", needs_run=True),
+    Row("evaluate_damaged_data_json", _evaluate_damaged_data_json, 2, "data.json: not valid JSON (", needs_run=True),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
     Row("block_not_utf8", _block_not_utf8, 2, "mycal.yaml: not UTF-8 text (byte 17: invalid start byte)"),
     # 7. the file system refuses a write: exit 1, the path and the reason
