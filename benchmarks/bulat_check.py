@@ -14,15 +14,27 @@ these runs on that calibrated block, seeded alike:
 * the same with ``data.real_lr=`` the foreign LR images (the fields the table scores, unlabelled, as a
   user points it at the images they want improved — transductive, like realcheck's ``+adapt`` rows).
 
-The difference of the last two is what the user's real LR images buy through Bulat et al.'s route.
+The difference of the last two is what the user's real LR images buy through Bulat et al.'s route. Each
+bulat run also trains, side by side, the same Low→High GAN on naive pairs (the HR bicubic-downsampled: the
+paradigm's ``bicubic_baseline``); its rows (``... bicubic-pairs copy``, added after the first result) tell
+the learned degradation from the GAN training itself.
+
+``--hr-target auto noise_free`` (added after the first result, in which the bulat networks drew
+noise-like texture into their outputs — a pixel-to-pixel roughness 3–4× the noise-free STED's, where
+``edsr_smoke``'s is below it) trains each pair of bulat runs once more on the block's simulation with
+``data.simulation.hr_target=noise_free``: the HR side, which the HR discriminator learns, without the
+simulated detector's noise (Bulat et al.'s HR side is clean photographs); ``edsr_smoke`` keeps the block
+as it is, as a user's default run does.
+
 ``bulat_sted`` runs its ``profile=quick`` networks (SRResNet 4×32, the small degrader and discriminators)
 with realcheck's budget: batch 16, ``--patches-per-epoch`` patches per epoch, the experiment's 6 stage-1
 epochs and then as many Low→High epochs as ``edsr_smoke`` has (6; ``trainer.max_epochs=12``), so that both
-Low→High networks take the same number of steps. Every choice here was fixed before any result was seen.
+Low→High networks take the same number of steps. The budget and the first three rows were fixed before
+any result was seen; the copies' rows and ``--hr-target`` came after, as said.
 Scores: affine-fitted PSNR/SSIM per whole image against the noise-free HR (realcheck's headline reference),
 mean ± 95 % t-interval, and paired per-field differences.
 
-    PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~45 min, 2 cores
+    PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~27 min, 2 cores
     ... benchmarks/bulat_check.py --quick      # a machinery check (a few minutes), not a result
 """
 from __future__ import annotations
@@ -32,6 +44,7 @@ import os
 import sys
 import tempfile
 import time
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +58,8 @@ from benchmarks import realcheck
 REFERENCE_ROW = "edsr_smoke, paired calibrated simulation (realcheck's plain row)"
 SIMULATED_LR_ROW = "bulat_sted, LR side: the block's simulated LR images"
 REAL_LR_ROW = "bulat_sted, LR side: the foreign LR images (data.real_lr)"
+#: The suffix of a bulat run's bicubic-pairs copy (the paradigm's ``baseline_network``).
+COPY_SUFFIX = " — its bicubic-pairs copy"
 #: ``bulat_sted`` at realcheck's step budget (see the module doc); the budget's patches per epoch are added.
 BULAT = ["profile=quick", "data.kind=unpaired", "data.batch_size=16", "trainer.limit_train_batches=1.0",
          "trainer.max_epochs=12"]
@@ -52,18 +67,27 @@ QUICK = ["trainer.max_epochs=1", "data.patches_per_epoch=32", "trainer.limit_val
          "data.simulation.n_images=4"]
 
 
+def target_suffix(hr_target: str) -> str:
+    """What a bulat row trained with ``data.simulation.hr_target=hr_target`` adds to its name."""
+    return "" if hr_target == "auto" else f", simulated HR {hr_target}"
+
+
 def train_rows(task: realcheck.Task, exp_root: Path, runs: Path, budget: list[str], seed: int,
-               quick: bool) -> dict[str, Path]:
-    """The three runs of the module doc, row -> run folder."""
+               quick: bool, hr_targets: tuple[str, ...] = ("auto",)) -> dict[str, Path]:
+    """The runs of the module doc, row -> run folder: the reference, and the two bulat runs for each of
+    ``hr_targets`` (their ``data.simulation.hr_target``)."""
     bulat = [*BULAT, *budget] if not quick else [*BULAT[:2], *budget, "trainer.max_epochs=2",
                                                  "paradigm.params.stage1_epochs=1"]
-    return {
-        REFERENCE_ROW: realcheck.train_task(task, exp_root, runs, budget, seed, "edsr_smoke"),
-        SIMULATED_LR_ROW: realcheck.train_task(task, exp_root, runs / "simulated_lr", [], seed, "bulat_sted",
-                                               data=tuple(bulat)),
-        REAL_LR_ROW: realcheck.train_task(task, exp_root, runs / "real_lr", [], seed, "bulat_sted",
-                                          data=(*bulat, f"data.real_lr={task.folder / 'lr'}")),
-    }
+    rows = {REFERENCE_ROW: realcheck.train_task(task, exp_root, runs, budget, seed, "edsr_smoke")}
+    for hr_target in hr_targets:
+        target = [*bulat, f"data.simulation.hr_target={hr_target}"]
+        suffix = target_suffix(hr_target)
+        rows[SIMULATED_LR_ROW + suffix] = realcheck.train_task(task, exp_root, runs / f"simulated_lr_{hr_target}", [],
+                                                               seed, "bulat_sted", data=tuple(target))
+        rows[REAL_LR_ROW + suffix] = realcheck.train_task(task, exp_root, runs / f"real_lr_{hr_target}", [], seed,
+                                                          "bulat_sted",
+                                                          data=(*target, f"data.real_lr={task.folder / 'lr'}"))
+    return rows
 
 
 def score_rows(task: realcheck.Task, exp_root: Path, runs: dict[str, Path], scale: int) -> dict:
@@ -73,25 +97,33 @@ def score_rows(task: realcheck.Task, exp_root: Path, runs: dict[str, Path], scal
 
     from srlab.build import build_network
     from srlab.config import load_experiment
-    from srlab.experiment import load_network
+    from srlab.inference import load_network
     from srlab.inference.predict import predict_stack
     from srlab.models.classical import Bicubic
+    from srlab.runs import load_checkpoint
 
     def plain(module: torch.nn.Module):
         return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
 
-    def network(run: Path):
-        net, _ = load_network(run)
+    def network(net: torch.nn.Module):
         return lambda lr: predict_stack(net, lr, scale=scale)
 
     predictors = {"bicubic": plain(Bicubic(scale=scale)),
                   "Richardson–Lucy": plain(build_network(load_experiment(
                       "rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)))}
-    predictors.update({row: network(run) for row, run in runs.items()})
+    for row, run in runs.items():
+        net, card = load_network(run)
+        predictors[row] = network(net)
+        if row != REFERENCE_ROW:  # the same checkpoint's baseline_network: the GAN on naive pairs
+            state = load_checkpoint(run / "checkpoints" / card.checkpoint)["state_dict"]
+            copy = deepcopy(net)
+            copy.load_state_dict({k.removeprefix("baseline_network."): v for k, v in state.items()
+                                  if k.startswith("baseline_network.")})
+            predictors[row + COPY_SUFFIX] = network(copy.eval())
     return realcheck.score_pairs(task, predictors)["noise_free"]
 
 
-def table(task: realcheck.Task, results: dict) -> list[str]:
+def table(task: realcheck.Task, results: dict, hr_targets: tuple[str, ...] = ("auto",)) -> list[str]:
     """Markdown lines: each row's scores, its gain over bicubic, and paired per-field differences."""
     lines = [f"**{task.title}** — {len(task.pairs)} foreign test pairs, against the noise-free HR",
              "", ("| method | PSNR affine (dB) | SSIM affine | ΔPSNR vs bicubic | ΔSSIM vs bicubic "
@@ -105,10 +137,21 @@ def table(task: realcheck.Task, results: dict) -> list[str]:
               for other in ("Richardson–Lucy", REFERENCE_ROW)]
         lines.append(f"| {name} | {realcheck._ci(r['psnr'], 2)} | {realcheck._ci(r['ssim'], 3)} | {dp:+.2f} "
                      f"| {ds:+.3f} | {vs[0]} | {vs[1]} |")
-    real, simulated = results[REAL_LR_ROW], results[SIMULATED_LR_ROW]
-    lines += ["", "What the foreign LR images buy (real-LR bulat − simulated-LR bulat, per field; fields above): PSNR "
-              + realcheck._paired_text(realcheck._paired(real["psnr"], simulated["psnr"])) + " (dB); SSIM "
-              + realcheck._paired_text(realcheck._paired(real["ssim"], simulated["ssim"]))]
+    lines.append("")
+
+    def paired(a: str, b: str) -> str:
+        return (f"PSNR {realcheck._paired_text(realcheck._paired(results[a]['psnr'], results[b]['psnr']))} (dB); "
+                f"SSIM {realcheck._paired_text(realcheck._paired(results[a]['ssim'], results[b]['ssim']))}")
+    for suffix in map(target_suffix, hr_targets):
+        lines.append(f"- What the foreign LR images buy{suffix} (real-LR bulat − simulated-LR bulat, per field; "
+                     f"fields above): {paired(REAL_LR_ROW + suffix, SIMULATED_LR_ROW + suffix)}")
+    for row in (r for r in results if r.startswith("bulat") and not r.endswith(COPY_SUFFIX)):
+        lines.append(f"- What the learned degradation buys over naive pairs ({row} − its bicubic-pairs copy, per "
+                     f"field): {paired(row, row + COPY_SUFFIX)}")
+    if len(hr_targets) > 1:
+        for row in (SIMULATED_LR_ROW, REAL_LR_ROW):
+            lines.append(f"- What a noise-free simulated HR buys ({row}: {hr_targets[-1]} − {hr_targets[0]}, per "
+                         f"field): {paired(row + target_suffix(hr_targets[-1]), row + target_suffix(hr_targets[0]))}")
     return lines
 
 
@@ -120,6 +163,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p.add_argument("--seed", type=int, default=0, help="the foreign pairs' and the networks' seed")
     p.add_argument("--patches-per-epoch", type=int, default=1024, help="realcheck's training budget")
     p.add_argument("--work", default=None, help="working folder (kept); default: a temporary one, removed")
+    p.add_argument("--hr-target", nargs="+", default=["auto"], choices=["auto", "noise_free"],
+                   help="the bulat runs' data.simulation.hr_target, each a pair of runs (auto: the block's rule, "
+                        "acquired on these blocks)")
     p.add_argument("--quick", action="store_true", help="a machinery check, not a result")
     args = p.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -143,14 +189,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                                           n_hr_calibration=sizes["n_hr_calibration"], seed=args.seed)
                 if name == "confocal_sted" else realcheck.make_widefield_pairs(folder, **sizes, seed=args.seed))
         cal = realcheck.calibrate_task(task, exp_root)
-        runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick)
+        hr_targets = tuple(dict.fromkeys(args.hr_target))
+        runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick, hr_targets)
         results = score_rows(task, exp_root, runs, cal.scale)
-        lines = table(task, results)
+        lines = table(task, results, hr_targets)
         report[name] = {"task": task, "runs": runs, "results": results, "lines": lines}
         print("\n".join(lines), flush=True)
         out += [*lines, ""]
     minutes = (time.perf_counter() - started) / 60
-    print(f"\n`PYTHONPATH=. python benchmarks/bulat_check.py{' --quick' if args.quick else ''}` · "
+    options = (" --quick" if args.quick else "") + (f" --hr-target {' '.join(args.hr_target)}"
+                                                     if args.hr_target != ["auto"] else "")
+    print(f"\n`PYTHONPATH=. python benchmarks/bulat_check.py{options}` · "
           f"{' '.join(budget)}, seed {args.seed} · {realcheck._machine()} · {realcheck._versions()} · commit {commit} · "
           f"{minutes:.0f} min{' · --quick: a machinery check, not a result' if args.quick else ''}\n")
     print("\n".join(out))

@@ -484,7 +484,11 @@ def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_for
     for row in (bulat_check.REAL_LR_ROW, bulat_check.SIMULATED_LR_ROW):
         assert configs[row].data.kind == "unpaired" and configs[row].paradigm.name == "degradation_gan"
         assert configs[row].data.simulation == configs[bulat_check.REFERENCE_ROW].data.simulation
-    assert set(entry["results"]) == {"bicubic", "Richardson–Lucy", *entry["runs"]}
+    copies = {row + bulat_check.COPY_SUFFIX for row in (bulat_check.REAL_LR_ROW, bulat_check.SIMULATED_LR_ROW)}
+    assert set(entry["results"]) == {"bicubic", "Richardson–Lucy", *entry["runs"], *copies}
+    # the copy is the checkpoint's baseline_network, not the run's network again
+    assert (entry["results"][bulat_check.REAL_LR_ROW]["psnr"]
+            != entry["results"][bulat_check.REAL_LR_ROW + bulat_check.COPY_SUFFIX]["psnr"])
     for metrics in entry["results"].values():
         assert len(metrics["psnr"]) == len(entry["task"].pairs) == 3
         assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
