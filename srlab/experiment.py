@@ -192,7 +192,7 @@ def _record_resume(cfg: DictConfig, plan: ResumePlan) -> None:
     if plan.changes:
         runs.atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     history_file = run_dir / "resume_history.json"
-    history = runs.read_json(history_file) if history_file.is_file() else []
+    history = runs.read_json(history_file, list) if history_file.is_file() else []
     history.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
                     "checkpoint": str(plan.checkpoint) if plan.checkpoint else None,
                     "from_scratch": plan.checkpoint is None, "force_continue": plan.force_continue,

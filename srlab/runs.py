@@ -122,26 +122,33 @@ def check_writable(folder: Path) -> None:
     Path(tmp).unlink()
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, kind: type = dict) -> Any:
     """A JSON file of a run (``metrics.json``, ``data.json``, ...), a damaged or hand-edited one refused in one
-    line naming it (a ``JSONDecodeError`` traceback before)."""
+    line naming it (a ``JSONDecodeError`` traceback before); ``kind``: what srlab wrote there (an object, or a
+    list for ``resume_history.json``), anything else refused the same way."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise SrlabError(f"{path}: not valid JSON ({err.msg}, line {err.lineno}); srlab writes it whole, so it "
                          f"was edited or damaged: restore it") from None
     except UnicodeDecodeError as err:
         raise SrlabError(f"{path}: not UTF-8 text (byte {err.start}); srlab writes it whole, so it was edited or "
                          f"damaged: restore it") from None
+    if not isinstance(data, kind):
+        raise SrlabError(f"{path}: not a JSON {'object' if kind is dict else 'array'} as srlab writes it, so it was "
+                         f"edited or damaged: restore it")
+    return data
 
 
 def cached_json(path: Path) -> Any | None:
-    """An evaluation cache srlab wrote (``evaluations/*.json``), or ``None`` where it no longer reads as JSON
-    (edited, or damaged outside srlab's atomic writes): a cache is recomputed, never a reason to stop."""
+    """An evaluation cache srlab wrote (``evaluations/*.json``, a JSON object), or ``None`` where it no longer
+    reads as one (edited, or damaged outside srlab's atomic writes): a cache is recomputed, never a reason to
+    stop."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         return None
+    return record if isinstance(record, dict) else None
 
 
 def check_folder_can_be_made(folder: Path, flag: str) -> None:

@@ -247,11 +247,12 @@ def _block_not_utf8(c: Case) -> list[str]:
     return ["show", "edsr_smoke", f"data={block}"]
 
 
-def _damaged_metrics(command: str) -> Callable[[Case], list[str]]:
-    """A run whose metrics.json was hand-edited into invalid JSON: one line naming it, not a traceback."""
+def _damaged_metrics(command: str, text: str = '{"checkpoint": "best.ckpt",}') -> Callable[[Case], list[str]]:
+    """A run whose metrics.json was hand-edited into invalid JSON (or JSON that is not an object): one line
+    naming it, not a traceback."""
     def argv(c: Case) -> list[str]:
         assert c.run is not None
-        (c.run / "metrics.json").write_text('{"checkpoint": "best.ckpt",}')
+        (c.run / "metrics.json").write_text(text)
         if command == "test":
             return ["test", str(c.run)]
         return ["train", "edsr_smoke", f"resume={c.run}"]
@@ -353,6 +354,8 @@ ROWS = [
     Row("evaluate_under_a_file", _under_a_file("evaluate"), 2, "notes.txt is a file, not a folder"),
     Row("test_damaged_metrics", _damaged_metrics("test"), 2, "metrics.json: not valid JSON (", needs_run=True),
     Row("resume_damaged_metrics", _damaged_metrics("resume"), 2, "metrics.json: not valid JSON (", needs_run=True),
+    Row("test_metrics_not_an_object", _damaged_metrics("test", '["best.ckpt"]'), 2,
+        "metrics.json: not a JSON object as srlab writes it", needs_run=True),
     Row("evaluate_damaged_data_json", _evaluate_damaged_data_json, 2, "data.json: not valid JSON (", needs_run=True),
     Row("score_a_tiff", _score_a_tiff, 2, "stack.tif: not a CSV text file"),
     Row("block_not_utf8", _block_not_utf8, 2, "mycal.yaml: not UTF-8 text (byte 17: invalid start byte)"),
