@@ -95,22 +95,14 @@ def score_rows(task: realcheck.Task, exp_root: Path, runs: dict[str, Path], scal
     noise-free HR (:func:`benchmarks.realcheck.score_pairs`)."""
     import torch
 
-    from srlab.build import build_network
-    from srlab.config import load_experiment
     from srlab.inference import load_network
     from srlab.inference.predict import predict_stack
-    from srlab.models.classical import Bicubic
     from srlab.runs import load_checkpoint
-
-    def plain(module: torch.nn.Module):
-        return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
 
     def network(net: torch.nn.Module):
         return lambda lr: predict_stack(net, lr, scale=scale)
 
-    predictors = {"bicubic": plain(Bicubic(scale=scale)),
-                  "Richardson–Lucy": plain(build_network(load_experiment(
-                      "rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)))}
+    predictors = {name: realcheck.whole_image(module) for name, module in realcheck.baselines(task, exp_root, scale).items()}
     for row, run in runs.items():
         net, card = load_network(run)
         predictors[row] = network(net)

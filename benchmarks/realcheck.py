@@ -692,17 +692,11 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     are ``run_dirs``' experiment + :data:`HR_FOLD_SUFFIX` + k; they score no row of their own)."""
     import torch
 
-    from srlab.build import build_network
-    from srlab.config import load_experiment
     from srlab.experiment import load_network
     from srlab.inference.predict import predict_stack
-    from srlab.models.classical import Bicubic
 
     scale = cal.scale
-    methods: dict[str, torch.nn.Module] = {
-        "bicubic": Bicubic(scale=scale),
-        "Richardson–Lucy": build_network(load_experiment("rl_sted", [f"data=realcheck_{task.name}"], root=exp_root)),
-    }
+    methods: dict[str, torch.nn.Module] = baselines(task, exp_root, scale)
     without: dict[int, dict[str, torch.nn.Module]] = {}
     for name, run_dir in run_dirs.items():
         network, _ = load_network(run_dir)
@@ -729,8 +723,27 @@ def evaluate_task(task: Task, cal, run_dirs: dict[str, Path], exp_root: Path, *,
     def predictor(name: str, module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
         if name.startswith(("srlab", ORACLE_PREFIX)):
             return lambda lr: predict_stack(module, lr, scale=scale, tta=name.endswith(TTA_SUFFIX))
-        return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+        return whole_image(module)
     return score_pairs(task, {name: predictor(name, module) for name, module in methods.items()})
+
+
+def baselines(task: Task, exp_root: Path, scale: int) -> dict[str, Any]:
+    """Bicubic and Richardson–Lucy, ``rl_sted`` on the calibrated block (``exp_root``): its PSF is the block's
+    relative blur, as a user's ``srlab train rl_sted data=<block>``."""
+    from srlab.build import build_network
+    from srlab.config import load_experiment
+    from srlab.models.classical import Bicubic
+
+    return {"bicubic": Bicubic(scale=scale),
+            "Richardson–Lucy": build_network(load_experiment("rl_sted", [f"data=realcheck_{task.name}"],
+                                                             root=exp_root))}
+
+
+def whole_image(module: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A baseline as a predictor of :func:`score_pairs`: the normalized LR image through it, whole."""
+    import torch
+
+    return lambda lr: module(torch.from_numpy(lr)[None, None])[0, 0].numpy()
 
 
 def score_pairs(task: Task, predictors: dict[str, Callable[[np.ndarray], np.ndarray]]
