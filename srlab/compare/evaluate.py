@@ -22,6 +22,7 @@ import platform
 import re
 import statistics
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,6 +444,18 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def cached_crops(path: Path) -> np.ndarray | None:
+    """The grid crops of an evaluation cache (``crops`` in ``path``), or ``None`` where the file no longer
+    reads as the ``.npz`` srlab wrote (truncated, edited, another array): recomputed with its record, as
+    :func:`srlab.runs.cached_json` does for the record itself."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            crops = npz["crops"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return crops if isinstance(crops, np.ndarray) and crops.ndim >= 3 else None
+
+
 def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Callable[[], nn.Module], *,
                       channels: int, device: str, with_cost: bool, reevaluate: bool, describe: dict[str, Any],
                       log: Log = print, rater: Rater | None = None) -> tuple[dict[str, Any], np.ndarray]:
@@ -457,8 +470,8 @@ def cached_evaluation(cache: Path, key: str, group: EvalGroup, make_network: Cal
         if record is None or record.get("key") != key or [s.name for s in group.samples] != record.get("images"):
             record = None
         else:
-            with np.load(crops_file) as npz:
-                crops = npz["crops"]
+            crops = cached_crops(crops_file)
+            record = record if crops is not None else None
     changed = False
     network: nn.Module | None = None
     if record is None:

@@ -182,6 +182,12 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
     cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
     assert len(evaluated) == 1 and json.loads(caches[0].read_text())["key"]
     assert {p: p.stat().st_mtime_ns for p in caches[1:]} == {p: stamps[p] for p in caches[1:]}
+    # and so is one whose crops (the .npz beside it) no longer read as the archive srlab wrote
+    caches[1].with_suffix(".npz").write_bytes(b"PK\x03\x04 cut short")
+    evaluated.clear()
+    cmp.compare(suite, [f"runs_dir={runs_dir}"], reports_dir=reports, use_wandb=False, log=lambda m: None)
+    assert len(evaluated) == 1 and np.load(caches[1].with_suffix(".npz"))["crops"].ndim >= 3
+    assert {p: p.stat().st_mtime_ns for p in caches[2:]} == {p: stamps[p] for p in caches[2:]}
 
     # --no-train refuses when a run is missing (seed 7 never trained), before training anything.
     more = tiny_suite(tmp_path, seeds=[0, 7])
