@@ -26,6 +26,12 @@ noise-like texture into their outputs — a pixel-to-pixel roughness 3–4× the
 simulated detector's noise (Bulat et al.'s HR side is clean photographs); ``edsr_smoke`` keeps the block
 as it is, as a user's default run does.
 
+Each task's second table (added 2026-12-07, after the recorded results below it in BENCHMARKS.md) scores
+every network on :data:`benchmarks.realcheck.CHOICE_IMAGES` fresh images of the calibrated block against
+their noise-free HR — what a user can score without HR of their sample — and names, per LR side, the
+``hr_target`` that this choice picks beside the one the foreign pairs favour: a default for the unpaired
+data would have to be chosen that way, not on the foreign scores.
+
 ``bulat_sted`` runs its ``profile=quick`` networks (SRResNet 4×32, the small degrader and discriminators)
 with realcheck's budget: batch 16, ``--patches-per-epoch`` patches per epoch, the experiment's 6 stage-1
 epochs and then as many Low→High epochs as ``edsr_smoke`` has (6; ``trainer.max_epochs=12``), so that both
@@ -90,29 +96,58 @@ def train_rows(task: realcheck.Task, exp_root: Path, runs: Path, budget: list[st
     return rows
 
 
-def score_rows(task: realcheck.Task, exp_root: Path, runs: dict[str, Path], scale: int) -> dict:
-    """Per-field scores of bicubic, Richardson–Lucy (the block's ``rl_sted``) and the runs, against the
-    noise-free HR (:func:`benchmarks.realcheck.score_pairs`)."""
-    import torch
-
+def networks(runs: dict[str, Path]) -> dict:
+    """Row -> network of each run, and of each bulat run its bicubic-pairs copy (the checkpoint's
+    ``baseline_network``: the same GAN trained on naive pairs)."""
     from srlab.inference import load_network
-    from srlab.inference.predict import predict_stack
     from srlab.runs import load_checkpoint
 
-    def network(net: torch.nn.Module):
-        return lambda lr: predict_stack(net, lr, scale=scale)
-
-    predictors = {name: realcheck.whole_image(module) for name, module in realcheck.baselines(task, exp_root, scale).items()}
+    nets = {}
     for row, run in runs.items():
         net, card = load_network(run)
-        predictors[row] = network(net)
-        if row != REFERENCE_ROW:  # the same checkpoint's baseline_network: the GAN on naive pairs
+        nets[row] = net
+        if row != REFERENCE_ROW:
             state = load_checkpoint(run / "checkpoints" / card.checkpoint)["state_dict"]
             copy = deepcopy(net)
             copy.load_state_dict({k.removeprefix("baseline_network."): v for k, v in state.items()
                                   if k.startswith("baseline_network.")})
-            predictors[row + COPY_SUFFIX] = network(copy.eval())
+            nets[row + COPY_SUFFIX] = copy.eval()
+    return nets
+
+
+def score_rows(task: realcheck.Task, exp_root: Path, nets: dict, scale: int) -> dict:
+    """Per-field scores of bicubic, Richardson–Lucy (the block's ``rl_sted``) and the networks, against the
+    noise-free HR (:func:`benchmarks.realcheck.score_pairs`)."""
+    from srlab.inference.predict import predict_stack
+
+    def predictor(net):
+        return lambda lr: predict_stack(net, lr, scale=scale)
+
+    predictors = {name: realcheck.whole_image(module) for name, module in realcheck.baselines(task, exp_root, scale).items()}
+    predictors.update({row: predictor(net) for row, net in nets.items()})
     return realcheck.score_pairs(task, predictors)["noise_free"]
+
+
+def choice_table(task: realcheck.Task, simulated: dict[str, float], results: dict,
+                 hr_targets: tuple[str, ...]) -> list[str]:
+    """Markdown lines: each network's PSNR on fresh images of the calibrated block against their noise-free
+    HR (what a user can score without HR of their sample), and per LR side the HR target that picks, beside
+    the foreign pairs' verdict on the same two runs."""
+    lines = [(f"**{task.title}** — chosen on the calibrated simulation: mean affine PSNR against the noise-free HR "
+              f"of {realcheck.CHOICE_IMAGES} fresh images simulated by the calibrated block (no foreign HR)"), "",
+             "| network | PSNR affine on the block's fresh images (dB) | PSNR affine on the foreign pairs (dB) |",
+             "|---|---:|---:|"]
+    lines += [f"| {row} | {value:.2f} | {np.mean(results[row]['psnr']):.2f} |" for row, value in simulated.items()]
+    lines.append("")
+    if len(hr_targets) > 1:
+        for side in (SIMULATED_LR_ROW, REAL_LR_ROW):
+            rows = {t: side + target_suffix(t) for t in hr_targets}
+            sim = {t: simulated[rows[t]] for t in hr_targets}
+            foreign = {t: float(np.mean(results[rows[t]]["psnr"])) for t in hr_targets}
+            lines.append(f"- {side}: the simulation picks hr_target {max(sim, key=sim.get)} "
+                         f"({', '.join(f'{t} {v:.2f}' for t, v in sim.items())} dB); on the foreign pairs "
+                         f"{max(foreign, key=foreign.get)} is better ({', '.join(f'{t} {v:.2f}' for t, v in foreign.items())} dB)")
+    return lines
 
 
 def table(task: realcheck.Task, results: dict, hr_targets: tuple[str, ...] = ("auto",)) -> list[str]:
@@ -183,9 +218,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         cal = realcheck.calibrate_task(task, exp_root)
         hr_targets = tuple(dict.fromkeys(args.hr_target))
         runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick, hr_targets)
-        results = score_rows(task, exp_root, runs, cal.scale)
-        lines = table(task, results, hr_targets)
-        report[name] = {"task": task, "runs": runs, "results": results, "lines": lines}
+        nets = networks(runs)
+        results = score_rows(task, exp_root, nets, cal.scale)
+        simulated = realcheck.fresh_block_psnr(task, exp_root, nets)
+        lines = [*table(task, results, hr_targets), "", *choice_table(task, simulated, results, hr_targets)]
+        report[name] = {"task": task, "runs": runs, "results": results, "simulated": simulated, "lines": lines}
         print("\n".join(lines), flush=True)
         out += [*lines, ""]
     minutes = (time.perf_counter() - started) / 60

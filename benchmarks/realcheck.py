@@ -636,9 +636,20 @@ def _source(row: str) -> tuple[str, bool, bool]:
 def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any],
                      data: tuple[str, ...] = ()) -> dict[tuple[str, bool, bool], float]:
     """Mean affine-fitted PSNR of each simulation-only srlab row of ``methods`` (row -> network) against the
-    noise-free HR of :data:`CHOICE_IMAGES` fresh images of the calibrated block's simulation (their LR as
-    acquired, predicted whole as the foreign ones are); ``data``: overrides changing the block, for runs
-    trained on such a variant (a user who changed the block simulates with it)."""
+    noise-free HR of :data:`CHOICE_IMAGES` fresh images of the calibrated block's simulation
+    (:func:`fresh_block_psnr`); ``data``: overrides changing the block, for runs trained on such a variant (a
+    user who changed the block simulates with it)."""
+    rows = {row: network for row, network in methods.items() if row.startswith("srlab") and ADAPT_SUFFIX not in row}
+    scores = fresh_block_psnr(task, exp_root, rows, data, tta={row: row.endswith(TTA_SUFFIX) for row in rows})
+    return {_source(row): value for row, value in scores.items()}
+
+
+def fresh_block_psnr(task: Task, exp_root: Path, networks: dict[str, Any], data: tuple[str, ...] = (), *,
+                     tta: dict[str, bool] | None = None) -> dict[str, float]:
+    """Mean affine-fitted PSNR of each network (name -> network; ``tta``: name -> with the ×8 self-ensemble)
+    against the noise-free HR of :data:`CHOICE_IMAGES` fresh images of the calibrated block's simulation
+    (changed by ``data``), their LR as acquired, predicted whole as the foreign ones are. The images are past
+    the block's ``n_images``: none was trained on. No foreign HR is used: a user can score this."""
     import torch
 
     from srlab.config import load_experiment
@@ -650,19 +661,17 @@ def simulated_scores(task: Task, exp_root: Path, methods: dict[str, Any],
     imager = Imager(resolve_simulation(data.simulation, scale=int(data.scale), image_lr=True))
     first = int(data.simulation.n_images)  # the dataset's images are 0 .. n_images - 1
     fresh = [imager.image(first + k) for k in range(CHOICE_IMAGES)]
-    scores: dict[tuple[str, bool, bool], float] = {}
-    for row, network in methods.items():
-        if not row.startswith("srlab") or ADAPT_SUFFIX in row:
-            continue
+    scores: dict[str, float] = {}
+    for name, network in networks.items():
         values = []
         for images in fresh:
             with torch.no_grad():
-                pred = predict_stack(network, images["lr"], scale=int(data.scale), tta=row.endswith(TTA_SUFFIX))
+                pred = predict_stack(network, images["lr"], scale=int(data.scale), tta=bool((tta or {}).get(name)))
             m = image_metrics(torch.from_numpy(np.ascontiguousarray(pred, np.float32))[None, None],
                               torch.from_numpy(np.ascontiguousarray(images["hr_expected"], np.float32))[None, None],
                               names=("psnr",), plain=False)
             values.append(float(m["psnr"].mean()))
-        scores[_source(row)] = float(np.mean(values))
+        scores[name] = float(np.mean(values))
     return scores
 
 

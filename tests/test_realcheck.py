@@ -475,7 +475,8 @@ def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_for
     from omegaconf import OmegaConf
 
     bulat_check = load_benchmark("bulat_check")
-    report = bulat_check.main(["--quick", "--tasks", "confocal_sted", "--work", str(tmp_path / "work")])
+    report = bulat_check.main(["--quick", "--tasks", "confocal_sted", "--work", str(tmp_path / "work"),
+                               "--hr-target", "auto", "noise_free"])
     entry = report["confocal_sted"]
     configs = {row: OmegaConf.load(run / "config.yaml") for row, run in entry["runs"].items()}
     foreign_lr = entry["task"].folder / "lr"
@@ -484,7 +485,8 @@ def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_for
     for row in (bulat_check.REAL_LR_ROW, bulat_check.SIMULATED_LR_ROW):
         assert configs[row].data.kind == "unpaired" and configs[row].paradigm.name == "degradation_gan"
         assert configs[row].data.simulation == configs[bulat_check.REFERENCE_ROW].data.simulation
-    copies = {row + bulat_check.COPY_SUFFIX for row in (bulat_check.REAL_LR_ROW, bulat_check.SIMULATED_LR_ROW)}
+    copies = {row + bulat_check.COPY_SUFFIX for row in entry["runs"] if row != bulat_check.REFERENCE_ROW}
+    assert len(copies) == 4  # two LR sides, two hr_targets
     assert set(entry["results"]) == {"bicubic", "Richardson–Lucy", *entry["runs"], *copies}
     # the copy is the checkpoint's baseline_network, not the run's network again
     assert (entry["results"][bulat_check.REAL_LR_ROW]["psnr"]
@@ -492,4 +494,12 @@ def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_for
     for metrics in entry["results"].values():
         assert len(metrics["psnr"]) == len(entry["task"].pairs) == 3
         assert all(math.isfinite(v) for v in metrics["psnr"] + metrics["ssim"])
-    assert "What the foreign LR images buy" in capsys.readouterr().out
+    noise_free = bulat_check.target_suffix("noise_free")
+    assert configs[bulat_check.REAL_LR_ROW + noise_free].data.simulation.hr_target == "noise_free"
+    # every network is also scored on fresh images of the block (the choice a user can make), and per LR side
+    # the hr_target that choice picks is named
+    assert set(entry["simulated"]) == set(entry["results"]) - {"bicubic", "Richardson–Lucy"}
+    assert all(math.isfinite(v) for v in entry["simulated"].values())
+    printed = capsys.readouterr().out
+    assert "What the foreign LR images buy" in printed
+    assert printed.count("the simulation picks hr_target") == 2 * 2  # the tables, then all of them again
