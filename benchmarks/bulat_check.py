@@ -26,7 +26,7 @@ noise-like texture into their outputs — a pixel-to-pixel roughness 3–4× the
 simulated detector's noise (Bulat et al.'s HR side is clean photographs); ``edsr_smoke`` keeps the block
 as it is, as a user's default run does.
 
-Each task's second table (added 2026-12-07, after the recorded results below it in BENCHMARKS.md) scores
+Each task's second table (added after the run of commit 7434f41, which the record of 3878643 repeats) scores
 every network on :data:`benchmarks.realcheck.CHOICE_IMAGES` fresh images of the calibrated block against
 their noise-free HR — what a user can score without HR of their sample — and names, per LR side, the
 ``hr_target`` that this choice picks beside the one the foreign pairs favour: a default for the unpaired
