@@ -40,7 +40,7 @@ any result was seen; the copies' rows and ``--hr-target`` came after, as said.
 Scores: affine-fitted PSNR/SSIM per whole image against the noise-free HR (realcheck's headline reference),
 mean ± 95 % t-interval, and paired per-field differences.
 
-    PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~27 min, 2 cores
+    PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~27 min, 2 cores (48 min with --hr-target auto noise_free)
     ... benchmarks/bulat_check.py --quick      # a machinery check (a few minutes), not a result
 """
 from __future__ import annotations
