@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.fft as sfft
 
 from srlab.calibration import Estimate, combine
 
@@ -137,8 +136,7 @@ def set_expected_signal(cal: Calibration, *, n: int = LIFT_IMAGES, size_px: int 
     measured = {s.role: spec.hr if s.role == "hr" else spec.lr for s in sides}
     expected: dict[str, list[np.ndarray]] = {role: [] for role in measured}
     for i in range(n):  # Imager.image's noise-free images, of the measured sides only
-        d_in, d_out = imager.specimen(i)
-        spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
+        spectra = imager.spectra(imager.specimen(i))
         for role, m in measured.items():
             expected[role].append(simulated_photons(imager.expected(m, spectra), m))
     cal.lift = LiftImages(n, size, spec.seed, expected, {role: m.signal_photons for role, m in measured.items()})

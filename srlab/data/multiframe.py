@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import fft as sfft
 from torch.utils.data import Dataset
 
 from srlab.data import DATAMODULES
@@ -110,9 +109,6 @@ class MultiFrameImager(Imager):
     def __init__(self, spec: MultiFrameSpec):
         super().__init__(spec.base)
         self.frames_spec = spec
-        size = self.shape[0]
-        self._fy = sfft.fftfreq(size, d=self.fine)[:, None]  # cycles per nm
-        self._fx = sfft.rfftfreq(size, d=self.fine)[None, :]
 
     def moved(self, spectrum: np.ndarray, shift_nm: np.ndarray) -> np.ndarray:
         """The spectrum of the specimen moved by ``shift_nm`` = (dy, dx): ``out(x) = in(x − d)``."""
@@ -121,14 +117,14 @@ class MultiFrameImager(Imager):
     def fields(self, index: int) -> dict[str, np.ndarray]:
         """``lr`` (T, h, w) detector frames, ``hr`` (H, W), ``shifts`` (T, 2) in LR px."""
         spec, base = self.frames_spec, self.frames_spec.base
-        d_in, d_out = self.specimen(index)
-        spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
+        spectra = self.spectra(self.specimen(index))
         hr_clean = self.expected(base.hr, spectra)
         hr_photons = calibrate(hr_clean, base.hr)
         hr = self.target({"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
                           "hr_expected": hr_photons})
         shifts = spec.shifts(index)
-        clean = [self.expected(base.lr, tuple(self.moved(s, d * base.lr.pixel_size_nm) for s in spectra))
+        clean = [self.expected(base.lr, tuple(None if s is None else self.moved(s, d * base.lr.pixel_size_nm)
+                                                        for s in spectra))
                  for d in shifts]
         gain = photons_per_unit(clean[reference_frame(spec.frames)], base.lr)  # one illumination for all frames
         lr = np.stack([base.lr.camera.forward(expected_photons(c, base.lr, gain),

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -446,6 +447,9 @@ class Imager:
                              f"{MAX_GRID_PX}); lower lr_size_px to {MAX_GRID_PX // self.k_lr} or less, or set a "
                              f"coarser data.simulation.specimen_pixel_size_nm")
         modalities = [spec.hr] + ([spec.lr] if spec.image_lr else [])
+        # Whether any imaged modality sees the defocused layer: SIM, TIRF and RESOLFT section it away, and
+        # where none sees it the layer is neither drawn nor transformed (half a specimen's cost).
+        self.defocused_layer = any(m.axial_weight(spec.defocus_nm) > _NEGLIGIBLE for m in modalities)
         reach = max(3.0 * m.fwhm_nm + (2.0 * m.defocus_sigma_nm(spec.defocus_nm)
                                        if m.axial_weight(spec.defocus_nm) > _NEGLIGIBLE else 0.0)
                     for m in modalities)
@@ -453,26 +457,37 @@ class Imager:
         size = sfft.next_fast_len(self.n_fine + 2 * margin, real=True)
         self.margin = (size - self.n_fine) // 2
         self.shape = (size, size)
-        fy = sfft.fftfreq(size, d=f)[:, None]
-        fx = sfft.rfftfreq(size, d=f)[None, :]
-        self._f2 = (fx**2 + fy**2).astype(np.float64)
+        self._fy = sfft.fftfreq(size, d=f)[:, None]  # cycles per nm
+        self._fx = sfft.rfftfreq(size, d=f)[None, :]
+        self._f2 = (self._fx**2 + self._fy**2).astype(np.float64)
         self._label = np.exp(-2.0 * np.pi**2 * spec.label_size_nm**2 * self._f2)
-        self._half_shift = np.exp(2j * np.pi * (fx + fy) * f / 2.0)  # g'(x) = g(x + f/2) on both axes
-        self._otf: dict[Modality, tuple[np.ndarray, np.ndarray]] = {}
+        self._otf: dict[Modality, tuple[np.ndarray, np.ndarray | None]] = {}
 
-    def _otfs(self, m: Modality) -> tuple[np.ndarray, np.ndarray, float]:
+    @functools.cached_property
+    def _half_shift(self) -> np.ndarray:
+        """g'(x) = g(x + f/2) on both axes (only scanned modalities of an even fine-pixel count need it)."""
+        return np.exp(2j * np.pi * (self._fx + self._fy) * self.fine / 2.0)
+
+    def _otfs(self, m: Modality) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The in-focus and defocused layers' OTFs (labels included) of ``m`` and the defocused layer's
+        weight; the defocused OTF is ``None`` where that weight is negligible (nothing uses it)."""
+        weight = m.axial_weight(self.spec.defocus_nm)
         if m not in self._otf:
             psf = m.psf_image(self.shape, self.fine)
             otf = sfft.rfft2(sfft.ifftshift(psf / psf.sum()))
-            sigma = m.defocus_sigma_nm(self.spec.defocus_nm)
-            defocus = np.exp(-2.0 * np.pi**2 * sigma**2 * self._f2)
-            self._otf[m] = (otf * self._label, otf * self._label * defocus)
+            out_focus = None
+            if weight > _NEGLIGIBLE:
+                sigma = m.defocus_sigma_nm(self.spec.defocus_nm)
+                defocus = np.exp(-2.0 * np.pi**2 * sigma**2 * self._f2)
+                out_focus = otf * self._label * defocus
+            self._otf[m] = (otf * self._label, out_focus)
         in_focus, out_focus = self._otf[m]
-        return in_focus, out_focus, m.axial_weight(self.spec.defocus_nm)
+        return in_focus, out_focus, weight
 
     def specimen(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Label densities (in focus, defocused layer) on the padded fine grid for image ``index``,
-        each times the illumination."""
+        each times the illumination. The defocused layer is zero where no imaged modality sees it
+        (:attr:`defocused_layer`): it is drawn after the in-focus one, which it leaves as it is."""
         spec = self.spec
         v = spec.variation(index)
         rng = np.random.default_rng([spec.seed, index, 0])
@@ -483,7 +498,7 @@ class Imager:
         density = spec.density_scale * v.density
         layer = Specimen(rng, size_nm, step, density, v.width_scale).draw(chosen, v.brightness)
         in_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
-        if v.haze > 0:
+        if v.haze > 0 and self.defocused_layer:
             layer = Specimen(rng, size_nm, step, density * v.haze, v.width_scale).draw(chosen, v.brightness)
             out_focus = splat(keep_fraction(layer, v.labelling_fraction, labels), self.shape, self.fine)
         else:
@@ -503,7 +518,13 @@ class Imager:
         ramp = (c * centred[None, :] + s * centred[:, None]) / half
         return np.clip(1.0 + amplitude * ramp, 0.0, None)
 
-    def expected(self, m: Modality, spectra: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def spectra(self, densities: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The spectra of :meth:`specimen`'s layers that :meth:`expected` takes; the defocused layer's is
+        ``None`` where no imaged modality sees it (one FFT of the whole grid less)."""
+        d_in, d_out = densities
+        return sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1) if self.defocused_layer else None
+
+    def expected(self, m: Modality, spectra: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
         """Noise-free image of modality ``m`` (arbitrary units) from the specimen's spectra."""
         otf_in, otf_out, weight = self._otfs(m)
         spectrum = spectra[0] * otf_in
@@ -527,8 +548,7 @@ class Imager:
     def image(self, index: int) -> dict[str, np.ndarray]:
         """Camera/detector images (``lr`` unless HR only, ``hr``) and their noise-free versions
         (``*_expected``, photons); :meth:`target` picks what a dataset's ``hr/`` holds."""
-        d_in, d_out = self.specimen(index)
-        spectra = (sfft.rfft2(d_in, workers=1), sfft.rfft2(d_out, workers=1))
+        spectra = self.spectra(self.specimen(index))
         out: dict[str, np.ndarray] = {}
         sides = [("hr", self.spec.hr, 2)] + ([("lr", self.spec.lr, 1)] if self.spec.image_lr else [])
         for side, m, stream in sides:

@@ -206,6 +206,22 @@ def test_randomization_ranges_are_respected_and_reproducible():
     np.testing.assert_array_equal(a["hr"], b["hr"])
 
 
+def test_a_defocused_layer_no_modality_sees_is_not_drawn_and_changes_no_image():
+    """SIM from widefield: the widefield LR sees the haze layer, the SIM HR alone does not. An HR-only
+    SIM imager skips the layer (zero), and its images equal those of the same imager made to draw it."""
+    cfg = {"lr": {"modality": "widefield"}, "hr": {"modality": "sim"}, "structures": ["microtubules", "er"],
+           "n_images": 2, "lr_size_px": 32, "haze_range": [1.0, 1.0]}
+    assert sim.Imager(sim.resolve_simulation(cfg, scale=2)).defocused_layer
+    skipping = sim.Imager(sim.resolve_simulation(cfg, scale=2, image_lr=False))
+    drawing = sim.Imager(sim.resolve_simulation(cfg, scale=2, image_lr=False))
+    assert not skipping.defocused_layer
+    drawing.defocused_layer = True
+    assert not skipping.specimen(1)[1].any() and drawing.specimen(1)[1].any()
+    assert np.array_equal(skipping.specimen(1)[0], drawing.specimen(1)[0])
+    for key, image in skipping.image(1).items():
+        np.testing.assert_array_equal(image, drawing.image(1)[key], err_msg=key)
+
+
 def test_each_range_changes_what_it_names():
     """Labelling sparsity thins the very same specimen; haze sets the defocused layer; the gradient
     multiplies the field by 1 + a·r; a density factor of 0 leaves nothing."""

@@ -85,3 +85,23 @@ def test_psf_fwhm_override_sets_the_imaged_fwhm_and_leaves_other_cache_keys_alon
     override = resolve_simulation({"lr": {"modality": "confocal", "psf_fwhm_nm": 150.0},
                                    "hr": {"modality": "sted"}}, scale=2)
     assert override.key() != plain.key()
+
+
+@pytest.mark.parametrize("preset", ["widefield", "sim", "sted"])
+@pytest.mark.parametrize("shape", [(64, 64), (65, 64), (63, 70), (1, 5)])
+def test_psf_image_evaluated_on_a_quadrant_is_the_whole_grids_to_the_last_bit(preset, shape):
+    """psf_image evaluates radial PSFs on one quadrant of offsets and mirrors it: on odd, even and
+    non-square grids every pixel equals the profile at its own squared radius, as the whole grid gives it."""
+    from srlab.optics.psf import airy_profile, gaussian_profile
+
+    m = resolve_modality(preset)
+    spacing = 7.3
+    yy, xx = np.indices(shape, dtype=np.float64)
+    r2 = ((xx - shape[1] // 2) * spacing) ** 2 + ((yy - shape[0] // 2) * spacing) ** 2
+    if preset == "sted":
+        whole = gaussian_profile(r2, m.fwhm_nm)
+    else:
+        whole = airy_profile(np.sqrt(r2), m.wavelength_nm, m.na * (m.sim_resolution_gain if preset == "sim" else 1))
+    image = m.psf_image(shape, spacing)
+    assert image.shape == shape and np.array_equal(image, whole)
+    assert image[shape[0] // 2, shape[1] // 2] == 1.0
