@@ -251,7 +251,8 @@ def test_a_multi_frame_run_is_refused_in_one_line(tmp_path: Path, data_dir: Path
     one channel)."""
     monkeypatch.setenv("SRLAB_DATA_DIR", str(data_dir))
     tiny = [o for o in TINY if not o.startswith("model.")]
-    run = experiment.train(load_experiment("ibp_multiframe_sted", [*tiny, f"runs_dir={tmp_path / 'runs'}"]))
+    run = experiment.train(load_experiment("ibp_multiframe_sted", [*tiny, "data.simulation.n_images=8",
+                                                                   f"runs_dir={tmp_path / 'runs'}"]))
     for fmt in ("bioimageio", "onnx", "torchscript"):
         assert "is a multi-frame run" in _one_line_error(["export", str(run), "--format", fmt, "-o",
                                                           str(tmp_path / f"out.{fmt}")], capsys)

@@ -110,9 +110,12 @@ class MultiFrameImager(Imager):
         super().__init__(spec.base)
         self.frames_spec = spec
 
-    def moved(self, spectrum: np.ndarray, shift_nm: np.ndarray) -> np.ndarray:
-        """The spectrum of the specimen moved by ``shift_nm`` = (dy, dx): ``out(x) = in(x − d)``."""
-        return spectrum * np.exp(-2j * np.pi * (self._fy * shift_nm[0] + self._fx * shift_nm[1]))
+    def moved(self, spectra: tuple[np.ndarray, np.ndarray | None], shift_nm: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The specimen layers' spectra (:meth:`spectra`) moved by ``shift_nm`` = (dy, dx): ``out(x) = in(x − d)``
+        (one phase ramp for both layers)."""
+        ramp = np.exp(-2j * np.pi * (self._fy * shift_nm[0] + self._fx * shift_nm[1]))
+        return tuple(None if s is None else s * ramp for s in spectra)  # type: ignore[return-value]
 
     def fields(self, index: int) -> dict[str, np.ndarray]:
         """``lr`` (T, h, w) detector frames, ``hr`` (H, W), ``shifts`` (T, 2) in LR px."""
@@ -123,9 +126,7 @@ class MultiFrameImager(Imager):
         hr = self.target({"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
                           "hr_expected": hr_photons})
         shifts = spec.shifts(index)
-        clean = [self.expected(base.lr, tuple(None if s is None else self.moved(s, d * base.lr.pixel_size_nm)
-                                                        for s in spectra))
-                 for d in shifts]
+        clean = [self.expected(base.lr, self.moved(spectra, d * base.lr.pixel_size_nm)) for d in shifts]
         gain = photons_per_unit(clean[reference_frame(spec.frames)], base.lr)  # one illumination for all frames
         lr = np.stack([base.lr.camera.forward(expected_photons(c, base.lr, gain),
                                               np.random.default_rng([base.seed, index, FRAME_NOISE_STREAM + t]))
