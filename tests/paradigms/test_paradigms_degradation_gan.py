@@ -113,3 +113,31 @@ def test_without_baseline_only_the_main_pair_trains(tmp_path):
     t = trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=0)
     t.fit(task, datamodule=ToyDataModule(n_train=4, unpaired=True))
     assert len(t.optimizers) == 4
+
+
+def test_a_cosine_schedule_anneals_each_stage_over_its_own_epochs(tmp_path):
+    """Each stage's optimizers follow the schedule in that stage's epochs only: with cosine, stage 1 (2 of 5
+    epochs) reaches eta_min as stage 2 starts, and stage 2 (the other 3) at the end — over trainer.max_epochs
+    both would stop part way (stage 1 at 0.65 of the rate, stage 2 at 0.35)."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from srlab.build import build_scheduler_factory
+
+    lr, eta = 1e-3, 1e-5
+    cosine = build_scheduler_factory(OmegaConf.create({"name": "cosine", "eta_min": eta}), max_epochs=5)
+    task = _task(stage1_epochs=2, bicubic_baseline=False, scheduler_factory=cosine)
+    during: dict[int, list[float]] = {}
+
+    class Rates(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            during[trainer.current_epoch] = [o.param_groups[0]["lr"] for o in trainer.optimizers]
+
+    t = trainer(tmp_path, max_epochs=5, limit_train_batches=1, limit_val_batches=0, callbacks=[Rates()])
+    t.fit(task, datamodule=ToyDataModule(n_train=4, unpaired=True))
+    after = [o.param_groups[0]["lr"] for o in t.optimizers]
+    half = eta + (lr - eta) / 2  # cos(π/2): half way through stage 1
+    assert during[1] == pytest.approx([half, half, lr, lr])
+    assert during[2] == pytest.approx([eta, eta, lr, lr])  # stage 2 starts at its full rate
+    assert during[3][2:] == pytest.approx([eta + 0.75 * (lr - eta)] * 2)  # (1 + cos(π/3)) / 2
+    assert after == pytest.approx([eta] * 4)
