@@ -79,11 +79,13 @@ def target_suffix(hr_target: str) -> str:
 
 
 def train_rows(task: realcheck.Task, exp_root: Path, runs: Path, budget: list[str], seed: int,
-               quick: bool, hr_targets: tuple[str, ...] = ("auto",)) -> dict[str, Path]:
+               quick: bool, hr_targets: tuple[str, ...] = ("auto",), extra: tuple[str, ...] = ()) -> dict[str, Path]:
     """The runs of the module doc, row -> run folder: the reference, and the two bulat runs for each of
-    ``hr_targets`` (their ``data.simulation.hr_target``)."""
+    ``hr_targets`` (their ``data.simulation.hr_target``); ``extra``: overrides of the bulat runs alone
+    (``--set``)."""
     bulat = [*BULAT, *budget] if not quick else [*BULAT[:2], *budget, "trainer.max_epochs=2",
                                                  "paradigm.params.stage1_epochs=1"]
+    bulat += list(extra)
     rows = {REFERENCE_ROW: realcheck.train_task(task, exp_root, runs, budget, seed, "edsr_smoke")}
     for hr_target in hr_targets:
         target = [*bulat, f"data.simulation.hr_target={hr_target}"]
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p.add_argument("--hr-target", nargs="+", default=["auto"], choices=["auto", "noise_free"],
                    help="the bulat runs' data.simulation.hr_target, each a pair of runs (auto: the block's rule, "
                         "acquired on these blocks)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides of the bulat runs alone, e.g. paradigm.scheduler.name=cosine (edsr_smoke keeps "
+                        "its own)")
     p.add_argument("--quick", action="store_true", help="a machinery check, not a result")
     args = p.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 if name == "confocal_sted" else realcheck.make_widefield_pairs(folder, **sizes, seed=args.seed))
         cal = realcheck.calibrate_task(task, exp_root)
         hr_targets = tuple(dict.fromkeys(args.hr_target))
-        runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick, hr_targets)
+        runs = train_rows(task, exp_root, work / "runs" / name, budget, args.seed, args.quick, hr_targets,
+                          tuple(args.set))
         nets = networks(runs)
         results = score_rows(task, exp_root, nets, cal.scale)
         simulated = realcheck.fresh_block_psnr(task, exp_root, nets)
@@ -228,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     minutes = (time.perf_counter() - started) / 60
     options = (" --quick" if args.quick else "") + (f" --hr-target {' '.join(args.hr_target)}"
                                                      if args.hr_target != ["auto"] else "")
+    options += f" --set {' '.join(args.set)}" if args.set else ""
     print(f"\n`PYTHONPATH=. python benchmarks/bulat_check.py{options}` · "
           f"{' '.join(budget)}, seed {args.seed} · {realcheck._machine()} · {realcheck._versions()} · commit {commit} · "
           f"{minutes:.0f} min{' · --quick: a machinery check, not a result' if args.quick else ''}\n")
