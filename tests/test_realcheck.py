@@ -476,9 +476,12 @@ def test_bulat_check_trains_the_control_on_simulated_lr_and_the_other_on_the_for
 
     bulat_check = load_benchmark("bulat_check")
     report = bulat_check.main(["--quick", "--tasks", "confocal_sted", "--work", str(tmp_path / "work"),
-                               "--hr-target", "auto", "noise_free"])
+                               "--hr-target", "auto", "noise_free", "--set", "paradigm.scheduler.name=cosine"])
     entry = report["confocal_sted"]
     configs = {row: OmegaConf.load(run / "config.yaml") for row, run in entry["runs"].items()}
+    # --set reaches the bulat runs alone
+    assert {row for row, c in configs.items() if c.paradigm.scheduler.name == "cosine"} == \
+        set(entry["runs"]) - {bulat_check.REFERENCE_ROW}
     foreign_lr = entry["task"].folder / "lr"
     assert configs[bulat_check.REAL_LR_ROW].data.real_lr == str(foreign_lr)
     assert configs[bulat_check.SIMULATED_LR_ROW].data.real_lr is None
