@@ -42,6 +42,7 @@ mean ± 95 % t-interval, and paired per-field differences.
 
     PYTHONPATH=. /path/to/venv-with-srlab[realcheck]/bin/python benchmarks/bulat_check.py   # ~27 min, 2 cores (48 min with --hr-target auto noise_free)
     ... benchmarks/bulat_check.py --quick      # a machinery check (a few minutes), not a result
+    ... benchmarks/bulat_check.py --set paradigm.scheduler.name=cosine   # overrides of the bulat runs alone
 """
 from __future__ import annotations
 
