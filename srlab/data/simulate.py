@@ -339,6 +339,14 @@ def _auto_specimen_pixel(hr_px: float, finest_fwhm: float) -> float:
     return hr_px / math.ceil(hr_px / target - 1e-9)
 
 
+@functools.lru_cache(maxsize=1)
+def _simulation_schema() -> Any:
+    """:class:`SimulationConfig` as an OmegaConf schema, made once: making it took ~4/5 of a
+    :func:`resolve_simulation` call (which configs, datamodules and checks repeat), and ``OmegaConf.merge``
+    copies its first argument, so the one schema is never changed."""
+    return OmegaConf.structured(SimulationConfig)
+
+
 def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale: int,
                        image_lr: bool = True, where: str = "data.simulation") -> SimulationSpec:
     """Check a :class:`SimulationConfig` against the data scale and fill in the presets.
@@ -347,7 +355,7 @@ def resolve_simulation(cfg: SimulationConfig | Mapping[str, Any] | None, *, scal
     the two must agree."""
     values = _plain(cfg) if cfg is not None else _plain(SimulationConfig())
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(SimulationConfig), values)
+        merged = OmegaConf.merge(_simulation_schema(), values)
     except OmegaConfBaseException as err:
         raise SrlabError(f"{where}: invalid key '{getattr(err, 'full_key', '?')}': "
                          f"{str(getattr(err, 'msg', err)).splitlines()[0]}") from None
