@@ -199,13 +199,13 @@ class DegradationGAN(SRTask):
         # 0.25 of its rate and stage 2 at 0.75.
         # Set before any step, T_max gives what a schedule made with it gives; a resumed run restores it.
         # Outside a fit (no trainer) there is no epoch count to lay the stages out by.
-        trainer = self._trainer
-        max_epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs else None
-        stage_epochs = {1: self.stage1_epochs, 2: (max_epochs or 0) - self.stage1_epochs}
-        for stage, made in self._schedulers.items():
-            for scheduler in made:
-                if max_epochs is not None and isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                    scheduler.T_max = max(1, stage_epochs[stage])
+        max_epochs = self._trainer.max_epochs if self._trainer is not None else None
+        if max_epochs:
+            stage_epochs = {1: self.stage1_epochs, 2: max_epochs - self.stage1_epochs}
+            for stage, made in self._schedulers.items():
+                for scheduler in made:
+                    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                        scheduler.T_max = max(1, stage_epochs[stage])
         schedulers = self._schedulers[1] + self._schedulers[2]
         return stage1 + stage2, [{"scheduler": s, "interval": "epoch"} for s in schedulers]
 
