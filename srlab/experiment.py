@@ -368,6 +368,11 @@ def _report(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], wandb: Wand
             print(f"srlab: plain (unfitted) PSNR {metrics['test/psnr_plain']:.2f} dB, SSIM "
                   f"{metrics.get('test/ssim_plain', float('nan')):.4f} (bicubic "
                   f"{metrics.get('test/bicubic_psnr_plain', float('nan')):.2f} dB)")
+        if "test/noise_free_psnr" in metrics:  # srlab's simulated data (srlab.paradigms.base)
+            print(f"srlab: against the noise-free HR (the simulator's expected photons): PSNR "
+                  f"{metrics['test/noise_free_psnr']:.2f} dB, SSIM {metrics.get('test/noise_free_ssim', float('nan')):.4f}"
+                  f" (bicubic {metrics.get('test/bicubic_noise_free_psnr', float('nan')):.2f} dB, SSIM "
+                  f"{metrics.get('test/bicubic_noise_free_ssim', float('nan')):.4f})")
         n_images, n_excluded = metrics.get("test/n_images"), metrics.get("test/n_excluded")
         if n_images is not None:
             print(f"srlab: {n_images:.0f} test crop(s) scored" + (

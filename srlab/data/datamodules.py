@@ -16,6 +16,9 @@ structure ≈ 1; metrics clip to [0, 1] with ``data_range = 1``).
 * **Splits** are by *source file* (all slices of a stack stay together; no image contributes to two
   splits), drawn with ``data.split_seed`` (or given by a manifest's ``split`` column) and reported by
   :meth:`describe` (written to ``<run>/data.json``).
+* **Noise-free references**: test batches of srlab's simulated data also hold ``"hr_noise_free"``, the
+  HR side's expected photons of the same crop, normalized as the data (:func:`noise_free_hr`), so a
+  run's test scores against what the target microscope resolves as well as against its acquired image.
 
 Kinds (``data.kind``): ``paired``/``simulated`` (:class:`PairedDataModule`), ``degrade``
 (:class:`DegradeDataModule`), ``unpaired`` (:class:`UnpairedDataModule`). With ``data.path`` unset each
@@ -44,7 +47,13 @@ from srlab.data.fingerprints import DATA_JSON_KEY, training_fingerprints
 from srlab.data.io import LoadedImage, check_not_blank, list_tiffs, load_images
 from srlab.data.normalize import IntensityScale, channel_normalize, channel_scale
 from srlab.data.sampling import ResumableData, item_rng
-from srlab.data.simulate import SimulationSpec, image_stem, resolve_simulation, simulated_dataset
+from srlab.data.simulate import (
+    NOISE_FREE_HR_DIR,
+    SimulationSpec,
+    image_stem,
+    resolve_simulation,
+    simulated_dataset,
+)
 from srlab.data.transforms import PairAugment, PatchRandom
 from srlab.errors import SrlabError
 from srlab.optics.camera import Camera
@@ -67,10 +76,25 @@ class ImagePair:
     tokens: np.ndarray | None = None  # the specimen description's token ids (srlab.data.descriptions)
     lr_scale: IntensityScale | None = None  # the normalization of ``lr`` (real LR images: to recover counts)
     lr_target: np.ndarray | None = None  # an LR-grid target of independent noise (a photon split of ``lr``)
+    hr_noise_free: np.ndarray | None = None  # simulated test pairs: the HR without noise (noise_free_hr)
 
 
 def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
     return channel_normalize(image, cfg.low_percentile, cfg.high_percentile)[0]
+
+
+def noise_free_hr(root: Path, spec: SimulationSpec, source: str, hr: np.ndarray, cfg: Any) -> np.ndarray:
+    """The noise-free reference of ``hr``, the HR image of the simulated dataset ``root`` from the file
+    ``source`` (its stem): the dataset's ``hr/`` itself where that holds the expected photons
+    (``hr_target: noise_free``), else :data:`~srlab.data.simulate.NOISE_FREE_HR_DIR`'s image, cropped as
+    ``hr`` was (to a multiple of the scale) and percentile-normalized as the data. The metrics fit the
+    prediction to it affinely (:mod:`srlab.metrics.image`), so that normalization's scale, set by the
+    acquired image's noisy percentiles in ``hr``, does not enter the scores."""
+    if spec.hr_target == "noise_free":
+        return hr
+    image = load_images(root / NOISE_FREE_HR_DIR / f"{source}.tif")[0].image
+    h, w = hr.shape[-2:]
+    return _normalize(image[:, :h, :w], cfg)
 
 
 def _consensus_pixel_size(images: list[LoadedImage], override: float | None) -> float | None:
@@ -514,6 +538,8 @@ class FixedCrops(Dataset):
             item["hr"] = pair.hr[:, s * y:s * (y + c), s * x:s * (x + c)]
         if pair.lr_target is not None:
             item["lr_target"] = pair.lr_target[:, y:y + c, x:x + c]
+        if pair.hr_noise_free is not None:
+            item["hr_noise_free"] = pair.hr_noise_free[:, s * y:s * (y + c), s * x:s * (x + c)]
         return with_tokens(item, pair)
 
 
@@ -628,6 +654,17 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         assert self.simulation is not None
         root, _ = simulated_dataset(self.cfg.simulation, scale=self.scale, image_lr=self.simulation.image_lr)
         return root
+
+    def _attach_noise_free(self, root: Path, items: Sequence[Any]) -> None:
+        """Gives each simulated test image in ``items`` (:class:`ImagePair` or a multi-frame field) its
+        noise-free HR (:func:`noise_free_hr`) from the dataset ``root``; the user's images have none, nor
+        has a cached dataset that could not be given one (:func:`srlab.data.simulate.add_noise_free_hr`)."""
+        if self.simulation is None or self.path is not None:
+            return
+        if self.simulation.hr_target == "acquired" and not (root / NOISE_FREE_HR_DIR).is_dir():
+            return
+        for item in items:
+            item.hr_noise_free = noise_free_hr(root, self.simulation, item.source, item.hr, self.cfg)
 
     @property
     def file_channel(self) -> int | None:
@@ -804,6 +841,7 @@ class PairedDataModule(SRDataModule):
             self.split_sources = {k: sorted({s for s in sources if chosen[unit[s]] == k}) for k in by_unit}
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
+        self._attach_noise_free(root, self.data["test"])
         self._attach_descriptions(root, pairs)
 
     @staticmethod
@@ -916,6 +954,7 @@ class DegradeDataModule(SRDataModule):
         self.split_sources = _split_sources([p.source for p in hr_sets], self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in hr_sets if lookup[p.source] == k] for k in SPLITS}
+        self._attach_noise_free(root.parent, self.data["test"])
         # Fixed LR for validation/test: whole images degraded once with a seeded generator.
         gen = torch.Generator().manual_seed(int(self.cfg.split_seed))
         assert self.degradation is not None
@@ -1048,6 +1087,8 @@ class UnpairedDataModule(SRDataModule):
                 self.lr_degradation = {**self.lr_degradation, "training_lr": "real images (data.real_lr); the "
                                        "description applies to the validation/test pairs only"}
         self.data = {"train_lr": lrs, "train_hr": hrs, "train": lrs + hrs, **paired}
+        if self._root is not None:
+            self._attach_noise_free(self._root, self.data["test"])
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

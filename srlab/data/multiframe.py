@@ -52,8 +52,10 @@ from srlab.data.io import check_not_blank, load_images, write_tiff
 from srlab.data.normalize import channel_normalize
 from srlab.data.sampling import item_rng
 from srlab.data.simulate import (
+    NOISE_FREE_HR_DIR,
     Imager,
     SimulationSpec,
+    add_noise_free_hr,
     atomic_output_dir,
     calibrate,
     data_root,
@@ -118,20 +120,21 @@ class MultiFrameImager(Imager):
         return tuple(None if s is None else s * ramp for s in spectra)  # type: ignore[return-value]
 
     def fields(self, index: int) -> dict[str, np.ndarray]:
-        """``lr`` (T, h, w) detector frames, ``hr`` (H, W), ``shifts`` (T, 2) in LR px."""
+        """``lr`` (T, h, w) detector frames, ``hr`` (H, W) as the dataset holds it, ``hr_expected`` (H, W)
+        its noise-free photons, ``shifts`` (T, 2) in LR px."""
         spec, base = self.frames_spec, self.frames_spec.base
         spectra = self.spectra(self.specimen(index))
         hr_clean = self.expected(base.hr, spectra)
         hr_photons = calibrate(hr_clean, base.hr)
-        hr = self.target({"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
-                          "hr_expected": hr_photons})
+        images = {"hr": base.hr.camera.forward(hr_photons, np.random.default_rng([base.seed, index, 2])),
+                  "hr_expected": hr_photons}
         shifts = spec.shifts(index)
         clean = [self.expected(base.lr, self.moved(spectra, d * base.lr.pixel_size_nm)) for d in shifts]
         gain = photons_per_unit(clean[reference_frame(spec.frames)], base.lr)  # one illumination for all frames
         lr = np.stack([base.lr.camera.forward(expected_photons(c, base.lr, gain),
                                               np.random.default_rng([base.seed, index, FRAME_NOISE_STREAM + t]))
                        for t, c in enumerate(clean)])
-        return {"lr": lr, "hr": hr, "shifts": shifts}
+        return {"lr": lr, "hr": self.target(images), "hr_expected": hr_photons, "shifts": shifts}
 
 
 def resolve_multiframe(cfg: Any, scale: int) -> MultiFrameSpec:
@@ -147,7 +150,9 @@ def resolve_multiframe(cfg: Any, scale: int) -> MultiFrameSpec:
 
 
 def write_multiframe_dataset(spec: MultiFrameSpec, out: str | Path) -> Path:
-    """``lr/*.tif`` T-stacks, ``hr/*.tif``, ``shifts.csv`` and ``simulation.json`` into ``out``, atomically."""
+    """``lr/*.tif`` T-stacks, ``hr/*.tif`` (and the noise-free ``hr_noise_free/*.tif`` where ``hr/`` is
+    acquired, as :func:`srlab.data.simulate.write_dataset`), ``shifts.csv`` and ``simulation.json`` into
+    ``out``, atomically."""
     imager = MultiFrameImager(spec)
     base = spec.base
     with atomic_output_dir(Path(out)) as tmp:
@@ -156,6 +161,8 @@ def write_multiframe_dataset(spec: MultiFrameSpec, out: str | Path) -> Path:
             images = imager.fields(i)
             name = f"sim_{i:04d}.tif"
             write_tiff(tmp / "hr" / name, images["hr"], pixel_size_nm=base.hr.pixel_size_nm)
+            if base.hr_target == "acquired":
+                write_tiff(tmp / NOISE_FREE_HR_DIR / name, images["hr_expected"], pixel_size_nm=base.hr.pixel_size_nm)
             write_tiff(tmp / "lr" / name, images["lr"], pixel_size_nm=base.lr.pixel_size_nm, axes="TYX")
             rows += [(name, t, f"{dy:.6f}", f"{dx:.6f}") for t, (dy, dx) in enumerate(images["shifts"])]
         with open(tmp / SHIFTS_FILE, "w", newline="") as fh:
@@ -171,6 +178,7 @@ def multiframe_dataset(spec: MultiFrameSpec, root: Path | None = None) -> Path:
     """The cached dataset of ``spec``, generated on first use (as :func:`srlab.data.simulate.simulated_dataset`)."""
     path = (Path(root) if root is not None else data_root()) / f"sim-{spec.name}-{spec.key()}"
     if (path / "simulation.json").is_file():
+        add_noise_free_hr(spec.base, path)  # the fields' HR are the paired simulator's images
         return path
     try:
         write_multiframe_dataset(spec, path)
@@ -242,6 +250,7 @@ class FrameSet:
     lr: np.ndarray
     hr: np.ndarray
     shifts: np.ndarray
+    hr_noise_free: np.ndarray | None = None  # simulated test fields: the HR without noise
 
 
 class FramePatches(Dataset):
@@ -294,8 +303,11 @@ class FrameCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         i, y, x = self.items[index]
         item, s, c = self.sets[i], self.scale, self.crop
-        return {"lr": item.lr[:, y:y + c, x:x + c], "hr": item.hr[:, s * y:s * (y + c), s * x:s * (x + c)],
-                "shifts": item.shifts, "name": item.name if self.per_image <= 1 else f"{item.name}@{y},{x}"}
+        out = {"lr": item.lr[:, y:y + c, x:x + c], "hr": item.hr[:, s * y:s * (y + c), s * x:s * (x + c)],
+               "shifts": item.shifts, "name": item.name if self.per_image <= 1 else f"{item.name}@{y},{x}"}
+        if item.hr_noise_free is not None:
+            out["hr_noise_free"] = item.hr_noise_free[:, s * y:s * (y + c), s * x:s * (x + c)]
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -372,6 +384,7 @@ class MultiFrameDataModule(SRDataModule):
         self.split_sources = _split_sources([s.source for s in sets], self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.sets = {k: [s for s in sets if lookup[s.source] == k] for k in SPLITS}
+        self._attach_noise_free(root, self.sets["test"])
         # The base class reads data[split] for image counts and eval crop sizes: the reference frames.
         ref = reference_frame(self.frames)
         self.data = {k: [dataclasses.replace(s, lr=s.lr[ref:ref + 1]) for s in v] for k, v in self.sets.items()}

@@ -75,6 +75,12 @@ HR_TARGETS = ("acquired", "noise_free")
 #: ``data.simulation.hr_target``'s default, resolved by :func:`hr_target_for`: the expected rendering
 #: where the HR modality is a rendering of localizations, the acquired image otherwise.
 AUTO_HR_TARGET = "auto"
+#: The folder of a simulated dataset that holds its HR side's expected photons where ``hr/`` holds the
+#: acquired images: the reference a run's test also scores against (``test/noise_free_*``,
+#: :class:`srlab.paradigms.base.SRTask`) — what the target microscope resolves, which no acquisition gives.
+#: Datasets cached before it existed hold the same images under the same key and get it added on their
+#: next use (:func:`add_noise_free_hr`).
+NOISE_FREE_HR_DIR = "hr_noise_free"
 
 
 #: ``simulation.hr_image_photon_split: auto`` (the default): the user's HR images are split in halves of
@@ -566,6 +572,10 @@ class Imager:
             out[side] = m.camera.forward(photons, np.random.default_rng([self.spec.seed, index, stream]))
         return out
 
+    def expected_hr(self, index: int) -> np.ndarray:
+        """Image ``index``'s ``hr_expected`` as :meth:`image` makes it, without imaging the LR side."""
+        return calibrate(self.expected(self.spec.hr, self.spectra(self.specimen(index))), self.spec.hr)
+
     def target(self, images: dict[str, np.ndarray]) -> np.ndarray:
         """The HR image a dataset holds for :meth:`image`'s ``images`` (``spec.hr_target``)."""
         return images["hr_expected"] if self.spec.hr_target == "noise_free" else images["hr"]
@@ -640,7 +650,9 @@ def image_stem(index: int) -> str:
 
 def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = False) -> Path:
     """Simulate ``spec.n_images`` specimens and write ``lr/`` and ``hr/`` ImageJ TIFFs (matched by name,
-    calibrated pixel sizes) and ``simulation.json`` (the resolved settings) into ``out``, atomically."""
+    calibrated pixel sizes), where ``hr/`` is acquired also the noise-free HR (:data:`NOISE_FREE_HR_DIR`; not
+    for the pairs made of the user's HR images, which are training images only), and ``simulation.json``
+    (the resolved settings) into ``out``, atomically."""
     out = Path(out)
     imager = Imager(spec)
     with atomic_output_dir(out) as tmp:
@@ -648,6 +660,8 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
             images = imager.image(i)
             name = f"{image_stem(i)}.tif"
             write_tiff(tmp / "hr" / name, imager.target(images), pixel_size_nm=spec.hr.pixel_size_nm)
+            if spec.hr_target == "acquired":
+                write_tiff(tmp / NOISE_FREE_HR_DIR / name, images["hr_expected"], pixel_size_nm=spec.hr.pixel_size_nm)
             if spec.image_lr:
                 write_tiff(tmp / "lr" / name, images["lr"], pixel_size_nm=spec.lr.pixel_size_nm)
             if progress and (i + 1) % max(1, spec.n_images // 10) == 0:
@@ -663,6 +677,30 @@ def write_dataset(spec: SimulationSpec, out: str | Path, *, progress: bool = Fal
     return out
 
 
+def add_noise_free_hr(spec: SimulationSpec, path: Path) -> None:
+    """Adds :data:`NOISE_FREE_HR_DIR` to the dataset of ``spec`` at ``path`` where it lacks one (written
+    before the folder existed; its key and images are those ``spec`` makes): a folder written beside it and
+    renamed in, so an interrupted addition leaves the dataset as it was and concurrent ones agree on one
+    copy. Nothing in the dataset is changed. A dataset that cannot be written to (a shared, read-only cache)
+    stays without it: a note, and the runs' tests score against the acquired HR only."""
+    if spec.hr_target != "acquired" or (path / NOISE_FREE_HR_DIR).is_dir():
+        return
+    tmp = path / f".{NOISE_FREE_HR_DIR}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        imager = Imager(spec)
+        for i in range(spec.n_images):
+            write_tiff(tmp / f"{image_stem(i)}.tif", imager.expected_hr(i), pixel_size_nm=spec.hr.pixel_size_nm)
+        os.rename(tmp, path / NOISE_FREE_HR_DIR)
+    except PermissionError:
+        print(f"srlab: {path} cannot be written to: its noise-free HR ({NOISE_FREE_HR_DIR}/) is not added, and "
+              f"tests on it score against the acquired HR only", file=sys.stderr)
+    except OSError:
+        if not (path / NOISE_FREE_HR_DIR).is_dir():  # not another process adding it first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def simulated_dataset(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale: int, image_lr: bool = True,
                       root: Path | None = None) -> tuple[Path, SimulationSpec]:
     """The cached dataset for these settings, generated on first use (atomically, so a killed
@@ -671,6 +709,7 @@ def simulated_dataset(cfg: SimulationConfig | Mapping[str, Any] | None, *, scale
     root = Path(root) if root is not None else data_root()
     path = root / f"sim-{spec.name}-{spec.key()}"
     if (path / "simulation.json").is_file():
+        add_noise_free_hr(spec, path)
         return path, spec
     try:
         write_dataset(spec, path)

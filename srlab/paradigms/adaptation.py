@@ -182,6 +182,7 @@ class PhysicsAdaptation(SRTask):
         self.test_consistency = MeanMetric()
         self.test_before_consistency = MeanMetric()
         self.test_before_metrics = self.test_metrics.clone()
+        self.test_before_noise_free_metrics = self.test_noise_free_metrics.clone()
 
     # -- the forward model -------------------------------------------------------------------------
     def consistency(self, lr: Tensor, sr: Tensor, weighted: bool = True) -> Tensor:
@@ -236,7 +237,10 @@ class PhysicsAdaptation(SRTask):
         lr = batch["lr"]
         if dataloader_idx == 0:
             super().test_step(batch, batch_idx)
-            self.test_before_metrics.update(self.initial_network(lr), batch["hr"])
+            before = self.initial_network(lr)
+            self.test_before_metrics.update(before, batch["hr"])
+            if "hr_noise_free" in batch:
+                self.test_before_noise_free_metrics.update(before, batch["hr_noise_free"])
             return
         target = batch.get("lr_target", lr)
         self.test_consistency.update(self.consistency(target, self(lr), weighted=False))
@@ -248,6 +252,10 @@ class PhysicsAdaptation(SRTask):
             super().on_test_epoch_end()
             values.update({f"test/before_{k}": v for k, v in self.test_before_metrics.compute().items()})
             self.test_before_metrics.reset()
+            if self.test_before_noise_free_metrics.update_called:
+                values.update({f"test/before_noise_free_{k}": v
+                               for k, v in self.test_before_noise_free_metrics.compute().items()})
+                self.test_before_noise_free_metrics.reset()
         for name, metric in (("consistency", self.test_consistency),
                              ("before_consistency", self.test_before_consistency)):
             mse = metric.compute()

@@ -22,8 +22,11 @@ def test_run_directory_contents(tiny):
     for name in ("config.yaml", "environment.json", "metrics.json", "data.json", "checkpoints/last.ckpt"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("test/psnr", "test/ssim", "test/nrmse", "test/bicubic_psnr", "test/bicubic_ssim"):
+    for key in ("test/psnr", "test/ssim", "test/nrmse", "test/bicubic_psnr", "test/bicubic_ssim",
+                # srlab's simulated data: also against the HR without noise (srlab.paradigms.base)
+                "test/noise_free_psnr", "test/noise_free_ssim", "test/bicubic_noise_free_psnr"):
         assert isinstance(metrics[key], float) and metrics[key] == metrics[key], key
+    assert metrics["test/noise_free_n_images"] == metrics["test/n_images"]
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and "commit" in env["git"] and env["hardware"]["cpu_count"]
     ckpt = runs.load_checkpoint(run_dir / "checkpoints" / "last.ckpt")

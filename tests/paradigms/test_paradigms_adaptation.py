@@ -225,6 +225,9 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     # Before = the source network on the same anchor test crops as the source run's own test.
     source = json.loads((run / "metrics.json").read_text())
     assert m["test/before_psnr"] == pytest.approx(source["test/psnr"], abs=1e-4)
+    # and against the anchor's noise-free HR (srlab's simulated data)
+    assert m["test/before_noise_free_psnr"] == pytest.approx(source["test/noise_free_psnr"], abs=1e-4)
+    assert np.isfinite(m["test/noise_free_psnr"])
     assert "consistency PSNR" in capsys.readouterr().out
     # srlab check --run: the adapted run's forward model is its source run's relative PSF.
     from srlab.compare.check import relative_psf_of_run
