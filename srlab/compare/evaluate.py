@@ -1,9 +1,11 @@
 """Evaluating a suite: every run on the *same* test images.
 
 One DataModule per distinct test set, built with the suite's first seed; per image the headline PSNR, SSIM,
-MS-SSIM, NRMSE (CARE convention) and their plain variants (:func:`srlab.metrics.image.image_metrics`), the single-image FRC
-resolution in nm (:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and
-the SQUIRREL-style consistency with the input (:func:`srlab.metrics.consistency.squirrel_consistency`).
+MS-SSIM, NRMSE (CARE convention) and their plain variants (:func:`srlab.metrics.image.image_metrics`), on
+srlab's simulated test images also the headline PSNR, SSIM, NRMSE against the noise-free HR
+(``noise_free_*``, as a run's own test), the single-image FRC resolution in nm
+(:func:`srlab.metrics.frc.checkerboard_frc_resolution_nm`; NaN without a pixel size) and the
+SQUIRREL-style consistency with the input (:func:`srlab.metrics.consistency.squirrel_consistency`).
 Networks are loaded by :func:`srlab.inference.load_network` (the checkpoint each run's own test used) and
 run tiled (:func:`srlab.inference.tiling.predict_tiled`). Evaluations are cached in
 ``<run>/evaluations/compare-<key>.json`` (key: evaluation data, test images, checkpoint), so a rerun
@@ -52,15 +54,20 @@ from srlab.models import count_parameters
 from srlab.runs import atomic_write_bytes, atomic_write_text, cached_json
 
 # Bump when what an evaluation computes changes: every cached evaluation is then recomputed.
-EVAL_VERSION = 2  # 2: headline metrics of the CARE convention (srlab.metrics.image, definitions 2)
+# 2: headline metrics of the CARE convention (srlab.metrics.image, definitions 2); 3: also against the
+# noise-free HR of simulated test images (noise_free_*)
+EVAL_VERSION = 3
 
 
 COST_OUTPUT_PX = 256
 TILE_SIZE, TILE_OVERLAP = 256, 32
 GRID_CROPS, GRID_CROP_PX = 3, 96
 MIN_FRC_PX = 64  # the single-image FRC splits the image in 2x2 sub-images; below 32 px each it is noise
+#: The headline metrics also scored against the noise-free HR of srlab's simulated test images (as a run's
+#: own test: srlab.paradigms.base), as ``noise_free_<name>``; NaN where the test set has none (the user's pairs).
+NOISE_FREE_NAMES = ("psnr", "ssim", "nrmse")
 METRICS = ("psnr", "ssim", "ms_ssim", "nrmse", "psnr_plain", "ssim_plain", "ms_ssim_plain", "nrmse_plain",
-           "frc_nm", "rse", "rsp")
+           "frc_nm", "rse", "rsp", *(f"noise_free_{name}" for name in NOISE_FREE_NAMES))
 
 
 # Data fields that do not change which test images a DataModule serves (training-side options; the
@@ -79,6 +86,7 @@ class EvalSample:
     # the HR's measured alignment against the LR, where predictions are scored in the HR's frame (a suite's
     # test_pairs with register: true; srlab.data.registration)
     alignment: Alignment | None = None
+    hr_noise_free: np.ndarray | None = None  # srlab's simulated test images: the HR without noise
 
 
 @dataclass
@@ -101,6 +109,11 @@ class EvalGroup:
     # whole test images (test_pairs, or a block's stored test pairs): hashed against each row's training
     # images (srlab.data.fingerprints); crops are not
     whole_images: bool = False
+
+    @property
+    def noise_free(self) -> bool:
+        """Whether the test images have their noise-free HR (srlab's simulated data)."""
+        return any(s.hr_noise_free is not None for s in self.samples)
 
 
 def test_set_identity(data: DictConfig | dict) -> str:
@@ -197,6 +210,10 @@ def _eval_data_cfg(suite: Suite, row: Row, cli: Sequence[str]) -> DictConfig:
     return data
 
 
+def _optional(image: Any) -> np.ndarray | None:
+    return None if image is None else np.asarray(image, np.float32)
+
+
 def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[EvalSample], str, Any, bool]:
     """The test samples of ``data_cfg``, the source line, the DataModule, and whether the samples are whole
     test images (the stored test pairs) rather than crops from the test loader."""
@@ -205,13 +222,17 @@ def _load_samples(data_cfg: DictConfig, seed: int, mode: str) -> tuple[list[Eval
     dm.setup("test")
     pairs = getattr(dm, "data", {}).get("test") if isinstance(getattr(dm, "data", None), dict) else None
     if mode == "full" and pairs and all(p.lr is not None and p.hr is not None for p in pairs):
-        samples = [EvalSample(p.name, np.asarray(p.lr, np.float32), np.asarray(p.hr, np.float32)) for p in pairs]
+        samples = [EvalSample(p.name, np.asarray(p.lr, np.float32), np.asarray(p.hr, np.float32),
+                              hr_noise_free=_optional(getattr(p, "hr_noise_free", None)))
+                   for p in pairs]
         return samples, f"{len(samples)} whole test image(s)", dm, True
     samples = []
     for batch in dm.test_dataloader():
+        clean = batch.get("hr_noise_free")
         for i, name in enumerate(batch["name"]):
             samples.append(EvalSample(str(name), batch["lr"][i].numpy().astype(np.float32),
-                                      batch["hr"][i].numpy().astype(np.float32)))
+                                      batch["hr"][i].numpy().astype(np.float32),
+                                      hr_noise_free=None if clean is None else clean[i].numpy().astype(np.float32)))
     if not samples:
         raise SrlabError(f"the evaluation data ({_data_label(OmegaConf.to_container(data_cfg))}) has no test images")
     h, w = samples[0].lr.shape[-2:]
@@ -324,6 +345,12 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
                                 torch.from_numpy(np.ascontiguousarray(reference))[None])
         for key, value in metrics.items():
             values[key].append(float(value[0]))
+        clean = (image_metrics(torch.from_numpy(np.ascontiguousarray(sr))[None],
+                               torch.from_numpy(np.ascontiguousarray(sample.hr_noise_free))[None],
+                               names=NOISE_FREE_NAMES, plain=False)
+                 if sample.hr_noise_free is not None else {})
+        for name in NOISE_FREE_NAMES:
+            values[f"noise_free_{name}"].append(float(clean[name][0]) if clean else math.nan)
         values["frc_nm"].append(_frc(sr, group.hr_pixel_size_nm))
         rse, rsp = [], []
         if sample.lr.shape[0] == sr.shape[0]:

@@ -132,6 +132,10 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
             assert float(row["p_vs_best_holm"]) >= float(row["p_vs_best"])
     assert sum(r["best"] == "True" for r in rows.values()) == 1
     assert len(rows["edsr_smoke"]["run_ids"].split()) == 2
+    # simulated test images: also scored against their noise-free HR, another reference than the acquired
+    for row in rows.values():
+        assert np.isfinite(float(row["noise_free_psnr_mean"])) and np.isfinite(float(row["noise_free_ssim_mean"]))
+        assert float(row["noise_free_psnr_mean"]) != pytest.approx(float(row["psnr_mean"]), abs=1e-3)
 
     # The leaderboard's mean is the mean of the per-image values it was computed from.
     per_image = [r for r in _csv(out / "per_image.csv") if r["label"] == "srcnn_smoke"]
@@ -140,6 +144,7 @@ def test_compare_trains_evaluates_reports_and_reuses(tmp_path, monkeypatch):
 
     md = (out / "leaderboard.md").read_text()
     assert "p vs best" in md and "±" in md and "srcnn_smoke" in md and "bicubic (baseline)" in md
+    assert "PSNR vs noise-free HR (dB)" in md and "the rank and p-values stay on the PSNR against the HR as" in md
     report = json.loads((out / "report.json").read_text())
     (group,) = report["groups"]
     for name in ("psnr_vs_params", "psnr_vs_time", "metric_bars", "crops"):
@@ -232,6 +237,9 @@ def test_a_suite_scores_every_image_of_a_test_pairs_folder_whole(tmp_path):
     assert "whole (no split)" in group["source"] and group["scale"] == 2
     # srlab simulate's HR images are camera counts: the test-set line gives their noise ceiling
     assert "caps the headline PSNR of a noise-free prediction" in group["source"]
+    # a folder's pairs have no noise-free HR (srlab simulate's hr_noise_free/ is not read from a folder)
+    assert all(r["noise_free_psnr_mean"] == "" for r in rows)
+    assert "noise-free HR (dB)" not in (out / "leaderboard.md").read_text()
 
 
 def test_a_suite_scores_test_pairs_as_srlab_evaluate_does(tmp_path):
