@@ -344,8 +344,11 @@ def summary(run_dir: Path) -> None:
     cfg = load_resolved(run_dir / "config.yaml")
     split = cfg.data.params.get("photon_split")
     against = " (output of one half of the photons vs the other half)" if split else ""
+    clean = (f" (against their noise-free HR {pair('noise_free_psnr', ' dB', 2)})"
+             if "test/before_noise_free_psnr" in m else "")
     print(f"srlab adapt: held-out real images, consistency PSNR{against} {pair('consistency_psnr', ' dB', 2)} "
-          f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}")
+          f"(MSE {pair('consistency', '', 5)}); anchor test PSNR on the run's own pairs {pair('psnr', ' dB', 2)}"
+          f"{clean}")
     haze = float(cfg.paradigm.params.get("haze_sigma_lr_px") or 0.0)
     if haze > 0:
         # the fitted background absorbs more of the residual than a constant does: the readings are higher

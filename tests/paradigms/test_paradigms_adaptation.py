@@ -228,7 +228,10 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     # and against the anchor's noise-free HR (srlab's simulated data)
     assert m["test/before_noise_free_psnr"] == pytest.approx(source["test/noise_free_psnr"], abs=1e-4)
     assert np.isfinite(m["test/noise_free_psnr"])
-    assert "consistency PSNR" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "consistency PSNR" in printed
+    assert (f"against their noise-free HR {m['test/before_noise_free_psnr']:.2f} → {m['test/noise_free_psnr']:.2f} dB"
+            in printed)
     # srlab check --run: the adapted run's forward model is its source run's relative PSF.
     from srlab.compare.check import relative_psf_of_run
 
