@@ -16,9 +16,10 @@ structure ≈ 1; metrics clip to [0, 1] with ``data_range = 1``).
 * **Splits** are by *source file* (all slices of a stack stay together; no image contributes to two
   splits), drawn with ``data.split_seed`` (or given by a manifest's ``split`` column) and reported by
   :meth:`describe` (written to ``<run>/data.json``).
-* **Noise-free references**: test batches of srlab's simulated data also hold ``"hr_noise_free"``, the
-  HR side's expected photons of the same crop, normalized as the data (:func:`noise_free_hr`), so a
-  run's test scores against what the target microscope resolves as well as against its acquired image.
+* **Noise-free references**: validation and test batches of srlab's simulated data also hold
+  ``"hr_noise_free"``, the HR side's expected photons of the same crop, normalized as the data
+  (:func:`noise_free_hr`), so a run is scored against what the target microscope resolves as well as
+  against its acquired image.
 
 Kinds (``data.kind``): ``paired``/``simulated`` (:class:`PairedDataModule`), ``degrade``
 (:class:`DegradeDataModule`), ``unpaired`` (:class:`UnpairedDataModule`). With ``data.path`` unset each
@@ -76,7 +77,7 @@ class ImagePair:
     tokens: np.ndarray | None = None  # the specimen description's token ids (srlab.data.descriptions)
     lr_scale: IntensityScale | None = None  # the normalization of ``lr`` (real LR images: to recover counts)
     lr_target: np.ndarray | None = None  # an LR-grid target of independent noise (a photon split of ``lr``)
-    hr_noise_free: np.ndarray | None = None  # simulated test pairs: the HR without noise (noise_free_hr)
+    hr_noise_free: np.ndarray | None = None  # simulated validation/test pairs: the HR without noise (noise_free_hr)
 
 
 def _normalize(image: np.ndarray, cfg: Any) -> np.ndarray:
@@ -656,7 +657,7 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         return root
 
     def _attach_noise_free(self, root: Path, items: Sequence[Any]) -> None:
-        """Gives each simulated test image in ``items`` (:class:`ImagePair` or a multi-frame field) its
+        """Gives each simulated validation/test image in ``items`` (:class:`ImagePair` or a multi-frame field) its
         noise-free HR (:func:`noise_free_hr`) from the dataset ``root``; the user's images have none, nor
         has a cached dataset that could not be given one (:func:`srlab.data.simulate.add_noise_free_hr`)."""
         if self.simulation is None or self.path is not None:
@@ -841,7 +842,7 @@ class PairedDataModule(SRDataModule):
             self.split_sources = {k: sorted({s for s in sources if chosen[unit[s]] == k}) for k in by_unit}
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in pairs if lookup[p.source] == k] for k in SPLITS}
-        self._attach_noise_free(root, self.data["test"])
+        self._attach_noise_free(root, self.data["val"] + self.data["test"])
         self._attach_descriptions(root, pairs)
 
     @staticmethod
@@ -954,7 +955,7 @@ class DegradeDataModule(SRDataModule):
         self.split_sources = _split_sources([p.source for p in hr_sets], self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.data = {k: [p for p in hr_sets if lookup[p.source] == k] for k in SPLITS}
-        self._attach_noise_free(root.parent, self.data["test"])
+        self._attach_noise_free(root.parent, self.data["val"] + self.data["test"])
         # Fixed LR for validation/test: whole images degraded once with a seeded generator.
         gen = torch.Generator().manual_seed(int(self.cfg.split_seed))
         assert self.degradation is not None
@@ -1088,7 +1089,7 @@ class UnpairedDataModule(SRDataModule):
                                        "description applies to the validation/test pairs only"}
         self.data = {"train_lr": lrs, "train_hr": hrs, "train": lrs + hrs, **paired}
         if self._root is not None:
-            self._attach_noise_free(self._root, self.data["test"])
+            self._attach_noise_free(self._root, self.data["val"] + self.data["test"])
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -250,7 +250,7 @@ class FrameSet:
     lr: np.ndarray
     hr: np.ndarray
     shifts: np.ndarray
-    hr_noise_free: np.ndarray | None = None  # simulated test fields: the HR without noise
+    hr_noise_free: np.ndarray | None = None  # simulated validation/test fields: the HR without noise
 
 
 class FramePatches(Dataset):
@@ -384,7 +384,7 @@ class MultiFrameDataModule(SRDataModule):
         self.split_sources = _split_sources([s.source for s in sets], self.cfg, str(root))
         lookup = {s: k for k, names in self.split_sources.items() for s in names}
         self.sets = {k: [s for s in sets if lookup[s.source] == k] for k in SPLITS}
-        self._attach_noise_free(root, self.sets["test"])
+        self._attach_noise_free(root, self.sets["val"] + self.sets["test"])
         # The base class reads data[split] for image counts and eval crop sizes: the reference frames.
         ref = reference_frame(self.frames)
         self.data = {k: [dataclasses.replace(s, lr=s.lr[ref:ref + 1]) for s in v] for k, v in self.sets.items()}

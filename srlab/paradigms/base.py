@@ -16,8 +16,9 @@ On srlab's simulated data the test batches also hold the HR without noise (``hr_
 compare with a normalization set by the acquired image's noise). Against an acquired HR every method's
 PSNR is capped by that image's own noise (a photon-poor STED's: a perfect prediction scores barely above
 bicubic, BENCHMARKS.md's foreign check), and SSIM rewards copying its noise; against the noise-free HR the
-score says what the network resolves of the specimen. Selection (``val/psnr``) stays on the acquired HR,
-the target the network is trained on.
+score says what the network resolves of the specimen. Validation logs the same beside its metrics
+(``val/noise_free_*``, for the dashboards); selection (``val/psnr``) stays on the HR the network is
+trained on.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ class SRTask(L.LightningModule):
         self.ema = (AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
         self.val_metrics = SRMetrics()
+        self.val_noise_free_metrics = SRMetrics()
         # The final test also reports MS-SSIM and the plain (unfitted) variants.
         test_names = ("psnr", "ssim", "ms_ssim", "nrmse")
         self.test_metrics = SRMetrics(names=test_names, plain=True)
@@ -162,6 +164,8 @@ class SRTask(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         sr = self.super_resolve(batch)
         self.val_metrics.update(sr, batch["hr"])
+        if "hr_noise_free" in batch:  # srlab's simulated data
+            self.val_noise_free_metrics.update(sr, batch["hr_noise_free"])
         return {"sr": sr.detach()}
 
     def on_validation_epoch_end(self) -> None:
@@ -173,6 +177,10 @@ class SRTask(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
         self.log_dict(counts, sync_dist=False)
         self.val_metrics.reset()
+        if self.val_noise_free_metrics.update_called:
+            clean = self.val_noise_free_metrics.compute()
+            self.log_dict({f"val/noise_free_{k}": v for k, v in clean.items() if k not in counts}, sync_dist=False)
+            self.val_noise_free_metrics.reset()
         return values
 
     def test_step(self, batch: dict, batch_idx: int) -> None:

@@ -24,7 +24,8 @@ def test_offline_wandb_run_holds_metrics_and_images(tmp_path, monkeypatch):
     assert len(events) == 1, "the run's event log exists for `wandb sync`"
     # Offline runs keep history and summary in the protobuf event log; the keys appear verbatim.
     log = events[0].read_bytes()
-    for key in (b"test/psnr", b"test/bicubic_psnr", b"val/psnr", b"val/ssim", b"train/loss", b"val/images"):
+    for key in (b"test/psnr", b"test/bicubic_psnr", b"val/psnr", b"val/ssim", b"train/loss", b"val/images",
+                b"val/noise_free_psnr", b"test/noise_free_psnr"):  # simulated data: the noise-free HR too
         assert key in log, key
     images = list((offline[0] / "files" / "media" / "images").rglob("*.png"))
     assert images, "the validation image grid was logged"
@@ -54,6 +55,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ddp_metrics["test/n_images"] == single["test/n_images"] == 5
     assert single["test/psnr"] == pytest.approx(ddp_metrics["test/psnr"], abs=1e-3)
     assert single["test/ssim"] == pytest.approx(ddp_metrics["test/ssim"], abs=1e-4)
+    assert ddp_metrics["test/noise_free_n_images"] == single["test/noise_free_n_images"] == 5
+    assert single["test/noise_free_psnr"] == pytest.approx(ddp_metrics["test/noise_free_psnr"], abs=1e-3)
 
 
 @pytest.mark.parametrize(("env", "from_user"), [
