@@ -169,7 +169,8 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data
         return channel_normalize(image, data_cfg.low_percentile, data_cfg.high_percentile)[0].astype(np.float32)
 
-    samples = [EvalSample(im.name, normalized(im.lr), normalized(im.hr), alignment)
+    samples = [EvalSample(im.name, normalized(im.lr), normalized(im.hr), alignment,
+                          None if im.hr_noise_free is None else normalized(im.hr_noise_free))
                for im, alignment in zip(images, alignments)]
     source = f"all {len(samples)} image(s) of {folder}, whole (no split)"
     ceiling = median_noise_ceiling_db(noise_ceiling_db([im.hr for im in images]) or [])
@@ -345,10 +346,13 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
                                 torch.from_numpy(np.ascontiguousarray(reference))[None])
         for key, value in metrics.items():
             values[key].append(float(value[0]))
-        clean = (image_metrics(torch.from_numpy(np.ascontiguousarray(sr))[None],
-                               torch.from_numpy(np.ascontiguousarray(sample.hr_noise_free))[None],
-                               names=NOISE_FREE_NAMES, plain=False)
-                 if sample.hr_noise_free is not None else {})
+        clean: dict[str, torch.Tensor] = {}
+        if sample.hr_noise_free is not None:
+            scored, reference = ((sr, sample.hr_noise_free) if sample.alignment is None
+                                 else in_hr_frame(sr, sample.hr_noise_free, sample.alignment))
+            clean = image_metrics(torch.from_numpy(np.ascontiguousarray(scored))[None],
+                                  torch.from_numpy(np.ascontiguousarray(reference))[None],
+                                  names=NOISE_FREE_NAMES, plain=False)
         for name in NOISE_FREE_NAMES:
             values[f"noise_free_{name}"].append(float(clean[name][0]) if clean else math.nan)
         values["frc_nm"].append(_frc(sr, group.hr_pixel_size_nm))

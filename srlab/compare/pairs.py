@@ -21,6 +21,9 @@ any linear rescaling of them), the Poisson–Gaussian line fitted to them (:func
 what headline PSNR a noise-free prediction would score, and the summary says so — and that the
 reference, not the methods, sets the scores where the best method is within a dB of it.
 
+A folder that also holds its HR without noise (``FOLDER/hr_noise_free/``, matched by name: ``srlab simulate``
+writes it beside acquired HR images) is scored against it too, headline PSNR/SSIM/NRMSE as ``noise_free_*``
+(:data:`NOISE_FREE_KEYS`; what a method resolves, which the acquired HR's noise hides).
 ``--tta`` adds, after each run, the same run predicted as ``srlab predict --tta`` does (the mean of the 8
 dihedral transforms), a row of its own (:func:`with_tta`).
 
@@ -48,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srlab.compare.evaluate import NOISE_FREE_NAMES
 from srlab.compare.report import fmt_ci, fmt_p
 from srlab.errors import SrlabError
 from srlab.metrics import stats
@@ -65,6 +69,8 @@ from srlab.runs import atomic_write_bytes, atomic_write_text, check_folder_can_b
 
 BASELINES = ("bicubic", "richardson_lucy")
 KEYS = metric_keys()
+#: The headline metrics against a folder's noise-free HR (``hr_noise_free/``), where it has one (as a suite's).
+NOISE_FREE_KEYS = tuple(f"noise_free_{name}" for name in NOISE_FREE_NAMES)
 OUTPUTS = ("per_image.csv", "summary.md", "summary.json")
 
 
@@ -103,14 +109,18 @@ class PairedImage:
     name: str
     lr: np.ndarray  # (C, h, w) raw
     hr: np.ndarray  # (C, s·h, s·w) raw
+    hr_noise_free: np.ndarray | None = None  # the folder's hr_noise_free/ image, where it has one
 
 
 def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[list[PairedImage], float | None]:
     """Every image pair of ``folder`` (lr/, hr/ matched by name) and the LR pixel size (None if unknown).
     ``channels``: how many each file must have (a suite's ``data.channels``); ``None``: as many as the first
-    LR file has (every channel scored: srlab evaluate)."""
+    LR file has (every channel scored: srlab evaluate). Where the folder has ``hr_noise_free/``
+    (:data:`srlab.data.simulate.NOISE_FREE_HR_DIR`), each pair also gets its image of the HR's name there,
+    checked as the HR is."""
     from srlab.data.datamodules import _consensus_pixel_size, _match_folders, _pair_images
     from srlab.data.io import channel_axis, read_tiff
+    from srlab.data.simulate import NOISE_FREE_HR_DIR
 
     if not folder.is_dir():
         raise SrlabError(f"{folder}: --pairs is not a folder (expected FOLDER/lr/*.tif and FOLDER/hr/*.tif)")
@@ -120,11 +130,22 @@ def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[
         found = channel_axis(array, axes, matched[0][0])
         channels = 1 if found is None else int(array.shape[found])
     cfg = SimpleNamespace(channels=channels or 1, scale=scale, patch_size=1)
+    clean_dir = folder / NOISE_FREE_HR_DIR
     images, loaded = [], []
     for lr_path, hr_path, _ in matched:
-        for lr, hr in _pair_images(lr_path, hr_path, cfg, None):
+        pairs = _pair_images(lr_path, hr_path, cfg, None)
+        clean: list[Any] = [None] * len(pairs)
+        if clean_dir.is_dir():
+            if not (clean_dir / hr_path.name).is_file():
+                raise SrlabError(f"{clean_dir}: no {hr_path.name} for {hr_path}; its noise-free HR images must match "
+                                 f"hr/ by name (or move the folder away to score against hr/ only)")
+            clean = [c.image for _, c in _pair_images(lr_path, clean_dir / hr_path.name, cfg, None)]
+        for (lr, hr), hr_clean in zip(pairs, clean):
+            if hr_clean is not None and hr_clean.shape != hr.image.shape:
+                raise SrlabError(f"{clean_dir / hr_path.name}: {hr_clean.shape[-2:]} px, but {hr_path} is "
+                                 f"{hr.image.shape[-2:]} px")
             loaded.append(lr)
-            images.append(PairedImage(lr.name, lr.image, hr.image))
+            images.append(PairedImage(lr.name, lr.image, hr.image, hr_clean))
     return images, _consensus_pixel_size(loaded, None)
 
 
@@ -289,11 +310,11 @@ def _montage(name: str, panels: list[tuple[str, np.ndarray]], hr: np.ndarray) ->
     return buffer.getvalue()
 
 
-def _summaries(methods: list[Method]) -> dict[str, dict[str, Any]]:
+def _summaries(methods: list[Method], keys: Sequence[str] = KEYS) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for method in methods:
         entry: dict[str, Any] = {"source": method.source}
-        for key in KEYS:
+        for key in keys:
             mean, low, high, n = stats.mean_ci(method.values[key])
             entry[key] = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
         out[method.label] = entry
@@ -325,16 +346,24 @@ def _markdown(folder: Path, summary: dict[str, dict[str, Any]], n_images: int, e
               f"(per image and channel: each run's LR and HR with the run's own percentiles, as it trained; "
               f"the baselines' with {hr_percentiles[0]:g}/{hr_percentiles[1]:g} %). "
               f"Definitions: `docs/metrics.md`."), ""]
+    clean = NOISE_FREE_KEYS[0] in next(iter(summary.values()))
     head = ["#", "method", "PSNR (dB)", "SSIM", "MS-SSIM", "NRMSE", "PSNR plain (dB)", "SSIM plain", "NRMSE plain",
+            *(["PSNR vs noise-free HR (dB)", "SSIM vs noise-free HR"] if clean else []),
             "p vs best", "p (Holm)", "images"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label in order:
         s = summary[label]
         cells = [str(s["rank"]), f"**{label}**" if s["best"] else label, fmt_ci(s["psnr"], 2), fmt_ci(s["ssim"], 4),
                  fmt_ci(s["ms_ssim"], 4), fmt_ci(s["nrmse"], 4), fmt_ci(s["psnr_plain"], 2), fmt_ci(s["ssim_plain"], 4),
-                 fmt_ci(s["nrmse_plain"], 4), "best" if s["best"] else fmt_p(s["p_vs_best"]),
+                 fmt_ci(s["nrmse_plain"], 4),
+                 *([fmt_ci(s["noise_free_psnr"], 2), fmt_ci(s["noise_free_ssim"], 4)] if clean else []),
+                 "best" if s["best"] else fmt_p(s["p_vs_best"]),
                  "" if s["best"] else fmt_p(s["p_vs_best_holm"]), str(s["psnr"]["n"])]
         lines.append("| " + " | ".join(cells) + " |")
+    if clean:
+        lines += ["", ("*vs noise-free HR*: the headline metrics against the folder's `hr_noise_free/` images, the HR "
+                       "without its shot and camera noise (a simulator's expected counts); rank and p stay on the "
+                       "PSNR against `hr/`.")]
     lines += ["", "Methods:", *[f"- **{label}**: {summary[label]['source']}" for label in order]]
     if notes:
         lines += ["", *[f"Note: {n}." for n in notes]]
@@ -377,8 +406,10 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                             psf_fwhm_px=psf_fwhm_px, folder=folder, notes=notes)
     if tta:
         methods = with_tta(methods)
+    clean = all(im.hr_noise_free is not None for im in images)
+    keys = (*KEYS, *NOISE_FREE_KEYS) if clean else KEYS
     for method in methods:
-        method.values = {key: [] for key in KEYS}
+        method.values = {key: [] for key in keys}
         method.network.eval()
     hr_percentiles = (DEFAULT_LOW_PERCENTILE, DEFAULT_HIGH_PERCENTILE)
     rows = []
@@ -406,6 +437,10 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
             hr_t = torch.from_numpy(np.ascontiguousarray(cropped(hr, border)))[None]
         shown = normalize_reference(hr_t)[0, 0].numpy()
         targets = {hr_percentiles: hr_t}  # the HR as each run's percentiles normalize it
+        clean_t = None
+        if clean:  # the headline metrics take out its normalization: the baselines' is as good as any
+            clean_hr = channel_normalize(image.hr_noise_free, *hr_percentiles)[0].astype(np.float32)
+            clean_t = torch.from_numpy(np.ascontiguousarray(cropped(clean_hr, border)))[None]
         panels = []
         for method in methods:
             percentiles = (method.low_percentile, method.high_percentile)
@@ -424,8 +459,11 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                 targets[percentiles] = torch.from_numpy(np.ascontiguousarray(
                     cropped(reference(image, percentiles), border)))[None]
             values = image_metrics(sr_t, targets[percentiles])
+            if clean_t is not None:
+                against = image_metrics(sr_t, clean_t, names=NOISE_FREE_NAMES, plain=False)
+                values.update({f"noise_free_{name}": against[name] for name in NOISE_FREE_NAMES})
             row = {"image": image.name, "method": method.label, "excluded": int(image.name in excluded)}
-            for key in KEYS:
+            for key in keys:
                 value = float(values[key][0])
                 method.values[key].append(value)
                 row[key] = "" if not math.isfinite(value) else f"{value:.6g}"
@@ -449,7 +487,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                 notes.append(f"{method.label} trained on {count} of these {len(images)} pairs (the same normalized "
                              f"content as some of its training images; srlab.data.fingerprints): its scores here "
                              f"are not held-out scores")
-    summary = _summaries(methods)
+    summary = _summaries(methods, keys)
     ceilings = noise_ceiling_db([im.hr for im in measured])
     ceiling_of = dict(zip((im.name for im in measured), ceilings)) if ceilings is not None else {}
     if ceiling_of:
@@ -458,7 +496,7 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     for path, png in montage_files.items():
         atomic_write_bytes(path, png)
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *KEYS], lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=["image", "method", "excluded", *keys], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "per_image.csv", text.getvalue())
@@ -466,7 +504,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
     report = {"pairs": str(folder.resolve()), "scale": scale, "images": [im.name for im in images],
               "excluded": excluded, "unit": "image", "metric_definitions": METRIC_DEFINITIONS,
               "reference_percentiles": list(REFERENCE_PERCENTILES), "data_percentiles": list(hr_percentiles),
-              "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain")] for k in KEYS},
+              "higher_is_better": {k: HIGHER_IS_BETTER[k.removesuffix("_plain").removeprefix("noise_free_")]
+                                   for k in keys},
               "hr_shifts_px": {name: list(a.shift_px) for name, a in alignments.items()},
               "hr_alignment": {name: {**a.as_dict(),
                                       "mean_displacement_px": round(a.mean_displacement_px(shapes[name]), 3),

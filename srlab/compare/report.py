@@ -21,7 +21,8 @@ from srlab.runs import read_json
 # (key, heading, decimals) of the main leaderboard and of the additional table.
 MAIN_COLUMNS = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("nrmse", "NRMSE", 4), ("frc_nm", "FRC (nm)", 1))
 # beside them where the test images have their noise-free HR (srlab's simulated data)
-NOISE_FREE_COLUMNS = (("noise_free_psnr", "PSNR vs noise-free HR (dB)", 2), ("noise_free_ssim", "SSIM vs noise-free HR", 4))
+NOISE_FREE_COLUMNS = (("noise_free_psnr", "PSNR vs noise-free HR (dB)", 2),
+                      ("noise_free_ssim", "SSIM vs noise-free HR", 4))
 
 
 EXTRA_COLUMNS = (("psnr_plain", "PSNR plain (dB)", 2), ("ssim_plain", "SSIM plain", 4),

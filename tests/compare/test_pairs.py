@@ -107,6 +107,7 @@ def test_an_empty_ground_truth_is_excluded_and_counted(tmp_path):
     hr, _, hr_px = read_tiff(pairs / "hr" / "sim_0000.tif")
     write_tiff(pairs / "lr" / "zz_empty.tif", np.full_like(lr, 3), pixel_size_nm=lr_px)
     write_tiff(pairs / "hr" / "zz_empty.tif", np.full_like(hr, 3), pixel_size_nm=hr_px)
+    write_tiff(pairs / "hr_noise_free" / "zz_empty.tif", np.full_like(hr, 3), pixel_size_nm=hr_px)
     with_empty = evaluate_pairs(["bicubic"], pairs, tmp_path / "empty", montages=False, log=lambda *_: None)
     assert with_empty["excluded"] == ["zz_empty"] and clean["excluded"] == []
     for label in ("bicubic", "richardson_lucy"):
@@ -116,6 +117,43 @@ def test_an_empty_ground_truth_is_excluded_and_counted(tmp_path):
     rows = [r for r in _rows(tmp_path / "empty" / "per_image.csv") if r["image"] == "zz_empty"]
     assert rows and all(r["excluded"] == "1" and r["psnr"] == "" for r in rows)
     assert "1 excluded" in (tmp_path / "empty" / "summary.md").read_text()
+
+
+def test_a_folder_s_noise_free_hr_is_scored_too(tmp_path):
+    """``srlab simulate`` writes the HR without noise beside the acquired one (``hr_noise_free/``): every method
+    is scored against it as well (headline metrics, ``noise_free_*``); a folder without it gets no such keys,
+    one with a name missing there a one-line refusal."""
+    import torch
+
+    from srlab import models
+    from srlab.data.normalize import percentile_normalize
+    from srlab.metrics.image import image_metrics
+
+    pairs = _simulate(tmp_path, n=3, size=32)
+    report = evaluate_pairs(["bicubic"], pairs, tmp_path / "out", montages=False, log=lambda *_: None)
+    rows = {(r["method"], r["image"]): r for r in _rows(tmp_path / "out" / "per_image.csv")}
+    lr = percentile_normalize(read_tiff(pairs / "lr" / "sim_0001.tif")[0])[0].astype(np.float32)
+    clean = percentile_normalize(read_tiff(pairs / "hr_noise_free" / "sim_0001.tif")[0])[0].astype(np.float32)
+    bicubic = models.create("bicubic", in_channels=1, out_channels=1, scale=2)
+    with torch.inference_mode():
+        sr = bicubic(torch.from_numpy(lr)[None, None])
+    expected = image_metrics(sr, torch.from_numpy(clean)[None, None], names=("psnr", "ssim"), plain=False)
+    row = rows[("bicubic", "sim_0001")]
+    assert float(row["noise_free_psnr"]) == pytest.approx(float(expected["psnr"][0]), abs=1e-3)
+    assert float(row["noise_free_ssim"]) == pytest.approx(float(expected["ssim"][0]), abs=1e-4)
+    assert float(row["noise_free_psnr"]) != pytest.approx(float(row["psnr"]), abs=1e-3)
+    assert report["methods"]["richardson_lucy"]["noise_free_psnr"]["n"] == 3
+    assert "PSNR vs noise-free HR (dB)" in (tmp_path / "out" / "summary.md").read_text()
+    plain = tmp_path / "plain"
+    for side in ("lr", "hr"):
+        shutil.copytree(pairs / side, plain / side)
+    shutil.copy(pairs / "simulation.json", plain / "simulation.json")
+    report = evaluate_pairs(["bicubic"], plain, tmp_path / "out2", montages=False, log=lambda *_: None)
+    assert "noise_free_psnr" not in report["methods"]["bicubic"]
+    assert "vs noise-free HR" not in (tmp_path / "out2" / "summary.md").read_text()
+    (pairs / "hr_noise_free" / "sim_0002.tif").unlink()
+    with pytest.raises(SrlabError, match=r"hr_noise_free: no sim_0002.tif for .*must match hr/ by name"):
+        evaluate_pairs(["bicubic"], pairs, tmp_path / "out3", montages=False, log=lambda *_: None)
 
 
 def test_richardson_lucy_needs_a_psf(tmp_path):
