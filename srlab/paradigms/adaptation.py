@@ -69,7 +69,7 @@ from srlab.errors import SrlabError
 from srlab.optics.kernels import DOWNSAMPLING, downsample, gaussian_blur
 from srlab.optics.psf import FWHM_PER_SIGMA
 from srlab.paradigms import PARADIGMS
-from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask
+from srlab.paradigms.base import OptimizerFactory, SchedulerFactory, SRTask, computed_if_seen
 
 NOISE_WEIGHTINGS = ("none", "poisson")
 #: The sharpest haze (σ, LR pixels) a consistency fit may take as background: a background as sharp
@@ -252,10 +252,10 @@ class PhysicsAdaptation(SRTask):
             super().on_test_epoch_end()
             values.update({f"test/before_{k}": v for k, v in self.test_before_metrics.compute().items()})
             self.test_before_metrics.reset()
-            if self.test_before_noise_free_metrics.update_called:
-                values.update({f"test/before_noise_free_{k}": v
-                               for k, v in self.test_before_noise_free_metrics.compute().items()})
-                self.test_before_noise_free_metrics.reset()
+            before = computed_if_seen(self.test_before_noise_free_metrics)
+            if before is not None:
+                values.update({f"test/before_noise_free_{k}": v for k, v in before.items()})
+            self.test_before_noise_free_metrics.reset()
         for name, metric in (("consistency", self.test_consistency),
                              ("before_consistency", self.test_before_consistency)):
             mse = metric.compute()

@@ -22,6 +22,7 @@ trained on.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -58,6 +59,16 @@ Discriminator = Annotated[nn.Module, Component("discriminator")]
 ConditionalDiscriminator = Annotated[nn.Module, Component("discriminator", sees_condition=True)]
 Degrader = Annotated[nn.Module, Component("degrader")]
 Optimizer = Annotated[OptimizerFactory, Component("optimizer")]
+
+
+def computed_if_seen(metric: SRMetrics) -> dict[str, Tensor] | None:
+    """``metric.compute()``, or ``None`` where no rank updated it (data without a noise-free HR). Called on
+    every rank whatever its own batches: the computation synchronizes across DDP ranks, and a rank whose
+    shard held no batch must take part in it too."""
+    with warnings.catch_warnings():  # torchmetrics' warning for a metric no batch updated (on this rank)
+        warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method")
+        values = metric.compute()
+    return values if float(values["n_images"]) > 0 else None
 
 
 class TrainingDiverged(SrlabError):
@@ -177,10 +188,10 @@ class SRTask(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in values.items()}, prog_bar=True, sync_dist=False)
         self.log_dict(counts, sync_dist=False)
         self.val_metrics.reset()
-        if self.val_noise_free_metrics.update_called:
-            clean = self.val_noise_free_metrics.compute()
+        clean = computed_if_seen(self.val_noise_free_metrics)
+        if clean is not None:
             self.log_dict({f"val/noise_free_{k}": v for k, v in clean.items() if k not in counts}, sync_dist=False)
-            self.val_noise_free_metrics.reset()
+        self.val_noise_free_metrics.reset()
         return values
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -198,11 +209,12 @@ class SRTask(L.LightningModule):
         values = {f"test/{k}": v for k, v in self.test_metrics.compute().items()}
         values.update({f"test/bicubic_{k}": v for k, v in self.test_bicubic_metrics.compute().items()
                        if k not in counts})
-        if self.test_noise_free_metrics.update_called:
+        clean = computed_if_seen(self.test_noise_free_metrics)
+        clean_bicubic = computed_if_seen(self.test_bicubic_noise_free_metrics)
+        if clean is not None and clean_bicubic is not None:
             # its own counts: a noise-free crop can be empty where the acquired one's noise is not
-            values.update({f"test/noise_free_{k}": v for k, v in self.test_noise_free_metrics.compute().items()})
-            values.update({f"test/bicubic_noise_free_{k}": v
-                           for k, v in self.test_bicubic_noise_free_metrics.compute().items() if k not in counts})
+            values.update({f"test/noise_free_{k}": v for k, v in clean.items()})
+            values.update({f"test/bicubic_noise_free_{k}": v for k, v in clean_bicubic.items() if k not in counts})
         values["test/metric_definitions"] = float(METRIC_DEFINITIONS)
         self.log_dict(values, sync_dist=False)
         for metric in (self.test_metrics, self.test_bicubic_metrics, self.test_noise_free_metrics,

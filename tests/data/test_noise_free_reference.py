@@ -149,3 +149,18 @@ def test_a_cache_that_cannot_be_written_to_stays_as_it_is(tmp_path, monkeypatch,
     assert "cannot be written to" in capsys.readouterr().err
     assert sorted(p.name for p in path.iterdir()) == listing
     assert dm._root == path and "hr_noise_free" not in next(iter(dm.test_dataloader()))
+
+
+def test_a_metric_no_batch_updated_is_computed_quietly_and_left_out(recwarn):
+    """Every rank computes the noise-free metrics (the computation synchronizes across DDP ranks, so a rank
+    whose shard held no batch takes part too); where no rank saw a noise-free HR they are left out, without
+    torchmetrics' warning on every run of the user's own data."""
+    from srlab.metrics.image import SRMetrics
+    from srlab.paradigms.base import computed_if_seen
+
+    metric = SRMetrics()
+    assert computed_if_seen(metric) is None
+    assert not [w for w in recwarn if "update" in str(w.message)]
+    image = torch.rand(2, 1, 32, 32)
+    metric.update(image, image)
+    assert float(computed_if_seen(metric)["psnr"]) == pytest.approx(MAX_PSNR_DB)
