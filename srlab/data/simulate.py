@@ -686,6 +686,8 @@ def add_noise_free_hr(spec: SimulationSpec, path: Path) -> None:
     if spec.hr_target != "acquired" or (path / NOISE_FREE_HR_DIR).is_dir():
         return
     tmp = path / f".{NOISE_FREE_HR_DIR}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    print(f"srlab: adding the noise-free HR of its {spec.n_images} image(s) to {path} (cached before srlab kept "
+          f"it; the images and the cache key stay as they are)", file=sys.stderr, flush=True)
     try:
         imager = Imager(spec)
         for i in range(spec.n_images):

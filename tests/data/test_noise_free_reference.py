@@ -30,7 +30,7 @@ def _module(kind, **values):
     return dm
 
 
-def test_the_dataset_holds_the_expected_photons_and_an_older_cache_gets_them_added(tmp_path):
+def test_the_dataset_holds_the_expected_photons_and_an_older_cache_gets_them_added(tmp_path, capsys):
     """``hr_noise_free/`` holds the HR detector's expected photons of each image — what ``hr_target:
     noise_free`` would train on — beside the acquired ``hr/``; a dataset cached before the folder existed
     (same key, same images) gets it on its next use, the same to the last bit, with nothing else changed."""
@@ -49,6 +49,7 @@ def test_the_dataset_holds_the_expected_photons_and_an_older_cache_gets_them_add
         p.unlink()
     (path / sim.NOISE_FREE_HR_DIR).rmdir()  # a cache written before the folder existed
     assert sim.simulated_dataset(SIM, scale=2, root=tmp_path)[0] == path
+    assert f"adding the noise-free HR of its 5 image(s) to {path}" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in sorted((path / sim.NOISE_FREE_HR_DIR).iterdir())} == written
     assert {p.name: p.read_bytes() for p in sorted((path / "hr").iterdir())} == before
     assert sorted(p.name for p in path.iterdir()) == ["hr", sim.NOISE_FREE_HR_DIR, "lr", "simulation.json"]
