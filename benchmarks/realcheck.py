@@ -164,6 +164,7 @@ def make_sted_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, seed:
     from pysted.data.loader import DatamapLoader
 
     from srlab.data.io import write_tiff
+    from srlab.data.simulate import NOISE_FREE_HR_DIR
 
     s = STED
     task = Task("confocal_sted", "confocal → STED ×2 (pySTED)", "confocal", "sted", folder)
@@ -190,7 +191,7 @@ def make_sted_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, seed:
             hr_path = write_tiff(folder / "hr" / f"{stem}.tif", hr.astype(np.uint16), pixel_size_nm=s["hr_px_nm"])
             task.pairs.append((lr_path, hr_path))
             clean = _pysted_acquire(noise_free, fine, s["hr_px_nm"], s["p_sted_w"], seed + 2 * k + 1)
-            task.clean_hr.append(write_tiff(folder / "hr_clean" / f"{stem}.tif", clean.astype(np.float32),
+            task.clean_hr.append(write_tiff(folder / NOISE_FREE_HR_DIR / f"{stem}.tif", clean.astype(np.float32),
                                             pixel_size_nm=s["hr_px_nm"]))
         else:
             task.hr_calibration.append(write_tiff(folder / "hr_calibration" / f"{stem}.tif", hr.astype(np.uint16),
@@ -277,6 +278,7 @@ def make_widefield_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, 
     from scipy.signal import fftconvolve
 
     from srlab.data.io import write_tiff
+    from srlab.data.simulate import NOISE_FREE_HR_DIR
 
     w = WIDEFIELD
     task = Task("widefield_sim", "widefield → SIM ×2 (psfmodels, ideal SIM)", "widefield", "sim", folder)
@@ -301,7 +303,7 @@ def make_widefield_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, 
             lr_path = write_tiff(folder / "lr" / f"field{k:02d}.tif", lr, pixel_size_nm=w["lr_px_nm"])
             hr_path = write_tiff(folder / "hr" / f"field{k:02d}.tif", hr, pixel_size_nm=w["hr_px_nm"])
             task.pairs.append((lr_path, hr_path))
-            task.clean_hr.append(write_tiff(folder / "hr_clean" / f"field{k:02d}.tif", hr_clean.astype(np.float32),
+            task.clean_hr.append(write_tiff(folder / NOISE_FREE_HR_DIR / f"field{k:02d}.tif", hr_clean.astype(np.float32),
                                             pixel_size_nm=w["hr_px_nm"]))
         else:
             task.hr_calibration.append(write_tiff(folder / "hr_calibration" / f"field{k:02d}.tif", hr,
@@ -578,7 +580,7 @@ def held_out_hr_scores(task: Task, exp_root: Path, methods: dict[str, Any],
 
 
 #: ``--oracle``: what the same experiments reach when trained on the foreign test pairs themselves (a
-#: paired block over ``lr/`` and ``hr_clean/``, split by srlab as any user's pairs: train ⊃ most of the
+#: paired block over ``lr/`` and ``hr_noise_free/``, split by srlab as any user's pairs: train ⊃ most of the
 #: test fields) — not a result, the upper bound of the network and budget on these data.
 ORACLE_PREFIX = "oracle:"
 
@@ -592,7 +594,9 @@ def oracle_data(task: Task, exp_root: Path, name: str) -> tuple[str, ...]:
 
     kwargs = network_kwargs(load_experiment(name, [f"data=realcheck_{task.name}"], root=exp_root))
     psf = tuple(f"model.params.{key}={kwargs[key]}" for key in ("psf_fwhm_nm", "pixel_size_nm") if key in kwargs)
-    return ("data=paired", f"data.path={task.folder}", "data.params.hr_dir=hr_clean", *psf)
+    from srlab.data.simulate import NOISE_FREE_HR_DIR
+
+    return ("data=paired", f"data.path={task.folder}", f"data.params.hr_dir={NOISE_FREE_HR_DIR}", *psf)
 
 
 def _normalized(path: Path) -> np.ndarray:

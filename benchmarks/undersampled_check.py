@@ -180,6 +180,7 @@ def make_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, lr_size_px
 
     from benchmarks.realcheck import Task, _bin, draw_specimen, fwhm_of
     from srlab.data.io import write_tiff
+    from srlab.data.simulate import NOISE_FREE_HR_DIR
 
     (_, lr_na, lr_px, _), (_, hr_na, hr_px, _) = OBJECTIVES
     task = Task("widefield_10x_20x", "widefield 10× → 20× ×2 (psfmodels, dry objectives, 6.5 µm camera)",
@@ -203,7 +204,7 @@ def make_pairs(folder: Path, *, n_fields: int, n_hr_calibration: int, lr_size_px
             lr_path = write_tiff(folder / "lr" / name, _camera(rng, photons["lr"]), pixel_size_nm=lr_px)
             hr_path = write_tiff(folder / "hr" / name, _camera(rng, photons["hr"]), pixel_size_nm=hr_px)
             task.pairs.append((lr_path, hr_path))
-            task.clean_hr.append(write_tiff(folder / "hr_clean" / name, photons["hr"].astype(np.float32),
+            task.clean_hr.append(write_tiff(folder / NOISE_FREE_HR_DIR / name, photons["hr"].astype(np.float32),
                                             pixel_size_nm=hr_px))
         elif k < n_fields + n_hr_calibration:
             task.hr_calibration.append(write_tiff(folder / "hr_calibration" / f"field{k:02d}.tif",

@@ -1,6 +1,7 @@
 """benchmarks/realcheck.py (the foreign-simulator check) at toy size; skipped without srlab[realcheck]."""
 from __future__ import annotations
 
+import csv
 import math
 import sys
 from pathlib import Path
@@ -56,6 +57,25 @@ def test_widefield_pairs_are_camera_files_with_pixel_sizes(realcheck, tmp_path):
     wf, sim = task.known["lr"]["psf_fwhm_nm"], task.known["hr"]["psf_fwhm_nm"]
     assert sim == pytest.approx(wf / 2, rel=0.05)
     assert 0.8 * 0.51 * 520 / 1.3 < wf < 1.3 * 0.51 * 520 / 1.3
+
+
+def test_srlab_evaluate_scores_a_check_folder_against_its_noise_free_hr_as_the_check_does(realcheck, tmp_path):
+    """The checks write their foreign pairs' HR without noise where srlab's own datasets keep it
+    (``hr_noise_free/``), so ``srlab evaluate --pairs <task folder>`` (with ``--work``) scores against it: its
+    noise-free columns equal the check's own scoring of the same pairs."""
+    pytest.importorskip("psfmodels")
+    from srlab.compare.pairs import evaluate_pairs
+    from srlab.models.classical import Bicubic
+
+    task = realcheck.make_widefield_pairs(tmp_path, n_fields=3, n_hr_calibration=1, lr_size_px=64, seed=3)
+    own = realcheck.score_pairs(task, {"bicubic": realcheck.whole_image(Bicubic(scale=2))})["noise_free"]["bicubic"]
+    evaluate_pairs(["bicubic"], task.folder, tmp_path / "evaluated", montages=False, log=lambda *_: None)
+    with open(tmp_path / "evaluated" / "per_image.csv", newline="") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh) if r["method"] == "bicubic"}
+    assert len(rows) == 3
+    for (lr_path, _), psnr, ssim in zip(task.pairs, own["psnr"], own["ssim"]):
+        assert float(rows[lr_path.stem]["noise_free_psnr"]) == pytest.approx(psnr, abs=1e-3)
+        assert float(rows[lr_path.stem]["noise_free_ssim"]) == pytest.approx(ssim, abs=1e-4)
 
 
 @pytest.mark.slow
