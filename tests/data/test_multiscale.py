@@ -46,7 +46,10 @@ def test_batches_cycle_the_scales_and_items_are_functions_of_their_keys() -> Non
     assert [dataset.scale_of(key) for key in list(resumed)[::2]] == [3, 4, 2, 3, 4]
     assert next(iter(dm.test_dataloader()))["scale"] == 2
     dm.set_eval_scale(4)
-    assert next(iter(dm.test_dataloader()))["hr"].shape[-1] == 4 * next(iter(dm.test_dataloader()))["lr"].shape[-1]
+    test = next(iter(dm.test_dataloader()))
+    assert test["hr"].shape[-1] == 4 * test["lr"].shape[-1]
+    # the HR without noise comes with the test crops of each scale's simulated pairs (srlab.paradigms.base)
+    assert test["hr_noise_free"].shape == test["hr"].shape
     with pytest.raises(SrlabError, match=r"--scale 5: the run was trained at scales \[2, 3, 4\]"):
         dm.set_eval_scale(5)
 
