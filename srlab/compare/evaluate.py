@@ -42,7 +42,7 @@ from srlab.compare.suite import BASELINE_LABEL, Suite
 from srlab.config import apply_overrides
 from srlab.data import build_datamodule
 from srlab.data.fingerprints import trained_on
-from srlab.data.registration import Alignment, in_hr_frame, warped
+from srlab.data.registration import Alignment, border_px, cropped, warped
 from srlab.errors import SrlabError
 from srlab.inference.loader import load_network
 from srlab.inference.rate import Rater
@@ -340,19 +340,17 @@ def evaluate_network(network: nn.Module, group: EvalGroup, device: str, rater: R
         if sr.shape != sample.hr.shape:
             raise SrlabError(f"the network's output {sr.shape} does not match the ground truth {sample.hr.shape} "
                              f"of test image '{sample.name}'")
-        scored, reference = ((sr, sample.hr) if sample.alignment is None
-                             else in_hr_frame(sr, sample.hr, sample.alignment))
-        metrics = image_metrics(torch.from_numpy(np.ascontiguousarray(scored))[None],
-                                torch.from_numpy(np.ascontiguousarray(reference))[None])
+        # in the HR's frame where the pairs are registered: the warp once, the same border off every reference
+        border = 0 if sample.alignment is None else border_px(sample.alignment, sample.hr.shape[-2:])
+        scored = torch.from_numpy(np.ascontiguousarray(
+            sr if sample.alignment is None else cropped(warped(sr, sample.alignment), border)))[None]
+        metrics = image_metrics(scored, torch.from_numpy(np.ascontiguousarray(cropped(sample.hr, border)))[None])
         for key, value in metrics.items():
             values[key].append(float(value[0]))
         clean: dict[str, torch.Tensor] = {}
         if sample.hr_noise_free is not None:
-            scored, reference = ((sr, sample.hr_noise_free) if sample.alignment is None
-                                 else in_hr_frame(sr, sample.hr_noise_free, sample.alignment))
-            clean = image_metrics(torch.from_numpy(np.ascontiguousarray(scored))[None],
-                                  torch.from_numpy(np.ascontiguousarray(reference))[None],
-                                  names=NOISE_FREE_NAMES, plain=False)
+            clean = image_metrics(scored, torch.from_numpy(np.ascontiguousarray(
+                cropped(sample.hr_noise_free, border)))[None], names=NOISE_FREE_NAMES, plain=False)
         for name in NOISE_FREE_NAMES:
             values[f"noise_free_{name}"].append(float(clean[name][0]) if clean else math.nan)
         values["frc_nm"].append(_frc(sr, group.hr_pixel_size_nm))
