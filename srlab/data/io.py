@@ -112,6 +112,9 @@ def read_tiff(path: str | Path, *, memmap: bool = False) -> tuple[np.ndarray, st
                 if not tif.series:
                     raise SrlabError(f"{path}: TIFF holds no image")
                 series = tif.series[0]
+                if np.dtype(series.dtype).kind not in "uif":  # before any pixel is read
+                    raise SrlabError(f"{path}: pixel type {series.dtype} is not an intensity (use 8/16-bit "
+                                     f"integers or float32)")
                 # more series of the first's shape are more fields (positions), not a thumbnail or preview
                 more = [s for s in tif.series[1:] if s.shape == series.shape and s.dtype == series.dtype]
                 if more:
@@ -162,8 +165,6 @@ class LoadedImage:
 
 
 def _to_float32(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype == bool or np.iscomplexobj(array) or array.dtype.kind not in "uif":
-        raise SrlabError(f"{path}: unsupported pixel type {array.dtype} (use 8/16-bit integers or float32)")
     out = array.astype(np.float32, copy=False)
     if not np.isfinite(out).all():
         bad = int((~np.isfinite(out)).sum())

@@ -207,6 +207,10 @@ def _rgb_image(c: Case) -> Path:
     return c.image("colour.tif", np.zeros((24, 28, 3), np.uint8), photometric="rgb")
 
 
+def _complex_image(c: Case) -> Path:
+    return c.image("complex.tif", np.ones((24, 28), np.complex64))
+
+
 def _predict_two_into_a_file(c: Case) -> list[str]:
     """Several inputs name an output folder; an existing file there is neither replaced nor used."""
     mine = c.tmp / "mine.tif"
@@ -340,6 +344,8 @@ ROWS = [
     Row("predict_nan", _predict(_nan_image), 2, "nan.tif: 1 of 672 pixel(s) are NaN or infinite", needs_run=True),
     # 7. predict and score inputs
     Row("predict_rgb", _predict(_rgb_image), 2, "an RGB/colour image (axes 'YXS') but the run's network takes 1",
+        needs_run=True),
+    Row("predict_complex", _predict(_complex_image), 2, "complex.tif: pixel type complex64 is not an intensity",
         needs_run=True),
     Row("predict_cuda_without_cuda", _predict(lambda c: c.image(), "--device", "cuda"), 2,
         "--device cuda: CUDA is not available", needs_run=True, skip=None if NO_CUDA else "CUDA is available"),
