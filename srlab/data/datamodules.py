@@ -113,7 +113,8 @@ def _check_size(image: LoadedImage, min_px: int, what: str) -> None:
 
 
 #: How many of the user's unregistered pairs (data.path) are read for the alignment note of describe(): a
-#: median of 8 is not moved by one sparse field, and each costs up to ~3 s on a 1024 px HR field.
+#: median of 8 is not moved by one sparse field, and each costs up to ~3 s on a 1024 px HR field the first time
+#: (then read back: :func:`srlab.data.registration.folder_alignments`).
 ALIGNMENT_PAIRS = 8
 
 

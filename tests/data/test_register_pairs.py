@@ -80,3 +80,46 @@ def test_register_undoes_a_magnification_and_a_rotation(shifted_folder: Path, cf
     left = [pair_alignment(pair.lr, pair.hr, 2) for split in ("train", "val", "test") for pair in registered.data[split]]
     assert float(np.median([a.zoom for a in left])) == pytest.approx(1.0, abs=0.002)
     assert float(np.median([a.rotation_deg for a in left])) == pytest.approx(0.0, abs=0.1)
+
+
+def test_a_folders_alignments_are_measured_once_and_read_back_equal(shifted_folder: Path, cfg_factory,
+                                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A second train/test of the same pairs reads the stored alignments (the same values to the last bit, so
+    the registered images are too) instead of measuring ~3 s a pair again; other pixels or another scale are
+    another key; a damaged or unwritable store is measured past."""
+    import tifffile
+
+    from srlab.data import registration
+
+    registered = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder), register=True), seed=0)
+    registered.setup("fit")
+    stored = sorted((tmp_path / "data" / "alignments").glob("*.json"))
+    assert len(stored) == 1  # one measurement of the folder's pairs together
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registration, "_measure_folder_alignments", measured_again)
+        again = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder), register=True), seed=0)
+        again.setup("fit")
+    assert again.describe()["registration"] == registered.describe()["registration"]
+    for split in ("train", "val", "test"):
+        for a, b in zip(registered.data[split], again.data[split]):
+            assert np.array_equal(a.hr, b.hr) and np.array_equal(a.lr, b.lr)
+
+    lr = tifffile.imread(min((shifted_folder / "lr").glob("*.tif")))[None]
+    hr = tifffile.imread(min((shifted_folder / "hr").glob("*.tif")))[None]
+    key = registration.alignments_key([(lr, hr)], 2)
+    assert key != registration.alignments_key([(lr, hr)], 3)
+    changed = hr.copy()
+    changed[0, 0, 0] += 1
+    assert key != registration.alignments_key([(lr, changed)], 2)
+    first = registration.folder_alignments([(lr, hr)], 2)
+    path = tmp_path / "data" / "alignments" / f"{key[:32]}.json"
+    path.write_text("{ not json")
+    assert registration.folder_alignments([(lr, hr)], 2) == first  # measured again, and stored again
+    assert registration._read_alignments(path, 1) == first
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "a_file"))
+    (tmp_path / "a_file").write_text("not a folder")
+    assert registration.folder_alignments([(lr, hr)], 2) == first
