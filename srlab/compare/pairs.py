@@ -119,7 +119,7 @@ def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[
     (:data:`srlab.data.simulate.NOISE_FREE_HR_DIR`), each pair also gets its image of the HR's name there,
     checked as the HR is."""
     from srlab.data.datamodules import _consensus_pixel_size, _match_folders, _pair_images
-    from srlab.data.io import channel_axis, read_tiff
+    from srlab.data.io import channel_axis, load_images, read_tiff
     from srlab.data.simulate import NOISE_FREE_HR_DIR
 
     if not folder.is_dir():
@@ -139,11 +139,21 @@ def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[
             if not (clean_dir / hr_path.name).is_file():
                 raise SrlabError(f"{clean_dir}: no {hr_path.name} for {hr_path}; its noise-free HR images must match "
                                  f"hr/ by name (or move the folder away to score against hr/ only)")
-            clean = [c.image for _, c in _pair_images(lr_path, clean_dir / hr_path.name, cfg, None)]
+            # checked against its HR (which _pair_images checked against the LR): the LR is not read again
+            clean = load_images(clean_dir / hr_path.name, channel=None, channels=cfg.channels)
+            if len(clean) != len(pairs):
+                raise SrlabError(f"{clean_dir / hr_path.name}: {len(clean)} image(s) in the stack but {hr_path} "
+                                 f"has {len(pairs)}")
         for (lr, hr), hr_clean in zip(pairs, clean):
-            if hr_clean is not None and hr_clean.shape != hr.image.shape:
-                raise SrlabError(f"{clean_dir / hr_path.name}: {hr_clean.shape[-2:]} px, but {hr_path} is "
-                                 f"{hr.image.shape[-2:]} px")
+            if hr_clean is not None:
+                if hr_clean.image.shape != hr.image.shape:
+                    raise SrlabError(f"{clean_dir / hr_path.name}: {hr_clean.image.shape[-2:]} px, but {hr_path} "
+                                     f"is {hr.image.shape[-2:]} px")
+                if hr_clean.pixel_size_nm and hr.pixel_size_nm and not math.isclose(
+                        hr_clean.pixel_size_nm, hr.pixel_size_nm, rel_tol=0.03):
+                    raise SrlabError(f"{clean_dir / hr_path.name}: pixel size {hr_clean.pixel_size_nm:g} nm, but "
+                                     f"{hr_path} has {hr.pixel_size_nm:g} nm")
+                hr_clean = hr_clean.image
             loaded.append(lr)
             images.append(PairedImage(lr.name, lr.image, hr.image, hr_clean))
     return images, _consensus_pixel_size(loaded, None)

@@ -158,6 +158,14 @@ def test_a_folder_s_noise_free_hr_is_scored_too(tmp_path):
     (pairs / "hr_noise_free" / "sim_0002.tif").unlink()
     with pytest.raises(SrlabError, match=r"hr_noise_free: no sim_0002.tif for .*must match hr/ by name"):
         evaluate_pairs(["bicubic"], pairs, tmp_path / "out3", montages=False, log=lambda *_: None)
+    # checked against its HR: the size, then the pixel size
+    raw, _, hr_px = read_tiff(pairs / "hr_noise_free" / "sim_0001.tif")
+    write_tiff(pairs / "hr_noise_free" / "sim_0002.tif", raw[:-2, :-2], pixel_size_nm=hr_px)
+    with pytest.raises(SrlabError, match=r"hr_noise_free/sim_0002.tif: \(62, 62\) px, but .*sim_0002.tif is \(64, 64\)"):
+        evaluate_pairs(["bicubic"], pairs, tmp_path / "out3", montages=False, log=lambda *_: None)
+    write_tiff(pairs / "hr_noise_free" / "sim_0002.tif", raw, pixel_size_nm=2 * hr_px)
+    with pytest.raises(SrlabError, match=r"hr_noise_free/sim_0002.tif: pixel size .* nm, but .*sim_0002.tif has"):
+        evaluate_pairs(["bicubic"], pairs, tmp_path / "out3", montages=False, log=lambda *_: None)
 
 
 def test_richardson_lucy_needs_a_psf(tmp_path):
