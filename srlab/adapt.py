@@ -228,6 +228,9 @@ def adaptation_config(source: DictConfig, source_checkpoint: Path, folder: str |
     kind = str(data.get("kind", "simulated"))
     if kind not in DATAMODULES:
         raise SrlabError(f"srlab adapt: unknown data.kind={kind}")
+    if data_block is None:  # a multi-scale run: the primary scale's pairs, which its validation and test used
+        data = DATAMODULES.get(kind).evaluation_block(data)
+        kind = str(data.get("kind", "simulated"))
     if DATAMODULES.entry(kind).family not in ANCHOR_FAMILIES:
         whose = "run's" if data_block is None else f"--data {data_block}"
         raise SrlabError(f"srlab adapt: the {whose} data.kind={kind} has no pairs for the anchor loss; give "

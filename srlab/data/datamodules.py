@@ -557,6 +557,13 @@ class SRDataModule(ResumableData, L.LightningDataModule):
 
     kind = "paired"
 
+    @classmethod
+    def evaluation_block(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The single-scale block (plain values) of the pairs a run of this block is validated and tested on:
+        what ``srlab adapt`` anchors to when no ``--data`` is given. The block itself, for every kind whose
+        pairs are of one scale."""
+        return values
+
     def __init__(self, cfg: DataConfig, seed: int):
         super().__init__()
         self.cfg, self.seed, self.scale = cfg, seed, int(cfg.scale)

@@ -32,6 +32,8 @@ from srlab.errors import SrlabError
 
 
 def _values(cfg: Any) -> dict[str, Any]:
+    if isinstance(cfg, dict):
+        return cfg
     if OmegaConf.is_config(cfg):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dataclasses.asdict(cfg)
@@ -96,6 +98,11 @@ class MultiScaleDataModule(SRDataModule):
     """Simulated pairs at each of ``data.scales``, one scale per training batch (see the module docstring)."""
 
     kind = "multiscale"
+
+    @classmethod
+    def evaluation_block(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The primary scale's simulated block (:func:`scale_config`): the pairs validation and test use."""
+        return dataclasses.asdict(scale_config(values, int(values["scale"])))
 
     def __init__(self, cfg: DataConfig, seed: int):
         super().__init__(cfg, seed)

@@ -333,15 +333,23 @@ def test_adapt_refuses_what_it_cannot_adapt(trained, tmp_path):
         adaptation_config(load_experiment("quality_sted"), ckpt, real, data_block="sim_sted_x1")
     with pytest.raises(SrlabError, match="scale"):
         adaptation_config(source, ckpt, real, data_block="sim_sted_x1")
-    # a multiscale block's scales have no place in an adapt block (it was OmegaConf's "Key 'scales' not in
-    # 'DataConfig'"); one scale's block given with --data builds the same network
-    mdsr = load_experiment("mdsr_sted")
-    with pytest.raises(SrlabError, match=r"data.kind=multiscale\) has data.scales, which an adapt block cannot hold"):
-        adaptation_config(mdsr, ckpt, real)
+    # a multi-scale run anchors to its primary scale's pairs, those its validation and test used (it was
+    # refused: a multiscale block's scales have no place in an adapt block); a block given with --data the
+    # same way; either builds the same network
     from srlab.build import build_network
+    from srlab.data.multiscale import scale_config
+    from srlab.data.simulate import resolve_simulation
 
+    mdsr = load_experiment("mdsr_sted")
+    own = adaptation_config(mdsr, ckpt, real)
+    assert own.data.params.anchor_kind == "simulated" and "scales" not in own.data
+    primary = scale_config(mdsr.data, int(mdsr.data.scale))
+    assert resolve_simulation(own.data.simulation, scale=2).key() == resolve_simulation(primary.simulation, scale=2).key()
     one_scale = adaptation_config(mdsr, ckpt, real, data_block="sim_sted")
     assert set(build_network(one_scale).state_dict()) == set(build_network(mdsr).state_dict())
+    assert set(build_network(own).state_dict()) == set(build_network(mdsr).state_dict())
+    with pytest.raises(SrlabError, match=r"--data block \(data.kind=multiscale\) has data.scales"):
+        adaptation_config(mdsr, ckpt, real, data_block="sim_sted_multiscale")
     assert main(["adapt", str(run), str(tmp_path / "missing")]) == 2
 
 
