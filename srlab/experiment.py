@@ -251,6 +251,8 @@ def train(cfg: DictConfig, resume: ResumePlan | None = None, network: torch.nn.M
         run_dir = runs.shared_run_dir(cfg.runs_dir, cfg.name, launch_key, _get_rank() or 0)
     else:
         run_dir = runs.new_run_dir(cfg.runs_dir, cfg.name)
+    if hasattr(datamodule, "store_measurements"):
+        datamodule.store_measurements()  # past the user's mistakes: a run directory exists
 
     if resume is not None:
         # Resuming writes into the run's own checkpoint folder, which Lightning warns is not empty; and
@@ -549,6 +551,8 @@ def test(target: str, overrides: list[str], checkpoint: str | None = None, force
     if _is_rank_zero():
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         runs.write_json(run_dir / "evaluations" / f"{stamp}.json", metrics)
+        if hasattr(datamodule, "store_measurements"):
+            datamodule.store_measurements()
     return metrics
 
 

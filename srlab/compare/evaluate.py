@@ -153,7 +153,7 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
         noise_ceiling_db,
     )
     from srlab.data.normalize import channel_normalize
-    from srlab.data.registration import instrument_text
+    from srlab.data.registration import instrument_text, store_alignments
 
     scale = folder_scale(folder)
     if scale != int(data_cfg.scale):
@@ -162,8 +162,10 @@ def _folder_samples(folder: Path, data_cfg: DictConfig, register: bool = False
     if not images:
         raise SrlabError(f"test_pairs {folder}: no image pairs")
     # as srlab evaluate: an empty reference has no alignment, and takes no part in the folder's
-    read_by_name = measured_alignments(images, scale)[1] if register else {}
+    new_alignments: dict[Path, Any] = {}
+    read_by_name = measured_alignments(images, scale, new_alignments)[1] if register else {}
     check_registered_overlap(images, read_by_name)
+    store_alignments(new_alignments)  # the suite's own test folder, checked: kept for its next comparison
     alignments = [read_by_name.get(im.name) for im in images]
 
     def normalized(image: np.ndarray) -> np.ndarray:  # as a paired data block normalizes the runs' own data

@@ -159,18 +159,19 @@ def load_folder(folder: Path, scale: int, channels: int | None = None) -> tuple[
     return images, _consensus_pixel_size(loaded, None)
 
 
-def measured_alignments(images: Sequence[PairedImage], scale: int) -> tuple[list[str], dict[str, Any]]:
+def measured_alignments(images: Sequence[PairedImage], scale: int, measured: dict[Path, Any] | None = None
+                        ) -> tuple[list[str], dict[str, Any]]:
     """The names of the images whose reference is empty (no structure: no score, no alignment) and every other
-    image's alignment, measured together (:func:`srlab.data.registration.folder_alignments`): what srlab
-    evaluate and a suite's ``test_pairs`` both score by."""
+    image's alignment, measured together (:func:`srlab.data.registration.folder_alignments`, which adds a new
+    measurement to ``measured``): what srlab evaluate and a suite's ``test_pairs`` both score by."""
     from srlab.data.normalize import channel_normalize
     from srlab.data.registration import folder_alignments
 
     excluded = [im.name for im in images
                 if bool(empty_reference(torch.from_numpy(channel_normalize(im.hr)[0].astype(np.float32))[None])[0])]
-    measured = [im for im in images if im.name not in excluded]
-    return excluded, dict(zip((im.name for im in measured),
-                              folder_alignments([(im.lr, im.hr) for im in measured], scale)))
+    kept = [im for im in images if im.name not in excluded]
+    return excluded, dict(zip((im.name for im in kept),
+                              folder_alignments([(im.lr, im.hr) for im in kept], scale, measured=measured)))
 
 
 #: The fewest HR pixels a side that a registered score keeps: a move that leaves fewer is not of one field.
@@ -433,7 +434,8 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
         # a run's plain scores compare its output with the HR as its training normalized its targets
         return channel_normalize(image.hr, *percentiles)[0].astype(np.float32)
 
-    excluded, read = measured_alignments(images, scale)
+    new_alignments: dict[Path, Any] = {}
+    excluded, read = measured_alignments(images, scale, new_alignments)
     if register:
         check_registered_overlap(images, read)
     measured = [im for im in images if im.name not in excluded]
@@ -531,6 +533,9 @@ def evaluate_pairs(specs: Sequence[str], pairs: str | Path, out: str | Path, *, 
                                         for name, v in ceiling_of.items()} or None,
               "notes": notes, "methods": summary}
     atomic_write_text(out / "summary.json", json.dumps(_json_ready(report), indent=2) + "\n")
+    from srlab.data.registration import store_alignments
+
+    store_alignments(new_alignments)  # the report is written: past the user's mistakes
     for label in sorted(summary, key=lambda k: summary[k]["rank"]):
         s = summary[label]
         log(f"  {s['rank']:>2}. {label:28s} PSNR {fmt_ci(s['psnr'], 2):>16s} dB  SSIM {fmt_ci(s['ssim'], 4):>16s}  "

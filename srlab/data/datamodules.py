@@ -598,6 +598,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         # without it, the alignments read on the first ALIGNMENT_PAIRS pairs of data.path (describe's note),
         # with the mean and the largest displacement over the field (HR px)
         self.alignment: dict[str, dict[str, Any]] = {}
+        # alignments measured (not read back) by this module, kept by store_measurements
+        self.measured_alignments: dict[Path, list[Any]] = {}
 
     def _read_pairs(self, files: Sequence[tuple[Path, Path]]) -> list[tuple[LoadedImage, LoadedImage]]:
         """The pairs of each LR file and its HR partner (:func:`_pair_images`); with ``data.register`` each HR
@@ -613,7 +615,7 @@ class SRDataModule(ResumableData, L.LightningDataModule):
 
                 read = pairs[:ALIGNMENT_PAIRS]
                 for (lr, hr), alignment in zip(read, folder_alignments([(a.image, b.image) for a, b in read],
-                                                                       self.scale)):
+                                                                       self.scale, measured=self.measured_alignments)):
                     shape = hr.image.shape[-2:]
                     self.alignment[lr.name] = {
                         **alignment.as_dict(), "mean_displacement_px": round(alignment.mean_displacement_px(shape), 3),
@@ -625,7 +627,8 @@ class SRDataModule(ResumableData, L.LightningDataModule):
         from srlab.data.registration import folder_alignments, registered_pair
 
         out = []
-        for (lr, hr), alignment in zip(pairs, folder_alignments([(a.image, b.image) for a, b in pairs], self.scale)):
+        for (lr, hr), alignment in zip(pairs, folder_alignments([(a.image, b.image) for a, b in pairs], self.scale,
+                                                                measured=self.measured_alignments)):
             lr_image, hr_image = registered_pair(lr.image, hr.image, self.scale, alignment)
             lr, hr = replace(lr, image=lr_image), replace(hr, image=hr_image)
             _check_size(lr, self.cfg.patch_size, "LR (registered: the border its HR's move brings in left out)")
@@ -732,6 +735,14 @@ class SRDataModule(ResumableData, L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         dataset = self._eval_dataset("test")
         return self._loader(dataset, sampler=self.eval_sampler(len(dataset)))
+
+    def store_measurements(self) -> None:
+        """Keep the pair alignments this module measured (:func:`srlab.data.registration.store_alignments`):
+        called once the command has passed the checks of the user's input (a run directory exists, an
+        evaluation is written), so a refused command leaves nothing behind."""
+        from srlab.data.registration import store_alignments
+
+        store_alignments(self.measured_alignments)
 
     # -- reporting -------------------------------------------------------------------------------
     def _training_fingerprints(self) -> dict[str, list[str]]:

@@ -391,7 +391,8 @@ def _central_pair(lr: np.ndarray, hr: np.ndarray, scale: int) -> _Region:
     return _Region(up, high, offset)
 
 
-def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> list[Alignment]:
+def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, *,
+                      measured: dict[Path, list[Alignment]] | None = None) -> list[Alignment]:
     """The :class:`Alignment` of each of ``pairs`` (``(lr, hr)`` as :func:`pair_alignment` takes them) measured
     together: one magnification, rotation, aspect and shear for all, the medians of their free fits (the
     instruments'), and each pair's translation fitted with those fixed. A shared transform that displaces the
@@ -400,17 +401,37 @@ def folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int
 
     The measurement costs ~3 s a pair on a 1024 px HR field and is asked again for the same pairs by every
     ``srlab train``/``test`` of a ``data.register`` block (and its alignment note) and every ``srlab evaluate``:
-    the result is kept under ``$SRLAB_DATA_DIR/alignments/`` (``./data`` by default, beside the simulated
-    datasets), keyed by :func:`alignments_key` — the pairs' pixels, the scale, this module's source and the
-    numerical libraries' versions — so a stored result is the one a new measurement would give. A cache that
-    cannot be read or written is measured past, silently (it is only a cache)."""
+    a result kept under ``$SRLAB_DATA_DIR/alignments/`` (``./data`` by default, beside the simulated
+    datasets) is read instead, keyed by :func:`alignments_key` — the pairs' pixels, the scale, this module's
+    source and the numerical libraries' versions — so it is the one a new measurement would give. A new
+    measurement is added to ``measured`` (its file → the alignments), which the caller keeps with
+    :func:`store_alignments` once its command has passed the checks of the user's input: a command refused
+    for a user's mistake writes nothing, not even this."""
     path = _alignments_path(pairs, scale)
     cached = _read_alignments(path, len(pairs))
     if cached is not None:
         return cached
-    measured = _measure_folder_alignments(pairs, scale)
-    _write_alignments(path, measured)
-    return measured
+    result = _measure_folder_alignments(pairs, scale)
+    if measured is not None:
+        measured[path] = result
+    return result
+
+
+def store_alignments(measured: dict[Path, list[Alignment]]) -> None:
+    """Keep the measurements :func:`folder_alignments` added to ``measured`` (at full precision: a stored result
+    reads back equal to the bit) and empty it; a store that cannot be written is passed over (it is only a
+    cache)."""
+    from srlab.runs import atomic_write_text
+
+    for path, alignments in measured.items():
+        rows = [{"shift_px": list(a.shift_px), "zoom": a.zoom, "rotation_deg": a.rotation_deg, "aspect": a.aspect,
+                 "shear": a.shear} for a in alignments]
+        try:
+            atomic_write_text(path, json.dumps({"what": "srlab.data.registration.folder_alignments",
+                                                "alignments": rows}))
+        except OSError:
+            pass
+    measured.clear()
 
 
 def alignments_key(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> str:
@@ -445,18 +466,6 @@ def _read_alignments(path: Path, count: int) -> list[Alignment] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return found if len(found) == count else None
-
-
-def _write_alignments(path: Path, alignments: list[Alignment]) -> None:
-    from srlab.runs import atomic_write_text
-
-    # full precision (as_dict rounds for the reports): a stored result equals a measured one
-    rows = [{"shift_px": list(a.shift_px), "zoom": a.zoom, "rotation_deg": a.rotation_deg, "aspect": a.aspect,
-             "shear": a.shear} for a in alignments]
-    try:
-        atomic_write_text(path, json.dumps({"what": "srlab.data.registration.folder_alignments", "alignments": rows}))
-    except OSError:
-        pass
 
 
 def _measure_folder_alignments(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> list[Alignment]:
@@ -548,4 +557,4 @@ def registered_pair(lr: np.ndarray, hr: np.ndarray, scale: int, alignment: Align
 
 
 __all__ = ["MISALIGNED_PX", "Alignment", "alignments_key", "border_px", "cropped", "fit_alignment", "folder_alignments", "hr_shift_px",
-           "in_hr_frame", "instrument_text", "moved", "pair_alignment", "registered_pair", "warped"]
+           "in_hr_frame", "instrument_text", "moved", "pair_alignment", "registered_pair", "store_alignments", "warped"]

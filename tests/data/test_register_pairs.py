@@ -13,6 +13,7 @@ from srlab import cli
 from srlab.data import build_datamodule
 from srlab.data.registration import Alignment, border_px, pair_alignment
 from srlab.errors import SrlabError
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +86,19 @@ def test_register_undoes_a_magnification_and_a_rotation(shifted_folder: Path, cf
 def test_a_folders_alignments_are_measured_once_and_read_back_equal(shifted_folder: Path, cfg_factory,
                                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A second train/test of the same pairs reads the stored alignments (the same values to the last bit, so
-    the registered images are too) instead of measuring ~3 s a pair again; other pixels or another scale are
-    another key; a damaged or unwritable store is measured past."""
+    the registered images are too) instead of measuring ~3 s a pair again; they are stored only when the
+    command keeps them (past the checks of the user's input: tests/foundation/test_bad_inputs_table.py);
+    other pixels or another scale are another key; a damaged or unwritable store is measured past."""
     import tifffile
 
     from srlab.data import registration
 
+    store = tmp_path / "data" / "alignments"
     registered = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder), register=True), seed=0)
     registered.setup("fit")
-    stored = sorted((tmp_path / "data" / "alignments").glob("*.json"))
-    assert len(stored) == 1  # one measurement of the folder's pairs together
+    assert not store.exists() and len(registered.measured_alignments) == 1  # measured, not yet kept
+    registered.store_measurements()
+    assert len(list(store.glob("*.json"))) == 1 and registered.measured_alignments == {}
 
     def measured_again(*args, **kwargs):
         raise AssertionError("measured again")
@@ -103,6 +107,7 @@ def test_a_folders_alignments_are_measured_once_and_read_back_equal(shifted_fold
         patch.setattr(registration, "_measure_folder_alignments", measured_again)
         again = build_datamodule(cfg_factory(kind="paired", path=str(shifted_folder), register=True), seed=0)
         again.setup("fit")
+    assert again.measured_alignments == {}
     assert again.describe()["registration"] == registered.describe()["registration"]
     for split in ("train", "val", "test"):
         for a, b in zip(registered.data[split], again.data[split]):
@@ -115,11 +120,31 @@ def test_a_folders_alignments_are_measured_once_and_read_back_equal(shifted_fold
     changed = hr.copy()
     changed[0, 0, 0] += 1
     assert key != registration.alignments_key([(lr, changed)], 2)
-    first = registration.folder_alignments([(lr, hr)], 2)
-    path = tmp_path / "data" / "alignments" / f"{key[:32]}.json"
-    path.write_text("{ not json")
-    assert registration.folder_alignments([(lr, hr)], 2) == first  # measured again, and stored again
+    measured: dict = {}
+    first = registration.folder_alignments([(lr, hr)], 2, measured=measured)
+    path = store / f"{key[:32]}.json"
+    assert list(measured) == [path]
+    registration.store_alignments(measured)
     assert registration._read_alignments(path, 1) == first
+    path.write_text("{ not json")
+    assert registration.folder_alignments([(lr, hr)], 2, measured=measured) == first  # measured again
+    assert list(measured) == [path]
     monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "a_file"))
     (tmp_path / "a_file").write_text("not a folder")
-    assert registration.folder_alignments([(lr, hr)], 2) == first
+    unwritable: dict = {}
+    assert registration.folder_alignments([(lr, hr)], 2, measured=unwritable) == first
+    registration.store_alignments(unwritable)  # passed over
+    assert unwritable == {}
+
+    # the commands keep what they measured once past the user's mistakes, and read one another's: srlab evaluate
+    # measures the folder's pairs as the training's data.register did (one file for both)
+    monkeypatch.setenv("SRLAB_DATA_DIR", str(tmp_path / "commands"))
+    assert cli.main(["train", "edsr_smoke", *TINY, f"runs_dir={tmp_path / 'runs'}", "data=paired",
+                     f"data.path={shifted_folder}", "data.register=true"]) == 0
+    kept = sorted((tmp_path / "commands" / "alignments").glob("*.json"))
+    assert len(kept) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(registration, "_measure_folder_alignments", measured_again)
+        assert cli.main(["evaluate", "--pairs", str(shifted_folder), "--out", str(tmp_path / "report"),
+                         "--register"]) == 0
+    assert sorted((tmp_path / "commands" / "alignments").glob("*.json")) == kept
