@@ -127,10 +127,6 @@ class DegradationGAN(SRTask):
             raise SrlabError(f"paradigm.params.stage1_epochs={self.stage1_epochs} leaves no epoch for stage 2 "
                              f"(trainer.max_epochs={max_epochs}); set stage1_epochs < max_epochs")
 
-    def on_train_epoch_start(self) -> None:
-        if self.stage == 2:
-            self.degrader.eval()  # frozen: batch-norm statistics fixed too
-
     def on_train_epoch_end(self) -> None:
         step_schedulers(self, self._schedulers[self.stage])
         if self.current_epoch == self.stage1_epochs - 1:
@@ -171,6 +167,10 @@ class DegradationGAN(SRTask):
         return logs
 
     def _stage2(self, opts: dict[str, Any], hr: Tensor) -> None:
+        # Frozen, batch-norm statistics too; set at every step, not at the epoch's start: a run resumed
+        # mid-epoch starts no epoch (its degrader stayed in training mode and drifted from the uninterrupted
+        # run's), and each validation puts the module back in training mode after it
+        self.degrader.eval()
         with torch.no_grad():
             learned_lr = self.degrader(hr)
         n = hr.shape[0]

@@ -141,3 +141,44 @@ def test_a_cosine_schedule_anneals_each_stage_over_its_own_epochs(tmp_path):
     assert during[2] == pytest.approx([eta, eta, lr, lr])  # stage 2 starts at its full rate
     assert during[3][2:] == pytest.approx([eta + 0.75 * (lr - eta)] * 2)  # (1 + cos(π/3)) / 2
     assert after == pytest.approx([eta] * 4)
+
+
+# bulat_sted at toy size: 1 epoch of stage 1, 2 of stage 2, 3 batches each, a last.ckpt after every batch
+BULAT_TOY = ["profile=quick", "data.simulation.n_images=6", "data.simulation.lr_size_px=32",
+             "data.simulation.structures=[microtubules]", "data.patch_size=16", "data.batch_size=2",
+             "model.params.num_blocks=1", "model.params.features=8", "paradigm.params.stage1_epochs=1",
+             "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+             "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "logger.wandb.enabled=false",
+             "trainer.checkpoint_every_min=0.00001"]
+
+
+def test_bulat_resumed_mid_epoch_in_either_stage_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    """A run stopped inside a stage-2 epoch resumed with its frozen High→Low network in training mode (the
+    epoch-start hook that froze it is not called mid-epoch): its batch-norm drifted and every stage-2 weight
+    differed. Now bit-identical from a mid-epoch checkpoint of either stage, weights and test metrics."""
+    import json
+    import shutil
+
+    from srlab import cli
+    from tests.test_resume_callbacks import _snapshots
+
+    saved = _snapshots(monkeypatch, tmp_path / "snaps")
+    assert cli.main(["train", "bulat_sted", *BULAT_TOY, f"runs_dir={tmp_path / 'ref'}"]) == 0
+    monkeypatch.undo()
+    ref = min((tmp_path / "ref").glob("*/*/config.yaml")).parent
+    assert {p.name for p in saved} >= {"e0-b1.ckpt", "e1-b1.ckpt", "e2-b2.ckpt"}
+    want = torch.load(ref / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    metrics = json.loads((ref / "metrics.json").read_text())
+    for snapshot in ("e0-b1.ckpt", "e1-b1.ckpt", "e2-b2.ckpt"):  # stage 1; stage 2's first and last epochs
+        copy = tmp_path / "resumed" / snapshot / ref.parent.name / ref.name
+        (copy / "checkpoints").mkdir(parents=True)
+        shutil.copy(ref / "config.yaml", copy / "config.yaml")
+        if not snapshot.startswith("e0"):  # written at stage 1's end, as the stopped run would have it
+            shutil.copy(ref / "checkpoints" / STAGE1_CHECKPOINT, copy / "checkpoints" / STAGE1_CHECKPOINT)
+        shutil.copy(tmp_path / "snaps" / snapshot, copy / "checkpoints" / "last.ckpt")
+        assert cli.main(["train", "bulat_sted", f"resume={copy}"]) == 0
+        got = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        assert [k for k in want if not torch.equal(want[k], got[k])] == [], snapshot
+        resumed = json.loads((copy / "metrics.json").read_text())
+        assert {k: v for k, v in resumed.items() if isinstance(v, float)} == \
+            {k: v for k, v in metrics.items() if isinstance(v, float)}, snapshot
