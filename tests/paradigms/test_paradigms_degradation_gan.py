@@ -158,24 +158,34 @@ def test_bulat_resumed_mid_epoch_in_either_stage_equals_the_uninterrupted_run(tm
     differed. Now bit-identical from a mid-epoch checkpoint of either stage, weights and test metrics."""
     import json
     import shutil
+    from pathlib import Path
 
-    from srlab import cli
-    from tests.test_resume_callbacks import _snapshots
+    from srlab import callbacks, cli
 
-    saved = _snapshots(monkeypatch, tmp_path / "snaps")
+    saved: list[str] = []  # each last.ckpt LastCheckpoint writes, and best.ckpt as it was then (a stopped run's)
+    write = callbacks.LastCheckpoint._save
+
+    def keep(self, trainer):
+        write(self, trainer)
+        name = f"e{trainer.current_epoch}-b{trainer.fit_loop.epoch_loop.batch_progress.current.ready}"
+        (tmp_path / "snaps" / name).mkdir(parents=True)
+        for file in ("last.ckpt", "best.ckpt", STAGE1_CHECKPOINT):
+            if (Path(self.path).parent / file).is_file():
+                shutil.copy(Path(self.path).parent / file, tmp_path / "snaps" / name / file)
+        saved.append(name)
+
+    monkeypatch.setattr(callbacks.LastCheckpoint, "_save", keep)
     assert cli.main(["train", "bulat_sted", *BULAT_TOY, f"runs_dir={tmp_path / 'ref'}"]) == 0
     monkeypatch.undo()
     ref = min((tmp_path / "ref").glob("*/*/config.yaml")).parent
-    assert {p.name for p in saved} >= {"e0-b1.ckpt", "e1-b1.ckpt", "e2-b2.ckpt"}
+    assert set(saved) >= {"e0-b1", "e1-b1", "e2-b2"}
     want = torch.load(ref / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     metrics = json.loads((ref / "metrics.json").read_text())
-    for snapshot in ("e0-b1.ckpt", "e1-b1.ckpt", "e2-b2.ckpt"):  # stage 1; stage 2's first and last epochs
+    for snapshot in ("e0-b1", "e1-b1", "e2-b2"):  # stage 1; stage 2's first and last epochs
         copy = tmp_path / "resumed" / snapshot / ref.parent.name / ref.name
-        (copy / "checkpoints").mkdir(parents=True)
+        copy.mkdir(parents=True)
         shutil.copy(ref / "config.yaml", copy / "config.yaml")
-        if not snapshot.startswith("e0"):  # written at stage 1's end, as the stopped run would have it
-            shutil.copy(ref / "checkpoints" / STAGE1_CHECKPOINT, copy / "checkpoints" / STAGE1_CHECKPOINT)
-        shutil.copy(tmp_path / "snaps" / snapshot, copy / "checkpoints" / "last.ckpt")
+        shutil.copytree(tmp_path / "snaps" / snapshot, copy / "checkpoints")  # the run's folder when stopped
         assert cli.main(["train", "bulat_sted", f"resume={copy}"]) == 0
         got = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         assert [k for k in want if not torch.equal(want[k], got[k])] == [], snapshot
