@@ -86,6 +86,8 @@ NOT_EXPORTABLE: dict[str, str] = {
 }
 NOT_ONNX: dict[str, str] = {
     "dfcan": "its Fourier-channel attention uses torch.fft.fft2, which torch's ONNX exporter does not translate",
+    "tsai_huang": "its per-frequency solve (complex torch.fft.fft2, torch.linalg.solve) traces to one image size "
+                  "only in torch's ONNX exporter",
 }
 
 # Citations for papers the registry names without an arXiv id.
