@@ -282,13 +282,16 @@ def _authors(given: Sequence[str]) -> list[str]:
 
 
 def _test_image(cfg: Any) -> np.ndarray:
-    """``(1, C, h, w)`` float32: the first evaluation crop of the run's test split."""
+    """``(1, C, h, w)`` float32: the first evaluation crop of the run's test split. Where the data module has
+    several test loaders (an ``srlab adapt`` run's: its anchor pairs, then the user's real LR images) the
+    last's: the images the run was made for."""
     from srlab import build
 
     datamodule = build.build_data(cfg)
     datamodule.prepare_data()
     datamodule.setup("test")
-    batch = next(iter(datamodule.test_dataloader()))
+    loaders = datamodule.test_dataloader()
+    batch = next(iter(loaders[-1] if isinstance(loaders, (list, tuple)) else loaders))
     return batch["lr"][:1].float().numpy()
 
 

@@ -244,6 +244,12 @@ def test_adapt_writes_a_tracked_run_whose_checkpoint_predicts_on_the_folder(trai
     import tifffile
 
     assert tifffile.imread(out).shape == (96, 96)
+    # and exports like any other (its test loaders are two: the sample is a crop of the real images)
+    from srlab.export import _test_image
+
+    sample = _test_image(load_resolved(adapted / "config.yaml"))
+    assert sample.shape[:2] == (1, 1) and sample.shape[-1] <= 48
+    assert main(["export", str(adapted), "--format", "torchscript", "-o", str(tmp_path / "net.pt")]) == 0
 
 
 def test_a_run_trained_on_a_degrade_block_is_adapted_with_its_degradation(trained, tmp_path, monkeypatch):
