@@ -137,19 +137,30 @@ def _sr_name(path: Path) -> str:
     return f"{path.stem}_sr.tif"
 
 
-def _predict_targets(inputs: list[Path], output: str, overwrite: bool) -> tuple[list[tuple[Path, Path]], bool]:
-    """(input, output) pairs and whether ``-o`` names a folder: ``-o FILE`` for one input; ``-o FOLDER``
-    (existing, or ending in /) takes ``<stem>_sr.tif`` per input. Existing outputs are refused (all checked
-    before anything is computed)."""
+def _names_a_collection(items: list[str]) -> bool:
+    """Whether an input names a set of images however many it holds — a folder, a quoted glob — so that ``-o``
+    names a folder even when the set holds one file (it was written as a file without a TIFF suffix)."""
+    from srlab.data.io import GLOB_CHARS
+
+    return any(Path(item).is_dir() or (not Path(item).exists() and any(c in item for c in GLOB_CHARS))
+               for item in items)
+
+
+def _predict_targets(inputs: list[Path], output: str, overwrite: bool, collection: bool = False
+                     ) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs and whether ``-o`` names a folder: ``-o FILE`` for one input file; ``-o FOLDER``
+    (existing, or ending in /, or after several inputs or a ``collection``: a folder or glob given) takes
+    ``<stem>_sr.tif`` per input. Existing outputs are refused (all checked before anything is computed)."""
     from srlab.runs import check_folder_can_be_made
 
     out = Path(output)
     check_folder_can_be_made(out, "-o")
-    if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
+    if len(inputs) == 1 and not collection and not out.is_dir() and not output.endswith(("/", "\\")):
         return [(inputs[0], out)], False  # predict_file checks the single output itself
     if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in (".tif", ".tiff")):
         what = "is a file" if out.exists() else "names a TIFF file"
-        raise SrlabError(f"-o {output}: {what}; with {len(inputs)} inputs -o names an output folder")
+        given = f"{len(inputs)} inputs" if len(inputs) > 1 else "a folder or pattern of inputs"
+        raise SrlabError(f"-o {output}: {what}; with {given} -o names an output folder")
     pairs = [(p, out / _sr_name(p)) for p in inputs]
     clash: dict[Path, Path] = {}
     named = {p.resolve(): p for p in inputs}
@@ -180,7 +191,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # Mistakes in the paths are answered before torch is imported.
     if not Path(args.run).exists():
         raise SrlabError(f"{args.run}: no such run directory or checkpoint")
-    pairs, batch = _predict_targets(_predict_inputs(args.inputs), args.output, args.overwrite)
+    pairs, batch = _predict_targets(_predict_inputs(args.inputs), args.output, args.overwrite,
+                                    _names_a_collection(args.inputs))
     if args.channel is not None and args.channel < 0:
         raise SrlabError(f"--channel {args.channel}: must be >= 0")
 

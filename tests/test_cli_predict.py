@@ -129,6 +129,17 @@ def test_several_inputs_folders_and_globs_in_one_process(trained, tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 2 and "names an output folder" in proc.stderr and not both.exists()
 
+    # a folder (or a quoted pattern) that holds one image still names a set: -o is a folder, not a file named so
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(tmp_path / "a.tif", one / "a.tif")
+    for source, out in ((one, tmp_path / "sr_one"), (f"{one}/*.tif", tmp_path / "sr_glob")):
+        proc = cli_in_process("predict", str(run_dir), str(source), "-o", str(out), "--quiet", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert out.is_dir() and [p.name for p in out.iterdir()] == ["a_sr.tif"]
+    proc = cli_in_process("predict", str(run_dir), str(one), "-o", str(both), cwd=tmp_path)
+    assert proc.returncode == 2 and "with a folder or pattern of inputs -o names an output folder" in proc.stderr
+
 
 def test_two_channel_ome_tiff_is_predicted_channel_by_channel(trained, tmp_path):
     run_dir, lr_nm = trained
