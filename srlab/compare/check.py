@@ -207,7 +207,9 @@ def relative_psf_of_run(run: str | Path) -> tuple[float, str]:
         return fwhm, f"the run's forward model, paradigm.params.blur_fwhm_hr_px × {float(hr_px):g} nm"
     blur = relative_blur(cfg.data)
     if blur is None:
-        raise SrlabError(f"--run {run}: its data block gives no PSF (a run on your own pairs); pass --psf-fwhm-nm")
+        what = "your own pairs" if cfg.data.get("path") else f"data.kind={cfg.data.kind}"
+        raise SrlabError(f"--run {run}: its data block ({what}) gives no blur between its LR and HR images; pass "
+                         f"--psf-fwhm-nm")
     return blur.fwhm_nm, blur.source
 
 

@@ -258,3 +258,20 @@ def test_run_of_another_task_is_refused_by_name(tmp_path: Path, experiment: str)
     (run / "config.yaml").write_text(to_yaml(load_experiment(experiment)))
     with pytest.raises(SrlabError, match=f"'{experiment}' is not an SR run"):
         relative_psf_of_run(run)
+
+
+@pytest.mark.parametrize("experiment,overrides,what", [
+    ("bulat_sted", [], "data.kind=unpaired"),
+    ("edsr_smoke", ["data=paired", "data.path=/data/pairs"], "your own pairs")])
+def test_a_run_whose_block_gives_no_blur_says_which_block(tmp_path: Path, experiment: str, overrides: list[str],
+                                                          what: str):
+    """A Bulat run (unpaired data, simulated) was told it was "a run on your own pairs"."""
+    from srlab.compare.check import relative_psf_of_run
+    from srlab.config import load_experiment, to_yaml
+    from srlab.errors import SrlabError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(load_experiment(experiment, overrides)))
+    with pytest.raises(SrlabError, match=f"its data block \\({what}\\) gives no blur .*--psf-fwhm-nm"):
+        relative_psf_of_run(run)
