@@ -495,7 +495,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=CHECKPOINT_HELP)
     p.add_argument("-o", "--output", required=True,
                    help="output file for one input: OME-TIFF if it ends in .ome.tif, ImageJ TIFF otherwise "
-                        "(pixel size = input / scale); for several inputs a folder (or end it in /): "
+                        "(pixel size = input / scale); for several inputs, a folder or a pattern, a folder (or end "
+                        "it in /): "
                         "<stem>_sr.tif each (<stem>_sr.ome.tif for OME inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--channel", type=int, default=None,
