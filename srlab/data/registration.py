@@ -62,7 +62,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -424,31 +424,27 @@ def store_alignments(measured: dict[Path, list[Alignment]]) -> None:
     from srlab.runs import atomic_write_text
 
     for path, alignments in measured.items():
-        rows = [{"shift_px": list(a.shift_px), "zoom": a.zoom, "rotation_deg": a.rotation_deg, "aspect": a.aspect,
-                 "shear": a.shear} for a in alignments]
         try:
             atomic_write_text(path, json.dumps({"what": "srlab.data.registration.folder_alignments",
-                                                "alignments": rows}))
+                                                "alignments": [asdict(a) for a in alignments]}))
         except OSError:
             pass
     measured.clear()
 
 
 def alignments_key(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> str:
-    """A SHA-256 of what :func:`folder_alignments` measures from: every pair's LR and HR pixels (dtype, shape,
-    values), the scale, this module's source (a change to the fit is a new key) and the versions of NumPy,
-    SciPy and PyTorch it computes with."""
+    """A SHA-256 of what :func:`folder_alignments` measures from: every pair's LR and HR pixels (their content
+    hashes, :func:`srlab.data.fingerprints.image_sha1`), the scale, this module's source (a change to the fit
+    is a new key) and the versions of NumPy, SciPy and PyTorch it computes with."""
     import scipy
     import torch
 
+    from srlab.data.fingerprints import image_sha1
+
     digest = hashlib.sha256()
     digest.update(Path(__file__).read_bytes())
-    digest.update(f"{np.__version__}|{scipy.__version__}|{torch.__version__}|{int(scale)}|{len(pairs)}".encode())
-    for pair in pairs:
-        for image in pair:
-            array = np.ascontiguousarray(image)
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+    digest.update(f"{np.__version__}|{scipy.__version__}|{torch.__version__}|{int(scale)}".encode())
+    digest.update("|".join(image_sha1(image) for pair in pairs for image in pair).encode())
     return digest.hexdigest()
 
 
@@ -461,8 +457,7 @@ def _alignments_path(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int)
 def _read_alignments(path: Path, count: int) -> list[Alignment] | None:
     try:
         rows = json.loads(path.read_text())["alignments"]
-        found = [Alignment(tuple(float(v) for v in row["shift_px"]), float(row["zoom"]), float(row["rotation_deg"]),
-                           float(row["aspect"]), float(row["shear"])) for row in rows]
+        found = [Alignment(**{**row, "shift_px": tuple(row["shift_px"])}) for row in rows]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return found if len(found) == count else None
